@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.console import Console
+from rich.table import Table
 from transformers import AutoConfig, PretrainedConfig
 
 from forumtune.base_model import resolve_base_model
@@ -97,3 +99,39 @@ def oom_advice(config: Config) -> str:
     advice.append(f"build.max_seq_len={max(64, config.build.max_seq_len // 2)}")
     return ("the GPU ran out of memory. Try, in this order: " + "; ".join(advice)
             + ". `forumtune plan CONFIG --vram GIB` estimates the peak before you train.")
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    parts: dict[str, float]
+    vram_bytes: float
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.vram_bytes
+
+
+def plan_memory(config: Config, vram_gib: float | None = None) -> MemoryPlan:
+    shape = load_shape(config)
+    parts = estimate_parts(config, shape, config.train.micro_batch_size, config.build.max_seq_len,
+                           config.train.gradient_checkpointing)
+    return MemoryPlan(parts=parts, vram_bytes=(vram_gib or config.plan.vram_gib) * GIB)
+
+
+def print_plan(plan: MemoryPlan, config: Config, console: Console) -> None:
+    table = Table(title=f"estimated peak GPU memory: {config.name} "
+                        f"(micro-batch {config.train.micro_batch_size} × {config.build.max_seq_len} tokens)")
+    table.add_column("part")
+    table.add_column("memory", justify="right")
+    for name, value in plan.parts.items():
+        table.add_row(name, format_gib(value))
+    table.add_row("[bold]total", f"[bold]{format_gib(plan.total)}")
+    console.print(table)
+    verdict = "[green]fits" if plan.fits else "[red]does not fit"
+    console.print(f"{verdict}[/] a {plan.vram_bytes / GIB:g} GiB card")
+    if not plan.fits:
+        console.print(oom_advice(config).replace("the GPU ran out of memory. ", ""))

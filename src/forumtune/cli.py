@@ -129,7 +129,21 @@ def run(config: ConfigArg, overrides: SetOption = None,
     console.print(f"[bold green]done[/]: artifacts in {cfg.run_dir}")
 
 
+def quiet_libraries() -> None:
+    """Our own progress display replaces the libraries' bars and their advice meant for developers."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message="Paged optimizers are not supported on CPU")
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.checkpoint")
+
+
 def main() -> None:
+    quiet_libraries()
     try:
         app()
     except ForumtuneError as error:

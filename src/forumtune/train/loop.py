@@ -90,7 +90,7 @@ def _train(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *
                 if not torch.isfinite(loss):
                     raise TrainError(_nan_message(state.step + 1, batch, tokenizer))
                 loss.backward()
-                step_loss += float(loss)
+                step_loss += float(loss.detach())
             grad_norm = float(torch.nn.utils.clip_grad_norm_(
                 [p for p in model.parameters() if p.requires_grad], train_cfg.max_grad_norm))
             optimizer.step()

@@ -82,7 +82,7 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
         "optimizer state": lora_params * optimizer_bytes,
         "checkpointed layer inputs": tokens * shape.hidden * compute_bytes * shape.layers if checkpointing else 0,
         "activations": layer_activations * kept_layers,
-        "logits + loss": tokens * shape.vocab * (compute_bytes + 8),
+        "logits + loss": tokens * shape.vocab * (compute_bytes + 12),  # bf16 logits, fp32 copy, softmax, grad
     }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urljoin
 
-from selectolax.parser import HTMLParser, Node
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+from selectolax.lexbor import LexborNode as Node
 
 from forumtune.scrape.models import ScrapedPost, ThreadListPage, ThreadPage, ThreadRef
 
@@ -45,8 +46,8 @@ def _parse_post(node: Node, page_url: str) -> ScrapedPost:
         for quote in body.css("blockquote.quote"):
             if quote.parent is not None and quote.parent.tag == "div":
                 quotes.append(node_text(quote).strip())
-        for quote in body.css("blockquote.quote"):
-            quote.decompose()
+        for removable in body.css("blockquote.quote, div.mod-note"):
+            removable.decompose()
         text = node_text(body).strip()
     return ScrapedPost(
         external_id=node.attributes.get("data-post-id"),

@@ -1,0 +1,116 @@
+"""merge_adapter: the adapter is really folded in, the output is a complete HF model dir, failures are clean."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from forumtune.export.errors import ExportError
+from forumtune.export.merge import merge_adapter
+
+FileSizeLimit = Callable[[int], AbstractContextManager[None]]
+
+PROMPT_IDS = torch.tensor([[0, 17, 260, 79, 340, 279, 269, 79, 71, 120, 5, 301]])
+
+
+def logits_of(model: torch.nn.Module) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=PROMPT_IDS).logits
+
+
+def test_merged_model_matches_the_peft_model_and_differs_from_the_base(
+    llama_base_dir: Path, llama_adapter_dir: Path, merged_llama_dir: Path
+) -> None:
+    base = AutoModelForCausalLM.from_pretrained(llama_base_dir, dtype=torch.float32)
+    peft_model = PeftModel.from_pretrained(base, llama_adapter_dir).eval()
+    merged = AutoModelForCausalLM.from_pretrained(merged_llama_dir, dtype=torch.float32).eval()
+
+    peft_logits = logits_of(peft_model)
+    with peft_model.disable_adapter():
+        base_logits = logits_of(peft_model)
+    merged_logits = logits_of(merged)
+
+    torch.testing.assert_close(merged_logits, peft_logits, rtol=0, atol=1e-5)
+    assert (merged_logits - base_logits).abs().max() > 1e-2, "the adapter did not change the model"
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_merged_dir_holds_config_generation_config_and_tokenizer_with_chat_template(
+    merged_llama_dir: Path, tokenizer_dir: Path
+) -> None:
+    names = {path.name for path in merged_llama_dir.iterdir()}
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"} <= names
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in names)
+    config = json.loads((merged_llama_dir / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    merged_tokenizer = AutoTokenizer.from_pretrained(merged_llama_dir)
+    base_tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    assert merged_tokenizer.get_vocab() == base_tokenizer.get_vocab()
+    assert merged_tokenizer.chat_template == base_tokenizer.chat_template is not None
+
+
+def test_tokenizer_saved_with_the_adapter_wins_and_an_earlier_merge_is_replaced(
+    tmp_path: Path, llama_base_dir: Path, llama_adapter_dir: Path, tokenizer_dir: Path, merged_llama_dir: Path
+) -> None:
+    adapter_dir = tmp_path / "adapter"
+    shutil.copytree(llama_adapter_dir, adapter_dir)
+    training_tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    training_tokenizer.chat_template = "{{ messages[0]['content'] }}<|forum|>"
+    training_tokenizer.save_pretrained(adapter_dir)
+    earlier_merge = shutil.copytree(merged_llama_dir, tmp_path / "merged")
+    (earlier_merge / "stale.txt").write_text("from the previous run")
+
+    out_dir = merge_adapter(llama_base_dir, adapter_dir, earlier_merge, dtype="bfloat16")
+
+    assert out_dir == earlier_merge and not (out_dir / "stale.txt").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["adapter", "merged"]
+    assert AutoTokenizer.from_pretrained(out_dir).chat_template == "{{ messages[0]['content'] }}<|forum|>"
+    with safe_open(out_dir / "model.safetensors", framework="pt") as weights:
+        assert {weights.get_tensor(name).dtype for name in weights.keys()}  # noqa: SIM118 (safe_open is not a dict) == {torch.bfloat16}
+
+
+def test_missing_adapter_config_is_reported(tmp_path: Path, llama_base_dir: Path) -> None:
+    (tmp_path / "adapter").mkdir()
+    with pytest.raises(ExportError, match=r"adapter.*has no adapter_config\.json"):
+        merge_adapter(llama_base_dir, tmp_path / "adapter", tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_missing_base_model_is_reported(tmp_path: Path, llama_adapter_dir: Path) -> None:
+    missing = tmp_path / "no-such-base"
+    with pytest.raises(ExportError, match=r"base model .*no-such-base.* not found"):
+        merge_adapter(missing, llama_adapter_dir, tmp_path / "merged")
+
+
+def test_unknown_dtype_is_reported(tmp_path: Path, llama_base_dir: Path, llama_adapter_dir: Path) -> None:
+    with pytest.raises(ExportError, match=r"dtype 'int4'.*bfloat16"):
+        merge_adapter(llama_base_dir, llama_adapter_dir, tmp_path / "merged", dtype="int4")
+
+
+def test_out_dir_that_is_not_an_earlier_merge_is_left_alone(
+    tmp_path: Path, llama_base_dir: Path, llama_adapter_dir: Path
+) -> None:
+    out_dir = tmp_path / "merged"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match=r"already exists and is not a model directory"):
+        merge_adapter(llama_base_dir, llama_adapter_dir, out_dir)
+    assert (out_dir / "notes.txt").read_text() == "keep me"
+
+
+def test_failed_write_leaves_no_out_dir_and_no_staging_dir(
+    tmp_path: Path, llama_base_dir: Path, llama_adapter_dir: Path, file_size_limit: FileSizeLimit
+) -> None:
+    out_dir = tmp_path / "merged"
+    with file_size_limit(16 * 1024), pytest.raises(ExportError, match=r"could not write .*File too large"):
+        merge_adapter(llama_base_dir, llama_adapter_dir, out_dir, dtype="float32")
+    assert list(tmp_path.iterdir()) == []

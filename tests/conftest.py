@@ -46,6 +46,7 @@ def write_config(tmp_path: Path, **sections: dict) -> Path:
     for name, values in sections.items():
         raw.setdefault(name, {})
         raw[name].update(values)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

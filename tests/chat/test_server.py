@@ -22,7 +22,7 @@ def client(server_url, api_key) -> OpenAI:
 
 
 @pytest.fixture
-def http(server_url, api_key) -> httpx.Client:
+def http(server_url, api_key) -> Iterator[httpx.Client]:
     with httpx.Client(
         base_url=server_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
     ) as http:

@@ -1,7 +1,9 @@
 """Errors raised by the chat stage; every message says what to do about it."""
 
+from forumtune.errors import ForumtuneError
 
-class ChatError(Exception):
+
+class ChatError(ForumtuneError):
     """A chat request or setup that cannot go ahead as asked."""
 
 

@@ -64,6 +64,9 @@ class LoraConfig(Section):
     alpha: int = Field(32, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: str | list[str] = "all-linear"
+    modules_to_save: list[str] | None = Field(
+        None, description="Modules trained in full beside the adapter, e.g. [lm_head]; saved with it."
+    )
 
 
 class TrainConfig(Section):

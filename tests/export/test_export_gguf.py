@@ -20,12 +20,14 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as QType
 from gguf import GGUFReader, TokenType
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from forumtune.export.errors import ExportError
 from forumtune.export.gguf_export import export_gguf, permute_for_ggml_rotary
+from forumtune.export.merge import merge_adapter
 
 FileSizeLimit = Callable[[int], AbstractContextManager[None]]
 MakeTinyModel = Callable[..., Path]
@@ -161,6 +163,19 @@ def test_tensors_round_trip_to_the_merged_weights(
         assert 0 < worst_q8_0 <= Q8_0_BLOCK_ERROR_BOUND
 
 
+def test_bfloat16_merge_the_pipeline_default_exports_exactly(
+    tmp_path: Path, llama_base_dir: Path, llama_adapter_dir: Path
+) -> None:
+    merged_dir = merge_adapter(llama_base_dir, llama_adapter_dir, tmp_path / "merged-bf16", dtype="bfloat16")
+    with safe_open(merged_dir / "model.safetensors", framework="pt") as weights:
+        embeddings = weights.get_tensor("model.embed_tokens.weight")
+    assert embeddings.dtype == torch.bfloat16
+    for out_type, qtype in (("bf16", QType.BF16), ("f16", QType.F16)):
+        stored = gguf_tensors(GGUFReader(export_gguf(merged_dir, tmp_path / f"{out_type}.gguf", out_type)))
+        assert stored["token_embd.weight"].tensor_type == qtype
+        assert_stored_exactly(dequantized(stored["token_embd.weight"]), embeddings.float().numpy(), qtype)
+
+
 def test_q8_0_falls_back_to_f16_for_rows_that_are_not_whole_blocks(
     tmp_path: Path, merged_mistral_dir: Path
 ) -> None:
@@ -180,7 +195,7 @@ def test_byte_level_tokenizer_metadata_matches_the_hf_tokenizer(
     vocab_in_id_order = hf_tokenizer.convert_ids_to_tokens(list(range(len(hf_tokenizer))))
     special_ids = set(hf_tokenizer.all_special_ids)
     assert field(reader, "tokenizer.ggml.model") == "gpt2"
-    assert field(reader, "tokenizer.ggml.pre") == "default"
+    assert field(reader, "tokenizer.ggml.pre") == "gpt-2"  # a lone ByteLevel(use_regex) pre-tokenizer
     assert field(reader, "tokenizer.ggml.tokens") == vocab_in_id_order
     assert field(reader, "tokenizer.ggml.token_type") == [
         TokenType.CONTROL if token_id in special_ids else TokenType.NORMAL
@@ -196,6 +211,29 @@ def test_byte_level_tokenizer_metadata_matches_the_hf_tokenizer(
     adds_bos = hf_tokenizer("how do I true a wheel?").input_ids[0] == hf_tokenizer.bos_token_id
     assert field(reader, "tokenizer.ggml.add_bos_token") is adds_bos is True
     assert field(reader, "tokenizer.chat_template") == hf_tokenizer.chat_template
+
+
+def test_unrecognised_byte_level_pre_tokenizer_is_written_as_default(
+    tmp_path: Path, merged_llama_dir: Path
+) -> None:
+    model_dir = shutil.copytree(merged_llama_dir, tmp_path / "split-regex")
+    tokenizer_json = json.loads((model_dir / "tokenizer.json").read_text())
+    tokenizer_json["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {
+                "type": "Split",
+                "pattern": {"Regex": "\\p{N}{1,3}| ?\\p{L}+|\\s+"},
+                "behavior": "Isolated",
+                "invert": False,
+            },
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+        ],
+    }
+    (model_dir / "tokenizer.json").write_text(json.dumps(tokenizer_json))
+    reader = GGUFReader(export_gguf(model_dir, tmp_path / "model.gguf"))
+    assert field(reader, "tokenizer.ggml.model") == "gpt2"
+    assert field(reader, "tokenizer.ggml.pre") == "default"
 
 
 def test_sentencepiece_style_tokenizer_becomes_a_llama_vocab(

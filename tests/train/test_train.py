@@ -9,7 +9,7 @@ from rich.console import Console
 from forumtune.base_model import resolve_base_model
 from forumtune.errors import TrainError
 from forumtune.train.loading import load_for_training
-from forumtune.train.loop import run_train
+from forumtune.train.loop import run_train, setup, train
 from transformers import AutoModelForCausalLM
 
 CONSOLE = Console(quiet=True)
@@ -56,17 +56,15 @@ def test_resume_continues_the_same_loss_curve(train_config, tmp_path):
     assert resumed[8:] == pytest.approx(uninterrupted[8:], rel=1e-3)
 
 
-def test_nan_stops_with_the_step(train_config):
-    path = train_config.run_dir / "dataset" / "train.jsonl"
-    config = train_config.model_copy(update={"model": train_config.model.model_copy(update={"compute_dtype": "float32"})})
-    import json
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    torch.manual_seed(0)
-    original = torch.nn.Module.__call__
-    with pytest.raises(TrainError, match="NaN/inf at step 1"):
-        from forumtune.train import loop
-        loop_model_forward = loop  # noqa: F841
-        config = config.model_copy(update={"train": config.train.model_copy(update={"learning_rate": 1e30})})
-        run_train(config, path.parent, train_config.run_dir, CONSOLE)
-    assert original is torch.nn.Module.__call__
-    assert records
+def test_nan_in_a_batch_stops_training_with_the_step(train_config):
+    run = setup(train_config, train_config.run_dir / "dataset", train_config.run_dir, CONSOLE, resume=False)
+    calls = {"count": 0}
+
+    def poison_third_micro_batch(module, inputs, output):
+        calls["count"] += 1
+        return output * float("nan") if calls["count"] == 3 else output
+
+    run.model.get_input_embeddings().register_forward_hook(poison_third_micro_batch)
+    with pytest.raises(TrainError, match=r"NaN/inf at step 2; first example of the batch starts"):
+        train(run, CONSOLE)
+    assert losses(train_config.run_dir) and len(losses(train_config.run_dir)) == 1

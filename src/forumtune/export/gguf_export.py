@@ -78,6 +78,7 @@ PRE_TOKENIZER_BY_HASH = {
     "63b97e4253352e6f357cc59ea5b583e3a680eaeaf2632188c2b952de2588485e": "tekken",
     "3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454": "gpt-2",
 }
+GPT2_PRE_TOKENIZER = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
 BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 
@@ -476,14 +477,21 @@ def add_byte_level_vocab(
             tokens.append(tokens_by_id[token_id])
             types.append(added_types.get(token_id, TokenType.NORMAL))
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre_tokenizer_name(model_dir / "tokenizer.json"))
+    writer.add_tokenizer_pre(pre_tokenizer_name(model_dir / "tokenizer.json", tokenizer_json))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
 
 
-def pre_tokenizer_name(tokenizer_path: Path) -> str:
+def pre_tokenizer_name(tokenizer_path: Path, tokenizer_json: dict[str, Any]) -> str:
+    """llama.cpp's name for how the text is split before BPE: a known model's, else read from the config."""
     token_ids = Tokenizer.from_file(str(tokenizer_path)).encode(PRE_TOKENIZER_CHECK_TEXT).ids
-    return PRE_TOKENIZER_BY_HASH.get(sha256(str(token_ids).encode()).hexdigest(), "default")
+    known = PRE_TOKENIZER_BY_HASH.get(sha256(str(token_ids).encode()).hexdigest())
+    if known:
+        return known
+    pre_tokenizer = tokenizer_json.get("pre_tokenizer") or {}
+    if all(pre_tokenizer.get(key) == value for key, value in GPT2_PRE_TOKENIZER.items()):
+        return "gpt-2"  # a lone ByteLevel step splits with exactly GPT-2's regex
+    return "default"
 
 
 def add_sentencepiece_vocab(writer: GGUFWriter, tokenizer_json: dict[str, Any], vocab_size: int) -> None:

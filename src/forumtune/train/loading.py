@@ -59,7 +59,7 @@ def attach_lora(model: PreTrainedModel, lora: LoraConfig, *, gradient_checkpoint
         model.enable_input_require_grads()
     peft_config = PeftLoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
+        modules_to_save=lora.modules_to_save, task_type="CAUSAL_LM",
     )
     return get_peft_model(model, peft_config)
 

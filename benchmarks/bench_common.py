@@ -1,0 +1,342 @@
+"""Shared pieces of the benchmarks: a random-weight model of a given shape, a placeholder tokenizer,
+synthetic datasets in forumtune's format, forumtune configs, environment facts, and subprocess runs.
+
+Nothing here is a test. The benchmarks import it from their own folder (`python benchmarks/X.py`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GIB = 2**30
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A Mistral-architecture model shape."""
+
+    name: str
+    vocab: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+
+
+PRESETS = {
+    # Mistral-7B-v0.2 / Instruct-v0.2: no sliding window, rope theta 1e6.
+    "mistral-7b": Shape("mistral-7b", vocab=32000, hidden=4096, intermediate=14336, layers=32, heads=32,
+                        kv_heads=8),
+    # For checking the scripts' logic on a CPU in seconds.
+    "tiny": Shape("tiny", vocab=512, hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2),
+}
+
+PAD_ID = 3
+FIRST_ORDINARY_ID = 4
+MODEL_MARKER = "bench_model.json"
+
+
+def parse_shape_arg(text: str) -> tuple[int, int]:
+    """'2x2048' -> (2, 2048): micro-batch × sequence length."""
+    batch, _, seq = text.lower().partition("x")
+    return int(batch), int(seq)
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+def mistral_config(shape: Shape):
+    from transformers import MistralConfig
+
+    return MistralConfig(
+        vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers, num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
+        head_dim=shape.hidden // shape.heads, max_position_embeddings=32768, rope_theta=1_000_000.0,
+        sliding_window=None, rms_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=0.02,
+        bos_token_id=1, eos_token_id=2, pad_token_id=PAD_ID,
+    )
+
+
+def save_placeholder_tokenizer(target: Path, vocab_size: int) -> None:
+    """A byte-free BPE tokenizer of exactly `vocab_size` entries: <unk> <s> </s> <pad>, single
+    characters, then filler pieces. Enough for libraries that insist on a tokenizer; never used to encode
+    the benchmark data, which is random token ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    pieces = specials + ["▁"] + [chr(c) for c in range(33, 127)]
+    pieces = pieces[:vocab_size]
+    vocab = {piece: index for index, piece in enumerate(pieces)}
+    filler = 0
+    while len(vocab) < vocab_size:
+        vocab[f"▁w{filler}"] = len(vocab)
+        filler += 1
+    model = models.BPE(vocab=vocab, merges=[], unk_token="<unk>")
+    tokenizer = Tokenizer(model)
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
+                                      unk_token="<unk>", pad_token="<pad>", model_max_length=32768)
+    wrapped.save_pretrained(str(target))
+
+
+def ensure_model(model_dir: Path, shape: Shape, *, seed: int = 0, shard_bytes: int = 4 * GIB) -> dict[str, Any]:
+    """A bf16 checkpoint of `shape` with random weights (normal, std 0.02; norms 1) in `model_dir`,
+    written straight to safetensors shards without building the model; reused when already there."""
+    marker = model_dir / MODEL_MARKER
+    wanted = {"shape": shape.__dict__, "seed": seed, "version": 1}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        return {"reused": True, "seconds": 0.0}
+    import torch
+    from safetensors.torch import save_file
+    from transformers import MistralForCausalLM
+
+    started = time.perf_counter()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for old in model_dir.glob("*.safetensors"):
+        old.unlink()
+    config = mistral_config(shape)
+    with torch.device("meta"):
+        skeleton = MistralForCausalLM(config)
+    names = [(name, tuple(p.shape)) for name, p in skeleton.state_dict().items()]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    generator = torch.Generator(device=device).manual_seed(seed)
+    groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    sizes = [0]
+    for name, dims in names:
+        nbytes = 2 * int(torch.Size(dims).numel())
+        if sizes[-1] and sizes[-1] + nbytes > shard_bytes:
+            groups.append([])
+            sizes.append(0)
+        groups[-1].append((name, dims))
+        sizes[-1] += nbytes
+    weight_map = {}
+    for index, group in enumerate(groups):
+        filename = f"model-{index + 1:05d}-of-{len(groups):05d}.safetensors"
+        shard = {}
+        for name, dims in group:
+            if len(dims) == 1:
+                tensor = torch.ones(dims, dtype=torch.bfloat16, device=device)
+            else:
+                tensor = torch.empty(dims, dtype=torch.bfloat16, device=device).normal_(0.0, 0.02,
+                                                                                      generator=generator)
+            shard[name] = tensor.cpu()
+            del tensor
+        save_file(shard, str(model_dir / filename), metadata={"format": "pt"})
+        weight_map.update({name: filename for name in shard})
+        del shard
+    (model_dir / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}, indent=1))
+    config.save_pretrained(str(model_dir))
+    save_placeholder_tokenizer(model_dir, shape.vocab)
+    marker.write_text(json.dumps(wanted))
+    return {"reused": False, "seconds": round(time.perf_counter() - started, 1), "bytes": sum(sizes)}
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def write_dataset(dataset_dir: Path, vocab: int, seq_len: int, count: int, seed: int = 1234) -> Path:
+    """forumtune's dataset format: train.jsonl (random token ids, labels = input_ids) and an empty
+    eval.jsonl (so the trainer runs no evaluation)."""
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    marker = dataset_dir / "spec.json"
+    wanted = {"vocab": vocab, "seq_len": seq_len, "count": count, "seed": seed}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        return dataset_dir
+    rng = random.Random(seed)
+    with (dataset_dir / "train.jsonl").open("w") as handle:
+        for thread_id in range(count):
+            ids = [rng.randrange(FIRST_ORDINARY_ID, vocab) for _ in range(seq_len)]
+            handle.write(json.dumps({"thread_id": thread_id, "title": f"synthetic {thread_id}", "messages": [],
+                                     "input_ids": ids, "labels": ids}) + "\n")
+    (dataset_dir / "eval.jsonl").write_text("")
+    marker.write_text(json.dumps(wanted))
+    return dataset_dir
+
+
+def read_records(dataset_dir: Path) -> list[dict[str, Any]]:
+    with (dataset_dir / "train.jsonl").open() as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def batch_order(count: int, batch: int, seed: int, steps: int) -> list[list[int]]:
+    """The record indices forumtune's trainer takes for its first `steps` micro-batches."""
+    from forumtune.train.batches import micro_batches
+
+    iterator = micro_batches(count, batch, seed)
+    return [next(iterator) for _ in range(steps)]
+
+
+def write_forumtune_config(path: Path, *, model_dir: Path, runs_dir: Path, batch: int, seq_len: int, steps: int,
+                           gradient_checkpointing: bool = True, compute_dtype: str = "bfloat16",
+                           device: str = "cuda", seed: int = 42, learning_rate: float = 2e-4) -> Path:
+    import yaml
+
+    raw = {
+        "name": "bench", "seed": seed, "runs_dir": str(runs_dir),
+        "scrape": {"url": "http://127.0.0.1/unused"},
+        "build": {"max_seq_len": seq_len, "chat_template": "mistral"},
+        "model": {"base": str(model_dir), "load_in_4bit": True, "quant_type": "nf4", "double_quant": True,
+                  "compute_dtype": compute_dtype, "attn_implementation": "sdpa"},
+        "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
+        "train": {"max_steps": steps, "micro_batch_size": batch, "grad_accum_steps": 1,
+                  "learning_rate": learning_rate, "lr_scheduler": "constant", "warmup_steps": 0,
+                  "optimizer": "paged_adamw_8bit", "gradient_checkpointing": gradient_checkpointing,
+                  "eval_every": 1_000_000, "save_every": 1_000_000, "device": device},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- GPU
+
+
+def apply_memory_cap(cap_gib: float | None) -> dict[str, Any]:
+    """Cap PyTorch's allocator at cap_gib (an 8 GB card stand-in); returns what was set."""
+    import torch
+
+    if not cap_gib or not torch.cuda.is_available():
+        return {}
+    total = torch.cuda.get_device_properties(0).total_memory
+    fraction = min(1.0, cap_gib * GIB / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, 0)
+    return {"cap_gib": cap_gib, "fraction": round(fraction, 5)}
+
+
+def cuda_memory() -> dict[str, float]:
+    """The allocator's current and peak allocation, and the device's used memory (all processes,
+    managed memory of paged optimizers included), in MiB."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    free, total = torch.cuda.mem_get_info()
+    return {"allocated_mib": torch.cuda.memory_allocated() / MIB,
+            "max_allocated_mib": torch.cuda.max_memory_allocated() / MIB,
+            "reserved_mib": torch.cuda.memory_reserved() / MIB,
+            "max_reserved_mib": torch.cuda.max_memory_reserved() / MIB,
+            "device_used_mib": (total - free) / MIB}
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "ran out of memory" in text
+
+
+def synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def package_versions(names: tuple[str, ...] = ("torch", "transformers", "peft", "bitsandbytes", "accelerate",
+                                               "tokenizers", "safetensors", "unsloth", "unsloth_zoo", "triton",
+                                               "liger-kernel", "forumtune")) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    facts: dict[str, Any] = {"python": platform.python_version(), "packages": package_versions(),
+                             "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                             "torch_cuda": torch.version.cuda}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        facts.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / GIB, 2),
+                     sm_count=props.multi_processor_count)
+        try:
+            smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=30,
+                                  check=False)
+            facts["nvidia_smi"] = smi.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    else:
+        facts["gpu"] = None
+    return facts
+
+
+# ------------------------------------------------------------------------------------- subprocesses
+
+
+def run_worker(script: Path, spec: dict[str, Any], log_dir: Path, timeout_s: float,
+               extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `script --worker SPEC` in a fresh interpreter; returns the JSON it wrote, or an error record."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    tag = spec["tag"]
+    result_path = log_dir / f"{tag}.result.json"
+    result_path.unlink(missing_ok=True)
+    spec = {**spec, "result_path": str(result_path)}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    started = time.perf_counter()
+    with (log_dir / f"{tag}.log").open("w") as log:
+        try:
+            proc = subprocess.run([sys.executable, str(script), "--worker", json.dumps(spec)], stdout=log,
+                                  stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+    wall = round(time.perf_counter() - started, 1)
+    if result_path.exists():
+        result = json.loads(result_path.read_text())
+    else:
+        tail = (log_dir / f"{tag}.log").read_text(errors="replace")[-3000:]
+        result = {"status": "error", "error": f"worker exit {code}", "log_tail": tail}
+    result.setdefault("wall_s", wall)
+    return result
+
+
+def write_json(path: Path | None, payload: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".partial")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.replace(path)
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def print_table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(headers, widths)),
+             "-|-".join("-" * w for w in widths)]
+    lines += [" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              for row in cells]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text

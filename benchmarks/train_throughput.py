@@ -1,0 +1,445 @@
+#!/usr/bin/env python
+"""Training throughput and peak memory of QLoRA on a Mistral-7B-shaped model: the plain
+transformers + peft + bitsandbytes stack, unsloth, and forumtune's own trainer, side by side.
+
+Each (stack, batch shape) runs in its own Python process, so one run's memory never counts against
+another's. A run first tries under the memory cap (default 8 GiB, an 8 GB consumer card stand-in,
+set with torch.cuda.set_per_process_memory_fraction); if that runs out of memory the OOM is recorded
+and, with --uncapped-on-oom (the default), the run is repeated without the cap so that every stack has
+a speed figure. The model has random weights (it is the shape that costs), written once to --model-dir.
+
+Stacks:
+  plain           from_pretrained(NF4, double quant, bf16 compute) + prepare_model_for_kbit_training
+                  (gradient checkpointing, non-reentrant) + LoRA r=16 alpha=32 dropout 0 all-linear
+                  + bitsandbytes PagedAdamW8bit, in a minimal loop (clip 1.0), no autocast
+  plain_autocast  the same under torch.autocast(bfloat16), as the HF Trainer runs it with bf16=True
+  forumtune       forumtune.train.loop.run_train on a synthetic dataset in forumtune's format
+  unsloth         FastLanguageModel (load_in_4bit) + get_peft_model(r=16, 7 projections,
+                  use_gradient_checkpointing="unsloth") in the same minimal loop
+
+Usage (GPU):
+  python benchmarks/train_throughput.py --out throughput.json
+  python benchmarks/train_throughput.py --stacks plain --shapes 2x2048 --profile-out profile.json
+  python benchmarks/train_throughput.py --report a.json b.json --out combined.json   # tables only
+CPU logic check (seconds): python benchmarks/train_throughput.py --preset tiny --stacks plain,forumtune \
+  --shapes 2x64 --cap-gib 0 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-work
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_common as bc
+
+STACKS = ("plain", "plain_autocast", "forumtune", "unsloth")
+LORA_R = 16
+LORA_ALPHA = 32
+LEARNING_RATE = 2e-4
+SEED = 42
+UNSLOTH_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+# =============================================================================== worker side
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _compute_dtype():
+    import torch
+
+    return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+
+
+def _collate(records: list[dict[str, Any]], indices: list[int], device) -> dict[str, Any]:
+    import torch
+
+    ids = torch.tensor([records[i]["input_ids"] for i in indices], dtype=torch.long)
+    labels = torch.tensor([records[i]["labels"] for i in indices], dtype=torch.long)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
+            "labels": labels.to(device)}
+
+
+def load_plain(spec: dict[str, Any]):
+    """The plain transformers + peft + bitsandbytes QLoRA setup (what forumtune does today, written
+    out without forumtune)."""
+    import bitsandbytes as bnb
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    device = _device()
+    torch.manual_seed(spec.get("seed", SEED))
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=_compute_dtype())
+    model = AutoModelForCausalLM.from_pretrained(
+        spec["model_dir"], quantization_config=quant, dtype=_compute_dtype(), attn_implementation="sdpa",
+        device_map={"": 0} if device.type == "cuda" else {"": "cpu"})
+    model.config.use_cache = False
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.get("gradient_checkpointing", True),
+                                            gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
+                                             target_modules="all-linear", task_type="CAUSAL_LM"))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = bnb.optim.PagedAdamW8bit(params, lr=LEARNING_RATE, weight_decay=0.0)
+    return model, optimizer
+
+
+def load_unsloth(spec: dict[str, Any]):
+    import torch
+    from unsloth import FastLanguageModel
+
+    notes = []
+    kwargs = {"model_name": spec["model_dir"], "max_seq_length": spec["seq"], "dtype": torch.bfloat16,
+              "load_in_4bit": True, "local_files_only": True}
+    try:
+        model, _tokenizer = FastLanguageModel.from_pretrained(**kwargs)
+    except Exception as exc:
+        if bc.is_oom(exc):
+            raise
+        notes.append(f"from_pretrained failed with default options ({type(exc).__name__}: {exc}); "
+                     "retried with fix_tokenizer=False")
+        model, _tokenizer = FastLanguageModel.from_pretrained(**kwargs, fix_tokenizer=False)
+    torch.manual_seed(spec.get("seed", SEED))
+    model = FastLanguageModel.get_peft_model(
+        model, r=LORA_R, target_modules=UNSLOTH_TARGETS, lora_alpha=LORA_ALPHA, lora_dropout=0.0, bias="none",
+        use_gradient_checkpointing="unsloth", random_state=spec.get("seed", SEED), max_seq_length=spec["seq"])
+    model.train()
+    import bitsandbytes as bnb
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = bnb.optim.PagedAdamW8bit(params, lr=LEARNING_RATE, weight_decay=0.0)
+    return model, optimizer, notes
+
+
+def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_step=None) -> dict[str, Any]:
+    """The minimal loop: forward with labels, backward, clip to 1.0, optimizer step. Each step is timed
+    between device synchronizations."""
+    import torch
+
+    device = _device()
+    params = [p for p in model.parameters() if p.requires_grad]
+    losses, seconds, tokens = [], [], []
+    for indices in order:
+        batch = _collate(records, indices, device)
+        bc.synchronize()
+        started = time.perf_counter()
+        context = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast
+                   else contextlib.nullcontext())
+        with context:
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        bc.synchronize()
+        seconds.append(time.perf_counter() - started)
+        losses.append(float(loss.detach()))
+        tokens.append(int(batch["attention_mask"].sum()))
+        if on_step:
+            on_step(len(seconds))
+    return {"losses": losses, "step_s": seconds, "tokens": tokens}
+
+
+def summarise_steps(result: dict[str, Any], warmup: int) -> dict[str, Any]:
+    timed_s = sum(result["step_s"][warmup:])
+    timed_tokens = sum(result["tokens"][warmup:])
+    return {"tokens_per_s": timed_tokens / timed_s if timed_s else None,
+            "timed_steps": len(result["step_s"][warmup:]),
+            "step_s": [round(s, 4) for s in result["step_s"]], "losses": result["losses"],
+            "first_loss": result["losses"][0] if result["losses"] else None}
+
+
+def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
+    records = bc.read_records(Path(spec["dataset_dir"]))
+    order = bc.batch_order(len(records), spec["batch"], spec.get("seed", SEED), spec["warmup"] + spec["steps"])
+    started = time.perf_counter()
+    notes: list[str] = []
+    if spec["stack"] == "unsloth":
+        model, optimizer, notes = load_unsloth(spec)
+    else:
+        model, optimizer = load_plain(spec)
+    load_s = time.perf_counter() - started
+    after_load = bc.cuda_memory()
+    result = train_steps(model, optimizer, records, order, autocast=spec["stack"] == "plain_autocast")
+    out = {"load_s": round(load_s, 1), "memory_after_load": after_load, **summarise_steps(result, spec["warmup"])}
+    if spec["stack"] == "unsloth":
+        out["notes"] = notes + unsloth_facts()
+    return out
+
+
+def unsloth_facts() -> list[str]:
+    facts = []
+    try:
+        from unsloth.models import _utils as unsloth_utils
+
+        facts.append(f"xformers available: {getattr(unsloth_utils, 'HAS_XFORMERS', None)}; "
+                     f"flash-attn available: {getattr(unsloth_utils, 'HAS_FLASH_ATTENTION', None)}")
+    except Exception as exc:  # noqa: BLE001
+        facts.append(f"could not read unsloth's attention backends: {exc}")
+    return facts
+
+
+def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
+    from rich.console import Console
+
+    from forumtune.config import load_config
+    from forumtune.train.loop import run_train
+
+    work = Path(spec["work_dir"])
+    steps = spec["warmup"] + spec["steps"]
+    config_path = bc.write_forumtune_config(
+        work / "config.yaml", model_dir=Path(spec["model_dir"]), runs_dir=work / "runs", batch=spec["batch"],
+        seq_len=spec["seq"], steps=steps, gradient_checkpointing=spec.get("gradient_checkpointing", True),
+        compute_dtype="bfloat16" if _device().type == "cuda" else "float32", device=_device().type,
+        seed=spec.get("seed", SEED), learning_rate=LEARNING_RATE)
+    config = load_config(config_path)
+    run_dir = work / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    summary = run_train(config, Path(spec["dataset_dir"]), run_dir, Console(file=sys.stdout, width=120))
+    total_s = time.perf_counter() - started
+    with (run_dir / "metrics.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == "train"]
+    warmup = spec["warmup"]
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    tokens = [int(r["tokens"]) for r in rows]
+    per_step = [int(r["tokens"]) / float(r["tokens_per_s"]) for r in rows]
+    window = elapsed[-1] - (elapsed[warmup - 1] if warmup else 0.0)
+    return {"tokens_per_s": sum(tokens[warmup:]) / window if window > 0 else None,
+            "timed_steps": len(rows) - warmup, "step_s": [round(s, 4) for s in per_step],
+            "losses": [float(r["loss"]) for r in rows], "first_loss": float(rows[0]["loss"]),
+            "metrics_peak_memory_mib": float(rows[-1]["peak_memory_mib"]) if rows[-1]["peak_memory_mib"] else None,
+            "run_train_s": round(total_s, 1), "summary": summary,
+            "tokens_per_s_column_mean": sum(float(r["tokens_per_s"]) for r in rows[warmup:]) / max(1, len(rows) - warmup)}
+
+
+def run_build(spec: dict[str, Any]) -> dict[str, Any]:
+    shape = bc.PRESETS[spec["preset"]]
+    built = bc.ensure_model(Path(spec["model_dir"]), shape)
+    return {"build": built, "env": bc.environment()}
+
+
+def worker(spec: dict[str, Any]) -> None:
+    result_path = Path(spec["result_path"])
+    result: dict[str, Any] = {"stack": spec.get("stack"), "batch": spec.get("batch"), "seq": spec.get("seq"),
+                              "cap_gib": spec.get("cap_gib") or None}
+    try:
+        if spec["stack"] == "unsloth":
+            os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+            import unsloth  # noqa: F401  (must be imported before transformers and peft)
+        import torch
+
+        if spec["stack"] not in ("build",):
+            result["cap"] = bc.apply_memory_cap(spec.get("cap_gib"))
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+        if spec["stack"] == "build":
+            result.update(run_build(spec))
+        elif spec["stack"] == "profile":
+            import profile_step
+
+            result.update(profile_step.run(spec, sys.modules[__name__]))
+        elif spec["stack"] == "forumtune":
+            result.update(run_forumtune(spec))
+        else:
+            result.update(run_minimal_loop(spec))
+        result["status"] = "ok"
+    except BaseException as exc:  # noqa: BLE001 - every failure is a result
+        result["status"] = "oom" if bc.is_oom(exc) else "error"
+        result["error"] = f"{type(exc).__name__}: {str(exc)[:1500]}"
+        if result["status"] == "error":
+            import traceback
+
+            result["traceback"] = traceback.format_exc()[-4000:]
+    memory = bc.cuda_memory()
+    if memory:
+        result["peak_allocated_gib"] = memory["max_allocated_mib"] / 1024
+        result["peak_reserved_gib"] = memory["max_reserved_mib"] / 1024
+        result["memory_end"] = memory
+    result_path.write_text(json.dumps(result, indent=1, default=str))
+
+
+# =========================================================================== orchestrator side
+
+
+def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    script = Path(__file__).resolve()
+    model_dir = Path(args.model_dir)
+    work_dir = Path(args.work_dir)
+    logs = work_dir / "logs"
+    shape = bc.PRESETS[args.preset]
+    payload: dict[str, Any] = {"benchmark": "train_throughput", "preset": args.preset, "shape": shape.__dict__,
+                               "warmup_steps": args.warmup, "timed_steps": args.steps, "cap_gib": args.cap_gib,
+                               "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": 0.0}, "runs": []}
+
+    def remaining() -> float:
+        return args.deadline_s - (time.perf_counter() - started)
+
+    build = bc.run_worker(script, {"tag": "build", "stack": "build", "preset": args.preset,
+                                   "model_dir": str(model_dir)}, logs, timeout_s=max(60.0, remaining()))
+    payload["env"] = build.get("env")
+    payload["model_build"] = build.get("build") or build
+    print(f"model: {model_dir} {payload['model_build']}", flush=True)
+    if build.get("status") != "ok":
+        bc.write_json(args.out, payload)
+        raise SystemExit(f"building the model failed: {build.get('error')}\n{build.get('log_tail', '')}")
+
+    shapes = [bc.parse_shape_arg(s) for s in args.shapes.split(",") if s]
+    stacks = [s for s in args.stacks.split(",") if s]
+    for stack in stacks:
+        if stack not in STACKS:
+            raise SystemExit(f"unknown stack {stack!r}; choose from {STACKS}")
+    extra_env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                 "UNSLOTH_DISABLE_STATISTICS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    for batch, seq in shapes:
+        dataset = bc.write_dataset(work_dir / f"data-{batch}x{seq}", shape.vocab, seq,
+                                   count=max(8, batch * (args.warmup + args.steps)))
+        for stack in stacks:
+            caps = [args.cap_gib or None]
+            while caps:
+                cap = caps.pop(0)
+                tag = f"{stack}-{batch}x{seq}-{'cap' + str(cap) if cap else 'nocap'}"
+                if remaining() < args.min_run_s:
+                    payload["runs"].append({"stack": stack, "batch": batch, "seq": seq, "cap_gib": cap,
+                                            "status": "skipped", "error": "out of time for this invocation"})
+                    print(f"{tag}: skipped (time)", flush=True)
+                    continue
+                spec = {"tag": tag, "stack": stack, "model_dir": str(model_dir), "dataset_dir": str(dataset),
+                        "work_dir": str(work_dir / tag), "batch": batch, "seq": seq, "warmup": args.warmup,
+                        "steps": args.steps, "cap_gib": cap, "seed": SEED}
+                result = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()),
+                                       extra_env=extra_env)
+                result.update({"stack": stack, "batch": batch, "seq": seq, "cap_gib": cap})
+                payload["runs"].append(result)
+                print(f"{tag}: {result['status']} tok/s={bc.fmt(result.get('tokens_per_s'))} "
+                      f"peak={bc.fmt(result.get('peak_allocated_gib'), 2)} GiB wall={result.get('wall_s')}s "
+                      f"{result.get('error', '')[:300]}", flush=True)
+                if result["status"] == "error":
+                    print(result.get("traceback", result.get("log_tail", ""))[-2500:], flush=True)
+                if result["status"] == "oom" and cap and args.uncapped_on_oom:
+                    caps.append(None)
+                bc.write_json(args.out, payload)
+    if args.profile_out:
+        batch, seq = bc.parse_shape_arg(args.profile_shape)
+        dataset = bc.write_dataset(work_dir / f"data-{batch}x{seq}", shape.vocab, seq,
+                                   count=max(8, batch * (args.warmup + args.steps)))
+        spec = {"tag": "profile", "stack": "profile", "model_dir": str(model_dir), "dataset_dir": str(dataset),
+                "batch": batch, "seq": seq, "warmup": args.warmup, "seed": SEED, "cap_gib": None,
+                "vocab": shape.vocab, "lora_r": LORA_R, "head_dim": shape.hidden // shape.heads, "trace_path": args.trace_out}
+        if remaining() >= args.min_run_s:
+            profile = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()),
+                                    extra_env=extra_env)
+        else:
+            profile = {"status": "skipped", "error": "out of time for this invocation"}
+        payload["profile"] = profile
+        bc.write_json(args.profile_out, {"env": payload.get("env"), "profile": profile})
+        if profile.get("status") == "ok":
+            import profile_step
+
+            profile_step.print_profile(profile)
+        else:
+            print(f"profile: {profile.get('status')} {profile.get('error')}\n"
+                  f"{profile.get('traceback', profile.get('log_tail', ''))[-2500:]}", flush=True)
+    payload["seconds"] = round(time.perf_counter() - started, 1)
+    bc.write_json(args.out, payload)
+    return payload
+
+
+def report(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table over any number of result files (later files win for the same run)."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    env = None
+    for payload in payloads:
+        env = payload.get("env") or env
+        for run in payload.get("runs", []):
+            if run.get("status") == "skipped":
+                continue
+            merged[(run["stack"], run["batch"], run["seq"], run.get("cap_gib"))] = run
+    runs = list(merged.values())
+    if env:
+        pk = env.get("packages", {})
+        print(f"{env.get('gpu')} | {env.get('nvidia_smi', '')} | CUDA {env.get('torch_cuda')} | torch {pk.get('torch')}"
+              f" | transformers {pk.get('transformers')} | peft {pk.get('peft')} | bitsandbytes "
+              f"{pk.get('bitsandbytes')} | {env.get('date_utc')}")
+    shapes = sorted({(r["batch"], r["seq"]) for r in runs}, key=lambda s: (s[0] * s[1], s[0]))
+    rows = []
+    for batch, seq in shapes:
+        def best(stack, batch=batch, seq=seq):
+            """Its capped and its uncapped run of this shape (either may be None)."""
+            found = [r for r in runs if r["stack"] == stack and (r["batch"], r["seq"]) == (batch, seq)]
+            capped = [r for r in found if r.get("cap_gib")]
+            uncapped = [r for r in found if not r.get("cap_gib")]
+            return capped[0] if capped else None, uncapped[0] if uncapped else None
+
+        base_capped, base_uncapped = best("plain")
+        base = base_capped if base_capped and base_capped["status"] == "ok" else base_uncapped
+        for stack in STACKS:
+            capped, uncapped = best(stack)
+            if not capped and not uncapped:
+                continue
+            measured = capped if capped and capped["status"] == "ok" else uncapped
+            fits = "-" if not capped else ("yes" if capped["status"] == "ok" else capped["status"].upper())
+            speed = measured.get("tokens_per_s") if measured and measured["status"] == "ok" else None
+            ratio = (speed / base["tokens_per_s"]
+                     if speed and base and base.get("status") == "ok" and base.get("tokens_per_s") else None)
+            peak = measured.get("peak_allocated_gib") if measured and measured["status"] == "ok" else None
+            status = measured["status"] if measured else "-"
+            rows.append([f"{batch}x{seq}", stack, fits, bc.fmt(speed), bc.fmt(ratio, 2) + ("x" if ratio else ""),
+                         bc.fmt(peak, 2), bc.fmt(measured.get("first_loss") if measured else None, 4),
+                         status if status != "ok" else ""])
+    cap = next((r.get("cap_gib") for r in runs if r.get("cap_gib")), None)
+    print()
+    table = bc.print_table(["batch", "stack", f"fits {cap or '-'} GiB cap", "tokens/s", "vs plain",
+                            "peak alloc GiB", "step-1 loss", "note"], rows)
+    return {"runs": runs, "env": env, "table": table}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--report", nargs="+", metavar="JSON", help="print the table of earlier result files")
+    parser.add_argument("--preset", default="mistral-7b", choices=sorted(bc.PRESETS))
+    parser.add_argument("--model-dir", default="/tmp/forumtune-bench/mistral-7b-shape")
+    parser.add_argument("--work-dir", default="/tmp/forumtune-bench/throughput")
+    parser.add_argument("--stacks", default="plain,forumtune,unsloth")
+    parser.add_argument("--shapes", default="2x2048,2x512,1x8192", help="micro-batch x sequence length, comma-separated")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps after the warm-up")
+    parser.add_argument("--cap-gib", type=float, default=8.0, help="allocator cap; 0 for none")
+    parser.add_argument("--no-uncapped-on-oom", dest="uncapped_on_oom", action="store_false")
+    parser.add_argument("--run-timeout-s", type=float, default=420)
+    parser.add_argument("--deadline-s", type=float, default=1e9, help="stop starting runs after this many seconds")
+    parser.add_argument("--min-run-s", type=float, default=60, help="skip a run with less time than this left")
+    parser.add_argument("--profile-out", type=Path, help="also profile one plain-stack step; write its JSON here")
+    parser.add_argument("--profile-shape", default="2x2048")
+    parser.add_argument("--trace-out", help="with --profile-out: also write a Chrome trace of the step here")
+    parser.add_argument("--out", type=Path, help="JSON results file")
+    args = parser.parse_args()
+    if args.worker:
+        worker(json.loads(args.worker))
+        return
+    if args.report:
+        combined = report([json.loads(Path(p).read_text()) for p in args.report])
+        bc.write_json(args.out, combined)
+        return
+    payload = orchestrate(args)
+    report([payload])
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as bc
 
-STACKS = ("plain", "plain_autocast", "forumtune", "unsloth")
+STACKS = ("plain", "plain_autocast", "forumtune", "fast", "fast_noliger", "fast_nooffload", "unsloth")
+FAST_STACKS = {  # forumtune.kernels fast paths, alone and all together: (liger, offloaded checkpoints)
+    "fast": (True, True), "fast_noliger": (False, True), "fast_nooffload": (True, False)}
+GRAD_SAMPLE = "first_step_lora_grads.safetensors"
 LORA_R = 16
 LORA_ALPHA = 32
 LEARNING_RATE = 2e-4
@@ -98,6 +101,47 @@ def load_plain(spec: dict[str, Any]):
     return model, optimizer
 
 
+def load_fast(spec: dict[str, Any]):
+    """forumtune's fast path (forumtune.kernels) on the same model, LoRA and optimizer as `plain`."""
+    import bitsandbytes as bnb
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from forumtune.kernels.liger import apply_liger_kernels
+    from forumtune.kernels.offload import use_offloaded_checkpointing
+    from forumtune.kernels.precision import prepare_for_qlora
+
+    use_liger, offload = FAST_STACKS[spec["stack"]]
+    device = _device()
+    torch.manual_seed(spec.get("seed", SEED))
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=_compute_dtype())
+    model = AutoModelForCausalLM.from_pretrained(
+        spec["model_dir"], quantization_config=quant, dtype=_compute_dtype(), attn_implementation="sdpa",
+        device_map={"": 0} if device.type == "cuda" else {"": "cpu"})
+    model.config.use_cache = False
+    kernels = apply_liger_kernels(model) if use_liger else []
+    model = prepare_for_qlora(model, gradient_checkpointing=True)
+    model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
+                                             target_modules="all-linear", task_type="CAUSAL_LM"))
+    offloaded = use_offloaded_checkpointing(model) if offload else 0
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = bnb.optim.PagedAdamW8bit(params, lr=LEARNING_RATE, weight_decay=0.0)
+    return model, optimizer, [f"liger kernels: {kernels}", f"offloaded checkpointed layers: {offloaded}"]
+
+
+def save_grad_sample(model, path: Path) -> None:
+    """The first step's lora_B gradients of the first and last decoder layer (lora_A's are zero at
+    step 1, since B starts at zero), for comparing fast paths with the plain stack."""
+    from safetensors.torch import save_file
+
+    named = {n: p.grad.detach().float().cpu().contiguous() for n, p in model.named_parameters()
+             if p.grad is not None and "lora_B" in n and (".layers.0." in n or ".layers.31." in n)}
+    save_file(named, str(path))
+
+
 def load_unsloth(spec: dict[str, Any]):
     import torch
     from unsloth import FastLanguageModel
@@ -125,7 +169,8 @@ def load_unsloth(spec: dict[str, Any]):
     return model, optimizer, notes
 
 
-def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_step=None) -> dict[str, Any]:
+def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_step=None,
+                grad_sample: Path | None = None) -> dict[str, Any]:
     """The minimal loop: forward with labels, backward, clip to 1.0, optimizer step. Each step is timed
     between device synchronizations."""
     import torch
@@ -142,6 +187,8 @@ def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_
         with context:
             loss = model(**batch).loss
         loss.backward()
+        if grad_sample is not None and not seconds:
+            save_grad_sample(model, grad_sample)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -170,14 +217,23 @@ def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
     notes: list[str] = []
     if spec["stack"] == "unsloth":
         model, optimizer, notes = load_unsloth(spec)
+    elif spec["stack"] in FAST_STACKS:
+        model, optimizer, notes = load_fast(spec)
     else:
         model, optimizer = load_plain(spec)
     load_s = time.perf_counter() - started
     after_load = bc.cuda_memory()
-    result = train_steps(model, optimizer, records, order, autocast=spec["stack"] == "plain_autocast")
+    work = Path(spec["work_dir"])
+    work.mkdir(parents=True, exist_ok=True)
+    result = train_steps(model, optimizer, records, order,
+                         autocast=spec["stack"] == "plain_autocast" or spec["stack"] in FAST_STACKS,
+                         grad_sample=work / GRAD_SAMPLE)
     out = {"load_s": round(load_s, 1), "memory_after_load": after_load, **summarise_steps(result, spec["warmup"])}
     if spec["stack"] == "unsloth":
         out["notes"] = notes + unsloth_facts()
+    elif notes:
+        out["notes"] = notes
+    out["grad_sample"] = str(work / GRAD_SAMPLE)
     return out
 
 
@@ -334,6 +390,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 if result["status"] == "oom" and cap and args.uncapped_on_oom:
                     caps.append(None)
                 bc.write_json(args.out, payload)
+        compare_first_step_grads([r for r in payload["runs"] if (r["batch"], r["seq"]) == (batch, seq)])
+        bc.write_json(args.out, payload)
     if args.profile_out:
         batch, seq = bc.parse_shape_arg(args.profile_shape)
         dataset = bc.write_dataset(work_dir / f"data-{batch}x{seq}", shape.vocab, seq,
@@ -358,6 +416,34 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     payload["seconds"] = round(time.perf_counter() - started, 1)
     bc.write_json(args.out, payload)
     return payload
+
+
+def compare_first_step_grads(runs: list[dict[str, Any]]) -> None:
+    """Relative error ||g - g_plain|| / ||g_plain|| of each run's first-step lora_B gradients against the
+    plain stack's (same data, seed and LoRA init), the worst tensor and the overall; stored in the run."""
+    reference = next((r for r in runs if r["stack"] == "plain" and r.get("status") == "ok"
+                      and Path(r.get("grad_sample", "")).exists()), None)
+    if reference is None:
+        return
+    from safetensors.torch import load_file
+
+    ref = load_file(reference["grad_sample"])
+    for run in runs:
+        if run is reference or run.get("status") != "ok" or not Path(run.get("grad_sample", "")).exists():
+            continue
+        grads = load_file(run["grad_sample"])
+        common = [name for name in ref if name in grads]
+        if not common:
+            run["grad_vs_plain"] = {"note": "no common parameter names"}
+            continue
+        errors = {n: float((grads[n] - ref[n]).norm() / ref[n].norm().clamp_min(1e-30)) for n in common}
+        diff = sum(float((grads[n] - ref[n]).norm()) ** 2 for n in common) ** 0.5
+        norm = sum(float(ref[n].norm()) ** 2 for n in common) ** 0.5
+        run["grad_vs_plain"] = {"tensors": len(common), "overall_rel_error": diff / norm,
+                                "worst_rel_error": max(errors.values()), "worst_tensor": max(errors, key=errors.get)}
+        print(f"{run['stack']} {run['batch']}x{run['seq']}: first-step LoRA grads vs plain: "
+              f"overall rel error {diff / norm:.3e}, worst {max(errors.values()):.3e} over {len(common)} tensors",
+              flush=True)
 
 
 def report(payloads: list[dict[str, Any]]) -> dict[str, Any]:

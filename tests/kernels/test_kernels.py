@@ -1,0 +1,137 @@
+"""The fast paths against their plain references, on the CPU with tiny models of real architectures
+(liger's Triton kernels need a GPU: benchmarks/train_throughput.py checks them there)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from bitsandbytes.nn import Linear4bit
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from torch.utils.checkpoint import checkpoint
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, MistralConfig, Qwen2Config
+
+from forumtune.kernels.liger import apply_liger_kernels
+from forumtune.kernels.offload import use_offloaded_checkpointing
+from forumtune.kernels.precision import enable_checkpointing, prepare_for_qlora
+
+SHAPE = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.05)
+ARCHITECTURES = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
+def model_dir(request, tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    config = ARCHITECTURES[request.param](**SHAPE)
+    path = tmp_path_factory.mktemp(request.param)
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    return str(path)
+
+
+def batch() -> dict[str, torch.Tensor]:
+    ids = torch.randint(3, 256, (2, 24), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[:, :6] = -100
+    return {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)}
+
+
+def lora(model, dropout: float = 0.0):
+    torch.manual_seed(7)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout,
+                                                  target_modules="all-linear", task_type="CAUSAL_LM"))
+    for name, parameter in peft_model.named_parameters():  # B starts at zero; make every gradient non-trivial
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.05, generator=torch.Generator().manual_seed(hash(name) % 2**31))
+    return peft_model
+
+
+def loss_and_lora_grads(model, seed: int = 3) -> tuple[float, dict[str, torch.Tensor]]:
+    model.train()
+    torch.manual_seed(seed)
+    loss = model(**batch()).loss
+    loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def load(model_dir: str, quantized: bool = False):
+    kwargs = {"dtype": torch.float32}
+    if quantized:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float32)
+        kwargs["device_map"] = {"": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    model.config.use_cache = False
+    return model
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_offloaded_checkpointing_gives_the_gradients_of_no_checkpointing(model_dir, dropout):
+    reference = lora(load(model_dir), dropout)
+    ref_loss, ref_grads = loss_and_lora_grads(reference)
+
+    model = load(model_dir)
+    enable_checkpointing(model)
+    model.enable_input_require_grads()
+    model = lora(model, dropout)
+    assert use_offloaded_checkpointing(model) >= SHAPE["num_hidden_layers"]
+    loss, grads = loss_and_lora_grads(model)
+
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert grads.keys() == ref_grads.keys() and len(grads) == 7 * 2 * SHAPE["num_hidden_layers"]
+    for name in grads:  # dropout masks are replayed in the recompute, so they agree exactly too
+        assert relative_error(grads[name], ref_grads[name]) < 1e-5, name
+
+
+def test_offloaded_checkpointing_matches_torch_checkpoint_on_a_plain_function():
+    from forumtune.kernels.offload import offloaded_checkpoint
+
+    weight = torch.randn(8, 8, requires_grad=True)
+    x = torch.randn(4, 8, requires_grad=True)
+
+    def layer(h):
+        return torch.nn.functional.dropout(torch.tanh(h @ weight), p=0.3, training=True)
+
+    torch.manual_seed(5)
+    checkpoint(layer, x, use_reentrant=False).sum().backward()
+    expected = weight.grad.clone(), x.grad.clone()
+    weight.grad, x.grad = None, None
+    torch.manual_seed(5)
+    offloaded_checkpoint(layer, x).sum().backward()
+    assert torch.allclose(weight.grad, expected[0]) and torch.allclose(x.grad, expected[1])
+
+
+def test_prepare_for_qlora_keeps_the_compute_dtype_and_the_same_gradients(model_dir):
+    reference = lora(prepare_model_for_kbit_training(load(model_dir, quantized=True),
+                                                     use_gradient_checkpointing=True,
+                                                     gradient_checkpointing_kwargs={"use_reentrant": False}))
+    ref_loss, ref_grads = loss_and_lora_grads(reference)
+
+    model = load(model_dir, quantized=True)
+    model = lora(prepare_for_qlora(model, gradient_checkpointing=True))
+    loss, grads = loss_and_lora_grads(model)
+
+    assert any(isinstance(m, Linear4bit) for m in model.modules())
+    frozen = {p.dtype for n, p in model.named_parameters() if not p.requires_grad and p.dtype.is_floating_point}
+    assert frozen == {torch.float32}  # the load dtype, not an upcast: a bf16 load stays bf16
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    for name in grads:
+        assert relative_error(grads[name], ref_grads[name]) < 1e-5, name
+
+
+def test_prepare_for_qlora_leaves_a_bf16_model_in_bf16_where_peft_upcasts(model_dir):
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16)
+    prepare_for_qlora(model, gradient_checkpointing=False)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_liger_is_not_applied_without_a_gpu(model_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this checks the CPU fallback")
+    model = load(model_dir)
+    assert apply_liger_kernels(model) == []

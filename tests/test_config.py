@@ -12,7 +12,7 @@ def test_demo_config_resolves_paths_relative_to_the_file():
     assert config.name == "demo"
     assert config.scrape.serve_dir == DEMO_CONFIG.parent / "demo_forum"
     assert config.run_dir == DEMO_CONFIG.parent / "runs" / "demo"
-    assert config.train.max_steps == 60
+    assert config.train.max_steps == 120
 
 
 def test_overrides_parse_values_as_yaml():

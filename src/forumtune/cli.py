@@ -17,6 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(highlight=False)
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. examples/demo.yaml")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a key: --set train.max_steps=30")]
+SourceOption = Annotated[Optional[str], typer.Option(help="adapter, merged or gguf (sets chat.source)")]
 
 
 def _load(config_path: Path, overrides: list[str] | None) -> Config:
@@ -36,9 +37,25 @@ def show_config(config: ConfigArg, overrides: SetOption = None) -> None:
 
 
 @app.command()
-def scrape(config: ConfigArg, overrides: SetOption = None) -> None:
-    """Crawl the forum into runs/<name>/forum.sqlite (rerun to resume an interrupted crawl)."""
-    _stage("scrape", config, overrides)
+def scrape(config: ConfigArg, overrides: SetOption = None,
+           probe: Annotated[Optional[str], typer.Option(
+               help="Fetch this one page and show which site profile reads it, and what it extracts")] = None,
+           as_json: Annotated[bool, typer.Option("--json", help="Print the crawl summary as JSON on stdout")] = False,
+           ) -> None:
+    """Crawl the forum into runs/<name>/forum.sqlite (rerun to resume a crawl, or later to fetch what is new)."""
+    if probe is not None:
+        from forumtune.scrape.stage import run_probe
+
+        run_probe(_load(config, overrides), probe, Console(stderr=True) if as_json else console, as_json=as_json)
+    elif as_json:
+        import json
+
+        from forumtune.pipeline import get_stage, run_stage
+
+        summary = run_stage(get_stage("scrape"), _load(config, overrides), Console(stderr=True, highlight=False))
+        print(json.dumps(summary, indent=2))
+    else:
+        _stage("scrape", config, overrides)
 
 
 @app.command()
@@ -51,26 +68,43 @@ def build(config: ConfigArg, overrides: SetOption = None) -> None:
 def inspect(config: ConfigArg, overrides: SetOption = None,
             count: Annotated[int, typer.Option("-n", help="Examples to show")] = 2,
             split: Annotated[str, typer.Option(help="train or eval")] = "train") -> None:
-    """Show tokenized examples: grey tokens are masked from the loss, green ones are trained."""
+    """Tokenized examples (grey: masked from the loss, green: trained), dataset stats, a length histogram PNG."""
     from forumtune.base_model import load_tokenizer
     from forumtune.data.inspect import show_examples
 
     cfg = _load(config, overrides)
     tokenizer = load_tokenizer(cfg.model.base, cfg.build.chat_template)
-    show_examples(tokenizer, cfg.run_dir / "dataset", console, split=split, count=count)
+    show_examples(tokenizer, cfg.run_dir / "dataset", console, split=split, count=count,
+                  max_seq_len=cfg.build.max_seq_len)
 
 
 @app.command()
 def train(config: ConfigArg, overrides: SetOption = None,
           resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint")] = False) -> None:
-    """QLoRA fine-tune: 4-bit base, LoRA on all linear layers; writes runs/<name>/adapter."""
+    """QLoRA fine-tune: 4-bit base, LoRA on all linear layers; writes runs/<name>/adapter.
+
+    On several GPUs: torchrun --nproc-per-node N -m forumtune.cli train CONFIG (rank 0 prints and writes)."""
+    import os
+
+    console.quiet = int(os.environ.get("RANK", "0")) > 0
     _stage("train", config, overrides, resume=resume)
 
 
 @app.command("eval")
-def evaluate(config: ConfigArg, overrides: SetOption = None) -> None:
-    """Eval loss of base vs fine-tuned, answers side by side, loss curves: runs/<name>/report.html."""
-    _stage("eval", config, overrides)
+def evaluate(config: Annotated[Optional[Path], typer.Argument(help="YAML config, e.g. examples/demo.yaml")] = None,
+             overrides: SetOption = None,
+             compare: Annotated[Optional[tuple[Path, Path]], typer.Option(
+                 help="Two evaluated runs (run dirs or their configs) in one report instead", metavar="RUN_A RUN_B")] = None,
+             out: Annotated[Optional[Path], typer.Option(help="Folder for the --compare report")] = None) -> None:
+    """Eval loss of base vs fine-tuned, answers side by side with artifact checks, loss curves: report.html."""
+    if compare is not None:
+        from forumtune.eval.compare import compare_runs
+
+        console.print(f"comparison written to {compare_runs(*compare, out_dir=out)}")
+    elif config is None:
+        raise typer.BadParameter("give a CONFIG to evaluate, or --compare RUN_A RUN_B")
+    else:
+        _stage("eval", config, overrides)
 
 
 @app.command()
@@ -80,9 +114,16 @@ def merge(config: ConfigArg, overrides: SetOption = None) -> None:
 
 
 @app.command()
-def export(config: ConfigArg, overrides: SetOption = None) -> None:
-    """Write the merged model as GGUF for llama.cpp / Ollama: runs/<name>/export/."""
-    _stage("export", config, overrides)
+def export(config: ConfigArg, overrides: SetOption = None,
+           formats: Annotated[Optional[list[str]], typer.Option(
+               "--format", "-f", help="gguf, modelfile or lora-gguf; repeat for several (default export.formats)")] = None,
+           verify: Annotated[Optional[bool], typer.Option(
+               "--verify/--no-verify", help="Load the exports back and compare with the merged model")] = None) -> None:
+    """Write GGUF (llama.cpp), an Ollama Modelfile and/or a GGUF LoRA into runs/<name>/export/."""
+    allowed = ("gguf", "modelfile", "lora-gguf")
+    if any(name not in allowed for name in formats or []):
+        raise typer.BadParameter(f"--format must be one of {allowed}")
+    _stage("export", config, overrides, formats=formats, verify=verify)
 
 
 @app.command()
@@ -96,23 +137,22 @@ def plan(config: ConfigArg, overrides: SetOption = None,
 
 
 @app.command()
-def chat(config: ConfigArg, overrides: SetOption = None,
-         merged: Annotated[bool, typer.Option(help="Use the merged model instead of base + adapter")] = False) -> None:
-    """Streaming terminal chat with the fine-tuned model."""
+def chat(config: ConfigArg, overrides: SetOption = None, source: SourceOption = None,
+         compare: Annotated[bool, typer.Option(help="Side by side: the base model answers each question too")] = False) -> None:
+    """Streaming terminal chat with the fine-tuned model (/help lists the commands)."""
     from forumtune.chat.stage import run_chat
 
-    cfg = _load(config, overrides)
-    run_chat(cfg, cfg.run_dir, console, merged=merged)
+    cfg = _load(config, [*(overrides or []), *([f"chat.source={source}"] if source else [])])
+    run_chat(cfg, cfg.run_dir, console, compare=compare)
 
 
 @app.command()
-def serve(config: ConfigArg, overrides: SetOption = None,
-          merged: Annotated[bool, typer.Option(help="Use the merged model instead of base + adapter")] = False) -> None:
-    """OpenAI-compatible HTTP server (/v1/chat/completions) on chat.host:chat.port."""
+def serve(config: ConfigArg, overrides: SetOption = None, source: SourceOption = None) -> None:
+    """OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions) and a chat page on chat.host:chat.port."""
     from forumtune.chat.stage import run_serve
 
-    cfg = _load(config, overrides)
-    run_serve(cfg, cfg.run_dir, console, merged=merged)
+    cfg = _load(config, [*(overrides or []), *([f"chat.source={source}"] if source else [])])
+    run_serve(cfg, cfg.run_dir, console)
 
 
 @app.command()
@@ -140,6 +180,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="Paged optimizers are not supported on CPU")
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.checkpoint")
+    # renames announced for transformers 6 (gradient_checkpointing_* -> activation_checkpointing_*), said
+    # to library authors, not to someone training a model
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
 def main() -> None:

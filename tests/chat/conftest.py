@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import uvicorn
+from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
@@ -22,8 +23,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from forumtune.chat.engine import ChatEngine
 from forumtune.chat.server import create_app
+from forumtune.chat.transformers_engine import TransformersEngine
 
 API_KEY = "test-secret-key"
 MODEL_NAME = "tiny-forum"
@@ -133,15 +134,30 @@ def loaded(model_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def engine(loaded) -> ChatEngine:
+def engine(loaded) -> TransformersEngine:
     model, tokenizer = loaded
-    return ChatEngine(model, tokenizer, max_context_tokens=2048)
+    return TransformersEngine(model, tokenizer, max_context_tokens=2048)
 
 
 @pytest.fixture(scope="session")
-def long_context_engine(loaded) -> ChatEngine:
+def long_context_engine(loaded) -> TransformersEngine:
     model, tokenizer = loaded
-    return ChatEngine(model, tokenizer, max_context_tokens=4096)
+    return TransformersEngine(model, tokenizer, max_context_tokens=4096)
+
+
+@pytest.fixture(scope="session")
+def tuned_and_base(model_dir: Path) -> dict[str, TransformersEngine]:
+    """A fine-tune (random, non-zero LoRA on the tiny model) and its base, answering through one model."""
+    torch.manual_seed(1)
+    lora = LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), lora)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return {
+        MODEL_NAME: TransformersEngine(model, tokenizer, max_context_tokens=2048),
+        f"{MODEL_NAME}-base": TransformersEngine(
+            model, tokenizer, max_context_tokens=2048, without_adapter=True
+        ),
+    }
 
 
 @contextmanager
@@ -167,21 +183,21 @@ def live_server(app) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def server_url(engine: ChatEngine) -> Iterator[str]:
+def server_url(engine: TransformersEngine) -> Iterator[str]:
     app = create_app({MODEL_NAME: engine}, api_key=API_KEY, max_tokens_limit=SERVER_MAX_TOKENS)
     with live_server(app) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def single_slot_server_url(long_context_engine: ChatEngine) -> Iterator[str]:
+def single_slot_server_url(long_context_engine: TransformersEngine) -> Iterator[str]:
     """A keyless server admitting one request at a time, allowing replies long enough to interrupt."""
     app = create_app({MODEL_NAME: long_context_engine}, max_tokens_limit=4000, max_queue=1)
     with live_server(app) as url:
         yield url
 
 
-def _wait_until_idle(engine: ChatEngine, timeout: float) -> bool:
+def _wait_until_idle(engine: TransformersEngine, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while engine.is_busy():
         if time.monotonic() > deadline:

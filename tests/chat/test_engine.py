@@ -1,4 +1,4 @@
-"""ChatEngine on a real (tiny, random) Llama model and a trained byte-level BPE tokenizer."""
+"""TransformersEngine on a real (tiny, random) Llama model and a trained byte-level BPE tokenizer."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import pytest
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from forumtune.chat.engine import ChatEngine, StopScanner
 from forumtune.chat.errors import ChatError, ContextTooLongError
+from forumtune.chat.stopping import StopScanner
+from forumtune.chat.transformers_engine import TransformersEngine
 
 QUESTION = [{"role": "user", "content": "my bike runs hot after a long ride"}]
 
 
-def greedy(engine: ChatEngine, max_new_tokens: int = 40, **options) -> tuple[str, str, int, int]:
+def greedy(engine: TransformersEngine, max_new_tokens: int = 40, **options) -> tuple[str, str, int, int]:
     return engine.complete(QUESTION, max_new_tokens=max_new_tokens, temperature=0, **options)
 
 
@@ -125,7 +126,7 @@ def long_conversation(turns: int) -> list[dict[str, str]]:
 
 
 def test_trim_history_keeps_the_system_prompt_and_the_newest_turns(loaded):
-    engine = ChatEngine(*loaded, max_context_tokens=300)
+    engine = TransformersEngine(*loaded, max_context_tokens=300)
     messages = long_conversation(12)
     assert engine.count_tokens(messages) > 300
 
@@ -145,14 +146,14 @@ def test_trim_history_leaves_a_fitting_conversation_alone(engine):
 
 
 def test_trim_history_raises_when_the_last_message_alone_does_not_fit(loaded):
-    engine = ChatEngine(*loaded, max_context_tokens=60)
+    engine = TransformersEngine(*loaded, max_context_tokens=60)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "word " * 80}]
     with pytest.raises(ContextTooLongError, match="Shorten the message"):
         engine.trim_history(messages, max_new_tokens=10)
 
 
 def test_generate_refuses_a_prompt_that_leaves_no_room(loaded):
-    engine = ChatEngine(*loaded, max_context_tokens=60)
+    engine = TransformersEngine(*loaded, max_context_tokens=60)
     with pytest.raises(ContextTooLongError, match="trim_history"):
         engine.generate(QUESTION, max_new_tokens=50)
 
@@ -176,12 +177,12 @@ def test_a_tokenizer_without_chat_template_is_refused(model_dir, loaded):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.chat_template = None
     with pytest.raises(ChatError, match="chat_template"):
-        ChatEngine(loaded[0], tokenizer)
+        TransformersEngine(loaded[0], tokenizer)
 
 
 def test_peft_model_generates_like_its_base(model_dir, engine):
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    peft_engine = ChatEngine(lora, engine.tokenizer, max_context_tokens=2048)
+    peft_engine = TransformersEngine(lora, engine.tokenizer, max_context_tokens=2048)
     # LoRA starts with B = 0, so the adapted model must say exactly what the base says.
     assert greedy(peft_engine, 15) == greedy(engine, 15)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import pytest
 from rich.console import Console
 
+from forumtune.chat.engine import SamplingSettings
 from forumtune.chat.repl import run_repl
 
 
@@ -42,8 +43,7 @@ def chat(engine, lines, system_prompt: str | None = "You help with motorbikes.")
     run_repl(
         engine,
         system_prompt=system_prompt,
-        max_new_tokens=12,
-        temperature=0,
+        settings=SamplingSettings(max_new_tokens=12, temperature=0),
         console=console,
         input_fn=scripted(lines),
     )
@@ -105,9 +105,9 @@ def test_end_of_input_and_ctrl_c_at_the_prompt_leave_cleanly(engine, ending):
 
 
 def test_a_message_too_long_for_the_context_is_refused_and_forgotten(loaded, tmp_path):
-    from forumtune.chat.engine import ChatEngine
+    from forumtune.chat.transformers_engine import TransformersEngine
 
-    small = ChatEngine(*loaded, max_context_tokens=60)
+    small = TransformersEngine(*loaded, max_context_tokens=60)
     saved = tmp_path / "chat.json"
     console = chat(small, ["word " * 80, f"/save {saved}", "/quit"], system_prompt=None)
     assert "Shorten the message" in output_of(console)
@@ -139,8 +139,7 @@ def test_ctrl_c_during_a_reply_stops_it_and_keeps_the_chat_going(
         run_repl(
             long_context_engine,
             system_prompt=None,
-            max_new_tokens=3000,
-            temperature=0,
+            settings=SamplingSettings(max_new_tokens=3000, temperature=0),
             console=console,
             input_fn=lambda prompt: next(prompts)(prompt),
         )
@@ -151,3 +150,80 @@ def test_ctrl_c_during_a_reply_stops_it_and_keeps_the_chat_going(
     assert wait_until_idle(long_context_engine, timeout=1.0)
     messages = json.loads(saved.read_text())["messages"]
     assert [message["role"] for message in messages] == ["user", "assistant"]
+
+
+def test_sampling_settings_can_be_changed_mid_chat(engine, tmp_path):
+    saved = tmp_path / "chat.json"
+    console = chat(
+        engine,
+        [
+            "/set max_new_tokens 5",
+            "/set temperature hot",
+            "/set top_p 0",
+            "/set colour blue",
+            "my bike runs hot",
+            "/settings",
+            f"/save {saved}",
+            "/quit",
+        ],
+        system_prompt=None,
+    )
+    output = output_of(console)
+    assert "max_new_tokens=5" in output and "temperature=0 " in output
+    assert "Cannot set temperature to hot" in output and "Cannot set top_p to 0" in output
+    assert "Usage: /set NAME VALUE" in output
+    reply = json.loads(saved.read_text())["messages"][1]["content"]
+    assert (
+        reply
+        == engine.complete(
+            [{"role": "user", "content": "my bike runs hot"}], max_new_tokens=5, temperature=0
+        )[0]
+    )
+    assert "(reply cut at 5 tokens)" in output
+
+
+def test_side_by_side_asks_base_and_fine_tune_the_same_question(tuned_and_base, tmp_path):
+    tuned, base = tuned_and_base.values()
+    saved = tmp_path / "chat.json"
+    console = memory_console()
+    run_repl(
+        tuned,
+        base_engine=base,
+        system_prompt=None,
+        settings=SamplingSettings(max_new_tokens=10, temperature=0),
+        console=console,
+        input_fn=scripted(
+            ["/compare", "which skis for powder", "/compare", "and for ice", f"/save {saved}", "/quit"]
+        ),
+    )
+
+    question = [{"role": "user", "content": "which skis for powder"}]
+    tuned_reply = tuned.complete(question, max_new_tokens=10, temperature=0)[0]
+    base_reply = base.complete(question, max_new_tokens=10, temperature=0)[0]
+    assert tuned_reply != base_reply
+    output = output_of(console)
+    assert f"tuned> {tuned_reply}" in output and f"base> {base_reply}" in output
+    assert "Side by side on." in output and "Side by side off." in output
+    conversation = json.loads(saved.read_text())
+    assert [m["content"] for m in conversation["messages"][::2]] == ["which skis for powder", "and for ice"]
+    assert conversation["base_messages"] == [*question, {"role": "assistant", "content": base_reply}]
+
+
+def test_compare_without_a_base_model_explains_how_to_get_one(engine):
+    output = output_of(chat(engine, ["/compare", "/quit"]))
+    assert "chat.with_base=true" in output
+
+
+def test_long_history_is_trimmed_to_the_context_and_the_chat_goes_on(loaded, tmp_path):
+    from forumtune.chat.transformers_engine import TransformersEngine
+
+    small = TransformersEngine(*loaded, max_context_tokens=120)
+    questions = [f"question {n}: the old engine runs hot every morning" for n in range(6)]
+    saved = tmp_path / "chat.json"
+    console = chat(small, [*questions, f"/save {saved}", "/quit"], system_prompt="Be brief.")
+
+    assert "(older turns left out to fit the context)" in output_of(console)
+    messages = json.loads(saved.read_text())["messages"]
+    assert len(messages) == 1 + 2 * len(
+        questions
+    )  # the whole conversation is kept; only the prompt is trimmed

@@ -9,9 +9,11 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
+from tests.chat.conftest import live_server
 
+from forumtune.chat.engine import SamplingSettings
 from forumtune.chat.errors import ChatError
-from forumtune.chat.server import is_loopback_host, serve
+from forumtune.chat.server import create_app, is_loopback_host, serve
 
 QUESTION = [{"role": "user", "content": "my bike runs hot after a long ride"}]
 
@@ -226,3 +228,101 @@ def test_serve_refuses_a_public_host_without_a_key(engine, host):
 def test_loopback_hosts_are_recognised():
     assert all(is_loopback_host(host) for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.5"])
     assert not any(is_loopback_host(host) for host in ["0.0.0.0", "10.0.0.1", "myhost"])
+
+
+def test_text_completion_continues_the_prompt(client, engine, model_name):
+    prompt = "the old engine runs hot"
+    response = client.completions.create(model=model_name, prompt=prompt, max_tokens=10, temperature=0)
+
+    expected = "".join(engine.generate_from_text(prompt, max_new_tokens=10, temperature=0))
+    assert response.object == "text_completion" and response.model == model_name
+    assert response.choices[0].text == expected and response.choices[0].finish_reason == "length"
+    assert response.usage.prompt_tokens == len(engine.text_ids(prompt))
+    assert response.usage.completion_tokens == 10
+
+
+def test_streamed_text_completion_matches_the_whole_one(client, model_name):
+    options = {"model": model_name, "prompt": "my bike makes a weird noise", "temperature": 0}
+    whole = client.completions.create(**options).choices[0].text
+    chunks = list(client.completions.create(**options, stream=True))
+
+    assert len(chunks) > 2 and all(chunk.object == "text_completion" for chunk in chunks)
+    assert "".join(chunk.choices[0].text for chunk in chunks) == whole
+    assert chunks[-1].choices[0].finish_reason == "length"  # OpenAI's default of 16 tokens
+
+
+def test_text_completion_stop_string_and_bad_prompt(client, http, engine, model_name):
+    prompt = "the carburetor keeps failing"
+    full_text = "".join(engine.generate_from_text(prompt, max_new_tokens=30, temperature=0))
+    stop = full_text[10:13]
+    response = client.completions.create(
+        model=model_name, prompt=prompt, max_tokens=30, temperature=0, stop=[stop]
+    )
+    assert response.choices[0].text == full_text[: full_text.index(stop)]
+    assert response.choices[0].finish_reason == "stop"
+
+    error = assert_openai_error(http.post("/v1/completions", json={"model": model_name, "prompt": 3}), 400)
+    assert error["param"] == "prompt"
+    too_long = {"model": model_name, "prompt": "word " * 1000, "max_tokens": 1024}
+    assert_openai_error(http.post("/v1/completions", json=too_long), 400, "context_length_exceeded")
+
+
+def test_too_many_tokens_through_the_openai_client_is_a_bad_request(client, model_name, server_max_tokens):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=model_name, messages=QUESTION, max_tokens=server_max_tokens + 1)
+    assert caught.value.status_code == 400 and caught.value.body["param"] == "max_tokens"
+
+
+def test_openai_client_leaving_mid_stream_does_not_hurt_the_next_request(
+    single_slot_server_url, long_context_engine, model_name, wait_until_idle
+):
+    client = OpenAI(base_url=f"{single_slot_server_url}/v1", api_key="unused", max_retries=0, timeout=30)
+    stream = client.chat.completions.create(
+        model=model_name, messages=QUESTION, max_tokens=3000, temperature=0, stream=True
+    )
+    received = [chunk for chunk, _ in zip(stream, range(5))]
+    stream.close()  # drops the connection with 2995 tokens to go
+    assert len(received) == 5
+
+    assert wait_until_idle(long_context_engine, timeout=3.0)
+    # The server admits one request at a time, so this succeeds only if the abandoned one was let go.
+    answer = client.chat.completions.create(model=model_name, messages=QUESTION, max_tokens=8, temperature=0)
+    expected = long_context_engine.complete(QUESTION, max_new_tokens=8, temperature=0)[0]
+    assert answer.choices[0].message.content == expected
+
+
+def test_requests_without_max_tokens_get_the_configured_reply_length(engine, model_name):
+    app = create_app({model_name: engine}, sampling=SamplingSettings(max_new_tokens=7, temperature=0))
+    with live_server(app) as url:
+        client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
+        response = client.chat.completions.create(model=model_name, messages=QUESTION)
+    assert response.usage.completion_tokens == 7 and response.choices[0].finish_reason == "length"
+    assert (
+        response.choices[0].message.content == engine.complete(QUESTION, max_new_tokens=7, temperature=0)[0]
+    )
+
+
+def test_the_configured_system_prompt_goes_before_requests_without_one(engine, model_name):
+    system = {"role": "system", "content": "You answer motorbike questions."}
+    own_system = {"role": "system", "content": "Be brief."}
+
+    def expected(messages):
+        return engine.complete(messages, max_new_tokens=10, temperature=0)[0], engine.count_tokens(messages)
+
+    app = create_app({model_name: engine}, system_prompt=system["content"])
+    with live_server(app) as url:
+        client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
+        answers = [
+            client.chat.completions.create(model=model_name, messages=messages, max_tokens=10, temperature=0)
+            for messages in (QUESTION, [own_system, *QUESTION])
+        ]
+
+    got = [(answer.choices[0].message.content, answer.usage.prompt_tokens) for answer in answers]
+    assert got == [expected([system, *QUESTION]), expected([own_system, *QUESTION])]
+
+
+def test_chat_page_is_served_without_a_key(server_url):
+    page = httpx.get(f"{server_url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/v1/chat/completions" in page.text and 'id="prompt"' in page.text
+    assert httpx.get(f"{server_url}/health").json()["api_key_required"] is True

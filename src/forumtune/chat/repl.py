@@ -1,7 +1,8 @@
-"""A streaming terminal chat with one engine."""
+"""A streaming terminal chat with the fine-tune, optionally asking its base model the same questions."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,19 +11,29 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from forumtune.chat.engine import ChatEngine, Generation
+from forumtune.chat.engine import Engine, Generation, SamplingSettings
 from forumtune.chat.errors import ChatError
 
 HELP_TEXT = """\
 Commands:
-  /reset        forget the conversation so far
-  /save PATH    write the conversation to PATH as JSON
-  /system TEXT  set the system prompt (/system alone removes it)
-  /help         show this help
-  /quit         leave; so do Ctrl-D and Ctrl-C at the prompt (Ctrl-C during a reply stops it)"""
+  /reset          forget the conversation so far
+  /save PATH      write the conversation to PATH as JSON
+  /system TEXT    set the system prompt (/system alone removes it)
+  /set NAME VALUE change a sampling setting: temperature, top_p, max_new_tokens, seed (seed none: random)
+  /settings       show the sampling settings
+  /compare        side by side on/off: the base model answers each question too
+  /help           show this help
+  /quit           leave; so do Ctrl-D and Ctrl-C at the prompt (Ctrl-C during a reply stops it)"""
 
 USER_PROMPT = "you> "
-BOT_LABEL = "bot> "
+TUNED_LABEL = "bot> "
+BASE_LABEL = "base> "
+SETTING_TYPES: dict[str, Callable[[str], object]] = {
+    "temperature": float,
+    "top_p": float,
+    "max_new_tokens": int,
+    "seed": lambda text: None if text.lower() == "none" else int(text),
+}
 
 
 @dataclass
@@ -35,18 +46,42 @@ class Conversation:
         return system + self.turns
 
 
+@dataclass
+class ChatSession:
+    """The conversation with the fine-tune and, in side-by-side mode, the base model's own one."""
+
+    tuned: Engine
+    base: Engine | None
+    settings: SamplingSettings
+    tuned_chat: Conversation
+    base_chat: Conversation
+    compare: bool = False
+
+    def set_system_prompt(self, text: str | None) -> None:
+        self.tuned_chat.system_prompt = self.base_chat.system_prompt = text
+
+    def reset(self) -> None:
+        self.tuned_chat.turns.clear()
+        self.base_chat.turns.clear()
+
+
 def run_repl(
-    engine: ChatEngine,
+    engine: Engine,
     *,
     system_prompt: str | None,
-    max_new_tokens: int,
-    temperature: float,
+    settings: SamplingSettings,
+    base_engine: Engine | None = None,
+    compare: bool = False,
     console: Console | None = None,
     input_fn: Callable[[str], str] = input,
 ) -> None:
     """Chat in the terminal until /quit, end of input or Ctrl-C at the prompt."""
     console = console or Console()
-    conversation = Conversation(system_prompt)
+    if compare and base_engine is None:
+        raise ChatError("Side-by-side mode needs the base model; set chat.with_base=true.")
+    session = ChatSession(
+        engine, base_engine, settings, Conversation(system_prompt), Conversation(system_prompt), compare
+    )
     console.print("forumtune chat - type /help for commands", style="bold")
     while True:
         try:
@@ -57,26 +92,40 @@ def run_repl(
         if not line:
             continue
         if line.startswith("/"):
-            if not run_command(line, conversation, console):
+            if not run_command(line, session, console):
                 return
             continue
-        reply(engine, conversation, line, max_new_tokens, temperature, console)
+        ask(session, line, console)
 
 
-def run_command(line: str, conversation: Conversation, console: Console) -> bool:
+def ask(session: ChatSession, question: str, console: Console) -> None:
+    """The fine-tune answers; in side-by-side mode the base model answers the same question after it."""
+    label = "tuned> " if session.compare else TUNED_LABEL
+    reply(session.tuned, session.tuned_chat, question, session.settings, console, label)
+    if session.compare and session.base is not None:
+        reply(session.base, session.base_chat, question, session.settings, console, BASE_LABEL)
+
+
+def run_command(line: str, session: ChatSession, console: Console) -> bool:
     """Carry out one /command; False means leave the chat."""
     name, _, argument = line.partition(" ")
     argument = argument.strip()
     if name in ("/quit", "/exit"):
         return False
     if name == "/reset":
-        conversation.turns.clear()
+        session.reset()
         console.print("Conversation cleared.", style="dim")
     elif name == "/save":
-        save_conversation(conversation, argument, console)
+        save_conversation(session, argument, console)
     elif name == "/system":
-        conversation.system_prompt = argument or None
+        session.set_system_prompt(argument or None)
         console.print("System prompt set." if argument else "System prompt removed.", style="dim")
+    elif name == "/set":
+        change_setting(session, argument, console)
+    elif name == "/settings":
+        show_settings(session.settings, console)
+    elif name == "/compare":
+        toggle_compare(session, console)
     elif name == "/help":
         console.print(HELP_TEXT, markup=False, highlight=False)
     else:
@@ -84,50 +133,86 @@ def run_command(line: str, conversation: Conversation, console: Console) -> bool
     return True
 
 
-def save_conversation(conversation: Conversation, path_text: str, console: Console) -> None:
+def change_setting(session: ChatSession, argument: str, console: Console) -> None:
+    name, _, value = argument.partition(" ")
+    if name not in SETTING_TYPES or not value.strip():
+        console.print(f"Usage: /set NAME VALUE, NAME one of {', '.join(SETTING_TYPES)}", style="yellow")
+        return
+    try:
+        parsed = SETTING_TYPES[name](value.strip())
+        session.settings = dataclasses.replace(session.settings, **{name: parsed})
+    except (ValueError, ChatError) as error:
+        console.print(f"Cannot set {name} to {escape(value.strip())}: {escape(str(error))}", style="red")
+        return
+    show_settings(session.settings, console)
+
+
+def show_settings(settings: SamplingSettings, console: Console) -> None:
+    seed = "random" if settings.seed is None else settings.seed
+    console.print(
+        f"temperature={settings.temperature} top_p={settings.top_p} "
+        f"max_new_tokens={settings.max_new_tokens} seed={seed}",
+        style="dim",
+    )
+
+
+def toggle_compare(session: ChatSession, console: Console) -> None:
+    if session.base is None:
+        console.print(
+            "No base model loaded; start with --set chat.with_base=true to compare.", style="yellow"
+        )
+        return
+    session.compare = not session.compare
+    if session.compare:
+        session.base_chat.turns = list(session.tuned_chat.turns)  # the base picks up the conversation so far
+    console.print(f"Side by side {'on' if session.compare else 'off'}.", style="dim")
+
+
+def save_conversation(session: ChatSession, path_text: str, console: Console) -> None:
     if not path_text:
         console.print("Usage: /save PATH", style="yellow")
         return
     path = Path(path_text).expanduser()
+    saved = {"messages": session.tuned_chat.messages()}
+    if session.base_chat.turns:
+        saved["base_messages"] = session.base_chat.messages()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps({"messages": conversation.messages()}, ensure_ascii=False, indent=2) + "\n"
-        )
+        path.write_text(json.dumps(saved, ensure_ascii=False, indent=2) + "\n")
     except OSError as error:
         console.print(f"Could not write {escape(str(path))}: {escape(str(error))}", style="red")
         return
-    console.print(f"Saved {len(conversation.messages())} messages to {escape(str(path))}.", style="dim")
+    console.print(f"Saved {len(saved['messages'])} messages to {escape(str(path))}.", style="dim")
 
 
 def reply(
-    engine: ChatEngine,
+    engine: Engine,
     conversation: Conversation,
     user_text: str,
-    max_new_tokens: int,
-    temperature: float,
+    settings: SamplingSettings,
     console: Console,
+    label: str = TUNED_LABEL,
 ) -> None:
     """Answer one user message, printing the reply as it streams; the turn is kept only if it worked."""
     conversation.turns.append({"role": "user", "content": user_text})
     try:
-        messages = engine.trim_history(conversation.messages(), max_new_tokens)
+        messages = engine.trim_history(conversation.messages(), settings.max_new_tokens)
         if len(messages) < len(conversation.messages()):
             console.print("(older turns left out to fit the context)", style="dim")
-        generation = engine.generate(messages, max_new_tokens=max_new_tokens, temperature=temperature)
-        text = print_streamed(generation, console)
+        generation = engine.generate(messages, **dataclasses.asdict(settings))
+        text = print_streamed(generation, console, label)
     except ChatError as error:
         conversation.turns.pop()
         console.print(escape(str(error)), style="red")
         return
     conversation.turns.append({"role": "assistant", "content": text})
     if generation.finish_reason == "length":
-        console.print(f"(reply cut at {max_new_tokens} tokens)", style="dim")
+        console.print(f"(reply cut at {settings.max_new_tokens} tokens)", style="dim")
 
 
-def print_streamed(generation: Generation, console: Console) -> str:
+def print_streamed(generation: Generation, console: Console, label: str) -> str:
     """Print the reply piece by piece; Ctrl-C stops the model and keeps what came so far."""
-    console.print(BOT_LABEL, end="", style="bold")
+    console.print(label, end="", style="bold")
     pieces: list[str] = []
     stream = iter(generation)
     try:

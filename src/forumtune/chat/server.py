@@ -1,4 +1,4 @@
-"""An OpenAI-compatible HTTP server over one or more chat engines."""
+"""An OpenAI-compatible HTTP server over one or more chat engines, with a web chat page at /."""
 
 from __future__ import annotations
 
@@ -12,103 +12,43 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import anyio
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from forumtune.chat.engine import ChatEngine, FinishReason, Generation
+from forumtune.chat.engine import Engine, Generation, SamplingSettings
 from forumtune.chat.errors import ChatError, ContextTooLongError, GenerationError
+from forumtune.chat.openai_api import (
+    ApiError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    ReplyMeta,
+    SamplingRequest,
+    closing_chunk,
+    opening_chunk,
+    parse_request,
+    text_chunk,
+    usage_chunk,
+    whole_reply,
+)
+from forumtune.chat.web_page import CHAT_PAGE_HTML
 
-MAX_STOP_STRINGS = 4
 OWNER = "forumtune"
 GENERATION_FAILED = "The model failed while generating the reply; the server log has the details."
+ENDPOINTS = (
+    "GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/completions and POST /v1/completions"
+)
 
 logger = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """An error answered as an OpenAI-shaped JSON body."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-        self.headers = headers
-
-    def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessageIn(BaseModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
-
-    def plain(self) -> dict[str, str]:
-        role = "system" if self.role == "developer" else self.role
-        content = (
-            self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
-        )
-        return {"role": role, "content": content}
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    model: str
-    messages: Annotated[list[ChatMessageIn], Field(min_length=1)]
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
-    n: Annotated[int, Field(ge=1, le=1)] = 1
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def stop_as_list(cls, value: Any) -> Any:
-        stops = [value] if isinstance(value, str) else value
-        if isinstance(stops, list) and len(stops) > MAX_STOP_STRINGS:
-            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are supported")
-        return stops
-
-    def requested_max_tokens(self) -> tuple[int | None, str]:
-        if self.max_completion_tokens is not None:
-            return self.max_completion_tokens, "max_completion_tokens"
-        return self.max_tokens, "max_tokens"
-
-    def sampling(self) -> dict[str, Any]:
-        chosen = {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed, "stop": self.stop}
-        return {name: value for name, value in chosen.items() if value is not None}
-
-
 class Admission:
-    """Counts chat requests running or waiting, refusing more than max_queue at once."""
+    """Counts requests running or waiting for the model, refusing more than max_queue at once."""
 
     def __init__(self, max_queue: int) -> None:
         self.max_queue = max_queue
@@ -132,13 +72,6 @@ class Admission:
             self.in_flight -= 1
 
 
-@dataclass(frozen=True)
-class ReplyMeta:
-    id: str
-    created: int
-    model: str
-
-
 class StreamingResponseWithCleanup(StreamingResponse):
     """A streaming response that runs on_close however it ends, client disconnects included."""
 
@@ -154,26 +87,49 @@ class StreamingResponseWithCleanup(StreamingResponse):
 
 
 def create_app(
-    engines: dict[str, ChatEngine],
+    engines: dict[str, Engine],
     *,
     api_key: str | None = None,
     max_tokens_limit: int = 1024,
     max_queue: int = 8,
+    sampling: SamplingSettings | None = None,
+    system_prompt: str | None = None,
 ) -> FastAPI:
-    """The HTTP app; engines maps the model names clients send to the engines that answer them."""
+    """The HTTP app; engines maps the model names clients send to the engines that answer them.
+
+    max_tokens_limit caps the tokens one request may ask for, max_queue the requests running or waiting
+    at once (more get 503), and sampling holds the reply length, temperature and top_p used when a request
+    sends none. system_prompt goes before chat requests that bring no system message of their own, as the
+    fine-tune saw it in training.
+    """
     if not engines:
-        raise ChatError("create_app needs at least one engine: pass {'model-name': ChatEngine(...)}.")
+        raise ChatError("create_app needs at least one engine: pass {'model-name': engine}.")
     if max_tokens_limit < 1 or max_queue < 1:
         raise ChatError(
             f"max_tokens_limit and max_queue must be at least 1, got {max_tokens_limit}, {max_queue}."
         )
-    app = FastAPI(title="forumtune chat", docs_url=None, redoc_url=None)
+    defaults = sampling or SamplingSettings()
+    if defaults.max_new_tokens > max_tokens_limit:
+        raise ChatError(
+            f"The default reply length ({defaults.max_new_tokens}, chat.max_new_tokens) is over the per-request "
+            f"limit ({max_tokens_limit}, chat.max_request_tokens); lower the first or raise the second."
+        )
+    app = FastAPI(title="forumtune chat", docs_url=None, redoc_url=None, openapi_url=None)
     admission = Admission(max_queue)
     _add_error_handlers(app)
 
+    @app.get("/", response_class=HTMLResponse)
+    async def chat_page() -> str:
+        return CHAT_PAGE_HTML
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "models": sorted(engines), "requests_in_flight": admission.in_flight}
+        return {
+            "status": "ok",
+            "models": list(engines),
+            "requests_in_flight": admission.in_flight,
+            "api_key_required": api_key is not None,
+        }
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
@@ -186,12 +142,12 @@ def create_app(
         _find_engine(engines, name)
         return _model_card(name)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
+    async def answer(request: Request, kind: Literal["chat", "text"]) -> Response:
         _check_api_key(request, api_key)
-        chat = _parse_chat_request(await request.body())
-        engine = _find_engine(engines, chat.model)
-        requested, param = chat.requested_max_tokens()
+        schema = ChatCompletionRequest if kind == "chat" else CompletionRequest
+        parsed = parse_request(schema, await request.body())
+        engine = _find_engine(engines, parsed.model)
+        requested, param = parsed.requested_max_tokens()
         if requested is not None and requested > max_tokens_limit:
             raise ApiError(
                 400, f"{param} is {requested}; this server allows at most {max_tokens_limit}.", param=param
@@ -199,15 +155,26 @@ def create_app(
         admission.enter()
         handed_to_stream = False
         try:
-            generation = await _start_generation(engine, chat, max_tokens_limit)
-            meta = ReplyMeta(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), chat.model)
-            if chat.stream:
+            generation = await anyio.to_thread.run_sync(
+                _prepare_generation, engine, parsed, defaults, system_prompt
+            )
+            prefix = "chatcmpl" if kind == "chat" else "cmpl"
+            meta = ReplyMeta(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), parsed.model, kind)
+            if parsed.stream:
                 handed_to_stream = True
-                return _streaming_reply(generation, meta, chat, on_close=admission.leave)
+                return _streaming_reply(generation, meta, parsed.include_usage(), on_close=admission.leave)
             return JSONResponse(await _whole_reply(generation, meta))
         finally:
             if not handed_to_stream:
                 admission.leave()
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await answer(request, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await answer(request, "text")
 
     return app
 
@@ -219,12 +186,12 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        endpoints = "GET /health, GET /v1/models and POST /v1/chat/completions"
-        message = f"{error.detail} ({request.method} {request.url.path}); this server has {endpoints}."
+        message = f"{error.detail} ({request.method} {request.url.path}); this server has {ENDPOINTS}."
         return ApiError(error.status_code, message, headers=error.headers).response()
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        logger.error("unexpected error on %s", request.url.path, exc_info=error)
         message = f"Internal error ({type(error).__name__}); see the server log."
         return ApiError(500, message, type="server_error").response()
 
@@ -242,36 +209,11 @@ def _check_api_key(request: Request, api_key: str | None) -> None:
         )
 
 
-def _parse_chat_request(body: bytes) -> ChatCompletionRequest:
-    try:
-        return ChatCompletionRequest.model_validate_json(body or b"")
-    except ValidationError as error:
-        first = error.errors()[0]
-        if first["type"] == "json_invalid":
-            raise ApiError(
-                400,
-                f"The request body is not valid JSON ({first['msg']}); "
-                "send a JSON object with model and messages.",
-                code="invalid_json",
-            ) from error
-        param = _param_path(first["loc"])
-        where = f"{param}: " if param else ""
-        raise ApiError(400, f"{where}{first['msg']}", param=param or None, code="invalid_value") from error
-
-
-def _param_path(location: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
-
-
-def _find_engine(engines: dict[str, ChatEngine], name: str) -> ChatEngine:
+def _find_engine(engines: dict[str, Engine], name: str) -> Engine:
     if name not in engines:
-        known = ", ".join(sorted(engines))
         raise ApiError(
             404,
-            f"The model '{name}' does not exist here; use one of: {known}.",
+            f"The model '{name}' does not exist here; use one of: {', '.join(engines)}.",
             param="model",
             code="model_not_found",
         )
@@ -282,27 +224,43 @@ def _model_card(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": OWNER}
 
 
-async def _start_generation(
-    engine: ChatEngine, chat: ChatCompletionRequest, max_tokens_limit: int
+def _prepare_generation(
+    engine: Engine, request: SamplingRequest, defaults: SamplingSettings, system_prompt: str | None
 ) -> Generation:
-    messages = [message.plain() for message in chat.messages]
-    requested, param = chat.requested_max_tokens()
+    """Tokenize the prompt and fit the reply into the context; runs on a worker thread.
+
+    A request that names no max_tokens gets the configured reply length, or less where the context ends.
+    """
+    requested, param = request.requested_max_tokens()
+    prompt_param = "messages" if isinstance(request, ChatCompletionRequest) else "prompt"
     try:
-        prompt_tokens = await anyio.to_thread.run_sync(engine.count_tokens, messages)
-        room = engine.max_context_tokens - prompt_tokens
-        max_new_tokens = requested if requested is not None else min(max_tokens_limit, room)
+        if isinstance(request, ChatCompletionRequest):
+            messages = [message.plain() for message in request.messages]
+            if system_prompt and not any(message["role"] == "system" for message in messages):
+                messages.insert(0, {"role": "system", "content": system_prompt})
+            prompt_ids = engine.prompt_ids(messages)
+        else:
+            assert isinstance(request, CompletionRequest)
+            prompt_ids = engine.text_ids(request.prompt_text())
+        room = engine.max_context_tokens - len(prompt_ids)
+        max_new_tokens = requested if requested is not None else min(defaults.max_new_tokens, room)
         if max_new_tokens > room or room < 1:
             raise ContextTooLongError(
-                f"The messages take {prompt_tokens} tokens and {param}={max_new_tokens} more do not fit the "
-                f"{engine.max_context_tokens}-token context; drop old messages or ask for fewer tokens."
+                f"The {prompt_param} take {len(prompt_ids)} tokens and {param}={max_new_tokens} more do not "
+                f"fit the {engine.max_context_tokens}-token context; shorten the {prompt_param} or ask for "
+                "fewer tokens."
             )
-        return await anyio.to_thread.run_sync(
-            lambda: engine.generate(messages, max_new_tokens, cancel=threading.Event(), **chat.sampling())
+        settings = SamplingSettings(
+            max_new_tokens,
+            defaults.temperature if request.temperature is None else request.temperature,
+            defaults.top_p if request.top_p is None else request.top_p,
+            request.seed,
         )
+        return engine.generation_for_ids(prompt_ids, settings, request.stop or [], threading.Event())
     except ContextTooLongError as error:
-        raise ApiError(400, str(error), param="messages", code="context_length_exceeded") from error
+        raise ApiError(400, str(error), param=prompt_param, code="context_length_exceeded") from error
     except ChatError as error:
-        raise ApiError(400, str(error), param="messages", code="invalid_value") from error
+        raise ApiError(400, str(error), param=prompt_param, code="invalid_value") from error
 
 
 async def _whole_reply(generation: Generation, meta: ReplyMeta) -> dict[str, Any]:
@@ -313,28 +271,12 @@ async def _whole_reply(generation: Generation, meta: ReplyMeta) -> dict[str, Any
         raise ApiError(500, GENERATION_FAILED, type="server_error") from error
     finally:
         generation.cancel.set()  # stops the model if this request was cancelled meanwhile
-    return {
-        "id": meta.id,
-        "object": "chat.completion",
-        "created": meta.created,
-        "model": meta.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": _openai_finish_reason(generation.finish_reason),
-            }
-        ],
-        "usage": _usage(generation),
-    }
+    return whole_reply(meta, text, generation)
 
 
 def _streaming_reply(
-    generation: Generation, meta: ReplyMeta, chat: ChatCompletionRequest, on_close: Callable[[], None]
+    generation: Generation, meta: ReplyMeta, include_usage: bool, on_close: Callable[[], None]
 ) -> StreamingResponse:
-    include_usage = chat.stream_options is not None and chat.stream_options.include_usage
-
     def close() -> None:
         generation.cancel.set()  # a client that went away stops the model at its next token
         on_close()
@@ -348,17 +290,18 @@ async def _sse_events(generation: Generation, meta: ReplyMeta, include_usage: bo
     threading.Thread(
         target=_pump, args=(iter(generation), loop, pieces), name="chat-stream", daemon=True
     ).start()
-    yield _sse(_chunk(meta, {"role": "assistant", "content": ""}))
+    if (opening := opening_chunk(meta)) is not None:
+        yield _sse(opening)
     while (item := await pieces.get()) is not None:
         if isinstance(item, BaseException):
             logger.error("%s", item, exc_info=item.__cause__ or item)
-            yield _sse(_error_body(GENERATION_FAILED))
+            yield _sse(ApiError(500, GENERATION_FAILED, type="server_error").body())
             yield "data: [DONE]\n\n"
             return
-        yield _sse(_chunk(meta, {"content": item}))
-    yield _sse(_chunk(meta, {}, _openai_finish_reason(generation.finish_reason)))
+        yield _sse(text_chunk(meta, item))
+    yield _sse(closing_chunk(meta, generation))
     if include_usage:
-        yield _sse({**_chunk(meta, {}), "choices": [], "usage": _usage(generation)})
+        yield _sse(usage_chunk(meta, generation))
     yield "data: [DONE]\n\n"
 
 
@@ -374,31 +317,8 @@ def _pump(pieces: Iterator[str], loop: asyncio.AbstractEventLoop, queue: asyncio
         loop.call_soon_threadsafe(queue.put_nowait, last)
 
 
-def _error_body(message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-
-
-def _chunk(meta: ReplyMeta, delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
-    return {
-        "id": meta.id,
-        "object": "chat.completion.chunk",
-        "created": meta.created,
-        "model": meta.model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-    }
-
-
 def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-
-def _usage(generation: Generation) -> dict[str, int]:
-    prompt, completion = generation.prompt_tokens, generation.completion_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _openai_finish_reason(reason: FinishReason | None) -> str:
-    return "length" if reason == "length" else "stop"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -411,20 +331,29 @@ def is_loopback_host(host: str) -> bool:
 
 
 def serve(
-    engines: dict[str, ChatEngine],
+    engines: dict[str, Engine],
     host: str = "127.0.0.1",
     port: int = 8000,
     api_key: str | None = None,
     *,
     max_tokens_limit: int = 1024,
     max_queue: int = 8,
+    sampling: SamplingSettings | None = None,
+    system_prompt: str | None = None,
     log_level: str = "info",
 ) -> None:
     """Serve the engines over HTTP until interrupted; a host beyond this machine needs an api_key."""
     if not is_loopback_host(host) and not api_key:
         raise ChatError(
             f"Refusing to listen on {host} without an API key: anyone who can reach it could use the model. "
-            "Pass api_key=..., or bind to 127.0.0.1."
+            "Set chat.api_key (e.g. --set chat.api_key=$(openssl rand -hex 16)), or bind to 127.0.0.1."
         )
-    app = create_app(engines, api_key=api_key, max_tokens_limit=max_tokens_limit, max_queue=max_queue)
+    app = create_app(
+        engines,
+        api_key=api_key,
+        max_tokens_limit=max_tokens_limit,
+        max_queue=max_queue,
+        sampling=sampling,
+        system_prompt=system_prompt,
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

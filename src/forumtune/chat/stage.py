@@ -1,47 +1,109 @@
-"""The `chat` and `serve` stages: load the fine-tune (adapter on its base, or the merged model) and talk."""
+"""The `chat` and `serve` stages: load the fine-tune (adapter on its base, merged, or GGUF) and talk to it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from transformers import AutoModelForCausalLM
 
 from forumtune.base_model import load_tokenizer
-from forumtune.chat.engine import ChatEngine
+from forumtune.chat.engine import Engine, SamplingSettings
 from forumtune.chat.errors import ChatError
+from forumtune.chat.transformers_engine import TransformersEngine
 from forumtune.config import Config
-from forumtune.train.loading import load_adapter_model, pick_device
+from forumtune.pipeline import gguf_name
+from forumtune.train.loading import load_adapter_model, load_base_model, pick_device
 
 
-def load_engine(config: Config, run_dir: Path, *, merged: bool = False) -> ChatEngine:
-    device = pick_device(config.train.device)
+@dataclass(frozen=True)
+class ChatModels:
+    tuned: Engine
+    base: Engine | None
+
+
+def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
+    """The fine-tune as chat.source says, and its base model when chat.with_base asks for it."""
+    chat = config.chat
     tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-    if merged:
-        merged_dir = run_dir / "merged"
-        if not (merged_dir / "config.json").exists():
-            raise ChatError(f"no merged model at {merged_dir}: run `forumtune merge` first, or drop --merged")
-        model = AutoModelForCausalLM.from_pretrained(merged_dir).to(device)
-    else:
+    device = pick_device(config.train.device)
+    with_base = chat.with_base if chat.with_base is not None else chat.source == "adapter"
+    if chat.source == "adapter":
         adapter_dir = run_dir / "adapter"
         if not (adapter_dir / "adapter_config.json").exists():
-            raise ChatError(f"no adapter at {adapter_dir}: run `forumtune train` first")
+            raise ChatError(f"no adapter at {adapter_dir}: run `forumtune train` first (chat.source=adapter)")
         model = load_adapter_model(config, adapter_dir, device)
-    return ChatEngine(model, tokenizer)
+        tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
+        # The base answers through the same weights with the adapter switched off: no second copy.
+        base = TransformersEngine(
+            model, tokenizer, max_context_tokens=chat.context_tokens, without_adapter=True
+        )
+        return ChatModels(tuned, base if with_base else None)
+    if chat.source == "merged":
+        merged_dir = run_dir / "merged"
+        if not (merged_dir / "config.json").exists():
+            raise ChatError(
+                f"no merged model at {merged_dir}: run `forumtune merge` first (chat.source=merged)"
+            )
+        model = AutoModelForCausalLM.from_pretrained(merged_dir).to(device)
+        tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
+    else:
+        from forumtune.chat.gguf_engine import GgufEngine
+
+        tuned = GgufEngine(run_dir / gguf_name(config), tokenizer, max_context_tokens=chat.context_tokens)
+    if not with_base:
+        return ChatModels(tuned, None)
+    base_model = load_base_model(config.model, device)
+    return ChatModels(
+        tuned, TransformersEngine(base_model, tokenizer, max_context_tokens=chat.context_tokens)
+    )
 
 
-def run_chat(config: Config, run_dir: Path, console: Console, *, merged: bool = False) -> None:
+def sampling_settings(config: Config) -> SamplingSettings:
+    chat = config.chat
+    return SamplingSettings(chat.max_new_tokens, chat.temperature, chat.top_p)
+
+
+def run_chat(config: Config, run_dir: Path, console: Console, *, compare: bool = False) -> None:
     from forumtune.chat.repl import run_repl
 
-    engine = load_engine(config, run_dir, merged=merged)
-    run_repl(engine, system_prompt=config.chat.system_prompt or config.build.system_prompt,
-             max_new_tokens=config.chat.max_new_tokens, temperature=config.chat.temperature, console=console)
+    if compare and config.chat.with_base is False:
+        raise ChatError("--compare needs the base model, but chat.with_base is false; drop one of them")
+    if compare and config.chat.with_base is None:
+        config = config.model_copy(update={"chat": config.chat.model_copy(update={"with_base": True})})
+    with console.status(f"loading the {config.chat.source} model..."):
+        models = load_chat_models(config, run_dir)
+    run_repl(
+        models.tuned,
+        base_engine=models.base,
+        compare=compare,
+        system_prompt=config.chat.system_prompt or config.build.system_prompt,
+        settings=sampling_settings(config),
+        console=console,
+    )
 
 
-def run_serve(config: Config, run_dir: Path, console: Console, *, merged: bool = False) -> None:
+def run_serve(config: Config, run_dir: Path, console: Console) -> None:
     from forumtune.chat.server import serve
 
-    engine = load_engine(config, run_dir, merged=merged)
     chat = config.chat
-    console.print(f"serving model {config.name!r} at http://{chat.host}:{chat.port}/v1 (OpenAI-compatible)")
-    serve({config.name: engine}, host=chat.host, port=chat.port, api_key=chat.api_key)
+    with console.status(f"loading the {chat.source} model..."):
+        models = load_chat_models(config, run_dir)
+    engines = {config.name: models.tuned}
+    if models.base is not None:
+        engines[f"{config.name}-base"] = models.base
+    console.print(
+        f"serving {', '.join(engines)} at http://{chat.host}:{chat.port}/v1 (OpenAI-compatible); "
+        f"chat page at http://{chat.host}:{chat.port}/"
+    )
+    serve(
+        engines,
+        host=chat.host,
+        port=chat.port,
+        api_key=chat.api_key,
+        max_tokens_limit=chat.max_request_tokens,
+        max_queue=chat.max_queue,
+        sampling=sampling_settings(config),
+        system_prompt=chat.system_prompt or config.build.system_prompt,
+    )

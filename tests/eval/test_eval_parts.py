@@ -1,62 +1,49 @@
+"""Eval parts on the tiny model: the loss whatever the batch, batched generation, the curves."""
+
 import torch
 from transformers import AutoModelForCausalLM
 
 from forumtune.base_model import resolve_base_model
-from forumtune.data.encode import IGNORE_INDEX, encode_conversation
-from forumtune.eval.plots import plot_loss_curves
-from forumtune.eval.report import render_report
+from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
+from forumtune.eval.plots import RunCurves, loss_points, plot_loss_curves
 from forumtune.train.batches import mean_token_loss
 from forumtune.train.metrics_log import MetricsLog
-
-QUESTIONS = [("Best wax for spring slush?", "A warm-temp wax with some fluoro-free structure."),
-             ("How do I stop sitting back?", "Shins on the tongues, hands forward."),
-             ("DIN for 80 kg?", "Look it up on the chart and have a shop check it.")]
-
-
-def records(tokenizer):
-    out = []
-    for question, answer in QUESTIONS:
-        example = encode_conversation(tokenizer, [{"role": "user", "content": question},
-                                                  {"role": "assistant", "content": answer}])
-        out.append({"input_ids": example.input_ids, "labels": example.labels})
-    return out
-
-
-def independent_loss(model, records) -> float:
-    """Per-token cross entropy written out by hand, one example at a time, no padding."""
-    total, count = 0.0, 0
-    for record in records:
-        ids = torch.tensor([record["input_ids"]])
-        with torch.no_grad():
-            log_probs = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
-        for position in range(1, len(record["labels"])):
-            target = record["labels"][position]
-            if target != IGNORE_INDEX:
-                total -= float(log_probs[position - 1, target])
-                count += 1
-    return total / count
+from tests.eval.conftest import held_out_records, loss_by_hand
 
 
 def test_eval_loss_matches_an_independent_computation_whatever_the_batch(tiny_tokenizer):
     model = AutoModelForCausalLM.from_pretrained(resolve_base_model("builtin:tiny-llama"))
-    data = records(tiny_tokenizer)
-    expected = independent_loss(model, data)
+    data = held_out_records(tiny_tokenizer)
+    expected = loss_by_hand(model, data)
     for batch_size in (1, 2, 3):
         measured = mean_token_loss(model, data, batch_size, tiny_tokenizer.pad_token_id, torch.device("cpu"))
         assert abs(measured - expected) < 1e-4
 
 
-def test_loss_curve_png_and_report_html(tmp_path):
-    log = MetricsLog(tmp_path / "metrics.csv")
-    for step in range(1, 11):
-        log.write(step=step, split="train", loss=5.0 / step)
-    log.write(step=10, split="eval", loss=1.5)
-    png = plot_loss_curves(tmp_path / "metrics.csv", tmp_path / "loss.png")
-    assert png.read_bytes()[:4] == b"\x89PNG"
-    html = render_report(tmp_path / "report.html", name="t", base_model="m", note="", loss_png="AAAA",
-                         metrics=[{"model": "base", "loss": 2.0, "perplexity": 7.39}], data_stats={"threads": 3},
-                         samples=[{"question": "<script>alert(1)</script>", "reference": "r", "base": "b",
-                                   "tuned": "t"}], generation_settings="greedy", training={}, config_yaml="")
-    text = html.read_text()
-    assert "<script>alert" not in text and "&lt;script&gt;" in text
-    assert 'src="data:image/png;base64,AAAA"' in text
+def test_batched_generation_gives_each_prompt_the_answer_it_gets_alone(tiny_tokenizer):
+    model = AutoModelForCausalLM.from_pretrained(resolve_base_model("builtin:tiny-llama"))
+    prompts = [prompt_messages(r) for r in held_out_records(tiny_tokenizer)[:3]]
+    greedy = GenerationSettings(max_new_tokens=5, temperature=0.0, top_p=1.0, seed=1, batch_size=3)
+    batched = generate_answers(model, tiny_tokenizer, prompts, greedy)
+    alone = [generate_answers(model, tiny_tokenizer, [p], greedy)[0] for p in prompts]
+    assert [a["raw"] for a in batched] == [a["raw"] for a in alone]  # left padding changes nothing
+    assert all(a["tokens"] <= 5 and a["ended"] == (a["tokens"] < 5) for a in batched)
+    sampled = GenerationSettings(max_new_tokens=5, temperature=1.0, top_p=0.9, seed=3, batch_size=3)
+    first, again = (generate_answers(model, tiny_tokenizer, prompts, sampled) for _ in range(2))
+    assert first == again  # the seed fixes the samples
+    assert tiny_tokenizer.padding_side == "right"  # restored for training-style batches
+
+
+def test_loss_curves_of_one_run_and_of_two_runs(tmp_path):
+    for name, offset in (("a", 0.0), ("b", 0.5)):
+        log = MetricsLog(tmp_path / f"{name}.csv")
+        for step in range(1, 11):
+            log.write(step=step, split="train", loss=5.0 / step + offset)
+        log.write(step=10, split="eval", loss=1.5 + offset)
+    one = plot_loss_curves([RunCurves("a", tmp_path / "a.csv", [{"step": 5, "eval_loss": 1.7}], 6.0)],
+                           tmp_path / "one.png")
+    two = plot_loss_curves([RunCurves("a", tmp_path / "a.csv"), RunCurves("b", tmp_path / "b.csv")],
+                           tmp_path / "two.png")
+    assert loss_points(tmp_path / "b.csv", "eval") == [(10, 2.0)]
+    for png in (one, two):
+        assert png.read_bytes()[:4] == b"\x89PNG"

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int
+    temperature: float  # 0 means greedy
+    top_p: float
+    seed: int
+    batch_size: int
+
+    def describe(self) -> str:
+        decoding = ("greedy decoding" if self.temperature == 0
+                    else f"sampling at temperature {self.temperature}, top-p {self.top_p}")
+        return (f"{decoding}, at most {self.max_new_tokens} new tokens, seed {self.seed}, "
+                f"batches of {self.batch_size}; base and fine-tuned get the same prompts and seeds")
 
 
 def prompt_messages(record: dict[str, Any]) -> list[dict[str, str]]:
@@ -16,35 +32,49 @@ def prompt_messages(record: dict[str, Any]) -> list[dict[str, str]]:
     return messages[:last_answer]
 
 
+def stop_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """EOS of the tokenizer plus any the model's generation config adds (e.g. <|im_end|>)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = configured if isinstance(configured, list) else [configured]
+    return sorted({tokenizer.eos_token_id, *configured} - {None})
+
+
+def _decode_answer(row: list[int], stop_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    stop_at = next((i for i, token in enumerate(row) if token in stop_ids), None)
+    ids = row if stop_at is None else row[:stop_at]
+    return {"text": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+            "raw": tokenizer.decode(ids, skip_special_tokens=False),
+            "ended": stop_at is not None, "tokens": len(ids)}
+
+
 @torch.no_grad()
 def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict[str, str]]],
-                     *, max_new_tokens: int, temperature: float, seed: int, batch_size: int = 4) -> list[dict[str, Any]]:
-    """Text of each answer with whether it ended by itself (EOS) or hit the token limit."""
+                     settings: GenerationSettings) -> list[dict[str, Any]]:
+    """Each answer's text (special tokens dropped), raw text (kept), whether it ended by itself, its length."""
     device = next(model.parameters()).device
-    tokenizer.padding_side = "left"
+    stop_ids = stop_token_ids(model, tokenizer)
+    sampling = ({"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+                if settings.temperature > 0 else {"do_sample": False})
     answers: list[dict[str, Any]] = []
-    for start in range(0, len(prompts), batch_size):
-        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                 for p in prompts[start: start + batch_size]]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        torch.manual_seed(seed + start)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
-        output = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                eos_token_id=tokenizer.eos_token_id, **sampling)
-        for row in output[:, batch["input_ids"].shape[1]:]:
-            ids = row.tolist()
-            ended = tokenizer.eos_token_id in ids
-            if ended:
-                ids = ids[: ids.index(tokenizer.eos_token_id)]
-            answers.append({"text": tokenizer.decode(ids, skip_special_tokens=True).strip(), "ended": ended,
-                            "tokens": len(ids)})
-    tokenizer.padding_side = "right"
+    previous_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        for start in range(0, len(prompts), settings.batch_size):
+            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                     for p in prompts[start: start + settings.batch_size]]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            torch.manual_seed(settings.seed + start)
+            output = model.generate(**batch, max_new_tokens=settings.max_new_tokens,
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids, **sampling)
+            answers += [_decode_answer(row.tolist(), stop_ids, tokenizer)
+                        for row in output[:, batch["input_ids"].shape[1]:]]
+    finally:
+        tokenizer.padding_side = previous_side
     return answers
 
 
 def generate_base_and_tuned(model: PeftModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict[str, str]]],
-                            **settings: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                            settings: GenerationSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     with model.disable_adapter():
-        base = generate_answers(model, tokenizer, prompts, **settings)
-    tuned = generate_answers(model, tokenizer, prompts, **settings)
+        base = generate_answers(model, tokenizer, prompts, settings)
+    tuned = generate_answers(model, tokenizer, prompts, settings)
     return base, tuned

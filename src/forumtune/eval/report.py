@@ -3,49 +3,137 @@
 from __future__ import annotations
 
 import base64
+import json
+import statistics
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment
+from jinja2 import DictLoader, Environment, StrictUndefined
 
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>forumtune report: {{ name }}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
-h1 { margin-bottom: 0.2rem; } .note { color: #8a5a00; background: #fff6e0; padding: .5rem .8rem; }
-table { border-collapse: collapse; margin: 1rem 0; width: 100%; }
-th, td { border: 1px solid #ccc; padding: .4rem .6rem; vertical-align: top; text-align: left; }
-th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.answer { white-space: pre-wrap; font-size: .9rem; } img { max-width: 100%; }
-</style></head><body>
-<h1>forumtune report: {{ name }}</h1>
-<p>base model <code>{{ base_model }}</code></p>
-{% if note %}<p class="note">{{ note }}</p>{% endif %}
-<h2>Loss</h2>
-<img id="loss-curve" alt="train and eval loss curves" src="data:image/png;base64,{{ loss_png }}">
-<table id="metrics"><tr><th>model</th><th>eval loss</th><th>perplexity</th></tr>
-{% for row in metrics %}<tr><td>{{ row.model }}</td><td class="num">{{ "%.4f"|format(row.loss) }}</td>
-<td class="num">{{ "%.2f"|format(row.perplexity) }}</td></tr>{% endfor %}</table>
-<h2>Data</h2>
-<table id="data-stats">{% for key, value in data_stats.items() %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
-<h2>Answers to held-out questions</h2>
-<p>{{ generation_settings }}</p>
-<table id="samples"><tr><th>question</th><th>forum's answer</th><th>base model</th><th>fine-tuned</th></tr>
-{% for s in samples %}<tr><td class="answer">{{ s.question }}</td><td class="answer">{{ s.reference }}</td>
-<td class="answer">{{ s.base }}</td><td class="answer">{{ s.tuned }}</td></tr>{% endfor %}</table>
-<h2>Training</h2>
-<table id="training">{% for key, value in training.items() %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
-<h2>Config</h2><pre>{{ config_yaml }}</pre>
-</body></html>
-"""
+from forumtune.config import Config, dump_config
+from forumtune.eval.artifacts import ARTIFACT_LABELS, SHORT_LABELS
+from forumtune.eval.reference import METRIC_LIMITS
+from forumtune.eval.templates import TEMPLATES
+from forumtune.train.metrics_log import read_metrics
+
+MODELS = (("base", "base model"), ("tuned", "fine-tuned"))
+ALL_ARTIFACTS = {**ARTIFACT_LABELS, "any": "any of the above"}
 
 
 def embed_png(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def render_report(out_html: Path, **context: Any) -> Path:
-    """Write the report; `context` fills TEMPLATE (name, metrics, samples, data_stats, training, ...)."""
-    html = Environment(autoescape=True).from_string(TEMPLATE).render(**context)
-    out_html.write_text(html, encoding="utf-8")
+def render_html(template: str, out_html: Path, **context: Any) -> Path:
+    """Fill one of TEMPLATES (run.html, compare.html) and write it; every value is HTML-escaped."""
+    environment = Environment(loader=DictLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    out_html.write_text(environment.get_template(template).render(**context), encoding="utf-8")
     return out_html
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def rate(count: int, total: int) -> str:
+    return f"{count}/{total} ({100 * count / total:.0f}%)" if total else "–"
+
+
+def metric_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for key, label in MODELS:
+        reference = results["reference"][key]
+        rows.append({"key": key, "model": label, "eval_loss": results[f"{key}_eval_loss"],
+                     "perplexity": results[f"{key}_perplexity"], "token_f1": reference["token_f1"],
+                     "rouge_l": reference["rouge_l"], "embedding_similarity": reference["embedding_similarity"],
+                     "artifact_answers": rate(results["artifacts"][key]["any"], results["samples"])})
+    return rows
+
+
+def artifact_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    counts, total = results["artifacts"], results["samples"]
+    rows = []
+    for name, label in ALL_ARTIFACTS.items():
+        cells = {key: rate(counts[key][name], total) for key in ("forum", "base", "tuned")}
+        if name == "hit_token_limit":
+            cells["forum"] = "n/a"
+        base, tuned = counts["base"][name], counts["tuned"][name]
+        classes = {"forum": "", "base": "", "tuned": "better" if tuned < base else "worse" if tuned > base else ""}
+        rows.append({"label": label, "cells": cells, "classes": classes})
+    return rows
+
+
+def config_summary(config: Config, steps: int | None) -> dict[str, str]:
+    model, lora, train, build = config.model, config.lora, config.train, config.build
+    quantization = (f"4-bit {model.quant_type}{' + double quant' if model.double_quant else ''}"
+                    if model.load_in_4bit else "none")
+    return {
+        "base model": model.base, "quantization": quantization, "compute dtype": model.compute_dtype,
+        "LoRA": f"r {lora.r}, alpha {lora.alpha}, dropout {lora.dropout}, targets {lora.target_modules}",
+        "optimizer steps": str(steps if steps is not None else train.max_steps or f"{train.epochs} epochs"),
+        "batch": f"{train.micro_batch_size} × {train.grad_accum_steps} accumulation",
+        "learning rate": f"{train.learning_rate:g} ({train.lr_scheduler}, {train.warmup_steps} warmup steps)",
+        "optimizer": train.optimizer, "max sequence length": str(build.max_seq_len),
+        "chat template": build.chat_template or "the tokenizer's own", "seed": str(config.seed),
+    }
+
+
+def flatten_data_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    flat = {key: value for key, value in stats.items() if not isinstance(value, dict)}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            flat[key] = ", ".join(f"{k} {v}" for k, v in value.items()) or "nothing"
+    return flat
+
+
+def _mib(value: float | None) -> str:
+    return f"{value:,.0f} MiB" if value else "n/a"
+
+
+def timing_rows(results: dict[str, Any], run_dir: Path) -> list[tuple[str, str]]:
+    rows = [(f"eval: {phase}", f"{seconds:.1f} s") for phase, seconds in results["timings_s"].items()]
+    for key, label in MODELS:
+        generation = results["generation"][key]
+        if generation["seconds"] > 0:
+            rows.append((f"eval: {label} generation speed",
+                         f"{generation['tokens'] / generation['seconds']:,.1f} new tokens/s"))
+    peaks = results["peak_memory_mib"]
+    rows += [("eval: peak GPU memory (torch allocated)", _mib(peaks["gpu_allocated"])),
+             ("eval: peak process memory (resident)", _mib(peaks["process_resident"]))]
+    train_rows = [row for row in read_metrics(run_dir / "metrics.csv") if row["split"] == "train"]
+    speeds = [float(row["tokens_per_s"]) for row in train_rows if row.get("tokens_per_s")]
+    memory = [float(row["peak_memory_mib"]) for row in train_rows if row.get("peak_memory_mib")]
+    summary = read_json(run_dir / "train_summary.json")
+    if summary.get("seconds") is not None:
+        rows.append(("train: wall time", f"{summary['seconds']:.1f} s for {summary.get('steps')} steps"))
+    if speeds:
+        rows.append(("train: median throughput", f"{statistics.median(speeds):,.0f} tokens/s"))
+    rows.append(("train: peak GPU memory", _mib(max(memory, default=0.0))))
+    for stamp in sorted((run_dir / ".stages").glob("*.json")):
+        if stamp.stem == "eval":  # the previous eval's time; this one's phases are above
+            continue
+        seconds = read_json(stamp).get("seconds")
+        if seconds is not None:
+            rows.append((f"stage {stamp.stem}: last run", f"{seconds:.1f} s"))
+    return rows
+
+
+def write_run_report(config: Config, run_dir: Path, results: dict[str, Any], samples: list[dict[str, Any]],
+                     loss_png: Path, note: str = "") -> Path:
+    embedding = results.get("embedding_model")
+    return render_html(
+        "run.html", run_dir / "report.html", name=config.name, base_model=config.model.base, note=note,
+        eval_examples=results["eval_examples"], eval_trained_tokens=results["eval_trained_tokens"],
+        metrics=metric_rows(results), has_embedding=embedding is not None,
+        embedding_note=(f"Embedding similarity: cosine of mean-pooled sentence vectors from {embedding}."
+                        if embedding else "Embedding similarity: skipped (no local sentence-embedding model; "
+                        "see eval.embedding_model)."),
+        loss_png=embed_png(loss_png), checkpoints=results["checkpoints"], artifacts=artifact_rows(results),
+        samples=samples, short_labels=SHORT_LABELS, generation_settings=results["generation"]["settings"],
+        metric_limits=METRIC_LIMITS,
+        data_stats=flatten_data_stats(read_json(run_dir / "dataset" / "stats.json")),
+        timings=timing_rows(results, run_dir),
+        config_summary=config_summary(config, read_json(run_dir / "train_summary.json").get("steps")),
+        config_yaml=dump_config(config),
+    )

@@ -1,82 +1,150 @@
-"""The `eval` stage: eval loss of base and fine-tuned, answers side by side, loss curves, report.html."""
+"""The `eval` stage: eval loss of base and fine-tuned, answers side by side with checks, curves, report.html."""
 
 from __future__ import annotations
 
 import json
-import math
+import statistics
 from pathlib import Path
 from typing import Any
 
+import torch
+from peft import PeftModel
 from rich.console import Console
+from transformers import PreTrainedTokenizerBase
 
 from forumtune.base_model import TINY_MODEL_NOTE, load_tokenizer
-from forumtune.config import BUILTIN_TINY_MODEL, Config, dump_config
+from forumtune.config import BUILTIN_TINY_MODEL, Config
 from forumtune.data.build import read_jsonl
 from forumtune.errors import EvalError
-from forumtune.eval.generate import generate_base_and_tuned, prompt_messages
-from forumtune.eval.plots import plot_loss_curves
-from forumtune.eval.report import embed_png, render_report
-from forumtune.train.batches import mean_token_loss
+from forumtune.eval.artifacts import Answer, artifact_counts, check_answer
+from forumtune.eval.embedding import SentenceEmbedder, embedding_similarities, find_embedding_model
+from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
+from forumtune.eval.losses import base_and_tuned_losses, checkpoint_losses, perplexity, trained_tokens
+from forumtune.eval.plots import RunCurves, plot_loss_curves
+from forumtune.eval.reference import rouge_l, token_f1
+from forumtune.eval.report import write_run_report
+from forumtune.eval.timing import PhaseTimer
 from forumtune.train.loading import load_adapter_model, pick_device
 
 
-def _held_out_questions(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+def held_out_questions(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     """One record per held-out thread first, so the questions differ."""
     seen: set[int] = set()
     chosen = [r for r in records if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
     return chosen[:count]
 
 
+def generation_settings(config: Config) -> GenerationSettings:
+    return GenerationSettings(max_new_tokens=config.eval.max_new_tokens, temperature=config.eval.temperature,
+                              top_p=config.eval.top_p, seed=config.seed, batch_size=config.eval.batch_size)
+
+
 def run_eval(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
+    try:
+        return evaluate_run(config, run_dir, console)
+    except torch.cuda.OutOfMemoryError:
+        raise EvalError("the GPU ran out of memory during eval; lower eval.batch_size (generation), "
+                        "train.micro_batch_size (eval loss batches) or eval.max_new_tokens") from None
+
+
+def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
     adapter_dir = run_dir / "adapter"
     if not (adapter_dir / "adapter_config.json").exists():
         raise EvalError(f"no adapter at {adapter_dir}: run `forumtune train` first")
     eval_records = read_jsonl(run_dir / "dataset" / "eval.jsonl")
     if not eval_records:
         raise EvalError("the eval split is empty; set build.eval_fraction above 0 and rebuild")
+    embedding_dir = find_embedding_model(config.eval.embedding_model)
     device = pick_device(config.train.device)
-    tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-    model = load_adapter_model(config, adapter_dir, device)
-    batch = config.train.micro_batch_size
-    with model.disable_adapter():
-        base_loss = mean_token_loss(model, eval_records, batch, tokenizer.pad_token_id, device)
-    tuned_loss = mean_token_loss(model, eval_records, batch, tokenizer.pad_token_id, device)
-    questions = _held_out_questions(eval_records, config.eval.num_samples)
-    base_answers, tuned_answers = generate_base_and_tuned(
-        model, tokenizer, [prompt_messages(r) for r in questions], max_new_tokens=config.eval.max_new_tokens,
-        temperature=config.eval.temperature, seed=config.seed)
-    samples = [{"question": prompt_messages(r)[-1]["content"], "reference": r["messages"][-1]["content"],
-                "base": b["text"], "tuned": t["text"], "base_ended": b["ended"], "tuned_ended": t["ended"]}
-               for r, b, t in zip(questions, base_answers, tuned_answers)]
-    metrics = {"base_eval_loss": base_loss, "tuned_eval_loss": tuned_loss,
-               "base_perplexity": math.exp(min(base_loss, 50)), "tuned_perplexity": math.exp(min(tuned_loss, 50)),
-               "eval_examples": len(eval_records), "samples": len(samples)}
+    timer = PhaseTimer(device)
+    with timer.phase("load model"):
+        tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
+        model = load_adapter_model(config, adapter_dir, device)
+    batch, pad_id = config.train.micro_batch_size, tokenizer.pad_token_id
+    with timer.phase("eval loss, base and fine-tuned"):
+        base_loss, tuned_loss = base_and_tuned_losses(model, eval_records, batch, pad_id, device)
+    checkpoints: list[dict[str, float]] = []
+    if config.eval.checkpoints:
+        with timer.phase("eval loss, checkpoints"):
+            checkpoints = checkpoint_losses(model, run_dir / "checkpoints", eval_records, batch, pad_id, device)
+    questions = held_out_questions(eval_records, config.eval.num_samples)
+    samples, generation = answer_questions(model, tokenizer, questions, generation_settings(config), timer)
+    with timer.phase("reference metrics"):
+        reference = score_samples(samples, embedding_dir, device)
+    results = {
+        "base_eval_loss": base_loss, "tuned_eval_loss": tuned_loss,
+        "base_perplexity": perplexity(base_loss), "tuned_perplexity": perplexity(tuned_loss),
+        "eval_examples": len(eval_records), "eval_trained_tokens": trained_tokens(eval_records),
+        "checkpoints": checkpoints, "samples": len(samples), "reference": reference,
+        "embedding_model": str(embedding_dir) if embedding_dir else None,
+        "artifacts": {key: artifact_counts([s[f"{field}_flags"] for s in samples])
+                      for key, field in (("forum", "reference"), ("base", "base"), ("tuned", "tuned"))},
+        "generation": generation, "timings_s": timer.seconds, "peak_memory_mib": timer.peak_memory_mib(),
+    }
+    write_outputs(config, run_dir, results, samples)
+    console.print(f"eval loss: base {base_loss:.4f} → fine-tuned {tuned_loss:.4f}; answers with an artifact: "
+                  f"base {results['artifacts']['base']['any']}/{len(samples)}, fine-tuned "
+                  f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at {run_dir / 'report.html'}")
+    return results
+
+
+def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, questions: list[dict[str, Any]],
+                     settings: GenerationSettings, timer: PhaseTimer) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Base and fine-tuned answers side by side with the forum's, each checked for artifacts."""
+    prompts = [prompt_messages(r) for r in questions]
+    with timer.phase("generate, base"), model.disable_adapter():
+        base = generate_answers(model, tokenizer, prompts, settings)
+    with timer.phase("generate, fine-tuned"):
+        tuned = generate_answers(model, tokenizer, prompts, settings)
+    specials = [t for t in tokenizer.all_special_tokens if t not in (tokenizer.pad_token, tokenizer.unk_token)]
+    samples = []
+    for record, prompt, base_answer, tuned_answer in zip(questions, prompts, base, tuned):
+        reference = record["messages"][-1]["content"]
+        sample = {"question": prompt[-1]["content"], "reference": reference,
+                  "reference_flags": check_answer(Answer(reference), specials)}
+        for key, answer in (("base", base_answer), ("tuned", tuned_answer)):
+            sample.update({key: answer["text"], f"{key}_raw": answer["raw"], f"{key}_ended": answer["ended"],
+                           f"{key}_tokens": answer["tokens"],
+                           f"{key}_flags": check_answer(Answer(answer["raw"], answer["ended"], answer["tokens"]),
+                                                        specials)})
+        samples.append(sample)
+    generation = {"settings": settings.describe(), "max_new_tokens": settings.max_new_tokens,
+                  "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
+                  "batch_size": settings.batch_size}
+    for key, answers, phase in (("base", base, "generate, base"), ("tuned", tuned, "generate, fine-tuned")):
+        generation[key] = {"tokens": sum(a["tokens"] for a in answers), "seconds": timer.seconds[phase]}
+    return samples, generation
+
+
+def score_samples(samples: list[dict[str, Any]], embedding_dir: Path | None,
+                  device: torch.device) -> dict[str, dict[str, float | None]]:
+    """Per-sample scores against the forum's answer (stored in each sample) and their means per model."""
+    references = [s["reference"] for s in samples]
+    embedder = SentenceEmbedder(embedding_dir, device) if embedding_dir and samples else None
+    means: dict[str, dict[str, float | None]] = {}
+    for key in ("base", "tuned"):
+        answers = [s[key] for s in samples]
+        similarity = embedding_similarities(embedder, answers, references) if embedder else [None] * len(samples)
+        for sample, answer, cosine in zip(samples, answers, similarity):
+            sample[f"{key}_scores"] = {"token_f1": token_f1(answer, sample["reference"]),
+                                       "rouge_l": rouge_l(answer, sample["reference"]),
+                                       "embedding_similarity": cosine}
+        means[key] = {name: _mean([s[f"{key}_scores"][name] for s in samples])
+                      for name in ("token_f1", "rouge_l", "embedding_similarity")}
+    return means
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def write_outputs(config: Config, run_dir: Path, results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
     eval_dir = run_dir / "eval"
     eval_dir.mkdir(exist_ok=True)
-    (eval_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (eval_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     (eval_dir / "samples.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    loss_png = plot_loss_curves(run_dir / "metrics.csv", run_dir / "loss.png", title=f"{config.name}: loss")
-    write_report(config, run_dir, metrics, samples, loss_png)
-    console.print(f"eval loss: base {base_loss:.4f} → fine-tuned {tuned_loss:.4f}; report at {run_dir / 'report.html'}")
-    return metrics
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def write_report(config: Config, run_dir: Path, metrics: dict[str, Any], samples: list[dict[str, Any]],
-                 loss_png: Path) -> Path:
-    settings = (f"greedy decoding, at most {config.eval.max_new_tokens} new tokens" if config.eval.temperature == 0
-                else f"sampling at temperature {config.eval.temperature}, top-p 0.95, seed {config.seed}")
-    data_stats = _read_json(run_dir / "dataset" / "stats.json")
-    return render_report(
-        run_dir / "report.html", name=config.name, base_model=config.model.base,
-        note=TINY_MODEL_NOTE if config.model.base == BUILTIN_TINY_MODEL else "",
-        loss_png=embed_png(loss_png),
-        metrics=[{"model": "base", "loss": metrics["base_eval_loss"], "perplexity": metrics["base_perplexity"]},
-                 {"model": "fine-tuned", "loss": metrics["tuned_eval_loss"],
-                  "perplexity": metrics["tuned_perplexity"]}],
-        data_stats=data_stats, samples=samples, generation_settings=settings,
-        training=_read_json(run_dir / "train_summary.json"), config_yaml=dump_config(config),
-    )
+    curves = RunCurves(config.name, run_dir / "metrics.csv", results["checkpoints"], results["base_eval_loss"])
+    loss_png = plot_loss_curves([curves], run_dir / "loss.png", title=f"{config.name}: loss")
+    note = TINY_MODEL_NOTE if config.model.base == BUILTIN_TINY_MODEL else ""
+    write_run_report(config, run_dir, results, samples, loss_png, note=note)

@@ -1,0 +1,98 @@
+"""The eval stage on the tiny demo model: the report's numbers against an independent computation."""
+
+import base64
+import html
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+from forumtune.base_model import resolve_base_model
+from tests.eval.conftest import HELD_OUT, MAX_NEW_TOKENS, loss_by_hand
+
+
+def load_like_the_demo(adapter_dir):
+    """The demo's model settings written out directly: 4-bit NF4, double quant, fp32 compute, on the CPU."""
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(resolve_base_model("builtin:tiny-llama"), dtype=torch.float32,
+                                                quantization_config=quantization, device_map={"": "cpu"})
+    return PeftModel.from_pretrained(base, str(adapter_dir))
+
+
+def report_cells(run_dir, selector):
+    return HTMLParser((run_dir / "report.html").read_text()).css(selector)
+
+
+def reported_value(run_dir, selector) -> float:
+    cell = report_cells(run_dir, selector)[0]
+    value = float(cell.attributes["data-value"])
+    assert cell.text().strip() == f"{value:.4f}"
+    return value
+
+
+def test_report_eval_losses_match_an_independent_computation(evaluated_run):
+    run_dir, records = evaluated_run.run_dir, evaluated_run.records
+    tuned_model = load_like_the_demo(run_dir / "adapter")
+    with tuned_model.disable_adapter():
+        base_expected = loss_by_hand(tuned_model, records)
+    tuned_expected = loss_by_hand(tuned_model, records)
+    tuned_model.load_adapter(str(run_dir / "checkpoints" / "step-000002" / "adapter"), adapter_name="step2")
+    tuned_model.set_adapter("step2")
+    checkpoint_expected = loss_by_hand(tuned_model, records)
+
+    base = reported_value(run_dir, 'table#metrics tr[data-model="base"] td')
+    tuned = reported_value(run_dir, 'table#metrics tr[data-model="tuned"] td')
+    checkpoint = reported_value(run_dir, "table#checkpoints td.num")
+    assert base == pytest.approx(base_expected, abs=2e-4)
+    assert tuned == pytest.approx(tuned_expected, abs=2e-4)
+    assert checkpoint == pytest.approx(checkpoint_expected, abs=2e-4)
+    assert abs(tuned - base) > 0.01 and abs(checkpoint - tuned) > 0.01  # three different models were measured
+    perplexity = float(report_cells(run_dir, 'table#metrics tr[data-model="tuned"] td')[1].attributes["data-value"])
+    assert perplexity == pytest.approx(torch.exp(torch.tensor(tuned_expected, dtype=torch.float64)).item(), rel=1e-3)
+    scored = sum(label != -100 for r in records for label in r["labels"][1:])
+    assert json.loads((run_dir / "eval" / "metrics.json").read_text())["eval_trained_tokens"] == scored
+
+
+def test_report_shows_every_answer_side_by_side_with_its_checks(evaluated_run):
+    run_dir = evaluated_run.run_dir
+    samples = [json.loads(line) for line in (run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert [s["question"] for s in samples] == [q for q, _ in HELD_OUT]
+    page = (run_dir / "report.html").read_text()
+    for sample in samples:
+        for text in (sample["question"], sample["reference"], sample["base"], sample["tuned"]):
+            assert html.escape(text) in page
+        assert sample["tuned_tokens"] <= MAX_NEW_TOKENS
+    assert "<b>a lot</b>" not in page  # forum text is escaped, never markup
+    rows = {row.css_first("td").text(): [td.text() for td in row.css("td")[1:]]
+            for row in report_cells(run_dir, "table#artifacts tr")[1:]}
+    planted_edit_notices = sum("This post was edited on" in answer for _, answer in HELD_OUT)
+    assert rows["forum boilerplate (edit notices, quote headers, BBCode)"][0].startswith(
+        f"{planted_edit_notices}/{len(HELD_OUT)} ")
+    cut_off = sum(not s["tuned_ended"] and s["tuned_tokens"] == MAX_NEW_TOKENS for s in samples)
+    assert rows["hit the token limit instead of ending"][2].startswith(f"{cut_off}/{len(HELD_OUT)} ")
+
+
+def test_loss_curves_are_saved_alone_and_embedded(evaluated_run):
+    run_dir = evaluated_run.run_dir
+    png = (run_dir / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in (run_dir / "report.html").read_text()
+
+
+def test_report_states_settings_timings_and_data(evaluated_run):
+    page = (evaluated_run.run_dir / "report.html").read_text()
+    assert f"greedy decoding, at most {MAX_NEW_TOKENS} new tokens, seed 42" in page
+    timings = {row.css_first("th").text(): row.css_first("td").text()
+               for row in report_cells(evaluated_run.run_dir, "table#timings tr")}
+    assert timings["train: wall time"] == "12.5 s for 4 steps"
+    assert timings["train: median throughput"] == "250 tokens/s"
+    assert timings["eval: peak process memory (resident)"].endswith("MiB")
+    assert "eval: generate, fine-tuned" in timings
+    assert "embedding similarity" in page and "only smoke-tests the pipeline" in page
+    linked = [node.attributes.get("src") or node.attributes.get("href") for node in
+              HTMLParser(page).css("[src], link[href], script[src]")]
+    assert linked and all(link.startswith("data:") for link in linked)  # opens offline: nothing to fetch

@@ -41,11 +41,59 @@ def write_dataset(dataset_dir: Path, tokenizer, train_count: int = 48, eval_coun
     (dataset_dir / "stats.json").write_text("{}")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from more threads, and on a busy 2-core machine OpenMP's spinning threads
+    make each step 10-20 times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
-def train_config(tmp_path: Path, tiny_tokenizer) -> Config:
-    path = write_config(tmp_path, train={"max_steps": 12, "micro_batch_size": 4, "grad_accum_steps": 2,
-                                         "learning_rate": 3e-3, "warmup_steps": 2, "eval_every": 6,
+def train_config(tmp_path: Path, tiny_tokenizer, tiny_mistral) -> Config:
+    path = write_config(tmp_path, model={"base": str(tiny_mistral)}, train={"max_steps": 12, "micro_batch_size": 4, "grad_accum_steps": 2,
+                                         "learning_rate": 1e-2, "warmup_steps": 2, "eval_every": 6,
                                          "save_every": 4, "keep_checkpoints": 2})
     config = load_config(path)
     write_dataset(config.run_dir / "dataset", tiny_tokenizer)
     return config
+
+
+def save_tiny_model(family: str, target: Path) -> Path:
+    """A tiny random model of a real architecture, saved with the built-in tokenizer the way a hub
+    checkpoint is laid out, so it loads through the same from_pretrained path as a real one."""
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GemmaConfig,
+        LlamaConfig,
+        MistralConfig,
+        Phi3Config,
+        Qwen2Config,
+    )
+
+    from forumtune.base_model import resolve_base_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("builtin:tiny-llama"))
+    shape = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+             "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+             "pad_token_id": tokenizer.pad_token_id, "initializer_range": 0.1, "tie_word_embeddings": False}
+    configs = {"mistral": MistralConfig, "llama": LlamaConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig,
+               "phi3": Phi3Config}
+    if family == "gemma":
+        shape["head_dim"] = 8
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(configs[family](**shape)).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral(tmp_path_factory) -> Path:
+    return save_tiny_model("mistral", tmp_path_factory.mktemp("tiny-mistral"))

@@ -11,7 +11,9 @@ import torch
 from forumtune.data.encode import IGNORE_INDEX
 
 
-def collate(records: list[dict[str, Any]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+def collate(records: list[dict[str, Any]], pad_id: int, device: torch.device) -> dict[str, Any]:
+    if "position_ids" in records[0]:
+        return collate_packed(records, pad_id, device)
     width = max(len(r["input_ids"]) for r in records)
     input_ids = torch.full((len(records), width), pad_id, dtype=torch.long)
     labels = torch.full((len(records), width), IGNORE_INDEX, dtype=torch.long)
@@ -25,21 +27,52 @@ def collate(records: list[dict[str, Any]], pad_id: int, device: torch.device) ->
             "attention_mask": attention_mask.to(device)}
 
 
+def collate_packed(records: list[dict[str, Any]], pad_id: int, device: torch.device) -> dict[str, Any]:
+    """Rows packed by the build: no 2D attention mask and no KV cache, so transformers reads the example
+    boundaries from the restarting position ids (with either, it skips that and examples attend to each
+    other). Right padding gets positions of its own, 0, 1, 2..., so it is one more example nothing sees."""
+    width = max(len(r["input_ids"]) for r in records)
+    input_ids = torch.full((len(records), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(records), width), IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.arange(width, dtype=torch.long).repeat(len(records), 1)
+    for row, record in enumerate(records):
+        length = len(record["input_ids"])
+        input_ids[row, :length] = torch.tensor(record["input_ids"])
+        labels[row, :length] = torch.tensor(record["labels"])
+        position_ids[row, :length] = torch.tensor(record["position_ids"])
+        position_ids[row, length:] = torch.arange(width - length)
+    return {"input_ids": input_ids.to(device), "labels": labels.to(device), "position_ids": position_ids.to(device),
+            "use_cache": False}
+
+
+def input_token_count(batch: dict[str, torch.Tensor], pad_id: int) -> int:
+    """Real (not padding) tokens of a batch, packed or not."""
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    return int((batch["input_ids"] != pad_id).sum())
+
+
 def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
     order = list(range(count))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return order
 
 
-def micro_batches(count: int, batch_size: int, seed: int, start: int = 0) -> Iterator[list[int]]:
-    """Endless micro-batches of example indices; `start` skips that many already consumed (resume)."""
+def micro_batches(count: int, batch_size: int, seed: int, start: int = 0, *, rank: int = 0,
+                  world_size: int = 1) -> Iterator[list[int]]:
+    """Endless micro-batches of example indices; `start` skips that many already consumed (resume).
+
+    Across `world_size` processes each global micro-batch of batch_size × world_size examples is cut
+    into one slice per rank, so N processes see the examples that one process with an N times larger
+    micro-batch would see, in the same order."""
+    global_size = batch_size * world_size
     position = 0
     epoch = 0
     while True:
         order = epoch_order(count, seed, epoch)
-        for offset in range(0, count - batch_size + 1 if count >= batch_size else 1, batch_size):
+        for offset in range(0, count - global_size + 1 if count >= global_size else 1, global_size):
             if position >= start:
-                yield order[offset: offset + batch_size]
+                yield order[offset + rank * batch_size: offset + (rank + 1) * batch_size]
             position += 1
         epoch += 1
 

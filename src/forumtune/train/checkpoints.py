@@ -1,4 +1,10 @@
-"""Training checkpoints: adapter, optimizer, scheduler, RNG and progress, written atomically, last K kept."""
+"""Training checkpoints: adapter, optimizer, scheduler, RNG and progress, written atomically, last K kept.
+
+A checkpoint is written to `.step-N.partial` and renamed to `step-N` only when complete, so a run
+killed at any moment leaves either the whole checkpoint or none. Data order needs no file of its own:
+batches.micro_batches replays the seeded order from `micro_batches_consumed`. The best adapter by eval
+loss is kept apart in `best/`, outside the last-K rotation.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,17 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from forumtune.train import distributed
+from forumtune.train.distributed import SINGLE_PROCESS, Ranks
+
 PREFIX = "step-"
+BEST = "best"
 
 
 @dataclass
@@ -20,6 +31,7 @@ class TrainerState:
     micro_batches_consumed: int
     best_eval_loss: float | None = None
     best_step: int | None = None
+    evals_without_improvement: int = 0
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:
@@ -29,29 +41,85 @@ def checkpoint_dirs(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
-def save_checkpoint(root: Path, model: PeftModel, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainerState, keep: int) -> Path:
+def remove_partials(root: Path) -> None:
+    """Half-written checkpoints of a run that was killed while saving."""
+    for partial in root.glob(".*.partial") if root.is_dir() else []:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def save_adapter_weights(model: torch.nn.Module, target: Path | None) -> None:
+    """Every rank calls this (FSDP gathers the shards); rank 0's call writes the PEFT adapter dir."""
+    weights = distributed.trainable_state_dict(model) if distributed.is_sharded(model) else None
+    if target is not None:
+        distributed.unwrap(model).save_pretrained(target, state_dict=weights)
+
+
+def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainerState, keep: int,
+                    ranks: Ranks = SINGLE_PROCESS) -> Path:
+    """Called on every rank; rank 0 writes. RNG states of all ranks are kept, so each resumes its own."""
     target = root / f"{PREFIX}{state.step:06d}"
     staging = root / f".{target.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging / "adapter")
-    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-    torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-    torch.save({"torch": torch.get_rng_state()}, staging / "rng.pt")
-    (staging / "state.json").write_text(json.dumps(asdict(state), indent=2))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    for old in checkpoint_dirs(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    optimizer_state = distributed.optimizer_state(model, optimizer)
+    rng_by_rank = distributed.gather_objects(ranks, rng_state())
+    if ranks.is_main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    save_adapter_weights(model, staging / "adapter" if ranks.is_main else None)
+    if ranks.is_main:
+        torch.save(optimizer_state, staging / "optimizer.pt")
+        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        torch.save({"ranks": rng_by_rank}, staging / "rng.pt")
+        (staging / "state.json").write_text(json.dumps(asdict(state), indent=2))
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        for old in checkpoint_dirs(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier(ranks)
     return target
 
 
-def load_checkpoint(path: Path, model: PeftModel, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler) -> TrainerState:
-    adapter_weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
-    set_peft_model_state_dict(model, adapter_weights)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
+def save_best(root: Path, model: torch.nn.Module, state: TrainerState, ranks: Ranks = SINGLE_PROCESS) -> None:
+    """The adapter of the lowest eval loss so far, replaced atomically."""
+    staging = root / f".{BEST}.partial"
+    if ranks.is_main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    save_adapter_weights(model, staging / "adapter" if ranks.is_main else None)
+    if ranks.is_main:
+        (staging / "state.json").write_text(json.dumps({"step": state.step, "eval_loss": state.best_eval_loss}))
+        shutil.rmtree(root / BEST, ignore_errors=True)
+        staging.rename(root / BEST)
+    distributed.barrier(ranks)
+
+
+def read_state(path: Path) -> TrainerState:
     return TrainerState(**json.loads((path / "state.json").read_text()))
+
+
+def load_adapter_weights(path: Path, model: PeftModel) -> None:
+    """Before the model is wrapped for DDP/FSDP: the checkpoint's adapter into the unwrapped model."""
+    set_peft_model_state_dict(model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
+
+
+def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler: torch.optim.lr_scheduler.LRScheduler, ranks: Ranks = SINGLE_PROCESS) -> TrainerState:
+    distributed.load_optimizer_state(model, optimizer, torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    restore_rng(torch.load(path / "rng.pt", weights_only=True), ranks)
+    return read_state(path)
+
+
+def restore_rng(saved: dict[str, Any], ranks: Ranks) -> None:
+    by_rank = saved["ranks"]
+    mine = by_rank[ranks.rank] if ranks.rank < len(by_rank) else by_rank[0]
+    torch.set_rng_state(mine["torch"])
+    if "cuda" in mine and torch.cuda.is_available():
+        torch.cuda.set_rng_state(mine["cuda"])

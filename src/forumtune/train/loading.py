@@ -1,7 +1,13 @@
-"""Loading the base model (4-bit NF4 through bitsandbytes, or plain) and attaching LoRA adapters."""
+"""Loading the base model (4-bit NF4/FP4 or 8-bit through bitsandbytes, or plain) and attaching adapters.
+
+Any causal LM that transformers knows loads the same way (Mistral, Llama 2/3, Qwen2, Gemma, Phi-3 ...),
+from a local dir or a hub id. Adapters are LoRA, rsLoRA or DoRA on `all-linear` or named modules, new
+or continued from a saved adapter (`train.init_adapter`).
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -13,61 +19,97 @@ from forumtune.base_model import resolve_base_model
 from forumtune.config import Config, LoraConfig, ModelConfig
 from forumtune.errors import TrainError
 
+CheckpointingMode = bool | str  # True, False or "offload"
 
-def pick_device(requested: str) -> torch.device:
+
+def pick_device(requested: str, local_rank: int = 0) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise TrainError("train.device is 'cuda' but no CUDA GPU is visible; use train.device=auto or cpu")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+    if requested == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
 
 
-def quantization_config(model: ModelConfig) -> BitsAndBytesConfig | None:
+def quantization_config(model: ModelConfig, *, shardable: bool = False) -> BitsAndBytesConfig | None:
+    """bitsandbytes settings; `shardable` stores 4-bit weights in the compute dtype so FSDP can shard them."""
+    compute_dtype = getattr(torch, model.compute_dtype)
+    if model.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
     if not model.load_in_4bit:
         return None
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=model.quant_type,
         bnb_4bit_use_double_quant=model.double_quant,
-        bnb_4bit_compute_dtype=getattr(torch, model.compute_dtype),
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=compute_dtype if shardable else torch.uint8,
     )
 
 
-def load_base_model(model: ModelConfig, device: torch.device, *, quantized: bool | None = None) -> PreTrainedModel:
-    """The base model on `device`; quantized to 4-bit when model.load_in_4bit (or `quantized`) says so."""
-    quantize = model.load_in_4bit if quantized is None else quantized
+def load_base_model(model: ModelConfig, device: torch.device, *, shardable: bool = False) -> PreTrainedModel:
+    """The base model on `device`, quantized as model.load_in_4bit / load_in_8bit say."""
     path = resolve_base_model(model.base)
     kwargs = {"dtype": getattr(torch, model.compute_dtype), "attn_implementation": model.attn_implementation}
-    if quantize:
-        kwargs["quantization_config"] = quantization_config(model.model_copy(update={"load_in_4bit": True}))
+    quantization = quantization_config(model, shardable=shardable)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
     try:
         loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise TrainError(f"cannot load model.base {model.base!r}: {exc}") from None
-    return loaded if quantize else loaded.to(device)
+    return loaded if quantization is not None else loaded.to(device)
 
 
-def attach_lora(model: PreTrainedModel, lora: LoraConfig, *, gradient_checkpointing: bool) -> PeftModel:
-    if getattr(model, "is_loaded_in_4bit", False):
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
-    elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    peft_config = PeftLoraConfig(
+def peft_config(lora: LoraConfig) -> PeftLoraConfig:
+    return PeftLoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-        modules_to_save=lora.modules_to_save, task_type="CAUSAL_LM",
+        modules_to_save=lora.modules_to_save, use_rslora=lora.use_rslora, use_dora=lora.use_dora,
+        task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_config)
 
 
-def load_for_training(config: Config, device: torch.device) -> PeftModel:
-    base = load_base_model(config.model, device)
+def enable_checkpointing(model: PreTrainedModel, mode: CheckpointingMode) -> None:
+    """Recompute each decoder layer in backward instead of keeping its activations; with "offload" the
+    layer inputs kept for the recompute wait in CPU memory instead of on the GPU."""
+    if not mode:
+        return
+    options = {"use_reentrant": False}
+    if mode == "offload":
+        if not hasattr(model, "activation_checkpointing_enable"):
+            raise TrainError("train.gradient_checkpointing=offload needs a newer transformers "
+                             "(pip install -U transformers); use true instead")
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options, offload=True)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+    model.enable_input_require_grads()  # a frozen embedding must still feed a graph to the checkpointed layers
+
+
+def attach_lora(model: PreTrainedModel, lora: LoraConfig, *, gradient_checkpointing: CheckpointingMode,
+                init_adapter: Path | None = None) -> PeftModel:
+    """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued."""
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    enable_checkpointing(model, gradient_checkpointing)
+    if init_adapter is not None:
+        return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    return get_peft_model(model, peft_config(lora))
+
+
+def load_for_training(config: Config, device: torch.device, *, shardable: bool = False) -> PeftModel:
+    base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
-    return attach_lora(base, config.lora, gradient_checkpointing=config.train.gradient_checkpointing)
+    return attach_lora(base, config.lora, gradient_checkpointing=config.train.gradient_checkpointing,
+                       init_adapter=config.train.init_adapter)
+
+
+def check_adapter_dir(adapter_dir: Path, key: str) -> dict:
+    """The adapter's settings, or a TrainError naming `key` when the dir holds no PEFT adapter."""
+    settings = adapter_dir / "adapter_config.json"
+    if not settings.is_file():
+        raise TrainError(f"{key}: {adapter_dir} holds no adapter_config.json; point it at a saved adapter dir "
+                         "(e.g. runs/NAME/adapter)")
+    return json.loads(settings.read_text())
 
 
 def load_adapter_model(config: Config, adapter_dir: Path, device: torch.device) -> PeftModel:

@@ -1,9 +1,17 @@
-"""The `train` stage: a QLoRA training loop you can read top to bottom."""
+"""The `train` stage: a QLoRA training loop you can read top to bottom.
+
+setup() loads data and model and restores a checkpoint; train_step() is one optimizer step over
+grad_accum_steps micro-batches; evaluate() measures eval loss, keeps the best adapter and decides on
+early stopping; train() runs the steps, logs, evaluates and checkpoints. Under torchrun every process
+runs the same code on its own slice of each batch (see distributed.py).
+"""
 
 from __future__ import annotations
 
 import math
+import resource
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,21 +19,40 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from transformers import PreTrainedTokenizerBase, get_scheduler
+from transformers import PreTrainedTokenizerBase
 
 from forumtune.base_model import load_tokenizer
 from forumtune.config import Config
 from forumtune.data.build import read_jsonl
 from forumtune.errors import TrainError
-from forumtune.train.batches import collate, mean_token_loss, micro_batches, trained_token_count
-from forumtune.train.checkpoints import TrainerState, checkpoint_dirs, load_checkpoint, save_checkpoint
+from forumtune.train import distributed
+from forumtune.train.batches import (
+    collate,
+    input_token_count,
+    mean_token_loss,
+    micro_batches,
+    trained_token_count,
+)
+from forumtune.train.checkpoints import (
+    BEST,
+    TrainerState,
+    checkpoint_dirs,
+    load_adapter_weights,
+    load_training_state,
+    remove_partials,
+    save_adapter_weights,
+    save_best,
+    save_checkpoint,
+)
+from forumtune.train.distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
 from forumtune.train.loading import load_for_training, pick_device
-from forumtune.train.metrics_log import MetricsLog
-from forumtune.train.optim import make_optimizer
+from forumtune.train.metrics_log import read_metrics
+from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
+from forumtune.train.preflight import check_before_loading
+from forumtune.train.reporting import Reporter
 
 
 @dataclass
@@ -33,15 +60,16 @@ class TrainingRun:
     config: Config
     run_dir: Path
     device: torch.device
+    ranks: Ranks
     tokenizer: PreTrainedTokenizerBase
-    model: PeftModel
+    model: torch.nn.Module  # the PeftModel, or its DDP wrapper; FSDP2 shards it in place
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     train_records: list[dict[str, Any]]
     eval_records: list[dict[str, Any]]
     total_steps: int
     state: TrainerState
-    log: MetricsLog
+    reporter: Reporter
 
 
 @dataclass(frozen=True)
@@ -52,127 +80,217 @@ class StepResult:
     seconds: float
 
 
-def total_steps(config: Config, train_examples: int) -> int:
+def total_steps(config: Config, train_examples: int, world_size: int = 1) -> int:
     if config.train.max_steps:
         return config.train.max_steps
-    per_step = config.train.micro_batch_size * config.train.grad_accum_steps
+    per_step = config.train.micro_batch_size * config.train.grad_accum_steps * world_size
     return max(1, math.ceil(config.train.epochs * train_examples / per_step))
 
 
 def peak_memory_mib(device: torch.device) -> float:
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+    """Peak GPU memory PyTorch allocated on CUDA; on the CPU, the process's peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def run_train(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
               resume: bool = False) -> dict[str, Any]:
+    ranks = ranks_from_environment()
+    if not ranks.is_main:
+        console = Console(quiet=True)
+    run = None
     try:
-        run = setup(config, dataset_dir, run_dir, console, resume=resume)
+        run = setup(config, dataset_dir, run_dir, console, resume=resume, ranks=ranks)
         return train(run, console)
     except torch.cuda.OutOfMemoryError:
-        raise TrainError(oom_advice(config)) from None
+        where = f" at step {run.state.step + 1}" if run is not None else " while loading the model"
+        raise TrainError(oom_advice(config).replace("out of memory.", f"out of memory{where}.", 1)) from None
+    finally:
+        if run is not None:
+            run.reporter.close()
+        distributed.stop(ranks)
 
 
-def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, resume: bool) -> TrainingRun:
+def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, resume: bool,
+          ranks: Ranks = SINGLE_PROCESS) -> TrainingRun:
+    if not (dataset_dir / "train.jsonl").exists():
+        raise TrainError(f"no dataset at {dataset_dir}: run `forumtune build CONFIG` first")
     train_records = read_jsonl(dataset_dir / "train.jsonl")
-    if len(train_records) < config.train.micro_batch_size:
-        raise TrainError(f"{len(train_records)} training examples is fewer than train.micro_batch_size="
-                         f"{config.train.micro_batch_size}; lower it or build more data")
-    device = pick_device(config.train.device)
+    device = pick_device(config.train.device, ranks.local_rank)
+    check_before_loading(config, train_records, device, ranks, console)
+    distributed.start(ranks, device)
+    checkpoint = latest_checkpoint(run_dir, console) if resume else None
+    if ranks.is_main:
+        remove_partials(run_dir / "checkpoints")
+        if not resume:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     torch.manual_seed(config.seed)
-    model = load_for_training(config, device)
-    model.train()
+    sharded = ranks.enabled and config.train.distributed == "fsdp"
+    peft_model = load_for_training(config, device, shardable=sharded)
+    peft_model.train()
+    if checkpoint is not None:
+        load_adapter_weights(checkpoint, peft_model)
+    model = distributed.wrap(peft_model, ranks, config.train.distributed, device,
+                             getattr(torch, config.model.compute_dtype))
     optimizer = make_optimizer(model, config.train, device)
-    steps = total_steps(config, len(train_records))
-    scheduler = get_scheduler(config.train.lr_scheduler, optimizer,
-                              num_warmup_steps=min(config.train.warmup_steps, steps), num_training_steps=steps)
+    steps = total_steps(config, len(train_records), ranks.world_size)
+    scheduler = make_scheduler(optimizer, config.train, steps)
     state = TrainerState(step=0, micro_batches_consumed=0)
-    checkpoints = checkpoint_dirs(run_dir / "checkpoints")
-    if resume and checkpoints:
-        state = load_checkpoint(checkpoints[-1], model, optimizer, scheduler)
-        console.print(f"resuming from {checkpoints[-1].name} (step {state.step} of {steps})")
-    elif not resume:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    return TrainingRun(config=config, run_dir=run_dir, device=device,
+    if checkpoint is not None:
+        state = load_training_state(checkpoint, model, optimizer, scheduler, ranks)
+        console.print(f"resuming from {checkpoint.name} (step {state.step} of {steps})")
+    distributed.barrier(ranks)
+    return TrainingRun(config=config, run_dir=run_dir, device=device, ranks=ranks,
                        tokenizer=load_tokenizer(config.model.base, config.build.chat_template), model=model,
                        optimizer=optimizer, scheduler=scheduler, train_records=train_records,
                        eval_records=read_jsonl(dataset_dir / "eval.jsonl"), total_steps=steps, state=state,
-                       log=MetricsLog(run_dir / "metrics.csv", resume_from_step=state.step))
+                       reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main))
+
+
+def latest_checkpoint(run_dir: Path, console: Console) -> Path | None:
+    found = checkpoint_dirs(run_dir / "checkpoints")
+    if not found:
+        console.print("[yellow]--resume: this run has no checkpoint yet; starting from step 0[/yellow]")
+    return found[-1] if found else None
 
 
 def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
-    """One optimizer step over grad_accum_steps micro-batches; the loss is per trained token of the step."""
+    """One optimizer step over grad_accum_steps micro-batches; the loss is per trained token of the step,
+    counted over every GPU, so N GPUs compute the same update as one GPU with the same global batch."""
     started = time.perf_counter()
-    accumulation = run.config.train.grad_accum_steps
-    batch_list = [collate([run.train_records[i] for i in next(batches)], run.tokenizer.pad_token_id, run.device)
-                  for _ in range(accumulation)]
-    run.state.micro_batches_consumed += accumulation
-    step_tokens = max(1, sum(trained_token_count(batch) for batch in batch_list))
+    ranks, pad_id = run.ranks, run.tokenizer.pad_token_id
+    indices = [next(batches) for _ in range(run.config.train.grad_accum_steps)]
+    batch_list = [collate([run.train_records[i] for i in chosen], pad_id, run.device) for chosen in indices]
+    run.state.micro_batches_consumed += len(batch_list)
+    step_tokens = distributed.sum_across(ranks, sum(trained_token_count(b) for b in batch_list), run.device)
     step_loss = 0.0
-    for batch in batch_list:
-        loss = run.model(**batch, num_items_in_batch=step_tokens).loss
-        if not torch.isfinite(loss):
-            raise TrainError(_nan_message(run.state.step + 1, batch, run.tokenizer))
-        loss.backward()
+    for number, batch in enumerate(batch_list):
+        with distributed.gradient_sync(run.model, enabled=number == len(batch_list) - 1):
+            loss = run.model(**batch, num_items_in_batch=max(1.0, step_tokens)).loss
+            stop_on_non_finite(run, loss, number, indices[number])
+            # DDP and FSDP average gradients over GPUs; the loss is already a share of the global sum
+            (loss * ranks.world_size).backward()
         step_loss += float(loss.detach())
-    trainable = [p for p in run.model.parameters() if p.requires_grad]
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, run.config.train.max_grad_norm))
+    grad_norm = clip_gradients(run)
+    if not math.isfinite(grad_norm):
+        raise TrainError(non_finite_message(run, "the gradient norm", None, [i for c in indices for i in c]))
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     run.state.step += 1
-    input_tokens = sum(int(batch["attention_mask"].sum()) for batch in batch_list)
-    return StepResult(step_loss, grad_norm, input_tokens, time.perf_counter() - started)
+    input_tokens = distributed.sum_across(ranks, sum(input_token_count(b, pad_id) for b in batch_list), run.device)
+    return StepResult(distributed.sum_across(ranks, step_loss, run.device), grad_norm, int(input_tokens),
+                      time.perf_counter() - started)
 
 
-def evaluate(run: TrainingRun, elapsed: float) -> None:
-    eval_loss = mean_token_loss(run.model, run.eval_records, run.config.train.micro_batch_size,
+def clip_gradients(run: TrainingRun) -> float:
+    trainable = [p for p in run.model.parameters() if p.requires_grad]
+    norm = torch.nn.utils.clip_grad_norm_(trainable, run.config.train.max_grad_norm)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP2 returns a DTensor
+
+
+def stop_on_non_finite(run: TrainingRun, loss: torch.Tensor, micro_batch: int, indices: list[int]) -> None:
+    """Every GPU stops together (one that raised alone would leave the others waiting forever)."""
+    bad_here = not bool(torch.isfinite(loss.detach()))
+    if distributed.sum_across(run.ranks, float(bad_here), run.device) == 0:
+        return
+    if not bad_here:
+        raise TrainError(f"loss became NaN/inf at step {run.state.step + 1} on another GPU; see rank 0's message")
+    raise TrainError(non_finite_message(run, "loss", micro_batch, indices))
+
+
+def non_finite_message(run: TrainingRun, what: str, micro_batch: int | None, indices: list[int]) -> str:
+    lines = ", ".join(str(i + 1) for i in indices)
+    where = f", micro-batch {micro_batch + 1} of {run.config.train.grad_accum_steps}" if micro_batch is not None else ""
+    first = run.train_records[indices[0]]
+    preview = run.tokenizer.decode(first["input_ids"][:40], skip_special_tokens=True)
+    return (f"{what} became NaN/inf at step {run.state.step + 1}{where}: examples on lines {lines} of "
+            f"dataset/train.jsonl; the first starts {preview!r}. Lower train.learning_rate, use "
+            "model.compute_dtype=bfloat16 (float16 overflows), or check those examples.")
+
+
+def evaluate(run: TrainingRun, elapsed: float) -> bool:
+    """Eval loss; a new best is saved to checkpoints/best. Returns whether early stopping says stop."""
+    train_cfg, state = run.config.train, run.state
+    eval_loss = mean_token_loss(distributed.unwrap(run.model), run.eval_records, train_cfg.micro_batch_size,
                                 run.tokenizer.pad_token_id, run.device)
-    run.log.write(step=run.state.step, split="eval", loss=eval_loss, elapsed_s=elapsed)
-    if run.state.best_eval_loss is None or eval_loss < run.state.best_eval_loss:
-        run.state.best_eval_loss, run.state.best_step = eval_loss, run.state.step
+    run.reporter.write(step=state.step, split="eval", loss=eval_loss, elapsed_s=elapsed)
+    if state.best_eval_loss is None or eval_loss < state.best_eval_loss - train_cfg.early_stopping_min_delta:
+        state.best_eval_loss, state.best_step, state.evals_without_improvement = eval_loss, state.step, 0
+        save_best(run.run_dir / "checkpoints", run.model, state, run.ranks)
+        return False
+    state.evals_without_improvement += 1
+    patience = train_cfg.early_stopping_patience
+    return patience is not None and state.evals_without_improvement >= patience
 
 
 def train(run: TrainingRun, console: Console) -> dict[str, Any]:
     train_cfg, state = run.config.train, run.state
     batches = micro_batches(len(run.train_records), train_cfg.micro_batch_size, run.config.seed,
-                            start=state.micro_batches_consumed)
-    started = time.perf_counter()
+                            start=state.micro_batches_consumed, rank=run.ranks.rank,
+                            world_size=run.ranks.world_size)
+    started = time.perf_counter() - _elapsed_before(run)
+    stopped_early = False
     columns = (TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("train", total=run.total_steps, completed=state.step, info="")
-        while state.step < run.total_steps:
+        while state.step < run.total_steps and not stopped_early:
             step = train_step(run, batches)
-            lr = run.scheduler.get_last_lr()[0]
-            tokens_per_s = step.input_tokens / step.seconds
-            run.log.write(step=state.step, split="train", loss=step.loss, lr=lr, grad_norm=step.grad_norm,
-                          tokens=step.input_tokens, tokens_per_s=tokens_per_s,
-                          peak_memory_mib=peak_memory_mib(run.device), elapsed_s=time.perf_counter() - started)
-            progress.update(task, advance=1, info=f"loss {step.loss:.3f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s")
+            info = log_step(run, step, time.perf_counter() - started)
+            progress.update(task, advance=1, info=info)
+            if not console.is_terminal and (state.step % train_cfg.eval_every == 0 or state.step == 1):
+                console.print(f"step {state.step}/{run.total_steps}  {info}")
             if run.eval_records and (state.step % train_cfg.eval_every == 0 or state.step == run.total_steps):
-                evaluate(run, time.perf_counter() - started)
-            if state.step % train_cfg.save_every == 0 and state.step < run.total_steps:
+                stopped_early = evaluate(run, time.perf_counter() - started)
+            if (state.step % train_cfg.save_every == 0 or stopped_early) and state.step < run.total_steps:
                 save_checkpoint(run.run_dir / "checkpoints", run.model, run.optimizer, run.scheduler, state,
-                                train_cfg.keep_checkpoints)
-    save_adapter(run.model, run.tokenizer, run.run_dir / "adapter")
+                                train_cfg.keep_checkpoints, run.ranks)
+    if stopped_early:
+        console.print(f"early stopping at step {state.step}: no eval-loss improvement in "
+                      f"{train_cfg.early_stopping_patience} evals")
+    final_step = save_final_adapter(run)
     summary = {"steps": state.step, "best_eval_loss": state.best_eval_loss, "best_step": state.best_step,
+               "adapter_step": final_step, "stopped_early": stopped_early,
                "seconds": round(time.perf_counter() - started, 2), "peak_memory_mib": peak_memory_mib(run.device)}
     console.print(f"trained {state.step} steps in {summary['seconds']:.0f}s; best eval loss "
-                  f"{state.best_eval_loss} at step {state.best_step}")
+                  f"{state.best_eval_loss} at step {state.best_step}; adapter/ holds step {final_step}")
     return summary
 
 
-def save_adapter(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, adapter_dir: Path) -> None:
-    """A PEFT adapter dir with the tokenizer and chat template the run used, written atomically."""
+def log_step(run: TrainingRun, step: StepResult, elapsed: float) -> str:
+    lr = run.scheduler.get_last_lr()[0]
+    tokens_per_s = step.input_tokens / step.seconds
+    run.reporter.write(step=run.state.step, split="train", loss=step.loss, lr=lr, grad_norm=step.grad_norm,
+                       tokens=step.input_tokens, tokens_per_s=tokens_per_s,
+                       peak_memory_mib=peak_memory_mib(run.device), elapsed_s=elapsed)
+    return f"loss {step.loss:.3f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s"
+
+
+def _elapsed_before(run: TrainingRun) -> float:
+    """Seconds a resumed run had already trained, so elapsed_s keeps counting from the first start."""
+    rows = read_metrics(run.run_dir / "metrics.csv") if run.ranks.is_main else []
+    return float(rows[-1]["elapsed_s"]) if rows and rows[-1]["elapsed_s"] else 0.0
+
+
+def save_final_adapter(run: TrainingRun) -> int:
+    """adapter/: the best adapter by eval loss (train.final_adapter=best) or the last weights."""
+    adapter_dir = run.run_dir / "adapter"
     staging = adapter_dir.with_name(adapter_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    staging.rename(adapter_dir)
+    best = run.run_dir / "checkpoints" / BEST / "adapter"
+    use_best = run.config.train.final_adapter == "best" and best.is_dir() and run.state.best_step is not None
+    if run.ranks.is_main:
+        shutil.rmtree(staging, ignore_errors=True)
+        if use_best:
+            shutil.copytree(best, staging)
+    if not use_best:
+        save_adapter_weights(run.model, staging if run.ranks.is_main else None)
+    if run.ranks.is_main:
+        run.tokenizer.save_pretrained(staging)
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        staging.rename(adapter_dir)
+    distributed.barrier(run.ranks)
+    return run.state.best_step if use_best else run.state.step
 
-
-def _nan_message(step: int, batch: dict[str, torch.Tensor], tokenizer: PreTrainedTokenizerBase) -> str:
-    preview = tokenizer.decode(batch["input_ids"][0][:40], skip_special_tokens=True)
-    return (f"loss became NaN/inf at step {step}; first example of the batch starts: {preview!r}. "
-            "Lower train.learning_rate, keep model.compute_dtype=bfloat16, or check the data.")

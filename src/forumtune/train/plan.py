@@ -11,6 +11,7 @@ from transformers import AutoConfig, PretrainedConfig
 from forumtune.base_model import resolve_base_model
 from forumtune.config import Config
 from forumtune.errors import ConfigError
+from forumtune.kernels.liger import liger_available
 
 GIB = 2**30
 BYTES_PER_DTYPE = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -24,6 +25,7 @@ class ModelShape:
     layers: int
     q_dim: int
     kv_dim: int
+    head_dim: int
     tied_embeddings: bool
 
     @property
@@ -45,7 +47,7 @@ def model_shape(hf_config: PretrainedConfig) -> ModelShape:
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
     return ModelShape(
         vocab=text.vocab_size, hidden=text.hidden_size, intermediate=text.intermediate_size,
-        layers=text.num_hidden_layers, q_dim=heads * head_dim, kv_dim=kv_heads * head_dim,
+        layers=text.num_hidden_layers, q_dim=heads * head_dim, kv_dim=kv_heads * head_dim, head_dim=head_dim,
         tied_embeddings=bool(getattr(hf_config, "tie_word_embeddings", False)),
     )
 
@@ -58,32 +60,80 @@ def load_shape(config: Config) -> ModelShape:
 
 
 def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len: int,
-                   checkpointing: bool) -> dict[str, float]:
-    """Bytes of each part of the peak."""
-    linear = shape.linear_params_per_layer * shape.layers
+                   checkpointing: bool | str) -> dict[str, float]:
+    """Bytes of each part of the peak: what lives all the run, then the larger of the two moments that
+    peak — the end of the forward (checkpointed inputs + logits/loss) and one decoder layer's backward
+    (checkpointed inputs + the layer's activations and gradients + attention + a dequantized weight)."""
+    quantized = config.model.load_in_4bit or getattr(config.model, "load_in_8bit", False)
     compute_bytes = BYTES_PER_DTYPE[config.model.compute_dtype]
+    fast = quantized and getattr(config.train, "fast_path", False) and compute_bytes == 2
+    # peft's k-bit preparation upcasts norms, embeddings and lm_head to fp32, and the residual stream with
+    # them; the fast path keeps the compute dtype (forumtune.kernels.precision)
+    activation_bytes = 4 if quantized and not fast else compute_bytes
+    tokens = micro_batch * seq_len
+    parts = static_parts(config, shape, compute_bytes, activation_bytes if quantized else compute_bytes)
+    kept_inputs = tokens * shape.hidden * activation_bytes * shape.layers if checkpointing is True else 0
+    saved_per_layer = tokens * (7 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate) * activation_bytes
+    layer_gradients = tokens * 3 * shape.intermediate * activation_bytes
+    layers_kept = 1 if checkpointing else shape.layers
+    attention = attention_bytes(config, shape, micro_batch, seq_len, fast, layers_kept)
+    dequantized = shape.hidden * shape.intermediate * compute_bytes if quantized else 0
+    forward_end = kept_inputs + (0 if checkpointing else saved_per_layer * shape.layers) + loss_bytes(
+        shape, tokens, compute_bytes, fast)
+    backward = kept_inputs + saved_per_layer * layers_kept + layer_gradients + attention + dequantized
+    if backward >= forward_end:
+        parts["checkpointed layer inputs"] = kept_inputs
+        parts["activations (layers kept for backward)"] = saved_per_layer * layers_kept + layer_gradients
+        parts["attention scores"] = attention
+        parts["dequantized weight (transient)"] = dequantized
+    else:
+        parts["checkpointed layer inputs"] = kept_inputs
+        parts["activations (layers kept for backward)"] = forward_end - kept_inputs - loss_bytes(
+            shape, tokens, compute_bytes, fast)
+        parts["logits + loss"] = loss_bytes(shape, tokens, compute_bytes, fast)
+    return {name: value for name, value in parts.items() if value}
+
+
+def static_parts(config: Config, shape: ModelShape, compute_bytes: int, other_bytes: int) -> dict[str, float]:
+    """What lives on the GPU for the whole run."""
+    linear = shape.linear_params_per_layer * shape.layers
     if config.model.load_in_4bit:
         constants = (1 / 64 + 4 / (64 * 256)) if config.model.double_quant else 4 / 64
-        base_weights = linear * (0.5 + constants)
-        other_bytes = 4  # norms and embeddings are upcast to fp32 for stable k-bit training
+        base_name, base_weights = "base weights (4-bit linear)", linear * (0.5 + constants)
+    elif getattr(config.model, "load_in_8bit", False):
+        base_name, base_weights = "base weights (8-bit linear)", linear * (1 + 4 / 4096)
     else:
-        base_weights = linear * compute_bytes
-        other_bytes = compute_bytes
+        base_name, base_weights = "base weights", linear * compute_bytes
     embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
     lora_params = config.lora.r * shape.lora_dims_per_layer * shape.layers
     optimizer_bytes = 8 if config.train.optimizer == "adamw" else 2
-    tokens = micro_batch * seq_len
-    layer_activations = tokens * (18 * shape.hidden + 4 * shape.intermediate) * compute_bytes
-    kept_layers = 1 if checkpointing else shape.layers
     return {
-        "base weights (quantized linear)" if config.model.load_in_4bit else "base weights": base_weights,
+        base_name: base_weights,
         "embeddings, head, norms": (embeddings + shape.hidden * (2 * shape.layers + 1)) * other_bytes,
-        "LoRA weights + grads": lora_params * 8,
+        "LoRA weights + grads (fp32)": lora_params * 8,
         "optimizer state": lora_params * optimizer_bytes,
-        "checkpointed layer inputs": tokens * shape.hidden * compute_bytes * shape.layers if checkpointing else 0,
-        "activations": layer_activations * kept_layers,
-        "logits + loss": tokens * shape.vocab * (compute_bytes + 12),  # bf16 logits, fp32 copy, softmax, grad
     }
+
+
+def attention_bytes(config: Config, shape: ModelShape, micro_batch: int, seq_len: int, fast: bool,
+                    layers_kept: int) -> float:
+    """bf16 SDPA takes the flash / memory-efficient kernels, which are linear in the sequence (counted in
+    the layer's activations). fp32 inputs take the math path: fp32 batch × heads × S × S scores, measured
+    at 3.3-3.8 score-sized tensors in one layer's backward and ~1.2 per layer kept without checkpointing
+    (Mistral-7B shape, H100; benchmarks/RESULTS.md)."""
+    if fast or (not config.model.load_in_4bit and config.model.compute_dtype != "float32"):
+        return 0.0
+    heads = shape.q_dim // max(1, shape.head_dim)
+    scores = micro_batch * heads * seq_len * seq_len * 4
+    return scores * 3.3 if layers_kept == 1 else scores * (1.2 * layers_kept + 2.5)
+
+
+def loss_bytes(shape: ModelShape, tokens: int, compute_bytes: int, fast: bool) -> float:
+    """Full-vocabulary logits with an fp32 copy, softmax and gradient; liger's fused linear+cross-entropy
+    (the fast path, when installed) only ever holds a chunk of them."""
+    if fast and liger_available():
+        return tokens * shape.hidden * 6
+    return tokens * shape.vocab * (compute_bytes + 12)
 
 
 def format_gib(value: float) -> str:

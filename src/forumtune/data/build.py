@@ -1,4 +1,5 @@
-"""The `build` stage: forum store → cleaned, paired, templated, tokenized and masked JSONL splits."""
+"""The `build` stage: forum store (or a JSONL file) → cleaned, paired, filtered, templated, tokenized,
+masked and optionally packed JSONL splits, with stats of what every step removed."""
 
 from __future__ import annotations
 
@@ -9,27 +10,95 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from transformers import PreTrainedTokenizerBase
 
 from forumtune.base_model import load_tokenizer
-from forumtune.config import Config
-from forumtune.data.encode import check_special_tokens, encode_conversation
-from forumtune.data.pairing import Conversation, pair_opening_post_with_replies, split_threads
+from forumtune.config import BuildConfig, Config
+from forumtune.data.clean import TEMPLATE_TOKENS
+from forumtune.data.encode import EncodedExample, encode_conversations
+from forumtune.data.filters import drop_duplicates, fit_length
+from forumtune.data.formats import read_conversations, write_rows
+from forumtune.data.packing import pack_records
+from forumtune.data.pairing import Conversation, pair_thread, split_threads
+from forumtune.data.posts import PostCleaner
 from forumtune.errors import BuildError
 from forumtune.scrape.store import ForumStore
 
 SPLITS = ("train", "eval")
+ENCODE_CHUNK = 2048  # conversations tokenized per call: big enough to keep every core busy
 
 
-def collect_conversations(store_path: Path, config: Config, stats: Counter[str]) -> list[Conversation]:
+def progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=not console.is_terminal, transient=True)
+
+
+def store_conversations(store_path: Path, build: BuildConfig, counts: Counter[str], cleaning: Counter[str],
+                        filtered: Counter[str], console: Console) -> list[Conversation]:
     if not store_path.exists():
-        raise BuildError(f"no forum store at {store_path}: run `forumtune scrape` first")
+        raise BuildError(f"no forum store at {store_path}: run `forumtune scrape` first, or set build.input_file")
+    cleaner = PostCleaner(build, cleaning, filtered)
     conversations: list[Conversation] = []
-    with ForumStore(store_path) as store:
+    with ForumStore(store_path) as store, progress_bar(console) as progress:
+        task = progress.add_task("clean and pair threads", total=store.thread_count())
         for thread, posts in store.iter_thread_posts():
-            stats["threads"] += 1
-            stats["posts"] += len(posts)
-            conversations += pair_opening_post_with_replies(thread, posts, config.build, stats)
+            counts["threads"] += 1
+            counts["posts"] += len(posts)
+            conversations += pair_thread(thread, posts, cleaner, build)
+            progress.advance(task)
     return conversations
+
+
+def file_conversations(build: BuildConfig, counts: Counter[str], cleaning: Counter[str]) -> list[Conversation]:
+    """Rows of the user's own file, kept as written except for chat-template markup inside a message."""
+    assert build.input_file is not None
+    conversations = read_conversations(build.input_file, build.input_format)
+    for conversation in conversations:
+        for message in conversation.messages:
+            message["content"], removed = TEMPLATE_TOKENS.subn(" ", message["content"])
+            cleaning["template_tokens"] += removed
+    counts["rows"] = len(conversations)
+    if build.system_prompt:
+        conversations = [c if c.messages[0]["role"] == "system" else
+                         Conversation(c.thread_id, c.thread_title,
+                                      [{"role": "system", "content": build.system_prompt}, *c.messages])
+                         for c in conversations]
+    return conversations
+
+
+def kept_messages(messages: list[dict[str, str]], answers: int) -> list[dict[str, str]]:
+    """The messages through the given number of answers (what is left of a conversation cut to fit)."""
+    seen = 0
+    for index, message in enumerate(messages):
+        seen += message["role"] == "assistant"
+        if seen == answers:
+            return messages[: index + 1]
+    return messages
+
+
+def encode_all(tokenizer: PreTrainedTokenizerBase, conversations: list[Conversation], build: BuildConfig,
+               filtered: Counter[str], console: Console) -> list[tuple[Conversation, EncodedExample]]:
+    encoded = []
+    with progress_bar(console) as progress:
+        task = progress.add_task("template and tokenize", total=len(conversations))
+        for start in range(0, len(conversations), ENCODE_CHUNK):
+            chunk = conversations[start: start + ENCODE_CHUNK]
+            examples = encode_conversations(tokenizer, [c.messages for c in chunk],
+                                            train_on_inputs=build.train_on_inputs)
+            for conversation, example in zip(chunk, examples):
+                fitted = fit_length(example, max_seq_len=build.max_seq_len,
+                                    min_answer_tokens=build.min_answer_tokens, filtered=filtered)
+                if fitted is not None:
+                    encoded.append((conversation, fitted))
+            progress.advance(task, len(chunk))
+    return encoded
+
+
+def to_record(conversation: Conversation, example: EncodedExample) -> dict[str, Any]:
+    return {"thread_id": conversation.thread_id, "title": conversation.thread_title,
+            "messages": kept_messages(conversation.messages, len(example.answer_spans)),
+            "input_ids": example.input_ids, "labels": example.labels}
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -43,46 +112,61 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Console) -> dict[str, Any]:
-    build = config.build
-    tokenizer = load_tokenizer(config.model.base, build.chat_template)
-    cleaning: Counter[str] = Counter()
-    conversations = collect_conversations(store_path, config, cleaning)
-    if not conversations:
-        raise BuildError(f"the forum store {store_path} gave no question/answer pairs; lower "
-                         "build.min_answer_chars or scrape more threads")
-    train_ids, eval_ids = split_threads(sorted({c.thread_id for c in conversations}), build.eval_fraction,
-                                        config.seed)
-    records: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
-    tokens: Counter[str] = Counter()
-    for conversation in conversations:
-        example = encode_conversation(tokenizer, conversation.messages, train_on_inputs=build.train_on_inputs)
-        if len(example.input_ids) > build.max_seq_len:
-            cleaning["dropped_too_long"] += 1
-            continue
-        check_special_tokens(tokenizer, example)
-        split = "eval" if conversation.thread_id in eval_ids else "train"
-        tokens[f"{split}_tokens"] += len(example.input_ids)
-        tokens[f"{split}_trained_tokens"] += example.trained_tokens
-        records[split].append({"thread_id": conversation.thread_id, "title": conversation.thread_title,
-                               "messages": conversation.messages, "input_ids": example.input_ids,
-                               "labels": example.labels})
-    if not records["train"]:
-        raise BuildError("every example was dropped; raise build.max_seq_len or lower build.eval_fraction")
-    stats = {
-        "threads": cleaning.pop("threads", 0), "posts": cleaning.pop("posts", 0),
-        "train_threads": len(train_ids), "eval_threads": len(eval_ids),
-        "train_examples": len(records["train"]), "eval_examples": len(records["eval"]),
-        **tokens, "removed": dict(sorted(cleaning.items())),
-    }
+def token_stats(records: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+    stats = {}
+    for split, rows in records.items():
+        stats[f"{split}_tokens"] = sum(len(r["input_ids"]) for r in rows)
+        stats[f"{split}_trained_tokens"] = sum(sum(label != -100 for label in r["labels"]) for r in rows)
+    return stats
+
+
+def write_dataset(dataset_dir: Path, records: dict[str, list[dict[str, Any]]], train_rows: list[dict[str, Any]],
+                  stats: dict[str, Any], export_formats: list[str]) -> None:
+    """All files into a staging dir, then one rename: a killed build never leaves half a dataset."""
     staging = dataset_dir.with_name(dataset_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for split in SPLITS:
-        write_jsonl(staging / f"{split}.jsonl", records[split])
+    write_jsonl(staging / "train.jsonl", train_rows)
+    write_jsonl(staging / "eval.jsonl", records["eval"])
+    for shape in export_formats:
+        for split in SPLITS:
+            write_rows(staging / f"{split}.{shape}.jsonl", [r["messages"] for r in records[split]], shape)  # type: ignore[arg-type]
     (staging / "stats.json").write_text(json.dumps(stats, indent=2))
     shutil.rmtree(dataset_dir, ignore_errors=True)
     staging.rename(dataset_dir)
+
+
+def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Console) -> dict[str, Any]:
+    build = config.build
+    tokenizer = load_tokenizer(config.model.base, build.chat_template)
+    counts: Counter[str] = Counter()
+    cleaning: Counter[str] = Counter()
+    filtered: Counter[str] = Counter()
+    if build.input_file is not None:
+        conversations = file_conversations(build, counts, cleaning)
+    else:
+        conversations = store_conversations(store_path, build, counts, cleaning, filtered, console)
+    counts["conversations"] = len(conversations)
+    conversations = drop_duplicates(conversations, exact=build.dedup, near_threshold=build.near_duplicate_threshold,
+                                    filtered=filtered)
+    encoded = encode_all(tokenizer, conversations, build, filtered, console)
+    if not encoded:
+        raise BuildError("no usable question/answer pairs: lower build.min_answer_chars or build.min_answer_tokens, "
+                         "raise build.max_seq_len, or scrape more threads")
+    train_ids, eval_ids = split_threads(sorted({c.thread_id for c, _ in encoded}), build.eval_fraction, config.seed)
+    records: dict[str, list[dict[str, Any]]] = {
+        split: [to_record(c, e) for c, e in encoded if (c.thread_id in eval_ids) == (split == "eval")]
+        for split in SPLITS}
+    if not records["train"]:
+        raise BuildError("every example landed in eval; lower build.eval_fraction")
+    train_rows = pack_records(records["train"], build.max_seq_len, config.seed) if build.packing else records["train"]
+    stats = {**counts, "train_threads": len(train_ids), "eval_threads": len(eval_ids),
+             "train_examples": len(records["train"]), "eval_examples": len(records["eval"]),
+             **({"train_packed_rows": len(train_rows)} if build.packing else {}),
+             **token_stats(records), "cleaned": dict(sorted(cleaning.items())),
+             "filtered": dict(sorted(filtered.items()))}
+    write_dataset(dataset_dir, records, train_rows, stats, build.export_formats)
     console.print(f"built {stats['train_examples']} train / {stats['eval_examples']} eval examples from "
-                  f"{stats['threads']} threads ({tokens['train_tokens']} train tokens); removed: {stats['removed']}")
+                  f"{counts['threads'] or counts['rows']} {'threads' if counts['threads'] else 'rows'} "
+                  f"({stats['train_tokens']} train tokens); cleaned: {stats['cleaned']}; filtered: {stats['filtered']}")
     return stats

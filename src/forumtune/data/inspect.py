@@ -1,11 +1,14 @@
-"""`forumtune inspect`: tokenized examples with the tokens that count in the loss in colour."""
+"""`forumtune inspect`: tokenized examples with the tokens that count in the loss in colour, and a
+stats page: examples, tokens, a length histogram (PNG), what cleaning and each filter removed."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 from transformers import PreTrainedTokenizerBase
 
@@ -15,31 +18,79 @@ from forumtune.errors import BuildError
 
 TRAINED_STYLE = "bold green"
 MASKED_STYLE = "grey50"
+BOUNDARY_STYLE = "bold magenta"
+HISTOGRAM_NAME = "lengths.png"
 
 
-def colour_tokens(tokenizer: PreTrainedTokenizerBase, input_ids: list[int], labels: list[int]) -> Text:
-    """Each token as its own text: masked (prompt) tokens grey, trained (answer) tokens green."""
+def colour_tokens(tokenizer: PreTrainedTokenizerBase, input_ids: list[int], labels: list[int],
+                  position_ids: list[int] | None = None) -> Text:
+    """Each token as its own text: masked (prompt) tokens grey, trained (answer) tokens green; in a
+    packed row a marker shows where each example starts."""
     text = Text()
-    for token_id, label in zip(input_ids, labels):
-        piece = tokenizer.decode([token_id])
-        text.append(piece, style=TRAINED_STYLE if label != IGNORE_INDEX else MASKED_STYLE)
+    for index, (token_id, label) in enumerate(zip(input_ids, labels)):
+        if position_ids is not None and index > 0 and position_ids[index] == 0:
+            text.append(" ║ ", style=BOUNDARY_STYLE)
+        text.append(tokenizer.decode([token_id]), style=TRAINED_STYLE if label != IGNORE_INDEX else MASKED_STYLE)
     return text
 
 
+def example_title(number: int, record: dict[str, Any]) -> str:
+    trained = sum(label != IGNORE_INDEX for label in record["labels"])
+    origin = (f"{len(record['thread_ids'])} packed examples" if "thread_ids" in record
+              else f"thread {record['thread_id']}")
+    return f"example {number}: {origin}, {len(record['input_ids'])} tokens, {trained} trained"
+
+
+def plot_length_histogram(lengths: dict[str, list[int]], path: Path, max_seq_len: int | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    for split, values in lengths.items():
+        if values:
+            axes.hist(values, bins=40, alpha=0.6, label=f"{split} ({len(values)})")
+    if max_seq_len:
+        axes.axvline(max_seq_len, color="black", linestyle="--", linewidth=1, label="max_seq_len")
+    axes.set_xlabel("tokens per example")
+    axes.set_ylabel("examples")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def stats_table(stats: dict[str, Any]) -> Table:
+    table = Table(title="dataset", show_header=False)
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            detail = ", ".join(f"{name} {count}" for name, count in value.items()) or "nothing"
+            table.add_row(key, detail)
+        else:
+            table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    return table
+
+
 def show_examples(tokenizer: PreTrainedTokenizerBase, dataset_dir: Path, console: Console, *, split: str = "train",
-                  count: int = 2) -> None:
+                  count: int = 2, max_seq_len: int | None = None) -> Path | None:
+    """Print `count` examples of a split in colour and the stats page; returns the histogram PNG."""
     path = dataset_dir / f"{split}.jsonl"
     if not path.exists():
         raise BuildError(f"no built dataset at {path}: run `forumtune build` first")
-    records = read_jsonl(path)[:count]
+    records = read_jsonl(path)
     console.print(f"[{MASKED_STYLE}]grey: prompt, masked from the loss (label -100)[/]  "
-                  f"[{TRAINED_STYLE}]green: trained tokens[/]")
-    for number, record in enumerate(records, 1):
-        trained = sum(label != IGNORE_INDEX for label in record["labels"])
-        console.rule(f"example {number}: thread {record['thread_id']}, {len(record['input_ids'])} tokens, "
-                     f"{trained} trained")
-        console.print(colour_tokens(tokenizer, record["input_ids"], record["labels"]))
+                  f"[{TRAINED_STYLE}]green: trained tokens[/]  [{BOUNDARY_STYLE}]║ packed example boundary[/]")
+    for number, record in enumerate(records[:count], 1):
+        console.rule(example_title(number, record))
+        console.print(colour_tokens(tokenizer, record["input_ids"], record["labels"], record.get("position_ids")))
     stats_path = dataset_dir / "stats.json"
     if stats_path.exists():
         console.rule("dataset stats")
-        console.print_json(json.dumps(json.loads(stats_path.read_text())))
+        console.print(stats_table(json.loads(stats_path.read_text())))
+    lengths = {name: [len(r["input_ids"]) for r in read_jsonl(dataset_dir / f"{name}.jsonl")]
+               for name in ("train", "eval") if (dataset_dir / f"{name}.jsonl").exists()}
+    histogram = plot_length_histogram(lengths, dataset_dir / HISTOGRAM_NAME, max_seq_len)
+    console.print(f"length histogram: {histogram}")
+    return histogram

@@ -1,9 +1,22 @@
-"""Chat templates by name, for base models whose tokenizer has none or a wrong one. One entry each."""
+"""Chat templates by name, for base models whose tokenizer has none or a wrong one. One entry each.
+
+Every template writes the model's BOS once at the start (when it has one) and the tokenizer's EOS
+after every answer: when a family ends a turn with its own marker (`<|eot_id|>`, `<|im_end|>`,
+`<end_of_turn>`, `<|end|>`) and that marker is not the EOS, the EOS follows it, so the model learns
+to stop whatever its generation config stops on. A system prompt goes where the family puts it.
+"""
 
 from __future__ import annotations
 
+BOS = "{% if bos_token %}{{ bos_token }}{% endif %}"
+
+
+def eos_after(marker: str) -> str:
+    return f"{{% if eos_token != '{marker}' %}}{{{{ eos_token }}}}{{% endif %}}"
+
+
 MISTRAL = (
-    "{{ bos_token }}"
+    BOS +
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}"
     "{{ '[INST] ' }}{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
@@ -13,7 +26,7 @@ MISTRAL = (
 )
 
 LLAMA2 = (
-    "{{ bos_token }}"
+    BOS +
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}"
     "{{ '[INST] ' }}{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
@@ -23,14 +36,48 @@ LLAMA2 = (
     "{% endif %}{% endfor %}"
 )
 
+LLAMA3 = (
+    BOS +
+    "{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}"
+    "{% if message['role'] == 'assistant' %}" + eos_after("<|eot_id|>") + "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
 CHATML = (
-    "{{ bos_token }}"
+    BOS +
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' }}"
-    "{% if message['role'] == 'assistant' and eos_token != '<|im_end|>' %}{{ eos_token }}{% endif %}"
+    "{% if message['role'] == 'assistant' %}" + eos_after("<|im_end|>") + "{% endif %}"
     "{{ '\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-NAMED_TEMPLATES: dict[str, str] = {"mistral": MISTRAL, "llama2": LLAMA2, "chatml": CHATML}
+# Gemma has no system role: the system prompt opens the first user turn, as Google's template does.
+GEMMA = (
+    BOS +
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}"
+    "{{ '<start_of_turn>user\n' }}{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
+    "{{ messages[0]['content'] + '\n\n' }}{% endif %}{{ message['content'] + '<end_of_turn>\n' }}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{{ '<start_of_turn>model\n' + message['content'] + '<end_of_turn>' }}" + eos_after("<end_of_turn>") +
+    "{{ '\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+PHI3 = (
+    BOS +
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>' }}"
+    "{% if message['role'] == 'assistant' %}" + eos_after("<|end|>") + "{% endif %}"
+    "{{ '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+NAMED_TEMPLATES: dict[str, str] = {
+    "mistral": MISTRAL, "llama2": LLAMA2, "llama3": LLAMA3, "chatml": CHATML, "gemma": GEMMA, "phi3": PHI3,
+}

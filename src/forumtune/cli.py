@@ -128,12 +128,16 @@ def export(config: ConfigArg, overrides: SetOption = None,
 
 @app.command()
 def plan(config: ConfigArg, overrides: SetOption = None,
-         vram: Annotated[Optional[float], typer.Option(help="Card memory in GiB (default plan.vram_gib)")] = None) -> None:
+         vram: Annotated[Optional[float], typer.Option(help="Card memory in GiB (default plan.vram_gib)")] = None,
+         fit: Annotated[bool, typer.Option(help="Find the micro-batch, sequence length and checkpointing "
+                                                "mode that fit, and print the --set changes")] = False) -> None:
     """Estimate peak GPU memory of the training config before loading anything heavy."""
-    from forumtune.train.plan import plan_memory, print_plan
+    from forumtune.train.plan import plan_memory, print_fit, print_plan
 
     cfg = _load(config, overrides)
     print_plan(plan_memory(cfg, vram), cfg, console)
+    if fit:
+        print_fit(cfg, vram, console)
 
 
 @app.command()

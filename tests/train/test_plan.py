@@ -2,7 +2,7 @@ import pytest
 from transformers import MistralConfig
 
 from forumtune.config import load_config
-from forumtune.train.plan import GIB, plan_memory
+from forumtune.train.plan import GIB, fit_settings, plan_memory
 from tests.conftest import DEMO_CONFIG
 
 
@@ -18,7 +18,7 @@ def mistral_7b_dir(tmp_path_factory):
 def test_mistral_7b_4bit_weights_are_about_3_6_gib(mistral_7b_dir):
     config = load_config(DEMO_CONFIG, [f"model.base={mistral_7b_dir}"])
     plan = plan_memory(config)
-    quantized = plan.parts["base weights (quantized linear)"] / GIB
+    quantized = plan.parts["base weights (4-bit linear)"] / GIB
     assert 3.2 < quantized < 3.6  # 7.0B linear weights at 4.127 bits each, with double-quantized constants
     assert plan.parts["embeddings, head, norms"] / GIB == pytest.approx(2 * 32000 * 4096 * 4 / GIB, rel=0.01)
 
@@ -45,3 +45,37 @@ def test_plan_cli_prints_the_table_and_verdict(mistral_7b_dir):
                              "--set", f"model.base={mistral_7b_dir}"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "does not fit" in result.stdout and "train.micro_batch_size" in result.stdout
+
+
+def mistral(mistral_7b_dir, *overrides):
+    return load_config(DEMO_CONFIG, [f"model.base={mistral_7b_dir}", "model.compute_dtype=bfloat16",
+                                     "lora.modules_to_save=null", *overrides])
+
+
+def test_the_fast_path_and_offloaded_checkpoints_need_less_memory(mistral_7b_dir):
+    plain = plan_memory(mistral(mistral_7b_dir, "train.fast_path=false", "build.max_seq_len=2048"))
+    fast = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=2048"))
+    offloaded = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=2048",
+                                    "train.gradient_checkpointing=offload"))
+    assert offloaded.total < fast.total < plain.total
+    assert "attention scores" in plain.parts and "attention scores" not in fast.parts  # fp32 math SDPA only
+    assert plain.parts["embeddings, head, norms"] == 2 * fast.parts["embeddings, head, norms"]  # fp32 upcast
+
+
+def test_fit_keeps_the_effective_batch_and_the_sequence_when_it_can(mistral_7b_dir):
+    config = mistral(mistral_7b_dir, "build.max_seq_len=1024", "train.micro_batch_size=2",
+                     "train.grad_accum_steps=8", "train.gradient_checkpointing=false")
+    changes = fit_settings(config, vram_gib=8)
+    assert changes and "build.max_seq_len" not in changes
+    micro = changes.get("train.micro_batch_size", 2)
+    assert micro * changes.get("train.grad_accum_steps", 8) == 16
+    fitted = config.model_copy(update={"train": config.train.model_copy(update={
+        "gradient_checkpointing": changes.get("train.gradient_checkpointing", False), "micro_batch_size": micro,
+        "grad_accum_steps": changes.get("train.grad_accum_steps", 8)})})
+    assert plan_memory(fitted, vram_gib=8).fits and not plan_memory(config, vram_gib=8).fits
+
+
+def test_fit_halves_the_sequence_only_when_nothing_else_fits(mistral_7b_dir):
+    changes = fit_settings(mistral(mistral_7b_dir, "build.max_seq_len=4096"), vram_gib=4.4)
+    assert changes["build.max_seq_len"] < 4096 and changes["train.gradient_checkpointing"] == "offload"
+    assert fit_settings(mistral(mistral_7b_dir), vram_gib=2) is None  # the 4-bit weights alone are 3.4 GiB

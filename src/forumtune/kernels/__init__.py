@@ -8,3 +8,7 @@
 - `liger.apply_liger_kernels`: liger-kernel's fused RMSNorm, RoPE, SwiGLU and linear+cross-entropy
   (no full-vocabulary logits). Reference: the transformers modules they replace.
 """
+
+from forumtune.kernels import liger, offload, precision  # noqa: E402
+
+__all__ = ["liger", "offload", "precision"]

@@ -15,6 +15,7 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
 
+from forumtune import kernels
 from forumtune.base_model import resolve_base_model
 from forumtune.config import Config, LoraConfig, ModelConfig
 from forumtune.errors import TrainError
@@ -71,24 +72,24 @@ def peft_config(lora: LoraConfig) -> PeftLoraConfig:
 
 def enable_checkpointing(model: PreTrainedModel, mode: CheckpointingMode) -> None:
     """Recompute each decoder layer in backward instead of keeping its activations; with "offload" the
-    layer inputs kept for the recompute wait in CPU memory instead of on the GPU."""
+    layer inputs kept for the recompute wait in pinned CPU memory instead of on the GPU."""
     if not mode:
         return
-    options = {"use_reentrant": False}
+    kernels.precision.enable_checkpointing(model)
     if mode == "offload":
-        if not hasattr(model, "activation_checkpointing_enable"):
-            raise TrainError("train.gradient_checkpointing=offload needs a newer transformers "
-                             "(pip install -U transformers); use true instead")
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options, offload=True)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        kernels.offload.use_offloaded_checkpointing(model)
     model.enable_input_require_grads()  # a frozen embedding must still feed a graph to the checkpointed layers
 
 
 def attach_lora(model: PreTrainedModel, lora: LoraConfig, *, gradient_checkpointing: CheckpointingMode,
-                init_adapter: Path | None = None) -> PeftModel:
-    """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued."""
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+                init_adapter: Path | None = None, fast: bool = False) -> PeftModel:
+    """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
+    the base in its compute dtype (no fp32 upcast) with liger's fused kernels when installed."""
+    quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    if fast:
+        kernels.liger.apply_liger_kernels(model)
+        kernels.precision.prepare_for_qlora(model, gradient_checkpointing=False)
+    elif quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     enable_checkpointing(model, gradient_checkpointing)
     if init_adapter is not None:
@@ -100,7 +101,12 @@ def load_for_training(config: Config, device: torch.device, *, shardable: bool =
     base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
     return attach_lora(base, config.lora, gradient_checkpointing=config.train.gradient_checkpointing,
-                       init_adapter=config.train.init_adapter)
+                       init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device))
+
+
+def uses_fast_path(config: Config, device: torch.device) -> bool:
+    """forumtune.kernels' path: on a GPU with a 16-bit compute dtype, unless train.fast_path is off."""
+    return config.train.fast_path and device.type == "cuda" and config.model.compute_dtype != "float32"
 
 
 def check_adapter_dir(adapter_dir: Path, key: str) -> dict:

@@ -8,6 +8,7 @@ runs the same code on its own slice of each batch (see distributed.py).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import shutil
@@ -47,7 +48,8 @@ from forumtune.train.checkpoints import (
     save_checkpoint,
 )
 from forumtune.train.distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
-from forumtune.train.loading import load_for_training, pick_device
+from forumtune.kernels.precision import training_autocast
+from forumtune.train.loading import load_for_training, pick_device, uses_fast_path
 from forumtune.train.metrics_log import read_metrics
 from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
@@ -168,7 +170,8 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     step_loss = 0.0
     for number, batch in enumerate(batch_list):
         with distributed.gradient_sync(run.model, enabled=number == len(batch_list) - 1):
-            loss = run.model(**batch, num_items_in_batch=max(1.0, step_tokens)).loss
+            with forward_precision(run):
+                loss = run.model(**batch, num_items_in_batch=max(1.0, step_tokens)).loss
             stop_on_non_finite(run, loss, number, indices[number])
             # DDP and FSDP average gradients over GPUs; the loss is already a share of the global sum
             (loss * ranks.world_size).backward()
@@ -183,6 +186,13 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     input_tokens = distributed.sum_across(ranks, sum(input_token_count(b, pad_id) for b in batch_list), run.device)
     return StepResult(distributed.sum_across(ranks, step_loss, run.device), grad_norm, int(input_tokens),
                       time.perf_counter() - started)
+
+
+def forward_precision(run: TrainingRun) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast on the fast path (the fp32 LoRA weights meet 16-bit activations there)."""
+    if not uses_fast_path(run.config, run.device):
+        return contextlib.nullcontext()
+    return training_autocast(run.device, getattr(torch, run.config.model.compute_dtype))
 
 
 def clip_gradients(run: TrainingRun) -> float:

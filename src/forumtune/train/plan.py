@@ -64,9 +64,9 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
     """Bytes of each part of the peak: what lives all the run, then the larger of the two moments that
     peak — the end of the forward (checkpointed inputs + logits/loss) and one decoder layer's backward
     (checkpointed inputs + the layer's activations and gradients + attention + a dequantized weight)."""
-    quantized = config.model.load_in_4bit or getattr(config.model, "load_in_8bit", False)
+    quantized = config.model.load_in_4bit or config.model.load_in_8bit
     compute_bytes = BYTES_PER_DTYPE[config.model.compute_dtype]
-    fast = quantized and getattr(config.train, "fast_path", False) and compute_bytes == 2
+    fast = quantized and config.train.fast_path and compute_bytes == 2
     # peft's k-bit preparation upcasts norms, embeddings and lm_head to fp32, and the residual stream with
     # them; the fast path keeps the compute dtype (forumtune.kernels.precision)
     activation_bytes = 4 if quantized and not fast else compute_bytes
@@ -100,7 +100,7 @@ def static_parts(config: Config, shape: ModelShape, compute_bytes: int, other_by
     if config.model.load_in_4bit:
         constants = (1 / 64 + 4 / (64 * 256)) if config.model.double_quant else 4 / 64
         base_name, base_weights = "base weights (4-bit linear)", linear * (0.5 + constants)
-    elif getattr(config.model, "load_in_8bit", False):
+    elif config.model.load_in_8bit:
         base_name, base_weights = "base weights (8-bit linear)", linear * (1 + 4 / 4096)
     else:
         base_name, base_weights = "base weights", linear * compute_bytes
@@ -144,11 +144,15 @@ def oom_advice(config: Config) -> str:
     train = config.train
     advice = [f"train.micro_batch_size={max(1, train.micro_batch_size // 2)} with "
               f"train.grad_accum_steps={train.grad_accum_steps * 2} (same effective batch)"]
-    if not train.gradient_checkpointing:
+    if train.gradient_checkpointing is False:
         advice.append("train.gradient_checkpointing=true")
+    elif train.gradient_checkpointing is True:
+        advice.append("train.gradient_checkpointing=offload")
+    if not train.fast_path:
+        advice.append("train.fast_path=true")
     advice.append(f"build.max_seq_len={max(64, config.build.max_seq_len // 2)}")
     return ("the GPU ran out of memory. Try, in this order: " + "; ".join(advice)
-            + ". `forumtune plan CONFIG --vram GIB` estimates the peak before you train.")
+            + ". `forumtune plan CONFIG --fit` finds the settings that fit before you train.")
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,66 @@ def plan_memory(config: Config, vram_gib: float | None = None) -> MemoryPlan:
     parts = estimate_parts(config, shape, config.train.micro_batch_size, config.build.max_seq_len,
                            config.train.gradient_checkpointing)
     return MemoryPlan(parts=parts, vram_bytes=(vram_gib or config.plan.vram_gib) * GIB)
+
+
+CHECKPOINTING_FASTEST_FIRST: tuple[bool | str, ...] = (False, True, "offload")
+LARGEST_MICRO_BATCH = 64
+
+
+def fit_settings(config: Config, vram_gib: float | None = None) -> dict[str, object] | None:
+    """The config changes (dotted key -> value) that make the run fit the card, or None when nothing does.
+
+    The sequence length is the data's, so it is kept if any checkpointing mode fits at all, and halved
+    only when none does. At that length it takes the fastest checkpointing mode that still reaches the
+    configured micro-batch (or else the mode that allows the largest one), the largest micro-batch that
+    divides the effective batch, and the gradient accumulation that keeps the effective batch."""
+    shape = load_shape(config)
+    vram = (vram_gib or config.plan.vram_gib) * GIB
+    effective = config.train.micro_batch_size * config.train.grad_accum_steps
+    seq_len = config.build.max_seq_len
+    while seq_len >= 64:
+        options = [(mode, largest_fitting_micro_batch(config, shape, seq_len, mode, vram))
+                   for mode in CHECKPOINTING_FASTEST_FIRST]
+        options = [(mode, micro) for mode, micro in options if micro]
+        if options:
+            wanted = config.train.micro_batch_size
+            mode, micro = next(((m, b) for m, b in options if b >= wanted), max(options, key=lambda o: o[1]))
+            micro = max(d for d in range(1, min(micro, effective) + 1) if effective % d == 0)
+            changes = {"train.gradient_checkpointing": mode, "train.micro_batch_size": micro,
+                       "train.grad_accum_steps": effective // micro, "build.max_seq_len": seq_len}
+            current = {"train.gradient_checkpointing": config.train.gradient_checkpointing,
+                       "train.micro_batch_size": config.train.micro_batch_size,
+                       "train.grad_accum_steps": config.train.grad_accum_steps,
+                       "build.max_seq_len": config.build.max_seq_len}
+            return {key: value for key, value in changes.items() if current[key] != value}
+        seq_len //= 2
+    return None
+
+
+def largest_fitting_micro_batch(config: Config, shape: ModelShape, seq_len: int, mode: bool | str,
+                                vram: float) -> int:
+    best = 0
+    for micro in range(1, LARGEST_MICRO_BATCH + 1):
+        if sum(estimate_parts(config, shape, micro, seq_len, mode).values()) > vram:
+            break
+        best = micro
+    return best
+
+
+def print_fit(config: Config, vram_gib: float | None, console: Console) -> dict[str, object] | None:
+    vram = vram_gib or config.plan.vram_gib
+    changes = fit_settings(config, vram_gib)
+    if changes is None:
+        console.print(f"[red]nothing fits a {vram:g} GiB card[/], even micro-batch 1 × 64 tokens with offloaded "
+                      "checkpoints: pick a smaller model.base or a larger card")
+    elif not changes:
+        console.print(f"[green]the config already fits a {vram:g} GiB card as it is[/]")
+    else:
+        console.print(f"to fit a {vram:g} GiB card, change:")
+        for key, value in changes.items():
+            shown = str(value).lower() if isinstance(value, bool) else value
+            console.print(f"  --set {key}={shown}")
+    return changes
 
 
 def print_plan(plan: MemoryPlan, config: Config, console: Console) -> None:

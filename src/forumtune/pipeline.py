@@ -64,21 +64,15 @@ def _eval(config: Config, run_dir: Path, console: Console) -> Any:
 
 
 def _merge(config: Config, run_dir: Path, console: Console) -> Any:
-    from forumtune.base_model import resolve_base_model
-    from forumtune.export.merge import merge_adapter
+    from forumtune.export.stage import run_merge
 
-    out = merge_adapter(resolve_base_model(config.model.base), run_dir / "adapter", run_dir / "merged",
-                        dtype=config.merge.dtype)
-    console.print(f"merged model written to {out}")
-    return {"merged_dir": str(out)}
+    return run_merge(config, run_dir, console)
 
 
-def _export(config: Config, run_dir: Path, console: Console) -> Any:
-    from forumtune.export.gguf_export import export_gguf
+def _export(config: Config, run_dir: Path, console: Console, **options: Any) -> Any:
+    from forumtune.export.stage import run_export
 
-    out = export_gguf(run_dir / "merged", run_dir / gguf_name(config), out_type=config.export.gguf_type)
-    console.print(f"GGUF written to {out} ({out.stat().st_size / 2**20:.1f} MiB)")
-    return {"gguf": str(out)}
+    return run_export(config, run_dir, console, **options)
 
 
 ADAPTER = "adapter/adapter_model.safetensors"
@@ -86,7 +80,8 @@ DATASET = ["dataset/train.jsonl", "dataset/eval.jsonl", "dataset/stats.json"]
 
 STAGES: list[Stage] = [
     Stage("scrape", lambda c: [], lambda c: ["forum.sqlite"], ("scrape",), _scrape),
-    Stage("build", lambda c: ["forum.sqlite"], lambda c: DATASET, ("build", "model.base", "seed"), _build),
+    Stage("build", lambda c: [str(c.build.input_file)] if c.build.input_file else ["forum.sqlite"],
+          lambda c: DATASET, ("build", "model.base", "seed"), _build),
     Stage("train", lambda c: DATASET, lambda c: [ADAPTER, "metrics.csv", "train_summary.json"],
           ("model", "lora", "train", "seed"), _train),
     Stage("eval", lambda c: [ADAPTER, "metrics.csv"], lambda c: ["eval/metrics.json", "loss.png", "report.html"],
@@ -164,7 +159,9 @@ def run_pipeline(config: Config, console: Console, *, force: bool = False, until
     run_dir = prepare_run_dir(config)
     for stage in STAGES:
         reason = "forced" if force else stale_reason(stage, config, run_dir)
-        if reason is None:
+        if stage.name == "scrape" and config.build.input_file:
+            console.print(f"[dim]scrape: not needed, the dataset comes from {config.build.input_file}[/dim]")
+        elif reason is None:
             console.print(f"[dim]{stage.name}: up to date, skipped[/dim]")
         else:
             console.print(f"{stage.name}: running ({reason})")

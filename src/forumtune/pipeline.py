@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,8 @@ def _train(config: Config, run_dir: Path, console: Console, resume: bool = False
     from forumtune.train.loop import run_train
 
     summary = run_train(config, run_dir / "dataset", run_dir, console, resume=resume)
-    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    if is_main_process():
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -133,10 +135,16 @@ def _crawl_complete(store_path: Path) -> bool:
         return store.get_meta(CRAWL_COMPLETE) == "1"
 
 
+def is_main_process() -> bool:
+    """False in the other processes of a torchrun launch: rank 0 alone writes the run's files."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def prepare_run_dir(config: Config) -> Path:
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(config))
+    if is_main_process():
+        (run_dir / "config.yaml").write_text(dump_config(config))
     return run_dir
 
 
@@ -146,6 +154,8 @@ def run_stage(stage: Stage, config: Config, console: Console, **options: Any) ->
     console.rule(f"[bold]{stage.name}")
     started = time.perf_counter()
     result = stage.run(config, run_dir, console, **options)
+    if not is_main_process():
+        return result
     stamps = run_dir / STAMPS_DIR
     stamps.mkdir(exist_ok=True)
     (stamps / f"{stage.name}.json").write_text(json.dumps(

@@ -75,60 +75,55 @@ def _collate(records: list[dict[str, Any]], indices: list[int], device) -> dict[
             "labels": labels.to(device)}
 
 
-def load_plain(spec: dict[str, Any]):
-    """The plain transformers + peft + bitsandbytes QLoRA setup (what forumtune does today, written
-    out without forumtune)."""
-    import bitsandbytes as bnb
+def load_nf4_base(spec: dict[str, Any]):
+    """The random-weight model in NF4 + double quant, bf16 compute (fp32 on a CPU), SDPA, no KV cache."""
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    device = _device()
     torch.manual_seed(spec.get("seed", SEED))
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=_compute_dtype())
     model = AutoModelForCausalLM.from_pretrained(
         spec["model_dir"], quantization_config=quant, dtype=_compute_dtype(), attn_implementation="sdpa",
-        device_map={"": 0} if device.type == "cuda" else {"": "cpu"})
+        device_map={"": 0} if _device().type == "cuda" else {"": "cpu"})
     model.config.use_cache = False
+    return model
+
+
+def load_plain(spec: dict[str, Any]):
+    """The plain transformers + peft + bitsandbytes QLoRA setup (what forumtune does today, written
+    out without forumtune)."""
+    from peft import prepare_model_for_kbit_training
+
+    model = load_nf4_base(spec)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.get("gradient_checkpointing", True),
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
+    return lora_and_optimizer(model)
+
+
+def lora_and_optimizer(model):
+    """LoRA r=16 alpha=32 dropout 0 on all linear layers, and paged 8-bit AdamW over it."""
+    import bitsandbytes as bnb
+    from peft import LoraConfig, get_peft_model
+
     model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
                                              target_modules="all-linear", task_type="CAUSAL_LM"))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = bnb.optim.PagedAdamW8bit(params, lr=LEARNING_RATE, weight_decay=0.0)
-    return model, optimizer
+    return model, bnb.optim.PagedAdamW8bit(params, lr=LEARNING_RATE, weight_decay=0.0)
 
 
 def load_fast(spec: dict[str, Any]):
     """forumtune's fast path (forumtune.kernels) on the same model, LoRA and optimizer as `plain`."""
-    import bitsandbytes as bnb
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
     from forumtune.kernels.liger import apply_liger_kernels
     from forumtune.kernels.offload import use_offloaded_checkpointing
     from forumtune.kernels.precision import prepare_for_qlora
 
     use_liger, offload = FAST_STACKS[spec["stack"]]
-    device = _device()
-    torch.manual_seed(spec.get("seed", SEED))
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=_compute_dtype())
-    model = AutoModelForCausalLM.from_pretrained(
-        spec["model_dir"], quantization_config=quant, dtype=_compute_dtype(), attn_implementation="sdpa",
-        device_map={"": 0} if device.type == "cuda" else {"": "cpu"})
-    model.config.use_cache = False
+    model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
-    model = prepare_for_qlora(model, gradient_checkpointing=True)
-    model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
-                                             target_modules="all-linear", task_type="CAUSAL_LM"))
+    model, optimizer = lora_and_optimizer(prepare_for_qlora(model, gradient_checkpointing=True))
     offloaded = use_offloaded_checkpointing(model) if offload else 0
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = bnb.optim.PagedAdamW8bit(params, lr=LEARNING_RATE, weight_decay=0.0)
     return model, optimizer, [f"liger kernels: {kernels}", f"offloaded checkpointed layers: {offloaded}"]
 
 

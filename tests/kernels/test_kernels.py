@@ -14,8 +14,9 @@ from forumtune.kernels.liger import apply_liger_kernels
 from forumtune.kernels.offload import use_offloaded_checkpointing
 from forumtune.kernels.precision import enable_checkpointing, prepare_for_qlora
 
-SHAPE = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
-             num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.05)
+SHAPE = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,
+         "initializer_range": 0.05}
 ARCHITECTURES = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}
 
 

@@ -42,7 +42,7 @@ def test_plan_cli_prints_the_table_and_verdict(mistral_7b_dir):
     import sys
 
     result = subprocess.run([sys.executable, "-m", "forumtune.cli", "plan", str(DEMO_CONFIG), "--vram", "4",
-                             "--set", f"model.base={mistral_7b_dir}"], capture_output=True, text=True)
+                             "--set", f"model.base={mistral_7b_dir}"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "does not fit" in result.stdout and "train.micro_batch_size" in result.stdout
 

@@ -9,6 +9,6 @@
   (no full-vocabulary logits). Reference: the transformers modules they replace.
 """
 
-from forumtune.kernels import liger, offload, precision  # noqa: E402
+from forumtune.kernels import liger, offload, precision
 
 __all__ = ["liger", "offload", "precision"]

@@ -1,53 +1,57 @@
-"""The crawl: thread-list pages first, then each thread's pages of posts, into the SQLite store."""
+"""The crawl: thread-list pages first, then each thread's pages of posts, into the SQLite store.
+
+Every crawl is a pass over the forum. A pass that was killed continues where it stopped; once a
+pass has finished, the next run starts a new one that walks the thread lists again and fetches only
+new threads and the new pages of threads whose last-post date or reply count changed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console
 
 from forumtune.config import ScrapeConfig
 from forumtune.errors import ScrapeError
 from forumtune.scrape.fetcher import Fetcher, FetchFailed
+from forumtune.scrape.models import ThreadListPage, ThreadPage, ThreadRef
+from forumtune.scrape.progress import CrawlDisplay
 from forumtune.scrape.sites import SiteProfile, get_profile
-from forumtune.scrape.store import ForumStore, StoredThread
+from forumtune.scrape.store import CRAWL_PASS, ForumStore, StoredThread
+from forumtune.scrape.summary import CrawlSummary
 
 CRAWL_COMPLETE = "crawl_complete"
+Page = TypeVar("Page", ThreadListPage, ThreadPage)
+PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
 
 
-@dataclass
-class CrawlSummary:
-    list_pages: int
-    thread_pages: int
-    threads: int
-    posts: int
-    retries: int
-    errors: dict[str, int]
-
-    def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+def relative(url: str | None) -> str | None:
+    """Store URLs without scheme and host, so a forum served on another port still resumes."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 class Crawler:
-    def __init__(self, config: ScrapeConfig, store: ForumStore, start_url: str):
+    def __init__(self, config: ScrapeConfig, store: ForumStore, start_url: str, display: CrawlDisplay | None = None):
         self.config = config
         self.store = store
-        self.start_url = start_url
-        self.profile: SiteProfile = get_profile(config.site)
-        self.fetcher = Fetcher(config, start_url)
-        self.origin = "{0.scheme}://{0.netloc}".format(urlsplit(start_url))
-        self.list_pages = 0
-        self.thread_pages = 0
-
-    def relative(self, url: str | None) -> str | None:
-        """Store URLs without scheme and host, so a forum served on another port still resumes."""
-        if url is None:
-            return None
-        parts = urlsplit(url)
-        return parts.path + (f"?{parts.query}" if parts.query else "")
+        self.profile: SiteProfile = get_profile(config)
+        self.start_url = self.profile.list_url(start_url)
+        self.fetcher = Fetcher(config, self.start_url)
+        self.origin = "{0.scheme}://{0.netloc}".format(urlsplit(self.start_url))
+        self.display = display
+        self.since = config.since.isoformat() if config.since else None
+        self.counts = {"list_pages": 0, "thread_pages": 0, "new_threads": 0, "updated_threads": 0,
+                       "skipped_before_since": 0}
+        self.threads_done = 0
 
     def absolute(self, url: str | None) -> str | None:
         return urljoin(self.origin, url) if url is not None else None
@@ -55,99 +59,159 @@ class Crawler:
     def on_host(self, url: str) -> bool:
         return urlsplit(url).netloc == urlsplit(self.origin).netloc
 
-    async def run(self, progress: Progress | None = None) -> CrawlSummary:
+    def error(self, kind: str) -> None:
+        self.fetcher.stats.errors[kind] += 1
+
+    def on_host_or_none(self, next_url: str | None) -> str | None:
+        """A next-page link to another site ends the walk there: the crawler never leaves the forum."""
+        if next_url is not None and not self.on_host(next_url):
+            self.error("off_host")
+            return None
+        return next_url
+
+    async def run(self) -> None:
         try:
             await self.fetcher.load_robots(self.start_url)
             await self.walk_thread_lists()
-            await self.crawl_threads(progress)
+            await self.crawl_threads()
         finally:
             await self.fetcher.aclose()
-        stats = self.fetcher.stats
-        return CrawlSummary(
-            list_pages=self.list_pages,
-            thread_pages=self.thread_pages,
-            threads=self.store.thread_count(),
-            posts=self.store.post_count(),
-            retries=stats.retries,
-            errors=dict(stats.errors),
-        )
+
+    async def fetch_parsed(self, url: str, parse: Callable[[str, str], Page]) -> Page | None:
+        """Fetch and parse one page; None (the error counted) when either fails."""
+        try:
+            text = await self.fetcher.get_text(url)
+        except FetchFailed:
+            return None
+        try:
+            return parse(text, url)
+        except PARSE_ERRORS:
+            self.error("unparseable")
+            return None
 
     async def walk_thread_lists(self) -> None:
         url: str | None = self.start_url
         seen: set[str] = set()
-        while url and url not in seen:
+        while url:
+            if url in seen:
+                self.error("pagination_loop")
+                break
             if self.config.max_list_pages and len(seen) >= self.config.max_list_pages:
                 break
-            if self.config.max_threads and self.store.thread_count() >= self.config.max_threads:
-                break
             seen.add(url)
-            walked, next_url = self.store.list_page_next(self.relative(url))
-            next_url = self.absolute(next_url)
-            if not walked:
-                try:
-                    html = await self.fetcher.get_text(url)
-                except FetchFailed as exc:
-                    if not seen - {url}:
-                        raise ScrapeError(f"cannot fetch the forum's thread list {url}: {exc}. Check "
-                                          "scrape.url and that the forum is reachable.") from None
-                    break
-                page = self.profile.parse_thread_list(html, url)
-                threads = [
-                    replace(ref, url=self.relative(ref.url)) for ref in page.threads if self.on_host(ref.url)
-                ]
-                if self.config.max_threads:
-                    threads = threads[: max(0, self.config.max_threads - self.store.thread_count())]
-                self.store.add_list_page(self.relative(url), threads, self.relative(page.next_url))
-                self.list_pages += 1
-                next_url = page.next_url
-            url = next_url
+            walked, next_url = self.store.list_page_next(relative(url))
+            if walked:
+                url = self.absolute(next_url)
+                continue
+            page = await self.fetch_parsed(url, self.profile.parse_thread_list)
+            if page is None:
+                if len(seen) == 1:
+                    errors = ", ".join(f"{kind}: {count}" for kind, count in self.fetcher.stats.errors.items())
+                    raise ScrapeError(f"cannot read the forum's thread list {url} ({errors}). Check scrape.url, "
+                                      "scrape.site and that the forum is reachable; `forumtune scrape CONFIG "
+                                      "--probe URL` shows what each site profile reads there.")
+                break
+            if not self.store_list_page(url, page):
+                break
+            url = self.on_host_or_none(page.next_url)
 
-    async def crawl_threads(self, progress: Progress | None) -> None:
+    def store_list_page(self, url: str, page: ThreadListPage) -> bool:
+        """Store the page's threads; False when the walk should stop here (limits, or older than since)."""
+        threads = [ref for ref in page.threads if self.on_host(ref.url)]
+        recent = [ref for ref in threads if not self.before_since(ref)]
+        self.counts["skipped_before_since"] += len(threads) - len(recent)
+        refs = [replace(ref, url=relative(ref.url)) for ref in recent]
+        changes = self.store.add_list_page(relative(url), refs, relative(page.next_url),
+                                           max_threads=self.config.max_threads)
+        self.counts["list_pages"] += 1
+        self.counts["new_threads"] += changes.new
+        self.counts["updated_threads"] += changes.reopened
+        if self.display:
+            self.display.update(self.fetcher.stats)
+        if threads and not recent:
+            return False  # lists are newest first: every later page is older still
+        full = self.config.max_threads is not None and self.store.thread_count() >= self.config.max_threads
+        return not full or (self.store.crawl_pass() > 1 and changes.known > 0)
+
+    def before_since(self, ref: ThreadRef) -> bool:
+        return self.since is not None and ref.last_post_at is not None and ref.last_post_at[:10] < self.since
+
+    async def crawl_threads(self) -> None:
         pending = self.store.threads(unfinished_only=True, limit=self.config.max_threads)
-        task = progress.add_task("threads", total=len(pending)) if progress else None
+        if self.display:
+            self.display.start_threads(len(pending))
         semaphore = asyncio.Semaphore(self.config.concurrency)
 
         async def crawl_one(thread: StoredThread) -> None:
             async with semaphore:
                 await self.crawl_thread(thread)
-            if progress is not None and task is not None:
-                progress.update(task, advance=1, description=f"threads ({self.fetcher.stats.pages} pages)")
+            self.threads_done += 1
+            if self.display:
+                self.display.update(self.fetcher.stats, self.threads_done)
 
         await asyncio.gather(*(crawl_one(thread) for thread in pending))
 
     async def crawl_thread(self, thread: StoredThread) -> None:
-        url = self.absolute(thread.next_page_url)
-        page_number = thread.pages_fetched
-        seen: set[str] = set()
-        while url and page_number < self.config.max_pages_per_thread and url not in seen:
-            seen.add(url)
-            try:
-                html = await self.fetcher.get_text(url)
-            except FetchFailed:
-                return  # counted in the stats; the thread stays unfinished so a rerun retries it
-            page = self.profile.parse_thread_page(html, url)
-            page_number += 1
-            next_url = page.next_url if page.next_url not in seen else None
-            done = next_url is None or page_number >= self.config.max_pages_per_thread
-            self.store.add_thread_page(thread.id, page.title, page.posts, self.relative(next_url), done)
-            self.thread_pages += 1
+        """Fetch the thread's pages from where it stopped; it stays unfinished (retried next run) on errors."""
+        stored_pages = self.store.page_urls(thread.id)
+        url, number = self.absolute(thread.next_page_url), thread.pages_fetched
+        while url is not None and number < self.config.max_pages_per_thread:
+            page = await self.fetch_parsed(url, self.profile.parse_thread_page)
+            if page is None:
+                return
+            if not page.posts:
+                self.error("no_posts")
+                return
+            number += 1
+            if self.repeats_earlier_page(thread.id, number, page):
+                self.error("pagination_loop")
+                break
+            next_url = self.on_host_or_none(page.next_url)
+            if next_url is not None and (relative(next_url) in stored_pages or next_url == url):
+                self.error("pagination_loop")
+                next_url = None
+            done = next_url is None or number >= self.config.max_pages_per_thread
+            self.store.add_thread_page(thread.id, page.title, page.posts, relative(next_url), done,
+                                       page_url=relative(url))
+            stored_pages.add(relative(url) or "")
+            self.counts["thread_pages"] += 1
             url = next_url
-        if url is None or url in seen:
-            self.store.mark_thread_done(thread.id)
+        self.store.mark_thread_done(thread.id)
+
+    def repeats_earlier_page(self, thread_id: int, number: int, page: ThreadPage) -> bool:
+        """A "next" page that only shows posts already stored (page=99 answered with the last page)."""
+        ids = {post.external_id for post in page.posts if post.external_id}
+        return number > 1 and bool(ids) and ids <= self.store.post_ids(thread_id, before_page=number)
 
 
-def crawl(config: ScrapeConfig, store_path: Path, start_url: str, *, show_progress: bool = True) -> CrawlSummary:
+def start_pass(store: ForumStore) -> None:
+    """A finished crawl makes the next run a new, incremental pass; an unfinished one is resumed."""
+    if store.crawl_pass() == 0 or store.get_meta(CRAWL_COMPLETE) == "1":
+        store.set_meta(CRAWL_PASS, str(store.crawl_pass() + 1))
+        store.set_meta(CRAWL_COMPLETE, "0")
+
+
+def crawl(config: ScrapeConfig, store_path: Path, start_url: str, *, show_progress: bool = True,
+          console: Console | None = None) -> CrawlSummary:
     """Crawl the forum into the store at store_path; safe to rerun after a kill (it resumes)."""
+    started = time.monotonic()
     with ForumStore(store_path) as store:
-        crawler = Crawler(config, store, start_url)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, disable=not show_progress, transient=False) as progress:
-            summary = asyncio.run(crawler.run(progress))
-        if summary.threads == 0:
+        start_pass(store)
+        posts_before = store.post_count()
+        with CrawlDisplay(console, show_progress) as display:
+            crawler = Crawler(config, store, start_url, display)
+            asyncio.run(crawler.run())
+        if store.thread_count() == 0:
             raise ScrapeError(
                 f"no threads found at {start_url} with site profile {config.site!r}: check scrape.url "
-                "points at a thread-list page and scrape.site matches the forum's engine"
+                "points at a thread-list page and scrape.site matches the forum's engine "
+                "(`forumtune scrape CONFIG --probe URL` shows what each profile reads there)"
             )
         unfinished = len(store.threads(unfinished_only=True, limit=config.max_threads))
         store.set_meta(CRAWL_COMPLETE, "1" if unfinished == 0 else "0")
-        return summary
+        stats = crawler.fetcher.stats
+        return CrawlSummary(
+            threads=store.thread_count(), posts=store.post_count(), retries=stats.retries, errors=dict(stats.errors),
+            new_posts=store.post_count() - posts_before, unfinished_threads=unfinished,
+            seconds=round(time.monotonic() - started, 2), bytes=stats.bytes, **crawler.counts,
+        )

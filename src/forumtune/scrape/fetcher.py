@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 import urllib.robotparser
 from collections import Counter
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from functools import cache
+from urllib.parse import urljoin, urlsplit
 
+import certifi
 import httpx
 
 from forumtune.config import ScrapeConfig
+from forumtune.scrape.encoding import decode_page
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+REDIRECT_STATUS = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 5
 
 
 class FetchFailed(Exception):
     def __init__(self, url: str, kind: str, detail: str):
         super().__init__(f"{url}: {detail}")
         self.url, self.kind = url, kind
+
+
+class RetryableFailure(Exception):
+    def __init__(self, kind: str, detail: str, wait: float | None = None):
+        super().__init__(detail)
+        self.kind, self.detail, self.wait = kind, detail, wait
 
 
 @dataclass
@@ -33,7 +45,7 @@ class FetchStats:
 
 
 class RateLimiter:
-    """At most one request start per `interval` seconds for one host."""
+    """At most one request start per `interval` seconds for one host; `pause` holds every request back."""
 
     def __init__(self, interval: float):
         self.interval = interval
@@ -41,12 +53,18 @@ class RateLimiter:
         self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
+        if self.interval <= 0 and self._next_start <= time.monotonic():
+            return
         async with self._lock:
             now = time.monotonic()
             delay = self._next_start - now
             self._next_start = max(now, self._next_start) + self.interval
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        """The server asked us to slow down (Retry-After): no request to it starts before then."""
+        self._next_start = max(self._next_start, time.monotonic() + seconds)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -62,19 +80,31 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
             return None
 
 
+@cache
+def tls_context() -> ssl.SSLContext:
+    """Loading the CA bundle takes a noticeable fraction of a second: once per process is enough."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with jitter, so parallel retries do not hit the server in step."""
+    return min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
+
+
 class Fetcher:
     def __init__(self, config: ScrapeConfig, base_url: str):
         self.config = config
         self.host = urlsplit(base_url).netloc
         self.stats = FetchStats()
         self.robots: urllib.robotparser.RobotFileParser | None = None
-        self.limiter = RateLimiter(1.0 / config.requests_per_second)
+        rate = config.requests_per_second
+        self.limiter = RateLimiter(1.0 / rate if rate > 0 else 0.0)
         self.client = httpx.AsyncClient(
             headers={"User-Agent": config.user_agent},
             timeout=config.timeout_s,
-            follow_redirects=True,
-            max_redirects=5,
-            limits=httpx.Limits(max_connections=config.concurrency),
+            verify=tls_context(),
+            follow_redirects=False,  # followed by hand, so each hop is checked against the host and robots.txt
+            limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
         )
 
     async def aclose(self) -> None:
@@ -87,7 +117,7 @@ class Fetcher:
         robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
         parser = urllib.robotparser.RobotFileParser(robots_url)
         try:
-            response = await self.client.get(robots_url)
+            response = await self.client.get(robots_url, follow_redirects=True)
         except httpx.HTTPError:
             parser.parse([])
         else:
@@ -97,46 +127,79 @@ class Fetcher:
         if delay:
             self.limiter.interval = max(self.limiter.interval, float(delay))
 
-    def allowed(self, url: str) -> bool:
+    def refusal(self, url: str) -> str | None:
+        """Why the crawler must not fetch url (another host, or robots.txt), or None."""
         if urlsplit(url).netloc != self.host:
-            return False
-        return self.robots is None or self.robots.can_fetch(self.config.user_agent, url)
+            return "off_host"
+        if self.robots is not None and not self.robots.can_fetch(self.config.user_agent, url):
+            return "robots"
+        return None
+
+    def fail(self, url: str, kind: str, detail: str) -> FetchFailed:
+        self.stats.errors[kind] += 1
+        return FetchFailed(url, kind, detail)
 
     async def get_text(self, url: str) -> str:
-        """The page's text; raises FetchFailed after the configured retries."""
-        if not self.allowed(url):
-            self.stats.errors["disallowed"] += 1
-            raise FetchFailed(url, "disallowed", "off the forum's host or disallowed by robots.txt")
+        """The page's text; raises FetchFailed (counted by kind) after the configured retries."""
+        if kind := self.refusal(url):
+            raise self.fail(url, kind, "off the forum's host" if kind == "off_host" else "disallowed by robots.txt")
         for attempt in range(self.config.retries + 1):
             await self.limiter.wait()
             try:
-                response = await self.client.get(url)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                kind, wait, detail = "network", None, f"{type(exc).__name__}: {exc}"
-            except httpx.TooManyRedirects:
-                self.stats.errors["redirect_loop"] += 1
-                raise FetchFailed(url, "redirect_loop", "too many redirects") from None
-            else:
-                if response.status_code == 200:
-                    return self._accept(url, response)
-                kind, detail = f"http_{response.status_code}", f"HTTP {response.status_code}"
-                if response.status_code not in RETRYABLE_STATUS:
-                    break
-                wait = retry_after_seconds(response)
-            if attempt < self.config.retries:
+                return await self.follow(url)
+            except RetryableFailure as failure:
+                if attempt == self.config.retries:
+                    raise self.fail(url, failure.kind, failure.detail) from None
                 self.stats.retries += 1
-                backoff = wait if wait is not None else min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
-                await asyncio.sleep(backoff)
-        self.stats.errors[kind] += 1
-        raise FetchFailed(url, kind, detail)
+                if failure.wait is not None:
+                    self.limiter.pause(min(failure.wait, self.config.max_retry_after_s))
+                else:
+                    await asyncio.sleep(backoff_seconds(attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _accept(self, url: str, response: httpx.Response) -> str:
-        if urlsplit(str(response.url)).netloc != self.host:
-            self.stats.errors["off_host_redirect"] += 1
-            raise FetchFailed(url, "off_host_redirect", f"redirected off the forum to {response.url}")
-        if len(response.content) > self.config.max_page_bytes:
-            self.stats.errors["too_large"] += 1
-            raise FetchFailed(url, "too_large", f"page larger than scrape.max_page_bytes={self.config.max_page_bytes}")
+    async def follow(self, url: str) -> str:
+        """GET url, following redirects that stay on the host and allowed by robots.txt."""
+        seen = [url]
+        current = url
+        while True:
+            status, location, body, content_type = await self.fetch_once(current)
+            if status not in REDIRECT_STATUS:
+                break
+            target = urljoin(current, location or "")
+            if target in seen or len(seen) > MAX_REDIRECTS:
+                raise self.fail(url, "redirect_loop", f"redirects loop or go on too long: {' → '.join(seen)}")
+            if kind := self.refusal(target):
+                raise self.fail(url, f"redirect_{kind}", f"redirected to {target}, which is {kind.replace('_', ' ')}")
+            seen.append(target)
+            current = target
+        if status != 200:
+            raise self.fail(url, f"http_{status}", f"HTTP {status}")
         self.stats.pages += 1
-        self.stats.bytes += len(response.content)
-        return response.text
+        self.stats.bytes += len(body)
+        return decode_page(body, content_type)
+
+    async def fetch_once(self, url: str) -> tuple[int, str | None, bytes, str]:
+        """(status, Location, body, Content-Type) of one request; the body is read up to the size cap."""
+        cap = self.config.max_page_bytes
+        try:
+            async with self.client.stream("GET", url) as response:
+                if response.status_code in RETRYABLE_STATUS:
+                    raise RetryableFailure(f"http_{response.status_code}", f"HTTP {response.status_code}",
+                                           retry_after_seconds(response))
+                if int(response.headers.get("content-length") or 0) > cap:
+                    raise self.fail(url, "too_large", f"page larger than scrape.max_page_bytes={cap}")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > cap:
+                        raise self.fail(url, "too_large", f"page larger than scrape.max_page_bytes={cap}")
+                    chunks.append(chunk)
+                content_type = response.headers.get("content-type", "")
+                return response.status_code, response.headers.get("location"), b"".join(chunks), content_type
+        except httpx.TimeoutException as exc:
+            raise RetryableFailure("timeout", f"timed out after scrape.timeout_s={self.config.timeout_s}: {exc}")
+        except httpx.RemoteProtocolError as exc:
+            raise RetryableFailure("truncated", f"the server broke off the response: {exc}")
+        except httpx.TransportError as exc:
+            raise RetryableFailure("network", f"{type(exc).__name__}: {exc}")

@@ -11,6 +11,8 @@ class ThreadRef:
     title: str
     external_id: str | None = None
     starter: str | None = None
+    last_post_at: str | None = None  # what the list says about the thread's activity: a change means new posts
+    replies: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 Each fetched thread page is stored in one transaction together with the thread's progress, so the
 store never holds half a page, and a restarted crawl asks for exactly the page that was missing.
+Posts remember their page: storing page N again (a re-crawl of a thread's last page that has grown)
+replaces that page's posts instead of adding them twice.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from forumtune.scrape.models import ScrapedPost, ThreadRef
 
@@ -41,7 +44,20 @@ CREATE TABLE IF NOT EXISTS posts (
     UNIQUE (thread_id, position)
 );
 CREATE TABLE IF NOT EXISTS list_pages (url TEXT PRIMARY KEY, next_url TEXT);
+CREATE TABLE IF NOT EXISTS thread_pages (
+    thread_id INTEGER NOT NULL REFERENCES threads(id),
+    number INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    PRIMARY KEY (thread_id, number)
+);
 """
+# Columns added after the first release; older stores get them on open.
+ADDED_COLUMNS = {
+    "threads": {"last_post_at": "TEXT", "replies": "TEXT"},
+    "posts": {"page": "INTEGER"},
+    "list_pages": {"pass": "INTEGER NOT NULL DEFAULT 1"},
+}
+CRAWL_PASS = "crawl_pass"
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,13 @@ class StoredPost:
     signature: str | None
 
 
+@dataclass(frozen=True)
+class ListPageChanges:
+    new: int  # threads first seen on this page
+    reopened: int  # known threads whose activity changed: their last page is fetched again
+    known: int  # threads on this page that were already in the store
+
+
 class ForumStore:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -73,11 +96,21 @@ class ForumStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._add_missing_columns()
+        self.db.execute("CREATE INDEX IF NOT EXISTS posts_by_page ON posts (thread_id, page)")
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, declaration in columns.items():
+                if name not in present:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+        self.db.commit()
 
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> ForumStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -91,21 +124,56 @@ class ForumStore:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def crawl_pass(self) -> int:
+        """Which walk over the thread lists this is: each finished crawl starts the next (incremental) one."""
+        return int(self.get_meta(CRAWL_PASS) or 0)
+
     def list_page_next(self, url: str) -> tuple[bool, str | None]:
-        """Whether a thread-list page was already walked, and the next list page it pointed to."""
-        row = self.db.execute("SELECT next_url FROM list_pages WHERE url = ?", (url,)).fetchone()
+        """Whether a thread-list page was already walked in this pass, and the next list page it pointed to."""
+        row = self.db.execute("SELECT next_url FROM list_pages WHERE url = ? AND pass >= ?",
+                              (url, self.crawl_pass())).fetchone()
         return (row is not None, row[0] if row else None)
 
-    def add_list_page(self, url: str, threads: list[ThreadRef], next_url: str | None) -> None:
+    def add_list_page(
+        self, url: str, threads: list[ThreadRef], next_url: str | None, *, max_threads: int | None = None
+    ) -> ListPageChanges:
+        """Record a walked list page: new threads (up to max_threads in all) and known threads with news."""
+        new = reopened = known = 0
         with self.db:
             (count,) = self.db.execute("SELECT COUNT(*) FROM threads").fetchone()
-            for offset, ref in enumerate(threads):
-                self.db.execute(
-                    "INSERT OR IGNORE INTO threads (url, external_id, title, starter, list_position,"
-                    " next_page_url) VALUES (?, ?, ?, ?, ?, ?)",
-                    (ref.url, ref.external_id, ref.title, ref.starter, count + offset, ref.url),
-                )
-            self.db.execute("INSERT OR REPLACE INTO list_pages (url, next_url) VALUES (?, ?)", (url, next_url))
+            for ref in threads:
+                row = self.db.execute("SELECT id, last_post_at, replies, done FROM threads WHERE url = ?",
+                                      (ref.url,)).fetchone()
+                if row is not None:
+                    known += 1
+                    reopened += self._reopen_if_changed(row, ref)
+                elif max_threads is None or count < max_threads:
+                    self.db.execute(
+                        "INSERT INTO threads (url, external_id, title, starter, list_position, next_page_url,"
+                        " last_post_at, replies) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (ref.url, ref.external_id, ref.title, ref.starter, count, ref.url, ref.last_post_at,
+                         ref.replies),
+                    )
+                    count, new = count + 1, new + 1
+            self.db.execute("INSERT OR REPLACE INTO list_pages (url, next_url, pass) VALUES (?, ?, ?)",
+                            (url, next_url, self.crawl_pass()))
+        return ListPageChanges(new=new, reopened=reopened, known=known)
+
+    def _reopen_if_changed(self, row: tuple, ref: ThreadRef) -> int:
+        thread_id, last_post_at, replies, done = row
+        unchanged = (last_post_at, replies) == (ref.last_post_at, ref.replies) and (ref.last_post_at or ref.replies)
+        if not done or unchanged:  # a thread still being crawled reaches its end in this pass anyway
+            self.db.execute("UPDATE threads SET last_post_at = ?, replies = ? WHERE id = ?",
+                            (ref.last_post_at, ref.replies, thread_id))
+            return 0
+        # The thread has news: fetch its last stored page again (it may have grown) and go on from there.
+        self.db.execute(
+            "UPDATE threads SET done = 0, last_post_at = ?, replies = ?, pages_fetched = MAX(pages_fetched - 1, 0),"
+            " next_page_url = COALESCE((SELECT url FROM thread_pages WHERE thread_id = threads.id"
+            " AND number = threads.pages_fetched), url) WHERE id = ?",
+            (ref.last_post_at, ref.replies, thread_id),
+        )
+        return 1
 
     def thread_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM threads").fetchone()[0]
@@ -122,24 +190,40 @@ class ForumStore:
             query += f" LIMIT {int(limit)}"
         return [StoredThread(*row[:5], done=bool(row[5])) for row in self.db.execute(query)]
 
+    def page_urls(self, thread_id: int) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT url FROM thread_pages WHERE thread_id = ?", (thread_id,))}
+
+    def post_ids(self, thread_id: int, before_page: int) -> set[str]:
+        rows = self.db.execute("SELECT external_id FROM posts WHERE thread_id = ? AND page < ?"
+                               " AND external_id IS NOT NULL", (thread_id, before_page))
+        return {row[0] for row in rows}
+
     def add_thread_page(
-        self, thread_id: int, title: str | None, posts: list[ScrapedPost], next_url: str | None, done: bool
+        self, thread_id: int, title: str | None, posts: list[ScrapedPost], next_url: str | None, done: bool,
+        *, page_url: str | None = None,
     ) -> None:
+        """Store the thread's next page (replacing it, when it is fetched again) with the thread's progress."""
         with self.db:
+            (number,) = self.db.execute("SELECT pages_fetched + 1 FROM threads WHERE id = ?", (thread_id,)).fetchone()
+            self.db.execute("DELETE FROM posts WHERE thread_id = ? AND page >= ?", (thread_id, number))
+            self.db.execute("DELETE FROM thread_pages WHERE thread_id = ? AND number >= ?", (thread_id, number))
             (start,) = self.db.execute("SELECT COUNT(*) FROM posts WHERE thread_id = ?", (thread_id,)).fetchone()
             self.db.executemany(
-                "INSERT INTO posts (thread_id, position, external_id, author, posted_at, text, quotes,"
-                " signature, links) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO posts (thread_id, position, page, external_id, author, posted_at, text, quotes,"
+                " signature, links) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (thread_id, start + i, p.external_id, p.author, p.posted_at, p.text,
+                    (thread_id, start + i, number, p.external_id, p.author, p.posted_at, p.text,
                      json.dumps(p.quotes), p.signature, json.dumps(p.links))
                     for i, p in enumerate(posts)
                 ],
             )
+            if page_url is not None:
+                self.db.execute("INSERT INTO thread_pages (thread_id, number, url) VALUES (?, ?, ?)",
+                                (thread_id, number, page_url))
             self.db.execute(
-                "UPDATE threads SET pages_fetched = pages_fetched + 1, next_page_url = ?, done = ?,"
-                " title = COALESCE(?, title) WHERE id = ?",
-                (next_url, int(done), title, thread_id),
+                "UPDATE threads SET pages_fetched = ?, next_page_url = ?, done = ?, title = COALESCE(?, title)"
+                " WHERE id = ?",
+                (number, next_url, int(done), title, thread_id),
             )
 
     def mark_thread_done(self, thread_id: int) -> None:

@@ -1,9 +1,10 @@
-"""Site profiles: one module per forum markup; each knows how to read thread lists and thread pages."""
+"""Site profiles: one module per forum engine; each reads that engine's thread lists and thread pages."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from forumtune.config import ScrapeConfig
 from forumtune.errors import ConfigError
 from forumtune.scrape.models import ThreadListPage, ThreadPage
 
@@ -11,15 +12,33 @@ from forumtune.scrape.models import ThreadListPage, ThreadPage
 class SiteProfile(Protocol):
     name: str
 
-    def parse_thread_list(self, html: str, page_url: str) -> ThreadListPage: ...
+    def list_url(self, url: str) -> str:
+        """The address to fetch for a page the user names (an API address, for JSON engines)."""
+        ...
 
-    def parse_thread_page(self, html: str, page_url: str) -> ThreadPage: ...
+    def parse_thread_list(self, text: str, page_url: str) -> ThreadListPage: ...
+
+    def parse_thread_page(self, text: str, page_url: str) -> ThreadPage: ...
 
 
-def get_profile(name: str) -> SiteProfile:
-    from forumtune.scrape.sites import demo
+def builtin_profiles() -> dict[str, SiteProfile]:
+    from forumtune.scrape.sites import discourse, newschoolers, phpbb, smf, vbulletin, xenforo
 
-    profiles: dict[str, SiteProfile] = {"demo": demo.PROFILE}
-    if name not in profiles:
-        raise ConfigError(f"scrape.site {name!r} is unknown; available site profiles: {sorted(profiles)}")
-    return profiles[name]
+    engines = [phpbb, vbulletin, xenforo, discourse, smf, newschoolers]
+    profiles: dict[str, SiteProfile] = {engine.PROFILE.name: engine.PROFILE for engine in engines}
+    profiles["demo"] = newschoolers.PROFILE  # the bundled demo forum is written in that layout
+    return profiles
+
+
+def get_profile(config: ScrapeConfig) -> SiteProfile:
+    if config.site == "generic" and config.selectors is not None:  # the config requires them for generic
+        from forumtune.scrape.sites.markup import MarkupProfile
+
+        return MarkupProfile("generic", config.selectors)
+    profiles = builtin_profiles()
+    if config.site not in profiles:
+        raise ConfigError(
+            f"scrape.site {config.site!r} is unknown; pick one of {[*sorted(profiles), 'generic']} "
+            "(`forumtune scrape CONFIG --probe URL` tells which fits a page)"
+        )
+    return profiles[config.site]

@@ -1,0 +1,87 @@
+"""A site profile driven by CSS selectors: the HTML engines (and `generic`) are each one set of selectors."""
+
+from __future__ import annotations
+
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+from selectolax.lexbor import LexborNode as Node
+
+from forumtune.config import SiteSelectors
+from forumtune.scrape.models import ScrapedPost, ThreadListPage, ThreadPage, ThreadRef
+from forumtune.scrape.sites.html import drop_all, element_date, first_text, link_target, links_in, node_text
+
+
+class MarkupProfile:
+    """Reads thread lists and thread pages of one forum engine's HTML through its selectors."""
+
+    def __init__(self, name: str, selectors: SiteSelectors):
+        self.name = name
+        self.selectors = selectors
+
+    def list_url(self, url: str) -> str:
+        return url
+
+    def parse_thread_list(self, html: str, page_url: str) -> ThreadListPage:
+        tree = HTMLParser(html)
+        threads = [ref for row in tree.css(self.selectors.thread_row) if (ref := self.thread_ref(row, page_url))]
+        return ThreadListPage(threads=threads, next_url=self.next_url(tree, page_url))
+
+    def parse_thread_page(self, html: str, page_url: str) -> ThreadPage:
+        tree = HTMLParser(html)
+        posts = [post for node in tree.css(self.selectors.post) if (post := self.parse_post(node, page_url))]
+        title = first_text(tree.root, self.selectors.thread_title) if tree.root is not None else None
+        return ThreadPage(title=title, posts=posts, next_url=self.next_url(tree, page_url))
+
+    def next_url(self, tree: HTMLParser, page_url: str) -> str | None:
+        if not self.selectors.next_page:
+            return None
+        return link_target(tree.css_first(self.selectors.next_page), page_url)
+
+    def thread_ref(self, row: Node, page_url: str) -> ThreadRef | None:
+        s = self.selectors
+        link = row.css_first(s.thread_link)  # lexbor's css_first also tries the row itself
+        url = link_target(link, page_url)
+        if link is None or url is None:
+            return None
+        last_post = row.css_first(s.thread_last_post) if s.thread_last_post else None
+        return ThreadRef(
+            url=url,
+            title=" ".join(link.text(separator=" ").split()),
+            external_id=row.attributes.get("data-thread-id") or row.attributes.get("id"),
+            last_post_at=element_date(last_post),
+            replies=first_text(row, s.thread_replies),
+        )
+
+    def parse_post(self, node: Node, page_url: str) -> ScrapedPost | None:
+        s = self.selectors
+        if s.deleted and node.css_first(s.deleted) is not None:
+            return None
+        body = node.css_first(s.post_body)
+        if body is None:
+            return None
+        signature = node.css_first(s.signature) if s.signature else None
+        signature_text = node_text(signature).strip() if signature is not None else None
+        removable = ", ".join([*s.remove, *([s.signature] if s.signature else [])])
+        if removable:
+            drop_all(body, removable)
+        quotes: list[str] = []
+        # The first quote in document order is always an outer one. What it quoted in turn is dropped:
+        # a quote keeps the words of the post it quotes, so the dataset can tell whom a reply answers.
+        while s.quote and (quote := body.css_first(s.quote)) is not None:
+            drop_all(quote, s.quote, keep_root=True)
+            quotes.append(node_text(quote).strip())
+            quote.decompose()
+        return ScrapedPost(
+            external_id=self.post_id(node, body),
+            author=first_text(node, s.post_author),
+            posted_at=element_date(node.css_first(s.post_date)) if s.post_date else None,
+            text=node_text(body).strip(),
+            quotes=[quote for quote in quotes if quote],
+            signature=signature_text or None,
+            links=links_in(body, page_url),
+        )
+
+    def post_id(self, node: Node, body: Node) -> str | None:
+        attribute = self.selectors.post_id_attribute
+        if not attribute:
+            return None
+        return node.attributes.get(attribute) or body.attributes.get(attribute)

@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,6 +38,13 @@ LLAMA2_DECODER = {
         {"type": "ByteFallback"},
         {"type": "Fuse"},
         {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+    ],
+}
+LLAMA2_NORMALIZER = {
+    "type": "Sequence",
+    "normalizers": [
+        {"type": "Prepend", "prepend": "▁"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
     ],
 }
 CONFIG_CLASSES: dict[str, type[PreTrainedConfig]] = {
@@ -105,6 +113,9 @@ def train_sentencepiece_style_bpe(vocab_size: int = 200) -> Tokenizer:
         {**added, "id": ordered.index(added["content"])} for added in spec["added_tokens"]
     ]
     spec["decoder"] = LLAMA2_DECODER
+    # Llama 2's layout: no pre-split on spaces (llama.cpp's SPM tokenizer does none), ▁ put in by the normalizer.
+    spec["pre_tokenizer"] = None
+    spec["normalizer"] = LLAMA2_NORMALIZER
     return Tokenizer.from_str(json.dumps(spec))
 
 
@@ -151,11 +162,18 @@ def save_tiny_model(
     return directory
 
 
-def save_lora_adapter(base_dir: Path, directory: Path, seed: int = 1) -> Path:
+def save_lora_adapter(base_dir: Path, directory: Path, seed: int = 1, **lora_options: Any) -> Path:
+    """A LoRA (or DoRA, with use_dora=True) with random non-zero B, so merging it changes the model."""
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     torch.manual_seed(seed)
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
-    get_peft_model(model, lora).save_pretrained(directory)
+    settings = {"r": 8, "lora_alpha": 16, "target_modules": "all-linear", "init_lora_weights": False}
+    peft_model = get_peft_model(model, LoraConfig(**{**settings, **lora_options}))
+    if lora_options.get("use_dora"):  # DoRA starts at the base's row norms: move them so the test sees them
+        with torch.no_grad():
+            for name, parameter in peft_model.named_parameters():
+                if "lora_magnitude_vector" in name:
+                    parameter.mul_(1 + 0.2 * torch.rand_like(parameter))
+    peft_model.save_pretrained(directory)
     return directory
 
 
@@ -237,3 +255,8 @@ def file_size_limit() -> Callable[[int], AbstractContextManager[None]]:
 @pytest.fixture
 def make_tiny_model() -> Callable[..., Path]:
     return save_tiny_model
+
+
+@pytest.fixture
+def make_adapter() -> Callable[..., Path]:
+    return save_lora_adapter

@@ -26,7 +26,8 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from forumtune.export.errors import ExportError
-from forumtune.export.gguf_export import export_gguf, permute_for_ggml_rotary
+from forumtune.export.gguf_export import export_gguf
+from forumtune.export.gguf_tensors import permute_for_ggml_rotary
 from forumtune.export.merge import merge_adapter
 
 FileSizeLimit = Callable[[int], AbstractContextManager[None]]
@@ -110,10 +111,10 @@ def q8_0_block_error(stored: np.ndarray, original: np.ndarray) -> float:
 def test_header_holds_llama_hyperparameters(tmp_path: Path, merged_dirs: dict[str, Path], kind: str) -> None:
     model_dir = merged_dirs[kind]
     config = json.loads((model_dir / "config.json").read_text())
-    reader = GGUFReader(export_gguf(model_dir, tmp_path / "model.gguf"))
+    reader = GGUFReader(export_gguf(model_dir, tmp_path / "model.gguf", name="freeski-helper"))
 
     assert field(reader, "general.architecture") == "llama"
-    assert field(reader, "general.name") == model_dir.name
+    assert field(reader, "general.name") == "freeski-helper"
     assert field(reader, "general.file_type") == FILE_TYPES["f16"]
     assert field(reader, "llama.context_length") == 256
     assert field(reader, "llama.embedding_length") == 64

@@ -1,32 +1,37 @@
-"""Fold a trained LoRA adapter into its base model and save a plain Hugging Face model directory."""
+"""Fold a trained LoRA/DoRA adapter into its base model and save a plain Hugging Face model directory.
+
+The merge streams: base tensors are read one at a time from the safetensors files (memory-mapped),
+updated in float32 and written out shard by shard, so peak memory is about one output shard plus one
+tensor, not the model. A 7B merge therefore runs in well under 16 GB of RAM, on the CPU.
+"""
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import torch
-from peft import PeftModel
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer, GenerationConfig
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from forumtune.export.adapter import Adapter, load_adapter
+from forumtune.export.base_weights import BaseTensor, base_tensors
+from forumtune.export.checkpoint import OutTensor, open_tensors, tensor_names, write_sharded
 from forumtune.export.errors import ExportError
+from forumtune.export.files import read_json, staging_dir_for
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+HUB_FILES = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja"]
 
 
 def merge_adapter(
@@ -38,39 +43,80 @@ def merge_adapter(
 ) -> Path:
     """Merge the PEFT adapter in `adapter_dir` into `base_model` and write the result to `out_dir`.
 
-    The base is loaded unquantized in `dtype`, so a QLoRA adapter is folded into full-precision weights.
-    `out_dir` appears only once complete: it is written beside itself and renamed at the end. A previous
-    merge in `out_dir` (a directory with a config.json) is replaced; any other non-empty directory is refused.
+    Base weights are taken in full precision (4-bit checkpoints dequantised), the update is added in
+    float32 and the result stored as `dtype`. `out_dir` appears only once complete; a previous merge
+    there (a directory with a config.json) is replaced, any other non-empty directory is refused.
     """
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     torch_dtype = torch_dtype_named(dtype)
-    check_adapter_dir(adapter_dir)
+    adapter = load_adapter(adapter_dir)
     check_out_dir_is_replaceable(out_dir)
-    base_ref = locate_base_model(base_model)
-    tokenizer = load_tokenizer(adapter_dir if holds_tokenizer(adapter_dir) else base_ref)
-    merged = load_merged_model(base_ref, adapter_dir, torch_dtype)
-    with staging_dir_for(out_dir) as staging:
-        save_merged(merged, tokenizer, staging, out_dir, max_shard_size)
+    base_dir = locate_base_model(base_model)
+    model_config = read_json(base_dir / "config.json", "the base model's config")
+    tokenizer = load_tokenizer(adapter_dir if holds_tokenizer(adapter_dir) else base_dir)
+    with ExitStack() as open_files, staging_dir_for(out_dir) as staging:
+        base = base_tensors(open_tensors(base_dir, open_files))
+        planned = plan_merged_tensors(base, adapter, torch_dtype, base_dir, adapter_dir)
+        try:
+            write_sharded(planned, staging, max_shard_size, description=f"merging → {out_dir.name}")
+            write_model_config(staging, model_config, dtype)
+            write_generation_config(staging, base_dir, model_config)
+            tokenizer.save_pretrained(staging)
+        except (OSError, SafetensorError) as error:
+            raise ExportError(
+                f"could not write the merged model for {out_dir}: {error}; check free disk space."
+            ) from error
     return out_dir
+
+
+def plan_merged_tensors(
+    base: dict[str, BaseTensor], adapter: Adapter, dtype: torch.dtype, base_dir: Path, adapter_dir: Path
+) -> list[OutTensor]:
+    check_adapter_fits(base, adapter, base_dir, adapter_dir)
+    planned = []
+    for name in tensor_names(base):
+        tensor = base[name]
+        planned.append(
+            OutTensor(name, tensor.shape, dtype, lambda tensor=tensor: merged_tensor(tensor, adapter))
+        )
+    return planned
+
+
+def merged_tensor(tensor: BaseTensor, adapter: Adapter) -> torch.Tensor:
+    if tensor.name in adapter.replacements:
+        return adapter.replacements[tensor.name]
+    if tensor.name in adapter.updates:
+        return adapter.updates[tensor.name].apply(tensor.load())
+    return tensor.load()
+
+
+def check_adapter_fits(
+    base: dict[str, BaseTensor], adapter: Adapter, base_dir: Path, adapter_dir: Path
+) -> None:
+    """An adapter trained on another base would merge silently into garbage: compare names and shapes first."""
+    for name, update in adapter.updates.items():
+        shape = base[name].shape if name in base else None
+        expected = (update.lora_b.shape[0], update.lora_a.shape[1])
+        if shape != expected:
+            found = "missing" if shape is None else f"shaped {shape}"
+            raise ExportError(
+                f"adapter {adapter_dir} does not fit base model {base_dir}: it updates {name} as {expected} but the "
+                f"base has it {found}. Was it trained on that base? Check model.base."
+            )
+    for name, tensor in adapter.replacements.items():
+        if name not in base or tuple(tensor.shape) != base[name].shape:
+            raise ExportError(
+                f"adapter {adapter_dir} replaces {name} (modules_to_save) but base model {base_dir} has no such "
+                "tensor of that shape. Was it trained on that base? Check model.base."
+            )
 
 
 def torch_dtype_named(dtype: str) -> torch.dtype:
     if dtype not in TORCH_DTYPES:
-        raise ExportError(f"dtype {dtype!r} is not supported for merging; use one of {sorted(TORCH_DTYPES)}.")
+        raise ExportError(
+            f"dtype {dtype!r} is not supported for merging (merge.dtype); use one of {sorted(TORCH_DTYPES)}."
+        )
     return TORCH_DTYPES[dtype]
-
-
-def check_adapter_dir(adapter_dir: Path) -> None:
-    if not (adapter_dir / ADAPTER_CONFIG).is_file():
-        raise ExportError(
-            f"adapter directory {adapter_dir} has no {ADAPTER_CONFIG}; pass the directory that "
-            "PeftModel.save_pretrained wrote at the end of training."
-        )
-    if not (adapter_dir / ADAPTER_WEIGHTS).is_file():
-        raise ExportError(
-            f"adapter directory {adapter_dir} has no {ADAPTER_WEIGHTS}; only safetensors adapters are "
-            "accepted (re-save the adapter with save_pretrained(..., safe_serialization=True))."
-        )
 
 
 def check_out_dir_is_replaceable(out_dir: Path) -> None:
@@ -86,101 +132,60 @@ def is_model_dir(directory: Path) -> bool:
     return directory.is_dir() and (directory / "config.json").is_file()
 
 
-def locate_base_model(base_model: str | Path) -> str:
-    """Return a local directory or Hub id for `from_pretrained`, failing early on a missing local path."""
+def locate_base_model(base_model: str | Path) -> Path:
+    """A local directory holding the base checkpoint; a Hub id is downloaded (safetensors only) into the HF cache."""
     path = Path(base_model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ExportError(
-                f"base model directory {path} has no config.json; point at a Hugging Face model dir."
+                f"base model directory {path} has no config.json; point model.base at a Hugging Face model dir."
             )
-        return str(path)
+        return path
     if isinstance(base_model, str) and HUB_ID.match(base_model) and not path.exists():
-        return base_model
+        return download_base_model(base_model)
     raise ExportError(
         f"base model {str(base_model)!r} not found: no such local directory, and it is not a Hub id like 'org/name'."
     )
+
+
+def download_base_model(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+    except Exception as error:  # the hub client raises many types (HTTP, offline, gated repo)
+        raise ExportError(
+            f"could not fetch base model {repo_id!r} from the Hugging Face Hub: {error}. "
+            "Check the id (model.base), your network, or `huggingface-cli login` for gated models."
+        ) from error
 
 
 def holds_tokenizer(directory: Path) -> bool:
     return any((directory / name).is_file() for name in TOKENIZER_FILES)
 
 
-def load_tokenizer(source: str | Path) -> PreTrainedTokenizerBase:
+def load_tokenizer(source: Path) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(str(source))
     except (OSError, ValueError) as error:
         raise ExportError(f"could not load a tokenizer from {str(source)!r}: {error}") from error
 
 
-def load_merged_model(base_ref: str, adapter_dir: Path, torch_dtype: torch.dtype) -> PreTrainedModel:
-    base = load_base_model(base_ref, torch_dtype)
-    try:
-        adapted = PeftModel.from_pretrained(base, str(adapter_dir))
-    except (ValueError, RuntimeError, KeyError) as error:
-        raise ExportError(
-            f"adapter {adapter_dir} does not fit base model {base_ref!r}; was it trained on that base? ({error})"
-        ) from error
-    return adapted.merge_and_unload()
+def write_model_config(out_dir: Path, model_config: dict[str, Any], dtype: str) -> None:
+    """The base's config.json, now describing unquantised weights stored as `dtype`."""
+    config = {
+        key: value for key, value in model_config.items() if key not in ("quantization_config", "torch_dtype")
+    }
+    config["dtype"] = dtype
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load_base_model(base_ref: str, torch_dtype: torch.dtype) -> PreTrainedModel:
-    try:
-        config = AutoConfig.from_pretrained(base_ref)
-        if getattr(config, "quantization_config", None):
-            raise ExportError(
-                f"base model {base_ref!r} is a pre-quantized checkpoint; merge into the original "
-                "full-precision base instead, so the adapter is folded into unquantized weights."
-            )
-        return AutoModelForCausalLM.from_pretrained(base_ref, config=config, dtype=torch_dtype)
-    except (OSError, ValueError) as error:
-        raise ExportError(f"could not load base model {base_ref!r}: {error}") from error
-
-
-def save_merged(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    staging: Path,
-    out_dir: Path,
-    max_shard_size: str,
-) -> None:
-    try:
-        model.save_pretrained(staging, max_shard_size=max_shard_size)
-        tokenizer.save_pretrained(staging)
-    except (OSError, SafetensorError) as error:
-        raise ExportError(
-            f"could not write the merged model for {out_dir}: {error}; check free disk space."
-        ) from error
-
-
-@contextmanager
-def staging_dir_for(out_dir: Path) -> Iterator[Path]:
-    """Yield an empty directory beside `out_dir`; move it to `out_dir` on success, delete it on failure."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = hidden_sibling(out_dir, "partial")
-    staging.mkdir()
-    try:
-        yield staging
-        replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Rename `new` to `target`; an existing `target` is moved aside first, so it is never half-written."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    previous = hidden_sibling(target, "previous")
-    os.replace(target, previous)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(previous, target)
-        raise
-    shutil.rmtree(previous, ignore_errors=True)
-
-
-def hidden_sibling(path: Path, purpose: str) -> Path:
-    return path.parent / f".{path.name}.{purpose}-{uuid.uuid4().hex[:12]}"
+def write_generation_config(out_dir: Path, base_dir: Path, model_config: dict[str, Any]) -> None:
+    if (base_dir / "generation_config.json").is_file():
+        generation = GenerationConfig.from_pretrained(base_dir)
+    else:
+        keys = ("bos_token_id", "eos_token_id", "pad_token_id")
+        generation = GenerationConfig(
+            **{key: model_config[key] for key in keys if model_config.get(key) is not None}
+        )
+    generation.save_pretrained(out_dir)

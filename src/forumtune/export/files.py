@@ -1,0 +1,69 @@
+"""Outputs that appear only once complete: a file or directory is written beside its target, then renamed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from forumtune.export.errors import ExportError
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ExportError(
+            f"{path} not found: {what} is required; export a directory written by `forumtune merge`."
+        )
+    with path.open(encoding="utf-8") as file:
+        return json.load(file)
+
+
+def hidden_sibling(path: Path, purpose: str) -> Path:
+    return path.parent / f".{path.name}.{purpose}-{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def atomic_output(out_path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `out_path`; rename it over `out_path` on success, delete it on failure."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial_path = out_path.with_name(f".{out_path.name}.partial-{uuid.uuid4().hex[:12]}")
+    try:
+        yield partial_path
+        os.replace(partial_path, out_path)
+    except BaseException:
+        partial_path.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staging_dir_for(out_dir: Path) -> Iterator[Path]:
+    """Yield an empty directory beside `out_dir`; move it to `out_dir` on success, delete it on failure."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = hidden_sibling(out_dir, "partial")
+    staging.mkdir()
+    try:
+        yield staging
+        replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Rename `new` to `target`; an existing `target` is moved aside first, so it is never half-written."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    previous = hidden_sibling(target, "previous")
+    os.replace(target, previous)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(previous, target)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)

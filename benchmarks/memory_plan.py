@@ -166,7 +166,8 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
     config_path = bc.write_forumtune_config(
         work / "config.yaml", model_dir=Path(spec["model_dir"]), runs_dir=work / "runs", batch=spec["batch"],
         seq_len=spec["seq"], steps=spec["steps"], gradient_checkpointing=spec["gradient_checkpointing"],
-        compute_dtype="bfloat16" if cuda else "float32", device="cuda" if cuda else "cpu")
+        compute_dtype="bfloat16" if cuda else "float32", device="cuda" if cuda else "cpu",
+        fast_path=spec.get("fast_path", False))
     config = load_config(config_path)
     plan = plan_memory(config, 80.0)
     result: dict[str, Any] = {"plan_parts_mib": {k: v / MIB for k, v in plan.parts.items()},
@@ -194,7 +195,7 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker(spec: dict[str, Any]) -> None:
-    result: dict[str, Any] = {k: spec[k] for k in ("batch", "seq", "gradient_checkpointing")}
+    result: dict[str, Any] = {k: spec.get(k) for k in SETTING_KEYS}
     try:
         result.update(run_setting(spec))
     except BaseException as exc:  # noqa: BLE001
@@ -204,23 +205,31 @@ def worker(spec: dict[str, Any]) -> None:
     Path(spec["result_path"]).write_text(json.dumps(result, indent=1, default=str))
 
 
+SETTING_KEYS = ("batch", "seq", "gradient_checkpointing", "fast_path")
+GC_CHOICES = {"on": True, "off": False, "offload": "offload"}
+
+
+def setting_label(run: dict[str, Any]) -> str:
+    gc = {True: "on", False: "off"}.get(run["gradient_checkpointing"], run["gradient_checkpointing"])
+    return f"{run['batch']}x{run['seq']} gc {gc} {'fast' if run.get('fast_path') else 'plain'}"
+
+
 def print_tables(runs: list[dict[str, Any]]) -> None:
     rows = []
     for r in runs:
-        gc = "on" if r["gradient_checkpointing"] else "off"
+        gc = setting_label(r).split(" ", 1)[1]
         rows.append([f"{r['batch']}x{r['seq']}", gc, bc.fmt(r.get("plan_total_mib", 0) / 1024, 2),
                      bc.fmt(r.get("measured_peak_mib", 0) / 1024, 2) if r.get("status") == "ok"
                      else f"{r.get('status', '').upper()} (reached {r.get('measured_peak_mib', 0) / 1024:.1f})",
                      (f"{r['error_pct']:+.1f}%" if r.get("error_pct") is not None else "-")])
     print()
-    bc.print_table(["batch", "grad ckpt", "planner GiB", "measured peak GiB", "planner error"], rows)
+    bc.print_table(["batch", "checkpointing, path", "planner GiB", "measured peak GiB", "planner error"], rows)
     for title, key in (("planner parts (GiB)", "plan_parts_mib"), ("measured parts (GiB)", "measured_parts_mib")):
         names: list[str] = []
         for r in runs:
             names += [n for n in r.get(key, {}) if n not in names]
         print(f"\n{title}:")
-        bc.print_table(["part"] + [f"{r['batch']}x{r['seq']} gc {'on' if r['gradient_checkpointing'] else 'off'}"
-                                   for r in runs],
+        bc.print_table(["part"] + [setting_label(r) for r in runs],
                        [[n] + [bc.fmt(r.get(key, {}).get(n, 0.0) / 1024, 3) for r in runs] for n in names])
 
 
@@ -232,7 +241,8 @@ def main() -> None:
     parser.add_argument("--model-dir", default="/tmp/forumtune-bench/mistral-7b-shape")
     parser.add_argument("--work-dir", default="/tmp/forumtune-bench/memory")
     parser.add_argument("--settings", default="1x512,2x512,1x2048,2x2048")
-    parser.add_argument("--gc", default="on,off", help="gradient checkpointing settings to try: on,off")
+    parser.add_argument("--gc", default="on,off", help="gradient checkpointing settings to try: on,off,offload")
+    parser.add_argument("--paths", default="fast", help="trainer paths to try: fast,plain (train.fast_path)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--run-timeout-s", type=float, default=300)
     parser.add_argument("--deadline-s", type=float, default=1e9)
@@ -247,8 +257,8 @@ def main() -> None:
         for path in args.report:
             for r in json.loads(Path(path).read_text()).get("runs", []):
                 if r.get("status") != "skipped":
-                    merged[(r["batch"], r["seq"], r["gradient_checkpointing"])] = r
-        runs = sorted(merged.values(), key=lambda r: (not r["gradient_checkpointing"], r["batch"] * r["seq"], r["batch"]))
+                    merged[tuple(r.get(k) for k in SETTING_KEYS)] = r
+        runs = sorted(merged.values(), key=lambda r: (setting_label(r).split(" ", 1)[1], r["batch"] * r["seq"]))
         print_tables(runs)
         bc.write_json(args.out, {"benchmark": "memory_plan", "runs": runs})
         return
@@ -265,29 +275,31 @@ def main() -> None:
         bc.write_json(args.out, payload)
         raise SystemExit(f"building the model failed: {build.get('error')}\n{build.get('log_tail', '')}")
     extra_env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    gcs = [g.strip() == "on" for g in args.gc.split(",") if g.strip()]
-    for gc in gcs:
-        for text in args.settings.split(","):
-            batch, seq = bc.parse_shape_arg(text)
-            tag = f"mem-{batch}x{seq}-gc{'on' if gc else 'off'}"
-            left = args.deadline_s - (time.perf_counter() - started)
-            if left < args.min_run_s:
-                payload["runs"].append({"batch": batch, "seq": seq, "gradient_checkpointing": gc, "status": "skipped"})
-                print(f"{tag}: skipped (time)", flush=True)
-                continue
-            dataset = bc.write_dataset(work_dir / f"data-{batch}x{seq}", shape.vocab, seq,
-                                       count=max(8, batch * args.steps))
-            spec = {"tag": tag, "model_dir": str(model_dir), "dataset_dir": str(dataset), "work_dir": str(work_dir / tag),
-                    "batch": batch, "seq": seq, "gradient_checkpointing": gc, "steps": args.steps}
-            result = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, left), extra_env=extra_env)
-            result.update({"batch": batch, "seq": seq, "gradient_checkpointing": gc})
-            payload["runs"].append(result)
-            print(f"{tag}: {result.get('status')} plan={result.get('plan_total_mib', 0) / 1024:.2f} GiB "
-                  f"measured={result.get('measured_peak_mib', 0) / 1024:.2f} GiB wall={result.get('wall_s')}s "
-                  f"{result.get('error', '')[:200]}", flush=True)
-            if result.get("status") == "error":
-                print(result.get("traceback", result.get("log_tail", ""))[-2000:], flush=True)
-            bc.write_json(args.out, payload)
+    gcs = [GC_CHOICES[g.strip()] for g in args.gc.split(",") if g.strip()]
+    paths = [p.strip() == "fast" for p in args.paths.split(",") if p.strip()]
+    grid = [(gc, fast, text) for fast in paths for gc in gcs for text in args.settings.split(",")]
+    for gc, fast, text in grid:
+        batch, seq = bc.parse_shape_arg(text)
+        tag = f"mem-{batch}x{seq}-gc{gc}-{'fast' if fast else 'plain'}"
+        left = args.deadline_s - (time.perf_counter() - started)
+        if left < args.min_run_s:
+            payload["runs"].append({"batch": batch, "seq": seq, "gradient_checkpointing": gc, "fast_path": fast,
+                                    "status": "skipped"})
+            print(f"{tag}: skipped (time)", flush=True)
+            continue
+        dataset = bc.write_dataset(work_dir / f"data-{batch}x{seq}", shape.vocab, seq,
+                                   count=max(8, batch * args.steps))
+        spec = {"tag": tag, "model_dir": str(model_dir), "dataset_dir": str(dataset), "work_dir": str(work_dir / tag),
+                "batch": batch, "seq": seq, "gradient_checkpointing": gc, "fast_path": fast, "steps": args.steps}
+        result = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, left), extra_env=extra_env)
+        result.update({"batch": batch, "seq": seq, "gradient_checkpointing": gc, "fast_path": fast})
+        payload["runs"].append(result)
+        print(f"{tag}: {result.get('status')} plan={result.get('plan_total_mib', 0) / 1024:.2f} GiB "
+              f"measured={result.get('measured_peak_mib', 0) / 1024:.2f} GiB wall={result.get('wall_s')}s "
+              f"{result.get('error', '')[:200]}", flush=True)
+        if result.get("status") == "error":
+            print(result.get("traceback", result.get("log_tail", ""))[-2000:], flush=True)
+        bc.write_json(args.out, payload)
     payload["seconds"] = round(time.perf_counter() - started, 1)
     bc.write_json(args.out, payload)
     print_tables([r for r in payload["runs"] if r.get("status") != "skipped"])

@@ -41,3 +41,13 @@ def test_today_and_yesterday_are_relative_to_now():
     now = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
     assert parse_date("Today, 07:50 PM", now=now) == "2024-03-10T19:50:00+00:00"
     assert parse_date("Yesterday at 9:05 AM", now=now) == "2024-03-09T09:05:00+00:00"
+
+
+def test_a_selector_list_prefers_its_first_alternative_over_page_order():
+    from forumtune.scrape.sites.phpbb import PROFILE
+
+    # The paragraph comes first in the page, but its prose date has no zone; the <time> inside it does.
+    html = ('<div id="p1" class="post"><p class="author">by <a class="username">ann</a> » Tue Jan 02, 2024 '
+            '10:00 am <time datetime="2024-01-02T10:00:00+01:00"></time></p><div class="content">Hi</div></div>')
+    (post,) = PROFILE.parse_thread_page(html, "http://127.0.0.1/viewtopic.php?t=1").posts
+    assert post.posted_at == "2024-01-02T09:00:00+00:00"

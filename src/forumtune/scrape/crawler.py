@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from rich.console import Console
@@ -21,14 +19,13 @@ from forumtune.config import ScrapeConfig
 from forumtune.errors import ScrapeError
 from forumtune.scrape.fetcher import Fetcher, FetchFailed
 from forumtune.scrape.models import ThreadListPage, ThreadPage, ThreadRef
+from forumtune.scrape.parse_worker import PARSE_ERRORS, PageParser
 from forumtune.scrape.progress import CrawlDisplay
 from forumtune.scrape.sites import SiteProfile, get_profile
 from forumtune.scrape.store import CRAWL_PASS, ForumStore, StoredThread
 from forumtune.scrape.summary import CrawlSummary
 
 CRAWL_COMPLETE = "crawl_complete"
-Page = TypeVar("Page", ThreadListPage, ThreadPage)
-PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
 
 
 def relative(url: str | None) -> str | None:
@@ -46,6 +43,7 @@ class Crawler:
         self.profile: SiteProfile = get_profile(config)
         self.start_url = self.profile.list_url(start_url)
         self.fetcher = Fetcher(config, self.start_url)
+        self.parser = PageParser(config, self.profile)
         self.origin = "{0.scheme}://{0.netloc}".format(urlsplit(self.start_url))
         self.display = display
         self.since = config.since.isoformat() if config.since else None
@@ -71,20 +69,22 @@ class Crawler:
 
     async def run(self) -> None:
         try:
+            await self.parser.start()
             await self.fetcher.load_robots(self.start_url)
             await self.walk_thread_lists()
             await self.crawl_threads()
         finally:
             await self.fetcher.aclose()
+            await self.parser.aclose()
 
-    async def fetch_parsed(self, url: str, parse: Callable[[str, str], Page]) -> Page | None:
-        """Fetch and parse one page; None (the error counted) when either fails."""
+    async def fetch_parsed(self, url: str, kind: str) -> ThreadListPage | ThreadPage | None:
+        """Fetch and parse one page ("list" or "thread"); None (the error counted) when either fails."""
         try:
             text = await self.fetcher.get_text(url)
         except FetchFailed:
             return None
         try:
-            return parse(text, url)
+            return await self.parser.parse(kind, text, url)
         except PARSE_ERRORS:
             self.error("unparseable")
             return None
@@ -103,7 +103,7 @@ class Crawler:
             if walked:
                 url = self.absolute(next_url)
                 continue
-            page = await self.fetch_parsed(url, self.profile.parse_thread_list)
+            page = await self.fetch_parsed(url, "list")
             if page is None:
                 if len(seen) == 1:
                     errors = ", ".join(f"{kind}: {count}" for kind, count in self.fetcher.stats.errors.items())
@@ -156,7 +156,7 @@ class Crawler:
         stored_pages = self.store.page_urls(thread.id)
         url, number = self.absolute(thread.next_page_url), thread.pages_fetched
         while url is not None and number < self.config.max_pages_per_thread:
-            page = await self.fetch_parsed(url, self.profile.parse_thread_page)
+            page = await self.fetch_parsed(url, "thread")
             if page is None:
                 return
             if not page.posts:

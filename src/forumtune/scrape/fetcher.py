@@ -1,4 +1,8 @@
-"""Polite HTTP fetching: robots.txt, a per-host rate limit, retries with backoff, a size cap, one host."""
+"""Polite HTTP fetching: robots.txt, a per-host rate limit, retries with backoff, a size cap, one host.
+
+The client is aiohttp: its C HTTP parser costs about a sixth of the CPU per page that httpx did, and
+the crawler's one event-loop thread is what limits a crawl (benchmarks/RESULTS.md, "Scraper").
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ import ssl
 import time
 import urllib.robotparser
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cache
 from urllib.parse import urljoin, urlsplit
 
+import aiohttp
 import certifi
-import httpx
 
 from forumtune.config import ScrapeConfig
 from forumtune.scrape.encoding import decode_page
@@ -67,8 +72,8 @@ class RateLimiter:
         self._next_start = max(self._next_start, time.monotonic() + seconds)
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
     if value is None:
         return None
     try:
@@ -99,16 +104,24 @@ class Fetcher:
         self.robots: urllib.robotparser.RobotFileParser | None = None
         rate = config.requests_per_second
         self.limiter = RateLimiter(1.0 / rate if rate > 0 else 0.0)
-        self.client = httpx.AsyncClient(
-            headers={"User-Agent": config.user_agent},
-            timeout=config.timeout_s,
-            verify=tls_context(),
-            follow_redirects=False,  # followed by hand, so each hop is checked against the host and robots.txt
-            limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
-        )
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Opened on first use: aiohttp wants its session made inside the running event loop."""
+        if self._session is None:
+            timeout = self.config.timeout_s  # like httpx's: for connecting and for each read, not the whole page
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": self.config.user_agent},
+                timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout),
+                connector=aiohttp.TCPConnector(limit=self.config.concurrency, ssl=tls_context()),
+                cookie_jar=aiohttp.CookieJar(unsafe=True),  # keep a forum's session cookie even on a bare IP
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def load_robots(self, base_url: str) -> None:
         if not self.config.respect_robots:
@@ -117,11 +130,13 @@ class Fetcher:
         robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
         parser = urllib.robotparser.RobotFileParser(robots_url)
         try:
-            response = await self.client.get(robots_url, follow_redirects=True)
-        except httpx.HTTPError:
+            async with self.session.get(robots_url) as response:
+                status, body = response.status, await response.read()
+                content_type = response.headers.get("Content-Type", "")
+        except (aiohttp.ClientError, TimeoutError):
             parser.parse([])
         else:
-            parser.parse(response.text.splitlines() if response.status_code == 200 else [])
+            parser.parse(decode_page(body, content_type).splitlines() if status == 200 else [])
         self.robots = parser
         delay = parser.crawl_delay(self.config.user_agent)
         if delay:
@@ -182,24 +197,25 @@ class Fetcher:
         """(status, Location, body, Content-Type) of one request; the body is read up to the size cap."""
         cap = self.config.max_page_bytes
         try:
-            async with self.client.stream("GET", url) as response:
-                if response.status_code in RETRYABLE_STATUS:
-                    raise RetryableFailure(f"http_{response.status_code}", f"HTTP {response.status_code}",
-                                           retry_after_seconds(response))
-                if int(response.headers.get("content-length") or 0) > cap:
+            # Redirects are followed by hand, so each hop is checked against the host and robots.txt.
+            async with self.session.get(url, allow_redirects=False) as response:
+                if response.status in RETRYABLE_STATUS:
+                    raise RetryableFailure(f"http_{response.status}", f"HTTP {response.status}",
+                                           retry_after_seconds(response.headers))
+                if int(response.headers.get("Content-Length") or 0) > cap:
                     raise self.fail(url, "too_large", f"page larger than scrape.max_page_bytes={cap}")
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.content.iter_any():
                     size += len(chunk)
                     if size > cap:
                         raise self.fail(url, "too_large", f"page larger than scrape.max_page_bytes={cap}")
                     chunks.append(chunk)
-                content_type = response.headers.get("content-type", "")
-                return response.status_code, response.headers.get("location"), b"".join(chunks), content_type
-        except httpx.TimeoutException as exc:
-            raise RetryableFailure("timeout", f"timed out after scrape.timeout_s={self.config.timeout_s}: {exc}")
-        except httpx.RemoteProtocolError as exc:
+                content_type = response.headers.get("Content-Type", "")
+                return response.status, response.headers.get("Location"), b"".join(chunks), content_type
+        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too: caught before ClientError
+            raise RetryableFailure("timeout", f"timed out after scrape.timeout_s={self.config.timeout_s}: {exc!r}")
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             raise RetryableFailure("truncated", f"the server broke off the response: {exc}")
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise RetryableFailure("network", f"{type(exc).__name__}: {exc}")

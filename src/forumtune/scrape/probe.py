@@ -10,8 +10,8 @@ from rich.table import Table
 
 from forumtune.config import ScrapeConfig
 from forumtune.errors import ScrapeError
-from forumtune.scrape.crawler import PARSE_ERRORS
 from forumtune.scrape.fetcher import Fetcher, FetchFailed
+from forumtune.scrape.parse_worker import PARSE_ERRORS
 from forumtune.scrape.sites import SiteProfile, builtin_profiles, get_profile
 
 SAMPLES = 3

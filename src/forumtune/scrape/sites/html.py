@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from urllib.parse import urljoin
 
 from dateutil import parser as date_parser
@@ -95,6 +96,36 @@ def element_date(node: Node | None) -> str | None:
         if parsed:
             return parsed
     return parse_date(" ".join(node.text(separator=" ").split()))
+
+
+@cache
+def selector_alternatives(selector: str) -> tuple[str, ...]:
+    """The selectors of a comma-separated list, split at the top level only (not in :is(a, b) or [x="a,b"])."""
+    parts: list[str] = []
+    depth, quote, start = 0, "", 0
+    for index, char in enumerate(selector):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(selector[start:index])
+            start = index + 1
+    parts.append(selector[start:])
+    return tuple(part.strip() for part in parts if part.strip())
+
+
+def first_preferred(node: Node, selector: str | None) -> Node | None:
+    """The first element the list's first matching alternative finds: "p.author time, p.author" means a
+    <time> if there is one, else the paragraph, where CSS returns whichever comes first in the page."""
+    for alternative in selector_alternatives(selector) if selector else ():
+        if (found := node.css_first(alternative)) is not None:
+            return found
+    return None
 
 
 def first_text(node: Node, selector: str | None) -> str | None:

@@ -7,7 +7,15 @@ from selectolax.lexbor import LexborNode as Node
 
 from forumtune.config import SiteSelectors
 from forumtune.scrape.models import ScrapedPost, ThreadListPage, ThreadPage, ThreadRef
-from forumtune.scrape.sites.html import drop_all, element_date, first_text, link_target, links_in, node_text
+from forumtune.scrape.sites.html import (
+    drop_all,
+    element_date,
+    first_preferred,
+    first_text,
+    link_target,
+    links_in,
+    node_text,
+)
 
 
 class MarkupProfile:
@@ -42,7 +50,7 @@ class MarkupProfile:
         url = link_target(link, page_url)
         if link is None or url is None:
             return None
-        last_post = row.css_first(s.thread_last_post) if s.thread_last_post else None
+        last_post = first_preferred(row, s.thread_last_post)
         return ThreadRef(
             url=url,
             title=" ".join(link.text(separator=" ").split()),
@@ -73,7 +81,7 @@ class MarkupProfile:
         return ScrapedPost(
             external_id=self.post_id(node, body),
             author=first_text(node, s.post_author),
-            posted_at=element_date(node.css_first(s.post_date)) if s.post_date else None,
+            posted_at=element_date(first_preferred(node, s.post_date)),
             text=node_text(body).strip(),
             quotes=[quote for quote in quotes if quote],
             signature=signature_text or None,

@@ -184,7 +184,7 @@ def batch_order(count: int, batch: int, seed: int, steps: int) -> list[list[int]
 def write_forumtune_config(path: Path, *, model_dir: Path, runs_dir: Path, batch: int, seq_len: int, steps: int,
                            gradient_checkpointing: bool | str = True, compute_dtype: str = "bfloat16",
                            device: str = "cuda", seed: int = 42, learning_rate: float = 2e-4,
-                           fast_path: bool = True) -> Path:
+                           fast_path: bool = True, train_extra: dict[str, Any] | None = None) -> Path:
     import yaml
 
     raw = {
@@ -197,7 +197,8 @@ def write_forumtune_config(path: Path, *, model_dir: Path, runs_dir: Path, batch
         "train": {"max_steps": steps, "micro_batch_size": batch, "grad_accum_steps": 1,
                   "learning_rate": learning_rate, "lr_scheduler": "constant", "warmup_steps": 0,
                   "optimizer": "paged_adamw_8bit", "gradient_checkpointing": gradient_checkpointing,
-                  "eval_every": 1_000_000, "save_every": 1_000_000, "device": device, "fast_path": fast_path},
+                  "eval_every": 1_000_000, "save_every": 1_000_000, "device": device, "fast_path": fast_path,
+                  **(train_extra or {})},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

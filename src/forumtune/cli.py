@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,8 +16,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Turn an online forum into a domain chatbot: scrape → build → train → eval → merge → export → chat.")
 console = Console(highlight=False)
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. examples/demo.yaml")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a key: --set train.max_steps=30")]
-SourceOption = Annotated[Optional[str], typer.Option(help="adapter, merged or gguf (sets chat.source)")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a key: --set train.max_steps=30")]
+SourceOption = Annotated[str | None, typer.Option(help="adapter, merged or gguf (sets chat.source)")]
 
 
 def _load(config_path: Path, overrides: list[str] | None) -> Config:
@@ -38,7 +38,7 @@ def show_config(config: ConfigArg, overrides: SetOption = None) -> None:
 
 @app.command()
 def scrape(config: ConfigArg, overrides: SetOption = None,
-           probe: Annotated[Optional[str], typer.Option(
+           probe: Annotated[str | None, typer.Option(
                help="Fetch this one page and show which site profile reads it, and what it extracts")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="Print the crawl summary as JSON on stdout")] = False,
            ) -> None:
@@ -91,11 +91,11 @@ def train(config: ConfigArg, overrides: SetOption = None,
 
 
 @app.command("eval")
-def evaluate(config: Annotated[Optional[Path], typer.Argument(help="YAML config, e.g. examples/demo.yaml")] = None,
+def evaluate(config: Annotated[Path | None, typer.Argument(help="YAML config, e.g. examples/demo.yaml")] = None,
              overrides: SetOption = None,
-             compare: Annotated[Optional[tuple[Path, Path]], typer.Option(
+             compare: Annotated[tuple[Path, Path] | None, typer.Option(
                  help="Two evaluated runs (run dirs or their configs) in one report instead", metavar="RUN_A RUN_B")] = None,
-             out: Annotated[Optional[Path], typer.Option(help="Folder for the --compare report")] = None) -> None:
+             out: Annotated[Path | None, typer.Option(help="Folder for the --compare report")] = None) -> None:
     """Eval loss of base vs fine-tuned, answers side by side with artifact checks, loss curves: report.html."""
     if compare is not None:
         from forumtune.eval.compare import compare_runs
@@ -115,9 +115,9 @@ def merge(config: ConfigArg, overrides: SetOption = None) -> None:
 
 @app.command()
 def export(config: ConfigArg, overrides: SetOption = None,
-           formats: Annotated[Optional[list[str]], typer.Option(
+           formats: Annotated[list[str] | None, typer.Option(
                "--format", "-f", help="gguf, modelfile or lora-gguf; repeat for several (default export.formats)")] = None,
-           verify: Annotated[Optional[bool], typer.Option(
+           verify: Annotated[bool | None, typer.Option(
                "--verify/--no-verify", help="Load the exports back and compare with the merged model")] = None) -> None:
     """Write GGUF (llama.cpp), an Ollama Modelfile and/or a GGUF LoRA into runs/<name>/export/."""
     allowed = ("gguf", "modelfile", "lora-gguf")
@@ -128,7 +128,7 @@ def export(config: ConfigArg, overrides: SetOption = None,
 
 @app.command()
 def plan(config: ConfigArg, overrides: SetOption = None,
-         vram: Annotated[Optional[float], typer.Option(help="Card memory in GiB (default plan.vram_gib)")] = None,
+         vram: Annotated[float | None, typer.Option(help="Card memory in GiB (default plan.vram_gib)")] = None,
          fit: Annotated[bool, typer.Option(help="Find the micro-batch, sequence length and checkpointing "
                                                 "mode that fit, and print the --set changes")] = False) -> None:
     """Estimate peak GPU memory of the training config before loading anything heavy."""
@@ -162,7 +162,7 @@ def serve(config: ConfigArg, overrides: SetOption = None, source: SourceOption =
 @app.command()
 def run(config: ConfigArg, overrides: SetOption = None,
         force: Annotated[bool, typer.Option(help="Rerun every stage")] = False,
-        until: Annotated[Optional[str], typer.Option(help="Stop after this stage")] = None) -> None:
+        until: Annotated[str | None, typer.Option(help="Stop after this stage")] = None) -> None:
     """Every stage in order (scrape, build, train, eval, merge, export), skipping what is done."""
     from forumtune.pipeline import STAGE_NAMES, run_pipeline
 

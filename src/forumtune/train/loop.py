@@ -28,6 +28,7 @@ from forumtune.base_model import load_tokenizer
 from forumtune.config import Config
 from forumtune.data.build import read_jsonl
 from forumtune.errors import TrainError
+from forumtune.kernels.precision import training_autocast
 from forumtune.train import distributed
 from forumtune.train.batches import (
     collate,
@@ -48,7 +49,6 @@ from forumtune.train.checkpoints import (
     save_checkpoint,
 )
 from forumtune.train.distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
-from forumtune.kernels.precision import training_autocast
 from forumtune.train.loading import load_for_training, pick_device, uses_fast_path
 from forumtune.train.metrics_log import read_metrics
 from forumtune.train.optim import make_optimizer, make_scheduler

@@ -142,8 +142,9 @@ def format_gib(value: float) -> str:
 
 def oom_advice(config: Config) -> str:
     train = config.train
-    advice = [f"train.micro_batch_size={max(1, train.micro_batch_size // 2)} with "
-              f"train.grad_accum_steps={train.grad_accum_steps * 2} (same effective batch)"]
+    halved = (f"train.micro_batch_size={max(1, train.micro_batch_size // 2)} with "
+              f"train.grad_accum_steps={train.grad_accum_steps * 2} (same effective batch)")
+    advice = [halved]
     if train.gradient_checkpointing is False:
         advice.append("train.gradient_checkpointing=true")
     elif train.gradient_checkpointing is True:

@@ -305,28 +305,30 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+# Keys that always hold a path, and keys that hold a path only when it looks like one (model.base may be
+# a hub id; eval.embedding_model may be "auto").
+PATH_KEYS = (("scrape", "serve_dir"), ("build", "input_file"), ("train", "init_adapter"),
+             ("export", "llama_quantize"))
+PATH_OR_NAME_KEYS = (("model", "base"), ("eval", "embedding_model"))
+
+
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     """Relative paths in a config file are relative to that file, not to the shell's directory."""
     if "runs_dir" in raw and raw["runs_dir"] is not None:
         raw["runs_dir"] = str(base_dir / Path(str(raw["runs_dir"])).expanduser())
     else:
         raw["runs_dir"] = str(base_dir / "runs")
-    scrape = raw.get("scrape")
-    if isinstance(scrape, dict) and scrape.get("serve_dir"):
-        scrape["serve_dir"] = str(base_dir / Path(str(scrape["serve_dir"])).expanduser())
-    build = raw.get("build")
-    if isinstance(build, dict) and build.get("input_file"):
-        build["input_file"] = str(base_dir / Path(str(build["input_file"])).expanduser())
-    model = raw.get("model")
-    if isinstance(model, dict) and isinstance(model.get("base"), str):
-        base = model["base"]
-        if base.startswith("~"):
-            model["base"] = str(Path(base).expanduser())
-        elif base.startswith(("./", "../")):
-            model["base"] = str(base_dir / base)
-    train = raw.get("train")
-    if isinstance(train, dict) and train.get("init_adapter"):
-        train["init_adapter"] = str(base_dir / Path(str(train["init_adapter"])).expanduser())
+    for section, key in PATH_KEYS:
+        values = raw.get(section)
+        if isinstance(values, dict) and values.get(key):
+            values[key] = str(base_dir / Path(str(values[key])).expanduser())
+    for section, key in PATH_OR_NAME_KEYS:
+        values = raw.get(section)
+        value = values.get(key) if isinstance(values, dict) else None
+        if isinstance(value, str) and value.startswith("~"):
+            values[key] = str(Path(value).expanduser())
+        elif isinstance(value, str) and value.startswith(("./", "../")):
+            values[key] = str(base_dir / value)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

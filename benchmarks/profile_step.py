@@ -130,7 +130,10 @@ class RecomputeMarker:
             handle.remove()
 
 
-def profiled_step(model, optimizer, batch, marker: RecomputeMarker, trace_path: str | None):
+def profiled_step(model, optimizer, batch, marker: RecomputeMarker, trace_path: str | None,
+                  autocast: bool = False):
+    import contextlib
+
     import torch
     from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity, profile
@@ -141,7 +144,9 @@ def profiled_step(model, optimizer, batch, marker: RecomputeMarker, trace_path: 
     bc.synchronize()
     with profile(activities=activities, record_shapes=True) as prof:
         wall_start = time.perf_counter()
-        with record_function("ft::phase_forward"):
+        context = (torch.autocast(device_type=batch["input_ids"].device.type, dtype=torch.bfloat16) if autocast
+                   else contextlib.nullcontext())
+        with record_function("ft::phase_forward"), context:
             loss = model(**batch).loss
             bc.synchronize()
         marker.in_backward = True
@@ -259,22 +264,28 @@ def run(spec: dict[str, Any], tt) -> dict[str, Any]:
     """tt: the train_throughput module (its loader and loop)."""
     records = bc.read_records(Path(spec["dataset_dir"]))
     order = bc.batch_order(len(records), spec["batch"], spec.get("seed", 42), spec["warmup"] + 1)
-    model, optimizer = tt.load_plain(spec)
-    warm = tt.train_steps(model, optimizer, records, order[:-1])
+    stack = spec.get("profile_stack", "plain")
+    fast = stack in tt.FAST_STACKS
+    if fast:
+        model, optimizer, _ = tt.load_fast({**spec, "stack": stack})
+    else:
+        model, optimizer = tt.load_plain(spec)
+    warm = tt.train_steps(model, optimizer, records, order[:-1], autocast=fast)
     marker = RecomputeMarker(model)
     batch = tt._collate(records, order[-1], tt._device())
-    prof, windows, wall_s, loss = profiled_step(model, optimizer, batch, marker, spec.get("trace_path"))
+    prof, windows, wall_s, loss = profiled_step(model, optimizer, batch, marker, spec.get("trace_path"),
+                                                autocast=fast)
     marker.remove()
     analysis = analyse(prof, windows, spec["vocab"], spec["lora_r"], spec.get("head_dim", 128))
     tokens = spec["batch"] * spec["seq"]
-    return {"batch": spec["batch"], "seq": spec["seq"], "warmup_step_s": [round(s, 3) for s in warm["step_s"]],
+    return {"profiled_stack": stack, "batch": spec["batch"], "seq": spec["seq"], "warmup_step_s": [round(s, 3) for s in warm["step_s"]],
             "profiled_step_wall_s": round(wall_s, 3), "profiled_tokens_per_s": tokens / wall_s,
             "decoder_layers_hooked": marker.layers, "loss": loss,
             "gpu_busy_pct_of_wall": round(100 * analysis["kernel_time_us"] / 1e6 / wall_s, 1), **analysis}
 
 
 def print_profile(profile: dict[str, Any]) -> None:
-    print(f"\nprofile of one plain-stack step, {profile['batch']}x{profile['seq']}: wall "
+    print(f"\nprofile of one {profile.get('profiled_stack', 'plain')}-stack step, {profile['batch']}x{profile['seq']}: wall "
           f"{profile['profiled_step_wall_s']} s (with syncs between phases), kernel time "
           f"{profile['kernel_time_us'] / 1e6:.3f} s = {profile['gpu_busy_pct_of_wall']}% of wall, "
           f"{profile['kernels']} kernels")

@@ -40,9 +40,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as bc
 
-STACKS = ("plain", "plain_autocast", "forumtune", "fast", "fast_noliger", "fast_nooffload", "unsloth")
-FAST_STACKS = {  # forumtune.kernels fast paths, alone and all together: (liger, offloaded checkpoints)
-    "fast": (True, True), "fast_noliger": (False, True), "fast_nooffload": (True, False)}
+STACKS = ("plain", "plain_autocast", "forumtune", "fast", "fast_noliger", "fast_nooffload", "fast_nofuse", "unsloth")
+FAST_STACKS = {  # forumtune.kernels fast paths, all together and one left out: (liger, offload, fused LoRA)
+    "fast": (True, True, True), "fast_noliger": (False, True, True), "fast_nooffload": (True, False, True),
+    "fast_nofuse": (True, True, False)}
 GRAD_SAMPLE = "first_step_lora_grads.safetensors"
 LORA_R = 16
 LORA_ALPHA = 32
@@ -116,15 +117,18 @@ def lora_and_optimizer(model):
 def load_fast(spec: dict[str, Any]):
     """forumtune's fast path (forumtune.kernels) on the same model, LoRA and optimizer as `plain`."""
     from forumtune.kernels.liger import apply_liger_kernels
+    from forumtune.kernels.lora_linear import use_fused_lora
     from forumtune.kernels.offload import use_offloaded_checkpointing
     from forumtune.kernels.precision import prepare_for_qlora
 
-    use_liger, offload = FAST_STACKS[spec["stack"]]
+    use_liger, offload, fuse = FAST_STACKS[spec["stack"]]
     model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
     model, optimizer = lora_and_optimizer(prepare_for_qlora(model, gradient_checkpointing=True))
     offloaded = use_offloaded_checkpointing(model) if offload else 0
-    return model, optimizer, [f"liger kernels: {kernels}", f"offloaded checkpointed layers: {offloaded}"]
+    fused = use_fused_lora(model) if fuse else 0
+    return model, optimizer, [f"liger kernels: {kernels}", f"offloaded checkpointed layers: {offloaded}",
+                              f"fused LoRA projections: {fused}"]
 
 
 def save_grad_sample(model, path: Path) -> None:
@@ -254,7 +258,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     steps = spec["warmup"] + spec["steps"]
     config_path = bc.write_forumtune_config(
         work / "config.yaml", model_dir=Path(spec["model_dir"]), runs_dir=work / "runs", batch=spec["batch"],
-        seq_len=spec["seq"], steps=steps, gradient_checkpointing=spec.get("gradient_checkpointing", True),
+        seq_len=spec["seq"], steps=steps, gradient_checkpointing=spec.get("gradient_checkpointing", "offload"),
         compute_dtype="bfloat16" if _device().type == "cuda" else "float32", device=_device().type,
         seed=spec.get("seed", SEED), learning_rate=LEARNING_RATE)
     config = load_config(config_path)
@@ -393,7 +397,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                                    count=max(8, batch * (args.warmup + args.steps)))
         spec = {"tag": "profile", "stack": "profile", "model_dir": str(model_dir), "dataset_dir": str(dataset),
                 "batch": batch, "seq": seq, "warmup": args.warmup, "seed": SEED, "cap_gib": None,
-                "vocab": shape.vocab, "lora_r": LORA_R, "head_dim": shape.hidden // shape.heads, "trace_path": args.trace_out}
+                "vocab": shape.vocab, "lora_r": LORA_R, "head_dim": shape.hidden // shape.heads, "trace_path": args.trace_out,
+                "profile_stack": args.profile_stack}
         if remaining() >= args.min_run_s:
             profile = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()),
                                     extra_env=extra_env)
@@ -506,8 +511,10 @@ def main() -> None:
     parser.add_argument("--run-timeout-s", type=float, default=420)
     parser.add_argument("--deadline-s", type=float, default=1e9, help="stop starting runs after this many seconds")
     parser.add_argument("--min-run-s", type=float, default=60, help="skip a run with less time than this left")
-    parser.add_argument("--profile-out", type=Path, help="also profile one plain-stack step; write its JSON here")
+    parser.add_argument("--profile-out", type=Path, help="also profile one step (--profile-stack); write its JSON here")
     parser.add_argument("--profile-shape", default="2x2048")
+    parser.add_argument("--profile-stack", default="plain", choices=("plain", *FAST_STACKS),
+                        help="which stack --profile-out profiles")
     parser.add_argument("--trace-out", help="with --profile-out: also write a Chrome trace of the step here")
     parser.add_argument("--out", type=Path, help="JSON results file")
     args = parser.parse_args()

@@ -136,3 +136,77 @@ def test_liger_is_not_applied_without_a_gpu(model_dir):
         pytest.skip("this checks the CPU fallback")
     model = load(model_dir)
     assert apply_liger_kernels(model) == []
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_fused_lora_gives_peft_loss_and_gradients_on_a_4bit_model(model_dir, dropout):
+    from forumtune.kernels.lora_linear import use_fused_lora
+
+    reference = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=True), dropout)
+    ref_loss, ref_grads = loss_and_lora_grads(reference)
+
+    model = load(model_dir, quantized=True)
+    model = lora(prepare_for_qlora(model, gradient_checkpointing=True), dropout)
+    use_offloaded_checkpointing(model)
+    assert use_fused_lora(model) == 7 * SHAPE["num_hidden_layers"]
+    loss, grads = loss_and_lora_grads(model)
+
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert grads.keys() == ref_grads.keys() and len(grads) == 7 * 2 * SHAPE["num_hidden_layers"]
+    for name in grads:  # the same dropout masks: the fused path draws them in the same order
+        assert relative_error(grads[name], ref_grads[name]) < 1e-5, name
+
+
+def test_fused_lora_layer_in_bf16_agrees_with_peft_within_bf16_rounding():
+    from forumtune.kernels.lora_linear import use_fused_lora
+
+    def layer_and_grads(fused: bool):
+        torch.manual_seed(11)
+        base = torch.nn.Sequential(Linear4bit(96, 160, bias=True, compute_dtype=torch.bfloat16,
+                                              quant_type="nf4", compress_statistics=True))
+        base[0].weight.data.normal_(std=0.05)
+        base[0].bias.data.normal_(std=0.05)
+        base = base.to("cpu")  # bitsandbytes quantizes on the move to a device
+        assert base[0].weight.dtype == torch.uint8
+        base.is_loaded_in_4bit = True  # what peft looks at to pick its lora.Linear4bit
+        peft_model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["0"]))
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(parameter, std=0.05)
+        if fused:
+            assert use_fused_lora(peft_model) == 1
+        x = torch.randn(3, 40, 96, generator=torch.Generator().manual_seed(2), dtype=torch.bfloat16,
+                        requires_grad=True)
+        out = peft_model(x)
+        (out.float() ** 2).mean().backward()
+        grads = {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.grad is not None}
+        return out.detach().float(), x.grad.float(), grads
+
+    out, x_grad, grads = layer_and_grads(fused=True)
+    ref_out, ref_x_grad, ref_grads = layer_and_grads(fused=False)
+    assert out.dtype == ref_out.dtype and out.shape == ref_out.shape == (3, 40, 160)
+    assert relative_error(out, ref_out) < 1e-2
+    assert relative_error(x_grad, ref_x_grad) < 1e-2  # measured 3e-3 (bf16 epsilon 3.9e-3)
+    assert grads.keys() == ref_grads.keys() and len(grads) == 2
+    for name in grads:
+        assert grads[name].dtype == torch.float32
+        assert relative_error(grads[name], ref_grads[name]) < 1e-2, name
+
+
+def test_fused_lora_falls_back_where_it_does_not_apply(model_dir):
+    from forumtune.kernels.lora_linear import use_fused_lora
+
+    plain = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=False))
+    fused = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=False))
+    use_fused_lora(fused)
+    assert use_fused_lora(fused) == 0  # already fused: nothing is wrapped twice
+    assert fused.state_dict().keys() == plain.state_dict().keys()  # the adapter format is untouched
+    ids = batch()["input_ids"]
+    with torch.no_grad():
+        for model in (plain, fused):
+            model.eval()
+        assert torch.allclose(fused(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5)
+        with fused.disable_adapter(), plain.disable_adapter():  # the base alone, through peft's own path
+            assert torch.allclose(fused(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5)
+        one_token = ids[:, :1]  # decoding: bitsandbytes' gemv path
+        assert torch.allclose(fused(input_ids=one_token).logits, plain(input_ids=one_token).logits, atol=1e-5)

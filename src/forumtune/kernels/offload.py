@@ -2,8 +2,8 @@
 
 Plain checkpointing keeps every decoder layer's input on the GPU until backward: layers × tokens ×
 hidden × 2 bytes (1 GiB for a 7B model at 4,096 tokens). Here the input goes to the host right after
-the layer's forward and comes back just before the layer is recomputed in backward, so the GPU holds
-only the layer being worked on. The copies run on a side stream and overlap the next layer's compute.
+the layer's forward and comes back while the layer after it runs its backward, so the GPU holds only
+the layers being worked on. Both copies run on a side stream and overlap compute.
 """
 
 from __future__ import annotations
@@ -27,15 +27,17 @@ class OffloadedCheckpoint(torch.autograd.Function):
         ctx.autocast = _autocast_state(hidden_states.device)
         ctx.cpu_rng = torch.get_rng_state()
         ctx.device_rng = torch.cuda.get_rng_state(hidden_states.device) if hidden_states.is_cuda else None
-        ctx.host_copy, ctx.copied = _copy_to_host(hidden_states)
+        global _last_parked
+        ctx.parked, ctx.before = _Parked(hidden_states), _last_parked
+        _last_parked = ctx.parked
         with torch.no_grad():
             return run(hidden_states, *extra)
 
     @staticmethod
     def backward(ctx, *grad_outputs: torch.Tensor) -> tuple[Any, ...]:
-        if ctx.copied is not None:
-            ctx.copied.synchronize()
-        hidden = ctx.host_copy.to(ctx.device, non_blocking=True).detach().requires_grad_(True)
+        hidden = ctx.parked.take().detach().requires_grad_(True)
+        if ctx.before is not None:  # backward runs the layers in reverse: fetch the next one's input now
+            ctx.before.prefetch()
         devices = [ctx.device] if ctx.device_rng is not None else []
         autocast_enabled, autocast_dtype = ctx.autocast
         replay_autocast = torch.autocast(ctx.device.type, dtype=autocast_dtype, enabled=autocast_enabled)
@@ -48,7 +50,7 @@ class OffloadedCheckpoint(torch.autograd.Function):
         pairs = [(out, grad) for out, grad in zip(outputs, grad_outputs, strict=False)
                  if isinstance(out, torch.Tensor) and out.requires_grad and grad is not None]
         torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
-        ctx.host_copy = None
+        ctx.parked = ctx.before = None
         return (None, hidden.grad) + (None,) * len(ctx.extra)
 
 
@@ -69,20 +71,56 @@ def use_offloaded_checkpointing(model: torch.nn.Module) -> int:
 
 
 _copy_streams: dict[torch.device, torch.cuda.Stream] = {}
+_last_parked: _Parked | None = None
 
 
-def _copy_to_host(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
-    if not tensor.is_cuda:
-        return tensor.detach().clone(), None
-    stream = _copy_streams.setdefault(tensor.device, torch.cuda.Stream(tensor.device))
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    stream.wait_stream(torch.cuda.current_stream(tensor.device))
-    with torch.cuda.stream(stream):
-        host.copy_(tensor.detach(), non_blocking=True)
-        done = torch.cuda.Event()
-        done.record(stream)
-    tensor.record_stream(stream)  # the caching allocator must not reuse its memory before the copy ends
-    return host, done
+class _Parked:
+    """One layer input in pinned host memory, and its way back to the device."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.device = tensor.device
+        self.fetched: torch.Tensor | None = None
+        self.ready: torch.cuda.Event | None = None
+        if not tensor.is_cuda:
+            self.host, self.stored = tensor.detach().clone(), None
+            return
+        stream = _copy_stream(tensor.device)
+        self.host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        stream.wait_stream(torch.cuda.current_stream(tensor.device))
+        with torch.cuda.stream(stream):
+            self.host.copy_(tensor.detach(), non_blocking=True)
+            self.stored = torch.cuda.Event()
+            self.stored.record(stream)
+        tensor.record_stream(stream)  # the caching allocator must not reuse its memory before the copy ends
+
+    def prefetch(self) -> None:
+        """Start the copy back on the side stream (after the work queued so far on the compute stream,
+        since the destination is allocated from the compute stream's memory)."""
+        if self.host is None or self.fetched is not None or self.device.type != "cuda":
+            return
+        compute = torch.cuda.current_stream(self.device)
+        stream = _copy_stream(self.device)
+        self.fetched = torch.empty(self.host.shape, dtype=self.host.dtype, device=self.device)
+        stream.wait_stream(compute)
+        stream.wait_event(self.stored)
+        with torch.cuda.stream(stream):
+            self.fetched.copy_(self.host, non_blocking=True)
+            self.ready = torch.cuda.Event()
+            self.ready.record(stream)
+
+    def take(self) -> torch.Tensor:
+        if self.device.type != "cuda":
+            tensor = self.host
+        else:
+            self.prefetch()
+            torch.cuda.current_stream(self.device).wait_event(self.ready)
+            tensor = self.fetched
+        self.host = self.fetched = None  # the pinned buffer is freed once the copy back is queued
+        return tensor
+
+
+def _copy_stream(device: torch.device) -> torch.cuda.Stream:
+    return _copy_streams.setdefault(device, torch.cuda.Stream(device))
 
 
 def _autocast_state(device: torch.device) -> tuple[bool, torch.dtype]:

@@ -45,6 +45,13 @@ def collate_packed(records: list[dict[str, Any]], pad_id: int, device: torch.dev
             "use_cache": False}
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A host batch on `device`; to a GPU through pinned memory, so the copy does not wait for the GPU."""
+    if device.type != "cuda":
+        return {key: value.to(device) for key, value in batch.items()}
+    return {key: value.pin_memory().to(device, non_blocking=True) for key, value in batch.items()}
+
+
 def input_token_count(batch: dict[str, torch.Tensor], pad_id: int) -> int:
     """Real (not padding) tokens of a batch, packed or not."""
     if "attention_mask" in batch:

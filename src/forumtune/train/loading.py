@@ -84,7 +84,8 @@ def enable_checkpointing(model: PreTrainedModel, mode: CheckpointingMode) -> Non
 def attach_lora(model: PreTrainedModel, lora: LoraConfig, *, gradient_checkpointing: CheckpointingMode,
                 init_adapter: Path | None = None, fast: bool = False) -> PeftModel:
     """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
-    the base in its compute dtype (no fp32 upcast) with liger's fused kernels when installed."""
+    the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed and each
+    4-bit LoRA projection as one fused autograd function."""
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if fast:
         kernels.liger.apply_liger_kernels(model)
@@ -93,8 +94,12 @@ def attach_lora(model: PreTrainedModel, lora: LoraConfig, *, gradient_checkpoint
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     enable_checkpointing(model, gradient_checkpointing)
     if init_adapter is not None:
-        return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
-    return get_peft_model(model, peft_config(lora))
+        adapted = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    else:
+        adapted = get_peft_model(model, peft_config(lora))
+    if fast:
+        kernels.lora_linear.use_fused_lora(adapted)
+    return adapted
 
 
 def load_for_training(config: Config, device: torch.device, *, shardable: bool = False) -> PeftModel:

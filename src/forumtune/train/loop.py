@@ -35,6 +35,7 @@ from forumtune.train.batches import (
     input_token_count,
     mean_token_loss,
     micro_batches,
+    to_device,
     trained_token_count,
 )
 from forumtune.train.checkpoints import (
@@ -55,6 +56,8 @@ from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
 from forumtune.train.preflight import check_before_loading
 from forumtune.train.reporting import Reporter
+
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -164,18 +167,21 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     started = time.perf_counter()
     ranks, pad_id = run.ranks, run.tokenizer.pad_token_id
     indices = [next(batches) for _ in range(run.config.train.grad_accum_steps)]
-    batch_list = [collate([run.train_records[i] for i in chosen], pad_id, run.device) for chosen in indices]
-    run.state.micro_batches_consumed += len(batch_list)
-    step_tokens = distributed.sum_across(ranks, sum(trained_token_count(b) for b in batch_list), run.device)
-    step_loss = 0.0
+    host_batches = [collate([run.train_records[i] for i in chosen], pad_id, CPU) for chosen in indices]
+    run.state.micro_batches_consumed += len(host_batches)
+    step_tokens = distributed.sum_across(ranks, sum(trained_token_count(b) for b in host_batches), run.device)
+    batch_list = [to_device(batch, run.device) for batch in host_batches]  # counted on the host: no GPU wait
+    losses = []
     for number, batch in enumerate(batch_list):
         with distributed.gradient_sync(run.model, enabled=number == len(batch_list) - 1):
             with forward_precision(run):
                 loss = run.model(**batch, num_items_in_batch=max(1.0, step_tokens)).loss
-            stop_on_non_finite(run, loss, number, indices[number])
             # DDP and FSDP average gradients over GPUs; the loss is already a share of the global sum
             (loss * ranks.world_size).backward()
-        step_loss += float(loss.detach())
+        losses.append(loss.detach().float())
+    micro_losses = torch.stack(losses).cpu().tolist()  # the step's one wait for the GPU before clipping
+    stop_on_non_finite(run, micro_losses, indices)
+    step_loss = sum(micro_losses)
     grad_norm = clip_gradients(run)
     if not math.isfinite(grad_norm):
         raise TrainError(non_finite_message(run, "the gradient norm", None, [i for c in indices for i in c]))
@@ -183,7 +189,7 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     run.state.step += 1
-    input_tokens = distributed.sum_across(ranks, sum(input_token_count(b, pad_id) for b in batch_list), run.device)
+    input_tokens = distributed.sum_across(ranks, sum(input_token_count(b, pad_id) for b in host_batches), run.device)
     return StepResult(distributed.sum_across(ranks, step_loss, run.device), grad_norm, int(input_tokens),
                       time.perf_counter() - started)
 
@@ -201,14 +207,15 @@ def clip_gradients(run: TrainingRun) -> float:
     return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP2 returns a DTensor
 
 
-def stop_on_non_finite(run: TrainingRun, loss: torch.Tensor, micro_batch: int, indices: list[int]) -> None:
-    """Every GPU stops together (one that raised alone would leave the others waiting forever)."""
-    bad_here = not bool(torch.isfinite(loss.detach()))
-    if distributed.sum_across(run.ranks, float(bad_here), run.device) == 0:
+def stop_on_non_finite(run: TrainingRun, micro_losses: list[float], indices: list[list[int]]) -> None:
+    """Checked once per step (a check per micro-batch would stall the GPU queue each time); every GPU
+    stops together (one that raised alone would leave the others waiting forever)."""
+    bad = next((number for number, value in enumerate(micro_losses) if not math.isfinite(value)), None)
+    if distributed.sum_across(run.ranks, float(bad is not None), run.device) == 0:
         return
-    if not bad_here:
+    if bad is None:
         raise TrainError(f"loss became NaN/inf at step {run.state.step + 1} on another GPU; see rank 0's message")
-    raise TrainError(non_finite_message(run, "loss", micro_batch, indices))
+    raise TrainError(non_finite_message(run, "loss", bad, indices[bad]))
 
 
 def non_finite_message(run: TrainingRun, what: str, micro_batch: int | None, indices: list[int]) -> str:

@@ -128,7 +128,24 @@ def load_fast(spec: dict[str, Any]):
     offloaded = use_offloaded_checkpointing(model) if offload else 0
     fused = use_fused_lora(model) if fuse else 0
     return model, optimizer, [f"liger kernels: {kernels}", f"offloaded checkpointed layers: {offloaded}",
-                              f"fused LoRA projections: {fused}"]
+                              f"fused LoRA projections: {fused}", check_dequantize(model)]
+
+
+def check_dequantize(model) -> str:
+    """forumtune's dequantization (bitsandbytes' kernels called directly on CUDA) against bitsandbytes'
+    own dequantize_4bit, on every 4-bit projection of the first decoder layer: they must agree exactly."""
+    import torch
+    from bitsandbytes.functional import dequantize_4bit
+    from bitsandbytes.nn import Linear4bit
+
+    from forumtune.kernels.lora_linear import _cuda_kernels, dequantize_weight
+
+    layers = [m for n, m in model.named_modules() if isinstance(m, Linear4bit) and ".layers.0." in n]
+    worst = max(float((dequantize_weight(m.weight, m.weight.quant_state, torch.bfloat16)
+                       - dequantize_4bit(m.weight, m.weight.quant_state).to(torch.bfloat16)).abs().max())
+                for m in layers)
+    path = "direct kernels" if _cuda_kernels() and layers[0].weight.is_cuda else "torch.ops"
+    return f"dequantize ({path}) vs bitsandbytes on {len(layers)} projections: max abs diff {worst}"
 
 
 def save_grad_sample(model, path: Path) -> None:
@@ -421,15 +438,17 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
 def compare_first_step_grads(runs: list[dict[str, Any]]) -> None:
     """Relative error ||g - g_plain|| / ||g_plain|| of each run's first-step lora_B gradients against the
     plain stack's (same data, seed and LoRA init), the worst tensor and the overall; stored in the run."""
-    reference = next((r for r in runs if r["stack"] == "plain" and r.get("status") == "ok"
-                      and Path(r.get("grad_sample", "")).exists()), None)
+    def has_sample(run: dict[str, Any]) -> bool:  # Path("") would be the working dir, which exists
+        return run.get("status") == "ok" and bool(run.get("grad_sample")) and Path(run["grad_sample"]).exists()
+
+    reference = next((r for r in runs if r["stack"] == "plain" and has_sample(r)), None)
     if reference is None:
         return
     from safetensors.torch import load_file
 
     ref = load_file(reference["grad_sample"])
     for run in runs:
-        if run is reference or run.get("status") != "ok" or not Path(run.get("grad_sample", "")).exists():
+        if run is reference or not has_sample(run):
             continue
         grads = load_file(run["grad_sample"])
         common = [name for name in ref if name in grads]

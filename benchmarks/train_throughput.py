@@ -32,6 +32,7 @@ import contextlib
 import csv
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -465,6 +466,16 @@ def compare_first_step_grads(runs: list[dict[str, Any]]) -> None:
               flush=True)
 
 
+def median_tokens_per_s(run: dict[str, Any], warmup: int) -> float | None:
+    """The median over the timed steps: single slow steps (host jitter on a shared machine, seen up to
+    1.7x the typical step) move the mean of 5 steps by several percent. Every row of the benchmark's data
+    has the full length, so a step's tokens are batch × seq."""
+    timed = [s for s in (run.get("step_s") or [])[warmup:] if s]
+    if run.get("status") != "ok" or not timed:
+        return None
+    return run["batch"] * run["seq"] / statistics.median(timed)
+
+
 def report(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     """One table over any number of result files (later files win for the same run)."""
     merged: dict[tuple, dict[str, Any]] = {}
@@ -474,6 +485,7 @@ def report(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         for run in payload.get("runs", []):
             if run.get("status") == "skipped":
                 continue
+            run["median_tokens_per_s"] = median_tokens_per_s(run, payload.get("warmup_steps", 2))
             merged[(run["stack"], run["batch"], run["seq"], run.get("cap_gib"))] = run
     runs = list(merged.values())
     if env:
@@ -493,6 +505,7 @@ def report(payloads: list[dict[str, Any]]) -> dict[str, Any]:
 
         base_capped, base_uncapped = best("plain")
         base = base_capped if base_capped and base_capped["status"] == "ok" else base_uncapped
+        peer = next((r for r in best("unsloth") if r and r["status"] == "ok"), None)
         for stack in STACKS:
             capped, uncapped = best(stack)
             if not capped and not uncapped:
@@ -502,15 +515,18 @@ def report(payloads: list[dict[str, Any]]) -> dict[str, Any]:
             speed = measured.get("tokens_per_s") if measured and measured["status"] == "ok" else None
             ratio = (speed / base["tokens_per_s"]
                      if speed and base and base.get("status") == "ok" and base.get("tokens_per_s") else None)
+            median = measured.get("median_tokens_per_s") if measured else None
+            versus = median / peer["median_tokens_per_s"] if median and peer and peer.get("median_tokens_per_s") else None
             peak = measured.get("peak_allocated_gib") if measured and measured["status"] == "ok" else None
             status = measured["status"] if measured else "-"
-            rows.append([f"{batch}x{seq}", stack, fits, bc.fmt(speed), bc.fmt(ratio, 2) + ("x" if ratio else ""),
+            rows.append([f"{batch}x{seq}", stack, fits, bc.fmt(speed), bc.fmt(median),
+                         bc.fmt(ratio, 2) + ("x" if ratio else ""), bc.fmt(versus, 2) + ("x" if versus else ""),
                          bc.fmt(peak, 2), bc.fmt(measured.get("first_loss") if measured else None, 4),
                          status if status != "ok" else ""])
     cap = next((r.get("cap_gib") for r in runs if r.get("cap_gib")), None)
     print()
-    table = bc.print_table(["batch", "stack", f"fits {cap or '-'} GiB cap", "tokens/s", "vs plain",
-                            "peak alloc GiB", "step-1 loss", "note"], rows)
+    table = bc.print_table(["batch", "stack", f"fits {cap or '-'} GiB cap", "tokens/s (mean)", "tokens/s (median)",
+                            "vs plain", "vs unsloth (median)", "peak alloc GiB", "step-1 loss", "note"], rows)
     return {"runs": runs, "env": env, "table": table}
 
 

@@ -29,33 +29,34 @@ MIN_TOKENS = 16  # below this (decoding), bitsandbytes' fused 4-bit gemv beats d
 
 
 def dequantize_weight(weight: torch.Tensor, state: Any, dtype: torch.dtype) -> torch.Tensor:
-    """A packed 4-bit weight and its bitsandbytes QuantState as a dense (out, in) matrix, double-quantized
-    absmax included. FSDP's quant_storage keeps the packed bytes in another dtype: they are viewed back."""
+    """A packed 4-bit weight and its bitsandbytes QuantState as a dense (out, in) matrix. FSDP's
+    quant_storage keeps the packed bytes in another dtype: they are viewed back."""
     if weight.dtype != torch.uint8:
         weight = weight.view(torch.uint8)
+    absmax = block_scales(state)
     direct = _cuda_kernels() if weight.is_cuda else None
     if direct is None:
-        return _dequantize_through_ops(weight, state, dtype)
-    dequantize_blockwise, dequantize_4bit = direct
-    absmax = state.absmax
-    if state.nested:
-        nested = torch.empty(absmax.shape, dtype=torch.float32, device=weight.device)
-        dequantize_blockwise(absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32,
-                             out=nested)
-        absmax = nested.add_(state.offset)
+        return torch.ops.bitsandbytes.dequantize_4bit.default(weight, absmax, state.blocksize, state.quant_type,
+                                                              list(state.shape), dtype)
     out = torch.empty(tuple(state.shape), dtype=dtype, device=weight.device)
-    dequantize_4bit(weight, absmax, state.blocksize, state.quant_type, dtype, out=out)
+    direct[1](weight, absmax, state.blocksize, state.quant_type, dtype, out=out)
     return out
 
 
-def _dequantize_through_ops(weight: torch.Tensor, state: Any, dtype: torch.dtype) -> torch.Tensor:
+def block_scales(state: Any) -> torch.Tensor:
+    """The fp32 absmax of every 4-bit block, undoing double quantization (8-bit absmax + offset) when
+    it is used."""
     absmax = state.absmax
-    if state.nested:
-        absmax = torch.ops.bitsandbytes.dequantize_blockwise.default(
+    if not state.nested:
+        return absmax
+    direct = _cuda_kernels() if absmax.is_cuda else None
+    if direct is None:
+        scales = torch.ops.bitsandbytes.dequantize_blockwise.default(
             absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32)
-        absmax += state.offset
-    return torch.ops.bitsandbytes.dequantize_4bit.default(weight, absmax, state.blocksize, state.quant_type,
-                                                          list(state.shape), dtype)
+    else:
+        scales = torch.empty(absmax.shape, dtype=torch.float32, device=absmax.device)
+        direct[0](absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32, out=scales)
+    return scales.add_(state.offset)
 
 
 @functools.cache

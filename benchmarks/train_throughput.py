@@ -540,7 +540,7 @@ def main() -> None:
     parser.add_argument("--stacks", default="plain,forumtune,unsloth")
     parser.add_argument("--shapes", default="2x2048,2x512,1x8192", help="micro-batch x sequence length, comma-separated")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps after the warm-up")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps after the warm-up (their median is reported too)")
     parser.add_argument("--cap-gib", type=float, default=8.0, help="allocator cap; 0 for none")
     parser.add_argument("--no-uncapped-on-oom", dest="uncapped_on_oom", action="store_false")
     parser.add_argument("--run-timeout-s", type=float, default=420)

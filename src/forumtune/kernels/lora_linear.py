@@ -118,15 +118,15 @@ def fused_forward(module: torch.nn.Module, reference, x: torch.Tensor, *args: An
     if (args or kwargs or module.disable_adapters or module.merged or x.numel() < MIN_TOKENS * x.shape[-1]
             or not _plain_single_adapter(module)):
         return reference(x, *args, **kwargs)
+    base = module.base_layer
+    state = getattr(base.weight, "quant_state", None) or getattr(base, "quant_state", None)
+    if state is None:
+        return reference(x, *args, **kwargs)
     name = module.active_adapters[0]
     dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
     x = x.to(dtype)
     dropout = module.lora_dropout[name]
     dropped = None if isinstance(dropout, torch.nn.Identity) or not module.training else dropout(x)
-    base = module.base_layer
-    state = getattr(base.weight, "quant_state", None) or getattr(base, "quant_state", None)
-    if state is None:
-        return reference(x, *args, **kwargs)
     return QLoRAMatmul.apply(x, dropped, module.lora_A[name].weight, module.lora_B[name].weight, base.weight, state,
                              base.bias, module.scaling[name])
 

@@ -184,7 +184,8 @@ def batch_order(count: int, batch: int, seed: int, steps: int) -> list[list[int]
 def write_forumtune_config(path: Path, *, model_dir: Path, runs_dir: Path, batch: int, seq_len: int, steps: int,
                            gradient_checkpointing: bool | str = True, compute_dtype: str = "bfloat16",
                            device: str = "cuda", seed: int = 42, learning_rate: float = 2e-4,
-                           fast_path: bool = True, train_extra: dict[str, Any] | None = None) -> Path:
+                           fast_path: bool = True, train_extra: dict[str, Any] | None = None,
+                           lora_dropout: float = 0.0) -> Path:
     import yaml
 
     raw = {
@@ -193,7 +194,7 @@ def write_forumtune_config(path: Path, *, model_dir: Path, runs_dir: Path, batch
         "build": {"max_seq_len": seq_len, "chat_template": "mistral"},
         "model": {"base": str(model_dir), "load_in_4bit": True, "quant_type": "nf4", "double_quant": True,
                   "compute_dtype": compute_dtype, "attn_implementation": "sdpa"},
-        "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
+        "lora": {"r": 16, "alpha": 32, "dropout": lora_dropout, "target_modules": "all-linear"},
         "train": {"max_steps": steps, "micro_batch_size": batch, "grad_accum_steps": 1,
                   "learning_rate": learning_rate, "lr_scheduler": "constant", "warmup_steps": 0,
                   "optimizer": "paged_adamw_8bit", "gradient_checkpointing": gradient_checkpointing,
@@ -324,11 +325,11 @@ def write_json(path: Path | None, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def fmt(value: Any, digits: int = 0) -> str:
+def fmt(value: Any, digits: int = 0, *, sci: bool = False) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:,.{digits}f}"
+        return f"{value:.{digits}e}" if sci else f"{value:,.{digits}f}"
     return str(value)
 
 

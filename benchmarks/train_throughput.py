@@ -14,6 +14,8 @@ Stacks:
                   + bitsandbytes PagedAdamW8bit, in a minimal loop (clip 1.0), no autocast
   plain_autocast  the same under torch.autocast(bfloat16), as the HF Trainer runs it with bf16=True
   forumtune       forumtune.train.loop.run_train on a synthetic dataset in forumtune's format
+  forumtune_eager the same with train.cuda_graphs false (the layers launched kernel by kernel)
+  fast*           forumtune.kernels' fast path in the minimal loop: all of it, or one part left out
   unsloth         FastLanguageModel (load_in_4bit) + get_peft_model(r=16, 7 projections,
                   use_gradient_checkpointing="unsloth") in the same minimal loop
 
@@ -41,11 +43,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as bc
 
-STACKS = ("plain", "plain_autocast", "forumtune", "fast", "fast_noliger", "fast_nooffload", "fast_nofuse", "unsloth")
-FAST_STACKS = {  # forumtune.kernels fast paths, all together and one left out: (liger, offload, fused LoRA)
-    "fast": (True, True, True), "fast_noliger": (False, True, True), "fast_nooffload": (True, False, True),
-    "fast_nofuse": (True, True, False)}
+STACKS = ("plain", "plain_autocast", "forumtune", "forumtune_eager", "fast", "fast_nographs", "fast_noliger",
+          "fast_nooffload", "fast_nofuse", "fast_noskip", "unsloth")
+FAST_STACKS = {  # forumtune.kernels' fast path, all of it and one part left out:
+    # (liger, offload, fused LoRA, CUDA graphs, recompute skips the unread down projection)
+    "fast": (True, True, True, True, True), "fast_nographs": (True, True, True, False, True),
+    "fast_noliger": (False, True, True, True, True), "fast_nooffload": (True, False, True, True, True),
+    "fast_nofuse": (True, True, False, True, True), "fast_noskip": (True, True, True, True, False)}
+SAME_COMPUTATION = {"fast": "fast_nographs", "forumtune": "forumtune_eager"}  # graphs replay the eager kernels
 GRAD_SAMPLE = "first_step_lora_grads.safetensors"
+LATE_GRAD_SAMPLE = "step3_lora_grads.safetensors"  # after the graphs were captured (step 2)
 LORA_R = 16
 LORA_ALPHA = 32
 LEARNING_RATE = 2e-4
@@ -100,15 +107,15 @@ def load_plain(spec: dict[str, Any]):
     model = load_nf4_base(spec)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.get("gradient_checkpointing", True),
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
-    return lora_and_optimizer(model)
+    return lora_and_optimizer(model, spec.get("lora_dropout", 0.0))
 
 
-def lora_and_optimizer(model):
-    """LoRA r=16 alpha=32 dropout 0 on all linear layers, and paged 8-bit AdamW over it."""
+def lora_and_optimizer(model, dropout: float = 0.0):
+    """LoRA r=16 alpha=32 on all linear layers (dropout 0 unless --lora-dropout), and paged 8-bit AdamW."""
     import bitsandbytes as bnb
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
+    model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=dropout,
                                              target_modules="all-linear", task_type="CAUSAL_LM"))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -117,19 +124,27 @@ def lora_and_optimizer(model):
 
 def load_fast(spec: dict[str, Any]):
     """forumtune's fast path (forumtune.kernels) on the same model, LoRA and optimizer as `plain`."""
+    from forumtune.kernels.layer_graphs import LayerGraphs
     from forumtune.kernels.liger import apply_liger_kernels
     from forumtune.kernels.lora_linear import use_fused_lora
-    from forumtune.kernels.offload import use_offloaded_checkpointing
+    from forumtune.kernels.offload import use_layer_checkpointing
     from forumtune.kernels.precision import prepare_for_qlora
 
-    use_liger, offload, fuse = FAST_STACKS[spec["stack"]]
+    from forumtune.kernels import lora_linear
+
+    use_liger, offload, fuse, use_graphs, skip = FAST_STACKS[spec["stack"]]
+    lora_linear.SKIP_UNREAD_OUTPUTS = skip
     model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
-    model, optimizer = lora_and_optimizer(prepare_for_qlora(model, gradient_checkpointing=True))
-    offloaded = use_offloaded_checkpointing(model) if offload else 0
+    model, optimizer = lora_and_optimizer(prepare_for_qlora(model, gradient_checkpointing=True),
+                                          spec.get("lora_dropout", 0.0))
+    graphs = LayerGraphs(_device()) if use_graphs else None
+    layers = use_layer_checkpointing(model, offload=offload, graphs=graphs)
     fused = use_fused_lora(model) if fuse else 0
-    return model, optimizer, [f"liger kernels: {kernels}", f"offloaded checkpointed layers: {offloaded}",
-                              f"fused LoRA projections: {fused}", check_dequantize(model)]
+    model.layer_graphs = graphs
+    return model, optimizer, [f"liger kernels: {kernels}", f"checkpointed layers: {layers} (offload {offload})",
+                              f"fused LoRA projections: {fused}", f"CUDA graphs: {use_graphs}",
+                              f"recompute skips unread outputs: {skip}", check_dequantize(model)]
 
 
 def check_dequantize(model) -> str:
@@ -149,13 +164,13 @@ def check_dequantize(model) -> str:
     return f"dequantize ({path}) vs bitsandbytes on {len(layers)} projections: max abs diff {worst}"
 
 
-def save_grad_sample(model, path: Path) -> None:
-    """The first step's lora_B gradients of the first and last decoder layer (lora_A's are zero at
-    step 1, since B starts at zero), for comparing fast paths with the plain stack."""
+def save_grad_sample(model, path: Path, kinds: tuple[str, ...] = ("lora_B",)) -> None:
+    """LoRA gradients of the first and last decoder layer, for comparing stacks. At step 1 only lora_B's
+    (lora_A's are zero, since B starts at zero)."""
     from safetensors.torch import save_file
 
     named = {n: p.grad.detach().float().cpu().contiguous() for n, p in model.named_parameters()
-             if p.grad is not None and "lora_B" in n and (".layers.0." in n or ".layers.31." in n)}
+             if p.grad is not None and any(k in n for k in kinds) and (".layers.0." in n or ".layers.31." in n)}
     save_file(named, str(path))
 
 
@@ -187,7 +202,7 @@ def load_unsloth(spec: dict[str, Any]):
 
 
 def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_step=None,
-                grad_sample: Path | None = None) -> dict[str, Any]:
+                grad_sample: Path | None = None, late_grad_sample: Path | None = None) -> dict[str, Any]:
     """The minimal loop: forward with labels, backward, clip to 1.0, optimizer step. Each step is timed
     between device synchronizations."""
     import torch
@@ -206,9 +221,11 @@ def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_
         loss.backward()
         if grad_sample is not None and not seconds:
             save_grad_sample(model, grad_sample)
+        if late_grad_sample is not None and len(seconds) == 2:
+            save_grad_sample(model, late_grad_sample, ("lora_A", "lora_B"))
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=getattr(model, "layer_graphs", None) is None)
         bc.synchronize()
         seconds.append(time.perf_counter() - started)
         losses.append(float(loss.detach()))
@@ -244,14 +261,57 @@ def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     result = train_steps(model, optimizer, records, order,
                          autocast=spec["stack"] == "plain_autocast" or spec["stack"] in FAST_STACKS,
-                         grad_sample=work / GRAD_SAMPLE)
+                         grad_sample=work / GRAD_SAMPLE, late_grad_sample=work / LATE_GRAD_SAMPLE)
     out = {"load_s": round(load_s, 1), "memory_after_load": after_load, **summarise_steps(result, spec["warmup"])}
     if spec["stack"] == "unsloth":
         out["notes"] = notes + unsloth_facts()
     elif notes:
         out["notes"] = notes
     out["grad_sample"] = str(work / GRAD_SAMPLE)
+    out["late_grad_sample"] = str(work / LATE_GRAD_SAMPLE)
+    graphs = getattr(model, "layer_graphs", None)
+    if graphs is not None:
+        out["cuda_graphs"] = {"captured": graphs.captured, "shapes": len(graphs.statics), "disabled": graphs.disabled}
+        if graphs.captured and _device().type == "cuda":
+            out["memory_before_check"] = bc.cuda_memory()
+            out["graphs_vs_eager_same_batch"] = check_graphs_in_process(model, records, order[-1])
     return out
+
+
+def check_graphs_in_process(model, records, indices) -> dict[str, Any]:
+    """One more forward + backward on the last batch, from the same weights and RNG state: replayed
+    graphs, then eager twice (the second eager run measures the run-to-run noise of the GPU kernels).
+    Loss and every LoRA gradient, relative to the first eager run."""
+    import torch
+
+    graphs, batch = model.layer_graphs, _collate(records, indices, _device())
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    runs = {}
+    for mode in ("graphs", "eager", "eager_again"):
+        graphs.active = mode == "graphs"
+        for p in params.values():
+            p.grad = None
+        device = _device()
+        rng = torch.cuda.get_rng_state() if device.type == "cuda" else torch.get_rng_state()
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = model(**batch).loss
+        loss.backward()
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(rng)
+        else:
+            torch.set_rng_state(rng)
+        runs[mode] = (float(loss), {n: p.grad.detach().float().cpu() for n, p in params.items()})
+    graphs.active = True
+    _, reference = runs["eager"]
+    result = {}
+    for mode in ("graphs", "eager_again"):
+        loss, grads = runs[mode]
+        errors = relative_errors(grads, reference)
+        result[mode] = {"loss": loss, "loss_rel_diff": abs(loss - runs["eager"][0]) / abs(runs["eager"][0]), **errors}
+        print(f"same batch, {mode} vs eager: loss rel diff {result[mode]['loss_rel_diff']:.2e}; LoRA grads overall "
+              f"rel error {errors['overall_rel_error']:.2e}, worst {errors['worst_rel_error']:.2e} over "
+              f"{errors['tensors']} tensors", flush=True)
+    return result
 
 
 def unsloth_facts() -> list[str]:
@@ -278,7 +338,8 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         work / "config.yaml", model_dir=Path(spec["model_dir"]), runs_dir=work / "runs", batch=spec["batch"],
         seq_len=spec["seq"], steps=steps, gradient_checkpointing=spec.get("gradient_checkpointing", "offload"),
         compute_dtype="bfloat16" if _device().type == "cuda" else "float32", device=_device().type,
-        seed=spec.get("seed", SEED), learning_rate=LEARNING_RATE)
+        seed=spec.get("seed", SEED), learning_rate=LEARNING_RATE,
+        train_extra={"cuda_graphs": spec["stack"] != "forumtune_eager"}, lora_dropout=spec.get("lora_dropout", 0.0))
     config = load_config(config_path)
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -326,7 +387,7 @@ def worker(spec: dict[str, Any]) -> None:
             import profile_step
 
             result.update(profile_step.run(spec, sys.modules[__name__]))
-        elif spec["stack"] == "forumtune":
+        elif spec["stack"] in ("forumtune", "forumtune_eager"):
             result.update(run_forumtune(spec))
         else:
             result.update(run_minimal_loop(spec))
@@ -338,7 +399,7 @@ def worker(spec: dict[str, Any]) -> None:
             import traceback
 
             result["traceback"] = traceback.format_exc()[-4000:]
-    memory = bc.cuda_memory()
+    memory = result.get("memory_before_check") or bc.cuda_memory()  # the check's extra pass is not training
     if memory:
         result["peak_allocated_gib"] = memory["max_allocated_mib"] / 1024
         result["peak_reserved_gib"] = memory["max_reserved_mib"] / 1024
@@ -358,7 +419,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     shape = bc.PRESETS[args.preset]
     payload: dict[str, Any] = {"benchmark": "train_throughput", "preset": args.preset, "shape": shape.__dict__,
                                "warmup_steps": args.warmup, "timed_steps": args.steps, "cap_gib": args.cap_gib,
-                               "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": 0.0}, "runs": []}
+                               "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": args.lora_dropout}, "runs": []}
 
     def remaining() -> float:
         return args.deadline_s - (time.perf_counter() - started)
@@ -394,7 +455,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     continue
                 spec = {"tag": tag, "stack": stack, "model_dir": str(model_dir), "dataset_dir": str(dataset),
                         "work_dir": str(work_dir / tag), "batch": batch, "seq": seq, "warmup": args.warmup,
-                        "steps": args.steps, "cap_gib": cap, "seed": SEED}
+                        "steps": args.steps, "cap_gib": cap, "seed": SEED, "lora_dropout": args.lora_dropout}
                 result = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()),
                                        extra_env=extra_env)
                 result.update({"stack": stack, "batch": batch, "seq": seq, "cap_gib": cap})
@@ -408,6 +469,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     caps.append(None)
                 bc.write_json(args.out, payload)
         compare_first_step_grads([r for r in payload["runs"] if (r["batch"], r["seq"]) == (batch, seq)])
+        compare_graphs_with_eager([r for r in payload["runs"] if (r["batch"], r["seq"]) == (batch, seq)])
         bc.write_json(args.out, payload)
     if args.profile_out:
         batch, seq = bc.parse_shape_arg(args.profile_shape)
@@ -466,6 +528,41 @@ def compare_first_step_grads(runs: list[dict[str, Any]]) -> None:
               flush=True)
 
 
+def relative_errors(grads: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    common = [name for name in ref if name in grads]
+    if not common:
+        return {"note": "no common parameter names"}
+    errors = {n: float((grads[n] - ref[n]).norm() / ref[n].norm().clamp_min(1e-30)) for n in common}
+    diff = sum(float((grads[n] - ref[n]).norm()) ** 2 for n in common) ** 0.5
+    norm = sum(float(ref[n].norm()) ** 2 for n in common) ** 0.5
+    return {"tensors": len(common), "overall_rel_error": diff / norm, "worst_rel_error": max(errors.values()),
+            "worst_tensor": max(errors, key=errors.get)}
+
+
+def compare_graphs_with_eager(runs: list[dict[str, Any]]) -> None:
+    """A stack with CUDA graphs against the same stack without: the loss of every step (each depends on
+    all earlier updates) and the LoRA gradients of step 3, the first step after the capture."""
+    by_stack = {r["stack"]: r for r in runs if r.get("status") == "ok"}
+    for graphed, eager in SAME_COMPUTATION.items():
+        if graphed not in by_stack or eager not in by_stack:
+            continue
+        run, ref = by_stack[graphed], by_stack[eager]
+        losses = [abs(a - b) / abs(b) for a, b in zip(run["losses"], ref["losses"], strict=False) if b]
+        result: dict[str, Any] = {"reference": eager, "steps": len(losses),
+                                  "max_loss_rel_diff": max(losses) if losses else None}
+        late, late_ref = run.get("late_grad_sample"), ref.get("late_grad_sample")
+        if late and late_ref and Path(late).exists() and Path(late_ref).exists():
+            from safetensors.torch import load_file
+
+            result["step3_grads"] = relative_errors(load_file(late), load_file(late_ref))
+        run["graphs_vs_eager"] = result
+        grads = result.get("step3_grads", {})
+        print(f"{graphed} vs {eager} {run['batch']}x{run['seq']}: max loss rel diff over {len(losses)} steps "
+              f"{bc.fmt(result['max_loss_rel_diff'], 3, sci=True)}; step-3 LoRA grads overall rel error "
+              f"{bc.fmt(grads.get('overall_rel_error'), 3, sci=True)}, worst {bc.fmt(grads.get('worst_rel_error'), 3, sci=True)}",
+              flush=True)
+
+
 def median_tokens_per_s(run: dict[str, Any], warmup: int) -> float | None:
     """The median over the timed steps: single slow steps (host jitter on a shared machine, seen up to
     1.7x the typical step) move the mean of 5 steps by several percent. Every row of the benchmark's data
@@ -518,15 +615,17 @@ def report(payloads: list[dict[str, Any]]) -> dict[str, Any]:
             median = measured.get("median_tokens_per_s") if measured else None
             versus = median / peer["median_tokens_per_s"] if median and peer and peer.get("median_tokens_per_s") else None
             peak = measured.get("peak_allocated_gib") if measured and measured["status"] == "ok" else None
+            reserved = measured.get("peak_reserved_gib") if measured and measured["status"] == "ok" else None
             status = measured["status"] if measured else "-"
             rows.append([f"{batch}x{seq}", stack, fits, bc.fmt(speed), bc.fmt(median),
                          bc.fmt(ratio, 2) + ("x" if ratio else ""), bc.fmt(versus, 2) + ("x" if versus else ""),
-                         bc.fmt(peak, 2), bc.fmt(measured.get("first_loss") if measured else None, 4),
+                         bc.fmt(peak, 2), bc.fmt(reserved, 2), bc.fmt(measured.get("first_loss") if measured else None, 4),
                          status if status != "ok" else ""])
     cap = next((r.get("cap_gib") for r in runs if r.get("cap_gib")), None)
     print()
     table = bc.print_table(["batch", "stack", f"fits {cap or '-'} GiB cap", "tokens/s (mean)", "tokens/s (median)",
-                            "vs plain", "vs unsloth (median)", "peak alloc GiB", "step-1 loss", "note"], rows)
+                            "vs plain", "vs unsloth (median)", "peak alloc GiB", "peak reserved GiB", "step-1 loss",
+                            "note"], rows)
     return {"runs": runs, "env": env, "table": table}
 
 
@@ -551,6 +650,8 @@ def main() -> None:
     parser.add_argument("--profile-stack", default="plain", choices=("plain", *FAST_STACKS),
                         help="which stack --profile-out profiles")
     parser.add_argument("--trace-out", help="with --profile-out: also write a Chrome trace of the step here")
+    parser.add_argument("--lora-dropout", type=float, default=0.0,
+                        help="LoRA dropout of every stack but unsloth (which needs 0 for its fast path)")
     parser.add_argument("--out", type=Path, help="JSON results file")
     args = parser.parse_args()
     if args.worker:

@@ -160,6 +160,10 @@ class TrainConfig(Section):
         True, description="On a GPU: bf16 activations (no fp32 upcast of norms, embeddings and head) under "
         "autocast, and liger-kernel's fused RoPE, RMSNorm, SwiGLU and linear+cross-entropy when installed. "
         "false: the plain transformers + peft path.")
+    cuda_graphs: bool = Field(
+        True, description="On the fast path with gradient checkpointing on one GPU: replay each decoder layer's "
+        "forward and recompute + backward as CUDA graphs once a batch shape repeats (batches are padded to a "
+        "multiple of 64 tokens so shapes repeat). false: launch the kernels one by one.")
     eval_every: int = Field(25, ge=1, description="Optimizer steps between eval-loss measurements.")
     save_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)

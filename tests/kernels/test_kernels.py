@@ -11,7 +11,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, MistralConfig, Qwen2Config
 
 from forumtune.kernels.liger import apply_liger_kernels
-from forumtune.kernels.offload import use_offloaded_checkpointing
+from forumtune.kernels.offload import use_layer_checkpointing
 from forumtune.kernels.precision import enable_checkpointing, prepare_for_qlora
 
 SHAPE = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
@@ -70,8 +70,9 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+@pytest.mark.parametrize("offload", [True, False])
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
-def test_offloaded_checkpointing_gives_the_gradients_of_no_checkpointing(model_dir, dropout):
+def test_layer_checkpointing_gives_the_gradients_of_no_checkpointing(model_dir, dropout, offload):
     reference = lora(load(model_dir), dropout)
     ref_loss, ref_grads = loss_and_lora_grads(reference)
 
@@ -79,7 +80,7 @@ def test_offloaded_checkpointing_gives_the_gradients_of_no_checkpointing(model_d
     enable_checkpointing(model)
     model.enable_input_require_grads()
     model = lora(model, dropout)
-    assert use_offloaded_checkpointing(model) >= SHAPE["num_hidden_layers"]
+    assert use_layer_checkpointing(model, offload=offload) >= SHAPE["num_hidden_layers"]
     loss, grads = loss_and_lora_grads(model)
 
     assert loss == pytest.approx(ref_loss, rel=1e-6)
@@ -147,7 +148,7 @@ def test_fused_lora_gives_peft_loss_and_gradients_on_a_4bit_model(model_dir, dro
 
     model = load(model_dir, quantized=True)
     model = lora(prepare_for_qlora(model, gradient_checkpointing=True), dropout)
-    use_offloaded_checkpointing(model)
+    use_layer_checkpointing(model)
     assert use_fused_lora(model) == 7 * SHAPE["num_hidden_layers"]
     loss, grads = loss_and_lora_grads(model)
 
@@ -210,3 +211,28 @@ def test_fused_lora_falls_back_where_it_does_not_apply(model_dir):
             assert torch.allclose(fused(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5)
         one_token = ids[:, :1]  # decoding: bitsandbytes' gemv path
         assert torch.allclose(fused(input_ids=one_token).logits, plain(input_ids=one_token).logits, atol=1e-5)
+
+
+def test_the_recompute_skips_the_down_projection_whose_output_nobody_reads(model_dir, monkeypatch):
+    from forumtune.kernels import lora_linear
+
+    def run(skip: bool) -> tuple[int, float, dict[str, torch.Tensor]]:
+        monkeypatch.setattr(lora_linear, "SKIP_UNREAD_OUTPUTS", skip)
+        model = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=True))
+        use_layer_checkpointing(model)
+        lora_linear.use_fused_lora(model)
+        calls = []
+        real = lora_linear.dequantize_weight
+        monkeypatch.setattr(lora_linear, "dequantize_weight", lambda *a: calls.append(1) or real(*a))
+        loss, grads = loss_and_lora_grads(model)
+        monkeypatch.setattr(lora_linear, "dequantize_weight", real)
+        return len(calls), loss, grads
+
+    skipped, loss, grads = run(True)
+    full, ref_loss, ref_grads = run(False)
+    layers = SHAPE["num_hidden_layers"]
+    assert full == 3 * 7 * layers  # forward, recompute and backward dequantize each of the 7 projections
+    assert skipped == full - layers  # the recompute leaves out one matmul per layer
+    assert loss == ref_loss
+    for name in grads:
+        assert relative_error(grads[name], ref_grads[name]) < 1e-6, name

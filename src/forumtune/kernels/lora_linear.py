@@ -20,12 +20,32 @@ bias, single-token decoding where bitsandbytes' gemv is faster).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 MIN_TOKENS = 16  # below this (decoding), bitsandbytes' fused 4-bit gemv beats dequantize + matmul
+# decoder layers that end in `residual + mlp.down_proj(...)`: recomputing them for the backward, the
+# down projection's output feeds only the layer's result, which the backward never reads
+LAYERS_ENDING_IN_DOWN_PROJ = frozenset({"LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer",
+                                        "Qwen3DecoderLayer"})
+SKIP_UNREAD_OUTPUTS = True  # False: compute them anyway (the benchmark's ablation)
+_recompute = threading.local()
+
+
+@contextlib.contextmanager
+def recomputing_for_backward() -> Iterator[None]:
+    """Inside, a checkpointed layer is being recomputed only for its backward."""
+    before = getattr(_recompute, "active", False)
+    _recompute.active = True
+    try:
+        yield
+    finally:
+        _recompute.active = before
 
 
 def dequantize_weight(weight: torch.Tensor, state: Any, dtype: torch.dtype) -> torch.Tensor:
@@ -75,19 +95,23 @@ def _cuda_kernels() -> tuple[Any, Any] | None:
 class QLoRAMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, dropped_x: torch.Tensor | None, lora_a: torch.Tensor, lora_b: torch.Tensor,
-                base_weight: torch.Tensor, quant_state: Any, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
+                base_weight: torch.Tensor, quant_state: Any, bias: torch.Tensor | None, scale: float,
+                output_unread: bool = False) -> torch.Tensor:
+        """`output_unread`: only the saved tensors are needed (a recompute whose result nobody reads);
+        the output is left unwritten. The small LoRA product is written first and the big matmul adds
+        to it in its epilogue, where reading the output costs nothing (the other order re-reads and
+        re-writes the whole output in a memory-bound kernel)."""
         dtype = x.dtype
         rows = x.reshape(-1, x.shape[-1])
         lora_in = rows if dropped_x is None else dropped_x.reshape(-1, x.shape[-1]).to(dtype)
         a, b = lora_a.to(dtype), lora_b.to(dtype)
-        weight = dequantize_weight(base_weight, quant_state, dtype)
-        if bias is None:
-            out = torch.mm(rows, weight.t())
+        down = torch.mm(lora_in, a.t()).mul_(scale)  # s * x_d A^T
+        out_features = quant_state.shape[0]
+        if output_unread:
+            out = rows.new_empty((rows.shape[0], out_features))
         else:
-            out = torch.addmm(bias.to(dtype), rows, weight.t())
-        del weight
-        down = torch.mm(lora_in, a.t())
-        out.addmm_(down, b.t(), alpha=scale)
+            out = torch.mm(down, b.t()) if bias is None else torch.addmm(bias.to(dtype), down, b.t())
+            out.addmm_(rows, dequantize_weight(base_weight, quant_state, dtype).t())
         ctx.save_for_backward(lora_in, down, a, b)
         ctx.base_weight, ctx.quant_state, ctx.scale = base_weight, quant_state, scale
         ctx.separate_dropout = dropped_x is not None
@@ -101,16 +125,18 @@ class QLoRAMatmul(torch.autograd.Function):
         grad = grad_out.reshape(-1, grad_out.shape[-1]).to(a.dtype)
         grad_down = torch.mm(grad, b).mul_(ctx.scale)  # (tokens, r)
         grad_a = torch.mm(grad_down.t(), lora_in).to(ctx.lora_dtypes[0]) if need_a else None
-        grad_b = torch.mm(grad.t(), down).mul_(ctx.scale).to(ctx.lora_dtypes[1]) if need_b else None
+        grad_b = torch.mm(grad.t(), down).to(ctx.lora_dtypes[1]) if need_b else None  # down holds the scale
         grad_x = grad_dropped = None
         if need_x:
-            grad_x = torch.mm(grad, dequantize_weight(ctx.base_weight, ctx.quant_state, grad.dtype))
-            if not ctx.separate_dropout:
-                grad_x.addmm_(grad_down, a)
+            weight = dequantize_weight(ctx.base_weight, ctx.quant_state, grad.dtype)
+            if ctx.separate_dropout:
+                grad_x = torch.mm(grad, weight)
+            else:  # the small product first, the big matmul adding to it (see forward)
+                grad_x = torch.mm(grad_down, a).addmm_(grad, weight)
             grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype)
         if ctx.separate_dropout and need_dropped:
             grad_dropped = torch.mm(grad_down, a).view(ctx.x_shape)
-        return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None
+        return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None, None
 
 
 def fused_forward(module: torch.nn.Module, reference, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -127,8 +153,10 @@ def fused_forward(module: torch.nn.Module, reference, x: torch.Tensor, *args: An
     x = x.to(dtype)
     dropout = module.lora_dropout[name]
     dropped = None if isinstance(dropout, torch.nn.Identity) or not module.training else dropout(x)
+    unread = SKIP_UNREAD_OUTPUTS and getattr(module, "_forumtune_unread_in_recompute", False) and \
+        getattr(_recompute, "active", False)
     return QLoRAMatmul.apply(x, dropped, module.lora_A[name].weight, module.lora_B[name].weight, base.weight, state,
-                             base.bias, module.scaling[name])
+                             base.bias, module.scaling[name], unread)
 
 
 def _plain_single_adapter(module: torch.nn.Module) -> bool:
@@ -144,10 +172,13 @@ def use_fused_lora(model: torch.nn.Module) -> int:
         from peft.tuners.lora.bnb import Linear4bit as LoraLinear4bit
     except ImportError:  # peft without bitsandbytes support
         return 0
+    unread = {id(layer.mlp.down_proj) for layer in model.modules()
+              if type(layer).__name__ in LAYERS_ENDING_IN_DOWN_PROJ and hasattr(getattr(layer, "mlp", None), "down_proj")}
     fused = 0
     for module in model.modules():
         if isinstance(module, LoraLinear4bit) and not hasattr(module, "_forumtune_reference_forward"):
             module._forumtune_reference_forward = module.forward
             module.forward = functools.partial(fused_forward, module, module.forward)
+            module._forumtune_unread_in_recompute = id(module) in unread
             fused += 1
     return fused

@@ -1,71 +1,103 @@
-"""Gradient checkpointing with each checkpointed layer input kept in pinned CPU memory.
+"""Gradient checkpointing of decoder layers, with each layer input optionally kept in pinned CPU memory.
 
 Plain checkpointing keeps every decoder layer's input on the GPU until backward: layers × tokens ×
-hidden × 2 bytes (1 GiB for a 7B model at 4,096 tokens). Here the input goes to the host right after
-the layer's forward and comes back while the layer after it runs its backward, so the GPU holds only
-the layers being worked on. Both copies run on a side stream and overlap compute.
+hidden × 2 bytes (1 GiB for a 7B model at 4,096 tokens). With `offload` the input goes to the host
+right after the layer's forward and comes back while the layer after it runs its backward, so the GPU
+holds only the layers being worked on. Both copies run on a side stream and overlap compute. With
+`graphs` (a `layer_graphs.LayerGraphs`), the layer's forward and its recompute + backward are replayed
+as CUDA graphs once a batch shape repeats.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from forumtune.kernels.layer_graphs import LayerGraphs
+from forumtune.kernels.lora_linear import recomputing_for_backward
+
+
+@dataclass(frozen=True)
+class LayerSetup:
+    layer: torch.nn.Module
+    offload: bool
+    graphs: LayerGraphs | None
+
 
 class OffloadedCheckpoint(torch.autograd.Function):
-    """Forward without saving activations; backward recomputes from the input fetched back from host
-    memory. RNG and autocast state are replayed, as torch.utils.checkpoint does, so dropout masks and
-    matmul precision are the same in the recompute as in the forward."""
+    """Forward without saving activations; backward recomputes from the input kept on the GPU or fetched
+    back from host memory. RNG and autocast state are replayed, as torch.utils.checkpoint does, so
+    dropout masks and matmul precision are the same in the recompute as in the forward."""
 
     @staticmethod
-    def forward(ctx, run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any) -> Any:
-        ctx.run = run
-        ctx.extra = extra
+    def forward(ctx, setup: LayerSetup, run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any) -> Any:
+        ctx.setup, ctx.run, ctx.extra = setup, run, extra
         ctx.device = hidden_states.device
         ctx.autocast = _autocast_state(hidden_states.device)
         ctx.cpu_rng = torch.get_rng_state()
         ctx.device_rng = torch.cuda.get_rng_state(hidden_states.device) if hidden_states.is_cuda else None
         global _last_parked
-        ctx.parked, ctx.before = _Parked(hidden_states), _last_parked
-        _last_parked = ctx.parked
+        ctx.parked = _Parked(hidden_states) if setup.offload else _Kept(hidden_states)
+        ctx.before, _last_parked = _last_parked, ctx.parked
         with torch.no_grad():
+            if setup.graphs is not None:
+                return setup.graphs.forward(setup.layer, run, hidden_states, extra, ctx.autocast)
             return run(hidden_states, *extra)
 
     @staticmethod
     def backward(ctx, *grad_outputs: torch.Tensor) -> tuple[Any, ...]:
-        hidden = ctx.parked.take().detach().requires_grad_(True)
+        hidden = ctx.parked.take()
         if ctx.before is not None:  # backward runs the layers in reverse: fetch the next one's input now
             ctx.before.prefetch()
         devices = [ctx.device] if ctx.device_rng is not None else []
-        autocast_enabled, autocast_dtype = ctx.autocast
-        replay_autocast = torch.autocast(ctx.device.type, dtype=autocast_dtype, enabled=autocast_enabled)
-        with torch.random.fork_rng(devices=devices), torch.enable_grad(), replay_autocast:
+        with torch.random.fork_rng(devices=devices), recomputing_for_backward():
             torch.set_rng_state(ctx.cpu_rng)
             if ctx.device_rng is not None:
                 torch.cuda.set_rng_state(ctx.device_rng, ctx.device)
-            outputs = ctx.run(hidden, *ctx.extra)
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        pairs = [(out, grad) for out, grad in zip(outputs, grad_outputs, strict=False)
-                 if isinstance(out, torch.Tensor) and out.requires_grad and grad is not None]
-        torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
+            graphs = ctx.setup.graphs
+            grad = None if graphs is None else graphs.backward(ctx.setup.layer, ctx.run, hidden, ctx.extra,
+                                                               grad_outputs, ctx.autocast)
+            if grad is None:
+                grad = _recompute_and_backward(ctx, hidden, grad_outputs)
         ctx.parked = ctx.before = None
-        return (None, hidden.grad) + (None,) * len(ctx.extra)
+        return (None, None, grad) + (None,) * len(ctx.extra)
+
+
+def _recompute_and_backward(ctx, hidden: torch.Tensor, grad_outputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    hidden = hidden.detach().requires_grad_(True)
+    autocast_enabled, autocast_dtype = ctx.autocast
+    with torch.enable_grad(), torch.autocast(ctx.device.type, dtype=autocast_dtype, enabled=autocast_enabled):
+        outputs = ctx.run(hidden, *ctx.extra)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    pairs = [(out, grad) for out, grad in zip(outputs, grad_outputs, strict=False)
+             if isinstance(out, torch.Tensor) and out.requires_grad and grad is not None]
+    torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
+    return hidden.grad
+
+
+def layer_checkpoint(setup: LayerSetup, run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any,
+                     **_: Any) -> Any:
+    """Drop-in for the `_gradient_checkpointing_func(function, *args)` that transformers layers call."""
+    return OffloadedCheckpoint.apply(setup, run, hidden_states, *extra)
 
 
 def offloaded_checkpoint(run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any, **_: Any) -> Any:
-    """Drop-in for the `_gradient_checkpointing_func(function, *args)` that transformers layers call."""
-    return OffloadedCheckpoint.apply(run, hidden_states, *extra)
+    """`layer_checkpoint` for a function that is not a model layer: offloaded, no graphs."""
+    return OffloadedCheckpoint.apply(LayerSetup(layer=None, offload=True, graphs=None), run, hidden_states, *extra)
 
 
-def use_offloaded_checkpointing(model: torch.nn.Module) -> int:
-    """Switch every checkpointed layer of `model` (checkpointing already enabled) to host offload;
-    returns how many layers were switched."""
+def use_layer_checkpointing(model: torch.nn.Module, *, offload: bool = True, graphs: LayerGraphs | None = None) -> int:
+    """Switch every checkpointed layer of `model` (checkpointing already enabled) to this checkpointing,
+    offloaded to the host or kept on the GPU, with or without CUDA graphs; returns how many layers."""
     switched = 0
     for module in model.modules():
         if getattr(module, "gradient_checkpointing", False) and hasattr(module, "_gradient_checkpointing_func"):
-            module._gradient_checkpointing_func = offloaded_checkpoint
+            setup = LayerSetup(layer=module, offload=offload, graphs=graphs)
+            module._gradient_checkpointing_func = functools.partial(layer_checkpoint, setup)
             switched += 1
     return switched
 
@@ -116,6 +148,20 @@ class _Parked:
             torch.cuda.current_stream(self.device).wait_event(self.ready)
             tensor = self.fetched
         self.host = self.fetched = None  # the pinned buffer is freed once the copy back is queued
+        return tensor
+
+
+class _Kept:
+    """A layer input left on its device (checkpointing without offload)."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor: torch.Tensor | None = tensor.detach()
+
+    def prefetch(self) -> None:
+        return None
+
+    def take(self) -> torch.Tensor:
+        tensor, self.tensor = self.tensor, None
         return tensor
 
 

@@ -11,10 +11,11 @@ import torch
 from forumtune.data.encode import IGNORE_INDEX
 
 
-def collate(records: list[dict[str, Any]], pad_id: int, device: torch.device) -> dict[str, Any]:
+def collate(records: list[dict[str, Any]], pad_id: int, device: torch.device, *,
+            pad_to_multiple: int = 1) -> dict[str, Any]:
     if "position_ids" in records[0]:
-        return collate_packed(records, pad_id, device)
-    width = max(len(r["input_ids"]) for r in records)
+        return collate_packed(records, pad_id, device, pad_to_multiple=pad_to_multiple)
+    width = padded_width(records, pad_to_multiple)
     input_ids = torch.full((len(records), width), pad_id, dtype=torch.long)
     labels = torch.full((len(records), width), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros((len(records), width), dtype=torch.long)
@@ -27,11 +28,12 @@ def collate(records: list[dict[str, Any]], pad_id: int, device: torch.device) ->
             "attention_mask": attention_mask.to(device)}
 
 
-def collate_packed(records: list[dict[str, Any]], pad_id: int, device: torch.device) -> dict[str, Any]:
+def collate_packed(records: list[dict[str, Any]], pad_id: int, device: torch.device, *,
+                   pad_to_multiple: int = 1) -> dict[str, Any]:
     """Rows packed by the build: no 2D attention mask and no KV cache, so transformers reads the example
     boundaries from the restarting position ids (with either, it skips that and examples attend to each
     other). Right padding gets positions of its own, 0, 1, 2..., so it is one more example nothing sees."""
-    width = max(len(r["input_ids"]) for r in records)
+    width = padded_width(records, pad_to_multiple)
     input_ids = torch.full((len(records), width), pad_id, dtype=torch.long)
     labels = torch.full((len(records), width), IGNORE_INDEX, dtype=torch.long)
     position_ids = torch.arange(width, dtype=torch.long).repeat(len(records), 1)
@@ -43,6 +45,11 @@ def collate_packed(records: list[dict[str, Any]], pad_id: int, device: torch.dev
         position_ids[row, length:] = torch.arange(width - length)
     return {"input_ids": input_ids.to(device), "labels": labels.to(device), "position_ids": position_ids.to(device),
             "use_cache": False}
+
+
+def padded_width(records: list[dict[str, Any]], multiple: int) -> int:
+    longest = max(len(r["input_ids"]) for r in records)
+    return -(-longest // multiple) * multiple
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ from forumtune import kernels
 from forumtune.base_model import resolve_base_model
 from forumtune.config import Config, LoraConfig, ModelConfig
 from forumtune.errors import TrainError
+from forumtune.kernels.layer_graphs import LayerGraphs
 
 CheckpointingMode = bool | str  # True, False or "offload"
 
@@ -70,29 +71,31 @@ def peft_config(lora: LoraConfig) -> PeftLoraConfig:
     )
 
 
-def enable_checkpointing(model: PreTrainedModel, mode: CheckpointingMode) -> None:
+def enable_checkpointing(model: PreTrainedModel, mode: CheckpointingMode, *, fast: bool = False,
+                         graphs: LayerGraphs | None = None) -> None:
     """Recompute each decoder layer in backward instead of keeping its activations; with "offload" the
-    layer inputs kept for the recompute wait in pinned CPU memory instead of on the GPU."""
+    layer inputs kept for the recompute wait in pinned CPU memory instead of on the GPU. The fast path
+    and "offload" use forumtune's checkpointing (kernels.offload), which can replay CUDA `graphs`."""
     if not mode:
         return
     kernels.precision.enable_checkpointing(model)
-    if mode == "offload":
-        kernels.offload.use_offloaded_checkpointing(model)
+    if mode == "offload" or fast:
+        kernels.offload.use_layer_checkpointing(model, offload=mode == "offload", graphs=graphs)
     model.enable_input_require_grads()  # a frozen embedding must still feed a graph to the checkpointed layers
 
 
 def attach_lora(model: PreTrainedModel, lora: LoraConfig, *, gradient_checkpointing: CheckpointingMode,
-                init_adapter: Path | None = None, fast: bool = False) -> PeftModel:
+                init_adapter: Path | None = None, fast: bool = False, graphs: LayerGraphs | None = None) -> PeftModel:
     """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
     the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed and each
-    4-bit LoRA projection as one fused autograd function."""
+    4-bit LoRA projection as one fused autograd function; `graphs` replays checkpointed layers as CUDA graphs."""
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if fast:
         kernels.liger.apply_liger_kernels(model)
         kernels.precision.prepare_for_qlora(model, gradient_checkpointing=False)
     elif quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    enable_checkpointing(model, gradient_checkpointing)
+    enable_checkpointing(model, gradient_checkpointing, fast=fast, graphs=graphs)
     if init_adapter is not None:
         adapted = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     else:
@@ -102,11 +105,19 @@ def attach_lora(model: PreTrainedModel, lora: LoraConfig, *, gradient_checkpoint
     return adapted
 
 
-def load_for_training(config: Config, device: torch.device, *, shardable: bool = False) -> PeftModel:
+def load_for_training(config: Config, device: torch.device, *, shardable: bool = False,
+                      graphs: LayerGraphs | None = None) -> PeftModel:
     base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
     return attach_lora(base, config.lora, gradient_checkpointing=config.train.gradient_checkpointing,
-                       init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device))
+                       init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device), graphs=graphs)
+
+
+def layer_graphs_for(config: Config, device: torch.device, *, distributed: bool) -> LayerGraphs | None:
+    """CUDA graphs for the checkpointed layers: on the fast path, with checkpointing, in a single process
+    (DDP and FSDP hook into each parameter's gradient, which the graphs write directly)."""
+    wanted = config.train.cuda_graphs and config.train.gradient_checkpointing and not distributed
+    return LayerGraphs(device) if wanted and uses_fast_path(config, device) else None
 
 
 def uses_fast_path(config: Config, device: torch.device) -> bool:

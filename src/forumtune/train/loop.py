@@ -50,7 +50,8 @@ from forumtune.train.checkpoints import (
     save_checkpoint,
 )
 from forumtune.train.distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
-from forumtune.train.loading import load_for_training, pick_device, uses_fast_path
+from forumtune.kernels.layer_graphs import LayerGraphs
+from forumtune.train.loading import layer_graphs_for, load_for_training, pick_device, uses_fast_path
 from forumtune.train.metrics_log import read_metrics
 from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
@@ -58,6 +59,7 @@ from forumtune.train.preflight import check_before_loading
 from forumtune.train.reporting import Reporter
 
 CPU = torch.device("cpu")
+GRAPH_PAD_MULTIPLE = 64  # with CUDA graphs, batch widths round up to this so that shapes repeat
 
 
 @dataclass
@@ -75,6 +77,7 @@ class TrainingRun:
     total_steps: int
     state: TrainerState
     reporter: Reporter
+    graphs: LayerGraphs | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,8 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     torch.manual_seed(config.seed)
     sharded = ranks.enabled and config.train.distributed == "fsdp"
-    peft_model = load_for_training(config, device, shardable=sharded)
+    graphs = layer_graphs_for(config, device, distributed=ranks.enabled)
+    peft_model = load_for_training(config, device, shardable=sharded, graphs=graphs)
     peft_model.train()
     if checkpoint is not None:
         load_adapter_weights(checkpoint, peft_model)
@@ -151,7 +155,7 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
                        tokenizer=load_tokenizer(config.model.base, config.build.chat_template), model=model,
                        optimizer=optimizer, scheduler=scheduler, train_records=train_records,
                        eval_records=read_jsonl(dataset_dir / "eval.jsonl"), total_steps=steps, state=state,
-                       reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main))
+                       reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main), graphs=graphs)
 
 
 def latest_checkpoint(run_dir: Path, console: Console) -> Path | None:
@@ -167,7 +171,9 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     started = time.perf_counter()
     ranks, pad_id = run.ranks, run.tokenizer.pad_token_id
     indices = [next(batches) for _ in range(run.config.train.grad_accum_steps)]
-    host_batches = [collate([run.train_records[i] for i in chosen], pad_id, CPU) for chosen in indices]
+    multiple = GRAPH_PAD_MULTIPLE if run.graphs is not None else 1
+    host_batches = [collate([run.train_records[i] for i in chosen], pad_id, CPU, pad_to_multiple=multiple)
+                    for chosen in indices]
     run.state.micro_batches_consumed += len(host_batches)
     step_tokens = distributed.sum_across(ranks, sum(trained_token_count(b) for b in host_batches), run.device)
     batch_list = [to_device(batch, run.device) for batch in host_batches]  # counted on the host: no GPU wait
@@ -187,7 +193,7 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
         raise TrainError(non_finite_message(run, "the gradient norm", None, [i for c in indices for i in c]))
     run.optimizer.step()
     run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
+    run.optimizer.zero_grad(set_to_none=run.graphs is None)  # the graphs add into gradient buffers that stay
     run.state.step += 1
     input_tokens = distributed.sum_across(ranks, sum(input_token_count(b, pad_id) for b in host_batches), run.device)
     return StepResult(distributed.sum_across(ranks, step_loss, run.device), grad_norm, int(input_tokens),
@@ -271,10 +277,19 @@ def train(run: TrainingRun, console: Console) -> dict[str, Any]:
     final_step = save_final_adapter(run)
     summary = {"steps": state.step, "best_eval_loss": state.best_eval_loss, "best_step": state.best_step,
                "adapter_step": final_step, "stopped_early": stopped_early,
-               "seconds": round(time.perf_counter() - started, 2), "peak_memory_mib": peak_memory_mib(run.device)}
+               "seconds": round(time.perf_counter() - started, 2), "peak_memory_mib": peak_memory_mib(run.device),
+               "cuda_graphs": graphs_summary(run.graphs)}
+    if run.graphs is not None and run.graphs.disabled:
+        console.print(f"[yellow]CUDA graphs were switched off: {run.graphs.disabled}[/yellow]")
     console.print(f"trained {state.step} steps in {summary['seconds']:.0f}s; best eval loss "
                   f"{state.best_eval_loss} at step {state.best_step}; adapter/ holds step {final_step}")
     return summary
+
+
+def graphs_summary(graphs: LayerGraphs | None) -> dict[str, Any] | None:
+    if graphs is None:
+        return None
+    return {"captured": graphs.captured, "shapes": len(graphs.statics), "disabled": graphs.disabled}
 
 
 def log_step(run: TrainingRun, step: StepResult, elapsed: float) -> str:

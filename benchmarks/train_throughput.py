@@ -274,8 +274,25 @@ def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
         out["cuda_graphs"] = {"captured": graphs.captured, "shapes": len(graphs.statics), "disabled": graphs.disabled}
         if graphs.captured and _device().type == "cuda":
             out["memory_before_check"] = bc.cuda_memory()
+            out["memory_by_pool"] = memory_by_pool()
             out["graphs_vs_eager_same_batch"] = check_graphs_in_process(model, records, order[-1])
     return out
+
+
+def memory_by_pool() -> dict[str, Any]:
+    """Reserved and allocated MiB per allocator pool and stream: the graphs' private pool against the
+    ordinary one."""
+    import torch
+
+    pools: dict[str, dict[str, float]] = {}
+    for segment in torch.cuda.memory_snapshot():
+        key = f"pool {segment.get('segment_pool_id')} stream {segment.get('stream')} {segment.get('segment_type')}"
+        entry = pools.setdefault(key, {"segments": 0, "reserved_mib": 0.0, "allocated_mib": 0.0, "largest_mib": 0.0})
+        entry["segments"] += 1
+        entry["reserved_mib"] += segment["total_size"] / 2**20
+        entry["allocated_mib"] += segment["allocated_size"] / 2**20
+        entry["largest_mib"] = max(entry["largest_mib"], segment["total_size"] / 2**20)
+    return pools
 
 
 def check_graphs_in_process(model, records, indices) -> dict[str, Any]:

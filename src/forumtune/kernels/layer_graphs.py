@@ -220,9 +220,6 @@ class LayerGraphs:
         already set up cuDNN plans and Triton kernels; cuBLAS needs a workspace for the capture stream
         and this thread, set up outside the capture. The RNG state is left as it was, so the replay that
         follows draws what an eager run would have. On failure graphs are switched off for good."""
-        if self.stream is None:
-            self.pool, self.stream = torch.cuda.graph_pool_handle(), torch.cuda.Stream(self.device)
-            torch.cuda.empty_cache()  # blocks the eager layers cached, which the graphs' pool now stands for
         current = torch.cuda.current_stream(self.device)
         self.stream.wait_stream(current)
         rng = torch.cuda.get_rng_state(self.device)
@@ -267,6 +264,11 @@ class LayerGraphs:
         if statics is None:
             if len(self.statics) >= self.max_shapes:
                 return None
+            if self.stream is None:
+                self.pool, self.stream = torch.cuda.graph_pool_handle(), torch.cuda.Stream(self.device)
+                # the blocks the eager layers left cached: the graphs' own pool takes their place. Emptied
+                # before the static buffers are made, so that none of them pins a cached segment.
+                torch.cuda.empty_cache()
             statics = _Statics(hidden=torch.empty_like(hidden), tensors=[torch.empty_like(t) for t in call.tensors],
                                hidden_out=torch.empty_like(hidden))
             statics.sources = [(_dead_ref, -1)] * len(call.tensors)

@@ -185,13 +185,15 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
             # DDP and FSDP average gradients over GPUs; the loss is already a share of the global sum
             (loss * ranks.world_size).backward()
         losses.append(loss.detach().float())
-    micro_losses = torch.stack(losses).cpu().tolist()  # the step's one wait for the GPU before clipping
+    norm = clip_gradients(run)
+    run.optimizer.step()
+    # the step's one wait for the GPU, after everything is queued: a NaN is caught here, one update late
+    # in memory but before anything of this step is saved, and the run stops
+    *micro_losses, grad_norm = torch.stack([*losses, norm.float().to(losses[0].device)]).cpu().tolist()
     stop_on_non_finite(run, micro_losses, indices)
     step_loss = sum(micro_losses)
-    grad_norm = clip_gradients(run)
     if not math.isfinite(grad_norm):
         raise TrainError(non_finite_message(run, "the gradient norm", None, [i for c in indices for i in c]))
-    run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=run.graphs is None)  # the graphs add into gradient buffers that stay
     run.state.step += 1
@@ -207,10 +209,11 @@ def forward_precision(run: TrainingRun) -> contextlib.AbstractContextManager:
     return training_autocast(run.device, getattr(torch, run.config.model.compute_dtype))
 
 
-def clip_gradients(run: TrainingRun) -> float:
+def clip_gradients(run: TrainingRun) -> torch.Tensor:
+    """The gradient norm before clipping, as a tensor (reading it would wait for the GPU)."""
     trainable = [p for p in run.model.parameters() if p.requires_grad]
     norm = torch.nn.utils.clip_grad_norm_(trainable, run.config.train.max_grad_norm)
-    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP2 returns a DTensor
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2 returns a DTensor
 
 
 def stop_on_non_finite(run: TrainingRun, micro_losses: list[float], indices: list[list[int]]) -> None:

@@ -12,11 +12,12 @@ from forumtune.config import TrainConfig
 SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 
 
-class _OneWaitStep:
+class _NoWaitStep:
     """bitsandbytes' 8-bit optimizers wait for the GPU after every parameter's update: 448 waits a step for
     LoRA on all projections of a 7B model, each leaving the GPU idle while the host queues the next. The
-    updates run in order on one stream, so nothing needs them; paged state gets one wait at the end, as
-    bitsandbytes itself does. Same update, same state dict."""
+    updates, and the prefetches of paged state, run in order on the current stream, so whatever reads the
+    parameters or the state afterwards (the next step, a checkpoint, the train loop's one read of the
+    step's losses) comes after them without a wait here. Same update, same state dict."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -28,7 +29,6 @@ class _OneWaitStep:
             self.check_overrides()
             self.to_gpu()
             self.initialized = True
-        last = None
         for group_index, group in enumerate(self.param_groups):
             for param_index, param in enumerate(group["params"]):
                 if param.grad is None:
@@ -37,17 +37,14 @@ class _OneWaitStep:
                     self.init_state(group, param, group_index, param_index)
                 self.prefetch_state(param)
                 self.update_step(group, param, group_index, param_index)
-                last = param
-        if self.is_paged and last is not None and last.is_cuda:
-            torch.cuda.synchronize(last.device)
         return loss
 
 
-class PagedAdamW8bit(_OneWaitStep, bnb.optim.PagedAdamW8bit):
+class PagedAdamW8bit(_NoWaitStep, bnb.optim.PagedAdamW8bit):
     pass
 
 
-class AdamW8bit(_OneWaitStep, bnb.optim.AdamW8bit):
+class AdamW8bit(_NoWaitStep, bnb.optim.AdamW8bit):
     pass
 
 

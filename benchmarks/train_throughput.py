@@ -225,7 +225,10 @@ def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_
             save_grad_sample(model, late_grad_sample, ("lora_A", "lora_B"))
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        optimizer.zero_grad(set_to_none=getattr(model, "layer_graphs", None) is None)
+        graphs = getattr(model, "layer_graphs", None)
+        optimizer.zero_grad(set_to_none=graphs is None)
+        if graphs is not None:
+            graphs.after_step()
         bc.synchronize()
         seconds.append(time.perf_counter() - started)
         losses.append(float(loss.detach()))

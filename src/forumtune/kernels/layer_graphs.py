@@ -98,6 +98,7 @@ class LayerGraphs:
         self.grad_buffers: dict[int, torch.Tensor] = {}
         self.disabled: str | None = None
         self.active = True  # False: every call runs eagerly, graphs kept (to compare the two)
+        self._released_first_step = False
         self.captured = 0
 
     # ---- forward (no grad) ----
@@ -161,6 +162,10 @@ class LayerGraphs:
             return None
         if statics.grad_outputs is None:
             statics.grad_outputs = [torch.empty_like(g) for g in grad_outputs]
+            if len(grad_outputs) == 1 and _same_layout(grad_outputs[0], statics.hidden_out):
+                # a decoder layer's output gradient is the input gradient of the layer after it, which that
+                # layer's graph left in hidden_out: read it there, and write this layer's over it at the end
+                statics.grad_outputs = [statics.hidden_out]
         if [g.shape for g in statics.grad_outputs] != [g.shape for g in grad_outputs]:
             return None
         if entry.backward is None:
@@ -168,10 +173,13 @@ class LayerGraphs:
         self.bind_gradient_buffers(entry.params)
         statics.load(hidden, call.tensors)
         for static, grad in zip(statics.grad_outputs, grad_outputs, strict=True):
-            static.copy_(grad)
+            if grad.data_ptr() != static.data_ptr() or not _same_layout(grad, static):
+                static.copy_(grad)
         if entry.backward is None and not self._capture_backward(entry, call, statics, autocast):
             return None
         entry.backward.replay()
+        if statics.grad_outputs[0] is statics.hidden_out:
+            return statics.hidden_out  # handed to the layer before, which reads it before anything rewrites it
         return statics.hidden_out.clone()
 
     def _capture_backward(self, entry: _LayerGraphs, call: _Call, statics: _Statics,
@@ -195,6 +203,14 @@ class LayerGraphs:
 
         entry.backward = self._capture(body)
         return entry.backward is not None
+
+    def after_step(self) -> None:
+        """Call after each optimizer step: after the first, the blocks its eager layers left cached are
+        released, so that the graphs' own pool, made in the next step, does not sit beside them."""
+        if not self._released_first_step:
+            self._released_first_step = True
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def bind_gradient_buffers(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Point each `param.grad` at the buffer the graphs add into: after `zero_grad(set_to_none=True)`
@@ -313,6 +329,10 @@ class LayerGraphs:
     def _autocast(self, state: tuple[bool, torch.dtype]) -> torch.autocast:
         enabled, dtype = state
         return torch.autocast(self.device.type, dtype=dtype, enabled=enabled, cache_enabled=False)
+
+
+def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.stride() == b.stride()
 
 
 class _NotCapturable(Exception):

@@ -196,6 +196,8 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
         raise TrainError(non_finite_message(run, "the gradient norm", None, [i for c in indices for i in c]))
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=run.graphs is None)  # the graphs add into gradient buffers that stay
+    if run.graphs is not None:
+        run.graphs.after_step()
     run.state.step += 1
     input_tokens = distributed.sum_across(ranks, sum(input_token_count(b, pad_id) for b in host_batches), run.device)
     return StepResult(distributed.sum_across(ranks, step_loss, run.device), grad_norm, int(input_tokens),

@@ -91,6 +91,12 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
         parts["activations (layers kept for backward)"] = forward_end - kept_inputs - loss_bytes(
             shape, tokens, compute_bytes, fast)
         parts["logits + loss"] = loss_bytes(shape, tokens, compute_bytes, fast)
+    if fast and checkpointing and config.train.cuda_graphs:
+        # the layer's backward lives in the graphs' own pool, which the loss cannot reuse; the graphs'
+        # static buffers are the layer input and its output (or gradient)
+        if backward >= forward_end:
+            parts["logits + loss (beside the CUDA graphs' pool)"] = loss_bytes(shape, tokens, compute_bytes, fast)
+        parts["CUDA graphs' static buffers"] = 2 * tokens * shape.hidden * activation_bytes
     return {name: value for name, value in parts.items() if value}
 
 
@@ -151,6 +157,8 @@ def oom_advice(config: Config) -> str:
         advice.append("train.gradient_checkpointing=offload")
     if not train.fast_path:
         advice.append("train.fast_path=true")
+    elif train.cuda_graphs and train.gradient_checkpointing:
+        advice.append("train.cuda_graphs=false (the graphs keep one layer's backward in a pool of their own)")
     advice.append(f"build.max_seq_len={max(64, config.build.max_seq_len // 2)}")
     return ("the GPU ran out of memory. Try, in this order: " + "; ".join(advice)
             + ". `forumtune plan CONFIG --fit` finds the settings that fit before you train.")

@@ -129,3 +129,14 @@ def test_graphs_are_only_used_on_one_gpu_on_the_fast_path(tmp_path):
         cuda = torch.device("cuda", 0)
         assert layer_graphs_for(config, cuda, distributed=False) is not None
         assert layer_graphs_for(config, cuda, distributed=True) is None
+
+
+def test_shapes_share_the_layer_buffers_up_to_the_longest_micro_batch():
+    graphs = LayerGraphs(CPU, max_tokens=2 * 128)
+    short_in, short_out = graphs._layer_buffers(torch.zeros(2, 64, 8))
+    long_in, long_out = graphs._layer_buffers(torch.zeros(2, 128, 8))
+    assert short_in.shape == (2, 64, 8) and long_out.shape == (2, 128, 8)
+    assert short_in.data_ptr() == long_in.data_ptr() and short_out.data_ptr() == long_out.data_ptr()
+    assert short_in.data_ptr() != short_out.data_ptr()
+    beyond_in, _ = graphs._layer_buffers(torch.zeros(3, 128, 8))  # more than planned: buffers of its own
+    assert beyond_in.shape == (3, 128, 8) and beyond_in.data_ptr() != long_in.data_ptr()

@@ -10,7 +10,9 @@ pass instead of a few hundred.
 What a replay reads and writes must live at fixed addresses, so for each batch shape there is one
 set of static buffers shared by all layers (the layer input, the other tensor arguments such as the
 rotary cos/sin and the attention mask, the output, the gradient in and the gradient out): a replay
-copies its inputs in and its outputs out. All graphs draw their intermediates from one memory pool;
+copies its inputs in and its outputs out. The layer input and output buffers of all shapes are views of
+two buffers sized for the longest micro-batch, and a layer's output gradient is read where the next
+layer's graph wrote its input gradient. All graphs draw their intermediates from one memory pool;
 nothing in it outlives a replay, so the pool is about one layer's recompute + backward. LoRA
 gradients are added inside the graph to buffers that stay put: `bind_gradient_buffers` hands the
 same tensors back to `param.grad` if the optimizer dropped them. Dropout replays its masks: the
@@ -86,11 +88,15 @@ class _LayerGraphs:
 class LayerGraphs:
     """The captured graphs of one model's checkpointed layers, per layer and batch shape."""
 
-    def __init__(self, device: torch.device, *, max_shapes: int = 16):
+    def __init__(self, device: torch.device, *, max_shapes: int = 16, max_tokens: int | None = None):
+        """`max_tokens`: the most tokens a micro-batch can have; the layer input and output buffers of every
+        shape are then views of two buffers of that size instead of a pair per shape."""
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         self.device = device
         self.max_shapes = max_shapes
+        self.max_tokens = max_tokens
+        self._arenas: tuple[torch.Tensor, torch.Tensor] | None = None
         self.pool: Any = None  # the graphs' shared memory pool and capture stream, made at the first capture
         self.stream: torch.cuda.Stream | None = None
         self.statics: dict[tuple, _Statics] = {}
@@ -285,11 +291,24 @@ class LayerGraphs:
                 # the blocks the eager layers left cached: the graphs' own pool takes their place. Emptied
                 # before the static buffers are made, so that none of them pins a cached segment.
                 torch.cuda.empty_cache()
-            statics = _Statics(hidden=torch.empty_like(hidden), tensors=[torch.empty_like(t) for t in call.tensors],
-                               hidden_out=torch.empty_like(hidden))
+            layer_in, layer_out = self._layer_buffers(hidden)
+            statics = _Statics(hidden=layer_in, tensors=[torch.empty_like(t) for t in call.tensors],
+                               hidden_out=layer_out)
             statics.sources = [(_dead_ref, -1)] * len(call.tensors)
             self.statics[call.signature] = statics
         return statics
+
+    def _layer_buffers(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The static layer input and output of `hidden`'s shape. Shapes can share memory: a replay copies
+        its input in and its output out, and one micro-batch's layers all have the same shape."""
+        tokens = hidden.numel() // hidden.shape[-1]
+        if self.max_tokens is None or tokens > self.max_tokens or not hidden.is_contiguous():
+            return torch.empty_like(hidden), torch.empty_like(hidden)
+        if self._arenas is None or self._arenas[0].dtype != hidden.dtype or \
+                self._arenas[0].numel() != self.max_tokens * hidden.shape[-1]:
+            size = self.max_tokens * hidden.shape[-1]
+            self._arenas = tuple(torch.empty(size, dtype=hidden.dtype, device=hidden.device) for _ in range(2))
+        return tuple(arena[: hidden.numel()].view(hidden.shape) for arena in self._arenas)
 
     def _split(self, layer: torch.nn.Module, run: Callable[..., Any], hidden: torch.Tensor, extra: tuple,
                autocast: tuple[bool, torch.dtype]) -> _Call | None:

@@ -22,6 +22,7 @@ from forumtune.errors import TrainError
 from forumtune.kernels.layer_graphs import LayerGraphs
 
 CheckpointingMode = bool | str  # True, False or "offload"
+GRAPH_PAD_MULTIPLE = 64  # with CUDA graphs, batch widths round up to this so that shapes repeat
 
 
 def pick_device(requested: str, local_rank: int = 0) -> torch.device:
@@ -117,7 +118,10 @@ def layer_graphs_for(config: Config, device: torch.device, *, distributed: bool)
     """CUDA graphs for the checkpointed layers: on the fast path, with checkpointing, in a single process
     (DDP and FSDP hook into each parameter's gradient, which the graphs write directly)."""
     wanted = config.train.cuda_graphs and config.train.gradient_checkpointing and not distributed
-    return LayerGraphs(device) if wanted and uses_fast_path(config, device) else None
+    if not wanted or not uses_fast_path(config, device):
+        return None
+    longest = -(-config.build.max_seq_len // GRAPH_PAD_MULTIPLE) * GRAPH_PAD_MULTIPLE
+    return LayerGraphs(device, max_tokens=config.train.micro_batch_size * longest)
 
 
 def uses_fast_path(config: Config, device: torch.device) -> bool:

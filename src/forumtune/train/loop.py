@@ -51,7 +51,13 @@ from forumtune.train.checkpoints import (
 )
 from forumtune.train.distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
 from forumtune.kernels.layer_graphs import LayerGraphs
-from forumtune.train.loading import layer_graphs_for, load_for_training, pick_device, uses_fast_path
+from forumtune.train.loading import (
+    GRAPH_PAD_MULTIPLE,
+    layer_graphs_for,
+    load_for_training,
+    pick_device,
+    uses_fast_path,
+)
 from forumtune.train.metrics_log import read_metrics
 from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
@@ -59,7 +65,6 @@ from forumtune.train.preflight import check_before_loading
 from forumtune.train.reporting import Reporter
 
 CPU = torch.device("cpu")
-GRAPH_PAD_MULTIPLE = 64  # with CUDA graphs, batch widths round up to this so that shapes repeat
 
 
 @dataclass

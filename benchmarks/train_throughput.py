@@ -124,16 +124,17 @@ def lora_and_optimizer(model, dropout: float = 0.0):
 
 def load_fast(spec: dict[str, Any]):
     """forumtune's fast path (forumtune.kernels) on the same model, LoRA and optimizer as `plain`."""
+    from forumtune.kernels import lora_linear
+    from forumtune.kernels.allocator import use_expandable_segments
     from forumtune.kernels.layer_graphs import LayerGraphs
     from forumtune.kernels.liger import apply_liger_kernels
     from forumtune.kernels.lora_linear import use_fused_lora
     from forumtune.kernels.offload import use_layer_checkpointing
     from forumtune.kernels.precision import prepare_for_qlora
 
-    from forumtune.kernels import lora_linear
-
     use_liger, offload, fuse, use_graphs, skip = FAST_STACKS[spec["stack"]]
     lora_linear.SKIP_UNREAD_OUTPUTS = skip
+    allocator = use_expandable_segments() if _device().type == "cuda" else "CPU"
     model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
     model, optimizer = lora_and_optimizer(prepare_for_qlora(model, gradient_checkpointing=True),
@@ -142,7 +143,7 @@ def load_fast(spec: dict[str, Any]):
     layers = use_layer_checkpointing(model, offload=offload, graphs=graphs)
     fused = use_fused_lora(model) if fuse else 0
     model.layer_graphs = graphs
-    return model, optimizer, [f"liger kernels: {kernels}", f"checkpointed layers: {layers} (offload {offload})",
+    return model, optimizer, [allocator, f"liger kernels: {kernels}", f"checkpointed layers: {layers} (offload {offload})",
                               f"fused LoRA projections: {fused}", f"CUDA graphs: {use_graphs}",
                               f"recompute skips unread outputs: {skip}", check_dequantize(model)]
 
@@ -366,6 +367,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     summary = run_train(config, Path(spec["dataset_dir"]), run_dir, Console(file=sys.stdout, width=120))
     total_s = time.perf_counter() - started
+    by_pool = memory_by_pool() if _device().type == "cuda" else None
     with (run_dir / "metrics.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r["split"] == "train"]
     warmup = spec["warmup"]
@@ -377,7 +379,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
             "timed_steps": len(rows) - warmup, "step_s": [round(s, 4) for s in per_step],
             "losses": [float(r["loss"]) for r in rows], "first_loss": float(rows[0]["loss"]),
             "metrics_peak_memory_mib": float(rows[-1]["peak_memory_mib"]) if rows[-1]["peak_memory_mib"] else None,
-            "run_train_s": round(total_s, 1), "summary": summary,
+            "run_train_s": round(total_s, 1), "summary": summary, "memory_by_pool": by_pool,
             "tokens_per_s_column_mean": sum(float(r["tokens_per_s"]) for r in rows[warmup:]) / max(1, len(rows) - warmup)}
 
 

@@ -164,6 +164,10 @@ class TrainConfig(Section):
         True, description="On the fast path with gradient checkpointing on one GPU: replay each decoder layer's "
         "forward and recompute + backward as CUDA graphs once a batch shape repeats (batches are padded to a "
         "multiple of 64 tokens so shapes repeat). false: launch the kernels one by one.")
+    expandable_segments: bool = Field(
+        True, description="On a GPU: PyTorch's allocator maps pages into growing segments instead of caching "
+        "fixed ones, so the memory a step frees is not held in fragments (unless PYTORCH_ALLOC_CONF or "
+        "PYTORCH_CUDA_ALLOC_CONF is set, which wins). false: the allocator's default.")
     eval_every: int = Field(25, ge=1, description="Optimizer steps between eval-loss measurements.")
     save_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)

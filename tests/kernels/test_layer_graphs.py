@@ -56,7 +56,7 @@ def test_a_layer_call_splits_into_the_same_key_every_step_and_rebinds_to_static_
     longer = recorded_layer_calls(model, torch.randint(0, 128, (2, 24)))
     assert graphs._split(*longer[0], (), autocast).signature != splits[0][0].signature
 
-    layer, run, hidden = first[0]
+    _, run, hidden = first[0]
     call = splits[0][0]
     statics = [t.clone() for t in call.tensors]  # other buffers holding the same values
     with torch.no_grad():

@@ -28,6 +28,8 @@ from forumtune.base_model import load_tokenizer
 from forumtune.config import Config
 from forumtune.data.build import read_jsonl
 from forumtune.errors import TrainError
+from forumtune.kernels.allocator import use_expandable_segments
+from forumtune.kernels.layer_graphs import LayerGraphs
 from forumtune.kernels.precision import training_autocast
 from forumtune.train import distributed
 from forumtune.train.batches import (
@@ -50,7 +52,6 @@ from forumtune.train.checkpoints import (
     save_checkpoint,
 )
 from forumtune.train.distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
-from forumtune.kernels.layer_graphs import LayerGraphs
 from forumtune.train.loading import (
     GRAPH_PAD_MULTIPLE,
     layer_graphs_for,
@@ -132,6 +133,8 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
         raise TrainError(f"no dataset at {dataset_dir}: run `forumtune build CONFIG` first")
     train_records = read_jsonl(dataset_dir / "train.jsonl")
     device = pick_device(config.train.device, ranks.local_rank)
+    if device.type == "cuda" and config.train.expandable_segments:
+        console.print(f"[dim]{use_expandable_segments()}[/dim]")
     check_before_loading(config, train_records, device, ranks, console)
     distributed.start(ranks, device)
     checkpoint = latest_checkpoint(run_dir, console) if resume else None

@@ -13,6 +13,9 @@ Stacks:
                   (gradient checkpointing, non-reentrant) + LoRA r=16 alpha=32 dropout 0 all-linear
                   + bitsandbytes PagedAdamW8bit, in a minimal loop (clip 1.0), no autocast
   plain_autocast  the same under torch.autocast(bfloat16), as the HF Trainer runs it with bf16=True
+  plain_bf16      plain without prepare_model_for_kbit_training's fp32 upcast of norms, embeddings and head,
+                  under autocast: the precision of forumtune's fast path and unsloth, none of their kernels
+                  (the reference their gradients should match to bf16 noise)
   forumtune       forumtune.train.loop.run_train on a synthetic dataset in forumtune's format
   forumtune_eager the same with train.cuda_graphs false (the layers launched kernel by kernel)
   fast*           forumtune.kernels' fast path in the minimal loop: all of it, or one part left out
@@ -43,7 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as bc
 
-STACKS = ("plain", "plain_autocast", "forumtune", "forumtune_eager", "fast", "fast_nographs", "fast_noliger",
+STACKS = ("plain", "plain_autocast", "plain_bf16", "forumtune", "forumtune_eager", "fast", "fast_nographs", "fast_noliger",
           "fast_nooffload", "fast_nofuse", "fast_noskip", "unsloth")
 FAST_STACKS = {  # forumtune.kernels' fast path, all of it and one part left out:
     # (liger, offload, fused LoRA, CUDA graphs, recompute skips the unread down projection)
@@ -107,6 +110,16 @@ def load_plain(spec: dict[str, Any]):
     model = load_nf4_base(spec)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.get("gradient_checkpointing", True),
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
+    return lora_and_optimizer(model, spec.get("lora_dropout", 0.0))
+
+
+def load_plain_bf16(spec: dict[str, Any]):
+    """`plain` with the 16-bit parameters left in bf16: frozen base, non-reentrant checkpointing."""
+    model = load_nf4_base(spec)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
     return lora_and_optimizer(model, spec.get("lora_dropout", 0.0))
 
 
@@ -257,16 +270,29 @@ def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
         model, optimizer, notes = load_unsloth(spec)
     elif spec["stack"] in FAST_STACKS:
         model, optimizer, notes = load_fast(spec)
+    elif spec["stack"] == "plain_bf16":
+        model, optimizer = load_plain_bf16(spec)
     else:
         model, optimizer = load_plain(spec)
     load_s = time.perf_counter() - started
     after_load = bc.cuda_memory()
     work = Path(spec["work_dir"])
     work.mkdir(parents=True, exist_ok=True)
+    timeline: list[dict[str, float]] = []
+    tracer = StepMemoryTracer(spec["warmup"] + 2) if spec.get("memory_trace") and _device().type == "cuda" else None
+
+    def on_step(done: int) -> None:
+        timeline.append({k: round(v) for k, v in bc.cuda_memory().items()})
+        if tracer is not None:
+            tracer.after_step(done)
+
     result = train_steps(model, optimizer, records, order,
-                         autocast=spec["stack"] == "plain_autocast" or spec["stack"] in FAST_STACKS,
-                         grad_sample=work / GRAD_SAMPLE, late_grad_sample=work / LATE_GRAD_SAMPLE)
-    out = {"load_s": round(load_s, 1), "memory_after_load": after_load, **summarise_steps(result, spec["warmup"])}
+                         autocast=spec["stack"] in ("plain_autocast", "plain_bf16") or spec["stack"] in FAST_STACKS,
+                         grad_sample=work / GRAD_SAMPLE, late_grad_sample=work / LATE_GRAD_SAMPLE, on_step=on_step)
+    out = {"load_s": round(load_s, 1), "memory_after_load": after_load, **summarise_steps(result, spec["warmup"]),
+           "memory_after_each_step": timeline}
+    if tracer is not None:
+        out["memory_trace"] = tracer.report
     if spec["stack"] == "unsloth":
         out["notes"] = notes + unsloth_facts()
     elif notes:
@@ -281,6 +307,51 @@ def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
             out["memory_by_pool"] = memory_by_pool()
             out["graphs_vs_eager_same_batch"] = check_graphs_in_process(model, records, order[-1])
     return out
+
+
+class StepMemoryTracer:
+    """Records the allocator's events during one step (`step`, 1-based) and reports the moment the most
+    memory was in use: how much above the step's start, and the largest blocks alive then, each with
+    the innermost Python frames outside torch that asked for it."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.report = step, None
+
+    def after_step(self, done: int) -> None:
+        import torch
+
+        if done == self.step - 1:
+            self.start_allocated = torch.cuda.memory_allocated()
+            torch.cuda.memory._record_memory_history(enabled="all", context="alloc", stacks="python",
+                                                     max_entries=200_000)
+        elif done == self.step:
+            snapshot = torch.cuda.memory._snapshot()
+            torch.cuda.memory._record_memory_history(enabled=None)
+            self.report = self.analyse(snapshot["device_traces"][torch.cuda.current_device()])
+
+    def analyse(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        live: dict[int, dict[str, Any]] = {}
+        current = peak = 0
+        at_peak: list[dict[str, Any]] = []
+        for event in events:
+            if event["action"] == "alloc":
+                live[event["addr"]] = event
+                current += event["size"]
+            elif event["action"] == "free_completed" and event["addr"] in live:
+                current -= live.pop(event["addr"])["size"]
+            if current > peak:
+                peak, at_peak = current, list(live.values())
+        biggest = sorted(at_peak, key=lambda e: -e["size"])[:16]
+        return {"step": self.step, "start_allocated_mib": round(self.start_allocated / 2**20),
+                "peak_above_start_mib": round(peak / 2**20), "events": len(events),
+                "largest_at_peak": [{"mib": round(e["size"] / 2**20, 1), "stream": e.get("stream"),
+                                     "frames": self.frames(e)} for e in biggest]}
+
+    @staticmethod
+    def frames(event: dict[str, Any]) -> list[str]:
+        kept = [f"{Path(f['filename']).name}:{f['line']} {f['name']}" for f in event.get("frames", [])
+                if "/torch/" not in f["filename"] or "checkpoint" in f["filename"]]
+        return kept[:4]
 
 
 def memory_by_pool() -> dict[str, Any]:
@@ -477,7 +548,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     continue
                 spec = {"tag": tag, "stack": stack, "model_dir": str(model_dir), "dataset_dir": str(dataset),
                         "work_dir": str(work_dir / tag), "batch": batch, "seq": seq, "warmup": args.warmup,
-                        "steps": args.steps, "cap_gib": cap, "seed": SEED, "lora_dropout": args.lora_dropout}
+                        "steps": args.steps, "cap_gib": cap, "seed": SEED, "lora_dropout": args.lora_dropout,
+                        "memory_trace": args.memory_trace}
                 result = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()),
                                        extra_env=extra_env)
                 result.update({"stack": stack, "batch": batch, "seq": seq, "cap_gib": cap})
@@ -490,7 +562,9 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 if result["status"] == "oom" and cap and args.uncapped_on_oom:
                     caps.append(None)
                 bc.write_json(args.out, payload)
-        compare_first_step_grads([r for r in payload["runs"] if (r["batch"], r["seq"]) == (batch, seq)])
+        same_shape = [r for r in payload["runs"] if (r["batch"], r["seq"]) == (batch, seq)]
+        for reference in ("plain", "plain_bf16"):
+            compare_first_step_grads(same_shape, reference)
         compare_graphs_with_eager([r for r in payload["runs"] if (r["batch"], r["seq"]) == (batch, seq)])
         bc.write_json(args.out, payload)
     if args.profile_out:
@@ -520,13 +594,14 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
-def compare_first_step_grads(runs: list[dict[str, Any]]) -> None:
-    """Relative error ||g - g_plain|| / ||g_plain|| of each run's first-step lora_B gradients against the
-    plain stack's (same data, seed and LoRA init), the worst tensor and the overall; stored in the run."""
+def compare_first_step_grads(runs: list[dict[str, Any]], reference_stack: str = "plain") -> None:
+    """Relative error ||g - g_ref|| / ||g_ref|| of each run's first-step lora_B gradients against the
+    reference stack's (same data, seed and LoRA init), the worst tensor and the overall; stored in the run
+    as `grad_vs_<reference>`."""
     def has_sample(run: dict[str, Any]) -> bool:  # Path("") would be the working dir, which exists
         return run.get("status") == "ok" and bool(run.get("grad_sample")) and Path(run["grad_sample"]).exists()
 
-    reference = next((r for r in runs if r["stack"] == "plain" and has_sample(r)), None)
+    reference = next((r for r in runs if r["stack"] == reference_stack and has_sample(r)), None)
     if reference is None:
         return
     from safetensors.torch import load_file
@@ -535,19 +610,12 @@ def compare_first_step_grads(runs: list[dict[str, Any]]) -> None:
     for run in runs:
         if run is reference or not has_sample(run):
             continue
-        grads = load_file(run["grad_sample"])
-        common = [name for name in ref if name in grads]
-        if not common:
-            run["grad_vs_plain"] = {"note": "no common parameter names"}
-            continue
-        errors = {n: float((grads[n] - ref[n]).norm() / ref[n].norm().clamp_min(1e-30)) for n in common}
-        diff = sum(float((grads[n] - ref[n]).norm()) ** 2 for n in common) ** 0.5
-        norm = sum(float(ref[n].norm()) ** 2 for n in common) ** 0.5
-        run["grad_vs_plain"] = {"tensors": len(common), "overall_rel_error": diff / norm,
-                                "worst_rel_error": max(errors.values()), "worst_tensor": max(errors, key=errors.get)}
-        print(f"{run['stack']} {run['batch']}x{run['seq']}: first-step LoRA grads vs plain: "
-              f"overall rel error {diff / norm:.3e}, worst {max(errors.values()):.3e} over {len(common)} tensors",
-              flush=True)
+        errors = relative_errors(load_file(run["grad_sample"]), ref)
+        run[f"grad_vs_{reference_stack}"] = errors
+        if "overall_rel_error" in errors:
+            print(f"{run['stack']} {run['batch']}x{run['seq']}: first-step LoRA grads vs {reference_stack}: "
+                  f"overall rel error {errors['overall_rel_error']:.3e}, worst {errors['worst_rel_error']:.3e} "
+                  f"over {errors['tensors']} tensors", flush=True)
 
 
 def relative_errors(grads: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
@@ -672,6 +740,9 @@ def main() -> None:
     parser.add_argument("--profile-stack", default="plain", choices=("plain", *FAST_STACKS),
                         help="which stack --profile-out profiles")
     parser.add_argument("--trace-out", help="with --profile-out: also write a Chrome trace of the step here")
+    parser.add_argument("--memory-trace", action="store_true",
+                        help="record the allocator's events in the third timed step and report the largest "
+                             "blocks alive at its peak")
     parser.add_argument("--lora-dropout", type=float, default=0.0,
                         help="LoRA dropout of every stack but unsloth (which needs 0 for its fast path)")
     parser.add_argument("--out", type=Path, help="JSON results file")

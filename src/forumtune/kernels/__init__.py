@@ -12,8 +12,10 @@
   down projection nobody reads). Reference: peft's `lora.Linear4bit`.
 - `liger.apply_liger_kernels`: liger-kernel's fused RMSNorm, RoPE, SwiGLU and linear+cross-entropy
   (no full-vocabulary logits). Reference: the transformers modules they replace.
+- `allocator.use_expandable_segments`: PyTorch's CUDA allocator with expandable segments, so freed memory
+  does not stay reserved in fragments. Reference: the allocator's default fixed segments.
 """
 
-from forumtune.kernels import layer_graphs, liger, lora_linear, offload, precision
+from forumtune.kernels import allocator, layer_graphs, liger, lora_linear, offload, precision
 
-__all__ = ["layer_graphs", "liger", "lora_linear", "offload", "precision"]
+__all__ = ["allocator", "layer_graphs", "liger", "lora_linear", "offload", "precision"]

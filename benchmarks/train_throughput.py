@@ -19,6 +19,7 @@ Stacks:
   forumtune       forumtune.train.loop.run_train on a synthetic dataset in forumtune's format
   forumtune_eager the same with train.cuda_graphs false (the layers launched kernel by kernel)
   fast*           forumtune.kernels' fast path in the minimal loop: all of it, or one part left out
+                  (fast_tritondequant: with kernels.nf4_dequant instead of bitsandbytes' dequantize)
   unsloth         FastLanguageModel (load_in_4bit) + get_peft_model(r=16, 7 projections,
                   use_gradient_checkpointing="unsloth") in the same minimal loop
 
@@ -48,11 +49,12 @@ import bench_common as bc
 
 STACKS = ("plain", "plain_autocast", "plain_bf16", "forumtune", "forumtune_eager", "fast", "fast_nographs", "fast_noliger",
           "fast_nooffload", "fast_nofuse", "fast_noskip", "unsloth")
-FAST_STACKS = {  # forumtune.kernels' fast path, all of it and one part left out:
-    # (liger, offload, fused LoRA, CUDA graphs, recompute skips the unread down projection)
-    "fast": (True, True, True, True, True), "fast_nographs": (True, True, True, False, True),
-    "fast_noliger": (False, True, True, True, True), "fast_nooffload": (True, False, True, True, True),
-    "fast_nofuse": (True, True, False, True, True), "fast_noskip": (True, True, True, True, False)}
+FAST_STACKS = {  # forumtune.kernels' fast path, all of it, one part left out, or one candidate added:
+    # (liger, offload, fused LoRA, CUDA graphs, recompute skips the unread down projection, Triton dequantize)
+    "fast": (True, True, True, True, True, False), "fast_nographs": (True, True, True, False, True, False),
+    "fast_noliger": (False, True, True, True, True, False), "fast_nooffload": (True, False, True, True, True, False),
+    "fast_nofuse": (True, True, False, True, True, False), "fast_noskip": (True, True, True, True, False, False),
+    "fast_tritondequant": (True, True, True, True, True, True)}
 SAME_COMPUTATION = {"fast": "fast_nographs", "forumtune": "forumtune_eager"}  # graphs replay the eager kernels
 GRAD_SAMPLE = "first_step_lora_grads.safetensors"
 LATE_GRAD_SAMPLE = "step3_lora_grads.safetensors"  # after the graphs were captured (step 2)
@@ -145,8 +147,9 @@ def load_fast(spec: dict[str, Any]):
     from forumtune.kernels.offload import use_layer_checkpointing
     from forumtune.kernels.precision import prepare_for_qlora
 
-    use_liger, offload, fuse, use_graphs, skip = FAST_STACKS[spec["stack"]]
+    use_liger, offload, fuse, use_graphs, skip, triton_dequant = FAST_STACKS[spec["stack"]]
     lora_linear.SKIP_UNREAD_OUTPUTS = skip
+    lora_linear.DEQUANTIZE_KERNEL = "triton" if triton_dequant else "bitsandbytes"
     allocator = use_expandable_segments() if _device().type == "cuda" else "CPU"
     model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
@@ -174,7 +177,12 @@ def check_dequantize(model) -> str:
     worst = max(float((dequantize_weight(m.weight, m.weight.quant_state, torch.bfloat16)
                        - dequantize_4bit(m.weight, m.weight.quant_state).to(torch.bfloat16)).abs().max())
                 for m in layers)
-    path = "direct kernels" if _cuda_kernels() and layers[0].weight.is_cuda else "torch.ops"
+    from forumtune.kernels import lora_linear, nf4_dequant
+
+    if lora_linear.DEQUANTIZE_KERNEL == "triton" and nf4_dequant.supports(layers[0].weight, layers[0].weight.quant_state):
+        path = "Triton kernel"
+    else:
+        path = "direct kernels" if _cuda_kernels() and layers[0].weight.is_cuda else "torch.ops"
     return f"dequantize ({path}) vs bitsandbytes on {len(layers)} projections: max abs diff {worst}"
 
 

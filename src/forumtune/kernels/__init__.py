@@ -12,10 +12,13 @@
   down projection nobody reads). Reference: peft's `lora.Linear4bit`.
 - `liger.apply_liger_kernels`: liger-kernel's fused RMSNorm, RoPE, SwiGLU and linear+cross-entropy
   (no full-vocabulary logits). Reference: the transformers modules they replace.
+- `nf4_dequant.dequantize_nf4`: a double-quantized NF4 weight to bf16 in one Triton kernel, bit-identical
+  to bitsandbytes' two (`lora_linear.DEQUANTIZE_KERNEL = "triton"`; not the default until measured
+  faster). Reference: `bitsandbytes.functional.dequantize_4bit`.
 - `allocator.use_expandable_segments`: PyTorch's CUDA allocator with expandable segments, so freed memory
   does not stay reserved in fragments. Reference: the allocator's default fixed segments.
 """
 
-from forumtune.kernels import allocator, layer_graphs, liger, lora_linear, offload, precision
+from forumtune.kernels import allocator, layer_graphs, liger, lora_linear, nf4_dequant, offload, precision
 
-__all__ = ["allocator", "layer_graphs", "liger", "lora_linear", "offload", "precision"]
+__all__ = ["allocator", "layer_graphs", "liger", "lora_linear", "nf4_dequant", "offload", "precision"]

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from forumtune.kernels import nf4_dequant
+
 MIN_TOKENS = 16  # below this (decoding), bitsandbytes' fused 4-bit gemv beats dequantize + matmul
 # decoder layers that end in `residual + mlp.down_proj(...)`: recomputing them for the backward, the
 # down projection's output feeds only the layer's result, which the backward never reads
@@ -38,6 +40,9 @@ LAYERS_ENDING_IN_DOWN_PROJ = frozenset({"LlamaDecoderLayer", "MistralDecoderLaye
                                         "Qwen3DecoderLayer"})
 SKIP_UNREAD_OUTPUTS = True  # False: compute them anyway (the benchmark's ablation)
 _recompute = threading.local()
+# "bitsandbytes": its two CUDA kernels (scales, then weights); "triton": kernels.nf4_dequant's single kernel,
+# bit-identical, for NF4 on CUDA. bitsandbytes' stays the default until the Triton one is measured faster.
+DEQUANTIZE_KERNEL = "bitsandbytes"
 
 
 @contextlib.contextmanager
@@ -54,6 +59,8 @@ def recomputing_for_backward() -> Iterator[None]:
 def dequantize_weight(weight: torch.Tensor, state: Any, dtype: torch.dtype) -> torch.Tensor:
     """A packed 4-bit weight and its bitsandbytes QuantState as a dense (out, in) matrix. FSDP's
     quant_storage keeps the packed bytes in another dtype: they are viewed back."""
+    if DEQUANTIZE_KERNEL == "triton" and nf4_dequant.supports(weight, state):
+        return nf4_dequant.dequantize_nf4(weight, state, dtype)
     if weight.dtype != torch.uint8:
         weight = weight.view(torch.uint8)
     absmax = block_scales(state)

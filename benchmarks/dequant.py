@@ -10,6 +10,10 @@ outputs are bit-identical. Prints a table and writes JSON.
 
   python benchmarks/dequant.py --out dequant.json
   python benchmarks/dequant.py --rows 8,16,32,64 --warps 2,4,8 --out dequant-tuning.json
+  python benchmarks/dequant.py --model-dir /tmp/forumtune-bench/mistral-7b-shape   # + every weight of a model
+
+With --model-dir, every 4-bit weight of that checkpoint (loaded as QLoRA loads it) is also dequantized both
+ways and the elements that differ are counted.
 """
 
 from __future__ import annotations
@@ -52,12 +56,42 @@ def time_per_call(fn, calls: int, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def compare_model(model_dir: str) -> dict:
+    """Both dequantizations of every 4-bit weight of a checkpoint: modules and elements that differ."""
+    from bitsandbytes.nn import Linear4bit
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from forumtune.kernels import nf4_dequant
+    from forumtune.kernels.lora_linear import dequantize_weight
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quant, dtype=torch.bfloat16,
+                                                 device_map={"": 0})
+    modules, elements, differing = 0, 0, {}
+    for name, module in model.named_modules():
+        if isinstance(module, Linear4bit):
+            state = module.weight.quant_state
+            reference = dequantize_weight(module.weight, state, torch.bfloat16)
+            count = int((nf4_dequant.dequantize_nf4(module.weight, state, torch.bfloat16) != reference).sum())
+            modules, elements = modules + 1, elements + reference.numel()
+            if count:
+                differing[name] = count
+    summary = {"model_dir": model_dir, "modules": modules, "elements": elements,
+               "modules_differing": len(differing), "elements_differing": sum(differing.values()),
+               "differing": differing}
+    print(f"{model_dir}: {modules} 4-bit weights, {elements:,} elements; differing: {len(differing)} weights, "
+          f"{sum(differing.values())} elements", flush=True)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--rows", default="32", help="quantization blocks per Triton program, comma-separated")
     parser.add_argument("--warps", default="4", help="Triton num_warps values, comma-separated")
+    parser.add_argument("--model-dir", help="also compare the two on every 4-bit weight of this checkpoint")
     parser.add_argument("--out", default="dequant.json")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -106,7 +140,8 @@ def main() -> None:
         print(f"one layer's 7 projections, rows {line['rows']} warps {line['num_warps']}: bitsandbytes "
               f"{line['layer_bitsandbytes_us']} us, triton {line['layer_triton_us']} us, x{line['speedup']}")
     payload = {"benchmark": "dequant", "env": bc.environment(), "calls_per_graph": args.calls,
-               "results": results, "per_layer": summary}
+               "results": results, "per_layer": summary,
+               "model": compare_model(args.model_dir) if args.model_dir else None}
     bc.write_json(Path(args.out), payload)
     print(f"wrote {args.out}")
 

@@ -19,7 +19,7 @@ Stacks:
   forumtune       forumtune.train.loop.run_train on a synthetic dataset in forumtune's format
   forumtune_eager the same with train.cuda_graphs false (the layers launched kernel by kernel)
   fast*           forumtune.kernels' fast path in the minimal loop: all of it, or one part left out
-                  (fast_tritondequant: with kernels.nf4_dequant instead of bitsandbytes' dequantize)
+                  (fast_bnbdequant: bitsandbytes' dequantize instead of kernels.nf4_dequant's)
   unsloth         FastLanguageModel (load_in_4bit) + get_peft_model(r=16, 7 projections,
                   use_gradient_checkpointing="unsloth") in the same minimal loop
 
@@ -47,14 +47,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as bc
 
-STACKS = ("plain", "plain_autocast", "plain_bf16", "forumtune", "forumtune_eager", "fast", "fast_nographs", "fast_noliger",
-          "fast_nooffload", "fast_nofuse", "fast_noskip", "unsloth")
-FAST_STACKS = {  # forumtune.kernels' fast path, all of it, one part left out, or one candidate added:
+FAST_STACKS = {  # forumtune.kernels' fast path, all of it or one part left out:
     # (liger, offload, fused LoRA, CUDA graphs, recompute skips the unread down projection, Triton dequantize)
-    "fast": (True, True, True, True, True, False), "fast_nographs": (True, True, True, False, True, False),
-    "fast_noliger": (False, True, True, True, True, False), "fast_nooffload": (True, False, True, True, True, False),
-    "fast_nofuse": (True, True, False, True, True, False), "fast_noskip": (True, True, True, True, False, False),
-    "fast_tritondequant": (True, True, True, True, True, True)}
+    "fast": (True, True, True, True, True, True), "fast_nographs": (True, True, True, False, True, True),
+    "fast_noliger": (False, True, True, True, True, True), "fast_nooffload": (True, False, True, True, True, True),
+    "fast_nofuse": (True, True, False, True, True, True), "fast_noskip": (True, True, True, True, False, True),
+    "fast_bnbdequant": (True, True, True, True, True, False)}
+STACKS = ("plain", "plain_autocast", "plain_bf16", "forumtune", "forumtune_eager", *FAST_STACKS, "unsloth")
 SAME_COMPUTATION = {"fast": "fast_nographs", "forumtune": "forumtune_eager"}  # graphs replay the eager kernels
 GRAD_SAMPLE = "first_step_lora_grads.safetensors"
 LATE_GRAD_SAMPLE = "step3_lora_grads.safetensors"  # after the graphs were captured (step 2)
@@ -125,8 +124,9 @@ def load_plain_bf16(spec: dict[str, Any]):
     return lora_and_optimizer(model, spec.get("lora_dropout", 0.0))
 
 
-def lora_and_optimizer(model, dropout: float = 0.0):
-    """LoRA r=16 alpha=32 on all linear layers (dropout 0 unless --lora-dropout), and paged 8-bit AdamW."""
+def lora_and_optimizer(model, dropout: float = 0.0, optimizer_class=None):
+    """LoRA r=16 alpha=32 on all linear layers (dropout 0 unless --lora-dropout), and paged 8-bit AdamW
+    (bitsandbytes' unless another class is given)."""
     import bitsandbytes as bnb
     from peft import LoraConfig, get_peft_model
 
@@ -134,11 +134,12 @@ def lora_and_optimizer(model, dropout: float = 0.0):
                                              target_modules="all-linear", task_type="CAUSAL_LM"))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    return model, bnb.optim.PagedAdamW8bit(params, lr=LEARNING_RATE, weight_decay=0.0)
+    return model, (optimizer_class or bnb.optim.PagedAdamW8bit)(params, lr=LEARNING_RATE, weight_decay=0.0)
 
 
 def load_fast(spec: dict[str, Any]):
-    """forumtune's fast path (forumtune.kernels) on the same model, LoRA and optimizer as `plain`."""
+    """forumtune's fast path (forumtune.kernels) on the same model and LoRA as `plain`, with forumtune's
+    paged 8-bit AdamW (bitsandbytes' update without its wait for the GPU after every parameter)."""
     from forumtune.kernels import lora_linear
     from forumtune.kernels.allocator import use_expandable_segments
     from forumtune.kernels.layer_graphs import LayerGraphs
@@ -146,6 +147,7 @@ def load_fast(spec: dict[str, Any]):
     from forumtune.kernels.lora_linear import use_fused_lora
     from forumtune.kernels.offload import use_layer_checkpointing
     from forumtune.kernels.precision import prepare_for_qlora
+    from forumtune.train.optim import PagedAdamW8bit as optimizer_class
 
     use_liger, offload, fuse, use_graphs, skip, triton_dequant = FAST_STACKS[spec["stack"]]
     lora_linear.SKIP_UNREAD_OUTPUTS = skip
@@ -154,7 +156,7 @@ def load_fast(spec: dict[str, Any]):
     model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
     model, optimizer = lora_and_optimizer(prepare_for_qlora(model, gradient_checkpointing=True),
-                                          spec.get("lora_dropout", 0.0))
+                                          spec.get("lora_dropout", 0.0), optimizer_class)
     graphs = LayerGraphs(_device()) if use_graphs else None
     layers = use_layer_checkpointing(model, offload=offload, graphs=graphs)
     fused = use_fused_lora(model) if fuse else 0
@@ -232,32 +234,70 @@ def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_
     device = _device()
     params = [p for p in model.parameters() if p.requires_grad]
     losses, seconds, tokens = [], [], []
-    for indices in order:
+    timeline = None
+    for step, indices in enumerate(order):
         batch = _collate(records, indices, device)
         bc.synchronize()
+        marks = StepMarks(enabled=step == len(order) - 1 and device.type == "cuda")
         started = time.perf_counter()
         context = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast
                    else contextlib.nullcontext())
         with context:
             loss = model(**batch).loss
+        marks.mark("forward")
         loss.backward()
+        marks.mark("backward")
         if grad_sample is not None and not seconds:
             save_grad_sample(model, grad_sample)
         if late_grad_sample is not None and len(seconds) == 2:
             save_grad_sample(model, late_grad_sample, ("lora_A", "lora_B"))
         torch.nn.utils.clip_grad_norm_(params, 1.0)
+        marks.mark("clip")
         optimizer.step()
+        marks.mark("optimizer")
         graphs = getattr(model, "layer_graphs", None)
         optimizer.zero_grad(set_to_none=graphs is None)
         if graphs is not None:
             graphs.after_step()
+        marks.mark("zero_grad")
         bc.synchronize()
         seconds.append(time.perf_counter() - started)
+        timeline = marks.report() or timeline
         losses.append(float(loss.detach()))
         tokens.append(int(batch["attention_mask"].sum()))
         if on_step:
             on_step(len(seconds))
-    return {"losses": losses, "step_s": seconds, "tokens": tokens}
+    return {"losses": losses, "step_s": seconds, "tokens": tokens, "last_step_timeline": timeline}
+
+
+class StepMarks:
+    """When the host finished queueing each phase of a step, against when the GPU finished running it (CUDA
+    events), in ms from the step's start. A GPU end far behind the host's means the host ran ahead (its
+    time is hidden); a GPU end just after the host's means the GPU waited for the host."""
+
+    def __init__(self, enabled: bool):
+        import torch
+
+        self.enabled = enabled
+        self.marks: list[tuple[str, float, Any]] = []
+        if enabled:
+            self.start_event = torch.cuda.Event(enable_timing=True)
+            self.start_event.record()
+            self.started = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        if self.enabled:
+            import torch
+
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append((phase, time.perf_counter(), event))
+
+    def report(self) -> dict[str, dict[str, float]] | None:
+        if not self.enabled:
+            return None
+        return {phase: {"host_ms": round((at - self.started) * 1e3, 2),
+                        "gpu_ms": round(self.start_event.elapsed_time(event), 2)} for phase, at, event in self.marks}
 
 
 def summarise_steps(result: dict[str, Any], warmup: int) -> dict[str, Any]:
@@ -266,7 +306,8 @@ def summarise_steps(result: dict[str, Any], warmup: int) -> dict[str, Any]:
     return {"tokens_per_s": timed_tokens / timed_s if timed_s else None,
             "timed_steps": len(result["step_s"][warmup:]),
             "step_s": [round(s, 4) for s in result["step_s"]], "losses": result["losses"],
-            "first_loss": result["losses"][0] if result["losses"] else None}
+            "first_loss": result["losses"][0] if result["losses"] else None,
+            "last_step_timeline": result.get("last_step_timeline")}
 
 
 def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
@@ -426,6 +467,60 @@ def unsloth_facts() -> list[str]:
     return facts
 
 
+class TrainStepMarks:
+    """StepMarks for forumtune's own train loop, by wrapping its functions: the last step's host and GPU
+    times after the batch is on its way, the forward, the backward, the clip, the optimizer and the step's
+    end, plus the host time between the previous step's end and this one's start (the GPU idles then)."""
+
+    def __init__(self, last_step: int):
+        from forumtune.train import loop
+
+        self.loop, self.last_step, self.calls = loop, last_step, 0
+        self.marks = StepMarks(enabled=False)
+        self.previous_end = None
+        self.between_steps_ms = None
+        train_step, clip, to_device = loop.train_step, loop.clip_gradients, loop.to_device
+
+        def timed_train_step(run, batches):
+            self.calls += 1
+            if self.calls == self.last_step:
+                self.between_steps_ms = round((time.perf_counter() - self.previous_end) * 1e3, 2)
+                self.marks = StepMarks(enabled=True)
+                optimizer_step = run.optimizer.step
+
+                def marked_optimizer_step(*args, **kwargs):
+                    out = optimizer_step(*args, **kwargs)
+                    self.marks.mark("optimizer")
+                    return out
+
+                run.optimizer.step = marked_optimizer_step
+                hook = run.model.register_forward_hook(lambda *_: self.marks.mark("forward"))
+            result = train_step(run, batches)
+            self.marks.mark("end (after the step's read of the GPU)")
+            if self.calls == self.last_step:
+                hook.remove()
+                run.optimizer.step = optimizer_step
+            self.previous_end = time.perf_counter()
+            return result
+
+        def marked_clip(run):
+            self.marks.mark("backward")
+            norm = clip(run)
+            self.marks.mark("clip")
+            return norm
+
+        def marked_to_device(batch, device):
+            moved = to_device(batch, device)
+            self.marks.mark("batch to device")
+            return moved
+
+        loop.train_step, loop.clip_gradients, loop.to_device = timed_train_step, marked_clip, marked_to_device
+
+    def report(self) -> dict[str, Any] | None:
+        marks = self.marks.report()
+        return marks and {"host_ms_between_steps": self.between_steps_ms, **marks}
+
+
 def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     from rich.console import Console
 
@@ -444,6 +539,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    timeline = TrainStepMarks(steps) if _device().type == "cuda" else None
     summary = run_train(config, Path(spec["dataset_dir"]), run_dir, Console(file=sys.stdout, width=120))
     total_s = time.perf_counter() - started
     by_pool = memory_by_pool() if _device().type == "cuda" else None
@@ -459,6 +555,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
             "losses": [float(r["loss"]) for r in rows], "first_loss": float(rows[0]["loss"]),
             "metrics_peak_memory_mib": float(rows[-1]["peak_memory_mib"]) if rows[-1]["peak_memory_mib"] else None,
             "run_train_s": round(total_s, 1), "summary": summary, "memory_by_pool": by_pool,
+            "last_step_timeline": timeline.report() if timeline else None,
             "tokens_per_s_column_mean": sum(float(r["tokens_per_s"]) for r in rows[warmup:]) / max(1, len(rows) - warmup)}
 
 

@@ -1,10 +1,13 @@
-"""forumtune's 8-bit AdamW (bitsandbytes' update without a GPU wait per parameter) against bitsandbytes'."""
+"""forumtune's 8-bit AdamW (bitsandbytes' update in one kernel per param group, without a GPU wait per
+parameter) against bitsandbytes'."""
 
 from __future__ import annotations
 
 import bitsandbytes as bnb
+import bitsandbytes.functional as F
 import pytest
 import torch
+from safetensors.torch import save
 
 from forumtune.train.optim import AdamW8bit, PagedAdamW8bit
 
@@ -50,3 +53,69 @@ def test_one_wait_optimizer_gives_bitsandbytes_update_and_state(ours, theirs):
             assert same(value, ref_state["state"][key][name]), name
     for param, start in zip(params, initial_params(), strict=True):
         assert (param - start).abs().max() > 1e-3  # every parameter was updated
+
+
+class TwoLayers(torch.nn.Module):
+    """Gradients made by autograd, as in training; sizes off the 256-value state blocks and one small
+    parameter that keeps 32-bit state."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first = torch.nn.Linear(96, 130)
+        self.second = torch.nn.Linear(130, 70, bias=False)
+
+    def forward(self, x):
+        return self.second(torch.tanh(self.first(x))).square().mean()
+
+
+def train_model(optimizer_class, steps: int, *, set_to_none: bool = True, resume_after: int | None = None):
+    model = TwoLayers()
+    optimizer = optimizer_class(model.parameters(), lr=1e-2, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(2)
+    for step in range(steps):
+        if step == resume_after:  # a new process: fresh model and optimizer, loaded from the saved state
+            saved_params = {k: v.clone() for k, v in model.state_dict().items()}
+            saved_state = optimizer.state_dict()
+            model = TwoLayers()
+            model.load_state_dict(saved_params)
+            optimizer = optimizer_class(model.parameters(), lr=1e-2, weight_decay=0.01)
+            optimizer.load_state_dict(saved_state)
+        for _ in range(2):  # gradient accumulation
+            model(torch.randn(8, 96, generator=generator)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=set_to_none)
+    return model, optimizer
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_one_update_per_group_equals_bitsandbytes_per_parameter(set_to_none, monkeypatch):
+    calls = []
+    update = F.optimizer_update_8bit_blockwise
+    monkeypatch.setattr(F, "optimizer_update_8bit_blockwise", lambda *a, **k: calls.append(a[1].numel()) or update(*a, **k))
+    model, optimizer = train_model(AdamW8bit, 4, set_to_none=set_to_none)
+    # one 8-bit update a step for both weights, each starting on a 256-value block (bitsandbytes: one per weight)
+    assert calls == [12544 + 9216] * 4
+    monkeypatch.setattr(F, "optimizer_update_8bit_blockwise", update)
+    ref_model, ref_optimizer = train_model(bnb.optim.AdamW8bit, 4, set_to_none=set_to_none)
+    for (name, value), ref in zip(model.state_dict().items(), ref_model.state_dict().values(), strict=True):
+        assert torch.equal(value, ref), name
+    assert same(optimizer.state_dict()["state"], ref_optimizer.state_dict()["state"])
+    weights = [model.first.weight, model.second.weight]
+    assert weights[0].untyped_storage().data_ptr() == weights[1].untyped_storage().data_ptr()
+    assert model.first.bias.untyped_storage().data_ptr() != weights[0].untyped_storage().data_ptr()
+    model(torch.randn(8, 96)).backward()  # autograd adds into the slab's gradient views, no new tensors
+    assert weights[0].grad.untyped_storage().data_ptr() == weights[1].grad.untyped_storage().data_ptr()
+
+
+def test_state_dict_resumes_exactly_and_saves_without_shared_tensors():
+    model, optimizer = train_model(AdamW8bit, 5, resume_after=3)
+    ref_model, ref_optimizer = train_model(AdamW8bit, 5)
+    for (name, value), ref in zip(model.state_dict().items(), ref_model.state_dict().values(), strict=True):
+        assert torch.equal(value, ref), name
+    state = optimizer.state_dict()
+    assert same(state["state"], ref_optimizer.state_dict()["state"])
+    tensors = {f"{index}.{key}": value for index, values in state["state"].items()
+               for key, value in values.get("__bnb_optimizer_quant_state__", {}).items() if key.startswith(("state", "abs"))}
+    assert len(tensors) == 2 * 4 + 2  # two 8-bit weights, one bias with 32-bit state
+    assert save(tensors)  # safetensors refuses tensors that share memory

@@ -24,7 +24,7 @@ except ImportError:  # without Triton, bitsandbytes' kernels are used (annotatio
     triton = tl = None
 
 ROWS = 32  # quantization blocks per program
-NUM_WARPS = 4
+NUM_WARPS = 2
 
 
 def dequantize_nf4_body(packed, block_codes, block_scales, scale_code, offset_ptr, nf4_code, out, n_blocks,
@@ -86,5 +86,5 @@ def dequantize_nf4(weight: torch.Tensor, state: Any, dtype: torch.dtype, *, kern
     launch = (kernel or compiled_kernel())[(triton.cdiv(n_blocks, rows),)]
     launch(weight.reshape(-1), block_codes, block_scales, scale_code, offset, nf4_code, out.reshape(-1), n_blocks,
            NESTED=bool(state.nested), BYTES_PER_BLOCK=state.blocksize // 2, NESTED_BLOCK=nested_block, ROWS=rows,
-           num_warps=num_warps)
+           num_warps=num_warps, enable_fp_fusion=False)  # bitsandbytes rounds the scale's product before its sum
     return out

@@ -68,6 +68,9 @@ from forumtune.train.reporting import Reporter
 CPU = torch.device("cpu")
 
 
+PreparedStep = tuple[list[list[int]], list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]
+
+
 @dataclass
 class TrainingRun:
     config: Config
@@ -84,6 +87,7 @@ class TrainingRun:
     state: TrainerState
     reporter: Reporter
     graphs: LayerGraphs | None = None
+    prepared_step: PreparedStep | None = None  # the next step's batches, prepared during this one
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
         load_adapter_weights(checkpoint, peft_model)
     model = distributed.wrap(peft_model, ranks, config.train.distributed, device,
                              getattr(torch, config.model.compute_dtype))
-    optimizer = make_optimizer(model, config.train, device)
+    optimizer = make_optimizer(model, config.train, device, one_process=not ranks.enabled)
     steps = total_steps(config, len(train_records), ranks.world_size)
     scheduler = make_scheduler(optimizer, config.train, steps)
     state = TrainerState(step=0, micro_batches_consumed=0)
@@ -178,13 +182,10 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     counted over every GPU, so N GPUs compute the same update as one GPU with the same global batch."""
     started = time.perf_counter()
     ranks, pad_id = run.ranks, run.tokenizer.pad_token_id
-    indices = [next(batches) for _ in range(run.config.train.grad_accum_steps)]
-    multiple = GRAPH_PAD_MULTIPLE if run.graphs is not None else 1
-    host_batches = [collate([run.train_records[i] for i in chosen], pad_id, CPU, pad_to_multiple=multiple)
-                    for chosen in indices]
+    indices, host_batches, batch_list = run.prepared_step or prepare_step(run, batches)
+    run.prepared_step = None
     run.state.micro_batches_consumed += len(host_batches)
     step_tokens = distributed.sum_across(ranks, sum(trained_token_count(b) for b in host_batches), run.device)
-    batch_list = [to_device(batch, run.device) for batch in host_batches]  # counted on the host: no GPU wait
     losses = []
     for number, batch in enumerate(batch_list):
         with distributed.gradient_sync(run.model, enabled=number == len(batch_list) - 1):
@@ -195,6 +196,9 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
         losses.append(loss.detach().float())
     norm = clip_gradients(run)
     run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=run.graphs is None)  # the graphs add into gradient buffers that stay
+    if run.state.step + 1 < run.total_steps:
+        run.prepared_step = prepare_step(run, batches)  # on its way to the GPU while this step finishes there
     # the step's one wait for the GPU, after everything is queued: a NaN is caught here, one update late
     # in memory but before anything of this step is saved, and the run stops
     *micro_losses, grad_norm = torch.stack([*losses, norm.float().to(losses[0].device)]).cpu().tolist()
@@ -203,13 +207,23 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     if not math.isfinite(grad_norm):
         raise TrainError(non_finite_message(run, "the gradient norm", None, [i for c in indices for i in c]))
     run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=run.graphs is None)  # the graphs add into gradient buffers that stay
     if run.graphs is not None:
         run.graphs.after_step()
     run.state.step += 1
     input_tokens = distributed.sum_across(ranks, sum(input_token_count(b, pad_id) for b in host_batches), run.device)
     return StepResult(distributed.sum_across(ranks, step_loss, run.device), grad_norm, int(input_tokens),
                       time.perf_counter() - started)
+
+
+def prepare_step(run: TrainingRun, batches: Iterator[list[int]]) -> PreparedStep:
+    """The next step's micro-batches: their record indices, collated on the host and sent to the device
+    (through pinned memory, without waiting for the GPU). They count as consumed once the step runs, so a
+    checkpoint written before that resumes with them."""
+    indices = [next(batches) for _ in range(run.config.train.grad_accum_steps)]
+    multiple = GRAPH_PAD_MULTIPLE if run.graphs is not None else 1
+    host_batches = [collate([run.train_records[i] for i in chosen], run.tokenizer.pad_token_id, CPU,
+                            pad_to_multiple=multiple) for chosen in indices]
+    return indices, host_batches, [to_device(batch, run.device) for batch in host_batches]
 
 
 def forward_precision(run: TrainingRun) -> contextlib.AbstractContextManager:

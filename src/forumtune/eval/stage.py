@@ -12,8 +12,8 @@ from peft import PeftModel
 from rich.console import Console
 from transformers import PreTrainedTokenizerBase
 
-from forumtune.base_model import TINY_MODEL_NOTE, load_tokenizer
-from forumtune.config import BUILTIN_TINY_MODEL, Config
+from forumtune.base_model import base_model_note, load_tokenizer
+from forumtune.config import Config
 from forumtune.data.build import read_jsonl
 from forumtune.errors import EvalError
 from forumtune.eval.artifacts import Answer, artifact_counts, check_answer
@@ -146,5 +146,4 @@ def write_outputs(config: Config, run_dir: Path, results: dict[str, Any], sample
     (eval_dir / "samples.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     curves = RunCurves(config.name, run_dir / "metrics.csv", results["checkpoints"], results["base_eval_loss"])
     loss_png = plot_loss_curves([curves], run_dir / "loss.png", title=f"{config.name}: loss")
-    note = TINY_MODEL_NOTE if config.model.base == BUILTIN_TINY_MODEL else ""
-    write_run_report(config, run_dir, results, samples, loss_png, note=note)
+    write_run_report(config, run_dir, results, samples, loss_png, note=base_model_note(config.model.base))

@@ -14,6 +14,9 @@ from forumtune.errors import ConfigError
 BUILTIN_TINY_MODEL = "builtin:tiny-llama"
 BUILTIN_SMOLLM2_MODEL = "builtin:smollm2-135m-instruct"
 BUILTIN_MODELS = (BUILTIN_TINY_MODEL, BUILTIN_SMOLLM2_MODEL)  # made on first use (forumtune.base_model)
+# Decoding defaults of eval and chat, measured on the demo's fine-tune (benchmarks/quality.py).
+REPETITION_PENALTY = 1.2
+NO_REPEAT_NGRAM_SIZE = 0
 
 
 class Section(BaseModel):
@@ -200,6 +203,14 @@ class EvalConfig(Section):
     max_new_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off when temperature > 0.")
+    repetition_penalty: float = Field(
+        REPETITION_PENALTY, ge=1.0, description="Divides the logit of every token already in the prompt or the "
+        "answer (1: off). Small models loop under plain greedy decoding; see benchmarks/RESULTS.md.")
+    no_repeat_ngram_size: int = Field(
+        NO_REPEAT_NGRAM_SIZE, ge=0, description="Never repeat a run of this many tokens within an answer (0: off).")
+    greedy_baseline: bool = Field(
+        True, description="Also answer with plain greedy decoding (no penalty), so the report shows what the "
+        "decoding settings above hide: repetition loops and answers that never end.")
     batch_size: int = Field(4, ge=1, description="Questions generated together.")
     checkpoints: bool = Field(True, description="Also measure the eval loss of every saved checkpoint.")
     embedding_model: str | None = Field(
@@ -242,6 +253,9 @@ class ChatConfig(Section):
     max_new_tokens: int = Field(256, ge=1, description="Reply length, unless a request asks otherwise.")
     temperature: float = Field(0.7, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(
+        REPETITION_PENALTY, ge=1.0, description="Divides the logit of tokens already in the conversation (1: off); "
+        "llama.cpp (source=gguf) applies it to the last 64 tokens.")
     context_tokens: int | None = Field(
         None, ge=64, description="Context window; default the model's own (at most 4096 for gguf)."
     )

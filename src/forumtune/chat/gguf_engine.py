@@ -93,14 +93,15 @@ class GgufEngine(Engine):
             # Reusing the cached prompt prefix changes the logits by rounding, enough to change a sampled
             # token; a seeded request gives up that speed-up to be reproducible.
             self.llama.reset()
-        # llama.cpp's own top_k and min_p filters off: chat.temperature and chat.top_p decide.
+        # llama.cpp's own top_k and min_p filters off: chat.temperature, top_p and repetition_penalty decide
+        # (llama.cpp penalises the last 64 tokens, transformers the whole conversation).
         tokens = self.llama.generate(
             generation.prompt_ids,
             temp=settings.temperature,
             top_p=settings.top_p,
             top_k=0,
             min_p=0.0,
-            repeat_penalty=1.0,
+            repeat_penalty=settings.repetition_penalty,
         )
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:

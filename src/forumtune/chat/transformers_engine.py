@@ -111,6 +111,8 @@ class TransformersEngine(Engine):
             if settings.temperature == 0
             else {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
         )
+        if settings.repetition_penalty != 1.0:
+            sampling["repetition_penalty"] = settings.repetition_penalty
         adapter_off = self.model.disable_adapter() if self.without_adapter else contextlib.nullcontext()
         with adapter_off, torch.inference_mode():
             return self.model.generate(

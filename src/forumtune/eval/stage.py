@@ -29,10 +29,11 @@ from forumtune.train.loading import load_adapter_model, pick_device
 
 
 def held_out_questions(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """One record per held-out thread first, so the questions differ."""
+    """One record per held-out thread first, so the questions differ; then more from the same threads."""
     seen: set[int] = set()
-    chosen = [r for r in records if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
-    return chosen[:count]
+    first = [r for r in records if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
+    chosen_ids = {id(r) for r in first}
+    return (first + [r for r in records if id(r) not in chosen_ids])[:count]
 
 
 def generation_settings(config: Config) -> GenerationSettings:

@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from rich.console import Console
 from forumtune.base_model import load_tokenizer
 from forumtune.config import load_config
 from forumtune.data.build import read_jsonl
-from forumtune.eval.generate import prompt_messages
+from forumtune.eval.artifacts import Answer, check_answer
+from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
 from forumtune.eval.losses import base_and_tuned_losses
 from forumtune.eval.stage import answer_questions, generation_settings, held_out_questions
 from forumtune.eval.timing import PhaseTimer
@@ -39,6 +41,9 @@ from forumtune.train.metrics_log import read_metrics
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ("speaker_tag", "forum_boilerplate", "template_token")  # what the forum's noise looks like
 MODELS = (("base", "base"), ("tuned", "fine-tuned"))
+# Decoding settings compared by --sweep-questions: (temperature, repetition_penalty, no_repeat_ngram_size).
+DECODING_SWEEP = [(0.0, 1.0, 0), (0.0, 1.1, 0), (0.0, 1.2, 0), (0.0, 1.3, 0), (0.0, 1.0, 4), (0.7, 1.0, 0),
+                  (0.7, 1.2, 0)]
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tag", default=None, help="names the result file: quality-TAG.json (default cpu/gpu)")
     parser.add_argument("--baseline", type=Path, help="an earlier result file whose loss curve to print beside")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--sweep-questions", type=int, default=0,
+                        help="also decode this many distinct questions (held-out threads first, then training "
+                             "threads) with the fine-tune under each setting of DECODING_SWEEP")
     return parser.parse_args()
 
 
@@ -87,6 +95,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     questions = held_out_questions(records, args.samples)
     settings = generation_settings(config)
     samples, _ = answer_questions(model, tokenizer, questions, settings, timer, greedy_baseline=True)
+    sweep = decoding_sweep(model, tokenizer, run_dir, settings, args.sweep_questions) if args.sweep_questions else []
     summary = json.loads((run_dir / "train_summary.json").read_text())
     return {
         "config": str(args.config), "overrides": args.overrides, "device": str(device),
@@ -103,8 +112,34 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "samples": [{"question": s["question"], "forum": s["reference"],
                      **{key: s[key] for key in ("base", "tuned", "base_greedy", "tuned_greedy")}}
                     for s in samples],
-        "prompt_turns": [len(prompt_messages(q)) for q in questions],
+        "prompt_turns": [len(prompt_messages(q)) for q in questions], "decoding_sweep": sweep,
     }
+
+
+def distinct_questions(run_dir: Path, count: int) -> list[list[dict[str, str]]]:
+    """Prompts of different questions: the held-out threads' first, then the training threads'."""
+    prompts: dict[str, list[dict[str, str]]] = {}
+    for split in ("eval", "train"):
+        for record in read_jsonl(run_dir / "dataset" / f"{split}.jsonl"):
+            prompt = prompt_messages(record)
+            prompts.setdefault(prompt[-1]["content"], prompt)
+    return list(prompts.values())[:count]
+
+
+def decoding_sweep(model, tokenizer, run_dir: Path, settings: GenerationSettings, count: int) -> list[dict[str, Any]]:
+    """The fine-tune's repetition loops and unended answers under each decoding setting of DECODING_SWEEP."""
+    prompts = distinct_questions(run_dir, count)
+    rows = []
+    for temperature, penalty, ngram in DECODING_SWEEP:
+        trial = replace(settings, temperature=temperature, repetition_penalty=penalty, no_repeat_ngram_size=ngram)
+        answers = generate_answers(model, tokenizer, prompts, trial)
+        flags = [check_answer(Answer(a["raw"], a["ended"], a["tokens"])) for a in answers]
+        rows.append({"decoding": trial.decoding(), "questions": len(prompts),
+                     "repetition_loops": sum("repeated_ngram" in f for f in flags) / len(prompts),
+                     "ended_with_eos": sum(a["ended"] for a in answers) / len(prompts),
+                     "mean_tokens": sum(a["tokens"] for a in answers) / len(prompts)})
+        print(f"  sweep: {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
 
 
 def print_report(result: dict[str, Any], baseline: dict[str, Any] | None) -> None:
@@ -129,6 +164,11 @@ def print_report(result: dict[str, Any], baseline: dict[str, Any] | None) -> Non
                                            if step in other else "-"] if baseline else [])]
                   for step, value in result["loss_curve"]["train"]]
     print_table(["step", "loss", *(["baseline", "difference"] if baseline else [])], curve_rows)
+    if result["decoding_sweep"]:
+        print(f"\nthe fine-tune's decoding, {result['decoding_sweep'][0]['questions']} distinct questions")
+        print_table(["decoding", "repetition loops", "ended with EOS", "mean tokens"],
+                    [[row["decoding"], f"{row['repetition_loops']:.0%}", f"{row['ended_with_eos']:.0%}",
+                      fmt(row["mean_tokens"], 1)] for row in result["decoding_sweep"]])
     for index, sample in enumerate(result["samples"], 1):
         print(f"\n--- {index}. {sample['question'][:300]}")
         for key, label in (("forum", "forum"), ("base", "base"), ("tuned", "fine-tuned"),

@@ -204,8 +204,8 @@ class EvalConfig(Section):
     temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off when temperature > 0.")
     repetition_penalty: float = Field(
-        REPETITION_PENALTY, ge=1.0, description="Divides the logit of every token already in the prompt or the "
-        "answer (1: off). Small models loop under plain greedy decoding; see benchmarks/RESULTS.md.")
+        REPETITION_PENALTY, ge=1.0, description="Divides the logit of every token already in the answer (1: off). "
+        "Small models loop under plain greedy decoding; see benchmarks/RESULTS.md.")
     no_repeat_ngram_size: int = Field(
         NO_REPEAT_NGRAM_SIZE, ge=0, description="Never repeat a run of this many tokens within an answer (0: off).")
     greedy_baseline: bool = Field(
@@ -254,8 +254,7 @@ class ChatConfig(Section):
     temperature: float = Field(0.7, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     repetition_penalty: float = Field(
-        REPETITION_PENALTY, ge=1.0, description="Divides the logit of tokens already in the conversation (1: off); "
-        "llama.cpp (source=gguf) applies it to the last 64 tokens.")
+        REPETITION_PENALTY, ge=1.0, description="Divides the logit of tokens already in the reply (1: off).")
     context_tokens: int | None = Field(
         None, ge=64, description="Context window; default the model's own (at most 4096 for gguf)."
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from transformers import (
+    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
@@ -19,6 +20,7 @@ from transformers import (
 from forumtune.chat.engine import Engine, Generation
 from forumtune.chat.errors import GenerationError
 from forumtune.chat.stopping import EventStoppingCriteria, StopTextCriteria
+from forumtune.decoding import AnswerRepetitionPenalty
 
 DEFAULT_CONTEXT_TOKENS = 2048
 
@@ -112,7 +114,9 @@ class TransformersEngine(Engine):
             else {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
         )
         if settings.repetition_penalty != 1.0:
-            sampling["repetition_penalty"] = settings.repetition_penalty
+            sampling["logits_processor"] = LogitsProcessorList(
+                [AnswerRepetitionPenalty(settings.repetition_penalty, input_ids.shape[1])]
+            )
         adapter_off = self.model.disable_adapter() if self.without_adapter else contextlib.nullcontext()
         with adapter_off, torch.inference_mode():
             return self.model.generate(

@@ -6,7 +6,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import LogitsProcessorList, PreTrainedTokenizerBase
+
+from forumtune.decoding import AnswerRepetitionPenalty
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class GenerationSettings:
         parts = ["greedy decoding" if self.temperature == 0
                  else f"sampling at temperature {self.temperature}, top-p {self.top_p}"]
         if self.repetition_penalty != 1.0:
-            parts.append(f"repetition penalty {self.repetition_penalty}")
+            parts.append(f"repetition penalty {self.repetition_penalty} on the answer's tokens")
         if self.no_repeat_ngram_size:
             parts.append(f"no repeated {self.no_repeat_ngram_size}-token runs")
         return ", ".join(parts)
@@ -39,12 +41,13 @@ class GenerationSettings:
         return (f"{self.decoding()}, at most {self.max_new_tokens} new tokens, seed {self.seed}, "
                 f"batches of {self.batch_size}; base and fine-tuned get the same prompts and seeds")
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        """model.generate's decoding arguments for these settings."""
+    def generate_kwargs(self, prompt_length: int) -> dict[str, Any]:
+        """model.generate's decoding arguments for these settings and prompts of `prompt_length` tokens."""
         kwargs: dict[str, Any] = ({"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
                                   if self.temperature > 0 else {"do_sample": False})
         if self.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = self.repetition_penalty
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [AnswerRepetitionPenalty(self.repetition_penalty, prompt_length)])
         if self.no_repeat_ngram_size:
             kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         return kwargs
@@ -78,7 +81,6 @@ def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
     """Each answer's text (special tokens dropped), raw text (kept), whether it ended by itself, its length."""
     device = next(model.parameters()).device
     stop_ids = stop_token_ids(model, tokenizer)
-    sampling = settings.generate_kwargs()
     answers: list[dict[str, Any]] = []
     previous_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
@@ -88,7 +90,8 @@ def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             torch.manual_seed(settings.seed + start)
             output = model.generate(**batch, max_new_tokens=settings.max_new_tokens,
-                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids, **sampling)
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids,
+                                    **settings.generate_kwargs(batch["input_ids"].shape[1]))
             answers += [_decode_answer(row.tolist(), stop_ids, tokenizer)
                         for row in output[:, batch["input_ids"].shape[1]:]]
     finally:

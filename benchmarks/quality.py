@@ -35,7 +35,7 @@ from forumtune.eval.losses import base_and_tuned_losses
 from forumtune.eval.stage import answer_questions, generation_settings, held_out_questions
 from forumtune.eval.timing import PhaseTimer
 from forumtune.pipeline import run_pipeline
-from forumtune.train.loading import load_adapter_model, pick_device
+from forumtune.train.loading import load_adapter_model, pick_device, uses_fast_path
 from forumtune.train.metrics_log import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     summary = json.loads((run_dir / "train_summary.json").read_text())
     return {
         "config": str(args.config), "overrides": args.overrides, "device": str(device),
-        "fast_path": config.train.fast_path, "environment": environment(),
+        "fast_path": uses_fast_path(config, device), "environment": environment(),
         "eval_examples": len(records), "eval_threads": len({r["thread_id"] for r in records}),
         "eval_loss": {"base": base_loss, "tuned": tuned_loss, "drop": base_loss - tuned_loss},
         "decoding": {"configured": settings.decoding(), "greedy": settings.plain_greedy().decoding(),
@@ -145,7 +145,7 @@ def decoding_sweep(model, tokenizer, run_dir: Path, settings: GenerationSettings
 def print_report(result: dict[str, Any], baseline: dict[str, Any] | None) -> None:
     loss = result["eval_loss"]
     print(f"\nheld-out: {result['eval_examples']} examples from {result['eval_threads']} threads; device "
-          f"{result['device']}, fast_path {result['fast_path']}")
+          f"{result['device']}, {'fast path' if result['fast_path'] else 'plain path'}")
     print_table(["model", "eval loss / answer token"],
                 [["base", fmt(loss["base"], 4)], ["fine-tuned", fmt(loss["tuned"], 4)],
                  ["drop", fmt(loss["drop"], 4)]])

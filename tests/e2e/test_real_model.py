@@ -1,7 +1,8 @@
 """The demo on the real model, SmolLM2-135M-Instruct, in a short run: `forumtune run examples/demo.yaml`
 with fewer steps and answers. The fine-tune's held-out loss falls below the base's, the report shows its
 answers in a browser, and the merged model and its GGUFs (f16, q8_0, through llama.cpp) answer with the
-same greedy tokens as the adapter on the base.
+same greedy tokens as the adapter on the base (f16 and q8_0 rounding may flip a near-tie: where the
+adapter's two best logits are within NEAR_TIE of each other, the continuations may part from there on).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ SHORT = ["train.max_steps=8", "train.eval_every=8", "train.save_every=8", "train
 PROMPTS = ["How often should I wax my skis?", "What should I wear on a really cold day on the mountain?",
            "Are twin tips good for a beginner?"]
 CHROMIUM = "/usr/bin/chromium"
+NEW_TOKENS = 16
+NEAR_TIE = 0.25  # logits; measured flips of f16 and q8_0 GGUFs fell at gaps of 0.007-0.12
 
 
 @pytest.fixture(scope="module")
@@ -90,22 +93,40 @@ def test_report_in_a_browser_shows_the_fine_tuned_answers(real_run, tmp_path):
         browser.close()
 
 
+def greedy_with_gaps(model, prompt_ids: list[int]) -> tuple[list[int], list[float]]:
+    """Argmax tokens, and at each step the gap between the two best logits."""
+    tokens, gaps = [], []
+    with torch.no_grad():
+        for _ in range(NEW_TOKENS):
+            best = torch.topk(model(torch.tensor([prompt_ids + tokens])).logits[0, -1].float(), 2)
+            tokens.append(int(best.indices[0]))
+            gaps.append(float(best.values[0] - best.values[1]))
+    return tokens, gaps
+
+
+def assert_same_greedy_tokens(got: list[int], expected: list[int], gaps: list[float]) -> None:
+    parted = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
+    if parted is not None:
+        assert gaps[parted] < NEAR_TIE, f"token {parted} differs where the adapter's choice was clear ({gaps})"
+
+
 @pytest.fixture(scope="module")
 def adapter_greedy(real_run):
-    """Greedy tokens of the adapter on the (fp32) base for each prompt, and the prompts' ids."""
+    """Greedy tokens of the adapter on the (fp32) base for each prompt, their logit gaps, the prompts' ids."""
     config, _ = real_run
     tokenizer = load_tokenizer(config.model.base)
     model = load_adapter_model(config, config.run_dir / "adapter", torch.device("cpu")).eval()
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                             tokenize=True, return_dict=True)["input_ids"] for text in PROMPTS]
-    return prompts, [transformers_greedy(model, list(ids), 16) for ids in prompts]
+    prompts = [list(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                  tokenize=True, return_dict=True)["input_ids"]) for text in PROMPTS]
+    return prompts, [greedy_with_gaps(model, ids) for ids in prompts]
 
 
 def test_merged_model_answers_like_the_adapter(real_run, adapter_greedy):
     config, _ = real_run
     merged = AutoModelForCausalLM.from_pretrained(config.run_dir / "merged", dtype=torch.float32).eval()
     prompts, expected = adapter_greedy
-    assert [transformers_greedy(merged, list(ids), 16) for ids in prompts] == expected
+    for ids, (tokens, _) in zip(prompts, expected):
+        assert transformers_greedy(merged, ids, NEW_TOKENS) == tokens
 
 
 @pytest.mark.parametrize("gguf_type", ["f16", "q8_0"])
@@ -118,4 +139,5 @@ def test_gguf_in_llama_cpp_answers_like_the_adapter(real_run, adapter_greedy, gg
         gguf_path = export_gguf(config.run_dir / "merged", tmp_path / f"demo-{gguf_type}.gguf", gguf_type)
     prompts, expected = adapter_greedy
     with llama_runtime.loaded_gguf(gguf_path) as llama:
-        assert [llama_runtime.greedy_continuation(llama, list(ids), 16) for ids in prompts] == expected
+        for ids, (tokens, gaps) in zip(prompts, expected):
+            assert_same_greedy_tokens(llama_runtime.greedy_continuation(llama, ids, NEW_TOKENS), tokens, gaps)

@@ -41,8 +41,8 @@ def main() -> None:
     header = [
         "# The versions `make install` / `make test` install (pip constraints). Generated: do not edit by hand;",
         "# refresh with `make test-latest && make lock` (README, \"Installs\").",
-        f"# Tested {date.today().isoformat()} on Python {version}, {platform.system()} {platform.machine()}, "
-        "with the CPU build of torch.",
+        (f"# Tested {date.today().isoformat()} on Python {version}, {platform.system()} {platform.machine()}, "
+         "with the CPU build of torch."),
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join([*header, *locked_lines(venv_python)]) + "\n")

@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from forumtune.errors import ConfigError
 
+BUILTIN_PREFIX = "builtin:"
 BUILTIN_TINY_MODEL = "builtin:tiny-llama"
+# Every model.base that forumtune provides itself (forumtune.base_model makes or finds each).
+BUILTIN_MODELS: tuple[str, ...] = (BUILTIN_TINY_MODEL,)
 
 
 class Section(BaseModel):
@@ -123,6 +126,14 @@ class ModelConfig(Section):
     double_quant: bool = True
     compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+
+    @field_validator("base")
+    @classmethod
+    def _known_builtin(cls, value: str) -> str:
+        if value.startswith(BUILTIN_PREFIX) and value not in BUILTIN_MODELS:
+            raise ValueError(f"{value!r} is not a built-in model; the built-in ones are {', '.join(BUILTIN_MODELS)} "
+                             "(or give a hub id or a local model dir)")
+        return value
 
     @model_validator(mode="after")
     def _one_quantization(self) -> ModelConfig:
@@ -309,6 +320,8 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
             message = "unknown key (check its spelling; `forumtune config` shows every key)"
         elif problem["type"] == "missing":
             message = "required key is missing"
+        elif problem["type"] == "value_error":
+            message = str(problem.get("ctx", {}).get("error", message))  # without pydantic's "Value error, "
         lines.append(f"  {key}: {message}")
     return "\n".join(lines)
 
@@ -339,17 +352,31 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
             values[key] = str(base_dir / value)
 
 
+def read_config_text(path: Path) -> str:
+    """The config file's text; a path that is not a readable UTF-8 file is a ConfigError that says which."""
+    hint = "give a YAML config file, e.g. examples/demo.yaml"
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a config file; {hint}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; {hint}") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a text file (not UTF-8 at byte {exc.start}); {hint}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read, override and validate a YAML config; any problem raises ConfigError before work starts."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist (try examples/demo.yaml)") from None
+    text = read_config_text(path)
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix the line it names") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (name, scrape, train, ...)")
     for assignment in overrides or []:

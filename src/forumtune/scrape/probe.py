@@ -13,6 +13,7 @@ from forumtune.errors import ScrapeError
 from forumtune.scrape.fetcher import Fetcher, FetchFailed
 from forumtune.scrape.parse_worker import PARSE_ERRORS
 from forumtune.scrape.sites import SiteProfile, builtin_profiles, get_profile
+from forumtune.scrape.summary import CONNECTION_ADVICE
 
 SAMPLES = 3
 
@@ -87,8 +88,11 @@ async def fetch_readings(config: ScrapeConfig, url: str) -> list[ProfileReading]
                 readings.append(read_page(profile, text, fetch_url))
     finally:
         await fetcher.aclose()
-    if all(isinstance(text, FetchFailed) for text in texts.values()):
-        raise ScrapeError(f"--probe could not fetch {url}: {next(iter(texts.values()))}")
+    failures = [text for text in texts.values() if isinstance(text, FetchFailed)]
+    if failures and len(failures) == len(texts):
+        advice = CONNECTION_ADVICE.get(failures[0].kind)
+        raise ScrapeError(f"--probe could not fetch {failures[0].url}: {failures[0].detail}"
+                          + (f"; {advice}" if advice else ""))
     return readings
 
 

@@ -46,14 +46,16 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _options(version: Annotated[bool, typer.Option(
-        "--version", callback=_show_version, is_eager=True, help="Print the version and exit")] = False) -> None:
+        "--version", callback=_show_version, is_eager=True, help="Print the version and exit")] = False,
+             ) -> None:
     """Turn an online forum into a domain chatbot: scrape → build → train → eval → merge → export → chat."""
 
 
 def _stage(name: str, config_path: Path, overrides: list[str] | None, **options: object) -> None:
     from forumtune.pipeline import get_stage, run_stage
 
-    run_stage(get_stage(name), _load(config_path, overrides, needs_model=name != "scrape"), console, **options)
+    config = _load(config_path, overrides, needs_model=name != "scrape")
+    run_stage(get_stage(name), config, console, **options)
 
 
 @app.command("config")
@@ -72,8 +74,8 @@ def scrape(config: ConfigArg, overrides: SetOption = None,
     if probe is not None:
         from forumtune.scrape.stage import run_probe
 
-        run_probe(_load(config, overrides, needs_model=False), probe, Console(stderr=True) if as_json else console,
-                  as_json=as_json)
+        cfg = _load(config, overrides, needs_model=False)
+        run_probe(cfg, probe, Console(stderr=True) if as_json else console, as_json=as_json)
     elif as_json:
         import json
 
@@ -180,13 +182,14 @@ def chat(config: ConfigArg, overrides: SetOption = None, source: SourceOption = 
 
 @app.command()
 def serve(config: ConfigArg, overrides: SetOption = None, source: SourceOption = None,
-          host: Annotated[str | None, typer.Option(help="Address to listen on (sets chat.host; default 127.0.0.1)")] = None,
-          port: Annotated[int | None, typer.Option(help="Port to listen on (sets chat.port; default 8000)")] = None) -> None:
-    """OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions) and a chat page on --host:--port."""
+          host: Annotated[str | None, typer.Option(help="Address to listen on (sets chat.host)")] = None,
+          port: Annotated[int | None, typer.Option(help="Port to listen on (sets chat.port)")] = None) -> None:
+    """OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions) and a chat page at --host:--port."""
     from forumtune.chat.stage import run_serve
 
     flags = {"chat.source": source, "chat.host": host, "chat.port": port}
-    cfg = _load(config, [*(overrides or []), *(f"{key}={value}" for key, value in flags.items() if value is not None)])
+    flag_overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    cfg = _load(config, [*(overrides or []), *flag_overrides])
     run_serve(cfg, cfg.run_dir, console)
 
 

@@ -131,8 +131,8 @@ class ModelConfig(Section):
     @classmethod
     def _known_builtin(cls, value: str) -> str:
         if value.startswith(BUILTIN_PREFIX) and value not in BUILTIN_MODELS:
-            raise ValueError(f"{value!r} is not a built-in model; the built-in ones are {', '.join(BUILTIN_MODELS)} "
-                             "(or give a hub id or a local model dir)")
+            raise ValueError(f"{value!r} is not a built-in model; the built-in ones are "
+                             f"{', '.join(BUILTIN_MODELS)} (or give a hub id or a local model dir)")
         return value
 
     @model_validator(mode="after")
@@ -376,7 +376,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix the line it names") from None
+        problem = " ".join(str(exc).split())  # YAML's message spans lines; one line reads better
+        raise ConfigError(f"{path}: not valid YAML ({problem}); fix the line it names") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (name, scrape, train, ...)")
     for assignment in overrides or []:

@@ -35,7 +35,7 @@ def is_cached(repo_id: str) -> bool:
 
 
 def use_offline_hub() -> None:
-    """Load from the local cache from now on, without asking the hub (read by huggingface_hub at each call)."""
+    """Load from the local cache from now on, without asking the hub (huggingface_hub reads it at each call)."""
     from huggingface_hub import constants
 
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -54,7 +54,8 @@ def check_hub_model(base: str, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> None:
         if not cached:
             raise ConfigError(
                 f"model.base {base!r} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and "
-                "HF_HUB_OFFLINE is set: unset HF_HUB_OFFLINE to download it, or set model.base to a local model dir"
+                "HF_HUB_OFFLINE is set: unset HF_HUB_OFFLINE to download it, or set model.base to a local "
+                "model dir"
             )
         return
     endpoint = urlsplit(constants.ENDPOINT)

@@ -1,4 +1,4 @@
-"""Where the server listens: loopback unless there is an API key, and a port checked free before the model loads."""
+"""Where the server listens: loopback unless there is an API key; a port checked free before the model loads."""
 
 from __future__ import annotations
 
@@ -36,16 +36,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
                         "give an address with --host (or chat.host), e.g. 127.0.0.1.") from None
     family, kind, protocol, _, address = infos[0]
     listening = socket.socket(family, kind, protocol)
-    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart may reuse the port
+    # as uvicorn does: a restarted server may reuse the port at once
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listening.bind(address)
         listening.listen(2048)
     except OSError as error:
         listening.close()
         if error.errno == errno.EADDRINUSE:
-            raise ChatError(f"Port {port} on {host} is already in use (another server, or another forumtune serve, "
-                            f"is listening there): stop it, or pick a free port with --port {_next_port(port)} "
-                            "(or chat.port).") from None
+            raise ChatError(f"Port {port} on {host} is already in use (another server, or another forumtune "
+                            f"serve, is listening there): stop it, or pick a free port with --port "
+                            f"{_next_port(port)} (or chat.port).") from None
         if error.errno == errno.EACCES:
             raise ChatError(f"Port {port} on {host} needs administrator rights: pick a port above 1023 with "
                             "--port (or chat.port).") from None

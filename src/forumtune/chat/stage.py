@@ -25,7 +25,7 @@ class ChatModels:
 
 
 def missing_artifact(config: Config, run_dir: Path) -> str | None:
-    """What chat.source needs that the run dir lacks, and the command that makes it; None when all is there."""
+    """What chat.source needs that the run dir lacks, and the command that makes it; None if nothing."""
     adapter, merged, gguf = run_dir / "adapter", run_dir / "merged", run_dir / gguf_name(config)
     needed = {
         "adapter": (adapter / "adapter_config.json",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from transformers import PreTrainedTokenizerBase
@@ -67,9 +68,9 @@ def stats_table(stats: dict[str, Any]) -> Table:
     for key, value in stats.items():
         if isinstance(value, dict):
             detail = ", ".join(f"{name} {count}" for name, count in value.items()) or "nothing"
-            table.add_row(key, detail)
+            table.add_row(escape(key), escape(detail))
         else:
-            table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+            table.add_row(escape(key), f"{value:,}" if isinstance(value, int) else escape(str(value)))
     return table
 
 
@@ -92,5 +93,5 @@ def show_examples(tokenizer: PreTrainedTokenizerBase, dataset_dir: Path, console
     lengths = {name: [len(r["input_ids"]) for r in read_jsonl(dataset_dir / f"{name}.jsonl")]
                for name in ("train", "eval") if (dataset_dir / f"{name}.jsonl").exists()}
     histogram = plot_length_histogram(lengths, dataset_dir / HISTOGRAM_NAME, max_seq_len)
-    console.print(f"length histogram: {histogram}")
+    console.print(f"length histogram: {escape(str(histogram))}")
     return histogram

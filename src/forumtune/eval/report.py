@@ -17,6 +17,10 @@ from forumtune.eval.templates import TEMPLATES
 from forumtune.train.metrics_log import read_metrics
 
 MODELS = (("base", "base model"), ("tuned", "fine-tuned"))
+# What the training loop measures as peak memory on each device (train.loop.peak_memory_mib). Runs whose
+# train_summary.json does not name the device trained where eval runs (the same config and machine).
+TRAIN_MEMORY_LABELS = {"cuda": "train: peak GPU memory (torch allocated)",
+                       "cpu": "train: peak process memory (resident, on the CPU)"}
 ALL_ARTIFACTS = {**ARTIFACT_LABELS, "any": "any of the above"}
 
 
@@ -99,8 +103,11 @@ def timing_rows(results: dict[str, Any], run_dir: Path) -> list[tuple[str, str]]
             rows.append((f"eval: {label} generation speed",
                          f"{generation['tokens'] / generation['seconds']:,.1f} new tokens/s"))
     peaks = results["peak_memory_mib"]
-    rows += [("eval: peak GPU memory (torch allocated)", _mib(peaks["gpu_allocated"])),
-             ("eval: peak process memory (resident)", _mib(peaks["process_resident"]))]
+    eval_device = results.get("device", "cuda" if peaks["gpu_allocated"] is not None else "cpu")
+    if eval_device == "cuda":
+        rows.append(("eval: peak GPU memory (torch allocated)", _mib(peaks["gpu_allocated"])))
+    rows.append((f"eval: peak process memory (resident{', on the CPU' if eval_device == 'cpu' else ''})",
+                 _mib(peaks["process_resident"])))
     train_rows = [row for row in read_metrics(run_dir / "metrics.csv") if row["split"] == "train"]
     speeds = [float(row["tokens_per_s"]) for row in train_rows if row.get("tokens_per_s")]
     memory = [float(row["peak_memory_mib"]) for row in train_rows if row.get("peak_memory_mib")]
@@ -109,7 +116,8 @@ def timing_rows(results: dict[str, Any], run_dir: Path) -> list[tuple[str, str]]
         rows.append(("train: wall time", f"{summary['seconds']:.1f} s for {summary.get('steps')} steps"))
     if speeds:
         rows.append(("train: median throughput", f"{statistics.median(speeds):,.0f} tokens/s"))
-    rows.append(("train: peak GPU memory", _mib(max(memory, default=0.0))))
+    train_device = "cuda" if summary.get("device", eval_device) == "cuda" else "cpu"
+    rows.append((TRAIN_MEMORY_LABELS[train_device], _mib(max(memory, default=0.0))))
     for stamp in sorted((run_dir / ".stages").glob("*.json")):
         if stamp.stem == "eval":  # the previous eval's time; this one's phases are above
             continue

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from peft import PeftModel
 from rich.console import Console
+from rich.markup import escape
 from transformers import PreTrainedTokenizerBase
 
 from forumtune.base_model import TINY_MODEL_NOTE, load_tokenizer
@@ -80,11 +81,13 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         "artifacts": {key: artifact_counts([s[f"{field}_flags"] for s in samples])
                       for key, field in (("forum", "reference"), ("base", "base"), ("tuned", "tuned"))},
         "generation": generation, "timings_s": timer.seconds, "peak_memory_mib": timer.peak_memory_mib(),
+        "device": device.type,
     }
     write_outputs(config, run_dir, results, samples)
     console.print(f"eval loss: base {base_loss:.4f} → fine-tuned {tuned_loss:.4f}; answers with an artifact: "
                   f"base {results['artifacts']['base']['any']}/{len(samples)}, fine-tuned "
-                  f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at {run_dir / 'report.html'}")
+                  f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at "
+                  f"{escape(str(run_dir / 'report.html'))}")
     return results
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from forumtune.config import Config
@@ -37,7 +38,7 @@ def run_merge(config: Config, run_dir: Path, console: Console) -> dict[str, Any]
         dtype=config.merge.dtype,
         max_shard_size=config.merge.max_shard_size,
     )
-    console.print(f"merged model written to {out}")
+    console.print(f"merged model written to {escape(str(out))}")
     return {"merged_dir": str(out)}
 
 
@@ -59,7 +60,8 @@ def run_export(
         written["modelfile"] = str(write_ollama_modelfile(config, run_dir, console))
     if "lora-gguf" in formats:
         out = export_lora_gguf(run_dir / "adapter", merged_dir, lora_gguf_path(config, run_dir), config.name)
-        console.print(f"GGUF LoRA adapter written to {out} (use: llama-cli -m BASE.gguf --lora {out.name})")
+        console.print(f"GGUF LoRA adapter written to {escape(str(out))} "
+                      f"(use: llama-cli -m BASE.gguf --lora {escape(out.name)})")
         written["lora_gguf"] = str(out)
     if verify and "gguf" in formats:
         print_report(verify_gguf(gguf_path(config, run_dir), merged_dir, config.export.gguf_type), console)
@@ -74,7 +76,7 @@ def write_gguf(config: Config, run_dir: Path, console: Console) -> Path:
         export_gguf(run_dir / "merged", out, out_type, name=config.name)
     else:
         export_k_quant(run_dir / "merged", out, out_type, config.name, config.export.llama_quantize)
-    console.print(f"GGUF written to {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    console.print(f"GGUF written to {escape(str(out))} ({out.stat().st_size / 2**20:.1f} MiB)")
     return out
 
 
@@ -91,7 +93,8 @@ def write_ollama_modelfile(config: Config, run_dir: Path, console: Console) -> P
         system_prompt=config.chat.system_prompt or config.build.system_prompt,
         temperature=config.chat.temperature,
     )
-    console.print(f"Ollama Modelfile written to {out} (use: ollama create {config.name} -f {out})")
+    shown = escape(str(out))
+    console.print(f"Ollama Modelfile written to {shown} (use: ollama create {config.name} -f {shown})")
     return out
 
 
@@ -110,17 +113,19 @@ def verify_lora_gguf(config: Config, run_dir: Path) -> VerifyReport:
 
 def print_report(report: VerifyReport, console: Console) -> None:
     console.print(
-        f"[green]verified[/] {report.gguf_path.name}: {report.tensors} tensors, structure as the merged model"
+        f"[green]verified[/] {escape(report.gguf_path.name)}: {report.tensors} tensors, "
+        "structure as the merged model"
     )
     if not report.llama_cpp_ran:
         console.print(
-            "[dim]logits not compared: install llama-cpp-python (pip install 'forumtune[llama]')[/dim]"
+            "logits not compared: install llama-cpp-python (pip install 'forumtune[llama]')",
+            style="dim", markup=False,
         )
         return
     table = Table("prompt", "same token ids", "max |Δlogit|", "top-1 agreement", "greedy continuation")
     for check in report.prompts:
         table.add_row(
-            check.prompt[:40].replace("\n", "⏎"),
+            escape(check.prompt[:40].replace("\n", "⏎")),
             "yes" if check.same_token_ids else "[red]no[/]",
             f"{check.max_logit_diff:.4f}",
             f"{check.top1_agreement:.0%}",

@@ -192,10 +192,12 @@ def first_list_failure(url: str, fetcher: Fetcher) -> str:
     """Why the crawl cannot start: what went wrong with the first thread-list page, and what to check."""
     failure = fetcher.last_failure
     if failure is not None and failure.url == url and failure.kind in CONNECTION_ADVICE:
-        return f"cannot read the forum's thread list {url}: {failure.detail}; {CONNECTION_ADVICE[failure.kind]}"
+        advice = CONNECTION_ADVICE[failure.kind]
+        return f"cannot read the forum's thread list {url}: {failure.detail}; {advice}"
     what = failure.detail if failure is not None and failure.url == url else "the page cannot be read"
-    return (f"cannot read the forum's thread list {url}: {what}. Check scrape.url, scrape.site and that the "
-            "forum is reachable; `forumtune scrape CONFIG --probe URL` shows what each site profile reads there.")
+    return (f"cannot read the forum's thread list {url}: {what}. Check scrape.url, scrape.site and that "
+            "the forum is reachable; `forumtune scrape CONFIG --probe URL` shows what each site profile reads "
+            "there.")
 
 
 def crawl(config: ScrapeConfig, store_path: Path, start_url: str, *, show_progress: bool = True,

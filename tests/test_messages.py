@@ -82,6 +82,9 @@ def write_bytes(path: Path, data: bytes) -> Path:
 def test_square_brackets_are_printed_as_typed_not_read_as_markup(tmp_path):
     result = forumtune("config", str(tmp_path / "[llama].yaml"))
     assert_user_error(result, "[llama].yaml does not exist")
+    result = forumtune("config", str(DEMO_CONFIG), "--set", "build.system_prompt=[oops")
+    assert_user_error(result, "--set 'build.system_prompt=[oops': the value is not valid YAML",
+                      """--set 'build.system_prompt="[oops"'""")
     # advice naming an extra, from a stage: the k-quant needs llama.cpp, which is not installed here
     config = write_config(tmp_path, export={"gguf_type": "q4_k_m", "formats": ["gguf"]})
     result = forumtune("export", str(config), without_llama_cpp=True, env={"PATH": os.path.dirname(sys.executable)})

@@ -308,7 +308,11 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"--set {dotted}: {key!r} is not a section")
         node = child
-    node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+    try:
+        node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML; quote it, e.g. "
+                          f"--set '{dotted}=\"{text}\"'") from None
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

@@ -24,7 +24,7 @@ def losses(run_dir, split="train"):
         return [float(row["loss"]) for row in csv.DictReader(handle) if row["split"] == split]
 
 
-def test_training_lowers_the_loss_logs_everywhere_and_saves_a_loadable_adapter(train_config):
+def test_training_lowers_the_loss_logs_everywhere_and_saves_a_loadable_adapter(train_config, cpu_layout):
     train_config.train.report_to = ["tensorboard", "wandb"]
     train_config.train.wandb_mode = "offline"
     run_dir = train_config.run_dir
@@ -74,7 +74,7 @@ def test_nan_in_a_batch_stops_training_naming_step_micro_batch_and_examples(trai
     assert len(losses(train_config.run_dir)) == 1
 
 
-def test_early_stopping_keeps_the_best_adapter(train_config):
+def test_early_stopping_keeps_the_best_adapter(train_config, cpu_layout):
     # A new best must beat the old one by 100 nats: after the first eval nothing does.
     train_config.train.eval_every = 2
     train_config.train.early_stopping_patience = 2

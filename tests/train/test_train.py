@@ -14,6 +14,7 @@ from forumtune.train.batches import micro_batches
 from forumtune.train.loop import run_train, setup, train
 from forumtune.train.optim import make_scheduler
 from tests.conftest import write_config
+from tests.layouts import LAYOUTS, force_layout
 from tests.train.conftest import write_dataset
 
 CONSOLE = Console(quiet=True)
@@ -24,7 +25,7 @@ def losses(run_dir, split="train"):
         return [float(row["loss"]) for row in csv.DictReader(handle) if row["split"] == split]
 
 
-def test_training_lowers_the_loss_logs_everywhere_and_saves_a_loadable_adapter(train_config, cpu_layout):
+def test_training_lowers_the_loss_logs_everywhere_and_saves_a_loadable_adapter(train_config):
     train_config.train.report_to = ["tensorboard", "wandb"]
     train_config.train.wandb_mode = "offline"
     run_dir = train_config.run_dir
@@ -54,6 +55,25 @@ def test_training_lowers_the_loss_logs_everywhere_and_saves_a_loadable_adapter(t
     assert len(offline_logs) == 1
     records = offline_logs[0].read_bytes()
     assert records.count(b"train/loss") >= 12 and records.count(b"eval/loss") >= 2
+
+
+def test_training_is_the_same_whichever_4bit_layout_the_cpu_would_pick(tmp_path, tiny_tokenizer, tiny_mistral,
+                                                                       monkeypatch):
+    """An eval every other step: on a CPU with AVX512-BF16 bitsandbytes would pack the base for it, and the
+    steps after it would train on weights with no backward and rounded scales."""
+    curves = {}
+    for layout in LAYOUTS:
+        force_layout(layout, monkeypatch)
+        config = load_config(write_config(tmp_path / layout, model={"base": str(tiny_mistral)},
+                                          train={"max_steps": 6, "micro_batch_size": 4, "grad_accum_steps": 1,
+                                                 "learning_rate": 1e-2, "eval_every": 2, "save_every": 3}))
+        write_dataset(config.run_dir / "dataset", tiny_tokenizer)
+        run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+        with (config.run_dir / "metrics.csv").open() as handle:
+            curves[layout] = [(row["step"], row["split"], row["loss"], row["grad_norm"])
+                              for row in csv.DictReader(handle)]
+    assert len(curves["packed"]) == 6 + 3
+    assert curves["packed"] == curves["trainable"]
 
 
 def test_nan_in_a_batch_stops_training_naming_step_micro_batch_and_examples(train_config):

@@ -29,8 +29,10 @@ def force_layout(layout: str, monkeypatch: pytest.MonkeyPatch | None = None) -> 
 
     packed = layout == "packed"
     kernel = packed and kernel_on_this_cpu()
-    patches = ((bitsandbytes.nn.modules, "has_avx512bf16", lambda: packed),
-               (cpu_layout, "packed_kernel_available", lambda: kernel))
+    patches = (
+        (bitsandbytes.nn.modules, "has_avx512bf16", lambda: packed),
+        (cpu_layout, "packed_kernel_available", lambda: kernel),
+    )
     for owner, name, value in patches:
         if monkeypatch is None:
             setattr(owner, name, value)

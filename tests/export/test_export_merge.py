@@ -13,6 +13,7 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors import safe_open
+from tests.layouts import kernel_on_this_cpu
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from forumtune.export.errors import ExportError
@@ -23,7 +24,6 @@ from forumtune.kernels.cpu_layout import (
     use_packed_layout_for_generation,
     use_trainable_layout,
 )
-from tests.layouts import kernel_on_this_cpu
 
 FileSizeLimit = Callable[[int], AbstractContextManager[None]]
 MakeAdapter = Callable[..., Path]

@@ -13,11 +13,23 @@ from forumtune.kernels.cpu_layout import (
     use_packed_layout_for_generation,
     use_trainable_layout,
 )
-from tests.kernels.test_kernels import batch, load, lora, model_dir  # noqa: F401  (model_dir: a fixture)
+from tests.kernels.test_kernels import SHAPE, batch, load, lora
 from tests.layouts import kernel_on_this_cpu
 
 needs_packed_kernel = pytest.mark.skipif(
-    not kernel_on_this_cpu(), reason="bitsandbytes has no kernel for the packed layout on a CPU without AVX512-BF16")
+    not kernel_on_this_cpu(),
+    reason="bitsandbytes has no kernel for the packed layout on a CPU without AVX512-BF16",
+)
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory) -> str:
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("llama")
+    AutoModelForCausalLM.from_config(LlamaConfig(**SHAPE)).save_pretrained(path)
+    return str(path)
 
 
 def logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -25,8 +37,8 @@ def logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
         return model.eval()(input_ids=ids).logits
 
 
-def test_the_trainable_layout_survives_eval_passes_and_matches_training_mode(model_dir, cpu_layout):
-    model = lora(load(model_dir, quantized=True))
+def test_the_trainable_layout_survives_eval_passes_and_matches_training_mode(llama_dir, cpu_layout):
+    model = lora(load(llama_dir, quantized=True))
     use_trainable_layout(model)
     ids = batch()["input_ids"]
     in_eval = logits(model, ids)
@@ -38,10 +50,10 @@ def test_the_trainable_layout_survives_eval_passes_and_matches_training_mode(mod
 
 
 @needs_packed_kernel
-def test_generation_packs_what_it_can_within_bfloat16_error_and_then_refuses_training(model_dir):
-    reference_model = lora(load(model_dir, quantized=True))
+def test_generation_packs_what_it_can_within_bfloat16_error_and_then_refuses_training(llama_dir):
+    reference_model = lora(load(llama_dir, quantized=True))
     use_trainable_layout(reference_model)
-    model = lora(load(model_dir, quantized=True))
+    model = lora(load(llama_dir, quantized=True))
     ids = batch()["input_ids"]
     reference = logits(reference_model, ids)
 
@@ -58,11 +70,11 @@ def test_generation_packs_what_it_can_within_bfloat16_error_and_then_refuses_tra
         use_trainable_layout(model)
 
 
-def test_generation_stays_trainable_where_the_cpu_has_no_packed_kernel(model_dir, monkeypatch):
+def test_generation_stays_trainable_where_the_cpu_has_no_packed_kernel(llama_dir, monkeypatch):
     from forumtune.kernels import cpu_layout
 
     monkeypatch.setattr(cpu_layout, "packed_kernel_available", lambda: False)
-    model = lora(load(model_dir, quantized=True))
+    model = lora(load(llama_dir, quantized=True))
     assert not use_packed_layout_for_generation(model)
     logits(model, batch()["input_ids"])
     assert not any(is_packed(layer) for layer in linear_4bit_layers(model).values())

@@ -65,4 +65,4 @@ def test_sigkilled_run_resumes_to_the_same_final_loss(tmp_path, tiny_tokenizer, 
     assert float(rows(run_dirs["killed"], "eval")[-1]["loss"]) == pytest.approx(
         float(rows(run_dirs["whole"], "eval")[-1]["loss"]), rel=1e-3)
     checkpoints = sorted(p.name for p in (run_dirs["killed"] / "checkpoints").iterdir())
-    assert checkpoints == ["best", "step-000012", "step-000015"]  # the last two; no half-written ones
+    assert checkpoints == ["best", "settings.json", "step-000012", "step-000015"]  # the last two, no half-written

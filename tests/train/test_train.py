@@ -41,7 +41,7 @@ def test_training_lowers_the_loss_logs_everywhere_and_saves_a_loadable_adapter(t
     model = PeftModel.from_pretrained(base, str(run_dir / "adapter"))
     assert any("lora_A" in name for name, _ in model.named_parameters())
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert checkpoints == ["best", "step-000004", "step-000008"]
+    assert checkpoints == ["best", "settings.json", "step-000004", "step-000008"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -77,7 +77,7 @@ def test_training_is_the_same_whichever_4bit_layout_the_cpu_would_pick(tmp_path,
 
 
 def test_nan_in_a_batch_stops_training_naming_step_micro_batch_and_examples(train_config):
-    run = setup(train_config, train_config.run_dir / "dataset", train_config.run_dir, CONSOLE, resume=False)
+    run = setup(train_config, train_config.run_dir / "dataset", train_config.run_dir, CONSOLE)
     calls = {"count": 0}
 
     def poison_third_micro_batch(module, inputs, output):

@@ -23,6 +23,15 @@ it is tested against:
   does not stay reserved in fragments. Reference: the allocator's default fixed segments.
 """
 
-from forumtune.kernels import allocator, cpu_layout, layer_graphs, liger, lora_linear, nf4_dequant, offload, precision
+from forumtune.kernels import (
+    allocator,
+    cpu_layout,
+    layer_graphs,
+    liger,
+    lora_linear,
+    nf4_dequant,
+    offload,
+    precision,
+)
 
 __all__ = ["allocator", "cpu_layout", "layer_graphs", "liger", "lora_linear", "nf4_dequant", "offload", "precision"]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from forumtune.config import load_config
 from tests.conftest import ROOT, write_config
@@ -124,3 +125,46 @@ def test_ctrl_c_during_run_then_the_same_command_continues_to_the_same_curve(lay
     assert rows(run_dir) == rows(whole_dir)
     assert len(rows(run_dir, "eval")) == 3
     assert (run_dir / "eval" / "metrics.json").exists() and (run_dir / "merged" / "config.json").exists()
+
+
+def signal_at_step(monkeypatch, step: int, *signums: int) -> None:
+    """Deliver `signums` to this process once training has logged `step`."""
+    from forumtune.train.reporting import Reporter
+
+    write = Reporter.write
+
+    def write_then_signal(self, **row):
+        write(self, **row)
+        if row["split"] == "train" and row["step"] == step:
+            for signum in signums:
+                os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(Reporter, "write", write_then_signal)
+
+
+def test_sigterm_finishes_the_step_saves_it_and_exits_143(train_config, monkeypatch, capsys):
+    from forumtune.train.loop import run_train
+
+    run_dir = train_config.run_dir
+    signal_at_step(monkeypatch, 5, signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        run_train(train_config, run_dir / "dataset", run_dir, Console(quiet=True))
+    assert stopped.value.code == 143
+    errors = capsys.readouterr().err
+    assert f"training stopped by SIGTERM after step 5, saved in {run_dir / 'checkpoints' / 'step-000005'}." in errors
+    assert f"To resume: forumtune train {run_dir / 'config.yaml'}" in errors
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are given back
+
+
+def test_a_second_ctrl_c_stops_at_once_naming_the_last_saved_step(train_config, monkeypatch, capsys):
+    from forumtune.train.loop import run_train
+
+    run_dir = train_config.run_dir
+    signal_at_step(monkeypatch, 5, signal.SIGINT, signal.SIGINT)
+    with pytest.raises(SystemExit) as stopped:
+        run_train(train_config, run_dir / "dataset", run_dir, Console(quiet=True))
+    assert stopped.value.code == 130
+    errors = capsys.readouterr().err
+    last = run_dir / "checkpoints" / "step-000004"  # save_every 4
+    assert f"stopped by Ctrl-C (SIGINT) without saving its current step; the last saved step is 4 ({last})" in errors
+    assert not (run_dir / "checkpoints" / "step-000005").exists()

@@ -84,7 +84,7 @@ def stop_message(run_dir: Path, stopped: BaseException) -> str:
         last = (
             f"the last saved step is {step_of(saved[-1])} ({saved[-1]})"
             if saved
-            else "no step is saved yet, so it will start from step 0"
+            else "no step was saved yet (rerunning starts from step 0)"
         )
-        first = f"training stopped by {how} in the middle of a step; {last}."
+        first = f"training stopped by {how} without saving its current step; {last}."
     return f"{first}\nTo resume: {rerun_command(run_dir, restart=False)}"

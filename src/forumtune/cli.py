@@ -108,16 +108,22 @@ def inspect(config: ConfigArg, overrides: SetOption = None,
                   max_seq_len=cfg.build.max_seq_len)
 
 
+RestartOption = Annotated[bool, typer.Option(
+    "--restart", help="Train from step 0; earlier checkpoints move to runs/<name>/previous/")]
+
+
 @app.command()
-def train(config: ConfigArg, overrides: SetOption = None,
-          resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint")] = False) -> None:
+def train(config: ConfigArg, overrides: SetOption = None, restart: RestartOption = False,
+          resume: Annotated[bool, typer.Option("--resume", hidden=True)] = False) -> None:
     """QLoRA fine-tune: 4-bit base, LoRA on all linear layers; writes runs/<name>/adapter.
 
-    On several GPUs: torchrun --nproc-per-node N -m forumtune.cli train CONFIG (rank 0 prints and writes)."""
+    Continues from the last checkpoint made with the same settings (--resume is the default and kept
+    as a no-op). On several GPUs: torchrun --nproc-per-node N -m forumtune.cli train CONFIG (rank 0
+    prints and writes)."""
     import os
 
     console.quiet = int(os.environ.get("RANK", "0")) > 0
-    _stage("train", config, overrides, resume=resume)
+    _stage("train", config, overrides, restart=restart)
 
 
 @app.command("eval")
@@ -196,14 +202,16 @@ def serve(config: ConfigArg, overrides: SetOption = None, source: SourceOption =
 @app.command()
 def run(config: ConfigArg, overrides: SetOption = None,
         force: Annotated[bool, typer.Option(help="Rerun every stage")] = False,
-        until: Annotated[str | None, typer.Option(help="Stop after this stage")] = None) -> None:
-    """Every stage in order (scrape, build, train, eval, merge, export), skipping what is done."""
+        until: Annotated[str | None, typer.Option(help="Stop after this stage")] = None,
+        restart: RestartOption = False) -> None:
+    """Every stage in order (scrape, build, train, eval, merge, export), skipping what is done; an
+    interrupted training continues from its last checkpoint."""
     from forumtune.pipeline import STAGE_NAMES, run_pipeline
 
     if until is not None and until not in STAGE_NAMES:
         raise typer.BadParameter(f"--until must be one of {STAGE_NAMES}")
     cfg = _load(config, overrides)
-    run_pipeline(cfg, console, force=force, until=until)
+    run_pipeline(cfg, console, force=force, until=until, restart=restart)
     console.print(f"[bold green]done[/]: artifacts in {cfg.run_dir}")
 
 

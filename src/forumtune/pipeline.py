@@ -50,10 +50,10 @@ def _build(config: Config, run_dir: Path, console: Console) -> Any:
     return run_build(config, run_dir / "forum.sqlite", run_dir / "dataset", console)
 
 
-def _train(config: Config, run_dir: Path, console: Console, resume: bool = False) -> Any:
+def _train(config: Config, run_dir: Path, console: Console, restart: bool = False) -> Any:
     from forumtune.train.loop import run_train
 
-    summary = run_train(config, run_dir / "dataset", run_dir, console, resume=resume)
+    summary = run_train(config, run_dir / "dataset", run_dir, console, restart=restart)
     if is_main_process():
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -117,7 +117,9 @@ def stale_reason(stage: Stage, config: Config, run_dir: Path) -> str | None:
     if missing:
         return f"{missing[0].relative_to(run_dir)} is missing"
     stamp = run_dir / STAMPS_DIR / f"{stage.name}.json"
-    if not stamp.exists() or json.loads(stamp.read_text()).get("fingerprint") != stage_fingerprint(stage, config):
+    if not stamp.exists():
+        return "its last run did not finish"
+    if json.loads(stamp.read_text()).get("fingerprint") != stage_fingerprint(stage, config):
         return f"its settings ({', '.join(stage.config_keys)}) changed"
     inputs = [run_dir / p for p in stage.inputs(config) if (run_dir / p).exists()]
     if inputs and max(p.stat().st_mtime for p in inputs) > min(p.stat().st_mtime for p in outputs):
@@ -152,30 +154,35 @@ def run_stage(stage: Stage, config: Config, console: Console, **options: Any) ->
     """Run one stage now, whatever its state, and stamp it as done with the current settings."""
     run_dir = prepare_run_dir(config)
     console.rule(f"[bold]{stage.name}")
+    stamps = run_dir / STAMPS_DIR
+    if is_main_process():  # a stage stopped halfway is not done, whatever outputs an earlier run left
+        (stamps / f"{stage.name}.json").unlink(missing_ok=True)
     started = time.perf_counter()
     result = stage.run(config, run_dir, console, **options)
     if not is_main_process():
         return result
-    stamps = run_dir / STAMPS_DIR
     stamps.mkdir(exist_ok=True)
     (stamps / f"{stage.name}.json").write_text(json.dumps(
         {"fingerprint": stage_fingerprint(stage, config), "seconds": round(time.perf_counter() - started, 2)}))
     return result
 
 
-def run_pipeline(config: Config, console: Console, *, force: bool = False, until: str | None = None) -> list[str]:
-    """Every stage in order, skipping those already done; returns the names of the stages that ran."""
+def run_pipeline(config: Config, console: Console, *, force: bool = False, until: str | None = None,
+                 restart: bool = False) -> list[str]:
+    """Every stage in order, skipping those already done; returns the names of the stages that ran.
+    Training resumes from its checkpoints; `restart` trains from step 0 (earlier checkpoints set aside)."""
     ran: list[str] = []
     run_dir = prepare_run_dir(config)
     for stage in STAGES:
-        reason = "forced" if force else stale_reason(stage, config, run_dir)
+        restarting = restart and stage.name == "train"
+        reason = "forced" if force else "--restart" if restarting else stale_reason(stage, config, run_dir)
         if stage.name == "scrape" and config.build.input_file:
             console.print(f"[dim]scrape: not needed, the dataset comes from {config.build.input_file}[/dim]")
         elif reason is None:
             console.print(f"[dim]{stage.name}: up to date, skipped[/dim]")
         else:
             console.print(f"{stage.name}: running ({reason})")
-            run_stage(stage, config, console)
+            run_stage(stage, config, console, **({"restart": True} if restarting else {}))
             ran.append(stage.name)
         if stage.name == until:
             break

@@ -10,6 +10,7 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, MistralConfig, Qwen2Config
 
+from forumtune.kernels.cpu_layout import use_trainable_layout
 from forumtune.kernels.liger import apply_liger_kernels
 from forumtune.kernels.offload import use_layer_checkpointing
 from forumtune.kernels.precision import enable_checkpointing, prepare_for_qlora
@@ -194,10 +195,11 @@ def test_fused_lora_layer_in_bf16_agrees_with_peft_within_bf16_rounding():
         assert relative_error(grads[name], ref_grads[name]) < 1e-2, name
 
 
-def test_fused_lora_falls_back_where_it_does_not_apply(model_dir):
+def test_fused_lora_falls_back_where_it_does_not_apply(model_dir, cpu_layout):
     from forumtune.kernels.lora_linear import use_fused_lora
 
     plain = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=False))
+    use_trainable_layout(plain)  # the reference in the layout the fused path keeps (it trains)
     fused = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=False))
     use_fused_lora(fused)
     assert use_fused_lora(fused) == 0  # already fused: nothing is wrapped twice

@@ -9,6 +9,8 @@ import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
+from forumtune.kernels import cpu_layout
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -50,7 +52,9 @@ def _decode_answer(row: list[int], stop_ids: list[int], tokenizer: PreTrainedTok
 @torch.no_grad()
 def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict[str, str]]],
                      settings: GenerationSettings) -> list[dict[str, Any]]:
-    """Each answer's text (special tokens dropped), raw text (kept), whether it ended by itself, its length."""
+    """Each answer's text (special tokens dropped), raw text (kept), whether it ended by itself, its length.
+    From here on `model` is for generation only: its 4-bit weights may be packed for the CPU."""
+    cpu_layout.use_packed_layout_for_generation(model)
     device = next(model.parameters()).device
     stop_ids = stop_token_ids(model, tokenizer)
     sampling = ({"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}

@@ -1,4 +1,5 @@
-"""Fast paths for QLoRA training on a GPU. Each one has a plain reference it is tested against:
+"""Fast paths for QLoRA training on a GPU, and one for generating on a CPU. Each one has a plain reference
+it is tested against:
 
 - `precision.prepare_for_qlora`: keeps the residual stream in the compute dtype (bf16) instead of
   peft's fp32 upcast of norms, embeddings and lm_head, so attention takes the flash/efficient SDPA
@@ -15,10 +16,22 @@
 - `nf4_dequant.dequantize_nf4`: a double-quantized NF4 weight to bf16 in one Triton kernel, bit-identical
   to bitsandbytes' two and 1.48x faster per layer (`lora_linear.DEQUANTIZE_KERNEL`, "triton" by default,
   "bitsandbytes" to switch back). Reference: `bitsandbytes.functional.dequantize_4bit`.
+- `cpu_layout.use_packed_layout_for_generation`: bitsandbytes' packed CPU layout for 4-bit weights (AVX512-BF16
+  kernels, bf16 products), for generation only; training and losses keep the trainable layout
+  (`cpu_layout.use_trainable_layout`). Reference: the trainable layout.
 - `allocator.use_expandable_segments`: PyTorch's CUDA allocator with expandable segments, so freed memory
   does not stay reserved in fragments. Reference: the allocator's default fixed segments.
 """
 
-from forumtune.kernels import allocator, layer_graphs, liger, lora_linear, nf4_dequant, offload, precision
+from forumtune.kernels import (
+    allocator,
+    cpu_layout,
+    layer_graphs,
+    liger,
+    lora_linear,
+    nf4_dequant,
+    offload,
+    precision,
+)
 
-__all__ = ["allocator", "layer_graphs", "liger", "lora_linear", "nf4_dequant", "offload", "precision"]
+__all__ = ["allocator", "cpu_layout", "layer_graphs", "liger", "lora_linear", "nf4_dequant", "offload", "precision"]

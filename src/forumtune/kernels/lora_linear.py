@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from forumtune.kernels import nf4_dequant
+from forumtune.kernels import cpu_layout, nf4_dequant
 
 MIN_TOKENS = 16  # below this (decoding), bitsandbytes' fused 4-bit gemv beats dequantize + matmul
 # decoder layers that end in `residual + mlp.down_proj(...)`: recomputing them for the backward, the
@@ -182,6 +182,9 @@ def use_fused_lora(model: torch.nn.Module) -> int:
         from peft.tuners.lora.bnb import Linear4bit as LoraLinear4bit
     except ImportError:  # peft without bitsandbytes support
         return 0
+    # the fused path dequantizes the trainable layout itself, and its fallbacks run bitsandbytes' forward,
+    # which on a CPU would otherwise pack the very weights the fused path reads
+    cpu_layout.use_trainable_layout(model)
     unread = {id(layer.mlp.down_proj) for layer in model.modules()
               if type(layer).__name__ in LAYERS_ENDING_IN_DOWN_PROJ and hasattr(getattr(layer, "mlp", None), "down_proj")}
     fused = 0

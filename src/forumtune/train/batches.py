@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from forumtune.data.encode import IGNORE_INDEX
+from forumtune.kernels import cpu_layout
 
 
 def collate(records: list[dict[str, Any]], pad_id: int, device: torch.device, *,
@@ -99,7 +100,9 @@ def trained_token_count(batch: dict[str, torch.Tensor]) -> int:
 @torch.no_grad()
 def mean_token_loss(model: torch.nn.Module, records: list[dict[str, Any]], batch_size: int, pad_id: int,
                     device: torch.device) -> float:
-    """Loss per trained token over all records (every token weighs the same, whatever its batch)."""
+    """Loss per trained token over all records (every token weighs the same, whatever its batch), in the
+    trainable 4-bit layout: the eval-loss pass is where bitsandbytes would otherwise pack the weights."""
+    cpu_layout.use_trainable_layout(model)
     was_training = model.training
     model.eval()
     total_loss, total_tokens = 0.0, 0

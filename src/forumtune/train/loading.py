@@ -61,6 +61,7 @@ def load_base_model(model: ModelConfig, device: torch.device, *, shardable: bool
         loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise TrainError(f"cannot load model.base {model.base!r}: {exc}") from None
+    kernels.cpu_layout.use_trainable_layout(loaded)  # generation opts into the packed one (kernels/cpu_layout.py)
     return loaded if quantization is not None else loaded.to(device)
 
 

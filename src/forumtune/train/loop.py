@@ -12,10 +12,11 @@ import contextlib
 import math
 import resource
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,20 @@ from forumtune.train.checkpoints import (
     checkpoint_dirs,
     load_adapter_weights,
     load_training_state,
-    remove_partials,
     save_adapter_weights,
     save_best,
     save_checkpoint,
+    step_of,
 )
 from forumtune.train.distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
+from forumtune.train.interrupt import (
+    StopNow,
+    StopRequest,
+    TrainingStopped,
+    exit_status,
+    stop_after_the_step,
+    stop_message,
+)
 from forumtune.train.loading import (
     GRAPH_PAD_MULTIPLE,
     layer_graphs_for,
@@ -64,6 +73,7 @@ from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
 from forumtune.train.preflight import check_before_loading
 from forumtune.train.reporting import Reporter
+from forumtune.train.resume import begin_checkpoints, choose_start, training_settings, write_record
 
 CPU = torch.device("cpu")
 
@@ -88,6 +98,7 @@ class TrainingRun:
     reporter: Reporter
     graphs: LayerGraphs | None = None
     prepared_step: PreparedStep | None = None  # the next step's batches, prepared during this one
+    settings: dict[str, Any] = field(default_factory=dict)  # what a checkpoint must share to be resumed
 
 
 @dataclass(frozen=True)
@@ -114,14 +125,20 @@ def peak_memory_mib(device: torch.device) -> float:
 
 
 def run_train(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
-              resume: bool = False) -> dict[str, Any]:
+              restart: bool = False) -> dict[str, Any]:
+    """Train from the last checkpoint of these settings, or from step 0 (`restart`: always)."""
     ranks = ranks_from_environment()
     if not ranks.is_main:
         console = Console(quiet=True)
     run = None
     try:
-        run = setup(config, dataset_dir, run_dir, console, resume=resume, ranks=ranks)
-        return train(run, console)
+        run = setup(config, dataset_dir, run_dir, console, restart=restart, ranks=ranks)
+        with stop_after_the_step(enabled=not ranks.enabled) as stop:
+            return train(run, console, stop)
+    except (KeyboardInterrupt, StopNow, TrainingStopped) as stopped:
+        if ranks.is_main:
+            print(stop_message(run_dir, stopped), file=sys.stderr)
+        raise SystemExit(exit_status(getattr(stopped, "signum", signal.SIGINT))) from None
     except torch.cuda.OutOfMemoryError:
         where = f" at step {run.state.step + 1}" if run is not None else " while loading the model"
         raise TrainError(oom_advice(config).replace("out of memory.", f"out of memory{where}.", 1)) from None
@@ -131,7 +148,7 @@ def run_train(config: Config, dataset_dir: Path, run_dir: Path, console: Console
         distributed.stop(ranks)
 
 
-def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, resume: bool,
+def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, restart: bool = False,
           ranks: Ranks = SINGLE_PROCESS) -> TrainingRun:
     if not (dataset_dir / "train.jsonl").exists():
         raise TrainError(f"no dataset at {dataset_dir}: run `forumtune build CONFIG` first")
@@ -141,11 +158,12 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
         console.print(f"[dim]{use_expandable_segments()}[/dim]")
     check_before_loading(config, train_records, device, ranks, console)
     distributed.start(ranks, device)
-    checkpoint = latest_checkpoint(run_dir, console) if resume else None
+    settings = training_settings(config, dataset_dir, ranks.world_size)
+    start = choose_start(run_dir, settings, restart=restart)
+    checkpoint = start.checkpoint
+    distributed.barrier(ranks)  # every rank has chosen before rank 0 moves an earlier training aside
     if ranks.is_main:
-        remove_partials(run_dir / "checkpoints")
-        if not resume:
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        begin_checkpoints(run_dir, start, settings, console)
     torch.manual_seed(config.seed)
     sharded = ranks.enabled and config.train.distributed == "fsdp"
     graphs = layer_graphs_for(config, device, distributed=ranks.enabled)
@@ -167,14 +185,8 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
                        tokenizer=load_tokenizer(config.model.base, config.build.chat_template), model=model,
                        optimizer=optimizer, scheduler=scheduler, train_records=train_records,
                        eval_records=read_jsonl(dataset_dir / "eval.jsonl"), total_steps=steps, state=state,
-                       reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main), graphs=graphs)
-
-
-def latest_checkpoint(run_dir: Path, console: Console) -> Path | None:
-    found = checkpoint_dirs(run_dir / "checkpoints")
-    if not found:
-        console.print("[yellow]--resume: this run has no checkpoint yet; starting from step 0[/yellow]")
-    return found[-1] if found else None
+                       reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main), graphs=graphs,
+                       settings=settings)
 
 
 def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
@@ -272,17 +284,23 @@ def evaluate(run: TrainingRun, elapsed: float) -> bool:
         save_best(run.run_dir / "checkpoints", run.model, state, run.ranks)
         return False
     state.evals_without_improvement += 1
-    patience = train_cfg.early_stopping_patience
-    return patience is not None and state.evals_without_improvement >= patience
+    return patience_ran_out(run)
 
 
-def train(run: TrainingRun, console: Console) -> dict[str, Any]:
+def patience_ran_out(run: TrainingRun) -> bool:
+    patience = run.config.train.early_stopping_patience
+    return patience is not None and run.state.evals_without_improvement >= patience
+
+
+def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -> dict[str, Any]:
+    """The steps left, with evals and checkpoints; `stop` set by a signal ends it after the current step
+    with a checkpoint of that step (TrainingStopped)."""
     train_cfg, state = run.config.train, run.state
     batches = micro_batches(len(run.train_records), train_cfg.micro_batch_size, run.config.seed,
                             start=state.micro_batches_consumed, rank=run.ranks.rank,
                             world_size=run.ranks.world_size)
     started = time.perf_counter() - _elapsed_before(run)
-    stopped_early = False
+    stopped_early = patience_ran_out(run)  # resumed from the checkpoint saved when it stopped early
     columns = (TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
@@ -298,10 +316,16 @@ def train(run: TrainingRun, console: Console) -> dict[str, Any]:
             if (state.step % train_cfg.save_every == 0 or stopped_early) and state.step < run.total_steps:
                 save_checkpoint(run.run_dir / "checkpoints", run.model, run.optimizer, run.scheduler, state,
                                 train_cfg.keep_checkpoints, run.ranks)
+            if stop is not None and stop.signum is not None:
+                break
+    if stop is not None and stop.signum is not None:
+        raise TrainingStopped(stop.signum, state.step, checkpoint_now(run))
     if stopped_early:
         console.print(f"early stopping at step {state.step}: no eval-loss improvement in "
                       f"{train_cfg.early_stopping_patience} evals")
     final_step = save_final_adapter(run)
+    if run.ranks.is_main:
+        write_record(run.run_dir / "checkpoints", run.settings, finished=True)
     summary = {"steps": state.step, "best_eval_loss": state.best_eval_loss, "best_step": state.best_step,
                "adapter_step": final_step, "stopped_early": stopped_early,
                "seconds": round(time.perf_counter() - started, 2), "peak_memory_mib": peak_memory_mib(run.device),
@@ -311,6 +335,17 @@ def train(run: TrainingRun, console: Console) -> dict[str, Any]:
     console.print(f"trained {state.step} steps in {summary['seconds']:.0f}s; best eval loss "
                   f"{state.best_eval_loss} at step {state.best_step}; adapter/ holds step {final_step}")
     return summary
+
+
+def checkpoint_now(run: TrainingRun) -> Path:
+    """A checkpoint of the current step, unless the loop has just written it; after the last step too
+    (resuming from that one only writes the final adapter)."""
+    root = run.run_dir / "checkpoints"
+    done = [path for path in checkpoint_dirs(root) if step_of(path) == run.state.step]
+    if done:
+        return done[0]
+    return save_checkpoint(root, run.model, run.optimizer, run.scheduler, run.state,
+                           run.config.train.keep_checkpoints, run.ranks)
 
 
 def graphs_summary(graphs: LayerGraphs | None) -> dict[str, Any] | None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, MistralConfig
 
+from forumtune.batching import collate
 from forumtune.config import Config
 from forumtune.kernels.layer_graphs import LayerGraphs
 from forumtune.kernels.precision import enable_checkpointing
-from forumtune.train.batches import collate
 from forumtune.train.loading import layer_graphs_for
 
 SHAPE = {"vocab_size": 128, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

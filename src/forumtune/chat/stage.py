@@ -13,8 +13,8 @@ from forumtune.chat.engine import Engine, SamplingSettings
 from forumtune.chat.errors import ChatError
 from forumtune.chat.transformers_engine import TransformersEngine
 from forumtune.config import Config
-from forumtune.pipeline import gguf_name
-from forumtune.train.loading import load_adapter_model, load_base_model, pick_device
+from forumtune.layout import RunLayout
+from forumtune.models import load_adapter_model, load_base_model, pick_device
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,13 @@ def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
     """The fine-tune as chat.source says, and its base model when chat.with_base asks for it."""
     chat = config.chat
     tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-    device = pick_device(config.train.device)
+    paths = RunLayout.of(config, run_dir)
+    device = pick_device(config.chat.device, key="chat.device")
     with_base = chat.with_base if chat.with_base is not None else chat.source == "adapter"
     if chat.source == "adapter":
-        adapter_dir = run_dir / "adapter"
-        if not (adapter_dir / "adapter_config.json").exists():
-            raise ChatError(f"no adapter at {adapter_dir}: run `forumtune train` first (chat.source=adapter)")
-        model = load_adapter_model(config, adapter_dir, device)
+        if not paths.adapter_config.exists():
+            raise ChatError(f"no adapter at {paths.adapter}: run `forumtune train` first (chat.source=adapter)")
+        model = load_adapter_model(config.model, paths.adapter, device)
         tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
         # The base answers through the same weights with the adapter switched off: no second copy.
         base = TransformersEngine(
@@ -41,17 +41,16 @@ def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
         )
         return ChatModels(tuned, base if with_base else None)
     if chat.source == "merged":
-        merged_dir = run_dir / "merged"
-        if not (merged_dir / "config.json").exists():
+        if not paths.merged_config.exists():
             raise ChatError(
-                f"no merged model at {merged_dir}: run `forumtune merge` first (chat.source=merged)"
+                f"no merged model at {paths.merged}: run `forumtune merge` first (chat.source=merged)"
             )
-        model = AutoModelForCausalLM.from_pretrained(merged_dir).to(device)
+        model = AutoModelForCausalLM.from_pretrained(paths.merged).to(device)
         tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
     else:
         from forumtune.chat.gguf_engine import GgufEngine
 
-        tuned = GgufEngine(run_dir / gguf_name(config), tokenizer, max_context_tokens=chat.context_tokens)
+        tuned = GgufEngine(paths.gguf, tokenizer, max_context_tokens=chat.context_tokens)
     if not with_base:
         return ChatModels(tuned, None)
     base_model = load_base_model(config.model, device)

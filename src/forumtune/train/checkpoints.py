@@ -18,11 +18,12 @@ import torch
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from forumtune.layout import BEST_CHECKPOINT, CHECKPOINT_PREFIX, checkpoint_dirs
+from forumtune.ranks import SINGLE_PROCESS, Ranks
 from forumtune.train import distributed
-from forumtune.train.distributed import SINGLE_PROCESS, Ranks
 
-PREFIX = "step-"
-BEST = "best"
+PREFIX = CHECKPOINT_PREFIX
+BEST = BEST_CHECKPOINT
 
 
 @dataclass
@@ -32,13 +33,6 @@ class TrainerState:
     best_eval_loss: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
-
-
-def checkpoint_dirs(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").exists()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
 def remove_partials(root: Path) -> None:

@@ -18,7 +18,8 @@ import torch
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from forumtune.layout import BEST_CHECKPOINT, CHECKPOINT_PREFIX, checkpoint_dirs
+from forumtune.atomic import atomic_directory
+from forumtune.layout import BEST_CHECKPOINT, CHECKPOINT_PREFIX, checkpoint_adapter, checkpoint_dirs
 from forumtune.ranks import SINGLE_PROCESS, Ranks
 from forumtune.train import distributed
 
@@ -82,15 +83,10 @@ def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 def save_best(root: Path, model: torch.nn.Module, state: TrainerState, ranks: Ranks = SINGLE_PROCESS) -> None:
     """The adapter of the lowest eval loss so far, replaced atomically."""
-    staging = root / f".{BEST}.partial"
-    if ranks.is_main:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    save_adapter_weights(model, staging / "adapter" if ranks.is_main else None)
-    if ranks.is_main:
-        (staging / "state.json").write_text(json.dumps({"step": state.step, "eval_loss": state.best_eval_loss}))
-        shutil.rmtree(root / BEST, ignore_errors=True)
-        staging.rename(root / BEST)
+    with atomic_directory(root / BEST, write=ranks.is_main) as staging:
+        save_adapter_weights(model, checkpoint_adapter(staging) if staging else None)
+        if staging is not None:
+            (staging / "state.json").write_text(json.dumps({"step": state.step, "eval_loss": state.best_eval_loss}))
     distributed.barrier(ranks)
 
 

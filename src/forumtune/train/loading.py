@@ -17,8 +17,9 @@ from transformers import PreTrainedModel
 from forumtune import kernels
 from forumtune.config import AdapterConfig, Config
 from forumtune.errors import TrainError
-from forumtune.kernels.layer_graphs import LayerGraphs
 from forumtune.models import load_base_model
+from forumtune.train import layer_checkpointing, precision
+from forumtune.train.layer_graphs import LayerGraphs
 
 CheckpointingMode = bool | str  # True, False or "offload"
 GRAPH_PAD_MULTIPLE = 64  # with CUDA graphs, batch widths round up to this so that shapes repeat
@@ -36,24 +37,25 @@ def enable_checkpointing(model: PreTrainedModel, mode: CheckpointingMode, *, fas
                          graphs: LayerGraphs | None = None) -> None:
     """Recompute each decoder layer in backward instead of keeping its activations; with "offload" the
     layer inputs kept for the recompute wait in pinned CPU memory instead of on the GPU. The fast path
-    and "offload" use forumtune's checkpointing (kernels.offload), which can replay CUDA `graphs`."""
+    and "offload" use forumtune's checkpointing (train.layer_checkpointing), which can replay CUDA `graphs`."""
     if not mode:
         return
-    kernels.precision.enable_checkpointing(model)
+    precision.enable_checkpointing(model)
     if mode == "offload" or fast:
-        kernels.offload.use_layer_checkpointing(model, offload=mode == "offload", graphs=graphs)
+        layer_checkpointing.use_layer_checkpointing(model, offload=mode == "offload", graphs=graphs)
     model.enable_input_require_grads()  # a frozen embedding must still feed a graph to the checkpointed layers
 
 
 def attach_lora(model: PreTrainedModel, lora: AdapterConfig, *, gradient_checkpointing: CheckpointingMode,
-                init_adapter: Path | None = None, fast: bool = False, graphs: LayerGraphs | None = None) -> PeftModel:
+                init_adapter: Path | None = None, fast: bool = False, graphs: LayerGraphs | None = None,
+                dequantize_kernel: str = "triton") -> PeftModel:
     """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
     the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed and each
     4-bit LoRA projection as one fused autograd function; `graphs` replays checkpointed layers as CUDA graphs."""
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if fast:
         kernels.liger.apply_liger_kernels(model)
-        kernels.precision.prepare_for_qlora(model, gradient_checkpointing=False)
+        precision.prepare_for_qlora(model, gradient_checkpointing=False)
     elif quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     enable_checkpointing(model, gradient_checkpointing, fast=fast, graphs=graphs)
@@ -62,7 +64,7 @@ def attach_lora(model: PreTrainedModel, lora: AdapterConfig, *, gradient_checkpo
     else:
         adapted = get_peft_model(model, peft_config(lora))
     if fast:
-        kernels.lora_linear.use_fused_lora(adapted)
+        kernels.lora_linear.use_fused_lora(adapted, kernels.lora_linear.FusedLoRA(dequantize=dequantize_kernel))
     return adapted
 
 
@@ -71,7 +73,8 @@ def load_for_training(config: Config, device: torch.device, *, shardable: bool =
     base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
     return attach_lora(base, config.lora, gradient_checkpointing=config.train.gradient_checkpointing,
-                       init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device), graphs=graphs)
+                       init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device), graphs=graphs,
+                       dequantize_kernel=config.train.dequantize_kernel)
 
 
 def layer_graphs_for(config: Config, device: torch.device, *, distributed: bool) -> LayerGraphs | None:

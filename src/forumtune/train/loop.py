@@ -29,15 +29,13 @@ from forumtune.base_model import load_tokenizer
 from forumtune.batching import collate, input_token_count, mean_token_loss, to_device, trained_token_count
 from forumtune.config import Config
 from forumtune.errors import TrainError
-from forumtune.kernels.allocator import use_expandable_segments
-from forumtune.kernels.layer_graphs import LayerGraphs
-from forumtune.kernels.precision import training_autocast
 from forumtune.layout import BEST_CHECKPOINT, DatasetFiles, RunLayout, checkpoint_adapter, checkpoint_dirs
 from forumtune.metrics_log import read_metrics
 from forumtune.models import pick_device
 from forumtune.ranks import SINGLE_PROCESS, Ranks, ranks_from_environment
 from forumtune.records import read_rows
 from forumtune.train import distributed
+from forumtune.train.allocator import use_expandable_segments
 from forumtune.train.batches import micro_batches
 from forumtune.train.checkpoints import (
     TrainerState,
@@ -48,6 +46,7 @@ from forumtune.train.checkpoints import (
     save_best,
     save_checkpoint,
 )
+from forumtune.train.layer_graphs import LayerGraphs
 from forumtune.train.loading import (
     GRAPH_PAD_MULTIPLE,
     layer_graphs_for,
@@ -56,6 +55,7 @@ from forumtune.train.loading import (
 )
 from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
+from forumtune.train.precision import training_autocast
 from forumtune.train.preflight import check_before_loading
 from forumtune.train.reporting import Reporter
 

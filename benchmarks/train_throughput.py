@@ -163,7 +163,8 @@ def load_fast(spec: dict[str, Any]):
     model.layer_graphs = graphs
     return model, optimizer, [allocator, f"liger kernels: {kernels}", f"checkpointed layers: {layers} (offload {offload})",
                               f"fused LoRA projections: {fused}", f"CUDA graphs: {use_graphs}",
-                              f"recompute skips unread outputs: {skip}", check_dequantize(model, fused_options.dequantize)]
+                              f"recompute skips unread outputs: {skip}",
+                              check_dequantize(model, fused_options.dequantize)]
 
 
 def check_dequantize(model, kernel: str) -> str:

@@ -47,8 +47,8 @@ def type_name(annotation: Any) -> str:
 
 
 def bounds(field: FieldInfo) -> str:
-    signs = {annotated_types.Ge: ("ge", "≥"), annotated_types.Gt: ("gt", ">"), annotated_types.Le: ("le", "≤"),
-             annotated_types.Lt: ("lt", "<")}
+    signs = {annotated_types.Ge: ("ge", "≥"), annotated_types.Gt: ("gt", ">"),
+             annotated_types.Le: ("le", "≤"), annotated_types.Lt: ("lt", "<")}
     parts = [f"{sign} {getattr(item, attribute)}" for item in field.metadata
              for kind, (attribute, sign) in signs.items() if isinstance(item, kind)]
     return f" ({', '.join(parts)})" if parts else ""
@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = replace_block(current, render())
     if args.check:
         if wanted != current:
-            print("README.md's config reference differs from config.py: run python scripts/config_reference.py",
-                  file=sys.stderr)
+            print("README.md's config reference differs from config.py: "
+                  "run python scripts/config_reference.py", file=sys.stderr)
             return 1
         return 0
     README.write_text(wanted, encoding="utf-8")

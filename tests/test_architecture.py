@@ -43,7 +43,8 @@ class Edge:
         return self.imported.split(".")[0]
 
     def __str__(self) -> str:
-        return f"src/forumtune/{self.module.replace('.', '/')}.py:{self.line} imports forumtune.{self.imported}"
+        path = f"src/forumtune/{self.module.replace('.', '/')}.py"
+        return f"{path}:{self.line} imports forumtune.{self.imported}"
 
 
 def module_name(path: Path) -> str:
@@ -65,7 +66,8 @@ def imported_names(node: ast.AST, module: str, is_package: bool) -> list[str]:
         names = [f"{stem}.{alias.name}" if stem == "forumtune" else stem for alias in node.names]
     else:
         return []
-    return list(dict.fromkeys(name.removeprefix("forumtune.") for name in names if name.startswith("forumtune.")))
+    inside = [name.removeprefix("forumtune.") for name in names if name.startswith("forumtune.")]
+    return list(dict.fromkeys(inside))
 
 
 def import_edges() -> list[Edge]:
@@ -90,7 +92,8 @@ def forbidden(edge: Edge) -> str | None:
                 "module (forumtune.layout, records, forum_store, metrics_log, models) or move what both "
                 "need into one")
     if target in COMPONENTS and owner not in COMPONENTS[target]:
-        return f"{target}/ is the fast path of {', '.join(sorted(COMPONENTS[target]))}; {owner} may not use it"
+        users = ", ".join(sorted(COMPONENTS[target]))
+        return f"{target}/ is the fast path of {users}; {owner} may not use it"
     shared = owner not in STAGES and owner not in COMPONENTS
     if (shared or owner in COMPONENTS) and target in STAGES and (owner, target) not in KNOWN_EXCEPTIONS:
         return (f"{owner} is shared by every stage, so it may not import the {target} stage (that would tie "

@@ -25,7 +25,7 @@ class Section(BaseModel):
 
 
 def rerun_exclusions(section: type[BaseModel]) -> dict[str, Any]:
-    """The keys of `section` (in nested sections too) marked NO_RERUN, as model_dump's `exclude` wants them."""
+    """The keys of `section` (nested sections too) marked NO_RERUN, as model_dump's `exclude` wants them."""
     excluded: dict[str, Any] = {}
     for name, field in section.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
@@ -70,18 +70,23 @@ class ScrapeConfig(Section):
     )
     selectors: SiteSelectors | None = Field(None, description="CSS selectors for scrape.site: generic.")
     since: date | None = Field(None, description="Only threads with a post on or after this date (YYYY-MM-DD).")
-    max_list_pages: int | None = Field(None, ge=1, description="Walk at most this many thread-list pages; null: all.")
+    max_list_pages: int | None = Field(
+        None, ge=1, description="Walk at most this many thread-list pages; null: all.")
     max_threads: int | None = Field(None, ge=1, description="Store at most this many threads; null: all.")
     max_pages_per_thread: int = Field(10, ge=1, description="Fetch at most this many pages of one thread.")
     requests_per_second: float = Field(1.0, ge=0, description="Per-host rate limit; 0 turns it off.")
     concurrency: int = Field(2, ge=1, le=64, description="Pages fetched at once.")
-    timeout_s: float = Field(20.0, gt=0, description="Seconds to connect, and to wait for each read of a page.")
-    retries: int = Field(3, ge=0, le=10, description="Retries of a page after a timeout, a dropped connection or a 5xx/429.")
+    timeout_s: float = Field(
+        20.0, gt=0, description="Seconds to connect, and to wait for each read of a page.")
+    retries: int = Field(
+        3, ge=0, le=10, description="Retries of a page after a timeout, a dropped connection or a 5xx/429.")
     max_retry_after_s: float = Field(300.0, ge=0, description="Longest Retry-After wait honoured.")
     max_page_bytes: int = Field(5_000_000, ge=10_000, description="A larger page is skipped as an error.")
-    respect_robots: bool = Field(True, description="Obey the forum's robots.txt (disallowed paths, crawl delay).")
-    user_agent: str = Field("forumtune/0.1 (+https://github.com/forumtune/forumtune)",
-                            description="The User-Agent header, also the name robots.txt rules are matched against.")
+    respect_robots: bool = Field(
+        True, description="Obey the forum's robots.txt (disallowed paths, crawl delay).")
+    user_agent: str = Field(
+        "forumtune/0.1 (+https://github.com/forumtune/forumtune)", description="The User-Agent header, also "
+        "the name robots.txt rules are matched against.")
 
     @model_validator(mode="after")
     def _generic_needs_selectors(self) -> ScrapeConfig:
@@ -106,11 +111,14 @@ class BuildConfig(Section):
     )
     answers_per_question: int = Field(3, ge=1, description="How many replies of a thread become answers (qa*).")
     context_replies: int = Field(3, ge=0, description="qa_context: at most this many earlier replies as context.")
-    min_answer_chars: int = Field(40, ge=0, description="Shorter replies (after cleaning) are not used as answers.")
-    min_question_chars: int = Field(20, ge=0, description="Threads whose opening post is shorter are skipped.")
+    min_answer_chars: int = Field(
+        40, ge=0, description="Shorter replies (after cleaning) are not used as answers.")
+    min_question_chars: int = Field(
+        20, ge=0, description="Threads whose opening post is shorter are skipped.")
     min_answer_tokens: int = Field(4, ge=1, description="Answers shorter than this many tokens are dropped.")
     max_seq_len: int = Field(512, ge=32, description="Longer examples are dropped (multi_turn: cut at an answer).")
-    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of threads held out for eval (split by thread).")
+    eval_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of threads held out for eval (split by thread).")
     urls: Literal["drop", "readable", "keep"] = Field(
         "drop", description="Bare URLs: dropped, shortened to their site and path (readable), or kept."
     )
@@ -129,7 +137,8 @@ class BuildConfig(Section):
         None, description="Named template (mistral, llama2, llama3, chatml, gemma, phi3) instead of the "
         "tokenizer's own.",
     )
-    train_on_inputs: bool = Field(False, description="Also train on the prompt tokens; false: only answers count in the loss.")
+    train_on_inputs: bool = Field(
+        False, description="Also train on the prompt tokens; false: only answers count in the loss.")
     packing: bool = Field(
         False, description="Pack several training examples into each max_seq_len row; they never attend "
         "to each other.",
@@ -138,13 +147,15 @@ class BuildConfig(Section):
 
 class ModelConfig(Section):
     base: str = Field(BUILTIN_TINY_MODEL, description="Hub id or local dir of the base model.")
-    load_in_4bit: bool = Field(True, description="Quantize the frozen base to 4 bits (QLoRA) with bitsandbytes.")
+    load_in_4bit: bool = Field(
+        True, description="Quantize the frozen base to 4 bits (QLoRA) with bitsandbytes.")
     load_in_8bit: bool = Field(False, description="8-bit base (LLM.int8) instead of 4-bit; both false: plain LoRA.")
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="The 4-bit data type.")
-    double_quant: bool = Field(True, description="Quantize the 4-bit blocks' scales too (saves ~0.4 bits per weight).")
+    double_quant: bool = Field(
+        True, description="Quantize the 4-bit blocks' scales too (saves ~0.4 bits per weight).")
     compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="The dtype matmuls run in (and a plain base is stored in); most CPUs are slow at "
-        "bfloat16, use float32 there.")
+        "bfloat16", description="The dtype matmuls run in (and a plain base is stored in); most CPUs are "
+        "slow at bfloat16, use float32 there.")
     attn_implementation: Literal["sdpa", "eager"] = Field(
         "sdpa", description="sdpa: PyTorch's fused attention; eager: the model's own reference code.")
 
@@ -160,10 +171,11 @@ class AdapterConfig(Section):
 
     r: int = Field(16, ge=1, description="Rank of each adapter update (its trainable size grows with it).")
     alpha: int = Field(32, ge=1, description="The update is scaled by alpha/r.")
-    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on each adapted layer's input, in training.")
+    dropout: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Dropout on each adapted layer's input, in training.")
     target_modules: str | list[str] = Field(
-        "all-linear", min_length=1, description="Layers that get an adapter: all-linear, or module names such as "
-        "[q_proj, v_proj].")
+        "all-linear", min_length=1, description="Layers that get an adapter: all-linear, or module names "
+        "such as [q_proj, v_proj].")
     modules_to_save: list[str] | None = Field(
         None, description="Modules trained in full beside the adapter, e.g. [lm_head]; saved with it."
     )
@@ -179,7 +191,8 @@ class TrainConfig(Section):
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate of the adapter.")
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
         "cosine", description="Decay after the linear warmup; constant holds the peak.")
-    warmup_steps: int = Field(10, ge=0, description="Optimizer steps of linear warmup from 0 to learning_rate.")
+    warmup_steps: int = Field(
+        10, ge=0, description="Optimizer steps of linear warmup from 0 to learning_rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this global norm.")
     optimizer: Literal["paged_adamw_8bit", "adamw_8bit", "adamw"] = Field(
@@ -192,17 +205,20 @@ class TrainConfig(Section):
         "autocast, and liger-kernel's fused RoPE, RMSNorm, SwiGLU and linear+cross-entropy when installed. "
         "false: the plain transformers + peft path.")
     cuda_graphs: bool = Field(
-        True, json_schema_extra=NO_RERUN, description="On the fast path with gradient checkpointing on one GPU: replay each decoder layer's "
-        "forward and recompute + backward as CUDA graphs once a batch shape repeats (batches are padded to a "
-        "multiple of 64 tokens so shapes repeat). false: launch the kernels one by one.")
+        True, json_schema_extra=NO_RERUN, description="On the fast path with gradient checkpointing on one "
+        "GPU: replay each decoder layer's forward and recompute + backward as CUDA graphs once a batch "
+        "shape repeats (batches are padded to a multiple of 64 tokens so shapes repeat). false: launch the "
+        "kernels one by one.")
     expandable_segments: bool = Field(
-        True, json_schema_extra=NO_RERUN, description="On a GPU: PyTorch's allocator maps pages into growing segments instead of caching "
-        "fixed ones, so the memory a step frees is not held in fragments (unless PYTORCH_ALLOC_CONF or "
-        "PYTORCH_CUDA_ALLOC_CONF is set, which wins). false: the allocator's default.")
+        True, json_schema_extra=NO_RERUN, description="On a GPU: PyTorch's allocator maps pages into "
+        "growing segments instead of caching fixed ones, so the memory a step frees is not held in "
+        "fragments (unless PYTORCH_ALLOC_CONF or PYTORCH_CUDA_ALLOC_CONF is set, which wins). false: the "
+        "allocator's default.")
     eval_every: int = Field(25, ge=1, description="Optimizer steps between eval-loss measurements.")
     dequantize_kernel: Literal["triton", "bitsandbytes"] = Field(
-        "triton", json_schema_extra=NO_RERUN, description="On the fast path, how the fused LoRA layers dequantize an "
-        "NF4 weight: triton (one kernel, bit-identical to bitsandbytes' two and faster), or bitsandbytes.")
+        "triton", json_schema_extra=NO_RERUN, description="On the fast path, how the fused LoRA layers "
+        "dequantize an NF4 weight: triton (one kernel, bit-identical to bitsandbytes' two and faster), or "
+        "bitsandbytes.")
     save_every: int = Field(50, ge=1, json_schema_extra=NO_RERUN,
                             description="Optimizer steps between resumable checkpoints (checkpoints/step-N).")
     keep_checkpoints: int = Field(2, ge=1, json_schema_extra=NO_RERUN,
@@ -212,13 +228,17 @@ class TrainConfig(Section):
     final_adapter: Literal["best", "last"] = Field("best", description="adapter/ holds the lowest-eval-loss or last weights.")
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evals without a new best.")
     early_stopping_min_delta: float = Field(0.0, ge=0, description="Eval loss drop that counts as a new best.")
-    plan_check: bool = Field(True, json_schema_extra=NO_RERUN, description="On CUDA, refuse to start a run the memory plan says cannot fit.")
+    plan_check: bool = Field(
+        True, json_schema_extra=NO_RERUN, description="On CUDA, refuse to start a run the memory plan says "
+        "cannot fit.")
     distributed: Literal["ddp", "fsdp"] = Field("ddp", description="Engine under torchrun: ddp, or fsdp (FSDP2) to shard the base.")
     report_to: list[Literal["tensorboard", "wandb"]] = Field(
         [], json_schema_extra=NO_RERUN, description="Loggers beside metrics.csv.")
-    wandb_project: str = Field("forumtune", json_schema_extra=NO_RERUN, description="The Weights & Biases project.")
+    wandb_project: str = Field(
+        "forumtune", json_schema_extra=NO_RERUN, description="The Weights & Biases project.")
     wandb_mode: Literal["online", "offline"] = Field(
-        "online", json_schema_extra=NO_RERUN, description="offline: W&B writes its run under the run dir only.")
+        "online", json_schema_extra=NO_RERUN, description="offline: W&B writes its run under the run dir "
+        "only.")
 
     @model_validator(mode="after")
     def _fsdp_needs_torch_adamw(self) -> TrainConfig:
@@ -236,7 +256,8 @@ class EvalConfig(Section):
     batch_size: int = Field(4, ge=1, description="Questions generated together.")
     loss_batch_size: int | None = Field(
         None, ge=1, description="Rows per batch of the eval-loss measurements; null: train.micro_batch_size.")
-    device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="Where eval runs; null: train.device.")
+    device: Literal["auto", "cpu", "cuda"] | None = Field(
+        None, description="Where eval runs; null: train.device.")
     checkpoints: bool = Field(True, description="Also measure the eval loss of every saved checkpoint.")
     embedding_model: str | None = Field(
         "auto", description="Local sentence-embedding model dir for embedding similarity; auto: the one the "
@@ -259,7 +280,9 @@ class ExportConfig(Section):
     formats: list[Literal["gguf", "modelfile", "lora-gguf"]] = Field(
         ["gguf", "modelfile"], min_length=1, description="What export writes: GGUF, Ollama Modelfile, adapter-only GGUF LoRA."
     )
-    verify: bool = Field(False, json_schema_extra=NO_RERUN, description="Load the exports back and compare them with the merged model.")
+    verify: bool = Field(
+        False, json_schema_extra=NO_RERUN, description="Load the exports back and compare them with the "
+        "merged model.")
     llama_quantize: Path | None = Field(None, description="llama.cpp's llama-quantize binary; default: found on PATH.")
 
 
@@ -295,8 +318,9 @@ class PlanConfig(Section):
 
 
 class Config(Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                      description="The run's name: its files go to runs_dir/name, its exports are named after it.")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The run's name: its files go to "
+        "runs_dir/name, its exports are named after it.")
     runs_dir: Path = Field(Path("runs"), description="Where run dirs go; relative to the config file.")
     seed: int = Field(42, description="Seeds the split, the data order, the adapter's init and sampling.")
     scrape: ScrapeConfig = Field(description="Which forum to crawl into forum.sqlite, and how politely.")
@@ -304,9 +328,11 @@ class Config(Section):
     model: ModelConfig = Field(ModelConfig(), description="The base model and how it is loaded.")
     lora: AdapterConfig = Field(AdapterConfig(), description="The adapter trained on the frozen base.")
     train: TrainConfig = Field(TrainConfig(), description="The training loop that writes adapter/.")
-    eval: EvalConfig = Field(EvalConfig(), description="The eval stage: losses, answers side by side, report.html.")
+    eval: EvalConfig = Field(
+        EvalConfig(), description="The eval stage: losses, answers side by side, report.html.")
     merge: MergeConfig = Field(MergeConfig(), description="Folding the adapter into the base: merged/.")
-    export: ExportConfig = Field(ExportConfig(), description="What export/ holds: GGUF, Modelfile, GGUF LoRA.")
+    export: ExportConfig = Field(
+        ExportConfig(), description="What export/ holds: GGUF, Modelfile, GGUF LoRA.")
     chat: ChatConfig = Field(ChatConfig(), description="`forumtune chat` and `forumtune serve`.")
     plan: PlanConfig = Field(PlanConfig(), description="`forumtune plan`: the GPU memory estimate.")
 

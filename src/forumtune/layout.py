@@ -7,7 +7,7 @@ checks when it decides what to rerun (pipeline.STAGES).
     config.yaml                 the resolved config of the last command
     forum.sqlite                scrape → build: threads and posts (forumtune.forum_store)
     dataset/                    build → train, eval: {train,eval}.jsonl rows (forumtune.records), stats.json
-    checkpoints/step-NNNNNN/    train: resumable state; its adapter/ is read by eval (eval loss per checkpoint)
+    checkpoints/step-NNNNNN/    train: resumable state; eval reads its adapter/ (eval loss per checkpoint)
     checkpoints/best/           train: the adapter of the lowest eval loss so far
     adapter/                    train → eval, merge, export, chat: the PEFT adapter and the tokenizer
     metrics.csv                 train → eval: one row per logged step and eval (forumtune.metrics_log)
@@ -147,7 +147,8 @@ class RunLayout:
 
     def _named(self, what: str) -> str:
         if self.name is None or self.gguf_type is None:
-            raise ValueError(f"RunLayout.{what} needs the run's name and export.gguf_type: use RunLayout.of(config)")
+            raise ValueError(f"RunLayout.{what} needs the run's name and export.gguf_type: "
+                             "use RunLayout.of(config)")
         return self.name
 
 

@@ -92,9 +92,10 @@ STAGES: list[Stage] = [  # name, inputs, outputs (both from forumtune.layout), c
           ("model", "lora", "train", "seed"), _train),
     Stage("eval", lambda c, paths: [paths.adapter_weights, paths.metrics_csv],
           lambda c, paths: [paths.eval_metrics, paths.loss_png, paths.report], ("eval",), _eval),
-    Stage("merge", lambda c, paths: [paths.adapter_weights], lambda c, paths: [paths.merged_config], ("merge",),
-          _merge),
-    Stage("export", lambda c, paths: [paths.merged_config], lambda c, paths: [paths.gguf], ("export",), _export),
+    Stage("merge", lambda c, paths: [paths.adapter_weights], lambda c, paths: [paths.merged_config],
+          ("merge",), _merge),
+    Stage("export", lambda c, paths: [paths.merged_config], lambda c, paths: [paths.gguf],
+          ("export",), _export),
 ]
 STAGE_NAMES = [stage.name for stage in STAGES]
 

@@ -23,14 +23,15 @@ NOT_RERUNNING = ["train.report_to=[tensorboard]", "train.wandb_mode=offline", "t
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A whole pipeline run (the user's own JSONL, so no scrape): build, 2 training steps, eval, merge, GGUF."""
+    """A whole run on the user's own JSONL (no scrape): build, 2 training steps, eval, merge, GGUF."""
     root = tmp_path_factory.mktemp("reruns")
     data = root / "mine.jsonl"
     write_messages(data, 24, "Warm the wax and scrape it thin once it cools down")
     config_path = write_config(
         root, model={"base": "builtin:tiny-llama", "compute_dtype": "float32"},
         build={"input_file": str(data), "near_duplicate_threshold": None, "eval_fraction": 0.2},
-        train={"max_steps": 2, "eval_every": 2, "save_every": 2, "micro_batch_size": 2, "grad_accum_steps": 1},
+        train={"max_steps": 2, "eval_every": 2, "save_every": 2, "micro_batch_size": 2,
+               "grad_accum_steps": 1},
         eval={"num_samples": 1, "max_new_tokens": 4, "checkpoints": False}, export={"formats": ["gguf"]})
     assert run(load_config(config_path), QUIET) == ["build", "train", "eval", "merge", "export"]
     return config_path
@@ -47,7 +48,8 @@ def test_changing_logging_and_runtime_keys_reruns_nothing(trained):
 
 def test_changing_lora_r_reruns_train_and_what_follows(trained):
     config = load_config(trained, ["lora.r=4"])
-    assert stale_reason(STAGES[2], config, config.run_dir) == "its settings (model, lora, train, seed) changed"
+    reason = stale_reason(STAGES[2], config, config.run_dir)
+    assert reason == "its settings (model, lora, train, seed) changed"
     assert run(config, QUIET) == ["train", "eval", "merge", "export"]
     assert run(config, QUIET) == []
 

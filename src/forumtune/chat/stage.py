@@ -32,7 +32,9 @@ def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
     with_base = chat.with_base if chat.with_base is not None else chat.source == "adapter"
     if chat.source == "adapter":
         if not paths.adapter_config.exists():
-            raise ChatError(f"no adapter at {paths.adapter}: run `forumtune train` first (chat.source=adapter)")
+            raise ChatError(
+                f"no adapter at {paths.adapter}: run `forumtune train` first (chat.source=adapter)"
+            )
         model = load_adapter_model(config.model, paths.adapter, device)
         tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
         # The base answers through the same weights with the adapter switched off: no second copy.

@@ -119,7 +119,8 @@ def write_dataset(dataset_dir: Path, records: dict[str, list[ExampleRow]], train
         write_jsonl(files.eval, records["eval"])
         for shape in export_formats:
             for split in SPLITS:
-                write_rows(files.exported(split, shape), [r["messages"] for r in records[split]], shape)  # type: ignore[arg-type]
+                conversations = [r["messages"] for r in records[split]]
+                write_rows(files.exported(split, shape), conversations, shape)  # type: ignore[arg-type]
         files.stats.write_text(json.dumps(stats, indent=2))
 
 

@@ -90,7 +90,8 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
 
 
 def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, questions: list[DatasetRow],
-                     settings: GenerationSettings, timer: PhaseTimer) -> tuple[list[EvalSample], dict[str, Any]]:
+                     settings: GenerationSettings,
+                     timer: PhaseTimer) -> tuple[list[EvalSample], dict[str, Any]]:
     """Base and fine-tuned answers side by side with the forum's, each checked for artifacts."""
     prompts = [prompt_messages(r) for r in questions]
     with timer.phase("generate, base"), model.disable_adapter():

@@ -63,9 +63,11 @@ def recomputing_for_backward() -> Iterator[None]:
         _recompute.active = before
 
 
-def dequantize_weight(weight: torch.Tensor, state: Any, dtype: torch.dtype, kernel: str = "triton") -> torch.Tensor:
+def dequantize_weight(weight: torch.Tensor, state: Any, dtype: torch.dtype,
+                      kernel: str = "triton") -> torch.Tensor:
     """A packed 4-bit weight and its bitsandbytes QuantState as a dense (out, in) matrix, through `kernel`
-    (FusedLoRA.dequantize). FSDP's quant_storage keeps the packed bytes in another dtype: they are viewed back."""
+    (FusedLoRA.dequantize). FSDP's quant_storage keeps the packed bytes in another dtype: they are viewed
+    back."""
     if kernel == "triton" and nf4_dequant.supports(weight, state):
         return nf4_dequant.dequantize_nf4(weight, state, dtype)
     if weight.dtype != torch.uint8:
@@ -130,7 +132,8 @@ class QLoRAMatmul(torch.autograd.Function):
             out = torch.mm(down, b.t()) if bias is None else torch.addmm(bias.to(dtype), down, b.t())
             out.addmm_(rows, dequantize_weight(base_weight, quant_state, dtype, dequantize).t())
         ctx.save_for_backward(lora_in, down, a, b)
-        ctx.base_weight, ctx.quant_state, ctx.scale, ctx.dequantize = base_weight, quant_state, scale, dequantize
+        ctx.base_weight, ctx.quant_state, ctx.scale = base_weight, quant_state, scale
+        ctx.dequantize = dequantize
         ctx.separate_dropout = dropped_x is not None
         ctx.x_shape, ctx.x_dtype, ctx.lora_dtypes = x.shape, x.dtype, (lora_a.dtype, lora_b.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])

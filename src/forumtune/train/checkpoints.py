@@ -86,7 +86,8 @@ def save_best(root: Path, model: torch.nn.Module, state: TrainerState, ranks: Ra
     with atomic_directory(root / BEST, write=ranks.is_main) as staging:
         save_adapter_weights(model, checkpoint_adapter(staging) if staging else None)
         if staging is not None:
-            (staging / "state.json").write_text(json.dumps({"step": state.step, "eval_loss": state.best_eval_loss}))
+            best = {"step": state.step, "eval_loss": state.best_eval_loss}
+            (staging / "state.json").write_text(json.dumps(best))
     distributed.barrier(ranks)
 
 

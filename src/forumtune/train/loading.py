@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 from forumtune import kernels
 from forumtune.config import AdapterConfig, Config
 from forumtune.errors import TrainError
+from forumtune.kernels.lora_linear import FusedLoRA
 from forumtune.models import load_base_model
 from forumtune.train import layer_checkpointing, precision
 from forumtune.train.layer_graphs import LayerGraphs
@@ -37,7 +38,7 @@ def enable_checkpointing(model: PreTrainedModel, mode: CheckpointingMode, *, fas
                          graphs: LayerGraphs | None = None) -> None:
     """Recompute each decoder layer in backward instead of keeping its activations; with "offload" the
     layer inputs kept for the recompute wait in pinned CPU memory instead of on the GPU. The fast path
-    and "offload" use forumtune's checkpointing (train.layer_checkpointing), which can replay CUDA `graphs`."""
+    and "offload" use forumtune's checkpointing (layer_checkpointing.py), which can replay CUDA `graphs`."""
     if not mode:
         return
     precision.enable_checkpointing(model)
@@ -64,7 +65,7 @@ def attach_lora(model: PreTrainedModel, lora: AdapterConfig, *, gradient_checkpo
     else:
         adapted = get_peft_model(model, peft_config(lora))
     if fast:
-        kernels.lora_linear.use_fused_lora(adapted, kernels.lora_linear.FusedLoRA(dequantize=dequantize_kernel))
+        kernels.lora_linear.use_fused_lora(adapted, FusedLoRA(dequantize=dequantize_kernel))
     return adapted
 
 
@@ -73,8 +74,8 @@ def load_for_training(config: Config, device: torch.device, *, shardable: bool =
     base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
     return attach_lora(base, config.lora, gradient_checkpointing=config.train.gradient_checkpointing,
-                       init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device), graphs=graphs,
-                       dequantize_kernel=config.train.dequantize_kernel)
+                       init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device),
+                       graphs=graphs, dequantize_kernel=config.train.dequantize_kernel)
 
 
 def layer_graphs_for(config: Config, device: torch.device, *, distributed: bool) -> LayerGraphs | None:

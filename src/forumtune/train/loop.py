@@ -291,8 +291,8 @@ def train(run: TrainingRun, console: Console) -> dict[str, Any]:
             if run.eval_records and (state.step % train_cfg.eval_every == 0 or state.step == run.total_steps):
                 stopped_early = evaluate(run, time.perf_counter() - started)
             if (state.step % train_cfg.save_every == 0 or stopped_early) and state.step < run.total_steps:
-                save_checkpoint(RunLayout(run.run_dir).checkpoints, run.model, run.optimizer, run.scheduler, state,
-                                train_cfg.keep_checkpoints, run.ranks)
+                save_checkpoint(RunLayout(run.run_dir).checkpoints, run.model, run.optimizer, run.scheduler,
+                                state, train_cfg.keep_checkpoints, run.ranks)
     if stopped_early:
         console.print(f"early stopping at step {state.step}: no eval-loss improvement in "
                       f"{train_cfg.early_stopping_patience} evals")

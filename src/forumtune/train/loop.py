@@ -33,7 +33,7 @@ from forumtune.layout import BEST_CHECKPOINT, DatasetFiles, RunLayout, checkpoin
 from forumtune.metrics_log import read_metrics
 from forumtune.models import pick_device
 from forumtune.ranks import SINGLE_PROCESS, Ranks, ranks_from_environment
-from forumtune.records import read_rows
+from forumtune.records import DatasetRow, read_rows
 from forumtune.train import distributed
 from forumtune.train.allocator import use_expandable_segments
 from forumtune.train.batches import micro_batches
@@ -75,8 +75,8 @@ class TrainingRun:
     model: torch.nn.Module  # the PeftModel, or its DDP wrapper; FSDP2 shards it in place
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_records: list[dict[str, Any]]
-    eval_records: list[dict[str, Any]]
+    train_records: list[DatasetRow]
+    eval_records: list[DatasetRow]
     total_steps: int
     state: TrainerState
     reporter: Reporter

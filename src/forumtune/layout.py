@@ -71,6 +71,10 @@ class RunLayout:
         return self.root / "checkpoints"
 
     @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / BEST_CHECKPOINT
+
+    @property
     def adapter(self) -> Path:
         return self.root / "adapter"
 

@@ -29,7 +29,7 @@ from forumtune.base_model import load_tokenizer
 from forumtune.batching import collate, input_token_count, mean_token_loss, to_device, trained_token_count
 from forumtune.config import Config
 from forumtune.errors import TrainError
-from forumtune.layout import BEST_CHECKPOINT, DatasetFiles, RunLayout, checkpoint_adapter, checkpoint_dirs
+from forumtune.layout import DatasetFiles, RunLayout, checkpoint_adapter, checkpoint_dirs
 from forumtune.metrics_log import read_metrics
 from forumtune.models import pick_device
 from forumtune.ranks import SINGLE_PROCESS, Ranks, ranks_from_environment
@@ -332,7 +332,7 @@ def _elapsed_before(run: TrainingRun) -> float:
 def save_final_adapter(run: TrainingRun) -> int:
     """adapter/: the best adapter by eval loss (train.final_adapter=best) or the last weights."""
     layout = RunLayout(run.run_dir)
-    best = checkpoint_adapter(layout.checkpoints / BEST_CHECKPOINT)
+    best = checkpoint_adapter(layout.best_checkpoint)
     use_best = run.config.train.final_adapter == "best" and best.is_dir() and run.state.best_step is not None
     with atomic_directory(layout.adapter, write=run.ranks.is_main) as staging:
         if use_best and staging is not None:

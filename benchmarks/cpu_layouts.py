@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bitsandbytes' two CPU layouts for NF4 weights (kernels/cpu_layout.py): the trainable one (dequantize the
+"""bitsandbytes' two CPU layouts for NF4 weights (forumtune/cpu_layout.py): the trainable one (dequantize the
 whole weight, then matmul in the compute dtype) against the packed one (AVX512-BF16 kernel on the 4-bit
 codes, bf16 products), per layer on Mistral-7B's projection shapes and for whole-model generation.
 
@@ -94,7 +94,7 @@ def layer_rows(repeats: int) -> list[dict[str, Any]]:
 @torch.no_grad()
 def generation_rows(model_dir: Path, new_tokens: int, prompt_tokens: int) -> list[dict[str, Any]]:
     from forumtune.config import ModelConfig
-    from forumtune.kernels import cpu_layout
+    from forumtune import cpu_layout
     from forumtune.train.loading import load_base_model
 
     results = []
@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from forumtune.kernels import cpu_layout
+    from forumtune import cpu_layout
 
     if not cpu_layout.packed_kernel_available():
         sys.exit("this CPU has no AVX512-BF16: bitsandbytes has no packed layout here, nothing to compare")

@@ -1,4 +1,4 @@
-"""bitsandbytes' CPU 4-bit layout forced either way, so that any machine tests both (kernels/cpu_layout.py).
+"""bitsandbytes' CPU 4-bit layout forced either way, so that any machine tests both (forumtune/cpu_layout.py).
 
 "packed" is what a CPU with AVX512-BF16 gets: bitsandbytes sets every Linear4bit to pack itself in
 eval mode, so a path that forgets to keep the trainable layout packs its weights there. On a CPU without
@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from forumtune.kernels.cpu_layout import packed_kernel_available as kernel_on_this_cpu
+from forumtune.cpu_layout import packed_kernel_available as kernel_on_this_cpu
 
 LAYOUTS = ("trainable", "packed")
 
@@ -25,7 +25,7 @@ def force_layout(layout: str, monkeypatch: pytest.MonkeyPatch | None = None) -> 
     """Layers made after this call get `layout`'s default; set before the model is loaded."""
     import bitsandbytes.nn.modules
 
-    from forumtune.kernels import cpu_layout
+    from forumtune import cpu_layout
 
     packed = layout == "packed"
     kernel = packed and kernel_on_this_cpu()

@@ -101,10 +101,11 @@ def inspect(config: ConfigArg, overrides: SetOption = None,
     """Tokenized examples (grey: masked from the loss, green: trained), dataset stats, a length histogram PNG."""
     from forumtune.base_model import load_tokenizer
     from forumtune.data.inspect import show_examples
+    from forumtune.layout import RunLayout
 
     cfg = _load(config, overrides)
     tokenizer = load_tokenizer(cfg.model.base, cfg.build.chat_template)
-    show_examples(tokenizer, cfg.run_dir / "dataset", console, split=split, count=count,
+    show_examples(tokenizer, RunLayout.of(cfg).dataset.dir, console, split=split, count=count,
                   max_seq_len=cfg.build.max_seq_len)
 
 
@@ -120,9 +121,9 @@ def train(config: ConfigArg, overrides: SetOption = None, restart: RestartOption
     Continues from the last checkpoint made with the same settings (--resume is the default and kept
     as a no-op). On several GPUs: torchrun --nproc-per-node N -m forumtune.cli train CONFIG (rank 0
     prints and writes)."""
-    import os
+    from forumtune.ranks import is_main_process
 
-    console.quiet = int(os.environ.get("RANK", "0")) > 0
+    console.quiet = not is_main_process()
     _stage("train", config, overrides, restart=restart)
 
 

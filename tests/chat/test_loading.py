@@ -24,8 +24,8 @@ from forumtune.chat.transformers_engine import TransformersEngine
 from forumtune.config import Config, load_config
 from forumtune.export.gguf_export import export_gguf
 from forumtune.export.merge import merge_adapter
-from forumtune.pipeline import gguf_name
-from forumtune.train.loading import load_base_model
+from forumtune.layout import RunLayout
+from forumtune.models import load_base_model
 
 QUESTION = [{"role": "user", "content": "which skis for deep powder?"}]
 
@@ -91,7 +91,7 @@ def test_gguf_file_answers_like_the_merged_model(trained_run):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is optional: pip install llama-cpp-python")
     overrides = ["chat.source=gguf", "export.gguf_type=f32", "chat.context_tokens=256"]
     config = load_config(trained_run / "config.yaml", overrides)
-    assert (config.run_dir / gguf_name(config)).is_file()
+    assert RunLayout.of(config).gguf.is_file()
     gguf = load_chat_models(config, config.run_dir).tuned
     merged_config = load_config(trained_run / "config.yaml", ["chat.source=merged"])
     merged = load_chat_models(merged_config, merged_config.run_dir).tuned

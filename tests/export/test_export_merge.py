@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from forumtune.export.errors import ExportError
 from forumtune.export.merge import merge_adapter
-from forumtune.kernels.cpu_layout import (
+from forumtune.cpu_layout import (
     is_packed,
     linear_4bit_layers,
     use_packed_layout_for_generation,

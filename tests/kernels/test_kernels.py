@@ -10,10 +10,10 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, MistralConfig, Qwen2Config
 
-from forumtune.kernels.cpu_layout import use_trainable_layout
+from forumtune.cpu_layout import use_trainable_layout
 from forumtune.kernels.liger import apply_liger_kernels
-from forumtune.kernels.offload import use_layer_checkpointing
-from forumtune.kernels.precision import enable_checkpointing, prepare_for_qlora
+from forumtune.train.layer_checkpointing import use_layer_checkpointing
+from forumtune.train.precision import enable_checkpointing, prepare_for_qlora
 
 SHAPE = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
          "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,
@@ -91,7 +91,7 @@ def test_layer_checkpointing_gives_the_gradients_of_no_checkpointing(model_dir, 
 
 
 def test_offloaded_checkpointing_matches_torch_checkpoint_on_a_plain_function():
-    from forumtune.kernels.offload import offloaded_checkpoint
+    from forumtune.train.layer_checkpointing import offloaded_checkpoint
 
     weight = torch.randn(8, 8, requires_grad=True)
     x = torch.randn(4, 8, requires_grad=True)
@@ -219,10 +219,9 @@ def test_the_recompute_skips_the_down_projection_whose_output_nobody_reads(model
     from forumtune.kernels import lora_linear
 
     def run(skip: bool) -> tuple[int, float, dict[str, torch.Tensor]]:
-        monkeypatch.setattr(lora_linear, "SKIP_UNREAD_OUTPUTS", skip)
         model = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=True))
         use_layer_checkpointing(model)
-        lora_linear.use_fused_lora(model)
+        lora_linear.use_fused_lora(model, lora_linear.FusedLoRA(skip_unread_outputs=skip))
         calls = []
         real = lora_linear.dequantize_weight
         monkeypatch.setattr(lora_linear, "dequantize_weight", lambda *a: calls.append(1) or real(*a))

@@ -12,8 +12,8 @@ import pytest
 
 from forumtune.config import ScrapeConfig
 from forumtune.errors import ScrapeError
+from forumtune.forum_store import ForumStore
 from forumtune.scrape.crawler import crawl
-from forumtune.scrape.store import ForumStore
 from tests.conftest import write_config
 
 FAST = {"requests_per_second": 500, "concurrency": 4}

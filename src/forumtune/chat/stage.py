@@ -14,8 +14,8 @@ from forumtune.chat.engine import Engine, SamplingSettings
 from forumtune.chat.errors import ChatError
 from forumtune.chat.transformers_engine import TransformersEngine
 from forumtune.config import Config
-from forumtune.pipeline import gguf_name
-from forumtune.train.loading import load_adapter_model, load_base_model, pick_device
+from forumtune.layout import RunLayout
+from forumtune.models import load_adapter_model, load_base_model, pick_device
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,13 @@ class ChatModels:
 
 def missing_artifact(config: Config, run_dir: Path) -> str | None:
     """What chat.source needs that the run dir lacks, and the command that makes it; None if nothing."""
-    adapter, merged, gguf = run_dir / "adapter", run_dir / "merged", run_dir / gguf_name(config)
+    paths = RunLayout.of(config, run_dir)
     needed = {
-        "adapter": (adapter / "adapter_config.json",
-                    f"no adapter at {adapter}: run `forumtune train` first (chat.source=adapter)"),
-        "merged": (merged / "config.json",
-                   f"no merged model at {merged}: run `forumtune merge` first (chat.source=merged)"),
-        "gguf": (gguf, f"no GGUF file at {gguf}: run `forumtune export` first, or use chat.source=merged"),
+        "adapter": (paths.adapter_config,
+                    f"no adapter at {paths.adapter}: run `forumtune train` first (chat.source=adapter)"),
+        "merged": (paths.merged_config,
+                   f"no merged model at {paths.merged}: run `forumtune merge` first (chat.source=merged)"),
+        "gguf": (paths.gguf, f"no GGUF file at {paths.gguf}: run `forumtune export` first, or use chat.source=merged"),
     }
     path, problem = needed[config.chat.source]
     return None if path.is_file() else problem
@@ -44,10 +44,11 @@ def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
         raise ChatError(problem)  # before anything slow is loaded
     chat = config.chat
     tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-    device = pick_device(config.train.device)
+    paths = RunLayout.of(config, run_dir)
+    device = pick_device(config.chat.device, key="chat.device")
     with_base = chat.with_base if chat.with_base is not None else chat.source == "adapter"
     if chat.source == "adapter":
-        model = load_adapter_model(config, run_dir / "adapter", device)
+        model = load_adapter_model(config.model, paths.adapter, device)
         tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
         # The base answers through the same weights with the adapter switched off: no second copy.
         base = TransformersEngine(
@@ -55,12 +56,12 @@ def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
         )
         return ChatModels(tuned, base if with_base else None)
     if chat.source == "merged":
-        model = AutoModelForCausalLM.from_pretrained(run_dir / "merged").to(device)
+        model = AutoModelForCausalLM.from_pretrained(paths.merged).to(device)
         tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
     else:
         from forumtune.chat.gguf_engine import GgufEngine
 
-        tuned = GgufEngine(run_dir / gguf_name(config), tokenizer, max_context_tokens=chat.context_tokens)
+        tuned = GgufEngine(paths.gguf, tokenizer, max_context_tokens=chat.context_tokens)
     if not with_base:
         return ChatModels(tuned, None)
     base_model = load_base_model(config.model, device)

@@ -19,7 +19,7 @@ from transformers import (
 from forumtune.chat.engine import Engine, Generation
 from forumtune.chat.errors import GenerationError
 from forumtune.chat.stopping import EventStoppingCriteria, StopTextCriteria
-from forumtune.kernels import cpu_layout
+from forumtune import cpu_layout
 
 DEFAULT_CONTEXT_TOKENS = 2048
 

@@ -15,8 +15,8 @@ from transformers import PreTrainedTokenizerBase
 from transformers.utils.chat_template_utils import _compile_jinja_template
 
 from forumtune.errors import BuildError
+from forumtune.records import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 Message = dict[str, str]
 NAMED_TEMPLATE_ADVICE = "set build.chat_template to one of mistral, llama2, llama3, chatml, gemma, phi3"
 

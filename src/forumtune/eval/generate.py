@@ -9,7 +9,7 @@ import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
-from forumtune.kernels import cpu_layout
+from forumtune import cpu_layout
 
 
 @dataclass(frozen=True)

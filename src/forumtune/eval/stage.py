@@ -15,7 +15,6 @@ from transformers import PreTrainedTokenizerBase
 
 from forumtune.base_model import TINY_MODEL_NOTE, load_tokenizer
 from forumtune.config import BUILTIN_TINY_MODEL, Config
-from forumtune.data.build import read_jsonl
 from forumtune.errors import EvalError
 from forumtune.eval.artifacts import Answer, artifact_counts, check_answer
 from forumtune.eval.embedding import SentenceEmbedder, embedding_similarities, find_embedding_model
@@ -25,10 +24,12 @@ from forumtune.eval.plots import RunCurves, plot_loss_curves
 from forumtune.eval.reference import rouge_l, token_f1
 from forumtune.eval.report import write_run_report
 from forumtune.eval.timing import PhaseTimer
-from forumtune.train.loading import load_adapter_model, pick_device
+from forumtune.layout import RunLayout
+from forumtune.models import load_adapter_model, pick_device
+from forumtune.records import DatasetRow, EvalSample, read_rows, write_jsonl
 
 
-def held_out_questions(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+def held_out_questions(records: list[DatasetRow], count: int) -> list[DatasetRow]:
     """One record per held-out thread first, so the questions differ."""
     seen: set[int] = set()
     chosen = [r for r in records if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
@@ -45,29 +46,29 @@ def run_eval(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
         return evaluate_run(config, run_dir, console)
     except torch.cuda.OutOfMemoryError:
         raise EvalError("the GPU ran out of memory during eval; lower eval.batch_size (generation), "
-                        "train.micro_batch_size (eval loss batches) or eval.max_new_tokens") from None
+                        "eval.loss_batch_size (eval loss batches) or eval.max_new_tokens") from None
 
 
 def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
-    adapter_dir = run_dir / "adapter"
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise EvalError(f"no adapter at {adapter_dir}: run `forumtune train` first")
-    eval_records = read_jsonl(run_dir / "dataset" / "eval.jsonl")
+    paths = RunLayout.of(config, run_dir)
+    if not paths.adapter_config.exists():
+        raise EvalError(f"no adapter at {paths.adapter}: run `forumtune train` first")
+    eval_records = read_rows(paths.dataset.eval)
     if not eval_records:
         raise EvalError("the eval split is empty; set build.eval_fraction above 0 and rebuild")
     embedding_dir = find_embedding_model(config.eval.embedding_model)
-    device = pick_device(config.train.device)
+    device = pick_device(config.eval.device, key="eval.device")
     timer = PhaseTimer(device)
     with timer.phase("load model"):
         tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-        model = load_adapter_model(config, adapter_dir, device)
-    batch, pad_id = config.train.micro_batch_size, tokenizer.pad_token_id
+        model = load_adapter_model(config.model, paths.adapter, device)
+    batch, pad_id = config.eval.loss_batch_size, tokenizer.pad_token_id
     with timer.phase("eval loss, base and fine-tuned"):
         base_loss, tuned_loss = base_and_tuned_losses(model, eval_records, batch, pad_id, device)
     checkpoints: list[dict[str, float]] = []
     if config.eval.checkpoints:
         with timer.phase("eval loss, checkpoints"):
-            checkpoints = checkpoint_losses(model, run_dir / "checkpoints", eval_records, batch, pad_id, device)
+            checkpoints = checkpoint_losses(model, paths.checkpoints, eval_records, batch, pad_id, device)
     questions = held_out_questions(eval_records, config.eval.num_samples)
     samples, generation = answer_questions(model, tokenizer, questions, generation_settings(config), timer)
     with timer.phase("reference metrics"):
@@ -87,12 +88,13 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
     console.print(f"eval loss: base {base_loss:.4f} → fine-tuned {tuned_loss:.4f}; answers with an artifact: "
                   f"base {results['artifacts']['base']['any']}/{len(samples)}, fine-tuned "
                   f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at "
-                  f"{escape(str(run_dir / 'report.html'))}")
+                  f"{escape(str(paths.report))}")
     return results
 
 
-def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, questions: list[dict[str, Any]],
-                     settings: GenerationSettings, timer: PhaseTimer) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, questions: list[DatasetRow],
+                     settings: GenerationSettings,
+                     timer: PhaseTimer) -> tuple[list[EvalSample], dict[str, Any]]:
     """Base and fine-tuned answers side by side with the forum's, each checked for artifacts."""
     prompts = [prompt_messages(r) for r in questions]
     with timer.phase("generate, base"), model.disable_adapter():
@@ -103,8 +105,8 @@ def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, quest
     samples = []
     for record, prompt, base_answer, tuned_answer in zip(questions, prompts, base, tuned):
         reference = record["messages"][-1]["content"]
-        sample = {"question": prompt[-1]["content"], "reference": reference,
-                  "reference_flags": check_answer(Answer(reference), specials)}
+        sample = EvalSample(question=prompt[-1]["content"], reference=reference,
+                            reference_flags=check_answer(Answer(reference), specials))
         for key, answer in (("base", base_answer), ("tuned", tuned_answer)):
             sample.update({key: answer["text"], f"{key}_raw": answer["raw"], f"{key}_ended": answer["ended"],
                            f"{key}_tokens": answer["tokens"],
@@ -119,7 +121,7 @@ def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, quest
     return samples, generation
 
 
-def score_samples(samples: list[dict[str, Any]], embedding_dir: Path | None,
+def score_samples(samples: list[EvalSample], embedding_dir: Path | None,
                   device: torch.device) -> dict[str, dict[str, float | None]]:
     """Per-sample scores against the forum's answer (stored in each sample) and their means per model."""
     references = [s["reference"] for s in samples]
@@ -142,12 +144,12 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(present) if present else None
 
 
-def write_outputs(config: Config, run_dir: Path, results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-    eval_dir = run_dir / "eval"
-    eval_dir.mkdir(exist_ok=True)
-    (eval_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    (eval_dir / "samples.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    curves = RunCurves(config.name, run_dir / "metrics.csv", results["checkpoints"], results["base_eval_loss"])
-    loss_png = plot_loss_curves([curves], run_dir / "loss.png", title=f"{config.name}: loss")
+def write_outputs(config: Config, run_dir: Path, results: dict[str, Any], samples: list[EvalSample]) -> None:
+    paths = RunLayout.of(config, run_dir)
+    paths.eval_dir.mkdir(exist_ok=True)
+    paths.eval_metrics.write_text(json.dumps(results, indent=2))
+    write_jsonl(paths.eval_samples, samples)
+    curves = RunCurves(config.name, paths.metrics_csv, results["checkpoints"], results["base_eval_loss"])
+    loss_png = plot_loss_curves([curves], paths.loss_png, title=f"{config.name}: loss")
     note = TINY_MODEL_NOTE if config.model.base == BUILTIN_TINY_MODEL else ""
     write_run_report(config, run_dir, results, samples, loss_png, note=note)

@@ -17,15 +17,13 @@ from rich.console import Console
 
 from forumtune.config import ScrapeConfig
 from forumtune.errors import ScrapeError
+from forumtune.forum_store import CRAWL_COMPLETE, CRAWL_PASS, ForumStore, StoredThread, ThreadRef
 from forumtune.scrape.fetcher import Fetcher, FetchFailed
-from forumtune.scrape.models import ThreadListPage, ThreadPage, ThreadRef
+from forumtune.scrape.models import ThreadListPage, ThreadPage
 from forumtune.scrape.parse_worker import PARSE_ERRORS, PageParser
 from forumtune.scrape.progress import CrawlDisplay
 from forumtune.scrape.sites import SiteProfile, get_profile
-from forumtune.scrape.store import CRAWL_PASS, ForumStore, StoredThread
 from forumtune.scrape.summary import CONNECTION_ADVICE, CrawlSummary
-
-CRAWL_COMPLETE = "crawl_complete"
 
 
 def relative(url: str | None) -> str | None:
@@ -183,7 +181,7 @@ class Crawler:
 
 def start_pass(store: ForumStore) -> None:
     """A finished crawl makes the next run a new, incremental pass; an unfinished one is resumed."""
-    if store.crawl_pass() == 0 or store.get_meta(CRAWL_COMPLETE) == "1":
+    if store.crawl_pass() == 0 or store.crawl_complete():
         store.set_meta(CRAWL_PASS, str(store.crawl_pass() + 1))
         store.set_meta(CRAWL_COMPLETE, "0")
 

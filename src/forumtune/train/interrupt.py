@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from forumtune.train.checkpoints import checkpoint_dirs, step_of
+from forumtune.layout import RunLayout, checkpoint_dirs, checkpoint_step
 from forumtune.train.resume import rerun_command
 
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
@@ -80,9 +80,9 @@ def stop_message(run_dir: Path, stopped: BaseException) -> str:
     if isinstance(stopped, TrainingStopped):
         first = f"training stopped by {how} after step {stopped.step}, saved in {stopped.checkpoint}."
     else:
-        saved = checkpoint_dirs(run_dir / "checkpoints")
+        saved = checkpoint_dirs(RunLayout(run_dir).checkpoints)
         last = (
-            f"the last saved step is {step_of(saved[-1])} ({saved[-1]})"
+            f"the last saved step is {checkpoint_step(saved[-1])} ({saved[-1]})"
             if saved
             else "no step was saved yet (rerunning starts from step 0)"
         )

@@ -25,34 +25,27 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import PreTrainedTokenizerBase
 
+from forumtune.atomic import atomic_directory
 from forumtune.base_model import load_tokenizer
+from forumtune.batching import collate, input_token_count, mean_token_loss, to_device, trained_token_count
 from forumtune.config import Config
-from forumtune.data.build import read_jsonl
 from forumtune.errors import TrainError
-from forumtune.kernels.allocator import use_expandable_segments
-from forumtune.kernels.layer_graphs import LayerGraphs
-from forumtune.kernels.precision import training_autocast
+from forumtune.layout import DatasetFiles, RunLayout, checkpoint_adapter, checkpoint_dirs, checkpoint_step
+from forumtune.metrics_log import read_metrics
+from forumtune.models import pick_device
+from forumtune.ranks import SINGLE_PROCESS, Ranks, ranks_from_environment
+from forumtune.records import DatasetRow, read_rows
 from forumtune.train import distributed
-from forumtune.train.batches import (
-    collate,
-    input_token_count,
-    mean_token_loss,
-    micro_batches,
-    to_device,
-    trained_token_count,
-)
+from forumtune.train.allocator import use_expandable_segments
+from forumtune.train.batches import micro_batches
 from forumtune.train.checkpoints import (
-    BEST,
     TrainerState,
-    checkpoint_dirs,
     load_adapter_weights,
     load_training_state,
     save_adapter_weights,
     save_best,
     save_checkpoint,
-    step_of,
 )
-from forumtune.train.distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
 from forumtune.train.interrupt import (
     StopNow,
     StopRequest,
@@ -61,16 +54,16 @@ from forumtune.train.interrupt import (
     stop_after_the_step,
     stop_message,
 )
+from forumtune.train.layer_graphs import LayerGraphs
 from forumtune.train.loading import (
     GRAPH_PAD_MULTIPLE,
     layer_graphs_for,
     load_for_training,
-    pick_device,
     uses_fast_path,
 )
-from forumtune.train.metrics_log import read_metrics
 from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
+from forumtune.train.precision import training_autocast
 from forumtune.train.preflight import check_before_loading
 from forumtune.train.reporting import Reporter
 from forumtune.train.resume import begin_checkpoints, choose_start, training_settings, write_record
@@ -91,8 +84,8 @@ class TrainingRun:
     model: torch.nn.Module  # the PeftModel, or its DDP wrapper; FSDP2 shards it in place
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_records: list[dict[str, Any]]
-    eval_records: list[dict[str, Any]]
+    train_records: list[DatasetRow]
+    eval_records: list[DatasetRow]
     total_steps: int
     state: TrainerState
     reporter: Reporter
@@ -150,9 +143,10 @@ def run_train(config: Config, dataset_dir: Path, run_dir: Path, console: Console
 
 def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, restart: bool = False,
           ranks: Ranks = SINGLE_PROCESS) -> TrainingRun:
-    if not (dataset_dir / "train.jsonl").exists():
+    dataset = DatasetFiles(dataset_dir)
+    if not dataset.train.exists():
         raise TrainError(f"no dataset at {dataset_dir}: run `forumtune build CONFIG` first")
-    train_records = read_jsonl(dataset_dir / "train.jsonl")
+    train_records = read_rows(dataset.train)
     device = pick_device(config.train.device, ranks.local_rank)
     if device.type == "cuda" and config.train.expandable_segments:
         console.print(f"[dim]{use_expandable_segments()}[/dim]")
@@ -184,7 +178,7 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
     return TrainingRun(config=config, run_dir=run_dir, device=device, ranks=ranks,
                        tokenizer=load_tokenizer(config.model.base, config.build.chat_template), model=model,
                        optimizer=optimizer, scheduler=scheduler, train_records=train_records,
-                       eval_records=read_jsonl(dataset_dir / "eval.jsonl"), total_steps=steps, state=state,
+                       eval_records=read_rows(dataset.eval), total_steps=steps, state=state,
                        reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main), graphs=graphs,
                        settings=settings)
 
@@ -281,7 +275,7 @@ def evaluate(run: TrainingRun, elapsed: float) -> bool:
     run.reporter.write(step=state.step, split="eval", loss=eval_loss, elapsed_s=elapsed)
     if state.best_eval_loss is None or eval_loss < state.best_eval_loss - train_cfg.early_stopping_min_delta:
         state.best_eval_loss, state.best_step, state.evals_without_improvement = eval_loss, state.step, 0
-        save_best(run.run_dir / "checkpoints", run.model, state, run.ranks)
+        save_best(RunLayout(run.run_dir).checkpoints, run.model, state, run.ranks)
         return False
     state.evals_without_improvement += 1
     return patience_ran_out(run)
@@ -314,8 +308,8 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
             if run.eval_records and (state.step % train_cfg.eval_every == 0 or state.step == run.total_steps):
                 stopped_early = evaluate(run, time.perf_counter() - started)
             if (state.step % train_cfg.save_every == 0 or stopped_early) and state.step < run.total_steps:
-                save_checkpoint(run.run_dir / "checkpoints", run.model, run.optimizer, run.scheduler, state,
-                                train_cfg.keep_checkpoints, run.ranks)
+                save_checkpoint(RunLayout(run.run_dir).checkpoints, run.model, run.optimizer, run.scheduler,
+                                state, train_cfg.keep_checkpoints, run.ranks)
             if stop is not None and stop.signum is not None:
                 break
     if stop is not None and stop.signum is not None:
@@ -325,7 +319,7 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
                       f"{train_cfg.early_stopping_patience} evals")
     final_step = save_final_adapter(run)
     if run.ranks.is_main:
-        write_record(run.run_dir / "checkpoints", run.settings, finished=True)
+        write_record(RunLayout(run.run_dir).checkpoints, run.settings, finished=True)
     summary = {"steps": state.step, "best_eval_loss": state.best_eval_loss, "best_step": state.best_step,
                "adapter_step": final_step, "stopped_early": stopped_early,
                "seconds": round(time.perf_counter() - started, 2), "peak_memory_mib": peak_memory_mib(run.device),
@@ -340,8 +334,8 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
 def checkpoint_now(run: TrainingRun) -> Path:
     """A checkpoint of the current step, unless the loop has just written it; after the last step too
     (resuming from that one only writes the final adapter)."""
-    root = run.run_dir / "checkpoints"
-    done = [path for path in checkpoint_dirs(root) if step_of(path) == run.state.step]
+    root = RunLayout(run.run_dir).checkpoints
+    done = [path for path in checkpoint_dirs(root) if checkpoint_step(path) == run.state.step]
     if done:
         return done[0]
     return save_checkpoint(root, run.model, run.optimizer, run.scheduler, run.state,
@@ -365,26 +359,22 @@ def log_step(run: TrainingRun, step: StepResult, elapsed: float) -> str:
 
 def _elapsed_before(run: TrainingRun) -> float:
     """Seconds a resumed run had already trained, so elapsed_s keeps counting from the first start."""
-    rows = read_metrics(run.run_dir / "metrics.csv") if run.ranks.is_main else []
+    rows = read_metrics(RunLayout(run.run_dir).metrics_csv) if run.ranks.is_main else []
     return float(rows[-1]["elapsed_s"]) if rows and rows[-1]["elapsed_s"] else 0.0
 
 
 def save_final_adapter(run: TrainingRun) -> int:
     """adapter/: the best adapter by eval loss (train.final_adapter=best) or the last weights."""
-    adapter_dir = run.run_dir / "adapter"
-    staging = adapter_dir.with_name(adapter_dir.name + ".partial")
-    best = run.run_dir / "checkpoints" / BEST / "adapter"
+    layout = RunLayout(run.run_dir)
+    best = checkpoint_adapter(layout.best_checkpoint)
     use_best = run.config.train.final_adapter == "best" and best.is_dir() and run.state.best_step is not None
-    if run.ranks.is_main:
-        shutil.rmtree(staging, ignore_errors=True)
-        if use_best:
-            shutil.copytree(best, staging)
-    if not use_best:
-        save_adapter_weights(run.model, staging if run.ranks.is_main else None)
-    if run.ranks.is_main:
-        run.tokenizer.save_pretrained(staging)
-        shutil.rmtree(adapter_dir, ignore_errors=True)
-        staging.rename(adapter_dir)
+    with atomic_directory(layout.adapter, write=run.ranks.is_main) as staging:
+        if use_best and staging is not None:
+            shutil.copytree(best, staging, dirs_exist_ok=True)
+        if not use_best:
+            save_adapter_weights(run.model, staging)
+        if staging is not None:
+            run.tokenizer.save_pretrained(staging)
     distributed.barrier(run.ranks)
     return run.state.best_step if use_best else run.state.step
 

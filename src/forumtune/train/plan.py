@@ -68,7 +68,7 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
     compute_bytes = BYTES_PER_DTYPE[config.model.compute_dtype]
     fast = quantized and config.train.fast_path and compute_bytes == 2
     # peft's k-bit preparation upcasts norms, embeddings and lm_head to fp32, and the residual stream with
-    # them; the fast path keeps the compute dtype (forumtune.kernels.precision)
+    # them; the fast path keeps the compute dtype (forumtune.train.precision)
     activation_bytes = 4 if quantized and not fast else compute_bytes
     tokens = micro_batch * seq_len
     parts = static_parts(config, shape, compute_bytes, activation_bytes if quantized else compute_bytes)

@@ -27,12 +27,10 @@ from rich.console import Console
 
 from forumtune.config import Config
 from forumtune.errors import TrainError
-from forumtune.train.checkpoints import BEST, checkpoint_dirs, remove_partials, step_of
+from forumtune.layout import BEST_CHECKPOINT, RunLayout, checkpoint_dirs, checkpoint_step
+from forumtune.train.checkpoints import remove_partials
 
 SETTINGS_FILE = "settings.json"
-PREVIOUS_DIR = "previous"
-# a training's own outputs, set aside together when a new one starts from step 0
-TRAINING_OUTPUTS = ("checkpoints", "metrics.csv", "train_summary.json", "tensorboard")
 # train keys that change what is logged, kept or where it runs, not the weights a step produces
 RUN_ONLY_KEYS = frozenset(
     {
@@ -112,7 +110,7 @@ def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[
 
 def choose_start(run_dir: Path, settings: dict[str, Any], *, restart: bool) -> Start:
     """From which checkpoint this run starts; raises TrainError rather than resume another training's."""
-    root = run_dir / "checkpoints"
+    root = RunLayout(run_dir).checkpoints
     found = checkpoint_dirs(root)
     if restart:
         return Start(None, "--restart: training starts over from step 0")
@@ -134,17 +132,17 @@ def choose_start(run_dir: Path, settings: dict[str, Any], *, restart: bool) -> S
             None, f"the settings changed since the last training finished ({listed}): a new one starts"
         )
     raise TrainError(
-        f"{root} holds an unfinished training (saved up to step {step_of(found[-1])}) made with other "
+        f"{root} holds an unfinished training (saved up to step {checkpoint_step(found[-1])}) made with other "
         f"settings: {listed}. Resuming would mix two trainings. Put those settings back to "
         f"continue it, or start over with `{rerun_command(run_dir, restart=True)}` (its checkpoints move to "
-        f"{run_dir / PREVIOUS_DIR}/, nothing is deleted)."
+        f"{RunLayout(run_dir).previous_trainings}/, nothing is deleted)."
     )
 
 
 def begin_checkpoints(run_dir: Path, start: Start, settings: dict[str, Any], console: Console) -> None:
     """On the main process, once the start is chosen: half-written checkpoints go, and a training from
     step 0 sets the earlier one aside and records its own settings."""
-    root = run_dir / "checkpoints"
+    root = RunLayout(run_dir).checkpoints
     remove_partials(root)
     if start.note:
         console.print(f"[yellow]{start.note}[/yellow]")
@@ -160,20 +158,21 @@ def begin_checkpoints(run_dir: Path, start: Start, settings: dict[str, Any], con
 
 
 def holds_work(root: Path) -> bool:
-    return bool(checkpoint_dirs(root)) or (root / BEST).is_dir()
+    return bool(checkpoint_dirs(root)) or (root / BEST_CHECKPOINT).is_dir()
 
 
 def set_aside_earlier_training(run_dir: Path) -> Path | None:
     """Before a training starts from step 0: the earlier one's checkpoints and logs go to previous/<time>/."""
-    if not holds_work(run_dir / "checkpoints"):
+    if not holds_work(RunLayout(run_dir).checkpoints):
         return None
-    target = run_dir / PREVIOUS_DIR / time.strftime("%Y%m%d-%H%M%S")
+    layout = RunLayout(run_dir)
+    target = layout.previous_trainings / time.strftime("%Y%m%d-%H%M%S")
     while target.exists():  # two restarts within a second
         target = target.with_name(target.name + "-1")
     target.mkdir(parents=True)
-    for name in TRAINING_OUTPUTS:
-        if (run_dir / name).exists():
-            (run_dir / name).rename(target / name)
+    for output in layout.training_outputs:
+        if output.exists():
+            output.rename(target / output.name)
     return target
 
 
@@ -182,7 +181,7 @@ def rerun_command(run_dir: Path, *, restart: bool) -> str:
     --restart to start over. Outside the command line, `forumtune train` on the run's saved config."""
     args = sys.argv[1:]
     if not args or args[0] not in ("train", "run"):
-        args = ["train", str(run_dir / "config.yaml")]
+        args = ["train", str(RunLayout(run_dir).config_file)]
     args = [arg for arg in args if arg not in ("--restart", "--resume")] + (["--restart"] if restart else [])
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         launcher = [

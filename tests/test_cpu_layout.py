@@ -1,11 +1,11 @@
-"""bitsandbytes' packed CPU layout against its reference, the trainable layout (kernels/cpu_layout.py)."""
+"""bitsandbytes' packed CPU layout against its reference, the trainable layout (forumtune/cpu_layout.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from forumtune.kernels.cpu_layout import (
+from forumtune.cpu_layout import (
     PackedWeightError,
     is_packed,
     linear_4bit_layers,
@@ -71,7 +71,7 @@ def test_generation_packs_what_it_can_within_bfloat16_error_and_then_refuses_tra
 
 
 def test_generation_stays_trainable_where_the_cpu_has_no_packed_kernel(llama_dir, monkeypatch):
-    from forumtune.kernels import cpu_layout
+    from forumtune import cpu_layout
 
     monkeypatch.setattr(cpu_layout, "packed_kernel_available", lambda: False)
     model = lora(load(llama_dir, quantized=True))

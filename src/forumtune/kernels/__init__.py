@@ -1,5 +1,4 @@
-"""Compute kernels for QLoRA training on a GPU, and one layout choice for generating on a CPU. Each one has
-a plain reference it is tested against:
+"""Compute kernels for QLoRA training on a GPU. Each one has a plain reference it is tested against:
 
 - `lora_linear.use_fused_lora`: each LoRA projection on a 4-bit base as one autograd function (the base
   matmul adds to the LoRA product in its epilogue, no clone/scale/add kernels; the recompute skips the
@@ -9,16 +8,14 @@ a plain reference it is tested against:
 - `nf4_dequant.dequantize_nf4`: a double-quantized NF4 weight to bf16 in one Triton kernel, bit-identical
   to bitsandbytes' two and 1.48x faster per layer (`train.dequantize_kernel`, "triton" by default,
   "bitsandbytes" to switch back). Reference: `bitsandbytes.functional.dequantize_4bit`.
-- `cpu_layout.use_packed_layout_for_generation`: bitsandbytes' packed CPU layout for 4-bit weights (AVX512-BF16
-  kernels, bf16 products), for generation only; training and losses keep the trainable layout
-  (`cpu_layout.use_trainable_layout`). Reference: the trainable layout.
 
 The rest of the fast path is how training runs rather than what it computes, and lives in train/:
 `precision` (bf16 activations instead of peft's fp32 upcast), `layer_checkpointing` (checkpointed layers,
 inputs kept on the GPU or offloaded), `layer_graphs` (CUDA graphs) and `allocator` (expandable segments).
-docs/ARCHITECTURE.md shows how train/loading.py wires them together.
+docs/ARCHITECTURE.md shows how train/loading.py wires them together. Which of bitsandbytes' two CPU layouts
+a 4-bit weight is in (trainable, or packed for generation) is decided in forumtune/cpu_layout.py.
 """
 
-from forumtune import cpu_layout, liger, lora_linear, nf4_dequant
+from forumtune.kernels import liger, lora_linear, nf4_dequant
 
-__all__ = ["cpu_layout", "liger", "lora_linear", "nf4_dequant"]
+__all__ = ["liger", "lora_linear", "nf4_dequant"]

@@ -20,6 +20,9 @@ def load_like_the_demo(adapter_dir):
                                       bnb_4bit_compute_dtype=torch.float32)
     base = AutoModelForCausalLM.from_pretrained(resolve_base_model("builtin:tiny-llama"), dtype=torch.float32,
                                                 quantization_config=quantization, device_map={"": "cpu"})
+    for module in base.modules():  # losses are measured in bitsandbytes' trainable CPU layout, never its packed one
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
     return PeftModel.from_pretrained(base, str(adapter_dir))
 
 

@@ -2,9 +2,9 @@
 
 "packed" is what a CPU with AVX512-BF16 gets: bitsandbytes sets every Linear4bit to pack itself in
 eval mode, so a path that forgets to keep the trainable layout packs its weights there. On a CPU without
-AVX512-BF16 that path fails too (bitsandbytes has no kernel for packed weights there), so training
-paths are tested on every machine. Generating in the packed layout needs the kernel: where it is
-missing, generation stays trainable, as it would in a real run on that CPU.
+AVX512-BF16 that path fails too (bitsandbytes has no kernel for packed weights there; checked on an
+emulated CPU without AVX-512), so training paths are tested on every machine. Generating in the packed
+layout needs the kernel: where it is missing, generation stays trainable, as in a real run on that CPU.
 "trainable" is what a CPU without AVX512-BF16 gets: bitsandbytes never packs, nor does forumtune.
 
 In a subprocess: `python -m tests.layouts LAYOUT ARGS...` runs `forumtune ARGS...` with LAYOUT forced.

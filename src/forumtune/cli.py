@@ -115,7 +115,7 @@ RestartOption = Annotated[bool, typer.Option(
 
 @app.command()
 def train(config: ConfigArg, overrides: SetOption = None, restart: RestartOption = False,
-          resume: Annotated[bool, typer.Option("--resume", hidden=True)] = False) -> None:
+          resume: Annotated[bool, typer.Option("--resume", hidden=True)] = False) -> None:  # the default now
     """QLoRA fine-tune: 4-bit base, LoRA on all linear layers; writes runs/<name>/adapter.
 
     Continues from the last checkpoint made with the same settings (--resume is the default and kept

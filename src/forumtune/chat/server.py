@@ -256,6 +256,7 @@ def _prepare_generation(
             defaults.temperature if request.temperature is None else request.temperature,
             defaults.top_p if request.top_p is None else request.top_p,
             request.seed,
+            defaults.repetition_penalty,
         )
         return engine.generation_for_ids(prompt_ids, settings, request.stop or [], threading.Event())
     except ContextTooLongError as error:

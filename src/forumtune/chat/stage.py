@@ -72,7 +72,8 @@ def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
 
 def sampling_settings(config: Config) -> SamplingSettings:
     chat = config.chat
-    return SamplingSettings(chat.max_new_tokens, chat.temperature, chat.top_p)
+    return SamplingSettings(chat.max_new_tokens, chat.temperature, chat.top_p,
+                            repetition_penalty=chat.repetition_penalty)
 
 
 def run_chat(config: Config, run_dir: Path, console: Console, *, compare: bool = False) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from transformers import (
+    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
@@ -20,6 +21,7 @@ from forumtune.chat.engine import Engine, Generation
 from forumtune.chat.errors import GenerationError
 from forumtune.chat.stopping import EventStoppingCriteria, StopTextCriteria
 from forumtune import cpu_layout
+from forumtune.decoding import AnswerRepetitionPenalty
 
 DEFAULT_CONTEXT_TOKENS = 2048
 
@@ -113,6 +115,10 @@ class TransformersEngine(Engine):
             if settings.temperature == 0
             else {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
         )
+        if settings.repetition_penalty != 1.0:
+            sampling["logits_processor"] = LogitsProcessorList(
+                [AnswerRepetitionPenalty(settings.repetition_penalty, input_ids.shape[1])]
+            )
         adapter_off = self.model.disable_adapter() if self.without_adapter else contextlib.nullcontext()
         with adapter_off, torch.inference_mode():
             return self.model.generate(

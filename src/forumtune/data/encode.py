@@ -14,11 +14,12 @@ from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 from transformers.utils.chat_template_utils import _compile_jinja_template
 
+from forumtune.data.templates import NAMED_TEMPLATES
 from forumtune.errors import BuildError
 from forumtune.records import IGNORE_INDEX
 
 Message = dict[str, str]
-NAMED_TEMPLATE_ADVICE = "set build.chat_template to one of mistral, llama2, llama3, chatml, gemma, phi3"
+NAMED_TEMPLATE_ADVICE = f"set build.chat_template to one of {', '.join(NAMED_TEMPLATES)}"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,25 @@ def adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     return bos is not None and bos != tokenizer.eos_token_id and tokenizer("a")["input_ids"][:1] == [bos]
 
 
+# Four messages with no markup of their own: what a template writes around them is all it writes.
+PROBE = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+         {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]
+
+
+def bos_opens_turns(tokenizer: PreTrainedTokenizerBase, render: TemplateRenderer) -> bool:
+    """Whether the tokenizer's "BOS" is really the token that opens every turn (SmolLM2 and other ChatML
+    models name `<|im_start|>` as bos_token): the tokenizer does not add it, and the template writes it
+    before every message. Then it appears once per turn, and "one BOS at the start" is the wrong rule."""
+    bos = tokenizer.bos_token
+    if not bos or adds_bos(tokenizer):
+        return False
+    try:
+        rendered = render(PROBE, generation_prompt=False)
+    except BuildError:
+        return False
+    return rendered.count(bos) >= len(PROBE)
+
+
 def render_turns(render: TemplateRenderer, messages: list[Message], bos_text: str) -> list[str]:
     """For each assistant turn: the rendering before it (with the generation prompt), then through it.
 
@@ -115,9 +135,10 @@ def assemble(turn_ids: list[list[int]], train_on_inputs: bool) -> EncodedExample
 def encode_conversations(tokenizer: PreTrainedTokenizerBase, conversations: list[list[Message]], *,
                          template: str | None = None, train_on_inputs: bool = False) -> list[EncodedExample]:
     """Token ids and labels of each conversation; only assistant turns count unless train_on_inputs."""
+    render = TemplateRenderer(tokenizer, template)
     expect_bos = adds_bos(tokenizer)
     bos_text = tokenizer.bos_token if expect_bos else ""
-    render = TemplateRenderer(tokenizer, template)
+    turn_marker = bos_opens_turns(tokenizer, render)
     rendered = [render_turns(render, messages, bos_text) for messages in conversations]
     flat = [text for texts in rendered for text in texts]
     flat_ids = token_ids(tokenizer, flat)
@@ -126,7 +147,7 @@ def encode_conversations(tokenizer: PreTrainedTokenizerBase, conversations: list
         examples.append(assemble(flat_ids[start: start + len(texts)], train_on_inputs))
         start += len(texts)
     for example in examples:
-        check_special_tokens(tokenizer, example, expect_bos=expect_bos)
+        check_special_tokens(tokenizer, example, expect_bos=expect_bos, bos_opens_turns=turn_marker)
     return examples
 
 
@@ -136,11 +157,12 @@ def encode_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[Messa
 
 
 def check_special_tokens(tokenizer: PreTrainedTokenizerBase, example: EncodedExample, *,
-                         expect_bos: bool | None = None) -> None:
-    """Exactly one BOS at the start (when the model has one) and an EOS in every answer."""
+                         expect_bos: bool | None = None, bos_opens_turns: bool = False) -> None:
+    """Exactly one BOS at the start (when the model has one that is not a turn opener) and an EOS in every
+    answer."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     expect_bos = adds_bos(tokenizer) if expect_bos is None else expect_bos
-    has_bos = bos is not None and bos != eos and (expect_bos or bos in example.input_ids)
+    has_bos = bos is not None and bos != eos and not bos_opens_turns and (expect_bos or bos in example.input_ids)
     if has_bos and (example.input_ids.count(bos) != 1 or example.input_ids[0] != bos):
         raise BuildError(f"expected exactly one BOS token at the start, got {example.input_ids.count(bos)}; a "
                          f"post may contain {tokenizer.bos_token!r}, or the template writes it twice: "

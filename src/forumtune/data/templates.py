@@ -1,7 +1,8 @@
 """Chat templates by name, for base models whose tokenizer has none or a wrong one. One entry each.
 
-Every template writes the model's BOS once at the start (when it has one) and the tokenizer's EOS
-after every answer: when a family ends a turn with its own marker (`<|eot_id|>`, `<|im_end|>`,
+Every template writes the model's BOS once at the start (when it has one, and it is not the family's
+turn opener: SmolLM2's tokenizer names `<|im_start|>` its bos_token) and the tokenizer's EOS after every
+answer: when a family ends a turn with its own marker (`<|eot_id|>`, `<|im_end|>`,
 `<end_of_turn>`, `<|end|>`) and that marker is not the EOS, the EOS follows it, so the model learns
 to stop whatever its generation config stops on. A system prompt goes where the family puts it.
 """
@@ -9,6 +10,11 @@ to stop whatever its generation config stops on. A system prompt goes where the 
 from __future__ import annotations
 
 BOS = "{% if bos_token %}{{ bos_token }}{% endif %}"
+
+
+def bos_unless(turn_opener: str) -> str:
+    return f"{{% if bos_token and bos_token != '{turn_opener}' %}}{{{{ bos_token }}}}{{% endif %}}"
+
 
 
 def eos_after(marker: str) -> str:
@@ -21,6 +27,18 @@ MISTRAL = (
     "{% if message['role'] == 'user' %}"
     "{{ '[INST] ' }}{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
     "{{ messages[0]['content'] + '\n\n' }}{% endif %}{{ message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+# Mistral 7B Instruct v0.3 and later sentencepiece vocabularies: [INST] and [/INST] are control tokens and the
+# text between them is encoded on its own (mistral-common's V3), so no space goes before [/INST].
+MISTRAL_V3 = (
+    BOS +
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}"
+    "{{ '[INST] ' }}{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
+    "{{ messages[0]['content'] + '\n\n' }}{% endif %}{{ message['content'] + '[/INST]' }}"
     "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token }}"
     "{% endif %}{% endfor %}"
 )
@@ -46,7 +64,7 @@ LLAMA3 = (
 )
 
 CHATML = (
-    BOS +
+    bos_unless("<|im_start|>") +
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' }}"
     "{% if message['role'] == 'assistant' %}" + eos_after("<|im_end|>") + "{% endif %}"
@@ -79,5 +97,5 @@ PHI3 = (
 )
 
 NAMED_TEMPLATES: dict[str, str] = {
-    "mistral": MISTRAL, "llama2": LLAMA2, "llama3": LLAMA3, "chatml": CHATML, "gemma": GEMMA, "phi3": PHI3,
+    "mistral": MISTRAL, "mistral_v3": MISTRAL_V3, "llama2": LLAMA2, "llama3": LLAMA3, "chatml": CHATML, "gemma": GEMMA, "phi3": PHI3,
 }

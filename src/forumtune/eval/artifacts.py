@@ -40,7 +40,7 @@ ARTIFACT_LABELS = {
     "forum_boilerplate": "forum boilerplate (edit notices, quote headers, BBCode)",
     "template_token": "template tokens in the text ([/INST], <|im_end|>)",
     "hit_token_limit": "hit the token limit instead of ending",
-    "repeated_ngram": f"a {REPEAT_NGRAM}-word phrase repeated {REPEAT_MIN_COUNT}+ times",
+    "repeated_ngram": f"repetition loop: a {REPEAT_NGRAM}-word phrase repeated {REPEAT_MIN_COUNT}+ times",
     "empty": "empty answer",
 }
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from peft import PeftModel
-from transformers import PreTrainedTokenizerBase
+from transformers import LogitsProcessorList, PreTrainedTokenizerBase
+
+from forumtune.decoding import AnswerRepetitionPenalty
 
 from forumtune import cpu_layout
 
@@ -19,12 +20,39 @@ class GenerationSettings:
     top_p: float
     seed: int
     batch_size: int
+    repetition_penalty: float = 1.0  # 1 means off
+    no_repeat_ngram_size: int = 0  # 0 means off
+
+    @property
+    def is_plain_greedy(self) -> bool:
+        return self.temperature == 0 and self.repetition_penalty == 1.0 and self.no_repeat_ngram_size == 0
+
+    def plain_greedy(self) -> GenerationSettings:
+        return replace(self, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+
+    def decoding(self) -> str:
+        parts = ["greedy decoding" if self.temperature == 0
+                 else f"sampling at temperature {self.temperature}, top-p {self.top_p}"]
+        if self.repetition_penalty != 1.0:
+            parts.append(f"repetition penalty {self.repetition_penalty} on the answer's tokens")
+        if self.no_repeat_ngram_size:
+            parts.append(f"no repeated {self.no_repeat_ngram_size}-token runs")
+        return ", ".join(parts)
 
     def describe(self) -> str:
-        decoding = ("greedy decoding" if self.temperature == 0
-                    else f"sampling at temperature {self.temperature}, top-p {self.top_p}")
-        return (f"{decoding}, at most {self.max_new_tokens} new tokens, seed {self.seed}, "
+        return (f"{self.decoding()}, at most {self.max_new_tokens} new tokens, seed {self.seed}, "
                 f"batches of {self.batch_size}; base and fine-tuned get the same prompts and seeds")
+
+    def generate_kwargs(self, prompt_length: int) -> dict[str, Any]:
+        """model.generate's decoding arguments for these settings and prompts of `prompt_length` tokens."""
+        kwargs: dict[str, Any] = ({"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
+                                  if self.temperature > 0 else {"do_sample": False})
+        if self.repetition_penalty != 1.0:
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [AnswerRepetitionPenalty(self.repetition_penalty, prompt_length)])
+        if self.no_repeat_ngram_size:
+            kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        return kwargs
 
 
 def prompt_messages(record: dict[str, Any]) -> list[dict[str, str]]:
@@ -57,8 +85,6 @@ def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
     cpu_layout.use_packed_layout_for_generation(model)
     device = next(model.parameters()).device
     stop_ids = stop_token_ids(model, tokenizer)
-    sampling = ({"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
-                if settings.temperature > 0 else {"do_sample": False})
     answers: list[dict[str, Any]] = []
     previous_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
@@ -68,17 +94,10 @@ def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             torch.manual_seed(settings.seed + start)
             output = model.generate(**batch, max_new_tokens=settings.max_new_tokens,
-                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids, **sampling)
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids,
+                                    **settings.generate_kwargs(batch["input_ids"].shape[1]))
             answers += [_decode_answer(row.tolist(), stop_ids, tokenizer)
                         for row in output[:, batch["input_ids"].shape[1]:]]
     finally:
         tokenizer.padding_side = previous_side
     return answers
-
-
-def generate_base_and_tuned(model: PeftModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict[str, str]]],
-                            settings: GenerationSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    with model.disable_adapter():
-        base = generate_answers(model, tokenizer, prompts, settings)
-    tuned = generate_answers(model, tokenizer, prompts, settings)
-    return base, tuned

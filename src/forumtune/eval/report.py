@@ -69,6 +69,20 @@ def artifact_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+DECODING_CHECKS = (("repeated_ngram", "repetition loops (a 4-word phrase 3+ times)"),
+                   ("hit_token_limit", "hit the token limit instead of ending"))
+
+
+def decoding_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Repetition loops and unended answers under plain greedy decoding and under eval's decoding settings."""
+    counts, total, decoding = results["artifacts"], results["samples"], results["generation"]["decoding"]
+    columns = [(key, f"{label}, {how}") for key, label in MODELS
+               for key, how in ((f"{key}_greedy", "plain greedy"), (key, decoding)) if key in counts]
+    rows = [{"label": label, "cells": [rate(counts[key][name], total) for key, _ in columns]}
+            for name, label in DECODING_CHECKS]
+    return [title for _, title in columns], rows
+
+
 def config_summary(config: Config, steps: int | None) -> dict[str, str]:
     model, lora, train, build = config.model, config.lora, config.train, config.build
     quantization = (f"4-bit {model.quant_type}{' + double quant' if model.double_quant else ''}"
@@ -140,6 +154,7 @@ def write_run_report(config: Config, run_dir: Path, results: dict[str, Any], sam
                         if embedding else "Embedding similarity: skipped (no local sentence-embedding model; "
                         "see eval.embedding_model)."),
         loss_png=embed_png(loss_png), checkpoints=results["checkpoints"], artifacts=artifact_rows(results),
+        decoding=decoding_rows(results),
         samples=samples, short_labels=SHORT_LABELS, generation_settings=results["generation"]["settings"],
         metric_limits=METRIC_LIMITS,
         data_stats=flatten_data_stats(read_json(RunLayout(run_dir).dataset.stats)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 from pathlib import Path
@@ -13,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from transformers import PreTrainedTokenizerBase
 
-from forumtune.base_model import TINY_MODEL_NOTE, load_tokenizer
-from forumtune.config import BUILTIN_TINY_MODEL, Config
+from forumtune.base_model import base_model_note, load_tokenizer
+from forumtune.config import Config
 from forumtune.errors import EvalError
 from forumtune.eval.artifacts import Answer, artifact_counts, check_answer
 from forumtune.eval.embedding import SentenceEmbedder, embedding_similarities, find_embedding_model
@@ -30,15 +31,19 @@ from forumtune.records import DatasetRow, EvalSample, read_rows, write_jsonl
 
 
 def held_out_questions(records: list[DatasetRow], count: int) -> list[DatasetRow]:
-    """One record per held-out thread first, so the questions differ."""
+    """One record per held-out thread first, so the questions differ; then more from the same threads."""
     seen: set[int] = set()
-    chosen = [r for r in records if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
-    return chosen[:count]
+    first = [r for r in records if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
+    chosen_ids = {id(r) for r in first}
+    return (first + [r for r in records if id(r) not in chosen_ids])[:count]
 
 
 def generation_settings(config: Config) -> GenerationSettings:
-    return GenerationSettings(max_new_tokens=config.eval.max_new_tokens, temperature=config.eval.temperature,
-                              top_p=config.eval.top_p, seed=config.seed, batch_size=config.eval.batch_size)
+    settings = config.eval
+    return GenerationSettings(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                              top_p=settings.top_p, seed=config.seed, batch_size=settings.batch_size,
+                              repetition_penalty=settings.repetition_penalty,
+                              no_repeat_ngram_size=settings.no_repeat_ngram_size)
 
 
 def run_eval(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
@@ -70,7 +75,8 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         with timer.phase("eval loss, checkpoints"):
             checkpoints = checkpoint_losses(model, paths.checkpoints, eval_records, batch, pad_id, device)
     questions = held_out_questions(eval_records, config.eval.num_samples)
-    samples, generation = answer_questions(model, tokenizer, questions, generation_settings(config), timer)
+    samples, generation = answer_questions(model, tokenizer, questions, generation_settings(config), timer,
+                                           greedy_baseline=config.eval.greedy_baseline)
     with timer.phase("reference metrics"):
         reference = score_samples(samples, embedding_dir, device)
     results = {
@@ -80,7 +86,7 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         "checkpoints": checkpoints, "samples": len(samples), "reference": reference,
         "embedding_model": str(embedding_dir) if embedding_dir else None,
         "artifacts": {key: artifact_counts([s[f"{field}_flags"] for s in samples])
-                      for key, field in (("forum", "reference"), ("base", "base"), ("tuned", "tuned"))},
+                      for key, field in (("forum", "reference"), *((k, k) for k in generation["answered_by"]))},
         "generation": generation, "timings_s": timer.seconds, "peak_memory_mib": timer.peak_memory_mib(),
         "device": device.type,
     }
@@ -92,32 +98,47 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
     return results
 
 
+# Who answers each question: the key samples and results use, the adapter on or off, and which decoding.
+ANSWER_RUNS = (("base", False, "configured"), ("tuned", True, "configured"),
+               ("base_greedy", False, "greedy"), ("tuned_greedy", True, "greedy"))
+PHASES = {"base": "generate, base", "tuned": "generate, fine-tuned", "base_greedy": "generate, base, plain greedy",
+          "tuned_greedy": "generate, fine-tuned, plain greedy"}
+
+
 def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, questions: list[DatasetRow],
-                     settings: GenerationSettings,
-                     timer: PhaseTimer) -> tuple[list[EvalSample], dict[str, Any]]:
-    """Base and fine-tuned answers side by side with the forum's, each checked for artifacts."""
+                     settings: GenerationSettings, timer: PhaseTimer, *,
+                     greedy_baseline: bool = False) -> tuple[list[EvalSample], dict[str, Any]]:
+    """Base and fine-tuned answers side by side with the forum's, each checked for artifacts; with
+    `greedy_baseline`, also both models' plain greedy answers, so what the decoding settings hide is seen."""
     prompts = [prompt_messages(r) for r in questions]
-    with timer.phase("generate, base"), model.disable_adapter():
-        base = generate_answers(model, tokenizer, prompts, settings)
-    with timer.phase("generate, fine-tuned"):
-        tuned = generate_answers(model, tokenizer, prompts, settings)
+    runs = [run for run in ANSWER_RUNS
+            if run[2] == "configured" or (greedy_baseline and not settings.is_plain_greedy)]
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for key, adapter_on, decoding in runs:
+        adapter = contextlib.nullcontext() if adapter_on else model.disable_adapter()
+        with timer.phase(PHASES[key]), adapter:
+            answers[key] = generate_answers(model, tokenizer, prompts,
+                                            settings if decoding == "configured" else settings.plain_greedy())
     specials = [t for t in tokenizer.all_special_tokens if t not in (tokenizer.pad_token, tokenizer.unk_token)]
     samples = []
-    for record, prompt, base_answer, tuned_answer in zip(questions, prompts, base, tuned):
+    for index, (record, prompt) in enumerate(zip(questions, prompts)):
         reference = record["messages"][-1]["content"]
         sample = EvalSample(question=prompt[-1]["content"], reference=reference,
                             reference_flags=check_answer(Answer(reference), specials))
-        for key, answer in (("base", base_answer), ("tuned", tuned_answer)):
+        for key, model_answers in answers.items():
+            answer = model_answers[index]
             sample.update({key: answer["text"], f"{key}_raw": answer["raw"], f"{key}_ended": answer["ended"],
                            f"{key}_tokens": answer["tokens"],
                            f"{key}_flags": check_answer(Answer(answer["raw"], answer["ended"], answer["tokens"]),
                                                         specials)})
         samples.append(sample)
-    generation = {"settings": settings.describe(), "max_new_tokens": settings.max_new_tokens,
-                  "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
-                  "batch_size": settings.batch_size}
-    for key, answers, phase in (("base", base, "generate, base"), ("tuned", tuned, "generate, fine-tuned")):
-        generation[key] = {"tokens": sum(a["tokens"] for a in answers), "seconds": timer.seconds[phase]}
+    generation = {"settings": settings.describe(), "decoding": settings.decoding(),
+                  "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+                  "top_p": settings.top_p, "repetition_penalty": settings.repetition_penalty,
+                  "no_repeat_ngram_size": settings.no_repeat_ngram_size, "seed": settings.seed,
+                  "batch_size": settings.batch_size, "answered_by": list(answers)}
+    for key, model_answers in answers.items():
+        generation[key] = {"tokens": sum(a["tokens"] for a in model_answers), "seconds": timer.seconds[PHASES[key]]}
     return samples, generation
 
 
@@ -151,5 +172,4 @@ def write_outputs(config: Config, run_dir: Path, results: dict[str, Any], sample
     write_jsonl(paths.eval_samples, samples)
     curves = RunCurves(config.name, paths.metrics_csv, results["checkpoints"], results["base_eval_loss"])
     loss_png = plot_loss_curves([curves], paths.loss_png, title=f"{config.name}: loss")
-    note = TINY_MODEL_NOTE if config.model.base == BUILTIN_TINY_MODEL else ""
-    write_run_report(config, run_dir, results, samples, loss_png, note=note)
+    write_run_report(config, run_dir, results, samples, loss_png, note=base_model_note(config.model.base))

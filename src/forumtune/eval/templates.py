@@ -68,6 +68,14 @@ generated answers. {{ embedding_note }}</p>
 <p class="muted">Share of answers in which each check fired. If the forum's own answers show an artifact, the
 data taught it: clean it in the build stage. Evidence is shown under each answer below.</p>
 
+<h2>Decoding</h2>
+<table id="decoding"><tr><th>check</th>{% for title in decoding[0] %}<th>{{ title }}</th>{% endfor %}</tr>
+{% for row in decoding[1] %}<tr><td>{{ row.label }}</td>{% for cell in row.cells %}<td class="num">{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p class="muted">Small models repeat themselves under plain greedy decoding; the answers above and below use
+eval's decoding settings (eval.repetition_penalty, eval.no_repeat_ngram_size, eval.temperature), and
+plain greedy figures are kept here so nothing is hidden (eval.greedy_baseline).</p>
+
 <h2>Answers to held-out questions</h2>
 <p class="muted">{{ generation_settings }}</p>
 {% for s in samples %}<div class="sample"><h3>{{ loop.index }}. {{ s.question }}</h3><div class="answers">
@@ -76,7 +84,10 @@ data taught it: clean it in the build stage. Evidence is shown under each answer
 {% for name, evidence in s[key ~ "_flags"].items() %}<span class="flag" title="{{ evidence }}">{{ short_labels[name] }}: {{ evidence|truncate(48) }}</span>{% endfor %}
 {% if key != "reference" %}<span class="score">F1 {{ "%.2f"|format(s[key ~ "_scores"].token_f1) }}</span><span class="score">ROUGE-L {{ "%.2f"|format(s[key ~ "_scores"].rouge_l) }}</span>
 {% if s[key ~ "_scores"].embedding_similarity is not none %}<span class="score">emb {{ "%.2f"|format(s[key ~ "_scores"].embedding_similarity) }}</span>{% endif %}{% endif %}
-</div>{% endfor %}</div></div>{% endfor %}
+</div>{% endfor %}</div>
+{% if "tuned_greedy" in s %}<details class="greedy"><summary>fine-tuned, plain greedy</summary><div class="answer">{{ s.tuned_greedy }}</div>
+{% for name, evidence in s.tuned_greedy_flags.items() %}<span class="flag" title="{{ evidence }}">{{ short_labels[name] }}: {{ evidence|truncate(48) }}</span>{% endfor %}</details>{% endif %}
+</div>{% endfor %}
 
 <h2>What the reference metrics can and cannot tell</h2>
 <p>{{ metric_limits }}</p>

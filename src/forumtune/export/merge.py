@@ -57,10 +57,11 @@ def merge_adapter(
     tokenizer = load_tokenizer(adapter_dir if holds_tokenizer(adapter_dir) else base_dir)
     with ExitStack() as open_files, atomic_directory(out_dir) as staging:
         base = base_tensors(open_tensors(base_dir, open_files))
+        untied = untie_trained_head(base, adapter, model_config)
         planned = plan_merged_tensors(base, adapter, torch_dtype, base_dir, adapter_dir)
         try:
             write_sharded(planned, staging, max_shard_size, description=f"merging → {out_dir.name}")
-            write_model_config(staging, model_config, dtype)
+            write_model_config(staging, {**model_config, **untied}, dtype)
             write_generation_config(staging, base_dir, model_config)
             tokenizer.save_pretrained(staging)
         except (OSError, SafetensorError) as error:
@@ -68,6 +69,19 @@ def merge_adapter(
                 f"could not write the merged model for {out_dir}: {error}; check free disk space."
             ) from error
     return out_dir
+
+
+def untie_trained_head(base: dict[str, BaseTensor], adapter: Adapter, model_config: dict[str, Any]) -> dict[str, Any]:
+    """A tied model (SmolLM2, Gemma, Qwen2-0.5B) stores no lm_head: the input embedding is the output layer
+    too. When lora.modules_to_save trained lm_head, the output layer differs from the embedding now: the
+    merged model gets an lm_head tensor of its own and a config that unties them."""
+    head = "lm_head.weight"
+    if not model_config.get("tie_word_embeddings") or head in base or head not in adapter.replacements:
+        return {}
+    embedding = base.get("model.embed_tokens.weight")
+    if embedding is not None:
+        base[head] = BaseTensor(head, embedding.shape, embedding.load)
+    return {"tie_word_embeddings": False}
 
 
 def plan_merged_tensors(

@@ -81,7 +81,8 @@ def write_modelfile(
     family = chat_family_of(tokenizer, model_dir)
     eos = tokenizer.eos_token or ""
     template = family.go_template.replace("{eos}", eos)
-    if template_starts_with_bos(tokenizer):
+    if template_starts_with_bos(tokenizer) and tokenizer.bos_token not in family.markers:
+        # (SmolLM2's tokenizer names <|im_start|>, the turn opener the Go template writes, as its BOS)
         template = tokenizer.bos_token + template
     lines = [f"FROM ./{Path(gguf_path).name}", "", f'TEMPLATE """{template}"""', ""]
     lines += [f"PARAMETER stop {quoted(token)}" for token in stop_tokens(family, eos)]

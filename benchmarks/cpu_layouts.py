@@ -93,9 +93,9 @@ def layer_rows(repeats: int) -> list[dict[str, Any]]:
 
 @torch.no_grad()
 def generation_rows(model_dir: Path, new_tokens: int, prompt_tokens: int) -> list[dict[str, Any]]:
-    from forumtune.config import ModelConfig
     from forumtune import cpu_layout
-    from forumtune.train.loading import load_base_model
+    from forumtune.config import ModelConfig
+    from forumtune.models import load_base_model
 
     results = []
     for dtype_name in DTYPES:

@@ -20,6 +20,7 @@ from forumtune.config import load_config
 from forumtune.export import llama_runtime
 from forumtune.export.gguf_export import export_gguf
 from forumtune.export.verify import transformers_greedy
+from forumtune.layout import RunLayout
 from forumtune.models import load_adapter_model
 from tests.conftest import DEMO_CONFIG, DEMO_FORUM
 from tests.data.real_tokenizers import package_file

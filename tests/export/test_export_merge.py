@@ -16,14 +16,14 @@ from safetensors import safe_open
 from tests.layouts import kernel_on_this_cpu
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from forumtune.export.errors import ExportError
-from forumtune.export.merge import merge_adapter
 from forumtune.cpu_layout import (
     is_packed,
     linear_4bit_layers,
     use_packed_layout_for_generation,
     use_trainable_layout,
 )
+from forumtune.export.errors import ExportError
+from forumtune.export.merge import merge_adapter
 
 FileSizeLimit = Callable[[int], AbstractContextManager[None]]
 MakeAdapter = Callable[..., Path]

@@ -17,10 +17,10 @@ from transformers import (
     TextIteratorStreamer,
 )
 
+from forumtune import cpu_layout
 from forumtune.chat.engine import Engine, Generation
 from forumtune.chat.errors import GenerationError
 from forumtune.chat.stopping import EventStoppingCriteria, StopTextCriteria
-from forumtune import cpu_layout
 from forumtune.decoding import AnswerRepetitionPenalty
 
 DEFAULT_CONTEXT_TOKENS = 2048

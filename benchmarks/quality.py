@@ -28,15 +28,17 @@ from rich.console import Console
 
 from forumtune.base_model import load_tokenizer
 from forumtune.config import load_config
-from forumtune.data.build import read_jsonl
 from forumtune.eval.artifacts import Answer, check_answer
 from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
 from forumtune.eval.losses import base_and_tuned_losses
 from forumtune.eval.stage import answer_questions, generation_settings, held_out_questions
 from forumtune.eval.timing import PhaseTimer
+from forumtune.layout import RunLayout
+from forumtune.metrics_log import read_metrics
+from forumtune.models import load_adapter_model, pick_device
 from forumtune.pipeline import run_pipeline
-from forumtune.train.loading import load_adapter_model, pick_device, uses_fast_path
-from forumtune.train.metrics_log import read_metrics
+from forumtune.records import read_jsonl
+from forumtune.train.loading import uses_fast_path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ("speaker_tag", "forum_boilerplate", "template_token")  # what the forum's noise looks like
@@ -72,7 +74,7 @@ def rates(samples: list[dict[str, Any]], key: str) -> dict[str, float]:
 
 
 def loss_curve(run_dir: Path) -> dict[str, list[list[float]]]:
-    rows = read_metrics(run_dir / "metrics.csv")
+    rows = read_metrics(RunLayout(run_dir).metrics_csv)
     return {split: [[int(r["step"]), float(r["loss"])] for r in rows if r["split"] == split]
             for split in ("train", "eval")}
 
@@ -87,8 +89,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     timer = PhaseTimer(device)
     with timer.phase("load"):
         tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-        model = load_adapter_model(config, run_dir / "adapter", device)
-    records = read_jsonl(run_dir / "dataset" / "eval.jsonl")
+        model = load_adapter_model(config.model, RunLayout.of(config, run_dir).adapter, device)
+    records = read_jsonl(RunLayout(run_dir).dataset.eval)
     with timer.phase("eval loss"):
         base_loss, tuned_loss = base_and_tuned_losses(model, records, config.train.micro_batch_size,
                                                       tokenizer.pad_token_id, device)
@@ -96,7 +98,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     settings = generation_settings(config)
     samples, _ = answer_questions(model, tokenizer, questions, settings, timer, greedy_baseline=True)
     sweep = decoding_sweep(model, tokenizer, run_dir, settings, args.sweep_questions) if args.sweep_questions else []
-    summary = json.loads((run_dir / "train_summary.json").read_text())
+    summary = json.loads(RunLayout(run_dir).train_summary.read_text())
     return {
         "config": str(args.config), "overrides": args.overrides, "device": str(device),
         "fast_path": uses_fast_path(config, device), "environment": environment(),
@@ -120,7 +122,7 @@ def distinct_questions(run_dir: Path, count: int) -> list[list[dict[str, str]]]:
     """Prompts of different questions: the held-out threads' first, then the training threads'."""
     prompts: dict[str, list[dict[str, str]]] = {}
     for split in ("eval", "train"):
-        for record in read_jsonl(run_dir / "dataset" / f"{split}.jsonl"):
+        for record in read_jsonl(RunLayout(run_dir).dataset.split(split)):
             prompt = prompt_messages(record)
             prompts.setdefault(prompt[-1]["content"], prompt)
     return list(prompts.values())[:count]

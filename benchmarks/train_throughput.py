@@ -141,17 +141,17 @@ def load_fast(spec: dict[str, Any]):
     """forumtune's fast path (forumtune.kernels) on the same model and LoRA as `plain`, with forumtune's
     paged 8-bit AdamW (bitsandbytes' update as one kernel per param group, without its waits for the GPU)."""
     from forumtune.kernels import lora_linear
-    from forumtune.kernels.allocator import use_expandable_segments
-    from forumtune.kernels.layer_graphs import LayerGraphs
     from forumtune.kernels.liger import apply_liger_kernels
     from forumtune.kernels.lora_linear import use_fused_lora
-    from forumtune.kernels.offload import use_layer_checkpointing
-    from forumtune.kernels.precision import prepare_for_qlora
+    from forumtune.train.allocator import use_expandable_segments
+    from forumtune.train.layer_checkpointing import use_layer_checkpointing
+    from forumtune.train.layer_graphs import LayerGraphs
     from forumtune.train.optim import PagedAdamW8bit as optimizer_class
+    from forumtune.train.precision import prepare_for_qlora
 
     use_liger, offload, fuse, use_graphs, skip, triton_dequant = FAST_STACKS[spec["stack"]]
-    lora_linear.SKIP_UNREAD_OUTPUTS = skip
-    lora_linear.DEQUANTIZE_KERNEL = "triton" if triton_dequant else "bitsandbytes"
+    fused_options = lora_linear.FusedLoRA(dequantize="triton" if triton_dequant else "bitsandbytes",
+                                          skip_unread_outputs=skip)
     allocator = use_expandable_segments() if _device().type == "cuda" else "CPU"
     model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
@@ -159,14 +159,15 @@ def load_fast(spec: dict[str, Any]):
                                           spec.get("lora_dropout", 0.0), optimizer_class)
     graphs = LayerGraphs(_device()) if use_graphs else None
     layers = use_layer_checkpointing(model, offload=offload, graphs=graphs)
-    fused = use_fused_lora(model) if fuse else 0
+    fused = use_fused_lora(model, fused_options) if fuse else 0
     model.layer_graphs = graphs
     return model, optimizer, [allocator, f"liger kernels: {kernels}", f"checkpointed layers: {layers} (offload {offload})",
                               f"fused LoRA projections: {fused}", f"CUDA graphs: {use_graphs}",
-                              f"recompute skips unread outputs: {skip}", check_dequantize(model)]
+                              f"recompute skips unread outputs: {skip}",
+                              check_dequantize(model, fused_options.dequantize)]
 
 
-def check_dequantize(model) -> str:
+def check_dequantize(model, kernel: str) -> str:
     """forumtune's dequantization (bitsandbytes' kernels called directly on CUDA) against bitsandbytes'
     own dequantize_4bit, on every 4-bit projection of the first decoder layer: they must agree exactly."""
     import torch
@@ -176,12 +177,12 @@ def check_dequantize(model) -> str:
     from forumtune.kernels.lora_linear import _cuda_kernels, dequantize_weight
 
     layers = [m for n, m in model.named_modules() if isinstance(m, Linear4bit) and ".layers.0." in n]
-    worst = max(float((dequantize_weight(m.weight, m.weight.quant_state, torch.bfloat16)
+    worst = max(float((dequantize_weight(m.weight, m.weight.quant_state, torch.bfloat16, kernel)
                        - dequantize_4bit(m.weight, m.weight.quant_state).to(torch.bfloat16)).abs().max())
                 for m in layers)
-    from forumtune.kernels import lora_linear, nf4_dequant
+    from forumtune.kernels import nf4_dequant
 
-    if lora_linear.DEQUANTIZE_KERNEL == "triton" and nf4_dequant.supports(layers[0].weight, layers[0].weight.quant_state):
+    if kernel == "triton" and nf4_dequant.supports(layers[0].weight, layers[0].weight.quant_state):
         path = "Triton kernel"
     else:
         path = "direct kernels" if _cuda_kernels() and layers[0].weight.is_cuda else "torch.ops"

@@ -12,12 +12,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from forumtune.scrape.sites.demo import PROFILE
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from forumtune.data.clean import clean_post
 from forumtune.data.templates import NAMED_TEMPLATES
-from forumtune.scrape.sites.demo import PROFILE
 
 ROOT = Path(__file__).resolve().parent.parent
 FORUM = ROOT / "examples" / "demo_forum"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.layouts import cpu_layout  # noqa: F401  (a fixture: bitsandbytes' CPU 4-bit layout forced either way)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_FORUM = ROOT / "examples" / "demo_forum"
 DEMO_CONFIG = ROOT / "examples" / "demo.yaml"  # the real demo (SmolLM2-135M-Instruct)

@@ -23,5 +23,5 @@ def test_config_prints_the_resolved_config_with_overrides():
 def test_bad_key_fails_before_any_work_naming_the_key(tmp_path):
     result = forumtune("train", str(DEMO_CONFIG), "--set", "train.lr=0.1")
     assert result.returncode == 2
-    assert "train.lr: unknown key" in result.stdout
+    assert "train.lr: unknown key" in result.stderr and result.stdout == ""
     assert "Traceback" not in result.stdout + result.stderr

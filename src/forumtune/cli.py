@@ -2,38 +2,66 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from forumtune import __version__
 from forumtune.config import Config, dump_config, load_config
 from forumtune.errors import ForumtuneError
+from forumtune.quiet import quiet_libraries
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn an online forum into a domain chatbot: scrape → build → train → eval → merge → export → chat.")
+# Results go to stdout, problems to stderr: `scrape --json > summary.json` or `config > resolved.yaml` never
+# capture an error message.
 console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. examples/demo.yaml")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a key: --set train.max_steps=30")]
 SourceOption = Annotated[str | None, typer.Option(help="adapter, merged or gguf (sets chat.source)")]
 
 
-def _load(config_path: Path, overrides: list[str] | None) -> Config:
-    return load_config(config_path, overrides or [])
+def _load(config_path: Path, overrides: list[str] | None, *, needs_model: bool = True) -> Config:
+    """The validated config; when the command loads the base model, a hub id is checked reachable first."""
+    config = load_config(config_path, overrides or [])
+    if needs_model:
+        from forumtune.hub import check_hub_model
+
+        check_hub_model(config.model.base)
+    return config
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"forumtune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Print the version and exit")] = False,
+             ) -> None:
+    """Turn an online forum into a domain chatbot: scrape → build → train → eval → merge → export → chat."""
 
 
 def _stage(name: str, config_path: Path, overrides: list[str] | None, **options: object) -> None:
     from forumtune.pipeline import get_stage, run_stage
 
-    run_stage(get_stage(name), _load(config_path, overrides), console, **options)
+    config = _load(config_path, overrides, needs_model=name != "scrape")
+    run_stage(get_stage(name), config, console, **options)
 
 
 @app.command("config")
 def show_config(config: ConfigArg, overrides: SetOption = None) -> None:
     """Print the resolved, validated config (every key, defaults filled in)."""
-    print(dump_config(_load(config, overrides)), end="")
+    print(dump_config(_load(config, overrides, needs_model=False)), end="")
 
 
 @app.command()
@@ -46,13 +74,15 @@ def scrape(config: ConfigArg, overrides: SetOption = None,
     if probe is not None:
         from forumtune.scrape.stage import run_probe
 
-        run_probe(_load(config, overrides), probe, Console(stderr=True) if as_json else console, as_json=as_json)
+        cfg = _load(config, overrides, needs_model=False)
+        run_probe(cfg, probe, Console(stderr=True) if as_json else console, as_json=as_json)
     elif as_json:
         import json
 
         from forumtune.pipeline import get_stage, run_stage
 
-        summary = run_stage(get_stage("scrape"), _load(config, overrides), Console(stderr=True, highlight=False))
+        summary = run_stage(get_stage("scrape"), _load(config, overrides, needs_model=False),
+                            Console(stderr=True, highlight=False))
         print(json.dumps(summary, indent=2))
     else:
         _stage("scrape", config, overrides)
@@ -71,23 +101,30 @@ def inspect(config: ConfigArg, overrides: SetOption = None,
     """Tokenized examples (grey: masked from the loss, green: trained), dataset stats, a length histogram PNG."""
     from forumtune.base_model import load_tokenizer
     from forumtune.data.inspect import show_examples
+    from forumtune.layout import RunLayout
 
     cfg = _load(config, overrides)
     tokenizer = load_tokenizer(cfg.model.base, cfg.build.chat_template)
-    show_examples(tokenizer, cfg.run_dir / "dataset", console, split=split, count=count,
+    show_examples(tokenizer, RunLayout.of(cfg).dataset.dir, console, split=split, count=count,
                   max_seq_len=cfg.build.max_seq_len)
 
 
+RestartOption = Annotated[bool, typer.Option(
+    "--restart", help="Train from step 0; earlier checkpoints move to runs/<name>/previous/")]
+
+
 @app.command()
-def train(config: ConfigArg, overrides: SetOption = None,
-          resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint")] = False) -> None:
+def train(config: ConfigArg, overrides: SetOption = None, restart: RestartOption = False,
+          resume: Annotated[bool, typer.Option("--resume", hidden=True)] = False) -> None:  # the default now
     """QLoRA fine-tune: 4-bit base, LoRA on all linear layers; writes runs/<name>/adapter.
 
-    On several GPUs: torchrun --nproc-per-node N -m forumtune.cli train CONFIG (rank 0 prints and writes)."""
-    import os
+    Continues from the last checkpoint made with the same settings (--resume is the default and kept
+    as a no-op). On several GPUs: torchrun --nproc-per-node N -m forumtune.cli train CONFIG (rank 0
+    prints and writes)."""
+    from forumtune.ranks import is_main_process
 
-    console.quiet = int(os.environ.get("RANK", "0")) > 0
-    _stage("train", config, overrides, resume=resume)
+    console.quiet = not is_main_process()
+    _stage("train", config, overrides, restart=restart)
 
 
 @app.command("eval")
@@ -100,7 +137,7 @@ def evaluate(config: Annotated[Path | None, typer.Argument(help="YAML config, e.
     if compare is not None:
         from forumtune.eval.compare import compare_runs
 
-        console.print(f"comparison written to {compare_runs(*compare, out_dir=out)}")
+        console.print(f"comparison written to {escape(str(compare_runs(*compare, out_dir=out)))}")
     elif config is None:
         raise typer.BadParameter("give a CONFIG to evaluate, or --compare RUN_A RUN_B")
     else:
@@ -151,42 +188,41 @@ def chat(config: ConfigArg, overrides: SetOption = None, source: SourceOption = 
 
 
 @app.command()
-def serve(config: ConfigArg, overrides: SetOption = None, source: SourceOption = None) -> None:
-    """OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions) and a chat page on chat.host:chat.port."""
+def serve(config: ConfigArg, overrides: SetOption = None, source: SourceOption = None,
+          host: Annotated[str | None, typer.Option(help="Address to listen on (sets chat.host)")] = None,
+          port: Annotated[int | None, typer.Option(help="Port to listen on (sets chat.port)")] = None) -> None:
+    """OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions) and a chat page at --host:--port."""
     from forumtune.chat.stage import run_serve
 
-    cfg = _load(config, [*(overrides or []), *([f"chat.source={source}"] if source else [])])
+    flags = {"chat.source": source, "chat.host": host, "chat.port": port}
+    flag_overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    cfg = _load(config, [*(overrides or []), *flag_overrides])
     run_serve(cfg, cfg.run_dir, console)
 
 
 @app.command()
 def run(config: ConfigArg, overrides: SetOption = None,
         force: Annotated[bool, typer.Option(help="Rerun every stage")] = False,
-        until: Annotated[str | None, typer.Option(help="Stop after this stage")] = None) -> None:
-    """Every stage in order (scrape, build, train, eval, merge, export), skipping what is done."""
+        until: Annotated[str | None, typer.Option(help="Stop after this stage")] = None,
+        restart: RestartOption = False) -> None:
+    """Every stage in order (scrape, build, train, eval, merge, export), skipping what is done; an
+    interrupted training continues from its last checkpoint."""
     from forumtune.pipeline import STAGE_NAMES, run_pipeline
 
     if until is not None and until not in STAGE_NAMES:
         raise typer.BadParameter(f"--until must be one of {STAGE_NAMES}")
     cfg = _load(config, overrides)
-    run_pipeline(cfg, console, force=force, until=until)
+    run_pipeline(cfg, console, force=force, until=until, restart=restart)
     console.print(f"[bold green]done[/]: artifacts in {cfg.run_dir}")
 
 
-def quiet_libraries() -> None:
-    """Our own progress display replaces the libraries' bars and their advice meant for developers."""
-    import warnings
+# OS errors that come from the user's files or machine (a path that is missing, a folder that cannot be
+# written, a full disk): one line, not a traceback. FORUMTUNE_DEBUG=1 shows the traceback.
+USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message="Paged optimizers are not supported on CPU")
-    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.checkpoint")
-    # renames announced for transformers 6 (gradient_checkpointing_* -> activation_checkpointing_*), said
-    # to library authors, not to someone training a model
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+def report_error(message: str) -> None:
+    errors.print(f"[bold red]error:[/] {escape(message)}")
 
 
 def main() -> None:
@@ -194,8 +230,15 @@ def main() -> None:
     try:
         app()
     except ForumtuneError as error:
-        console.print(f"[bold red]error:[/] {error}")
+        report_error(str(error))
         sys.exit(2)
+    except OSError as error:
+        disk_full = error.errno == errno.ENOSPC
+        if os.environ.get("FORUMTUNE_DEBUG") or not (isinstance(error, USER_OS_ERRORS) or disk_full):
+            raise
+        where = f": {error.filename}" if error.filename else ""
+        report_error(f"{error.strerror or error}{where} (FORUMTUNE_DEBUG=1 shows where it happened)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

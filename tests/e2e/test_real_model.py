@@ -21,7 +21,8 @@ from forumtune.config import load_config
 from forumtune.export import llama_runtime
 from forumtune.export.gguf_export import export_gguf
 from forumtune.export.verify import transformers_greedy
-from forumtune.train.loading import load_adapter_model
+from forumtune.layout import RunLayout
+from forumtune.models import load_adapter_model
 from tests.conftest import DEMO_CONFIG, DEMO_FORUM
 from tests.data.real_tokenizers import package_file
 
@@ -115,7 +116,7 @@ def adapter_greedy(real_run):
     """Greedy tokens of the adapter on the (fp32) base for each prompt, their logit gaps, the prompts' ids."""
     config, _ = real_run
     tokenizer = load_tokenizer(config.model.base)
-    model = load_adapter_model(config, config.run_dir / "adapter", torch.device("cpu")).eval()
+    model = load_adapter_model(config.model, RunLayout.of(config).adapter, torch.device("cpu")).eval()
     prompts = [list(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                                   tokenize=True, return_dict=True)["input_ids"]) for text in PROMPTS]
     return prompts, [greedy_with_gaps(model, ids) for ids in prompts]

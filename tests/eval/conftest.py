@@ -16,8 +16,8 @@ from transformers import AutoModelForCausalLM, BertConfig, BertModel, BertTokeni
 from forumtune.base_model import load_tokenizer, resolve_base_model
 from forumtune.config import Config, load_config
 from forumtune.data.encode import encode_conversation
+from forumtune.metrics_log import MetricsLog
 from forumtune.pipeline import get_stage, run_stage
-from forumtune.train.metrics_log import MetricsLog
 from tests.conftest import write_config
 
 HELD_OUT = [

@@ -4,10 +4,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from forumtune.base_model import resolve_base_model
+from forumtune.batching import mean_token_loss
 from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
 from forumtune.eval.plots import RunCurves, loss_points, plot_loss_curves
-from forumtune.train.batches import mean_token_loss
-from forumtune.train.metrics_log import MetricsLog
+from forumtune.metrics_log import MetricsLog
 from tests.eval.conftest import held_out_records, loss_by_hand
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from bitsandbytes.nn import Linear4bit
 from peft import PeftModel
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -20,6 +21,9 @@ def load_like_the_demo(adapter_dir):
                                       bnb_4bit_compute_dtype=torch.float32)
     base = AutoModelForCausalLM.from_pretrained(resolve_base_model("builtin:tiny-llama"), dtype=torch.float32,
                                                 quantization_config=quantization, device_map={"": "cpu"})
+    for module in base.modules():
+        if isinstance(module, Linear4bit):  # the layout training used, whatever this CPU would pick for inference
+            module.support_avx512bf16_for_cpu = False
     return PeftModel.from_pretrained(base, str(adapter_dir))
 
 

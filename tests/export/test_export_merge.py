@@ -13,8 +13,15 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors import safe_open
+from tests.layouts import kernel_on_this_cpu
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
+from forumtune.cpu_layout import (
+    is_packed,
+    linear_4bit_layers,
+    use_packed_layout_for_generation,
+    use_trainable_layout,
+)
 from forumtune.export.errors import ExportError
 from forumtune.export.merge import merge_adapter
 
@@ -29,8 +36,10 @@ def logits_of(model: torch.nn.Module) -> torch.Tensor:
         return model(input_ids=PROMPT_IDS).logits
 
 
-def peft_logits(base_dir: Path, adapter_dir: Path, **load_options: Any) -> torch.Tensor:
+def peft_logits(base_dir: Path, adapter_dir: Path, *, trainable: bool = False, **load_options: Any) -> torch.Tensor:
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, **load_options)
+    if trainable:
+        use_trainable_layout(base)
     return logits_of(PeftModel.from_pretrained(base, adapter_dir).eval())
 
 
@@ -168,7 +177,7 @@ def test_rslora_scaling_and_a_fully_trained_lm_head_are_merged(
 
 
 def test_a_base_only_held_in_4_bit_is_dequantised_for_the_merge(
-    tmp_path: Path, llama_base_dir: Path, llama_adapter_dir: Path
+    tmp_path: Path, llama_base_dir: Path, llama_adapter_dir: Path, cpu_layout: str
 ) -> None:
     nf4 = BitsAndBytesConfig(
         load_in_4bit=True,
@@ -179,6 +188,11 @@ def test_a_base_only_held_in_4_bit_is_dequantised_for_the_merge(
     quantized = AutoModelForCausalLM.from_pretrained(
         llama_base_dir, quantization_config=nf4, device_map="cpu"
     )
+    if cpu_layout == "packed" and kernel_on_this_cpu():
+        # a base that generated before it was saved: packed, then unpacked on save with its scales rounded
+        use_packed_layout_for_generation(quantized)
+        logits_of(quantized.eval())
+        assert any(is_packed(layer) for layer in linear_4bit_layers(quantized).values())
     quantized.save_pretrained(tmp_path / "nf4-base")
     AutoTokenizer.from_pretrained(llama_base_dir).save_pretrained(tmp_path / "nf4-base")
 
@@ -187,8 +201,9 @@ def test_a_base_only_held_in_4_bit_is_dequantised_for_the_merge(
     assert "quantization_config" not in json.loads((merged_dir / "config.json").read_text())
     with safe_open(merged_dir / "model.safetensors", framework="pt") as weights:
         assert not any("absmax" in name or "quant" in name for name in weights.keys())  # noqa: SIM118
-    # The adapter trained against the dequantised NF4 weights: the merge reproduces exactly that model.
-    on_4bit_base = peft_logits(tmp_path / "nf4-base", llama_adapter_dir, device_map="cpu")
+    # The adapter trained against the dequantised NF4 weights (the trainable layout, whatever the CPU):
+    # the merge reproduces exactly that model.
+    on_4bit_base = peft_logits(tmp_path / "nf4-base", llama_adapter_dir, device_map="cpu", trainable=True)
     torch.testing.assert_close(merged_logits_of(merged_dir), on_4bit_base, rtol=0, atol=1e-4)
     on_full_base = peft_logits(llama_base_dir, llama_adapter_dir)
     assert (on_full_base - on_4bit_base).abs().max() > 1e-3, "4-bit rounding should be visible"

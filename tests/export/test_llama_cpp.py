@@ -22,7 +22,7 @@ from forumtune.export.verify import transformers_greedy, transformers_logits, ve
 
 pytestmark = pytest.mark.skipif(
     not llama_runtime.llama_cpp_available(),
-    reason="llama.cpp bindings come with `make install` (the llama extra)",
+    reason="llama.cpp bindings come with `make test` (the llama extra)",
 )
 
 MakeTinyModel = Callable[..., Path]

@@ -10,9 +10,10 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, MistralConfig, Qwen2Config
 
+from forumtune.cpu_layout import use_trainable_layout
 from forumtune.kernels.liger import apply_liger_kernels
-from forumtune.kernels.offload import use_layer_checkpointing
-from forumtune.kernels.precision import enable_checkpointing, prepare_for_qlora
+from forumtune.train.layer_checkpointing import use_layer_checkpointing
+from forumtune.train.precision import enable_checkpointing, prepare_for_qlora
 
 SHAPE = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
          "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,
@@ -90,7 +91,7 @@ def test_layer_checkpointing_gives_the_gradients_of_no_checkpointing(model_dir, 
 
 
 def test_offloaded_checkpointing_matches_torch_checkpoint_on_a_plain_function():
-    from forumtune.kernels.offload import offloaded_checkpoint
+    from forumtune.train.layer_checkpointing import offloaded_checkpoint
 
     weight = torch.randn(8, 8, requires_grad=True)
     x = torch.randn(4, 8, requires_grad=True)
@@ -194,10 +195,11 @@ def test_fused_lora_layer_in_bf16_agrees_with_peft_within_bf16_rounding():
         assert relative_error(grads[name], ref_grads[name]) < 1e-2, name
 
 
-def test_fused_lora_falls_back_where_it_does_not_apply(model_dir):
+def test_fused_lora_falls_back_where_it_does_not_apply(model_dir, cpu_layout):
     from forumtune.kernels.lora_linear import use_fused_lora
 
     plain = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=False))
+    use_trainable_layout(plain)  # the reference in the layout the fused path keeps (it trains)
     fused = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=False))
     use_fused_lora(fused)
     assert use_fused_lora(fused) == 0  # already fused: nothing is wrapped twice
@@ -217,10 +219,9 @@ def test_the_recompute_skips_the_down_projection_whose_output_nobody_reads(model
     from forumtune.kernels import lora_linear
 
     def run(skip: bool) -> tuple[int, float, dict[str, torch.Tensor]]:
-        monkeypatch.setattr(lora_linear, "SKIP_UNREAD_OUTPUTS", skip)
         model = lora(prepare_for_qlora(load(model_dir, quantized=True), gradient_checkpointing=True))
         use_layer_checkpointing(model)
-        lora_linear.use_fused_lora(model)
+        lora_linear.use_fused_lora(model, lora_linear.FusedLoRA(skip_unread_outputs=skip))
         calls = []
         real = lora_linear.dequantize_weight
         monkeypatch.setattr(lora_linear, "dequantize_weight", lambda *a: calls.append(1) or real(*a))

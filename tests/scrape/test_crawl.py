@@ -1,5 +1,7 @@
 import os
+import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -10,8 +12,8 @@ import pytest
 
 from forumtune.config import ScrapeConfig
 from forumtune.errors import ScrapeError
+from forumtune.forum_store import ForumStore
 from forumtune.scrape.crawler import crawl
-from forumtune.scrape.store import ForumStore
 from tests.conftest import write_config
 
 FAST = {"requests_per_second": 500, "concurrency": 4}
@@ -55,10 +57,28 @@ def test_limits_and_max_pages(forum_server, tmp_path):
     assert summary.threads == 5 and summary.thread_pages == 5 and summary.list_pages == 1
 
 
-def test_unreachable_forum_is_a_clear_error(tmp_path):
-    config = ScrapeConfig(url="", retries=0, timeout_s=2, **FAST)
-    with pytest.raises(ScrapeError, match=r"cannot read the forum's thread list .* \(network: 1\)\. Check scrape.url"):
-        crawl(config, tmp_path / "f.sqlite", "http://127.0.0.1:9/forums/", show_progress=False)
+def test_unreachable_forums_say_why_dns_refused_timeout_or_tls(forum_server, tmp_path):
+    config = ScrapeConfig(url="", retries=0, timeout_s=0.5, **FAST)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # released below: nothing listens there
+    silent = socket.socket()  # listens, never answers: the request times out
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    cases = [
+        ("http://forum.invalid/forums/",  # RFC 6761: never resolves, no server is asked
+         r"the host name forum\.invalid does not resolve .*check the host name in scrape\.url"),
+        (f"http://127.0.0.1:{closed}/forums/",
+         rf"127\.0\.0\.1:{closed} refused the connection .*check the address and port"),
+        (f"http://127.0.0.1:{silent.getsockname()[1]}/forums/",
+         r"127\.0\.0\.1:\d+ sent nothing for scrape\.timeout_s=0\.5 s; raise scrape\.timeout_s"),
+    ]
+    # https to a server that speaks plain HTTP: the TLS handshake fails
+    cases.append((forum_server[0].replace("http://", "https://") + "/forums/", r"the TLS handshake with .* failed"))
+    with silent:
+        for number, (url, message) in enumerate(cases):
+            with pytest.raises(ScrapeError, match=rf"cannot read the forum's thread list {re.escape(url)}: {message}"):
+                crawl(config, tmp_path / f"{number}.sqlite", url, show_progress=False)
 
 
 def test_sigkill_mid_crawl_then_resume_equals_an_uninterrupted_crawl(tmp_path):

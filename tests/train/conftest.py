@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from forumtune.config import Config, load_config
-from forumtune.data.build import write_jsonl
 from forumtune.data.encode import encode_conversation
+from forumtune.records import write_jsonl
 from tests.conftest import write_config
 
 SKIS = ["park twin", "powder ski", "carving ski", "touring ski", "mogul ski", "all-mountain ski"]

@@ -58,5 +58,5 @@ def test_two_processes_match_one_process_with_the_same_global_batch(engine, tmp_
     assert [float(r["loss"]) for r in got] == pytest.approx([float(r["loss"]) for r in expected], rel=1e-4)
     assert [int(r["tokens"]) for r in got if r["tokens"]] == [int(r["tokens"]) for r in expected if r["tokens"]]
     # rank 0 alone wrote the checkpoint and the adapter
-    assert sorted(p.name for p in (ddp.run_dir / "checkpoints").iterdir()) == ["best", "step-000002"]
+    assert sorted(p.name for p in (ddp.run_dir / "checkpoints").iterdir()) == ["best", "settings.json", "step-000002"]
     assert (ddp.run_dir / "adapter" / "adapter_model.safetensors").exists()

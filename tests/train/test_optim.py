@@ -69,7 +69,9 @@ class TwoLayers(torch.nn.Module):
         return self.second(torch.tanh(self.first(x))).square().mean()
 
 
-def train_model(optimizer_class, steps: int, *, set_to_none: bool = True, resume_after: int | None = None):
+def train_model(optimizer_class, steps: int, *, set_to_none: bool = True, resume_after: int | None = None,
+                warmup: bool = False):
+    """`warmup`: the lr rises every step, set in the param groups as a scheduler sets it."""
     model = TwoLayers()
     optimizer = optimizer_class(model.parameters(), lr=1e-2, weight_decay=0.01)
     generator = torch.Generator().manual_seed(2)
@@ -83,6 +85,9 @@ def train_model(optimizer_class, steps: int, *, set_to_none: bool = True, resume
             optimizer.load_state_dict(saved_state)
         for _ in range(2):  # gradient accumulation
             model(torch.randn(8, 96, generator=generator)).backward()
+        if warmup:
+            for group in optimizer.param_groups:
+                group["lr"] = 1e-2 * (step + 1) / steps
         optimizer.step()
         optimizer.zero_grad(set_to_none=set_to_none)
     return model, optimizer
@@ -108,9 +113,10 @@ def test_one_update_per_group_equals_bitsandbytes_per_parameter(set_to_none, mon
     assert weights[0].grad.untyped_storage().data_ptr() == weights[1].grad.untyped_storage().data_ptr()
 
 
-def test_state_dict_resumes_exactly_and_saves_without_shared_tensors():
-    model, optimizer = train_model(AdamW8bit, 5, resume_after=3)
-    ref_model, ref_optimizer = train_model(AdamW8bit, 5)
+@pytest.mark.parametrize("warmup", [False, True])
+def test_state_dict_resumes_exactly_and_saves_without_shared_tensors(warmup):
+    model, optimizer = train_model(AdamW8bit, 5, resume_after=3, warmup=warmup)
+    ref_model, ref_optimizer = train_model(AdamW8bit, 5, warmup=warmup)
     for (name, value), ref in zip(model.state_dict().items(), ref_model.state_dict().values(), strict=True):
         assert torch.equal(value, ref), name
     state = optimizer.state_dict()

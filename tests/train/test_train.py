@@ -14,6 +14,7 @@ from forumtune.train.batches import micro_batches
 from forumtune.train.loop import run_train, setup, train
 from forumtune.train.optim import make_scheduler
 from tests.conftest import write_config
+from tests.layouts import LAYOUTS, force_layout
 from tests.train.conftest import write_dataset
 
 CONSOLE = Console(quiet=True)
@@ -40,7 +41,7 @@ def test_training_lowers_the_loss_logs_everywhere_and_saves_a_loadable_adapter(t
     model = PeftModel.from_pretrained(base, str(run_dir / "adapter"))
     assert any("lora_A" in name for name, _ in model.named_parameters())
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert checkpoints == ["best", "step-000004", "step-000008"]
+    assert checkpoints == ["best", "settings.json", "step-000004", "step-000008"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -56,8 +57,27 @@ def test_training_lowers_the_loss_logs_everywhere_and_saves_a_loadable_adapter(t
     assert records.count(b"train/loss") >= 12 and records.count(b"eval/loss") >= 2
 
 
+def test_training_is_the_same_whichever_4bit_layout_the_cpu_would_pick(tmp_path, tiny_tokenizer, tiny_mistral,
+                                                                       monkeypatch):
+    """An eval every other step: on a CPU with AVX512-BF16 bitsandbytes would pack the base for it, and the
+    steps after it would train on weights with no backward and rounded scales."""
+    curves = {}
+    for layout in LAYOUTS:
+        force_layout(layout, monkeypatch)
+        config = load_config(write_config(tmp_path / layout, model={"base": str(tiny_mistral)},
+                                          train={"max_steps": 6, "micro_batch_size": 4, "grad_accum_steps": 1,
+                                                 "learning_rate": 1e-2, "eval_every": 2, "save_every": 3}))
+        write_dataset(config.run_dir / "dataset", tiny_tokenizer)
+        run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+        with (config.run_dir / "metrics.csv").open() as handle:
+            curves[layout] = [(row["step"], row["split"], row["loss"], row["grad_norm"])
+                              for row in csv.DictReader(handle)]
+    assert len(curves["packed"]) == 6 + 3
+    assert curves["packed"] == curves["trainable"]
+
+
 def test_nan_in_a_batch_stops_training_naming_step_micro_batch_and_examples(train_config):
-    run = setup(train_config, train_config.run_dir / "dataset", train_config.run_dir, CONSOLE, resume=False)
+    run = setup(train_config, train_config.run_dir / "dataset", train_config.run_dir, CONSOLE)
     calls = {"count": 0}
 
     def poison_third_micro_batch(module, inputs, output):
@@ -74,7 +94,7 @@ def test_nan_in_a_batch_stops_training_naming_step_micro_batch_and_examples(trai
     assert len(losses(train_config.run_dir)) == 1
 
 
-def test_early_stopping_keeps_the_best_adapter(train_config):
+def test_early_stopping_keeps_the_best_adapter(train_config, cpu_layout):
     # A new best must beat the old one by 100 nats: after the first eval nothing does.
     train_config.train.eval_every = 2
     train_config.train.early_stopping_patience = 2

@@ -57,11 +57,11 @@ class GgufEngine(Engine):
         gpu_layers: int = -1,
         threads: int | None = None,
     ) -> None:
-        llama_cpp = load_llama_cpp()
-        if not gguf_path.is_file():
+        if not gguf_path.is_file():  # before asking for llama.cpp: without the file it would not help
             raise ChatError(
                 f"no GGUF file at {gguf_path}: run `forumtune export` first, or use chat.source=merged"
             )
+        llama_cpp = load_llama_cpp()
         try:
             self.llama = llama_cpp.Llama(
                 model_path=str(gguf_path),

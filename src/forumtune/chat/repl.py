@@ -85,6 +85,11 @@ def run_repl(
         engine, base_engine, settings, Conversation(system_prompt), Conversation(system_prompt), compare
     )
     console.print("forumtune chat - type /help for commands", style="bold")
+    if settings.max_new_tokens > (limit := reply_token_limit(session)):
+        session.settings = dataclasses.replace(settings, max_new_tokens=limit)
+        console.print(f"max_new_tokens {settings.max_new_tokens} (chat.max_new_tokens) does not fit the "
+                      f"model's {context_size(session)}-token context after the prompt: replies stop at "
+                      f"{limit} tokens (/set max_new_tokens N changes it).", style="yellow")
     while True:
         try:
             line = input_fn(USER_PROMPT).strip()
@@ -142,11 +147,31 @@ def change_setting(session: ChatSession, argument: str, console: Console) -> Non
         return
     try:
         parsed = SETTING_TYPES[name](value.strip())
+        limit = reply_token_limit(session)
+        if name == "max_new_tokens" and isinstance(parsed, int) and parsed > limit:
+            raise ChatError(f"a reply that long does not fit the model's {context_size(session)}-token "
+                            f"context after the prompt; at most {limit} here")
         session.settings = dataclasses.replace(session.settings, **{name: parsed})
     except (ValueError, ChatError) as error:
         console.print(f"Cannot set {name} to {escape(value.strip())}: {escape(str(error))}", style="red")
         return
     show_settings(session.settings, console)
+
+
+def session_engines(session: ChatSession) -> list[Engine]:
+    return [session.tuned, *([session.base] if session.base is not None else [])]
+
+
+def context_size(session: ChatSession) -> int:
+    return min(engine.max_context_tokens for engine in session_engines(session))
+
+
+def reply_token_limit(session: ChatSession) -> int:
+    """The longest reply every engine's context holds after the shortest prompt: the system prompt and a
+    one-word question. Longer replies would make every message fail."""
+    shortest = Conversation(session.tuned_chat.system_prompt, [{"role": "user", "content": "hi"}]).messages()
+    return min(engine.max_context_tokens - engine.count_tokens(shortest)
+               for engine in session_engines(session))
 
 
 def show_settings(settings: SamplingSettings, console: Console) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from forumtune.chat.engine import Engine, Generation, SamplingSettings
 from forumtune.chat.errors import ChatError, ContextTooLongError, GenerationError
+from forumtune.chat.listen import bind_socket, check_host
 from forumtune.chat.openai_api import (
     ApiError,
     ChatCompletionRequest,
@@ -322,15 +323,6 @@ def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(
     engines: dict[str, Engine],
     host: str = "127.0.0.1",
@@ -342,13 +334,13 @@ def serve(
     sampling: SamplingSettings | None = None,
     system_prompt: str | None = None,
     log_level: str = "info",
+    listening: socket.socket | None = None,
 ) -> None:
-    """Serve the engines over HTTP until interrupted; a host beyond this machine needs an api_key."""
-    if not is_loopback_host(host) and not api_key:
-        raise ChatError(
-            f"Refusing to listen on {host} without an API key: anyone who can reach it could use the model. "
-            "Set chat.api_key (e.g. --set chat.api_key=$(openssl rand -hex 16)), or bind to 127.0.0.1."
-        )
+    """Serve the engines over HTTP until interrupted; a host beyond this machine needs an api_key.
+
+    listening is a socket already bound by bind_socket (so a port in use is reported before the model
+    loads); without it, host:port is bound here."""
+    check_host(host, api_key)
     app = create_app(
         engines,
         api_key=api_key,
@@ -357,4 +349,5 @@ def serve(
         sampling=sampling,
         system_prompt=system_prompt,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    sockets = [listening if listening is not None else bind_socket(host, port)]
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run(sockets=sockets)

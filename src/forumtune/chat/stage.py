@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from transformers import AutoModelForCausalLM
 
 from forumtune.base_model import load_tokenizer
@@ -13,8 +14,8 @@ from forumtune.chat.engine import Engine, SamplingSettings
 from forumtune.chat.errors import ChatError
 from forumtune.chat.transformers_engine import TransformersEngine
 from forumtune.config import Config
-from forumtune.pipeline import gguf_name
-from forumtune.train.loading import load_adapter_model, load_base_model, pick_device
+from forumtune.layout import RunLayout
+from forumtune.models import load_adapter_model, load_base_model, pick_device
 
 
 @dataclass(frozen=True)
@@ -23,17 +24,31 @@ class ChatModels:
     base: Engine | None
 
 
+def missing_artifact(config: Config, run_dir: Path) -> str | None:
+    """What chat.source needs that the run dir lacks, and the command that makes it; None if nothing."""
+    paths = RunLayout.of(config, run_dir)
+    needed = {
+        "adapter": (paths.adapter_config,
+                    f"no adapter at {paths.adapter}: run `forumtune train` first (chat.source=adapter)"),
+        "merged": (paths.merged_config,
+                   f"no merged model at {paths.merged}: run `forumtune merge` first (chat.source=merged)"),
+        "gguf": (paths.gguf, f"no GGUF file at {paths.gguf}: run `forumtune export` first, or use chat.source=merged"),
+    }
+    path, problem = needed[config.chat.source]
+    return None if path.is_file() else problem
+
+
 def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
     """The fine-tune as chat.source says, and its base model when chat.with_base asks for it."""
+    if (problem := missing_artifact(config, run_dir)) is not None:
+        raise ChatError(problem)  # before anything slow is loaded
     chat = config.chat
     tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-    device = pick_device(config.train.device)
+    paths = RunLayout.of(config, run_dir)
+    device = pick_device(config.chat.device, key="chat.device")
     with_base = chat.with_base if chat.with_base is not None else chat.source == "adapter"
     if chat.source == "adapter":
-        adapter_dir = run_dir / "adapter"
-        if not (adapter_dir / "adapter_config.json").exists():
-            raise ChatError(f"no adapter at {adapter_dir}: run `forumtune train` first (chat.source=adapter)")
-        model = load_adapter_model(config, adapter_dir, device)
+        model = load_adapter_model(config.model, paths.adapter, device)
         tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
         # The base answers through the same weights with the adapter switched off: no second copy.
         base = TransformersEngine(
@@ -41,17 +56,12 @@ def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
         )
         return ChatModels(tuned, base if with_base else None)
     if chat.source == "merged":
-        merged_dir = run_dir / "merged"
-        if not (merged_dir / "config.json").exists():
-            raise ChatError(
-                f"no merged model at {merged_dir}: run `forumtune merge` first (chat.source=merged)"
-            )
-        model = AutoModelForCausalLM.from_pretrained(merged_dir).to(device)
+        model = AutoModelForCausalLM.from_pretrained(paths.merged).to(device)
         tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
     else:
         from forumtune.chat.gguf_engine import GgufEngine
 
-        tuned = GgufEngine(run_dir / gguf_name(config), tokenizer, max_context_tokens=chat.context_tokens)
+        tuned = GgufEngine(paths.gguf, tokenizer, max_context_tokens=chat.context_tokens)
     if not with_base:
         return ChatModels(tuned, None)
     base_model = load_base_model(config.model, device)
@@ -86,25 +96,39 @@ def run_chat(config: Config, run_dir: Path, console: Console, *, compare: bool =
 
 
 def run_serve(config: Config, run_dir: Path, console: Console) -> None:
+    from forumtune.chat.listen import bind_socket, check_host
     from forumtune.chat.server import serve
 
     chat = config.chat
-    with console.status(f"loading the {chat.source} model..."):
-        models = load_chat_models(config, run_dir)
-    engines = {config.name: models.tuned}
-    if models.base is not None:
-        engines[f"{config.name}-base"] = models.base
-    console.print(
-        f"serving {', '.join(engines)} at http://{chat.host}:{chat.port}/v1 (OpenAI-compatible); "
-        f"chat page at http://{chat.host}:{chat.port}/"
-    )
-    serve(
-        engines,
-        host=chat.host,
-        port=chat.port,
-        api_key=chat.api_key,
-        max_tokens_limit=chat.max_request_tokens,
-        max_queue=chat.max_queue,
-        sampling=sampling_settings(config),
-        system_prompt=chat.system_prompt or config.build.system_prompt,
-    )
+    check_host(chat.host, chat.api_key)
+    # The port is taken before the model loads: a port in use is said at once, not after the wait, and
+    # nothing claims to be serving that is not.
+    listening = bind_socket(chat.host, chat.port)
+    try:
+        with console.status(f"loading the {chat.source} model..."):
+            models = load_chat_models(config, run_dir)
+        engines = {config.name: models.tuned}
+        if models.base is not None:
+            engines[f"{config.name}-base"] = models.base
+        address = f"http://{url_host(chat.host)}:{listening.getsockname()[1]}"
+        console.print(
+            f"serving {escape(', '.join(engines))} at {escape(address)}/v1 (OpenAI-compatible); "
+            f"chat page at {escape(address)}/"
+        )
+        serve(
+            engines,
+            host=chat.host,
+            port=chat.port,
+            api_key=chat.api_key,
+            max_tokens_limit=chat.max_request_tokens,
+            max_queue=chat.max_queue,
+            sampling=sampling_settings(config),
+            system_prompt=chat.system_prompt or config.build.system_prompt,
+            listening=listening,
+        )
+    finally:
+        listening.close()
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

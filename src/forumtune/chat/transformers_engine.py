@@ -17,6 +17,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
+from forumtune import cpu_layout
 from forumtune.chat.engine import Engine, Generation
 from forumtune.chat.errors import GenerationError
 from forumtune.chat.stopping import EventStoppingCriteria, StopTextCriteria
@@ -48,6 +49,7 @@ class TransformersEngine(Engine):
         )
         self.model = model
         self.model.eval()
+        cpu_layout.use_packed_layout_for_generation(self.model)  # a chat model only generates
         self.without_adapter = without_adapter
         pad_token_id = tokenizer.pad_token_id
         self.pad_token_id = pad_token_id if pad_token_id is not None else next(iter(self.end_token_ids), None)

@@ -4,7 +4,6 @@ masked and optionally packed JSONL splits, with stats of what every step removed
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import PreTrainedTokenizerBase
 
+from forumtune.atomic import atomic_directory
 from forumtune.base_model import load_tokenizer
 from forumtune.config import BuildConfig, Config
 from forumtune.data.clean import TEMPLATE_TOKENS
@@ -23,9 +23,10 @@ from forumtune.data.packing import pack_records
 from forumtune.data.pairing import Conversation, pair_thread, split_threads
 from forumtune.data.posts import PostCleaner
 from forumtune.errors import BuildError
-from forumtune.scrape.store import ForumStore
+from forumtune.forum_store import ForumStore
+from forumtune.layout import SPLITS, DatasetFiles
+from forumtune.records import DatasetRow, ExampleRow, write_jsonl
 
-SPLITS = ("train", "eval")
 ENCODE_CHUNK = 2048  # conversations tokenized per call: big enough to keep every core busy
 
 
@@ -95,24 +96,13 @@ def encode_all(tokenizer: PreTrainedTokenizerBase, conversations: list[Conversat
     return encoded
 
 
-def to_record(conversation: Conversation, example: EncodedExample) -> dict[str, Any]:
-    return {"thread_id": conversation.thread_id, "title": conversation.thread_title,
-            "messages": kept_messages(conversation.messages, len(example.answer_spans)),
-            "input_ids": example.input_ids, "labels": example.labels}
+def to_record(conversation: Conversation, example: EncodedExample) -> ExampleRow:
+    return ExampleRow(thread_id=conversation.thread_id, title=conversation.thread_title,
+                      messages=kept_messages(conversation.messages, len(example.answer_spans)),
+                      input_ids=example.input_ids, labels=example.labels)
 
 
-def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def token_stats(records: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+def token_stats(records: dict[str, list[ExampleRow]]) -> dict[str, int]:
     stats = {}
     for split, rows in records.items():
         stats[f"{split}_tokens"] = sum(len(r["input_ids"]) for r in rows)
@@ -120,20 +110,18 @@ def token_stats(records: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     return stats
 
 
-def write_dataset(dataset_dir: Path, records: dict[str, list[dict[str, Any]]], train_rows: list[dict[str, Any]],
+def write_dataset(dataset_dir: Path, records: dict[str, list[ExampleRow]], train_rows: list[DatasetRow],
                   stats: dict[str, Any], export_formats: list[str]) -> None:
     """All files into a staging dir, then one rename: a killed build never leaves half a dataset."""
-    staging = dataset_dir.with_name(dataset_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    write_jsonl(staging / "train.jsonl", train_rows)
-    write_jsonl(staging / "eval.jsonl", records["eval"])
-    for shape in export_formats:
-        for split in SPLITS:
-            write_rows(staging / f"{split}.{shape}.jsonl", [r["messages"] for r in records[split]], shape)  # type: ignore[arg-type]
-    (staging / "stats.json").write_text(json.dumps(stats, indent=2))
-    shutil.rmtree(dataset_dir, ignore_errors=True)
-    staging.rename(dataset_dir)
+    with atomic_directory(dataset_dir) as staging:
+        files = DatasetFiles(staging)
+        write_jsonl(files.train, train_rows)
+        write_jsonl(files.eval, records["eval"])
+        for shape in export_formats:
+            for split in SPLITS:
+                conversations = [r["messages"] for r in records[split]]
+                write_rows(files.exported(split, shape), conversations, shape)  # type: ignore[arg-type]
+        files.stats.write_text(json.dumps(stats, indent=2))
 
 
 def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Console) -> dict[str, Any]:
@@ -154,7 +142,7 @@ def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Cons
         raise BuildError("no usable question/answer pairs: lower build.min_answer_chars or build.min_answer_tokens, "
                          "raise build.max_seq_len, or scrape more threads")
     train_ids, eval_ids = split_threads(sorted({c.thread_id for c, _ in encoded}), build.eval_fraction, config.seed)
-    records: dict[str, list[dict[str, Any]]] = {
+    records: dict[str, list[ExampleRow]] = {
         split: [to_record(c, e) for c, e in encoded if (c.thread_id in eval_ids) == (split == "eval")]
         for split in SPLITS}
     if not records["train"]:

@@ -16,8 +16,8 @@ from transformers.utils.chat_template_utils import _compile_jinja_template
 
 from forumtune.data.templates import NAMED_TEMPLATES
 from forumtune.errors import BuildError
+from forumtune.records import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 Message = dict[str, str]
 NAMED_TEMPLATE_ADVICE = f"set build.chat_template to one of {', '.join(NAMED_TEMPLATES)}"
 

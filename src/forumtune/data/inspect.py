@@ -8,18 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from transformers import PreTrainedTokenizerBase
 
-from forumtune.data.build import read_jsonl
-from forumtune.data.encode import IGNORE_INDEX
 from forumtune.errors import BuildError
+from forumtune.layout import SPLITS, DatasetFiles
+from forumtune.records import IGNORE_INDEX, read_rows
 
 TRAINED_STYLE = "bold green"
 MASKED_STYLE = "grey50"
 BOUNDARY_STYLE = "bold magenta"
-HISTOGRAM_NAME = "lengths.png"
 
 
 def colour_tokens(tokenizer: PreTrainedTokenizerBase, input_ids: list[int], labels: list[int],
@@ -67,30 +67,30 @@ def stats_table(stats: dict[str, Any]) -> Table:
     for key, value in stats.items():
         if isinstance(value, dict):
             detail = ", ".join(f"{name} {count}" for name, count in value.items()) or "nothing"
-            table.add_row(key, detail)
+            table.add_row(escape(key), escape(detail))
         else:
-            table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+            table.add_row(escape(key), f"{value:,}" if isinstance(value, int) else escape(str(value)))
     return table
 
 
 def show_examples(tokenizer: PreTrainedTokenizerBase, dataset_dir: Path, console: Console, *, split: str = "train",
                   count: int = 2, max_seq_len: int | None = None) -> Path | None:
     """Print `count` examples of a split in colour and the stats page; returns the histogram PNG."""
-    path = dataset_dir / f"{split}.jsonl"
+    files = DatasetFiles(dataset_dir)
+    path = files.split(split)
     if not path.exists():
         raise BuildError(f"no built dataset at {path}: run `forumtune build` first")
-    records = read_jsonl(path)
+    records = read_rows(path)
     console.print(f"[{MASKED_STYLE}]grey: prompt, masked from the loss (label -100)[/]  "
                   f"[{TRAINED_STYLE}]green: trained tokens[/]  [{BOUNDARY_STYLE}]║ packed example boundary[/]")
     for number, record in enumerate(records[:count], 1):
         console.rule(example_title(number, record))
         console.print(colour_tokens(tokenizer, record["input_ids"], record["labels"], record.get("position_ids")))
-    stats_path = dataset_dir / "stats.json"
-    if stats_path.exists():
+    if files.stats.exists():
         console.rule("dataset stats")
-        console.print(stats_table(json.loads(stats_path.read_text())))
-    lengths = {name: [len(r["input_ids"]) for r in read_jsonl(dataset_dir / f"{name}.jsonl")]
-               for name in ("train", "eval") if (dataset_dir / f"{name}.jsonl").exists()}
-    histogram = plot_length_histogram(lengths, dataset_dir / HISTOGRAM_NAME, max_seq_len)
-    console.print(f"length histogram: {histogram}")
+        console.print(stats_table(json.loads(files.stats.read_text())))
+    lengths = {name: [len(r["input_ids"]) for r in read_rows(files.split(name))]
+               for name in SPLITS if files.split(name).exists()}
+    histogram = plot_length_histogram(lengths, files.length_histogram, max_seq_len)
+    console.print(f"length histogram: {escape(str(histogram))}")
     return histogram

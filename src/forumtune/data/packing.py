@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import bisect
 import random
-from typing import Any
 
-from forumtune.data.encode import IGNORE_INDEX
+from forumtune.records import IGNORE_INDEX, ExampleRow, PackedRow
 
 
 def pack_bins(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -35,7 +34,7 @@ def pack_bins(lengths: list[int], capacity: int) -> list[list[int]]:
     return bins
 
 
-def pack_records(records: list[dict[str, Any]], max_seq_len: int, seed: int) -> list[dict[str, Any]]:
+def pack_records(records: list[ExampleRow], max_seq_len: int, seed: int) -> list[PackedRow]:
     """Packed rows of input_ids, labels and restarting position_ids; the row order is shuffled by seed."""
     lengths = [len(record["input_ids"]) for record in records]
     if max(lengths, default=0) > max_seq_len:
@@ -44,7 +43,7 @@ def pack_records(records: list[dict[str, Any]], max_seq_len: int, seed: int) -> 
     random.Random(seed).shuffle(bins)
     rows = []
     for indices in bins:
-        row: dict[str, Any] = {"thread_ids": [], "input_ids": [], "labels": [], "position_ids": []}
+        row = PackedRow(thread_ids=[], input_ids=[], labels=[], position_ids=[])
         for index in sorted(indices):
             record = records[index]
             row["thread_ids"].append(record["thread_id"])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from forumtune.config import BuildConfig
 from forumtune.data.posts import CleanPost, PostCleaner, normalize
-from forumtune.scrape.store import StoredPost, StoredThread
+from forumtune.forum_store import StoredPost, StoredThread
 
 QUOTE_MATCH_CHARS = 60
 

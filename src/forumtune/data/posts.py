@@ -15,7 +15,7 @@ from functools import lru_cache
 from forumtune.config import BuildConfig
 from forumtune.data.clean import URLS, CleaningStep, clean_post, cleaning_steps, inline_quotes
 from forumtune.errors import BuildError
-from forumtune.scrape.store import StoredPost
+from forumtune.forum_store import StoredPost
 
 LOW_CONTENT_REPLIES = frozenset({
     "+1", "this", "this.", "this!", "this^", "^", "^^", "^this", "same", "same here", "me too", "bump", "bumping",

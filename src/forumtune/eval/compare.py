@@ -13,7 +13,8 @@ from forumtune.config import load_config
 from forumtune.errors import EvalError
 from forumtune.eval.plots import RunCurves, plot_loss_curves
 from forumtune.eval.report import ALL_ARTIFACTS, embed_png, rate, read_json, render_html
-from forumtune.train.metrics_log import read_metrics
+from forumtune.layout import RunLayout
+from forumtune.metrics_log import read_metrics
 
 IGNORED_KEYS = {"name", "runs_dir"}
 
@@ -29,14 +30,14 @@ class EvaluatedRun:
 def load_evaluated_run(path: Path) -> EvaluatedRun:
     """A run given as its run dir or as its YAML config; its eval stage must have run."""
     run_dir = load_config(path).run_dir if path.is_file() else path
-    results = read_json(run_dir / "eval" / "metrics.json")
+    paths = RunLayout(run_dir)
+    results = read_json(paths.eval_metrics)
     if not results:
-        raise EvalError(f"{path}: no eval results at {run_dir / 'eval' / 'metrics.json'}; give a run dir (or its "
+        raise EvalError(f"{path}: no eval results at {paths.eval_metrics}; give a run dir (or its "
                         "config) and run `forumtune eval CONFIG` for it first")
     if "reference" not in results:
         raise EvalError(f"{run_dir}: its eval results come from an older forumtune; rerun `forumtune eval` for it")
-    config_path = run_dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    config = yaml.safe_load(paths.config_file.read_text()) if paths.config_file.exists() else {}
     return EvaluatedRun(config.get("name", run_dir.name), run_dir, results, config)
 
 
@@ -57,9 +58,9 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, 
 
 
 def _train_facts(run_dir: Path) -> dict[str, float | None]:
-    speeds = [float(r["tokens_per_s"]) for r in read_metrics(run_dir / "metrics.csv")
+    speeds = [float(r["tokens_per_s"]) for r in read_metrics(RunLayout(run_dir).metrics_csv)
               if r["split"] == "train" and r.get("tokens_per_s")]
-    summary = read_json(run_dir / "train_summary.json")
+    summary = read_json(RunLayout(run_dir).train_summary)
     return {"steps": summary.get("steps"), "seconds": summary.get("seconds"),
             "tokens_per_s": statistics.median(speeds) if speeds else None}
 
@@ -101,7 +102,7 @@ def compare_runs(path_a: Path, path_b: Path, out_dir: Path | None = None) -> Pat
     if runs[0].name == runs[1].name:
         runs[0].name, runs[1].name = str(runs[0].run_dir), str(runs[1].run_dir)
     out_dir = out_dir or runs[0].run_dir.parent / f"compare-{runs[0].run_dir.name}-vs-{runs[1].run_dir.name}"
-    curves = [RunCurves(r.name, r.run_dir / "metrics.csv", r.results["checkpoints"]) for r in runs]
+    curves = [RunCurves(r.name, RunLayout(r.run_dir).metrics_csv, r.results["checkpoints"]) for r in runs]
     loss_png = plot_loss_curves(curves, out_dir / "loss.png", title=f"{runs[0].name} vs {runs[1].name}: loss")
     facts = [_train_facts(r.run_dir) for r in runs]
     metrics = [{"label": label, "cells": _cells([read(r, t) for r, t in zip(runs, facts)], fmt, lower)}

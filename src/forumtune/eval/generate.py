@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
+from forumtune import cpu_layout
 from forumtune.decoding import AnswerRepetitionPenalty
 
 
@@ -78,7 +79,9 @@ def _decode_answer(row: list[int], stop_ids: list[int], tokenizer: PreTrainedTok
 @torch.no_grad()
 def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict[str, str]]],
                      settings: GenerationSettings) -> list[dict[str, Any]]:
-    """Each answer's text (special tokens dropped), raw text (kept), whether it ended by itself, its length."""
+    """Each answer's text (special tokens dropped), raw text (kept), whether it ended by itself, its length.
+    From here on `model` is for generation only: its 4-bit weights may be packed for the CPU."""
+    cpu_layout.use_packed_layout_for_generation(model)
     device = next(model.parameters()).device
     stop_ids = stop_token_ids(model, tokenizer)
     answers: list[dict[str, Any]] = []

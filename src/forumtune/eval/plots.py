@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from forumtune.train.metrics_log import read_metrics
+from forumtune.metrics_log import read_metrics
 
 
 @dataclass

@@ -14,9 +14,14 @@ from forumtune.config import Config, dump_config
 from forumtune.eval.artifacts import ARTIFACT_LABELS, SHORT_LABELS
 from forumtune.eval.reference import METRIC_LIMITS
 from forumtune.eval.templates import TEMPLATES
-from forumtune.train.metrics_log import read_metrics
+from forumtune.layout import RunLayout
+from forumtune.metrics_log import read_metrics
 
 MODELS = (("base", "base model"), ("tuned", "fine-tuned"))
+# What the training loop measures as peak memory on each device (train.loop.peak_memory_mib). Runs whose
+# train_summary.json does not name the device trained where eval runs (the same config and machine).
+TRAIN_MEMORY_LABELS = {"cuda": "train: peak GPU memory (torch allocated)",
+                       "cpu": "train: peak process memory (resident, on the CPU)"}
 ALL_ARTIFACTS = {**ARTIFACT_LABELS, "any": "any of the above"}
 
 
@@ -113,18 +118,23 @@ def timing_rows(results: dict[str, Any], run_dir: Path) -> list[tuple[str, str]]
             rows.append((f"eval: {label} generation speed",
                          f"{generation['tokens'] / generation['seconds']:,.1f} new tokens/s"))
     peaks = results["peak_memory_mib"]
-    rows += [("eval: peak GPU memory (torch allocated)", _mib(peaks["gpu_allocated"])),
-             ("eval: peak process memory (resident)", _mib(peaks["process_resident"]))]
-    train_rows = [row for row in read_metrics(run_dir / "metrics.csv") if row["split"] == "train"]
+    eval_device = results.get("device", "cuda" if peaks["gpu_allocated"] is not None else "cpu")
+    if eval_device == "cuda":
+        rows.append(("eval: peak GPU memory (torch allocated)", _mib(peaks["gpu_allocated"])))
+    rows.append((f"eval: peak process memory (resident{', on the CPU' if eval_device == 'cpu' else ''})",
+                 _mib(peaks["process_resident"])))
+    paths = RunLayout(run_dir)
+    train_rows = [row for row in read_metrics(paths.metrics_csv) if row["split"] == "train"]
     speeds = [float(row["tokens_per_s"]) for row in train_rows if row.get("tokens_per_s")]
     memory = [float(row["peak_memory_mib"]) for row in train_rows if row.get("peak_memory_mib")]
-    summary = read_json(run_dir / "train_summary.json")
+    summary = read_json(paths.train_summary)
     if summary.get("seconds") is not None:
         rows.append(("train: wall time", f"{summary['seconds']:.1f} s for {summary.get('steps')} steps"))
     if speeds:
         rows.append(("train: median throughput", f"{statistics.median(speeds):,.0f} tokens/s"))
-    rows.append(("train: peak GPU memory", _mib(max(memory, default=0.0))))
-    for stamp in sorted((run_dir / ".stages").glob("*.json")):
+    train_device = "cuda" if summary.get("device", eval_device) == "cuda" else "cpu"
+    rows.append((TRAIN_MEMORY_LABELS[train_device], _mib(max(memory, default=0.0))))
+    for stamp in sorted(paths.stamps.glob("*.json")):
         if stamp.stem == "eval":  # the previous eval's time; this one's phases are above
             continue
         seconds = read_json(stamp).get("seconds")
@@ -137,7 +147,7 @@ def write_run_report(config: Config, run_dir: Path, results: dict[str, Any], sam
                      loss_png: Path, note: str = "") -> Path:
     embedding = results.get("embedding_model")
     return render_html(
-        "run.html", run_dir / "report.html", name=config.name, base_model=config.model.base, note=note,
+        "run.html", RunLayout(run_dir).report, name=config.name, base_model=config.model.base, note=note,
         eval_examples=results["eval_examples"], eval_trained_tokens=results["eval_trained_tokens"],
         metrics=metric_rows(results), has_embedding=embedding is not None,
         embedding_note=(f"Embedding similarity: cosine of mean-pooled sentence vectors from {embedding}."
@@ -147,8 +157,8 @@ def write_run_report(config: Config, run_dir: Path, results: dict[str, Any], sam
         decoding=decoding_rows(results),
         samples=samples, short_labels=SHORT_LABELS, generation_settings=results["generation"]["settings"],
         metric_limits=METRIC_LIMITS,
-        data_stats=flatten_data_stats(read_json(run_dir / "dataset" / "stats.json")),
+        data_stats=flatten_data_stats(read_json(RunLayout(run_dir).dataset.stats)),
         timings=timing_rows(results, run_dir),
-        config_summary=config_summary(config, read_json(run_dir / "train_summary.json").get("steps")),
+        config_summary=config_summary(config, read_json(RunLayout(run_dir).train_summary).get("steps")),
         config_yaml=dump_config(config),
     )

@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from peft import PeftModel
 from rich.console import Console
+from rich.markup import escape
 from transformers import PreTrainedTokenizerBase
 
 from forumtune.base_model import base_model_note, load_tokenizer
 from forumtune.config import Config
-from forumtune.data.build import read_jsonl
 from forumtune.errors import EvalError
 from forumtune.eval.artifacts import Answer, artifact_counts, check_answer
 from forumtune.eval.embedding import SentenceEmbedder, embedding_similarities, find_embedding_model
@@ -25,10 +25,12 @@ from forumtune.eval.plots import RunCurves, plot_loss_curves
 from forumtune.eval.reference import rouge_l, token_f1
 from forumtune.eval.report import write_run_report
 from forumtune.eval.timing import PhaseTimer
-from forumtune.train.loading import load_adapter_model, pick_device
+from forumtune.layout import RunLayout
+from forumtune.models import load_adapter_model, pick_device
+from forumtune.records import DatasetRow, EvalSample, read_rows, write_jsonl
 
 
-def held_out_questions(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+def held_out_questions(records: list[DatasetRow], count: int) -> list[DatasetRow]:
     """One record per held-out thread first, so the questions differ; then more from the same threads."""
     seen: set[int] = set()
     first = [r for r in records if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
@@ -49,29 +51,29 @@ def run_eval(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
         return evaluate_run(config, run_dir, console)
     except torch.cuda.OutOfMemoryError:
         raise EvalError("the GPU ran out of memory during eval; lower eval.batch_size (generation), "
-                        "train.micro_batch_size (eval loss batches) or eval.max_new_tokens") from None
+                        "eval.loss_batch_size (eval loss batches) or eval.max_new_tokens") from None
 
 
 def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
-    adapter_dir = run_dir / "adapter"
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise EvalError(f"no adapter at {adapter_dir}: run `forumtune train` first")
-    eval_records = read_jsonl(run_dir / "dataset" / "eval.jsonl")
+    paths = RunLayout.of(config, run_dir)
+    if not paths.adapter_config.exists():
+        raise EvalError(f"no adapter at {paths.adapter}: run `forumtune train` first")
+    eval_records = read_rows(paths.dataset.eval)
     if not eval_records:
         raise EvalError("the eval split is empty; set build.eval_fraction above 0 and rebuild")
     embedding_dir = find_embedding_model(config.eval.embedding_model)
-    device = pick_device(config.train.device)
+    device = pick_device(config.eval.device, key="eval.device")
     timer = PhaseTimer(device)
     with timer.phase("load model"):
         tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-        model = load_adapter_model(config, adapter_dir, device)
-    batch, pad_id = config.train.micro_batch_size, tokenizer.pad_token_id
+        model = load_adapter_model(config.model, paths.adapter, device)
+    batch, pad_id = config.eval.loss_batch_size, tokenizer.pad_token_id
     with timer.phase("eval loss, base and fine-tuned"):
         base_loss, tuned_loss = base_and_tuned_losses(model, eval_records, batch, pad_id, device)
     checkpoints: list[dict[str, float]] = []
     if config.eval.checkpoints:
         with timer.phase("eval loss, checkpoints"):
-            checkpoints = checkpoint_losses(model, run_dir / "checkpoints", eval_records, batch, pad_id, device)
+            checkpoints = checkpoint_losses(model, paths.checkpoints, eval_records, batch, pad_id, device)
     questions = held_out_questions(eval_records, config.eval.num_samples)
     samples, generation = answer_questions(model, tokenizer, questions, generation_settings(config), timer,
                                            greedy_baseline=config.eval.greedy_baseline)
@@ -86,11 +88,13 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         "artifacts": {key: artifact_counts([s[f"{field}_flags"] for s in samples])
                       for key, field in (("forum", "reference"), *((k, k) for k in generation["answered_by"]))},
         "generation": generation, "timings_s": timer.seconds, "peak_memory_mib": timer.peak_memory_mib(),
+        "device": device.type,
     }
     write_outputs(config, run_dir, results, samples)
     console.print(f"eval loss: base {base_loss:.4f} → fine-tuned {tuned_loss:.4f}; answers with an artifact: "
                   f"base {results['artifacts']['base']['any']}/{len(samples)}, fine-tuned "
-                  f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at {run_dir / 'report.html'}")
+                  f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at "
+                  f"{escape(str(paths.report))}")
     return results
 
 
@@ -101,9 +105,9 @@ PHASES = {"base": "generate, base", "tuned": "generate, fine-tuned", "base_greed
           "tuned_greedy": "generate, fine-tuned, plain greedy"}
 
 
-def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, questions: list[dict[str, Any]],
+def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, questions: list[DatasetRow],
                      settings: GenerationSettings, timer: PhaseTimer, *,
-                     greedy_baseline: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                     greedy_baseline: bool = False) -> tuple[list[EvalSample], dict[str, Any]]:
     """Base and fine-tuned answers side by side with the forum's, each checked for artifacts; with
     `greedy_baseline`, also both models' plain greedy answers, so what the decoding settings hide is seen."""
     prompts = [prompt_messages(r) for r in questions]
@@ -119,8 +123,8 @@ def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, quest
     samples = []
     for index, (record, prompt) in enumerate(zip(questions, prompts)):
         reference = record["messages"][-1]["content"]
-        sample = {"question": prompt[-1]["content"], "reference": reference,
-                  "reference_flags": check_answer(Answer(reference), specials)}
+        sample = EvalSample(question=prompt[-1]["content"], reference=reference,
+                            reference_flags=check_answer(Answer(reference), specials))
         for key, model_answers in answers.items():
             answer = model_answers[index]
             sample.update({key: answer["text"], f"{key}_raw": answer["raw"], f"{key}_ended": answer["ended"],
@@ -138,7 +142,7 @@ def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, quest
     return samples, generation
 
 
-def score_samples(samples: list[dict[str, Any]], embedding_dir: Path | None,
+def score_samples(samples: list[EvalSample], embedding_dir: Path | None,
                   device: torch.device) -> dict[str, dict[str, float | None]]:
     """Per-sample scores against the forum's answer (stored in each sample) and their means per model."""
     references = [s["reference"] for s in samples]
@@ -161,11 +165,11 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(present) if present else None
 
 
-def write_outputs(config: Config, run_dir: Path, results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-    eval_dir = run_dir / "eval"
-    eval_dir.mkdir(exist_ok=True)
-    (eval_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    (eval_dir / "samples.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    curves = RunCurves(config.name, run_dir / "metrics.csv", results["checkpoints"], results["base_eval_loss"])
-    loss_png = plot_loss_curves([curves], run_dir / "loss.png", title=f"{config.name}: loss")
+def write_outputs(config: Config, run_dir: Path, results: dict[str, Any], samples: list[EvalSample]) -> None:
+    paths = RunLayout.of(config, run_dir)
+    paths.eval_dir.mkdir(exist_ok=True)
+    paths.eval_metrics.write_text(json.dumps(results, indent=2))
+    write_jsonl(paths.eval_samples, samples)
+    curves = RunCurves(config.name, paths.metrics_csv, results["checkpoints"], results["base_eval_loss"])
+    loss_png = plot_loss_curves([curves], paths.loss_png, title=f"{config.name}: loss")
     write_run_report(config, run_dir, results, samples, loss_png, note=base_model_note(config.model.base))

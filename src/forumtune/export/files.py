@@ -1,10 +1,10 @@
-"""Outputs that appear only once complete: a file or directory is written beside its target, then renamed."""
+"""Outputs that appear only once complete: a file is written beside its target, then renamed (directories:
+forumtune.atomic)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,32 +38,3 @@ def atomic_output(out_path: Path) -> Iterator[Path]:
     except BaseException:
         partial_path.unlink(missing_ok=True)
         raise
-
-
-@contextmanager
-def staging_dir_for(out_dir: Path) -> Iterator[Path]:
-    """Yield an empty directory beside `out_dir`; move it to `out_dir` on success, delete it on failure."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = hidden_sibling(out_dir, "partial")
-    staging.mkdir()
-    try:
-        yield staging
-        replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Rename `new` to `target`; an existing `target` is moved aside first, so it is never half-written."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    previous = hidden_sibling(target, "previous")
-    os.replace(target, previous)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(previous, target)
-        raise
-    shutil.rmtree(previous, ignore_errors=True)

@@ -18,11 +18,12 @@ from safetensors import SafetensorError
 from transformers import AutoTokenizer, GenerationConfig
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from forumtune.atomic import atomic_directory
 from forumtune.export.adapter import Adapter, load_adapter
 from forumtune.export.base_weights import BaseTensor, base_tensors
 from forumtune.export.checkpoint import OutTensor, open_tensors, tensor_names, write_sharded
 from forumtune.export.errors import ExportError
-from forumtune.export.files import read_json, staging_dir_for
+from forumtune.export.files import read_json
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -54,7 +55,7 @@ def merge_adapter(
     base_dir = locate_base_model(base_model)
     model_config = read_json(base_dir / "config.json", "the base model's config")
     tokenizer = load_tokenizer(adapter_dir if holds_tokenizer(adapter_dir) else base_dir)
-    with ExitStack() as open_files, staging_dir_for(out_dir) as staging:
+    with ExitStack() as open_files, atomic_directory(out_dir) as staging:
         base = base_tensors(open_tensors(base_dir, open_files))
         untied = untie_trained_head(base, adapter, model_config)
         planned = plan_merged_tensors(base, adapter, torch_dtype, base_dir, adapter_dir)

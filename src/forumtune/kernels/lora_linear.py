@@ -27,10 +27,12 @@ import contextlib
 import functools
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from forumtune import cpu_layout
 from forumtune.kernels import nf4_dequant
 
 MIN_TOKENS = 16  # below this (decoding), bitsandbytes' fused 4-bit gemv beats dequantize + matmul
@@ -38,11 +40,17 @@ MIN_TOKENS = 16  # below this (decoding), bitsandbytes' fused 4-bit gemv beats d
 # down projection's output feeds only the layer's result, which the backward never reads
 LAYERS_ENDING_IN_DOWN_PROJ = frozenset({"LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer",
                                         "Qwen3DecoderLayer"})
-SKIP_UNREAD_OUTPUTS = True  # False: compute them anyway (the benchmark's ablation)
 _recompute = threading.local()
-# "triton": kernels.nf4_dequant's single kernel for NF4 on CUDA (bit-identical, 1.48x faster per layer on an
-# H100); "bitsandbytes": its two CUDA kernels (scales, then weights), also where Triton cannot run.
-DEQUANTIZE_KERNEL = "triton"
+
+
+@dataclass(frozen=True)
+class FusedLoRA:
+    """How the fused layers run (train.dequantize_kernel sets the first)."""
+
+    # "triton": kernels.nf4_dequant's single kernel for NF4 on CUDA (bit-identical, 1.48x faster per layer on
+    # an H100); "bitsandbytes": its two CUDA kernels (scales, then weights), also where Triton cannot run
+    dequantize: str = "triton"
+    skip_unread_outputs: bool = True  # False: compute them anyway (the benchmark's ablation)
 
 
 @contextlib.contextmanager
@@ -56,10 +64,12 @@ def recomputing_for_backward() -> Iterator[None]:
         _recompute.active = before
 
 
-def dequantize_weight(weight: torch.Tensor, state: Any, dtype: torch.dtype) -> torch.Tensor:
-    """A packed 4-bit weight and its bitsandbytes QuantState as a dense (out, in) matrix. FSDP's
-    quant_storage keeps the packed bytes in another dtype: they are viewed back."""
-    if DEQUANTIZE_KERNEL == "triton" and nf4_dequant.supports(weight, state):
+def dequantize_weight(weight: torch.Tensor, state: Any, dtype: torch.dtype,
+                      kernel: str = "triton") -> torch.Tensor:
+    """A packed 4-bit weight and its bitsandbytes QuantState as a dense (out, in) matrix, through `kernel`
+    (FusedLoRA.dequantize). FSDP's quant_storage keeps the packed bytes in another dtype: they are viewed
+    back."""
+    if kernel == "triton" and nf4_dequant.supports(weight, state):
         return nf4_dequant.dequantize_nf4(weight, state, dtype)
     if weight.dtype != torch.uint8:
         weight = weight.view(torch.uint8)
@@ -106,7 +116,7 @@ class QLoRAMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, dropped_x: torch.Tensor | None, lora_a: torch.Tensor, lora_b: torch.Tensor,
                 base_weight: torch.Tensor, quant_state: Any, bias: torch.Tensor | None, scale: float,
-                output_unread: bool = False) -> torch.Tensor:
+                output_unread: bool = False, dequantize: str = "triton") -> torch.Tensor:
         """`output_unread`: only the saved tensors are needed (a recompute whose result nobody reads);
         the output is left unwritten. The small LoRA product is written first and the big matmul adds
         to it in its epilogue, where reading the output costs nothing (the other order re-reads and
@@ -121,9 +131,10 @@ class QLoRAMatmul(torch.autograd.Function):
             out = rows.new_empty((rows.shape[0], out_features))
         else:
             out = torch.mm(down, b.t()) if bias is None else torch.addmm(bias.to(dtype), down, b.t())
-            out.addmm_(rows, dequantize_weight(base_weight, quant_state, dtype).t())
+            out.addmm_(rows, dequantize_weight(base_weight, quant_state, dtype, dequantize).t())
         ctx.save_for_backward(lora_in, down, a, b)
         ctx.base_weight, ctx.quant_state, ctx.scale = base_weight, quant_state, scale
+        ctx.dequantize = dequantize
         ctx.separate_dropout = dropped_x is not None
         ctx.x_shape, ctx.x_dtype, ctx.lora_dtypes = x.shape, x.dtype, (lora_a.dtype, lora_b.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
@@ -138,7 +149,7 @@ class QLoRAMatmul(torch.autograd.Function):
         grad_b = torch.mm(grad.t(), down).to(ctx.lora_dtypes[1]) if need_b else None  # down holds the scale
         grad_x = grad_dropped = None
         if need_x:
-            weight = dequantize_weight(ctx.base_weight, ctx.quant_state, grad.dtype)
+            weight = dequantize_weight(ctx.base_weight, ctx.quant_state, grad.dtype, ctx.dequantize)
             if ctx.separate_dropout:
                 grad_x = torch.mm(grad, weight)
             else:  # the small product first, the big matmul adding to it (see forward)
@@ -146,10 +157,11 @@ class QLoRAMatmul(torch.autograd.Function):
             grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype)
         if ctx.separate_dropout and need_dropped:
             grad_dropped = torch.mm(grad_down, a).view(ctx.x_shape)
-        return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None, None
+        return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None, None, None
 
 
-def fused_forward(module: torch.nn.Module, reference, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def fused_forward(module: torch.nn.Module, reference, options: FusedLoRA, x: torch.Tensor, *args: Any,
+                  **kwargs: Any) -> torch.Tensor:
     """`module.forward` for a peft lora.Linear4bit; `reference` is the forward it replaced."""
     if (args or kwargs or module.disable_adapters or module.merged or x.numel() < MIN_TOKENS * x.shape[-1]
             or not _plain_single_adapter(module)):
@@ -163,10 +175,10 @@ def fused_forward(module: torch.nn.Module, reference, x: torch.Tensor, *args: An
     x = x.to(dtype)
     dropout = module.lora_dropout[name]
     dropped = None if isinstance(dropout, torch.nn.Identity) or not module.training else dropout(x)
-    unread = SKIP_UNREAD_OUTPUTS and getattr(module, "_forumtune_unread_in_recompute", False) and \
+    unread = options.skip_unread_outputs and getattr(module, "_forumtune_unread_in_recompute", False) and \
         getattr(_recompute, "active", False)
     return QLoRAMatmul.apply(x, dropped, module.lora_A[name].weight, module.lora_B[name].weight, base.weight, state,
-                             base.bias, module.scaling[name], unread)
+                             base.bias, module.scaling[name], unread, options.dequantize)
 
 
 def _plain_single_adapter(module: torch.nn.Module) -> bool:
@@ -176,19 +188,22 @@ def _plain_single_adapter(module: torch.nn.Module) -> bool:
     return module.lora_B[active[0]].bias is None
 
 
-def use_fused_lora(model: torch.nn.Module) -> int:
+def use_fused_lora(model: torch.nn.Module, options: FusedLoRA = FusedLoRA()) -> int:
     """Give every peft LoRA layer on a 4-bit bitsandbytes base the fused forward; returns how many."""
     try:
         from peft.tuners.lora.bnb import Linear4bit as LoraLinear4bit
     except ImportError:  # peft without bitsandbytes support
         return 0
+    # the fused path dequantizes the trainable layout itself, and its fallbacks run bitsandbytes' forward,
+    # which on a CPU would otherwise pack the very weights the fused path reads
+    cpu_layout.use_trainable_layout(model)
     unread = {id(layer.mlp.down_proj) for layer in model.modules()
               if type(layer).__name__ in LAYERS_ENDING_IN_DOWN_PROJ and hasattr(getattr(layer, "mlp", None), "down_proj")}
     fused = 0
     for module in model.modules():
         if isinstance(module, LoraLinear4bit) and not hasattr(module, "_forumtune_reference_forward"):
             module._forumtune_reference_forward = module.forward
-            module.forward = functools.partial(fused_forward, module, module.forward)
+            module.forward = functools.partial(fused_forward, module, module.forward, options)
             module._forumtune_unread_in_recompute = id(module) in unread
             fused += 1
     return fused

@@ -17,15 +17,13 @@ from rich.console import Console
 
 from forumtune.config import ScrapeConfig
 from forumtune.errors import ScrapeError
+from forumtune.forum_store import CRAWL_COMPLETE, CRAWL_PASS, ForumStore, StoredThread, ThreadRef
 from forumtune.scrape.fetcher import Fetcher, FetchFailed
-from forumtune.scrape.models import ThreadListPage, ThreadPage, ThreadRef
+from forumtune.scrape.models import ThreadListPage, ThreadPage
 from forumtune.scrape.parse_worker import PARSE_ERRORS, PageParser
 from forumtune.scrape.progress import CrawlDisplay
 from forumtune.scrape.sites import SiteProfile, get_profile
-from forumtune.scrape.store import CRAWL_PASS, ForumStore, StoredThread
-from forumtune.scrape.summary import CrawlSummary
-
-CRAWL_COMPLETE = "crawl_complete"
+from forumtune.scrape.summary import CONNECTION_ADVICE, CrawlSummary
 
 
 def relative(url: str | None) -> str | None:
@@ -106,10 +104,7 @@ class Crawler:
             page = await self.fetch_parsed(url, "list")
             if page is None:
                 if len(seen) == 1:
-                    errors = ", ".join(f"{kind}: {count}" for kind, count in self.fetcher.stats.errors.items())
-                    raise ScrapeError(f"cannot read the forum's thread list {url} ({errors}). Check scrape.url, "
-                                      "scrape.site and that the forum is reachable; `forumtune scrape CONFIG "
-                                      "--probe URL` shows what each site profile reads there.")
+                    raise ScrapeError(first_list_failure(url, self.fetcher))
                 break
             if not self.store_list_page(url, page):
                 break
@@ -186,9 +181,21 @@ class Crawler:
 
 def start_pass(store: ForumStore) -> None:
     """A finished crawl makes the next run a new, incremental pass; an unfinished one is resumed."""
-    if store.crawl_pass() == 0 or store.get_meta(CRAWL_COMPLETE) == "1":
+    if store.crawl_pass() == 0 or store.crawl_complete():
         store.set_meta(CRAWL_PASS, str(store.crawl_pass() + 1))
         store.set_meta(CRAWL_COMPLETE, "0")
+
+
+def first_list_failure(url: str, fetcher: Fetcher) -> str:
+    """Why the crawl cannot start: what went wrong with the first thread-list page, and what to check."""
+    failure = fetcher.last_failure
+    if failure is not None and failure.url == url and failure.kind in CONNECTION_ADVICE:
+        advice = CONNECTION_ADVICE[failure.kind]
+        return f"cannot read the forum's thread list {url}: {failure.detail}; {advice}"
+    what = failure.detail if failure is not None and failure.url == url else "the page cannot be read"
+    return (f"cannot read the forum's thread list {url}: {what}. Check scrape.url, scrape.site and that "
+            "the forum is reachable; `forumtune scrape CONFIG --probe URL` shows what each site profile reads "
+            "there.")
 
 
 def crawl(config: ScrapeConfig, store_path: Path, start_url: str, *, show_progress: bool = True,

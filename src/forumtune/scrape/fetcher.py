@@ -22,6 +22,7 @@ import aiohttp
 import certifi
 
 from forumtune.config import ScrapeConfig
+from forumtune.net import ConnectionProblem, connection_problem
 from forumtune.scrape.encoding import decode_page
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
@@ -32,7 +33,7 @@ MAX_REDIRECTS = 5
 class FetchFailed(Exception):
     def __init__(self, url: str, kind: str, detail: str):
         super().__init__(f"{url}: {detail}")
-        self.url, self.kind = url, kind
+        self.url, self.kind, self.detail = url, kind, detail
 
 
 class RetryableFailure(Exception):
@@ -104,6 +105,7 @@ class Fetcher:
         self.robots: urllib.robotparser.RobotFileParser | None = None
         rate = config.requests_per_second
         self.limiter = RateLimiter(1.0 / rate if rate > 0 else 0.0)
+        self.last_failure: FetchFailed | None = None
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -152,7 +154,8 @@ class Fetcher:
 
     def fail(self, url: str, kind: str, detail: str) -> FetchFailed:
         self.stats.errors[kind] += 1
-        return FetchFailed(url, kind, detail)
+        self.last_failure = FetchFailed(url, kind, detail)
+        return self.last_failure
 
     async def get_text(self, url: str) -> str:
         """The page's text; raises FetchFailed (counted by kind) after the configured retries."""
@@ -213,9 +216,25 @@ class Fetcher:
                     chunks.append(chunk)
                 content_type = response.headers.get("Content-Type", "")
                 return response.status, response.headers.get("Location"), b"".join(chunks), content_type
-        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too: caught before ClientError
-            raise RetryableFailure("timeout", f"timed out after scrape.timeout_s={self.config.timeout_s}: {exc!r}")
+        except aiohttp.ConnectionTimeoutError:
+            raise RetryableFailure("timeout", f"no connection to {self.host} within scrape.timeout_s="
+                                   f"{self.config.timeout_s:g} s") from None
+        except TimeoutError:  # aiohttp's read timeouts are TimeoutErrors too: caught before ClientError
+            raise RetryableFailure("timeout", f"{self.host} sent nothing for scrape.timeout_s="
+                                   f"{self.config.timeout_s:g} s") from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             raise RetryableFailure("truncated", f"the server broke off the response: {exc}")
+        except aiohttp.ClientConnectorError as exc:
+            problem = connector_problem(exc, self.host)
+            raise RetryableFailure(problem.kind, problem.description) from None
         except aiohttp.ClientError as exc:
             raise RetryableFailure("network", f"{type(exc).__name__}: {exc}")
+
+
+def connector_problem(error: aiohttp.ClientConnectorError, host: str) -> ConnectionProblem:
+    """DNS, refused, TLS or another failure to connect, from aiohttp's wrapper around the OS error."""
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return connection_problem(error.certificate_error, host)
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return ConnectionProblem("dns", f"the host name {host} does not resolve (DNS lookup failed)")
+    return connection_problem(error.os_error, host)

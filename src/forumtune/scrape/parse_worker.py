@@ -20,7 +20,8 @@ from typing import Any, BinaryIO
 
 from forumtune.config import ScrapeConfig
 from forumtune.errors import ScrapeError
-from forumtune.scrape.models import ScrapedPost, ThreadListPage, ThreadPage, ThreadRef
+from forumtune.forum_store import ScrapedPost, ThreadRef
+from forumtune.scrape.models import ThreadListPage, ThreadPage
 from forumtune.scrape.sites import SiteProfile, get_profile
 
 PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError)

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import asdict, dataclass, field
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from forumtune.config import ScrapeConfig
@@ -13,6 +14,7 @@ from forumtune.errors import ScrapeError
 from forumtune.scrape.fetcher import Fetcher, FetchFailed
 from forumtune.scrape.parse_worker import PARSE_ERRORS
 from forumtune.scrape.sites import SiteProfile, builtin_profiles, get_profile
+from forumtune.scrape.summary import CONNECTION_ADVICE
 
 SAMPLES = 3
 
@@ -87,8 +89,11 @@ async def fetch_readings(config: ScrapeConfig, url: str) -> list[ProfileReading]
                 readings.append(read_page(profile, text, fetch_url))
     finally:
         await fetcher.aclose()
-    if all(isinstance(text, FetchFailed) for text in texts.values()):
-        raise ScrapeError(f"--probe could not fetch {url}: {next(iter(texts.values()))}")
+    failures = [text for text in texts.values() if isinstance(text, FetchFailed)]
+    if failures and len(failures) == len(texts):
+        advice = CONNECTION_ADVICE.get(failures[0].kind)
+        raise ScrapeError(f"--probe could not fetch {failures[0].url}: {failures[0].detail}"
+                          + (f"; {advice}" if advice else ""))
     return readings
 
 
@@ -99,12 +104,12 @@ def probe_page(config: ScrapeConfig, url: str) -> ProbeReport:
 
 
 def print_probe(report: ProbeReport, console: Console) -> None:
-    table = Table(title=f"site profiles on {report.url}", title_justify="left")
+    table = Table(title=f"site profiles on {escape(report.url)}", title_justify="left")
     for column in ("profile", "threads", "posts", "next page", "note"):
         table.add_column(column)
     for reading in report.readings:
         table.add_row(reading.profile, str(len(reading.threads)), str(len(reading.posts)),
-                      reading.next_url or "-", reading.problem or "")
+                      escape(reading.next_url or "-"), escape(reading.problem or ""))
     console.print(table)
     if report.best is None:
         console.print("no profile reads this page: give CSS selectors in scrape.selectors with scrape.site: generic")
@@ -113,7 +118,9 @@ def print_probe(report: ProbeReport, console: Console) -> None:
     console.print(f"best match: [bold]{report.best}[/] (a {report.page_kind}); set scrape.site: {report.best}")
     if report.page_kind == "thread list":
         for thread in best.threads[:SAMPLES]:
-            console.print(f"  thread: {thread['title']}  [dim]{thread['url']} last post {thread['last_post_at']}[/]")
+            title, url = escape(str(thread["title"])), escape(str(thread["url"]))
+            console.print(f"  thread: {title}  [dim]{url} last post {thread['last_post_at']}[/]")
     for post in best.posts[:SAMPLES] if report.page_kind == "thread page" else []:
-        console.print(f"  post by {post['author']} at {post['posted_at']} ({post['quotes']} quotes, "
-                      f"signature: {'yes' if post['signature'] else 'no'}): {str(post['text'])[:100]!r}")
+        author, text = escape(str(post["author"])), escape(repr(str(post["text"])[:100]))
+        console.print(f"  post by {author} at {post['posted_at']} ({post['quotes']} quotes, "
+                      f"signature: {'yes' if post['signature'] else 'no'}): {text}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from rich.console import Console
+from rich.markup import escape
 
 from forumtune.config import Config
 from forumtune.scrape.crawler import crawl
@@ -24,7 +25,7 @@ def forum_address(config: Config, url: str, console: Console) -> Iterator[str]:
     server = serve_folder(scrape.serve_dir) if scrape.serve_dir and not urlsplit(url).netloc else nullcontext(None)
     with server as base_url:
         if base_url:
-            console.print(f"serving {scrape.serve_dir} at {base_url}")
+            console.print(f"serving {escape(str(scrape.serve_dir))} at {escape(base_url)}")
         yield urljoin(base_url, url) if base_url else url
 
 
@@ -32,7 +33,8 @@ def run_scrape(config: Config, store_path: Path, console: Console) -> CrawlSumma
     scrape = config.scrape
     with forum_address(config, scrape.url, console) as start_url:
         rate = f"{scrape.requests_per_second:g} req/s" if scrape.requests_per_second else "no rate limit"
-        console.print(f"crawling {start_url} (profile {scrape.site}, {rate}, {scrape.concurrency} at a time)")
+        console.print(f"crawling {escape(start_url)} (profile {scrape.site}, {rate}, "
+                      f"{scrape.concurrency} at a time)")
         summary = crawl(scrape, store_path, start_url, show_progress=console.is_terminal, console=console)
     print_summary(summary, console)
     return summary

@@ -7,8 +7,17 @@ from dataclasses import asdict, dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-ERROR_ADVICE = {
+# What to do about each kind of failure; the connection kinds come from forumtune.net.
+CONNECTION_ADVICE = {
+    "dns": "check the host name in scrape.url, and this machine's network connection and DNS",
+    "refused": "check the address and port in scrape.url, and that the forum's server is running",
     "timeout": "raise scrape.timeout_s, or lower scrape.concurrency",
+    "tls": "check that scrape.url names the forum's own host, and this machine's clock and CA certificates",
+    "unreachable": "check this machine's network connection (and any proxy or firewall)",
+    "network": "check the network connection; the next run retries these pages",
+}
+ERROR_ADVICE = {
+    **CONNECTION_ADVICE,
     "http_429": "the forum asks for fewer requests: lower scrape.requests_per_second",
     "robots": "robots.txt disallows these pages; they are skipped",
     "off_host": "links to other sites are never followed",

@@ -1,69 +1,12 @@
-"""Batches of tokenized examples: a seeded order per epoch, right padding, masked padding labels."""
+"""The order of training examples: a seeded shuffle per epoch, cut into micro-batches (and per rank).
+
+How a micro-batch of rows becomes tensors, and the loss per trained token, live in forumtune.batching
+(the eval stage computes its eval loss the same way)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from typing import Any
-
-import torch
-
-from forumtune.data.encode import IGNORE_INDEX
-
-
-def collate(records: list[dict[str, Any]], pad_id: int, device: torch.device, *,
-            pad_to_multiple: int = 1) -> dict[str, Any]:
-    if "position_ids" in records[0]:
-        return collate_packed(records, pad_id, device, pad_to_multiple=pad_to_multiple)
-    width = padded_width(records, pad_to_multiple)
-    input_ids = torch.full((len(records), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(records), width), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(records), width), dtype=torch.long)
-    for row, record in enumerate(records):
-        length = len(record["input_ids"])
-        input_ids[row, :length] = torch.tensor(record["input_ids"])
-        labels[row, :length] = torch.tensor(record["labels"])
-        attention_mask[row, :length] = 1
-    return {"input_ids": input_ids.to(device), "labels": labels.to(device),
-            "attention_mask": attention_mask.to(device)}
-
-
-def collate_packed(records: list[dict[str, Any]], pad_id: int, device: torch.device, *,
-                   pad_to_multiple: int = 1) -> dict[str, Any]:
-    """Rows packed by the build: no 2D attention mask and no KV cache, so transformers reads the example
-    boundaries from the restarting position ids (with either, it skips that and examples attend to each
-    other). Right padding gets positions of its own, 0, 1, 2..., so it is one more example nothing sees."""
-    width = padded_width(records, pad_to_multiple)
-    input_ids = torch.full((len(records), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(records), width), IGNORE_INDEX, dtype=torch.long)
-    position_ids = torch.arange(width, dtype=torch.long).repeat(len(records), 1)
-    for row, record in enumerate(records):
-        length = len(record["input_ids"])
-        input_ids[row, :length] = torch.tensor(record["input_ids"])
-        labels[row, :length] = torch.tensor(record["labels"])
-        position_ids[row, :length] = torch.tensor(record["position_ids"])
-        position_ids[row, length:] = torch.arange(width - length)
-    return {"input_ids": input_ids.to(device), "labels": labels.to(device), "position_ids": position_ids.to(device),
-            "use_cache": False}
-
-
-def padded_width(records: list[dict[str, Any]], multiple: int) -> int:
-    longest = max(len(r["input_ids"]) for r in records)
-    return -(-longest // multiple) * multiple
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """A host batch on `device`; to a GPU through pinned memory, so the copy does not wait for the GPU."""
-    if device.type != "cuda":
-        return {key: value.to(device) for key, value in batch.items()}
-    return {key: value.pin_memory().to(device, non_blocking=True) for key, value in batch.items()}
-
-
-def input_token_count(batch: dict[str, torch.Tensor], pad_id: int) -> int:
-    """Real (not padding) tokens of a batch, packed or not."""
-    if "attention_mask" in batch:
-        return int(batch["attention_mask"].sum())
-    return int((batch["input_ids"] != pad_id).sum())
 
 
 def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
@@ -89,27 +32,3 @@ def micro_batches(count: int, batch_size: int, seed: int, start: int = 0, *, ran
                 yield order[offset + rank * batch_size: offset + (rank + 1) * batch_size]
             position += 1
         epoch += 1
-
-
-def trained_token_count(batch: dict[str, torch.Tensor]) -> int:
-    """Tokens that count in the loss after the one-position shift of causal LM labels."""
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-
-@torch.no_grad()
-def mean_token_loss(model: torch.nn.Module, records: list[dict[str, Any]], batch_size: int, pad_id: int,
-                    device: torch.device) -> float:
-    """Loss per trained token over all records (every token weighs the same, whatever its batch)."""
-    was_training = model.training
-    model.eval()
-    total_loss, total_tokens = 0.0, 0
-    for start in range(0, len(records), batch_size):
-        batch = collate(records[start: start + batch_size], pad_id, device)
-        tokens = trained_token_count(batch)
-        if tokens == 0:
-            continue
-        output = model(**batch, num_items_in_batch=tokens)
-        total_loss += float(output.loss) * tokens
-        total_tokens += tokens
-    model.train(was_training)
-    return total_loss / max(total_tokens, 1)

@@ -18,11 +18,13 @@ import torch
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from forumtune.atomic import atomic_directory
+from forumtune.layout import BEST_CHECKPOINT, CHECKPOINT_PREFIX, checkpoint_adapter, checkpoint_dirs
+from forumtune.ranks import SINGLE_PROCESS, Ranks
 from forumtune.train import distributed
-from forumtune.train.distributed import SINGLE_PROCESS, Ranks
 
-PREFIX = "step-"
-BEST = "best"
+PREFIX = CHECKPOINT_PREFIX
+BEST = BEST_CHECKPOINT
 
 
 @dataclass
@@ -32,13 +34,6 @@ class TrainerState:
     best_eval_loss: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
-
-
-def checkpoint_dirs(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").exists()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
 def remove_partials(root: Path) -> None:
@@ -72,7 +67,7 @@ def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.O
     if ranks.is_main:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-    save_adapter_weights(model, staging / "adapter" if ranks.is_main else None)
+    save_adapter_weights(model, checkpoint_adapter(staging) if ranks.is_main else None)
     if ranks.is_main:
         torch.save(optimizer_state, staging / "optimizer.pt")
         torch.save(scheduler.state_dict(), staging / "scheduler.pt")
@@ -88,15 +83,11 @@ def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 def save_best(root: Path, model: torch.nn.Module, state: TrainerState, ranks: Ranks = SINGLE_PROCESS) -> None:
     """The adapter of the lowest eval loss so far, replaced atomically."""
-    staging = root / f".{BEST}.partial"
-    if ranks.is_main:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    save_adapter_weights(model, staging / "adapter" if ranks.is_main else None)
-    if ranks.is_main:
-        (staging / "state.json").write_text(json.dumps({"step": state.step, "eval_loss": state.best_eval_loss}))
-        shutil.rmtree(root / BEST, ignore_errors=True)
-        staging.rename(root / BEST)
+    with atomic_directory(root / BEST, write=ranks.is_main) as staging:
+        save_adapter_weights(model, checkpoint_adapter(staging) if staging else None)
+        if staging is not None:
+            best = {"step": state.step, "eval_loss": state.best_eval_loss}
+            (staging / "state.json").write_text(json.dumps(best))
     distributed.barrier(ranks)
 
 
@@ -106,7 +97,7 @@ def read_state(path: Path) -> TrainerState:
 
 def load_adapter_weights(path: Path, model: PeftModel) -> None:
     """Before the model is wrapped for DDP/FSDP: the checkpoint's adapter into the unwrapped model."""
-    set_peft_model_state_dict(model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
+    set_peft_model_state_dict(model, load_file(str(checkpoint_adapter(path) / "adapter_model.safetensors")))
 
 
 def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -12,10 +12,11 @@ import contextlib
 import math
 import resource
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,46 +25,48 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import PreTrainedTokenizerBase
 
+from forumtune.atomic import atomic_directory
 from forumtune.base_model import load_tokenizer
+from forumtune.batching import collate, input_token_count, mean_token_loss, to_device, trained_token_count
 from forumtune.config import Config
-from forumtune.data.build import read_jsonl
 from forumtune.errors import TrainError
-from forumtune.kernels.allocator import use_expandable_segments
-from forumtune.kernels.layer_graphs import LayerGraphs
-from forumtune.kernels.precision import training_autocast
+from forumtune.layout import DatasetFiles, RunLayout, checkpoint_adapter, checkpoint_dirs, checkpoint_step
+from forumtune.metrics_log import read_metrics
+from forumtune.models import pick_device
+from forumtune.ranks import SINGLE_PROCESS, Ranks, ranks_from_environment
+from forumtune.records import DatasetRow, read_rows
 from forumtune.train import distributed
-from forumtune.train.batches import (
-    collate,
-    input_token_count,
-    mean_token_loss,
-    micro_batches,
-    to_device,
-    trained_token_count,
-)
+from forumtune.train.allocator import use_expandable_segments
+from forumtune.train.batches import micro_batches
 from forumtune.train.checkpoints import (
-    BEST,
     TrainerState,
-    checkpoint_dirs,
     load_adapter_weights,
     load_training_state,
-    remove_partials,
     save_adapter_weights,
     save_best,
     save_checkpoint,
 )
-from forumtune.train.distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
+from forumtune.train.interrupt import (
+    StopNow,
+    StopRequest,
+    TrainingStopped,
+    exit_status,
+    stop_after_the_step,
+    stop_message,
+)
+from forumtune.train.layer_graphs import LayerGraphs
 from forumtune.train.loading import (
     GRAPH_PAD_MULTIPLE,
     layer_graphs_for,
     load_for_training,
-    pick_device,
     uses_fast_path,
 )
-from forumtune.train.metrics_log import read_metrics
 from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
+from forumtune.train.precision import training_autocast
 from forumtune.train.preflight import check_before_loading
 from forumtune.train.reporting import Reporter
+from forumtune.train.resume import begin_checkpoints, choose_start, training_settings, write_record
 
 CPU = torch.device("cpu")
 
@@ -81,13 +84,14 @@ class TrainingRun:
     model: torch.nn.Module  # the PeftModel, or its DDP wrapper; FSDP2 shards it in place
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_records: list[dict[str, Any]]
-    eval_records: list[dict[str, Any]]
+    train_records: list[DatasetRow]
+    eval_records: list[DatasetRow]
     total_steps: int
     state: TrainerState
     reporter: Reporter
     graphs: LayerGraphs | None = None
     prepared_step: PreparedStep | None = None  # the next step's batches, prepared during this one
+    settings: dict[str, Any] = field(default_factory=dict)  # what a checkpoint must share to be resumed
 
 
 @dataclass(frozen=True)
@@ -114,14 +118,20 @@ def peak_memory_mib(device: torch.device) -> float:
 
 
 def run_train(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
-              resume: bool = False) -> dict[str, Any]:
+              restart: bool = False) -> dict[str, Any]:
+    """Train from the last checkpoint of these settings, or from step 0 (`restart`: always)."""
     ranks = ranks_from_environment()
     if not ranks.is_main:
         console = Console(quiet=True)
     run = None
     try:
-        run = setup(config, dataset_dir, run_dir, console, resume=resume, ranks=ranks)
-        return train(run, console)
+        run = setup(config, dataset_dir, run_dir, console, restart=restart, ranks=ranks)
+        with stop_after_the_step(enabled=not ranks.enabled) as stop:
+            return train(run, console, stop)
+    except (KeyboardInterrupt, StopNow, TrainingStopped) as stopped:
+        if ranks.is_main:
+            print(stop_message(run_dir, stopped), file=sys.stderr)
+        raise SystemExit(exit_status(getattr(stopped, "signum", signal.SIGINT))) from None
     except torch.cuda.OutOfMemoryError:
         where = f" at step {run.state.step + 1}" if run is not None else " while loading the model"
         raise TrainError(oom_advice(config).replace("out of memory.", f"out of memory{where}.", 1)) from None
@@ -131,21 +141,23 @@ def run_train(config: Config, dataset_dir: Path, run_dir: Path, console: Console
         distributed.stop(ranks)
 
 
-def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, resume: bool,
+def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, restart: bool = False,
           ranks: Ranks = SINGLE_PROCESS) -> TrainingRun:
-    if not (dataset_dir / "train.jsonl").exists():
+    dataset = DatasetFiles(dataset_dir)
+    if not dataset.train.exists():
         raise TrainError(f"no dataset at {dataset_dir}: run `forumtune build CONFIG` first")
-    train_records = read_jsonl(dataset_dir / "train.jsonl")
+    train_records = read_rows(dataset.train)
     device = pick_device(config.train.device, ranks.local_rank)
     if device.type == "cuda" and config.train.expandable_segments:
         console.print(f"[dim]{use_expandable_segments()}[/dim]")
     check_before_loading(config, train_records, device, ranks, console)
     distributed.start(ranks, device)
-    checkpoint = latest_checkpoint(run_dir, console) if resume else None
+    settings = training_settings(config, dataset_dir, ranks.world_size)
+    start = choose_start(run_dir, settings, restart=restart)
+    checkpoint = start.checkpoint
+    distributed.barrier(ranks)  # every rank has chosen before rank 0 moves an earlier training aside
     if ranks.is_main:
-        remove_partials(run_dir / "checkpoints")
-        if not resume:
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        begin_checkpoints(run_dir, start, settings, console)
     torch.manual_seed(config.seed)
     sharded = ranks.enabled and config.train.distributed == "fsdp"
     graphs = layer_graphs_for(config, device, distributed=ranks.enabled)
@@ -166,15 +178,9 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
     return TrainingRun(config=config, run_dir=run_dir, device=device, ranks=ranks,
                        tokenizer=load_tokenizer(config.model.base, config.build.chat_template), model=model,
                        optimizer=optimizer, scheduler=scheduler, train_records=train_records,
-                       eval_records=read_jsonl(dataset_dir / "eval.jsonl"), total_steps=steps, state=state,
-                       reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main), graphs=graphs)
-
-
-def latest_checkpoint(run_dir: Path, console: Console) -> Path | None:
-    found = checkpoint_dirs(run_dir / "checkpoints")
-    if not found:
-        console.print("[yellow]--resume: this run has no checkpoint yet; starting from step 0[/yellow]")
-    return found[-1] if found else None
+                       eval_records=read_rows(dataset.eval), total_steps=steps, state=state,
+                       reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main), graphs=graphs,
+                       settings=settings)
 
 
 def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
@@ -269,20 +275,26 @@ def evaluate(run: TrainingRun, elapsed: float) -> bool:
     run.reporter.write(step=state.step, split="eval", loss=eval_loss, elapsed_s=elapsed)
     if state.best_eval_loss is None or eval_loss < state.best_eval_loss - train_cfg.early_stopping_min_delta:
         state.best_eval_loss, state.best_step, state.evals_without_improvement = eval_loss, state.step, 0
-        save_best(run.run_dir / "checkpoints", run.model, state, run.ranks)
+        save_best(RunLayout(run.run_dir).checkpoints, run.model, state, run.ranks)
         return False
     state.evals_without_improvement += 1
-    patience = train_cfg.early_stopping_patience
-    return patience is not None and state.evals_without_improvement >= patience
+    return patience_ran_out(run)
 
 
-def train(run: TrainingRun, console: Console) -> dict[str, Any]:
+def patience_ran_out(run: TrainingRun) -> bool:
+    patience = run.config.train.early_stopping_patience
+    return patience is not None and run.state.evals_without_improvement >= patience
+
+
+def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -> dict[str, Any]:
+    """The steps left, with evals and checkpoints; `stop` set by a signal ends it after the current step
+    with a checkpoint of that step (TrainingStopped)."""
     train_cfg, state = run.config.train, run.state
     batches = micro_batches(len(run.train_records), train_cfg.micro_batch_size, run.config.seed,
                             start=state.micro_batches_consumed, rank=run.ranks.rank,
                             world_size=run.ranks.world_size)
     started = time.perf_counter() - _elapsed_before(run)
-    stopped_early = False
+    stopped_early = patience_ran_out(run)  # resumed from the checkpoint saved when it stopped early
     columns = (TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
@@ -296,12 +308,18 @@ def train(run: TrainingRun, console: Console) -> dict[str, Any]:
             if run.eval_records and (state.step % train_cfg.eval_every == 0 or state.step == run.total_steps):
                 stopped_early = evaluate(run, time.perf_counter() - started)
             if (state.step % train_cfg.save_every == 0 or stopped_early) and state.step < run.total_steps:
-                save_checkpoint(run.run_dir / "checkpoints", run.model, run.optimizer, run.scheduler, state,
-                                train_cfg.keep_checkpoints, run.ranks)
+                save_checkpoint(RunLayout(run.run_dir).checkpoints, run.model, run.optimizer, run.scheduler,
+                                state, train_cfg.keep_checkpoints, run.ranks)
+            if stop is not None and stop.signum is not None:
+                break
+    if stop is not None and stop.signum is not None:
+        raise TrainingStopped(stop.signum, state.step, checkpoint_now(run))
     if stopped_early:
         console.print(f"early stopping at step {state.step}: no eval-loss improvement in "
                       f"{train_cfg.early_stopping_patience} evals")
     final_step = save_final_adapter(run)
+    if run.ranks.is_main:
+        write_record(RunLayout(run.run_dir).checkpoints, run.settings, finished=True)
     summary = {"steps": state.step, "best_eval_loss": state.best_eval_loss, "best_step": state.best_step,
                "adapter_step": final_step, "stopped_early": stopped_early,
                "seconds": round(time.perf_counter() - started, 2), "peak_memory_mib": peak_memory_mib(run.device),
@@ -311,6 +329,17 @@ def train(run: TrainingRun, console: Console) -> dict[str, Any]:
     console.print(f"trained {state.step} steps in {summary['seconds']:.0f}s; best eval loss "
                   f"{state.best_eval_loss} at step {state.best_step}; adapter/ holds step {final_step}")
     return summary
+
+
+def checkpoint_now(run: TrainingRun) -> Path:
+    """A checkpoint of the current step, unless the loop has just written it; after the last step too
+    (resuming from that one only writes the final adapter)."""
+    root = RunLayout(run.run_dir).checkpoints
+    done = [path for path in checkpoint_dirs(root) if checkpoint_step(path) == run.state.step]
+    if done:
+        return done[0]
+    return save_checkpoint(root, run.model, run.optimizer, run.scheduler, run.state,
+                           run.config.train.keep_checkpoints, run.ranks)
 
 
 def graphs_summary(graphs: LayerGraphs | None) -> dict[str, Any] | None:
@@ -330,26 +359,22 @@ def log_step(run: TrainingRun, step: StepResult, elapsed: float) -> str:
 
 def _elapsed_before(run: TrainingRun) -> float:
     """Seconds a resumed run had already trained, so elapsed_s keeps counting from the first start."""
-    rows = read_metrics(run.run_dir / "metrics.csv") if run.ranks.is_main else []
+    rows = read_metrics(RunLayout(run.run_dir).metrics_csv) if run.ranks.is_main else []
     return float(rows[-1]["elapsed_s"]) if rows and rows[-1]["elapsed_s"] else 0.0
 
 
 def save_final_adapter(run: TrainingRun) -> int:
     """adapter/: the best adapter by eval loss (train.final_adapter=best) or the last weights."""
-    adapter_dir = run.run_dir / "adapter"
-    staging = adapter_dir.with_name(adapter_dir.name + ".partial")
-    best = run.run_dir / "checkpoints" / BEST / "adapter"
+    layout = RunLayout(run.run_dir)
+    best = checkpoint_adapter(layout.best_checkpoint)
     use_best = run.config.train.final_adapter == "best" and best.is_dir() and run.state.best_step is not None
-    if run.ranks.is_main:
-        shutil.rmtree(staging, ignore_errors=True)
-        if use_best:
-            shutil.copytree(best, staging)
-    if not use_best:
-        save_adapter_weights(run.model, staging if run.ranks.is_main else None)
-    if run.ranks.is_main:
-        run.tokenizer.save_pretrained(staging)
-        shutil.rmtree(adapter_dir, ignore_errors=True)
-        staging.rename(adapter_dir)
+    with atomic_directory(layout.adapter, write=run.ranks.is_main) as staging:
+        if use_best and staging is not None:
+            shutil.copytree(best, staging, dirs_exist_ok=True)
+        if not use_best:
+            save_adapter_weights(run.model, staging)
+        if staging is not None:
+            run.tokenizer.save_pretrained(staging)
     distributed.barrier(run.ranks)
     return run.state.best_step if use_best else run.state.step
 

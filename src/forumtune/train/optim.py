@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import bitsandbytes as bnb
 import bitsandbytes.functional as F
@@ -25,7 +24,6 @@ class _Slab:
     starting on a state block, with their gradients and state likewise: bitsandbytes' update over the
     slab is its update of each parameter (a block never spans two), in one kernel instead of one each."""
     params: list[torch.nn.Parameter]
-    group: dict[str, Any]
     param: torch.Tensor
     grad: torch.Tensor
     state1: torch.Tensor
@@ -102,7 +100,10 @@ class _SlabStep:
         for param in slab.params:
             self.state[param]["step"] += 1
         first = self.state[slab.params[0]]
-        config = self.get_config(*self._index_of(slab.params[0]), slab.group)
+        # the group looked up now: load_state_dict replaces the group dicts, and the scheduler sets the lr
+        # in the new ones (a group kept from construction made a resumed run step at the first lr forever)
+        group_index, param_index = self._index_of(slab.params[0])
+        config = self.get_config(group_index, param_index, self.param_groups[group_index])
         for buffer in (slab.state1, slab.state2):
             if getattr(buffer, "is_paged", False):
                 F.prefetch_tensor(buffer)
@@ -127,7 +128,7 @@ class _SlabStep:
             for param_index, param in enumerate(group["params"]):
                 if self._slab_eligible(group, param, group_index, param_index):
                     members.setdefault((param.device, param.dtype), []).append(param)
-            slabs += [self._make_slab(group, params) for params in members.values() if len(params) > 1]
+            slabs += [self._make_slab(params) for params in members.values() if len(params) > 1]
         return slabs
 
     def _slab_eligible(self, group, param, group_index, param_index) -> bool:
@@ -139,11 +140,11 @@ class _SlabStep:
                 and not getattr(param, "is_paged", False) and config["max_unorm"] == 0.0
                 and (not state or state["state1"].dtype == torch.uint8))
 
-    def _make_slab(self, group, params: list[torch.nn.Parameter]) -> _Slab:
+    def _make_slab(self, params: list[torch.nn.Parameter]) -> _Slab:
         total = sum(_padded(p.numel()) for p in params)
         device, dtype = params[0].device, params[0].dtype
         flat = torch.zeros(total, dtype=dtype, device=device)
-        slab = _Slab(params, group, flat, torch.zeros_like(flat), self.get_state_buffer(flat, torch.uint8),
+        slab = _Slab(params, flat, torch.zeros_like(flat), self.get_state_buffer(flat, torch.uint8),
                      self.get_state_buffer(flat, torch.uint8),
                      torch.zeros(total // STATE_BLOCK, dtype=torch.float32, device=device),
                      torch.zeros(total // STATE_BLOCK, dtype=torch.float32, device=device))

@@ -68,7 +68,7 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
     compute_bytes = BYTES_PER_DTYPE[config.model.compute_dtype]
     fast = quantized and config.train.fast_path and compute_bytes == 2
     # peft's k-bit preparation upcasts norms, embeddings and lm_head to fp32, and the residual stream with
-    # them; the fast path keeps the compute dtype (forumtune.kernels.precision)
+    # them; the fast path keeps the compute dtype (forumtune.train.precision)
     activation_bytes = 4 if quantized and not fast else compute_bytes
     tokens = micro_batch * seq_len
     parts = static_parts(config, shape, compute_bytes, activation_bytes if quantized else compute_bytes)
@@ -245,16 +245,38 @@ def print_fit(config: Config, vram_gib: float | None, console: Console) -> dict[
     return changes
 
 
+def format_memory(value: float) -> str:
+    """GiB, or MiB below a tenth of one, so that a small model's parts do not all read 0.00 GiB."""
+    return format_gib(value) if value >= GIB / 10 else f"{value / 2**20:.1f} MiB"
+
+
+def trains_on_cpu(config: Config) -> bool:
+    import torch
+
+    return config.train.device == "cpu" or (config.train.device == "auto" and not torch.cuda.is_available())
+
+
+def cpu_note(config: Config) -> str:
+    why = ("train.device is cpu" if config.train.device == "cpu"
+           else "train.device=auto finds no CUDA GPU here")
+    return (f"{why}, so this config trains on the CPU, in system memory, which this plan does not estimate; "
+            "the figures are for training it on a GPU")
+
+
 def print_plan(plan: MemoryPlan, config: Config, console: Console) -> None:
+    """The plan's parts and whether the run fits the card; said to be for a GPU when training uses the CPU."""
+    on_cpu = trains_on_cpu(config)
     table = Table(title=f"estimated peak GPU memory: {config.name} "
                         f"(micro-batch {config.train.micro_batch_size} × {config.build.max_seq_len} tokens)")
     table.add_column("part")
     table.add_column("memory", justify="right")
     for name, value in plan.parts.items():
-        table.add_row(name, format_gib(value))
-    table.add_row("[bold]total", f"[bold]{format_gib(plan.total)}")
+        table.add_row(name, format_memory(value))
+    table.add_row("[bold]total", f"[bold]{format_memory(plan.total)}")
     console.print(table)
     verdict = "[green]fits" if plan.fits else "[red]does not fit"
-    console.print(f"{verdict}[/] a {plan.vram_bytes / GIB:g} GiB card")
+    console.print(f"{verdict}[/] a {plan.vram_bytes / GIB:g} GiB {'GPU' if on_cpu else 'card'}")
+    if on_cpu:
+        console.print(f"[yellow]{cpu_note(config)}[/]")
     if not plan.fits:
         console.print(oom_advice(config).replace("the GPU ran out of memory. ", ""))

@@ -12,7 +12,7 @@ from transformers import AutoConfig
 from forumtune.base_model import resolve_base_model
 from forumtune.config import Config
 from forumtune.errors import TrainError
-from forumtune.train.distributed import Ranks
+from forumtune.ranks import Ranks
 from forumtune.train.loading import check_adapter_dir
 from forumtune.train.plan import GIB, format_gib, oom_advice, plan_memory, print_plan
 from forumtune.train.reporting import check_loggers_installed

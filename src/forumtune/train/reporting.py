@@ -14,10 +14,10 @@ from typing import Any
 
 from forumtune.config import Config, dump_config
 from forumtune.errors import TrainError
-from forumtune.train.metrics_log import MetricsLog
+from forumtune.layout import RunLayout
+from forumtune.metrics_log import MetricsLog
 
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
-WANDB_ID_FILE = "wandb_run_id.txt"
 
 
 def check_loggers_installed(report_to: list[str]) -> None:
@@ -33,7 +33,8 @@ class Reporter:
 
     def __init__(self, config: Config, run_dir: Path, resume_from_step: int, *, enabled: bool = True):
         self.enabled = enabled
-        self.csv = MetricsLog(run_dir / "metrics.csv", resume_from_step=resume_from_step) if enabled else None
+        paths = RunLayout(run_dir)
+        self.csv = MetricsLog(paths.metrics_csv, resume_from_step=resume_from_step) if enabled else None
         self.tensorboard = None
         self.wandb_run = None
         if not enabled:
@@ -42,9 +43,9 @@ class Reporter:
             from torch.utils.tensorboard import SummaryWriter
 
             if resume_from_step == 0:  # a new run: not drawn over the curves of the one before
-                shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+                shutil.rmtree(paths.tensorboard, ignore_errors=True)
             # purge_step drops events a killed run logged after its last checkpoint
-            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_from_step + 1)
+            self.tensorboard = SummaryWriter(str(paths.tensorboard), purge_step=resume_from_step + 1)
         if "wandb" in config.train.report_to:
             self.wandb_run = _start_wandb(config, run_dir, resuming=resume_from_step > 0)
 
@@ -71,7 +72,7 @@ def _start_wandb(config: Config, run_dir: Path, *, resuming: bool) -> Any:
     import wandb
     import yaml
 
-    id_file = run_dir / WANDB_ID_FILE
+    id_file = RunLayout(run_dir).wandb_id
     if not resuming or not id_file.exists():
         id_file.write_text(uuid.uuid4().hex[:12])
     return wandb.init(

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-from forumtune.scrape.models import ScrapedPost, ThreadListPage, ThreadPage, ThreadRef
+from forumtune.forum_store import ScrapedPost, ThreadRef
+from forumtune.scrape.models import ThreadListPage, ThreadPage
 from forumtune.scrape.sites.html import drop_all, links_in, node_text, parse_date
 
 POSTS_PER_PAGE = 20  # Discourse's default chunk size for /t/<id>.json?page=N; topics also say "chunk_size"

@@ -6,7 +6,8 @@ from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from selectolax.lexbor import LexborNode as Node
 
 from forumtune.config import SiteSelectors
-from forumtune.scrape.models import ScrapedPost, ThreadListPage, ThreadPage, ThreadRef
+from forumtune.forum_store import ScrapedPost, ThreadRef
+from forumtune.scrape.models import ThreadListPage, ThreadPage
 from forumtune.scrape.sites.html import (
     drop_all,
     element_date,

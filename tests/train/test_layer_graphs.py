@@ -8,11 +8,11 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, MistralConfig
 
+from forumtune.batching import collate
 from forumtune.config import Config
-from forumtune.kernels.layer_graphs import LayerGraphs
-from forumtune.kernels.precision import enable_checkpointing
-from forumtune.train.batches import collate
+from forumtune.train.layer_graphs import LayerGraphs
 from forumtune.train.loading import layer_graphs_for
+from forumtune.train.precision import enable_checkpointing
 
 SHAPE = {"vocab_size": 128, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256}
@@ -96,7 +96,7 @@ def test_gradient_buffers_stay_put_whatever_the_optimizer_does_with_grad():
 
 
 def test_static_buffers_copy_a_source_again_only_when_it_changed():
-    from forumtune.kernels.layer_graphs import _dead_ref, _Statics
+    from forumtune.train.layer_graphs import _dead_ref, _Statics
 
     source = torch.arange(4.0)
     statics = _Statics(hidden=torch.zeros(2), tensors=[torch.zeros(4)], sources=[(_dead_ref, -1)])

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from forumtune.kernels.layer_graphs import LayerGraphs
 from forumtune.kernels.lora_linear import recomputing_for_backward
+from forumtune.train.layer_graphs import LayerGraphs
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from forumtune.kernels import allocator
-from forumtune.kernels.allocator import ALLOCATOR_ENV_VARS, expandable_segments_unsupported
+from forumtune.train import allocator
+from forumtune.train.allocator import ALLOCATOR_ENV_VARS, expandable_segments_unsupported
 
-# loads the one module by path: importing the forumtune.kernels package would pull in transformers
+# loads the one module by path, so the probe process imports nothing but torch before the switch
 PROBE = """
 import importlib.util, sys, torch
 spec = importlib.util.spec_from_file_location("allocator", sys.argv[1])

@@ -1,5 +1,8 @@
 """The SQLite forum store: threads, posts and crawl state, written so a killed crawl resumes cleanly.
 
+The scrape stage writes it (what a site profile read from a page: ThreadRef, ScrapedPost) and the
+build stage reads it (StoredThread, StoredPost); both go through this module, which owns the schema.
+
 Each fetched thread page is stored in one transaction together with the thread's progress, so the
 store never holds half a page, and a restarted crawl asks for exactly the page that was missing.
 Posts remember their page: storing page N again (a re-crawl of a thread's last page that has grown)
@@ -11,11 +14,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
-
-from forumtune.scrape.models import ScrapedPost, ThreadRef
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,6 +59,32 @@ ADDED_COLUMNS = {
     "list_pages": {"pass": "INTEGER NOT NULL DEFAULT 1"},
 }
 CRAWL_PASS = "crawl_pass"
+CRAWL_COMPLETE = "crawl_complete"  # meta key: "1" once a crawl walked every list page and thread to the end
+
+
+@dataclass(frozen=True)
+class ThreadRef:
+    """A thread as a thread-list page shows it."""
+
+    url: str
+    title: str
+    external_id: str | None = None
+    starter: str | None = None
+    last_post_at: str | None = None  # what the list says about the thread's activity: a change means new posts
+    replies: str | None = None
+
+
+@dataclass(frozen=True)
+class ScrapedPost:
+    """A post as a site profile read it from a thread page."""
+
+    external_id: str | None
+    author: str | None
+    posted_at: str | None
+    text: str
+    quotes: list[str] = field(default_factory=list)
+    signature: str | None = None
+    links: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -123,6 +150,10 @@ class ForumStore:
     def set_meta(self, key: str, value: str) -> None:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def crawl_complete(self) -> bool:
+        """Whether the last crawl finished (a killed one is resumed by the next `forumtune scrape`)."""
+        return self.get_meta(CRAWL_COMPLETE) == "1"
 
     def crawl_pass(self) -> int:
         """Which walk over the thread lists this is: each finished crawl starts the next (incremental) one."""

@@ -1,0 +1,88 @@
+"""The records that cross stage boundaries as JSON lines, and reading and writing them.
+
+The build stage writes dataset/train.jsonl and dataset/eval.jsonl (forumtune.layout), one row per
+line; training reads both, the eval stage reads eval.jsonl and writes eval/samples.jsonl. These types
+are the contract between them: a stage that needs a new field adds it here first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+IGNORE_INDEX = -100  # a label that does not count in the loss (prompt tokens, padding)
+
+
+class Message(TypedDict):
+    role: str  # system, user or assistant
+    content: str
+
+
+class TokenizedRow(TypedDict):
+    """What training reads: token ids and their labels (IGNORE_INDEX where the loss does not count)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: NotRequired[list[int]]  # packed rows only: restart at 0 where each example starts
+
+
+class ExampleRow(TokenizedRow):
+    """One conversation: every eval row, and every train row unless build.packing is on."""
+
+    thread_id: int | str
+    title: str
+    messages: list[Message]  # what was tokenized, cut where the tokens were cut to fit max_seq_len
+
+
+class PackedRow(TokenizedRow):
+    """Several examples in one row of at most build.max_seq_len tokens (build.packing)."""
+
+    thread_ids: list[int | str]
+
+
+DatasetRow = ExampleRow | PackedRow
+
+
+class ModelScores(TypedDict):
+    token_f1: float
+    rouge_l: float
+    embedding_similarity: float | None  # None when no sentence-embedding model is installed
+
+
+class EvalSample(TypedDict, total=False):
+    """One held-out question in eval/samples.jsonl: the forum's answer, then the base model's and the
+    fine-tune's, each with its artifact flags (check name → evidence) and, for the models, scores."""
+
+    question: str
+    reference: str
+    reference_flags: dict[str, str]
+    base: str  # the answer as shown (special tokens removed, stripped)
+    base_raw: str  # the answer as generated, special tokens included
+    base_ended: bool  # False when generation stopped at eval.max_new_tokens
+    base_tokens: int
+    base_flags: dict[str, str]
+    base_scores: ModelScores
+    tuned: str
+    tuned_raw: str
+    tuned_ended: bool
+    tuned_tokens: int
+    tuned_flags: dict[str, str]
+    tuned_scores: ModelScores
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_rows(path: Path) -> list[DatasetRow]:
+    """A dataset split written by the build stage."""
+    return read_jsonl(path)

@@ -136,7 +136,10 @@ def test_report_states_settings_timings_and_data(evaluated_run):
                for row in report_cells(evaluated_run.run_dir, "table#timings tr")}
     assert timings["train: wall time"] == "12.5 s for 4 steps"
     assert timings["train: median throughput"] == "250 tokens/s"
-    assert timings["eval: peak process memory (resident)"].endswith("MiB")
+    # on the CPU, memory is the process's resident set, and it is never called GPU memory
+    assert timings["eval: peak process memory (resident, on the CPU)"].endswith("MiB")
+    assert "train: peak process memory (resident, on the CPU)" in timings
+    assert not [label for label in timings if "GPU" in label]
     assert "eval: generate, fine-tuned" in timings
     assert "embedding similarity" in page and "only smoke-tests the pipeline" in page
     linked = [node.attributes.get("src") or node.attributes.get("href") for node in

@@ -6,7 +6,7 @@ import torch
 
 from forumtune.config import load_config
 from forumtune.train.loading import load_for_training
-from tests.conftest import DEMO_CONFIG
+from tests.conftest import SMOKE_CONFIG
 from tests.train.conftest import save_tiny_model
 
 CPU = torch.device("cpu")
@@ -14,7 +14,7 @@ PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 
 
 def config_for(model_dir, *overrides):
-    return load_config(DEMO_CONFIG, [f"model.base={model_dir}", "model.compute_dtype=float32", "lora.r=4",
+    return load_config(SMOKE_CONFIG, [f"model.base={model_dir}", "model.compute_dtype=float32", "lora.r=4",
                                      "lora.alpha=8", *overrides])
 
 

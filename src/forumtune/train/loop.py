@@ -1,7 +1,7 @@
 """The `train` stage: a QLoRA training loop you can read top to bottom.
 
 setup() loads data and model and restores a checkpoint; train_step() is one optimizer step over
-grad_accum_steps micro-batches; evaluate() measures eval loss, keeps the best adapter and decides on
+grad_accum_steps micro-batches; measure_eval_loss() measures eval loss, keeps the best adapter and decides on
 early stopping; train() runs the steps, logs, evaluates and checkpoints. Under torchrun every process
 runs the same code on its own slice of each batch (see distributed.py).
 """
@@ -71,7 +71,13 @@ from forumtune.train.resume import begin_checkpoints, choose_start, training_set
 CPU = torch.device("cpu")
 
 
-PreparedStep = tuple[list[list[int]], list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]
+@dataclass(frozen=True)
+class PreparedStep:
+    """One optimizer step's micro-batches, ready before the step runs."""
+
+    indices: list[list[int]]  # each micro-batch's rows of dataset/train.jsonl
+    host_batches: list[dict[str, torch.Tensor]]  # collated on the host, for token counts
+    device_batches: list[dict[str, torch.Tensor]]  # the same, on their way to the device
 
 
 @dataclass
@@ -188,7 +194,8 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     counted over every GPU, so N GPUs compute the same update as one GPU with the same global batch."""
     started = time.perf_counter()
     ranks, pad_id = run.ranks, run.tokenizer.pad_token_id
-    indices, host_batches, batch_list = run.prepared_step or prepare_step(run, batches)
+    prepared = run.prepared_step or prepare_step(run, batches)
+    indices, host_batches, batch_list = prepared.indices, prepared.host_batches, prepared.device_batches
     run.prepared_step = None
     run.state.micro_batches_consumed += len(host_batches)
     step_tokens = distributed.sum_across(ranks, sum(trained_token_count(b) for b in host_batches), run.device)
@@ -229,7 +236,7 @@ def prepare_step(run: TrainingRun, batches: Iterator[list[int]]) -> PreparedStep
     multiple = GRAPH_PAD_MULTIPLE if run.graphs is not None else 1
     host_batches = [collate([run.train_records[i] for i in chosen], run.tokenizer.pad_token_id, CPU,
                             pad_to_multiple=multiple) for chosen in indices]
-    return indices, host_batches, [to_device(batch, run.device) for batch in host_batches]
+    return PreparedStep(indices, host_batches, [to_device(batch, run.device) for batch in host_batches])
 
 
 def forward_precision(run: TrainingRun) -> contextlib.AbstractContextManager:
@@ -267,7 +274,7 @@ def non_finite_message(run: TrainingRun, what: str, micro_batch: int | None, ind
             "model.compute_dtype=bfloat16 (float16 overflows), or check those examples.")
 
 
-def evaluate(run: TrainingRun, elapsed: float) -> bool:
+def measure_eval_loss(run: TrainingRun, elapsed: float) -> bool:
     """Eval loss; a new best is saved to checkpoints/best. Returns whether early stopping says stop."""
     train_cfg, state = run.config.train, run.state
     eval_loss = mean_token_loss(distributed.unwrap(run.model), run.eval_records, train_cfg.micro_batch_size,
@@ -306,7 +313,7 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
             if not console.is_terminal and (state.step % train_cfg.eval_every == 0 or state.step == 1):
                 console.print(f"step {state.step}/{run.total_steps}  {info}")
             if run.eval_records and (state.step % train_cfg.eval_every == 0 or state.step == run.total_steps):
-                stopped_early = evaluate(run, time.perf_counter() - started)
+                stopped_early = measure_eval_loss(run, time.perf_counter() - started)
             if (state.step % train_cfg.save_every == 0 or stopped_early) and state.step < run.total_steps:
                 save_checkpoint(RunLayout(run.run_dir).checkpoints, run.model, run.optimizer, run.scheduler,
                                 state, train_cfg.keep_checkpoints, run.ranks)

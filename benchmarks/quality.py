@@ -180,12 +180,12 @@ def print_report(result: dict[str, Any], baseline: dict[str, Any] | None) -> Non
 
 def main() -> None:
     args = parse_args()
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None  # before the long run, not after
     result = measure(args)
-    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
-    print_report(result, baseline)
     tag = args.tag or ("gpu" if result["device"].startswith("cuda") else "cpu")
     out = args.out_dir / f"quality-{tag}.json"
     write_json(out, result)
+    print_report(result, baseline)
     print(f"\nwrote {out}", file=sys.stderr)
 
 

@@ -31,6 +31,9 @@ def modelfile_lines(path: Path) -> list[str]:
         ("mistral", ["[INST]", "</s>"]),
         ("llama2", ["[INST]", "<<SYS>>", "</s>"]),
         ("chatml", ["<|im_start|>", "<|im_end|>", "</s>"]),
+        ("mistral_v3", ["[INST]", "</s>"]),
+        ("gemma", ["<start_of_turn>", "<end_of_turn>", "</s>"]),
+        ("phi3", ["<|user|>", "<|end|>", "<|assistant|>", "</s>"]),
     ],
 )
 def test_each_named_template_becomes_its_ollama_template_and_stop_tokens(
@@ -63,8 +66,18 @@ def test_mistral_template_puts_the_system_prompt_into_the_first_instruction(
     text = out.read_text(encoding="utf-8")
     assert "[INST] {{ if and $first $.System }}{{ $.System }}\n\n{{ end }}{{ .Content }} [/INST]" in text
     assert '{{- else if eq .Role "assistant" }} {{ .Content }}</s>' in text
+    assert "[/INST]" in text and "}}[/INST]" not in text
     assert "PARAMETER temperature 0.3" in modelfile_lines(out)
     assert modelfile_lines(out)[-1] == 'SYSTEM """Answer like a bike mechanic."""'
+
+
+def test_mistral_v3_template_keeps_its_instruction_close_without_a_space(
+    tmp_path: Path, merged_llama_dir: Path
+) -> None:
+    model_dir = model_with_template(merged_llama_dir, tmp_path / "model", NAMED_TEMPLATES["mistral_v3"])
+    text = write_modelfile(model_dir, tmp_path / "bot.gguf", tmp_path / "Modelfile").read_text(encoding="utf-8")
+    assert "{{ .Content }}[/INST]{{ $first = false }}" in text
+    assert " [/INST]" not in text
 
 
 def test_template_that_writes_bos_for_a_tokenizer_that_does_not_add_it_keeps_it(

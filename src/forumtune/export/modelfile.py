@@ -32,7 +32,7 @@ class ChatFamily:
 
 INST_TEMPLATE = """{{{{- $first := true }}}}
 {{{{- range .Messages }}}}
-{{{{- if eq .Role "user" }}}}[INST] {{{{ if and $first $.System }}}}{system}{{{{ end }}}}{{{{ .Content }}}} [/INST]{{{{ $first = false }}}}
+{{{{- if eq .Role "user" }}}}[INST] {{{{ if and $first $.System }}}}{system}{{{{ end }}}}{{{{ .Content }}}}{close}{{{{ $first = false }}}}
 {{{{- else if eq .Role "assistant" }}}} {{{{ .Content }}}}{assistant_end}
 {{{{- end }}}}
 {{{{- end }}}}"""
@@ -41,13 +41,19 @@ CHAT_FAMILIES = [
     ChatFamily(
         "llama2",
         ("[INST]", "<<SYS>>"),
-        INST_TEMPLATE.format(system="<<SYS>>\n{{ $.System }}\n<</SYS>>\n\n", assistant_end=" {eos}"),
+        INST_TEMPLATE.format(system="<<SYS>>\n{{ $.System }}\n<</SYS>>\n\n", assistant_end=" {eos}", close=" [/INST]"),
         ("[INST]", "<<SYS>>"),
+    ),
+    ChatFamily(  # v3 vocabularies: no space before [/INST] (the sample's last user turn shows it)
+        "mistral_v3",
+        ("[INST]", "USER-TWO[/INST]"),
+        INST_TEMPLATE.format(system="{{ $.System }}\n\n", assistant_end="{eos}", close="[/INST]"),
+        ("[INST]",),
     ),
     ChatFamily(
         "mistral",
         ("[INST]",),
-        INST_TEMPLATE.format(system="{{ $.System }}\n\n", assistant_end="{eos}"),
+        INST_TEMPLATE.format(system="{{ $.System }}\n\n", assistant_end="{eos}", close=" [/INST]"),
         ("[INST]",),
     ),
     ChatFamily(
@@ -65,6 +71,23 @@ CHAT_FAMILIES = [
         '{{- range .Messages }}\n{{- if ne .Role "system" }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
         "{{ end }}\n{{- end }}<|im_start|>assistant\n",
         ("<|im_start|>", "<|im_end|>"),
+    ),
+    ChatFamily(  # no system role: the system prompt opens the first user turn, as data/templates.py GEMMA does
+        "gemma",
+        ("<start_of_turn>", "<end_of_turn>"),
+        '{{- $first := true }}\n{{- range .Messages }}\n{{- if eq .Role "user" }}<start_of_turn>user\n'
+        "{{ if and $first $.System }}{{ $.System }}\n\n{{ end }}{{ .Content }}<end_of_turn>\n{{ $first = false }}\n"
+        '{{- else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}<end_of_turn>\n'
+        "{{- end }}\n{{- end }}<start_of_turn>model\n",
+        ("<start_of_turn>", "<end_of_turn>"),
+    ),
+    ChatFamily(
+        "phi3",
+        ("<|user|>", "<|end|>", "<|assistant|>"),
+        "{{- if .System }}<|system|>\n{{ .System }}<|end|>\n{{ end }}\n"
+        '{{- range .Messages }}\n{{- if ne .Role "system" }}<|{{ .Role }}|>\n{{ .Content }}<|end|>\n'
+        "{{ end }}\n{{- end }}<|assistant|>\n",
+        ("<|user|>", "<|end|>", "<|assistant|>"),
     ),
 ]
 
@@ -95,11 +118,15 @@ def write_modelfile(
     return out_path
 
 
+def family_names() -> str:
+    return ", ".join(family.name for family in CHAT_FAMILIES)
+
+
 def rendered_sample(tokenizer: AutoTokenizer, model_dir: Path) -> str:
     if not tokenizer.chat_template:
         raise ExportError(
             f"the tokenizer in {model_dir} has no chat template, so the Modelfile cannot have one; "
-            "set build.chat_template (mistral, llama2, chatml), retrain or re-merge, and export again."
+            f"set build.chat_template (one of {family_names()}), retrain or re-merge, and export again."
         )
     try:
         return tokenizer.apply_chat_template(SAMPLE_CONVERSATION, tokenize=False, add_generation_prompt=True)
@@ -115,8 +142,8 @@ def chat_family_of(tokenizer: AutoTokenizer, model_dir: Path) -> ChatFamily:
         if all(marker in rendered for marker in family.markers):
             return family
     raise ExportError(
-        f"the chat template in {model_dir} is not one the Modelfile writer knows ({[f.name for f in CHAT_FAMILIES]}); "
-        "set build.chat_template to one of mistral, llama2, chatml and retrain, or write the TEMPLATE by hand."
+        f"the chat template in {model_dir} is not one the Modelfile writer knows; set build.chat_template to one "
+        f"of {family_names()} and retrain, or write the TEMPLATE by hand."
     )
 
 

@@ -28,7 +28,7 @@ from rich.console import Console
 
 from forumtune.base_model import load_tokenizer
 from forumtune.config import load_config
-from forumtune.eval.artifacts import Answer, check_answer
+from forumtune.eval.artifacts import check_model_answer
 from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
 from forumtune.eval.losses import base_and_tuned_losses
 from forumtune.eval.stage import answer_questions, generation_settings, held_out_questions
@@ -37,7 +37,7 @@ from forumtune.layout import RunLayout
 from forumtune.metrics_log import read_metrics
 from forumtune.models import load_adapter_model, pick_device
 from forumtune.pipeline import run_pipeline
-from forumtune.records import read_jsonl
+from forumtune.records import ModelAnswer, read_jsonl
 from forumtune.train.loading import uses_fast_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,13 +64,13 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def rates(samples: list[dict[str, Any]], key: str) -> dict[str, float]:
-    total = len(samples)
-    flags = [s[f"{key}_flags"] for s in samples]
-    return {"ended_with_eos": sum(s[f"{key}_ended"] for s in samples) / total,
-            "artifacts": sum(any(name in f for name in ARTIFACTS) for f in flags) / total,
-            "repetition_loops": sum("repeated_ngram" in f for f in flags) / total,
-            "mean_tokens": sum(s[f"{key}_tokens"] for s in samples) / total}
+def rates(answers: list[ModelAnswer]) -> dict[str, float]:
+    """One model's answers (under one decoding): how many ended, showed an artifact or looped; their length."""
+    total = len(answers)
+    return {"ended_with_eos": sum(a.ended_with_eos for a in answers) / total,
+            "artifacts": sum(any(name in a.flags for name in ARTIFACTS) for a in answers) / total,
+            "repetition_loops": sum("repeated_ngram" in a.flags for a in answers) / total,
+            "mean_tokens": sum(a.tokens for a in answers) / total}
 
 
 def loss_curve(run_dir: Path) -> dict[str, list[list[float]]]:
@@ -106,13 +106,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "eval_loss": {"base": base_loss, "tuned": tuned_loss, "drop": base_loss - tuned_loss},
         "decoding": {"configured": settings.decoding(), "greedy": settings.plain_greedy().decoding(),
                      "max_new_tokens": settings.max_new_tokens},
-        "rates": {f"{key}_{how}": rates(samples, key if how == "configured" else f"{key}_greedy")
+        "rates": {f"{key}_{how}": rates([s.answers[key if how == "configured" else f"{key}_greedy"] for s in samples])
                   for key, _ in MODELS for how in ("greedy", "configured")},
         "train": {"steps": summary.get("steps"), "seconds": summary.get("seconds"),
                   "pipeline_seconds_until_train": round(trained_s, 1)},
         "loss_curve": loss_curve(run_dir), "timings_s": timer.seconds,
-        "samples": [{"question": s["question"], "forum": s["reference"],
-                     **{key: s[key] for key in ("base", "tuned", "base_greedy", "tuned_greedy")}}
+        "samples": [{"question": s.question, "forum": s.reference,
+                     **{key: s.answers[key].text for key in ("base", "tuned", "base_greedy", "tuned_greedy")}}
                     for s in samples],
         "prompt_turns": [len(prompt_messages(q)) for q in questions], "decoding_sweep": sweep,
     }
@@ -135,11 +135,11 @@ def decoding_sweep(model, tokenizer, run_dir: Path, settings: GenerationSettings
     for temperature, penalty, ngram in DECODING_SWEEP:
         trial = replace(settings, temperature=temperature, repetition_penalty=penalty, no_repeat_ngram_size=ngram)
         answers = generate_answers(model, tokenizer, prompts, trial)
-        flags = [check_answer(Answer(a["raw"], a["ended"], a["tokens"])) for a in answers]
+        for answer in answers:
+            answer.flags = check_model_answer(answer)
+        measured = rates(answers)
         rows.append({"decoding": trial.decoding(), "questions": len(prompts),
-                     "repetition_loops": sum("repeated_ngram" in f for f in flags) / len(prompts),
-                     "ended_with_eos": sum(a["ended"] for a in answers) / len(prompts),
-                     "mean_tokens": sum(a["tokens"] for a in answers) / len(prompts)})
+                     **{name: measured[name] for name in ("repetition_loops", "ended_with_eos", "mean_tokens")}})
         print(f"  sweep: {rows[-1]}", file=sys.stderr, flush=True)
     return rows
 

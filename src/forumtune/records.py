@@ -2,13 +2,16 @@
 
 The build stage writes dataset/train.jsonl and dataset/eval.jsonl (forumtune.layout), one row per
 line; training reads both, the eval stage reads eval.jsonl and writes eval/samples.jsonl. These types
-are the contract between them: a stage that needs a new field adds it here first.
+are the contract between them: a stage that needs a new field adds it here first. Dataset rows are
+TypedDicts (they are read as JSON by the million); eval samples are dataclasses with their own JSON
+(de)serialisation.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
@@ -45,31 +48,51 @@ class PackedRow(TokenizedRow):
 DatasetRow = ExampleRow | PackedRow
 
 
-class ModelScores(TypedDict):
+@dataclass
+class ModelScores:
+    """One answer against the forum's answer (forumtune.eval.reference)."""
+
     token_f1: float
     rouge_l: float
     embedding_similarity: float | None  # None when no sentence-embedding model is installed
 
 
-class EvalSample(TypedDict, total=False):
-    """One held-out question in eval/samples.jsonl: the forum's answer, then the base model's and the
-    fine-tune's, each with its artifact flags (check name → evidence) and, for the models, scores."""
+@dataclass
+class ModelAnswer:
+    """One model's answer to one held-out question: generation fills the first four fields, the eval
+    stage adds the artifact checks and, for the answers it scores, the scores."""
+
+    text: str  # as shown: special tokens removed, stripped
+    raw: str  # as generated, special tokens included (what the artifact checks read)
+    ended_with_eos: bool  # False when generation stopped at eval.max_new_tokens
+    tokens: int
+    flags: dict[str, str] = field(default_factory=dict)  # artifact check name → evidence
+    scores: ModelScores | None = None
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> ModelAnswer:
+        scores = row.get("scores")
+        return cls(text=row["text"], raw=row["raw"], ended_with_eos=row["ended_with_eos"], tokens=row["tokens"],
+                   flags=row.get("flags", {}), scores=ModelScores(**scores) if scores else None)
+
+
+@dataclass
+class EvalSample:
+    """One held-out question in eval/samples.jsonl: the forum's answer and its artifact flags, then each
+    model's answer by name (base, tuned; with eval.greedy_baseline also base_greedy, tuned_greedy)."""
 
     question: str
-    reference: str
+    reference: str  # the forum's answer
     reference_flags: dict[str, str]
-    base: str  # the answer as shown (special tokens removed, stripped)
-    base_raw: str  # the answer as generated, special tokens included
-    base_ended: bool  # False when generation stopped at eval.max_new_tokens
-    base_tokens: int
-    base_flags: dict[str, str]
-    base_scores: ModelScores
-    tuned: str
-    tuned_raw: str
-    tuned_ended: bool
-    tuned_tokens: int
-    tuned_flags: dict[str, str]
-    tuned_scores: ModelScores
+    answers: dict[str, ModelAnswer] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> EvalSample:
+        return cls(question=row["question"], reference=row["reference"], reference_flags=row["reference_flags"],
+                   answers={name: ModelAnswer.from_json(answer) for name, answer in row["answers"].items()})
 
 
 def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
@@ -86,3 +109,12 @@ def read_jsonl(path: Path) -> list[Any]:
 def read_rows(path: Path) -> list[DatasetRow]:
     """A dataset split written by the build stage."""
     return read_jsonl(path)
+
+
+def write_eval_samples(path: Path, samples: Iterable[EvalSample]) -> None:
+    write_jsonl(path, (sample.to_json() for sample in samples))
+
+
+def read_eval_samples(path: Path) -> list[EvalSample]:
+    """eval/samples.jsonl as the eval stage wrote it."""
+    return [EvalSample.from_json(row) for row in read_jsonl(path)]

@@ -23,6 +23,7 @@ from forumtune.export.gguf_export import export_gguf
 from forumtune.export.verify import transformers_greedy
 from forumtune.layout import RunLayout
 from forumtune.models import load_adapter_model
+from forumtune.records import read_eval_samples
 from tests.conftest import DEMO_CONFIG, DEMO_FORUM
 from tests.data.real_tokenizers import package_file
 
@@ -61,9 +62,9 @@ def test_fine_tune_beats_the_base_on_held_out_threads(real_run):
     metrics = json.loads((config.run_dir / "eval" / "metrics.json").read_text())
     assert metrics["tuned_eval_loss"] < metrics["base_eval_loss"] - 0.05
     assert "eval loss: base" in output
-    samples = [json.loads(line) for line in (config.run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 3 and all(s["tuned"].strip() for s in samples)
-    assert not any("template_token" in s["tuned_flags"] for s in samples)
+    samples = read_eval_samples(config.run_dir / "eval" / "samples.jsonl")
+    assert len(samples) == 3 and all(s.answers["tuned"].text.strip() for s in samples)
+    assert not any("template_token" in s.answers["tuned"].flags for s in samples)
 
 
 def test_report_in_a_browser_shows_the_fine_tuned_answers(real_run, tmp_path):
@@ -71,7 +72,7 @@ def test_report_in_a_browser_shows_the_fine_tuned_answers(real_run, tmp_path):
     if not shutil.which(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs it)")
     config, _ = real_run
-    samples = [json.loads(line) for line in (config.run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
+    samples = read_eval_samples(config.run_dir / "eval" / "samples.jsonl")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
         page = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True).new_page()
@@ -85,7 +86,7 @@ def test_report_in_a_browser_shows_the_fine_tuned_answers(real_run, tmp_path):
             card.scroll_into_view_if_needed()
             tuned = card.locator(".answers > div").nth(2)
             assert tuned.locator("h4").inner_text().lower() == "fine-tuned"
-            assert tuned.locator(".answer").inner_text().strip() == sample["tuned"].strip()
+            assert tuned.locator(".answer").inner_text().strip() == sample.answers["tuned"].text.strip()
             assert tuned.is_visible()
         base_loss = float(page.locator('table#metrics tr[data-model="base"] td').first.get_attribute("data-value"))
         tuned_loss = float(page.locator('table#metrics tr[data-model="tuned"] td').first.get_attribute("data-value"))

@@ -26,8 +26,8 @@ def test_batched_generation_gives_each_prompt_the_answer_it_gets_alone(tiny_toke
     greedy = GenerationSettings(max_new_tokens=5, temperature=0.0, top_p=1.0, seed=1, batch_size=3)
     batched = generate_answers(model, tiny_tokenizer, prompts, greedy)
     alone = [generate_answers(model, tiny_tokenizer, [p], greedy)[0] for p in prompts]
-    assert [a["raw"] for a in batched] == [a["raw"] for a in alone]  # left padding changes nothing
-    assert all(a["tokens"] <= 5 and a["ended"] == (a["tokens"] < 5) for a in batched)
+    assert [a.raw for a in batched] == [a.raw for a in alone]  # left padding changes nothing
+    assert all(a.tokens <= 5 and a.ended_with_eos == (a.tokens < 5) for a in batched)
     sampled = GenerationSettings(max_new_tokens=5, temperature=1.0, top_p=0.9, seed=3, batch_size=3)
     first, again = (generate_answers(model, tiny_tokenizer, prompts, sampled) for _ in range(2))
     assert first == again  # the seed fixes the samples

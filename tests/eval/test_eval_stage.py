@@ -12,6 +12,7 @@ from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from forumtune.base_model import load_tokenizer, resolve_base_model
+from forumtune.records import read_eval_samples
 from tests.eval.conftest import HELD_OUT, MAX_NEW_TOKENS, loss_by_hand
 
 
@@ -63,20 +64,21 @@ def test_report_eval_losses_match_an_independent_computation(evaluated_run):
 
 def test_report_shows_every_answer_side_by_side_with_its_checks(evaluated_run):
     run_dir = evaluated_run.run_dir
-    samples = [json.loads(line) for line in (run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
-    assert [s["question"] for s in samples] == [q for q, _ in HELD_OUT]
+    samples = read_eval_samples(run_dir / "eval" / "samples.jsonl")
+    assert [s.question for s in samples] == [q for q, _ in HELD_OUT]
     page = (run_dir / "report.html").read_text()
     for sample in samples:
-        for text in (sample["question"], sample["reference"], sample["base"], sample["tuned"]):
+        for text in (sample.question, sample.reference, sample.answers["base"].text, sample.answers["tuned"].text):
             assert html.escape(text) in page
-        assert sample["tuned_tokens"] <= MAX_NEW_TOKENS
+        assert sample.answers["tuned"].tokens <= MAX_NEW_TOKENS
     assert "<b>a lot</b>" not in page  # forum text is escaped, never markup
     rows = {row.css_first("td").text(): [td.text() for td in row.css("td")[1:]]
             for row in report_cells(run_dir, "table#artifacts tr")[1:]}
     planted_edit_notices = sum("This post was edited on" in answer for _, answer in HELD_OUT)
     assert rows["forum boilerplate (edit notices, quote headers, BBCode)"][0].startswith(
         f"{planted_edit_notices}/{len(HELD_OUT)} ")
-    cut_off = sum(not s["tuned_ended"] and s["tuned_tokens"] == MAX_NEW_TOKENS for s in samples)
+    tuned = [s.answers["tuned"] for s in samples]
+    cut_off = sum(not a.ended_with_eos and a.tokens == MAX_NEW_TOKENS for a in tuned)
     assert rows["hit the token limit instead of ending"][2].startswith(f"{cut_off}/{len(HELD_OUT)} ")
 
 
@@ -101,20 +103,20 @@ def test_plain_greedy_answers_are_kept_beside_the_penalised_ones(evaluated_run):
     """eval's default decoding penalises repeats of the answer's own tokens; the plain greedy answers and
     their loop and token-limit counts are in the report too."""
     run_dir, records = evaluated_run.run_dir, evaluated_run.records
-    samples = [json.loads(line) for line in (run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
+    samples = read_eval_samples(run_dir / "eval" / "samples.jsonl")
     model = load_like_the_demo(run_dir / "adapter")
     tokenizer = load_tokenizer("builtin:tiny-llama")
     prompt = tokenizer.apply_chat_template(records[0]["messages"][:-1], tokenize=False, add_generation_prompt=True)
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
-    assert samples[0]["tuned_greedy"] == greedy_by_hand(model, tokenizer, ids, MAX_NEW_TOKENS, 1.0)
-    assert samples[0]["tuned"] == greedy_by_hand(model, tokenizer, ids, MAX_NEW_TOKENS, 1.2)
+    assert samples[0].answers["tuned_greedy"].text == greedy_by_hand(model, tokenizer, ids, MAX_NEW_TOKENS, 1.0)
+    assert samples[0].answers["tuned"].text == greedy_by_hand(model, tokenizer, ids, MAX_NEW_TOKENS, 1.2)
     penalised = "greedy decoding, repetition penalty 1.2 on the answer's tokens"
     header = [th.text() for th in report_cells(run_dir, "table#decoding th")]
     assert header == ["check", "base model, plain greedy", f"base model, {penalised}", "fine-tuned, plain greedy",
                       f"fine-tuned, {penalised}"]
     rows = {row.css_first("td").text(): [td.text() for td in row.css("td")[1:]]
             for row in report_cells(run_dir, "table#decoding tr")[1:]}
-    loops = [sum("repeated_ngram" in s[f"{key}_flags"] for s in samples)
+    loops = [sum("repeated_ngram" in s.answers[key].flags for s in samples)
              for key in ("base_greedy", "base", "tuned_greedy", "tuned")]
     assert [cell.split("/")[0] for cell in rows["repetition loops (a 4-word phrase 3+ times)"]] == [
         str(count) for count in loops]
@@ -145,3 +147,13 @@ def test_report_states_settings_timings_and_data(evaluated_run):
     linked = [node.attributes.get("src") or node.attributes.get("href") for node in
               HTMLParser(page).css("[src], link[href], script[src]")]
     assert linked and all(link.startswith("data:") for link in linked)  # opens offline: nothing to fetch
+
+
+def test_samples_file_reads_back_into_the_records_the_stage_wrote(evaluated_run):
+    path = evaluated_run.run_dir / "eval" / "samples.jsonl"
+    samples = read_eval_samples(path)
+    assert [json.dumps(s.to_json(), ensure_ascii=False) for s in samples] == path.read_text().splitlines()
+    for sample in samples:
+        assert set(sample.answers) == {"base", "tuned", "base_greedy", "tuned_greedy"}
+        assert sample.answers["tuned"].scores is not None  # scored against the forum's answer
+        assert sample.answers["tuned_greedy"].scores is None  # kept to show the decoding, not scored

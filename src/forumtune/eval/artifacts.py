@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from forumtune.records import ModelAnswer
+
 # Forum speaker labels ("User 2:", "Member #14:"), chat role labels at a line start ("Assistant:"),
 # and quote headers ("skibum wrote:").
 SPEAKER_TAG = re.compile(
@@ -109,6 +111,11 @@ def check_answer(answer: Answer, special_tokens: Iterable[str] = ()) -> dict[str
     """The artifacts found in one answer: name → evidence."""
     found = {name: detect(answer) for name, detect in detectors(special_tokens).items()}
     return {name: evidence for name, evidence in found.items() if evidence}
+
+
+def check_model_answer(answer: ModelAnswer, special_tokens: Iterable[str] = ()) -> dict[str, str]:
+    """The artifacts in a model's answer as generated (special tokens included)."""
+    return check_answer(Answer(answer.raw, answer.ended_with_eos, answer.tokens), special_tokens)
 
 
 def artifact_counts(flags: list[dict[str, str]]) -> dict[str, int]:

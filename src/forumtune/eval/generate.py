@@ -10,6 +10,7 @@ from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
 from forumtune import cpu_layout
 from forumtune.decoding import AnswerRepetitionPenalty
+from forumtune.records import ModelAnswer
 
 
 @dataclass(frozen=True)
@@ -68,23 +69,24 @@ def stop_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -
     return sorted({tokenizer.eos_token_id, *configured} - {None})
 
 
-def _decode_answer(row: list[int], stop_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+def _decode_answer(row: list[int], stop_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> ModelAnswer:
     stop_at = next((i for i, token in enumerate(row) if token in stop_ids), None)
     ids = row if stop_at is None else row[:stop_at]
-    return {"text": tokenizer.decode(ids, skip_special_tokens=True).strip(),
-            "raw": tokenizer.decode(ids, skip_special_tokens=False),
-            "ended": stop_at is not None, "tokens": len(ids)}
+    return ModelAnswer(text=tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                       raw=tokenizer.decode(ids, skip_special_tokens=False),
+                       ended_with_eos=stop_at is not None, tokens=len(ids))
 
 
 @torch.no_grad()
 def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict[str, str]]],
-                     settings: GenerationSettings) -> list[dict[str, Any]]:
-    """Each answer's text (special tokens dropped), raw text (kept), whether it ended by itself, its length.
+                     settings: GenerationSettings) -> list[ModelAnswer]:
+    """Each answer's text (special tokens dropped), raw text (kept), whether it ended by itself, its length
+    (no flags or scores yet).
     From here on `model` is for generation only: its 4-bit weights may be packed for the CPU."""
     cpu_layout.use_packed_layout_for_generation(model)
     device = next(model.parameters()).device
     stop_ids = stop_token_ids(model, tokenizer)
-    answers: list[dict[str, Any]] = []
+    answers: list[ModelAnswer] = []
     previous_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
         for start in range(0, len(prompts), settings.batch_size):

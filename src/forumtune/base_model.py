@@ -18,8 +18,8 @@ from transformers import AutoTokenizer, LlamaConfig, PreTrainedTokenizerBase
 
 from forumtune import builtin_smollm2
 from forumtune.atomic import atomic_directory
+from forumtune.chat_templates import NAMED_TEMPLATES
 from forumtune.config import BUILTIN_SMOLLM2_MODEL, BUILTIN_TINY_MODEL
-from forumtune.data.templates import NAMED_TEMPLATES
 from forumtune.errors import ConfigError
 
 TINY_MODEL_VERSION = "v1"

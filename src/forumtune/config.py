@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from forumtune.chat_templates import NAMED_TEMPLATES
 from forumtune.errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
@@ -386,8 +387,6 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check_build_template(self) -> Config:
-        from forumtune.data.templates import NAMED_TEMPLATES
-
         name = self.build.chat_template
         if name is not None and name not in NAMED_TEMPLATES:
             raise ValueError(f"build.chat_template {name!r} is unknown; choose one of {sorted(NAMED_TEMPLATES)}")

@@ -3,8 +3,8 @@
 import pytest
 
 from forumtune.base_model import load_tokenizer
+from forumtune.chat_templates import NAMED_TEMPLATES
 from forumtune.data.encode import IGNORE_INDEX, encode_conversation
-from forumtune.data.templates import NAMED_TEMPLATES
 from forumtune.errors import BuildError
 from tests.data.family_tokenizers import FAMILIES, save_family_tokenizer
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from forumtune.base_model import load_tokenizer
+from forumtune.chat_templates import NAMED_TEMPLATES
 from forumtune.data.encode import IGNORE_INDEX, encode_conversation
-from forumtune.data.templates import NAMED_TEMPLATES
 from tests.data import real_tokenizers
 
 SYSTEM = {"role": "system", "content": "You answer questions from a ski forum."}

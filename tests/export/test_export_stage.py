@@ -11,8 +11,8 @@ from gguf import GGUFReader
 from transformers import AutoTokenizer
 from typer.testing import CliRunner, Result
 
+from forumtune.chat_templates import NAMED_TEMPLATES
 from forumtune.cli import app
-from forumtune.data.templates import NAMED_TEMPLATES
 from forumtune.export import llama_runtime
 from forumtune.export.errors import ExportError
 

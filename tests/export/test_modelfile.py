@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from forumtune.data.templates import NAMED_TEMPLATES
+from forumtune.chat_templates import NAMED_TEMPLATES
 from forumtune.export.errors import ExportError
 from forumtune.export.modelfile import CHAT_FAMILIES, write_modelfile
 

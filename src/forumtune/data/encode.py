@@ -14,7 +14,7 @@ from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 from transformers.utils.chat_template_utils import _compile_jinja_template
 
-from forumtune.data.templates import NAMED_TEMPLATES
+from forumtune.chat_templates import NAMED_TEMPLATES
 from forumtune.errors import BuildError
 from forumtune.records import IGNORE_INDEX
 

@@ -1,7 +1,7 @@
 """An Ollama Modelfile for the exported GGUF: the chat template in Ollama's Go syntax and the stop tokens.
 
 Ollama does not run Jinja, so the tokenizer's chat template is recognised by the markers it renders and
-mapped to the equivalent Go template below. One entry per family, as in data/templates.py.
+mapped to the equivalent Go template below. One entry per family, as in chat_templates.py.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ CHAT_FAMILIES = [
         "{{ end }}\n{{- end }}<|im_start|>assistant\n",
         ("<|im_start|>", "<|im_end|>"),
     ),
-    ChatFamily(  # no system role: the system prompt opens the first user turn, as data/templates.py GEMMA does
+    ChatFamily(  # no system role: the system prompt opens the first user turn, as chat_templates.py GEMMA does
         "gemma",
         ("<start_of_turn>", "<end_of_turn>"),
         '{{- $first := true }}\n{{- range .Messages }}\n{{- if eq .Role "user" }}<start_of_turn>user\n'

@@ -5,6 +5,9 @@ turn opener: SmolLM2's tokenizer names `<|im_start|>` its bos_token) and the tok
 answer: when a family ends a turn with its own marker (`<|eot_id|>`, `<|im_end|>`,
 `<end_of_turn>`, `<|end|>`) and that marker is not the EOS, the EOS follows it, so the model learns
 to stop whatever its generation config stops on. A system prompt goes where the family puts it.
+
+A shared module, not part of the build stage: config.py checks build.chat_template against this table,
+base_model.load_tokenizer installs the template on the tokenizer, and every stage renders through it.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def reference_weights(model: torch.nn.Module) -> Iterator[None]:
         with torch.no_grad():
             if REFERENCE_ADAPTER in peft_model.peft_config:
                 active = peft_model.active_adapter
-                peft_model.set_adapter(REFERENCE_ADAPTER)
+                peft_model.set_adapter(REFERENCE_ADAPTER, inference_mode=True)
                 try:
                     yield
                 finally:

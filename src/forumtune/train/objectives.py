@@ -22,13 +22,16 @@ import torch
 from forumtune import cpu_layout
 from forumtune.batching import collate, mean_token_loss, trained_token_count
 from forumtune.config import TrainConfig
+from forumtune.errors import TrainError
+from forumtune.layout import DatasetFiles
 from forumtune.preference_batches import (
     collate_labelled,
     collate_pairs,
+    labelled_rows,
     reference_weights,
     sequence_log_probs,
 )
-from forumtune.records import IGNORE_INDEX
+from forumtune.records import IGNORE_INDEX, read_jsonl, read_rows
 from forumtune.train.preference import dpo_losses, kl_estimate, kto_losses, odds_ratio_losses
 
 Batch = dict[str, Any]
@@ -46,9 +49,14 @@ class Counts:
 class Objective:
     method = "sft"
     sequences_per_row = 1  # sequences in the forward pass per training row (the memory plan reads it)
+    train_file = "train.jsonl"
 
     def __init__(self, train: TrainConfig):
         self.train = train
+
+    def fast_path_notes(self, fast: bool) -> list[str]:
+        """What of the GPU fast path this objective does without (one line each)."""
+        return []
 
     def collate(self, rows: list[Any], pad_id: int, device: torch.device, pad_to_multiple: int = 1) -> Batch:
         return collate(rows, pad_id, device, pad_to_multiple=pad_to_multiple)
@@ -70,6 +78,15 @@ class PairObjective(Objective):
     """DPO and ORPO: chosen and rejected answers of a micro-batch's pairs in one forward pass."""
 
     sequences_per_row = 2
+    train_file = "preferences_train.jsonl"
+
+    def fast_path_notes(self, fast: bool) -> list[str]:
+        if not fast:
+            return []
+        note = (f"train.method={self.method}: the loss reads full-vocabulary logits (liger's fused "
+                "linear+cross-entropy covers SFT only) and CUDA graphs are off (the reference pass runs other "
+                "weights through the same layers); the rest of the fast path applies")
+        return [note]
 
     def collate(self, rows: list[Any], pad_id: int, device: torch.device, pad_to_multiple: int = 1) -> Batch:
         return collate_pairs(rows, pad_id, device, pad_to_multiple=pad_to_multiple)
@@ -157,3 +174,24 @@ OBJECTIVES: dict[str, type[Objective]] = {"sft": Objective, "dpo": DPO, "orpo": 
 
 def objective_for(train: TrainConfig) -> Objective:
     return OBJECTIVES[train.method](train)
+
+
+def training_rows(train: TrainConfig, dataset: DatasetFiles) -> tuple[list[Any], list[Any]]:
+    """The train and eval rows the method trains on: dataset/{train,eval}.jsonl for SFT, the preference
+    files for the others (KTO: each pair's two answers as a desirable and an undesirable example)."""
+    if train.method == "sft":
+        if not dataset.train.exists():
+            raise TrainError(f"no dataset at {dataset.dir}: run `forumtune build CONFIG` first")
+        return read_rows(dataset.train), read_rows(dataset.eval)
+    path = dataset.preferences("train")
+    if not path.exists():
+        raise TrainError(f"train.method={train.method} trains on preference pairs, but {path} does not exist: set "
+                         "build.preferences=true (or give a preference build.input_file) and run `forumtune build`")
+    splits = [read_jsonl(dataset.preferences(split)) if dataset.preferences(split).exists() else []
+              for split in ("train", "eval")]
+    if train.method == "kto":
+        return labelled_rows(splits[0]), labelled_rows(splits[1])
+    if any("label" in row for row in splits[0]):
+        raise TrainError(f"train.method={train.method} needs chosen/rejected pairs, but {path} holds labelled "
+                         "single answers (prompt/completion/label rows); use train.method=kto for those")
+    return splits[0], splits[1]

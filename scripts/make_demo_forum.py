@@ -1152,6 +1152,8 @@ class Post:
     index: int  # position in the thread, 0 = opening post
     post_id: int = 0
     edited: dt.datetime | None = None
+    likes: int = 0
+    accepted: bool = False
 
 
 @dataclass
@@ -1206,6 +1208,48 @@ def edit_time(thread_id: int, post: Post) -> dt.datetime | None:
     return post.date + dt.timedelta(seconds=90 + int.from_bytes(digest[4:8], "big") % (4 * 3600))
 
 
+# Members whose advice the community trusts, and the one whose advice it does not: their replies draw
+# more (or fewer) likes, as on any real forum.
+TRUSTED = {"bootfitter_dan", "tuningtom", "physio_lena", "avy_anna", "coach_marek", "couloir_cam", "icecoast_ian"}
+DISTRUSTED = {"gaper_greg"}
+THANKS = re.compile(r"\b(thanks|thank you|ended up|update|took it)\b", re.IGNORECASE)
+
+
+def post_likes(thread_id: int, post: Post, starter: str, times_quoted: int) -> int:
+    """Likes: a reply with substance gets more, a trusted member's more still, and being quoted counts;
+    one-liners, the asker's own follow-ups and bad advice get few."""
+    digest = hashlib.sha256(f"likes:{thread_id}:{post.index}".encode()).digest()
+    jitter = digest[0] % 3
+    words = len(plain_text(post.text).split())
+    if post.index == 0:
+        return 1 + jitter + min(words // 20, 4)
+    if post.author in DISTRUSTED or "{{mod:" in post.text or words < 5:
+        return digest[1] % 2
+    likes = min(words // 10, 8) + jitter + 2 * times_quoted
+    if post.author in TRUSTED:
+        likes += 3
+    if post.author == starter:
+        likes = min(likes // 2, 2)
+    return likes
+
+
+def give_likes(thread: BuiltThread) -> None:
+    """Like counts for every post; where the asker came back to thank or report, the reply they found
+    best (the most liked one from someone else before that) is marked accepted."""
+    quoted = [0] * len(thread.posts)
+    for post in thread.posts:
+        if post.quoted is not None:
+            quoted[post.quoted] += 1
+    for post in thread.posts:
+        post.likes = post_likes(thread.thread_id, post, thread.starter, quoted[post.index])
+    closing = [post for post in thread.posts[2:] if post.author == thread.starter and THANKS.search(post.text)]
+    if closing:
+        answers = [post for post in thread.posts[1 : closing[-1].index]
+                   if post.author not in (thread.starter, *DISTRUSTED)]
+        if answers:
+            max(answers, key=lambda post: (post.likes, -post.index)).accepted = True
+
+
 def validate(threads: list[Thread]) -> None:
     for thread in threads:
         if not 3 <= len(thread.replies) <= 20:
@@ -1233,6 +1277,7 @@ def build(threads: list[Thread]) -> list[BuiltThread]:
             bt.posts.append(Post(reply[0], reply[1], reply[2] if len(reply) == 3 else None, date, index))
         for post in bt.posts:
             post.edited = edit_time(thread_id, post)
+        give_likes(bt)
         built.append(bt)
     everything = sorted(
         ((post.date, bt.thread_id, post.index, post) for bt in built for post in bt.posts),
@@ -1402,11 +1447,13 @@ def post_html(thread: BuiltThread, post: Post) -> str:
     signature = SIGNATURES.get(post.author)
     sig_html = f'\n  <div class="signature">{markup(signature)}</div>' if signature else ""
     body_html = "\n".join(body).replace("\n", "\n    ")
+    accepted = '\n    <span class="post-accepted">Accepted answer</span>' if post.accepted else ""
     return f"""<div class="post" id="post-{post.post_id}" data-post-id="{post.post_id}">
   <div class="post-meta">
     <a class="post-author" href="/members/{post.author}/">{post.author}</a>
     {time_tag(post.date, "post-date")}
     <a class="post-permalink" href="#post-{post.post_id}">#{post.index + 1}</a>
+    <span class="post-likes" title="Likes">{post.likes} {"like" if post.likes == 1 else "likes"}</span>{accepted}
   </div>
   <div class="post-body">
     {body_html}

@@ -64,6 +64,12 @@ class SiteSelectors(Section):
     signature: str | None = Field(None, description="Inside a post: the signature, kept apart.")
     remove: list[str] = Field(default_factory=list, description="Inside a post: dropped (edit notices, ads).")
     deleted: str | None = Field(None, description="Matches a post that was deleted; it is skipped.")
+    post_likes: str | None = Field(
+        None, description="Inside a post: its likes / reactions / thanks (a count, or the names of who liked it); "
+        "a selector starting with + is matched on the element right after the post.")
+    post_score: str | None = Field(None, description="Inside a post: its net up/down votes.")
+    post_accepted: str | None = Field(
+        None, description="Inside a post: present when it is the accepted answer (solution).")
 
 
 class ScrapeConfig(Section):
@@ -112,9 +118,10 @@ class BuildConfig(Section):
     export_formats: list[Literal["messages", "sharegpt", "alpaca"]] = Field(
         default_factory=list, description="Also write each split as dataset/<split>.<format>.jsonl."
     )
-    pairing: Literal["qa", "qa_context", "multi_turn"] = Field(
+    pairing: Literal["qa", "qa_context", "multi_turn", "qa_best_voted"] = Field(
         "qa", description="qa: opening post → each good reply; qa_context: earlier replies as context too; "
-        "multi_turn: the thread as alternating turns, quotes deciding who answers whom.",
+        "multi_turn: the thread as alternating turns, quotes deciding who answers whom; qa_best_voted: "
+        "opening post → the reply readers rated best (accepted, else most votes / likes).",
     )
     answers_per_question: int = Field(3, ge=1, description="How many replies of a thread become answers (qa*).")
     context_replies: int = Field(3, ge=0, description="qa_context: at most this many earlier replies as context.")

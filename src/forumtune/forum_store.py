@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS thread_pages (
 # Columns added after the first release; older stores get them on open.
 ADDED_COLUMNS = {
     "threads": {"last_post_at": "TEXT", "replies": "TEXT"},
-    "posts": {"page": "INTEGER"},
+    # Community signals, NULL where the page shows none: likes / reactions / thanks, net votes, and 1 for
+    # the answer the asker or a moderator marked accepted (a solution).
+    "posts": {"page": "INTEGER", "likes": "INTEGER", "score": "INTEGER", "accepted": "INTEGER"},
     "list_pages": {"pass": "INTEGER NOT NULL DEFAULT 1"},
 }
 CRAWL_PASS = "crawl_pass"
@@ -85,6 +87,9 @@ class ScrapedPost:
     quotes: list[str] = field(default_factory=list)
     signature: str | None = None
     links: list[str] = field(default_factory=list)
+    likes: int | None = None  # likes, reactions or thanks the post received; None: the page shows none
+    score: int | None = None  # net up/down votes; None: the forum has no votes
+    accepted: bool | None = None  # marked as the accepted answer / solution; None: the forum has no such mark
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,9 @@ class StoredPost:
     text: str
     quotes: list[str]
     signature: str | None
+    likes: int | None = None
+    score: int | None = None
+    accepted: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -241,10 +249,11 @@ class ForumStore:
             (start,) = self.db.execute("SELECT COUNT(*) FROM posts WHERE thread_id = ?", (thread_id,)).fetchone()
             self.db.executemany(
                 "INSERT INTO posts (thread_id, position, page, external_id, author, posted_at, text, quotes,"
-                " signature, links) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " signature, links, likes, score, accepted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (thread_id, start + i, number, p.external_id, p.author, p.posted_at, p.text,
-                     json.dumps(p.quotes), p.signature, json.dumps(p.links))
+                     json.dumps(p.quotes), p.signature, json.dumps(p.links), p.likes, p.score,
+                     None if p.accepted is None else int(p.accepted))
                     for i, p in enumerate(posts)
                 ],
             )
@@ -265,9 +274,11 @@ class ForumStore:
         """Every thread with its posts in order, for the dataset builder."""
         for thread in self.threads():
             rows = self.db.execute(
-                "SELECT thread_id, position, author, posted_at, text, quotes, signature FROM posts"
+                "SELECT thread_id, position, author, posted_at, text, quotes, signature, likes, score, accepted"
+                " FROM posts"
                 " WHERE thread_id = ? ORDER BY position",
                 (thread.id,),
             ).fetchall()
-            posts = [StoredPost(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+            posts = [StoredPost(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8],
+                                None if r[9] is None else bool(r[9])) for r in rows]
             yield thread, posts

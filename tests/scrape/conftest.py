@@ -77,12 +77,14 @@ def crawl_forum(tmp_path: Path) -> CrawlForum:
 def stored_posts(store_path: Path) -> dict[str, list[dict]]:
     """Thread title → its posts in order, as plain dicts."""
     db = sqlite3.connect(store_path)
-    rows = db.execute("SELECT t.title, p.author, p.posted_at, p.text, p.quotes, p.signature, p.links FROM posts p"
+    rows = db.execute("SELECT t.title, p.author, p.posted_at, p.text, p.quotes, p.signature, p.links, p.likes,"
+                      " p.score, p.accepted FROM posts p"
                       " JOIN threads t ON t.id = p.thread_id ORDER BY t.list_position, p.position").fetchall()
     db.close()
     threads: dict[str, list[dict]] = {}
-    for title, author, posted_at, text, quotes, signature, links in rows:
+    for title, author, posted_at, text, quotes, signature, links, likes, score, accepted in rows:
         threads.setdefault(title, []).append({"author": author, "posted_at": posted_at, "text": text,
                                               "quotes": json.loads(quotes), "signature": signature,
-                                              "links": json.loads(links)})
+                                              "links": json.loads(links), "likes": likes, "score": score,
+                                              "accepted": accepted})
     return threads

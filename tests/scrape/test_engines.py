@@ -9,6 +9,11 @@ from tests.scrape.forums.content import ANSWER, ASK, CAFE, WAXING, Forum, write_
 from tests.scrape.forums.server import serve_forum
 
 SIGNATURE = "-- alice, Tahoe local"
+# What each engine's default markup shows of a post's reception: likes of the waxing thread's posts
+# (the deleted one skipped), and whether an accepted answer is marked. HTML engines show a like count only
+# once there is one: a page where some post shows it gives the others 0; page 2 shows none, so unknown.
+LIKES = {"xenforo": [0, 5, 1, None], "vbulletin": [0, 5, 1, None], "discourse": [0, 5, 1, 0]}
+ACCEPTED = {"discourse": [0, 1, 0, 0]}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -36,6 +41,9 @@ def test_engine_forum_is_stored_post_for_post(engine, crawl_forum, tmp_path):
     assert nested["text"] == "Agreed, and scrape it thin."
     assert thanks["text"] == "Thanks! I found a guide on this page."
     assert thanks["links"] == ["https://example.org/wax-guide"]
+    assert [post["likes"] for post in waxing] == LIKES.get(engine, [None] * 4)
+    assert [post["accepted"] for post in waxing] == ACCEPTED.get(engine, [None] * 4)
+    assert {post["score"] for post in waxing} == {None}, "no engine here shows up/down votes"
 
     cafe = threads["Café trip report"]
     assert [post["text"] for post in cafe] == [post.words for post in CAFE.posts], "windows-1252 pages decode"

@@ -22,6 +22,7 @@ from forumtune.data.formats import read_conversations, write_rows
 from forumtune.data.packing import pack_records
 from forumtune.data.pairing import Conversation, pair_thread, split_threads
 from forumtune.data.posts import PostCleaner
+from forumtune.data.votes import VoteTally
 from forumtune.errors import BuildError
 from forumtune.forum_store import ForumStore
 from forumtune.layout import SPLITS, DatasetFiles
@@ -36,7 +37,7 @@ def progress_bar(console: Console) -> Progress:
 
 
 def store_conversations(store_path: Path, build: BuildConfig, counts: Counter[str], cleaning: Counter[str],
-                        filtered: Counter[str], console: Console) -> list[Conversation]:
+                        filtered: Counter[str], votes: VoteTally, console: Console) -> list[Conversation]:
     if not store_path.exists():
         raise BuildError(f"no forum store at {store_path}: run `forumtune scrape` first, or set build.input_file")
     cleaner = PostCleaner(build, cleaning, filtered)
@@ -46,6 +47,8 @@ def store_conversations(store_path: Path, build: BuildConfig, counts: Counter[st
         for thread, posts in store.iter_thread_posts():
             counts["threads"] += 1
             counts["posts"] += len(posts)
+            for post in posts:
+                votes.add_post(post)
             conversations += pair_thread(thread, posts, cleaner, build)
             progress.advance(task)
     return conversations
@@ -130,17 +133,23 @@ def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Cons
     counts: Counter[str] = Counter()
     cleaning: Counter[str] = Counter()
     filtered: Counter[str] = Counter()
+    votes = VoteTally()
     if build.input_file is not None:
         conversations = file_conversations(build, counts, cleaning)
     else:
-        conversations = store_conversations(store_path, build, counts, cleaning, filtered, console)
+        conversations = store_conversations(store_path, build, counts, cleaning, filtered, votes, console)
     counts["conversations"] = len(conversations)
     conversations = drop_duplicates(conversations, exact=build.dedup, near_threshold=build.near_duplicate_threshold,
                                     filtered=filtered)
     encoded = encode_all(tokenizer, conversations, build, filtered, console)
     if not encoded:
+        if filtered["no_votes"] and not votes.posts_with_signals():
+            raise BuildError("build.pairing is qa_best_voted but no post in the store shows likes, a score or "
+                             "an accepted mark; pick build.pairing: qa (or a site profile that reads votes)")
         raise BuildError("no usable question/answer pairs: lower build.min_answer_chars or build.min_answer_tokens, "
                          "raise build.max_seq_len, or scrape more threads")
+    for conversation, example in encoded:
+        votes.add_answers(conversation.answer_likes[: len(example.answer_spans)])
     train_ids, eval_ids = split_threads(sorted({c.thread_id for c, _ in encoded}), build.eval_fraction, config.seed)
     records: dict[str, list[ExampleRow]] = {
         split: [to_record(c, e) for c, e in encoded if (c.thread_id in eval_ids) == (split == "eval")]
@@ -151,7 +160,8 @@ def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Cons
     stats = {**counts, "train_threads": len(train_ids), "eval_threads": len(eval_ids),
              "train_examples": len(records["train"]), "eval_examples": len(records["eval"]),
              **({"train_packed_rows": len(train_rows)} if build.packing else {}),
-             **token_stats(records), "cleaned": dict(sorted(cleaning.items())),
+             **token_stats(records), **({"votes": votes.stats()} if votes.posts else {}),
+             "cleaned": dict(sorted(cleaning.items())),
              "filtered": dict(sorted(filtered.items()))}
     write_dataset(dataset_dir, records, train_rows, stats, build.export_formats)
     console.print(f"built {stats['train_examples']} train / {stats['eval_examples']} eval examples from "

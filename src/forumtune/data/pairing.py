@@ -2,6 +2,8 @@
 
 - qa:         the opening post (with the title) asks; each of the first good replies answers it.
 - qa_context: as qa, with the replies before the answer in the prompt as context.
+- qa_best_voted: the opening post → the one reply readers rated best (accepted, else most votes or
+              likes); threads whose replies show no votes are skipped.
 - multi_turn: the asker's posts are user turns; for each, the reply that quotes it (else the first
               reply after it) is the assistant turn. Replies quoting someone else are side talk.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from forumtune.config import BuildConfig
 from forumtune.data.posts import CleanPost, PostCleaner, normalize
+from forumtune.data.votes import best_voted
 from forumtune.forum_store import StoredPost, StoredThread
 
 QUOTE_MATCH_CHARS = 60
@@ -25,6 +28,7 @@ class Conversation:
     thread_id: int | str
     thread_title: str
     messages: list[dict[str, str]]
+    answer_likes: tuple[int | None, ...] = ()  # the likes of each answer's post, for the build's vote stats
 
     @property
     def answers(self) -> list[str]:
@@ -48,10 +52,22 @@ def pair_qa(thread: StoredThread, question: CleanPost, posts: list[StoredPost], 
     conversations = []
     for reply in answers_from_others(cleaner.replies(posts[1:]), question.author, cleaner.filtered):
         messages = [{"role": "user", "content": question.text}, {"role": "assistant", "content": reply.text}]
-        conversations.append(Conversation(thread.id, thread.title, with_system_prompt(messages, config)))
+        conversations.append(Conversation(thread.id, thread.title, with_system_prompt(messages, config),
+                                          (reply.likes,)))
         if len(conversations) >= config.answers_per_question:
             break
     return conversations
+
+
+def pair_best_voted(thread: StoredThread, question: CleanPost, posts: list[StoredPost], cleaner: PostCleaner,
+                    config: BuildConfig) -> list[Conversation]:
+    """Every reply is cleaned here (not just the first few): the best one may come last."""
+    best = best_voted(answers_from_others(cleaner.replies(posts[1:]), question.author, cleaner.filtered))
+    if best is None:
+        cleaner.filtered["no_votes"] += 1
+        return []
+    messages = [{"role": "user", "content": question.text}, {"role": "assistant", "content": best.text}]
+    return [Conversation(thread.id, thread.title, with_system_prompt(messages, config), (best.likes,))]
 
 
 def context_prompt(question: str, earlier: list[CleanPost]) -> str:
@@ -70,7 +86,8 @@ def pair_qa_with_context(thread: StoredThread, question: CleanPost, posts: list[
             context = earlier[-config.context_replies:] if config.context_replies else []
             messages = [{"role": "user", "content": context_prompt(question.text, context)},
                         {"role": "assistant", "content": reply.text}]
-            conversations.append(Conversation(thread.id, thread.title, with_system_prompt(messages, config)))
+            conversations.append(Conversation(thread.id, thread.title, with_system_prompt(messages, config),
+                                              (reply.likes,)))
             if len(conversations) >= config.answers_per_question:
                 break
         earlier.append(reply)
@@ -108,20 +125,23 @@ def pair_multi_turn(thread: StoredThread, question: CleanPost, posts: list[Store
         elif turn.position not in answers or (quotes_post(reply, turn) and not quotes_post(answers[turn.position], turn)):
             answers[turn.position] = reply
     messages: list[dict[str, str]] = []
+    likes: list[int | None] = []
     pending: list[str] = []
     for turn in user_turns:
         pending.append(turn.text)
         if turn.position in answers:
             messages += [{"role": "user", "content": "\n\n".join(pending)},
                          {"role": "assistant", "content": answers[turn.position].text}]
+            likes.append(answers[turn.position].likes)
             pending = []
     if not messages:
         return []
-    return [Conversation(thread.id, thread.title, with_system_prompt(messages, config))]
+    return [Conversation(thread.id, thread.title, with_system_prompt(messages, config), tuple(likes))]
 
 
 Pairing = Callable[[StoredThread, CleanPost, list[StoredPost], PostCleaner, BuildConfig], list[Conversation]]
-PAIRINGS: dict[str, Pairing] = {"qa": pair_qa, "qa_context": pair_qa_with_context, "multi_turn": pair_multi_turn}
+PAIRINGS: dict[str, Pairing] = {"qa": pair_qa, "qa_context": pair_qa_with_context, "multi_turn": pair_multi_turn,
+                                 "qa_best_voted": pair_best_voted}
 
 
 def pair_thread(thread: StoredThread, posts: list[StoredPost], cleaner: PostCleaner,

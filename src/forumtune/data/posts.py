@@ -34,6 +34,9 @@ class CleanPost:
     author: str | None
     text: str
     quotes: tuple[str, ...]  # normalized quoted text, to find which earlier post a reply answers
+    likes: int | None = None
+    score: int | None = None
+    accepted: bool | None = None
 
 
 def normalize(text: str) -> str:
@@ -108,4 +111,5 @@ class PostCleaner:
         for post in posts:
             text = self.clean(post)
             if self.keep_reply(post, text):
-                yield CleanPost(post.position, post.author, text, quoted_texts(post))
+                yield CleanPost(post.position, post.author, text, quoted_texts(post), post.likes, post.score,
+                                post.accepted)

@@ -1,7 +1,7 @@
 """The content every fixture forum shows, whatever its engine's markup, and the writer of its pages.
 
 Thread "Waxing skis at home" spans two pages and has a signature, an edit notice, a quote, a quote
-inside a quote, a deleted post and a link; "Café trip report" is served in windows-1252; "Looping
+inside a quote, a deleted post, a link, likes and an accepted answer; "Café trip report" is served in windows-1252; "Looping
 pages" has a second page whose next-page link leads back to the first, and malformed HTML.
 """
 
@@ -31,6 +31,8 @@ class Post:
     edited: bool = False
     deleted: bool = False
     link: tuple[str, str] | None = None  # (url, text) written after the words
+    likes: int = 0  # likes / reactions / thanks, shown where the engine shows them
+    accepted: bool = False  # marked as the solution, where the engine has such a mark
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,9 @@ ANSWER = "A hard green wax works below minus ten."
 WAXING = Thread(101, "waxing-skis-at-home", "Waxing skis at home", [
     [
         Post(1, "alice", at("2019-01-07", "19:50"), f"Finally bought an iron. {ASK}", signature="-- alice, Tahoe local"),
-        Post(2, "bob", at("2019-01-08", "08:15"), ANSWER, quote=Quote("alice", ASK), edited=True),
-        Post(3, "carol", at("2019-01-08", "12:00"), "Agreed, and scrape it thin.",
+        Post(2, "bob", at("2019-01-08", "08:15"), ANSWER, quote=Quote("alice", ASK), edited=True, likes=5,
+             accepted=True),
+        Post(3, "carol", at("2019-01-08", "12:00"), "Agreed, and scrape it thin.", likes=1,
              quote=Quote("bob", ANSWER, inner=Quote("alice", ASK))),
     ],
     [

@@ -53,6 +53,7 @@ def render_post(post: Post, number: int) -> dict:
         "created_at": post.at.isoformat().replace("+00:00", ".000Z"), "cooked": cooked(post), "post_type": 1,
         "updated_at": post.at.isoformat(), "version": 2 if post.edited else 1,
         "user_deleted": False, "deleted_at": post.at.isoformat() if post.deleted else None, "hidden": False,
+        "actions_summary": [{"id": 2, "count": post.likes}] if post.likes else [], "accepted_answer": post.accepted,
     }
 
 

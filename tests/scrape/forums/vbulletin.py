@@ -80,7 +80,21 @@ def render_post(thread: Thread, number: int, post: Post) -> str:
   <div class="postbody"><div class="postrow"><h2 class="title icon">Re: {escape(thread.title)}</h2>
     <div class="content"><div id="post_message_{post.id}"><blockquote class="postcontent restore ">{body}
     </blockquote></div></div></div>
-    <div class="after_content">{edited}{signature}</div></div></div></li>"""
+    <div class="after_content">{edited}{signature}</div></div></div></li>{thanks_box(post)}"""
+
+
+def thanks_box(post: Post) -> str:
+    """The post thanks plugin's box, a list item of its own right after the post."""
+    if not post.likes:
+        return ""
+    users = "Users Say" if post.likes > 1 else "User Says"
+    count = f"{post.likes} " if post.likes > 1 else ""
+    names = ", ".join(f'<a href="member.php?u={9 + n}" rel="nofollow">fan{n}</a>' for n in range(post.likes))
+    return f"""
+<li class="postbitlegacy" id="post_thanks_box_{post.id}"><div class="tbox"><div class="trow">
+  <div class="tcell alt2"><strong>The Following {count}{users} Thank You to
+    <a href="member.php?u=3" rel="nofollow">{post.author}</a> For This Useful Post:</strong></div>
+  <div class="tcell alt1"><div>{names}</div></div></div></div></li>"""
 
 
 def render_thread(thread: Thread, number: int, posts: list[Post], next_path: str | None) -> str:

@@ -67,6 +67,13 @@ def render_post(thread: Thread, post: Post) -> str:
     if post.link:
         body += f' <a href="{post.link[0]}" target="_blank" class="link link--external" rel="nofollow ugc noopener">{post.link[1]}</a>.'
     edited = f'<div class="message-lastEdit">Last edited: {xf_time(post.at)}</div>' if post.edited else ""
+    reactions = ""
+    if post.likes:  # XenForo names the first reactors, then "and N others"
+        names = ", ".join(f"<bdi>{name}</bdi>" for name in ["erin", "frank"][: post.likes])
+        rest = f" and {post.likes - 2} others" if post.likes > 2 else ""
+        reactions = f"""<div class="reactionsBar js-reactionsList is-active"><ul class="reactionSummary">
+      <li><span class="reaction reaction--small reaction--1" data-reaction-id="1"><img src="data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7" class="reaction-sprite js-reaction" alt="Like" title="Like" /></span></li></ul>
+      <span class="u-srOnly">Reactions:</span><a class="reactionsBar-link" href="/posts/{post.id}/reactions" data-xf-click="overlay" rel="nofollow">{names}{rest}</a></div>"""
     signature = (f'<aside class="message-signature"><div class="bbWrapper">{escape(post.signature)}</div></aside>'
                  if post.signature else "")
     return f"""<article class="message message--post js-post js-inlineModContainer" data-author="{post.author}"
@@ -81,7 +88,8 @@ def render_post(thread: Thread, post: Post) -> str:
     <div class="message-content js-messageContent"><div class="message-userContent lbContainer js-lbContainer">
       <article class="message-body js-selectToQuote"><div class="bbWrapper">{body}</div>
       <div class="js-selectToQuoteEnd">&nbsp;</div></article></div>
-    {edited}{signature}</div></div></div></div></article>"""
+    {edited}{signature}</div>
+    <footer class="message-footer"><div class="message-actionBar actionBar"></div>{reactions}</footer></div></div></div></article>"""
 
 
 def render_thread(thread: Thread, number: int, posts: list[Post], next_path: str | None) -> str:

@@ -13,6 +13,7 @@ from forumtune.forum_store import ScrapedPost, ThreadRef
 from forumtune.scrape.models import ThreadListPage, ThreadPage
 from forumtune.scrape.sites.html import drop_all, links_in, node_text, parse_date
 
+LIKE_ACTION = 2  # post_action_types: 2 is "like"
 POSTS_PER_PAGE = 20  # Discourse's default chunk size for /t/<id>.json?page=N; topics also say "chunk_size"
 
 
@@ -64,7 +65,19 @@ def parse_post(post: dict[str, Any], page_url: str) -> ScrapedPost | None:
         quotes=quotes,
         signature=None,
         links=links,
+        likes=like_count(post),
+        accepted=bool(post.get("accepted_answer")),  # the discourse-solved plugin's mark
     )
+
+
+def like_count(post: dict[str, Any]) -> int:
+    """Likes: `like_count` where the API gives it, else the like action (id 2) of `actions_summary`."""
+    if isinstance(post.get("like_count"), int):
+        return post["like_count"]
+    for action in post.get("actions_summary") or []:
+        if action.get("id") == LIKE_ACTION:
+            return int(action.get("count") or 0)
+    return 0
 
 
 class DiscourseProfile:

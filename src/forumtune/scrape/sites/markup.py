@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from selectolax.lexbor import LexborNode as Node
 
@@ -17,6 +19,7 @@ from forumtune.scrape.sites.html import (
     links_in,
     node_text,
 )
+from forumtune.scrape.sites.signals import likes_of, score_of, signal_element
 
 
 class MarkupProfile:
@@ -37,6 +40,7 @@ class MarkupProfile:
     def parse_thread_page(self, html: str, page_url: str) -> ThreadPage:
         tree = HTMLParser(html)
         posts = [post for node in tree.css(self.selectors.post) if (post := self.parse_post(node, page_url))]
+        posts = with_zero_signals(posts)
         title = first_text(tree.root, self.selectors.thread_title) if tree.root is not None else None
         return ThreadPage(title=title, posts=posts, next_url=self.next_url(tree, page_url))
 
@@ -67,6 +71,9 @@ class MarkupProfile:
         body = node.css_first(s.post_body)
         if body is None:
             return None
+        likes = likes_of(signal_element(node, s.post_likes))
+        score = score_of(signal_element(node, s.post_score))
+        accepted = signal_element(node, s.post_accepted) is not None if s.post_accepted else None
         signature = node.css_first(s.signature) if s.signature else None
         signature_text = node_text(signature).strip() if signature is not None else None
         removable = ", ".join([*s.remove, *([s.signature] if s.signature else [])])
@@ -87,6 +94,9 @@ class MarkupProfile:
             quotes=[quote for quote in quotes if quote],
             signature=signature_text or None,
             links=links_in(body, page_url),
+            likes=likes,
+            score=score,
+            accepted=accepted,
         )
 
     def post_id(self, node: Node, body: Node) -> str | None:
@@ -94,3 +104,14 @@ class MarkupProfile:
         if not attribute:
             return None
         return node.attributes.get(attribute) or body.attributes.get(attribute)
+
+
+def with_zero_signals(posts: list[ScrapedPost]) -> list[ScrapedPost]:
+    """Forums show a like count or a score only once there is one: where some post of the page shows
+    it, the others have none (0) rather than an unknown (None)."""
+    has_likes = any(post.likes is not None for post in posts)
+    has_score = any(post.score is not None for post in posts)
+    if not (has_likes or has_score):
+        return posts
+    return [replace(post, likes=0 if has_likes and post.likes is None else post.likes,
+                    score=0 if has_score and post.score is None else post.score) for post in posts]

@@ -20,5 +20,7 @@ SELECTORS = SiteSelectors(
     signature=".signature",
     remove=["div.mod-note", ".edit-note"],
     deleted=".post-deleted",
+    post_likes=".post-meta .post-likes",
+    post_accepted=".post-meta .post-accepted",
 )
 PROFILE = MarkupProfile("newschoolers", SELECTORS)

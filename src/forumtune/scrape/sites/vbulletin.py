@@ -18,5 +18,6 @@ SELECTORS = SiteSelectors(
     signature="blockquote.signature",
     remove=["blockquote.lastedited", "div.bbcode_postedby"],
     deleted=".postbitdeleted",
+    post_likes="+ [id^=post_thanks_box] strong",  # the thanks plugin's box follows its post
 )
 PROFILE = MarkupProfile("vbulletin", SELECTORS)

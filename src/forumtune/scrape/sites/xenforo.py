@@ -19,5 +19,6 @@ SELECTORS = SiteSelectors(
     signature="aside.message-signature",
     remove=["div.message-lastEdit", "div.js-selectToQuoteEnd", "div.bbCodeBlock-title", "div.bbCodeBlock-expandLink"],
     deleted=".message--deleted",
+    post_likes=".reactionsBar-link",  # "alice, bob and 3 others"; absent when nobody reacted
 )
 PROFILE = MarkupProfile("xenforo", SELECTORS)

@@ -210,6 +210,20 @@ class AdapterConfig(Section):
 
 
 class TrainConfig(Section):
+    method: Literal["sft", "dpo", "orpo", "kto"] = Field(
+        "sft", description="sft: supervised fine-tuning on dataset/train.jsonl; dpo, orpo, kto: preference "
+        "tuning on dataset/preferences_train.jsonl (build.preferences or a preference build.input_file). DPO "
+        "and KTO compare with a reference: the adapter of train.init_adapter as it started, else the base.")
+    beta: float = Field(
+        0.1, gt=0, description="DPO and KTO: how far the tuned model may move from the reference (higher: "
+        "less far); the implicit reward is beta × (log p_tuned − log p_reference).")
+    dpo_label_smoothing: float = Field(
+        0.0, ge=0.0, lt=0.5, description="DPO: the assumed share of pairs ranked the wrong way round "
+        "(conservative DPO); 0: plain DPO.")
+    orpo_lambda: float = Field(
+        0.1, gt=0, description="ORPO: weight of the odds-ratio term beside the chosen answers' NLL.")
+    kto_desirable_weight: float = Field(1.0, gt=0, description="KTO: weight of the desirable answers' loss.")
+    kto_undesirable_weight: float = Field(1.0, gt=0, description="KTO: weight of the undesirable answers' loss.")
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps; when unset, `epochs` decides.")
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (fractions allowed).")
     micro_batch_size: int = Field(2, ge=1, description="Rows per forward/backward pass (per GPU).")
@@ -265,6 +279,13 @@ class TrainConfig(Section):
     wandb_mode: Literal["online", "offline"] = Field(
         "online", json_schema_extra=NO_RERUN, description="offline: W&B writes its run under the run dir "
         "only.")
+
+    @model_validator(mode="after")
+    def _kto_needs_two_rows(self) -> TrainConfig:
+        if self.method == "kto" and self.micro_batch_size < 2:
+            raise ValueError("train.method=kto needs train.micro_batch_size of 2 or more: its KL estimate pairs "
+                             "each prompt with another row's answer of the same micro-batch")
+        return self
 
     @model_validator(mode="after")
     def _fsdp_needs_torch_adamw(self) -> TrainConfig:

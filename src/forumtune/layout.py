@@ -186,6 +186,11 @@ class DatasetFiles:
     def eval(self) -> Path:
         return self.split("eval")
 
+    def preferences(self, name: str) -> Path:
+        """preferences_train.jsonl or preferences_eval.jsonl: preference pairs or labelled answers
+        (forumtune.records.PreferenceRow, LabelledRow) for train.method dpo, orpo and kto."""
+        return self.dir / f"preferences_{name}.jsonl"
+
     @property
     def stats(self) -> Path:
         return self.dir / "stats.json"

@@ -48,6 +48,31 @@ class PackedRow(TokenizedRow):
 DatasetRow = ExampleRow | PackedRow
 
 
+class PreferenceRow(TypedDict):
+    """One pair in dataset/preferences_{train,eval}.jsonl: two answers to the same prompt, the one the
+    community preferred first, each tokenized with the prompt and masked as an SFT example is."""
+
+    thread_id: int | str
+    prompt: list[Message]  # the conversation up to the answer (system, user turns)
+    chosen: str
+    rejected: str
+    chosen_score: NotRequired[float]  # the community signal that ranked them (build.preferences)
+    rejected_score: NotRequired[float]
+    chosen_input_ids: list[int]
+    chosen_labels: list[int]
+    rejected_input_ids: list[int]
+    rejected_labels: list[int]
+
+
+class LabelledRow(TokenizedRow):
+    """One answer labelled good or bad, unpaired (KTO): from a pair's two sides or an imported label."""
+
+    thread_id: int | str
+    prompt: list[Message]
+    completion: str
+    label: bool  # True: desirable
+
+
 @dataclass
 class ModelScores:
     """One answer against the forum's answer (forumtune.eval.reference)."""

@@ -97,3 +97,33 @@ def save_tiny_model(family: str, target: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_mistral(tmp_path_factory) -> Path:
     return save_tiny_model("mistral", tmp_path_factory.mktemp("tiny-mistral"))
+
+
+WRONG_ADVICE = ["never wax it", "mount it at the tail", "size it at knee height", "let the edges rust",
+                "pick the stiffest flex", "go as narrow as you can"]
+
+
+def synthetic_pairs(count: int, seed: int) -> list[tuple[list[dict[str, str]], str, str]]:
+    """A question, the forum's liked answer and a down-voted one."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(count):
+        index = rng.randrange(len(SKIS))
+        prompt = [{"role": "user", "content": f"Any tips for my new {SKIS[index]}?"}]
+        pairs.append((prompt, f"For a {SKIS[index]} you should {ADVICE[index]}.",
+                      f"For a {SKIS[index]} you should {WRONG_ADVICE[index]}."))
+    return pairs
+
+
+def write_preferences(dataset_dir: Path, tokenizer, train_count: int = 32, eval_count: int = 8) -> None:
+    """dataset/preferences_{train,eval}.jsonl as the build stage writes them."""
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    for split, count, seed in (("train", train_count, 3), ("eval", eval_count, 4)):
+        rows = []
+        for number, (prompt, chosen, rejected) in enumerate(synthetic_pairs(count, seed)):
+            good = encode_conversation(tokenizer, [*prompt, {"role": "assistant", "content": chosen}])
+            bad = encode_conversation(tokenizer, [*prompt, {"role": "assistant", "content": rejected}])
+            rows.append({"thread_id": number, "prompt": prompt, "chosen": chosen, "rejected": rejected,
+                         "chosen_input_ids": good.input_ids, "chosen_labels": good.labels,
+                         "rejected_input_ids": bad.input_ids, "rejected_labels": bad.labels})
+        write_jsonl(dataset_dir / f"preferences_{split}.jsonl", rows)

@@ -79,3 +79,21 @@ def test_fit_halves_the_sequence_only_when_nothing_else_fits(mistral_7b_dir):
     changes = fit_settings(mistral(mistral_7b_dir, "build.max_seq_len=4096"), vram_gib=4.7)
     assert changes["build.max_seq_len"] < 4096 and changes["train.gradient_checkpointing"] == "offload"
     assert fit_settings(mistral(mistral_7b_dir), vram_gib=2) is None  # the 4-bit weights alone are 3.4 GiB
+
+
+def test_dpo_plans_chosen_and_rejected_together_and_the_reference_adapter(mistral_7b_dir, tmp_path):
+    """A DPO micro-batch of 2 pairs is 4 sequences through the model; the reference pass adds no peak,
+    the frozen copy of train.init_adapter its weights."""
+    common = [f"model.base={mistral_7b_dir}", "build.max_seq_len=1024", "model.compute_dtype=float32"]
+    sft = plan_memory(load_config(SMOKE_CONFIG, [*common, "train.micro_batch_size=4"]))
+    dpo = plan_memory(load_config(SMOKE_CONFIG, [*common, "train.micro_batch_size=2", "train.method=dpo"]))
+    assert dpo.parts == sft.parts
+    (tmp_path / "adapter_config.json").write_text("{}")
+    from_sft = plan_memory(load_config(SMOKE_CONFIG, [*common, "train.micro_batch_size=2", "train.method=dpo",
+                                                      f"train.init_adapter={tmp_path}"]))
+    extra = from_sft.total - dpo.total
+    assert extra == from_sft.parts["reference adapter (frozen, fp32)"]
+    assert extra == pytest.approx(from_sft.parts["LoRA weights + grads (fp32)"] / 2)
+    orpo = plan_memory(load_config(SMOKE_CONFIG, [*common, "train.micro_batch_size=2", "train.method=orpo",
+                                                  f"train.init_adapter={tmp_path}"]))
+    assert orpo.total == dpo.total  # ORPO has no reference

@@ -44,7 +44,8 @@ def save_adapter_weights(model: torch.nn.Module, target: Path | None) -> None:
     """Every rank calls this (FSDP gathers the shards); rank 0's call writes the PEFT adapter dir."""
     weights = distributed.trainable_state_dict(model) if distributed.is_sharded(model) else None
     if target is not None:
-        distributed.unwrap(model).save_pretrained(target, state_dict=weights)
+        # the trained adapter only: a DPO/KTO reference adapter is the frozen train.init_adapter
+        distributed.unwrap(model).save_pretrained(target, state_dict=weights, selected_adapters=["default"])
 
 
 def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

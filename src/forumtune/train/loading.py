@@ -19,10 +19,12 @@ from forumtune.config import AdapterConfig, Config
 from forumtune.errors import TrainError
 from forumtune.kernels.lora_linear import FusedLoRA
 from forumtune.models import load_base_model
+from forumtune.preference_batches import REFERENCE_ADAPTER
 from forumtune.train import layer_checkpointing, precision
 from forumtune.train.layer_graphs import LayerGraphs
 
 CheckpointingMode = bool | str  # True, False or "offload"
+TRAINED_ADAPTER = "default"  # peft's name for the adapter that trains
 GRAPH_PAD_MULTIPLE = 64  # with CUDA graphs, batch widths round up to this so that shapes repeat
 
 
@@ -73,15 +75,31 @@ def load_for_training(config: Config, device: torch.device, *, shardable: bool =
                       graphs: LayerGraphs | None = None) -> PeftModel:
     base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
-    return attach_lora(base, config.lora, gradient_checkpointing=config.train.gradient_checkpointing,
-                       init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device),
-                       graphs=graphs, dequantize_kernel=config.train.dequantize_kernel)
+    model = attach_lora(base, config.lora, gradient_checkpointing=config.train.gradient_checkpointing,
+                        init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device),
+                        graphs=graphs, dequantize_kernel=config.train.dequantize_kernel)
+    if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
+        add_reference_adapter(model, config.train.init_adapter)
+    return model
+
+
+REFERENCE_METHODS = ("dpo", "kto")  # the preference losses that compare with a reference model
+
+
+def add_reference_adapter(model: PeftModel, adapter_dir: Path) -> None:
+    """The starting adapter once more, frozen, as the reference of DPO and KTO: preference tuning from an
+    SFT adapter compares with that SFT model, not with the bare base. It costs the adapter's size (a few
+    MB), not a second model; only the trained adapter is saved (checkpoints.save_adapter_weights)."""
+    model.load_adapter(str(adapter_dir), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+    model.set_adapter(TRAINED_ADAPTER)
 
 
 def layer_graphs_for(config: Config, device: torch.device, *, distributed: bool) -> LayerGraphs | None:
     """CUDA graphs for the checkpointed layers: on the fast path, with checkpointing, in a single process
-    (DDP and FSDP hook into each parameter's gradient, which the graphs write directly)."""
-    wanted = config.train.cuda_graphs and config.train.gradient_checkpointing and not distributed
+    (DDP and FSDP hook into each parameter's gradient, which the graphs write directly), for SFT (a
+    preference loss's reference pass runs other weights through the same layers, which a replay would not)."""
+    wanted = (config.train.cuda_graphs and config.train.gradient_checkpointing and not distributed
+              and config.train.method == "sft")
     if not wanted or not uses_fast_path(config, device):
         return None
     longest = -(-config.build.max_seq_len // GRAPH_PAD_MULTIPLE) * GRAPH_PAD_MULTIPLE

@@ -4,6 +4,10 @@ setup() loads data and model and restores a checkpoint; train_step() is one opti
 grad_accum_steps micro-batches; measure_eval_loss() measures eval loss, keeps the best adapter and decides on
 early stopping; train() runs the steps, logs, evaluates and checkpoints. Under torchrun every process
 runs the same code on its own slice of each batch (see distributed.py).
+
+train.method picks the objective (objectives.py): SFT on dataset/train.jsonl, or DPO, ORPO, KTO on the
+preference pairs. The loop is the same for all; the objective collates a micro-batch, counts what its
+loss is averaged over, and computes the loss (with the reference pass, for DPO and KTO).
 """
 
 from __future__ import annotations
@@ -27,14 +31,13 @@ from transformers import PreTrainedTokenizerBase
 
 from forumtune.atomic import atomic_directory
 from forumtune.base_model import load_tokenizer
-from forumtune.batching import collate, input_token_count, mean_token_loss, to_device, trained_token_count
+from forumtune.batching import input_token_count, to_device
 from forumtune.config import Config
 from forumtune.errors import TrainError
 from forumtune.layout import DatasetFiles, RunLayout, checkpoint_adapter, checkpoint_dirs, checkpoint_step
 from forumtune.metrics_log import read_metrics
 from forumtune.models import pick_device
 from forumtune.ranks import SINGLE_PROCESS, Ranks, ranks_from_environment
-from forumtune.records import DatasetRow, read_rows
 from forumtune.train import distributed
 from forumtune.train.allocator import use_expandable_segments
 from forumtune.train.batches import micro_batches
@@ -61,6 +64,7 @@ from forumtune.train.loading import (
     load_for_training,
     uses_fast_path,
 )
+from forumtune.train.objectives import Counts, Objective, objective_for, training_rows
 from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.plan import oom_advice
 from forumtune.train.precision import training_autocast
@@ -90,8 +94,9 @@ class TrainingRun:
     model: torch.nn.Module  # the PeftModel, or its DDP wrapper; FSDP2 shards it in place
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_records: list[DatasetRow]
-    eval_records: list[DatasetRow]
+    objective: Objective  # train.method: what a micro-batch's loss is
+    train_records: list[Any]  # dataset rows (SFT) or preference rows
+    eval_records: list[Any]
     total_steps: int
     state: TrainerState
     reporter: Reporter
@@ -149,10 +154,8 @@ def run_train(config: Config, dataset_dir: Path, run_dir: Path, console: Console
 
 def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, restart: bool = False,
           ranks: Ranks = SINGLE_PROCESS) -> TrainingRun:
-    dataset = DatasetFiles(dataset_dir)
-    if not dataset.train.exists():
-        raise TrainError(f"no dataset at {dataset_dir}: run `forumtune build CONFIG` first")
-    train_records = read_rows(dataset.train)
+    objective = objective_for(config.train)
+    train_records, eval_records = training_rows(config.train, DatasetFiles(dataset_dir))
     device = pick_device(config.train.device, ranks.local_rank)
     if device.type == "cuda" and config.train.expandable_segments:
         console.print(f"[dim]{use_expandable_segments()}[/dim]")
@@ -167,6 +170,8 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
     torch.manual_seed(config.seed)
     sharded = ranks.enabled and config.train.distributed == "fsdp"
     graphs = layer_graphs_for(config, device, distributed=ranks.enabled)
+    for note in objective.fast_path_notes(uses_fast_path(config, device)):
+        console.print(f"[dim]{note}[/dim]")
     peft_model = load_for_training(config, device, shardable=sharded, graphs=graphs)
     peft_model.train()
     if checkpoint is not None:
@@ -183,27 +188,30 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
     distributed.barrier(ranks)
     return TrainingRun(config=config, run_dir=run_dir, device=device, ranks=ranks,
                        tokenizer=load_tokenizer(config.model.base, config.build.chat_template), model=model,
-                       optimizer=optimizer, scheduler=scheduler, train_records=train_records,
-                       eval_records=read_rows(dataset.eval), total_steps=steps, state=state,
+                       optimizer=optimizer, scheduler=scheduler, objective=objective, train_records=train_records,
+                       eval_records=eval_records, total_steps=steps, state=state,
                        reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main), graphs=graphs,
                        settings=settings)
 
 
 def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
-    """One optimizer step over grad_accum_steps micro-batches; the loss is per trained token of the step,
-    counted over every GPU, so N GPUs compute the same update as one GPU with the same global batch."""
+    """One optimizer step over grad_accum_steps micro-batches; the loss is per trained token (SFT), pair (DPO,
+    ORPO) or example (KTO) of the step, counted over every GPU, so N GPUs compute the same update as one
+    GPU with the same global batch."""
     started = time.perf_counter()
     ranks, pad_id = run.ranks, run.tokenizer.pad_token_id
     prepared = run.prepared_step or prepare_step(run, batches)
     indices, host_batches, batch_list = prepared.indices, prepared.host_batches, prepared.device_batches
     run.prepared_step = None
     run.state.micro_batches_consumed += len(host_batches)
-    step_tokens = distributed.sum_across(ranks, sum(trained_token_count(b) for b in host_batches), run.device)
+    counts = [run.objective.count(b) for b in host_batches]
+    step_counts = Counts(items=distributed.sum_across(ranks, sum(c.items for c in counts), run.device),
+                         tokens=distributed.sum_across(ranks, sum(c.tokens for c in counts), run.device))
     losses = []
     for number, batch in enumerate(batch_list):
         with distributed.gradient_sync(run.model, enabled=number == len(batch_list) - 1):
             with forward_precision(run):
-                loss = run.model(**batch, num_items_in_batch=max(1.0, step_tokens)).loss
+                loss = run.objective.loss(run.model, batch, step_counts)
             # DDP and FSDP average gradients over GPUs; the loss is already a share of the global sum
             (loss * ranks.world_size).backward()
         losses.append(loss.detach().float())
@@ -234,8 +242,8 @@ def prepare_step(run: TrainingRun, batches: Iterator[list[int]]) -> PreparedStep
     checkpoint written before that resumes with them."""
     indices = [next(batches) for _ in range(run.config.train.grad_accum_steps)]
     multiple = GRAPH_PAD_MULTIPLE if run.graphs is not None else 1
-    host_batches = [collate([run.train_records[i] for i in chosen], run.tokenizer.pad_token_id, CPU,
-                            pad_to_multiple=multiple) for chosen in indices]
+    host_batches = [run.objective.collate([run.train_records[i] for i in chosen], run.tokenizer.pad_token_id, CPU,
+                                          pad_to_multiple=multiple) for chosen in indices]
     return PreparedStep(indices, host_batches, [to_device(batch, run.device) for batch in host_batches])
 
 
@@ -268,17 +276,18 @@ def non_finite_message(run: TrainingRun, what: str, micro_batch: int | None, ind
     lines = ", ".join(str(i + 1) for i in indices)
     where = f", micro-batch {micro_batch + 1} of {run.config.train.grad_accum_steps}" if micro_batch is not None else ""
     first = run.train_records[indices[0]]
-    preview = run.tokenizer.decode(first["input_ids"][:40], skip_special_tokens=True)
+    preview = run.tokenizer.decode(first.get("input_ids", first.get("chosen_input_ids", []))[:40],
+                                   skip_special_tokens=True)
     return (f"{what} became NaN/inf at step {run.state.step + 1}{where}: examples on lines {lines} of "
-            f"dataset/train.jsonl; the first starts {preview!r}. Lower train.learning_rate, use "
+            f"dataset/{run.objective.train_file}; the first starts {preview!r}. Lower train.learning_rate, use "
             "model.compute_dtype=bfloat16 (float16 overflows), or check those examples.")
 
 
 def measure_eval_loss(run: TrainingRun, elapsed: float) -> bool:
     """Eval loss; a new best is saved to checkpoints/best. Returns whether early stopping says stop."""
     train_cfg, state = run.config.train, run.state
-    eval_loss = mean_token_loss(distributed.unwrap(run.model), run.eval_records, train_cfg.micro_batch_size,
-                                run.tokenizer.pad_token_id, run.device)
+    eval_loss = run.objective.eval_loss(distributed.unwrap(run.model), run.eval_records, train_cfg.micro_batch_size,
+                                        run.tokenizer.pad_token_id, run.device)
     run.reporter.write(step=state.step, split="eval", loss=eval_loss, elapsed_s=elapsed)
     if state.best_eval_loss is None or eval_loss < state.best_eval_loss - train_cfg.early_stopping_min_delta:
         state.best_eval_loss, state.best_step, state.evals_without_improvement = eval_loss, state.step, 0

@@ -12,6 +12,8 @@ from forumtune.base_model import resolve_base_model
 from forumtune.config import Config
 from forumtune.errors import ConfigError
 from forumtune.kernels.liger import liger_available
+from forumtune.train.loading import REFERENCE_METHODS
+from forumtune.train.objectives import OBJECTIVES
 
 GIB = 2**30
 BYTES_PER_DTYPE = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -63,7 +65,14 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
                    checkpointing: bool | str) -> dict[str, float]:
     """Bytes of each part of the peak: what lives all the run, then the larger of the two moments that
     peak — the end of the forward (checkpointed inputs + logits/loss) and one decoder layer's backward
-    (checkpointed inputs + the layer's activations and gradients + attention + a dequantized weight)."""
+    (checkpointed inputs + the layer's activations and gradients + attention + a dequantized weight).
+
+    DPO and ORPO run each pair's chosen and rejected answers through the model together: twice the
+    sequences of a row. Their loss reads full-vocabulary logits (liger's fused loss covers SFT only). The
+    reference pass of DPO and KTO (and KTO's KL rows) runs first, without gradients, and frees all it made
+    before the policy's pass: its peak (one layer's activations, the logits) stays below the policy's, so it
+    adds nothing to the peak; a reference adapter (train.init_adapter) adds its frozen weights."""
+    micro_batch *= OBJECTIVES[config.train.method].sequences_per_row
     quantized = config.model.load_in_4bit or config.model.load_in_8bit
     compute_bytes = BYTES_PER_DTYPE[config.model.compute_dtype]
     fast = quantized and config.train.fast_path and compute_bytes == 2
@@ -78,8 +87,9 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
     layers_kept = 1 if checkpointing else shape.layers
     attention = attention_bytes(config, shape, micro_batch, seq_len, fast, layers_kept)
     dequantized = shape.hidden * shape.intermediate * compute_bytes if quantized else 0
+    fused_loss = fast and config.train.method == "sft"
     forward_end = kept_inputs + (0 if checkpointing else saved_per_layer * shape.layers) + loss_bytes(
-        shape, tokens, compute_bytes, fast)
+        shape, tokens, compute_bytes, fused_loss)
     backward = kept_inputs + saved_per_layer * layers_kept + layer_gradients + attention + dequantized
     if backward >= forward_end:
         parts["checkpointed layer inputs"] = kept_inputs
@@ -89,13 +99,14 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
     else:
         parts["checkpointed layer inputs"] = kept_inputs
         parts["activations (layers kept for backward)"] = forward_end - kept_inputs - loss_bytes(
-            shape, tokens, compute_bytes, fast)
-        parts["logits + loss"] = loss_bytes(shape, tokens, compute_bytes, fast)
-    if fast and checkpointing and config.train.cuda_graphs:
+            shape, tokens, compute_bytes, fused_loss)
+        parts["logits + loss"] = loss_bytes(shape, tokens, compute_bytes, fused_loss)
+    if fast and checkpointing and config.train.cuda_graphs and config.train.method == "sft":
         # the layer's backward lives in the graphs' own pool, which the loss cannot reuse; the graphs'
         # static buffers are the layer input and its output (or gradient)
         if backward >= forward_end:
-            parts["logits + loss (beside the CUDA graphs' pool)"] = loss_bytes(shape, tokens, compute_bytes, fast)
+            parts["logits + loss (beside the CUDA graphs' pool)"] = loss_bytes(shape, tokens, compute_bytes,
+                                                                                fused_loss)
         parts["CUDA graphs' static buffers"] = 2 * tokens * shape.hidden * activation_bytes
     return {name: value for name, value in parts.items() if value}
 
@@ -113,11 +124,13 @@ def static_parts(config: Config, shape: ModelShape, compute_bytes: int, other_by
     embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
     lora_params = config.lora.r * shape.lora_dims_per_layer * shape.layers
     optimizer_bytes = 8 if config.train.optimizer == "adamw" else 2
+    with_reference = config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None
     return {
         base_name: base_weights,
         "embeddings, head, norms": (embeddings + shape.hidden * (2 * shape.layers + 1)) * other_bytes,
         "LoRA weights + grads (fp32)": lora_params * 8,
         "optimizer state": lora_params * optimizer_bytes,
+        "reference adapter (frozen, fp32)": lora_params * 4 if with_reference else 0,
     }
 
 
@@ -266,8 +279,10 @@ def cpu_note(config: Config) -> str:
 def print_plan(plan: MemoryPlan, config: Config, console: Console) -> None:
     """The plan's parts and whether the run fits the card; said to be for a GPU when training uses the CPU."""
     on_cpu = trains_on_cpu(config)
+    per_row = OBJECTIVES[config.train.method].sequences_per_row
+    rows = f"{config.train.micro_batch_size} pairs × 2" if per_row == 2 else str(config.train.micro_batch_size)
     table = Table(title=f"estimated peak GPU memory: {config.name} "
-                        f"(micro-batch {config.train.micro_batch_size} × {config.build.max_seq_len} tokens)")
+                        f"(micro-batch {rows} × {config.build.max_seq_len} tokens)")
     table.add_column("part")
     table.add_column("memory", justify="right")
     for name, value in plan.parts.items():

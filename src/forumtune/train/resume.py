@@ -72,7 +72,7 @@ def training_settings(config: Config, dataset_dir: Path, processes: int) -> dict
 
 def dataset_digest(dataset_dir: Path) -> str:
     digest = hashlib.sha256()
-    for name in ("train.jsonl", "eval.jsonl"):
+    for name in ("train.jsonl", "eval.jsonl", "preferences_train.jsonl", "preferences_eval.jsonl"):
         path = dataset_dir / name
         if path.exists():
             with path.open("rb") as handle:

@@ -1,0 +1,85 @@
+"""Preference tuning in the training loop, a few real steps on the tiny 4-bit model: SFT, then DPO from
+its adapter (the reference is that adapter), ORPO and KTO."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+from rich.console import Console
+
+from forumtune.config import load_config
+from forumtune.errors import TrainError
+from forumtune.train.loop import run_train
+from tests.conftest import write_config
+from tests.train.conftest import write_dataset, write_preferences
+
+CONSOLE = Console(quiet=True)
+
+
+def train_losses(run_dir) -> list[float]:
+    with (run_dir / "metrics.csv").open() as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle) if row["split"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(tmp_path_factory, tiny_tokenizer, tiny_mistral):
+    """An SFT adapter with no dropout, so a preference run that starts from it starts exactly at it."""
+    tmp = tmp_path_factory.mktemp("sft")
+    config = load_config(write_config(tmp, model={"base": str(tiny_mistral)}, lora={"dropout": 0.0},
+                                      train={"max_steps": 4, "micro_batch_size": 4, "grad_accum_steps": 1,
+                                             "learning_rate": 1e-2, "warmup_steps": 0, "eval_every": 4}))
+    write_dataset(config.run_dir / "dataset", tiny_tokenizer)
+    run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+    return config.run_dir / "adapter"
+
+
+def preference_config(tmp_path, tiny_tokenizer, tiny_mistral, **train):
+    settings = {"max_steps": 8, "micro_batch_size": 4, "grad_accum_steps": 2, "learning_rate": 5e-3,
+                "warmup_steps": 0, "lr_scheduler": "constant", "eval_every": 8, **train}
+    config = load_config(write_config(tmp_path, model={"base": str(tiny_mistral)}, lora={"dropout": 0.0},
+                                      train=settings))
+    write_preferences(config.run_dir / "dataset", tiny_tokenizer)
+    return config
+
+
+def test_dpo_from_an_sft_adapter_starts_at_log_two_and_learns_the_preference(tmp_path, tiny_tokenizer,
+                                                                            tiny_mistral, sft_adapter):
+    config = preference_config(tmp_path, tiny_tokenizer, tiny_mistral, method="dpo", beta=0.5,
+                               init_adapter=str(sft_adapter))
+    summary = run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+    losses = train_losses(config.run_dir)
+    # the reference is the SFT adapter the run starts from, so the first step's policy equals it
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-5)
+    assert losses[-1] < 0.8 * math.log(2)
+    assert summary["best_eval_loss"] < math.log(2)
+    saved = config.run_dir / "adapter"
+    assert json.loads((saved / "adapter_config.json").read_text())["r"] == 16
+    assert not (saved / "reference").exists()  # only the trained adapter is saved
+
+
+def test_dpo_without_init_adapter_compares_with_the_base(tmp_path, tiny_tokenizer, tiny_mistral):
+    config = preference_config(tmp_path, tiny_tokenizer, tiny_mistral, method="dpo", max_steps=4)
+    run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+    losses = train_losses(config.run_dir)
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-5)  # a new adapter's B is 0: policy = base
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("method", ["orpo", "kto"])
+def test_orpo_and_kto_train_and_lower_their_loss(tmp_path, tiny_tokenizer, tiny_mistral, sft_adapter, method):
+    config = preference_config(tmp_path, tiny_tokenizer, tiny_mistral, method=method,
+                               init_adapter=str(sft_adapter))
+    run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+    losses = train_losses(config.run_dir)
+    assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
+    assert sum(losses[-2:]) < sum(losses[:2])
+
+
+def test_a_preference_method_without_pairs_says_how_to_build_them(tmp_path, tiny_tokenizer, tiny_mistral):
+    config = load_config(write_config(tmp_path, model={"base": str(tiny_mistral)}, train={"method": "dpo"}))
+    write_dataset(config.run_dir / "dataset", tiny_tokenizer)
+    with pytest.raises(TrainError, match="build.preferences=true"):
+        run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)

@@ -16,7 +16,7 @@ from forumtune.scrape.sites.demo import PROFILE
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from forumtune.data.clean import clean_post
+from forumtune.cleaning import clean_post
 from forumtune.data.templates import NAMED_TEMPLATES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from forumtune.chat_templates import NAMED_TEMPLATES
-from forumtune.data.clean import clean_post
+from forumtune.cleaning import clean_post
 
 ROOT = Path(__file__).resolve().parent.parent
 FORUM = ROOT / "examples" / "demo_forum"

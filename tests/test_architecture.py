@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "forumtune"
-STAGES = {"scrape", "data", "train", "eval", "export", "chat"}
+STAGES = {"scrape", "index", "data", "train", "eval", "export", "chat"}
 # Components: packages that are neither stages nor shared by all. kernels/ is the training fast path.
 COMPONENTS = {"kernels": {"train"}}  # component -> the stage packages that may import it
 ORCHESTRATION = {"pipeline", "cli"}  # they call every stage's entry function

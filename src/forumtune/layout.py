@@ -5,7 +5,9 @@ name, never by asking another stage. The layout below is also the list of artifa
 checks when it decides what to rerun (pipeline.STAGES).
 
     config.yaml                 the resolved config of the last command
-    forum.sqlite                scrape → build: threads and posts (forumtune.forum_store)
+    forum.sqlite                scrape → build, index: threads and posts (forumtune.forum_store)
+    index.sqlite                index → chat, serve: passages and their BM25 index (forumtune.retrieval)
+    index.vectors.usearch       index → chat, serve: the passages' dense vectors, when an embedding model is set
     dataset/                    build → train, eval: {train,eval}.jsonl rows (forumtune.records), stats.json
     checkpoints/step-NNNNNN/    train: resumable state; eval reads its adapter/ (eval loss per checkpoint)
     checkpoints/best/           train: the adapter of the lowest eval loss so far
@@ -61,6 +63,16 @@ class RunLayout:
     @property
     def forum_store(self) -> Path:
         return self.root / "forum.sqlite"
+
+    # --- index
+    @property
+    def search_index(self) -> Path:
+        """Beside the store: the cleaned posts as passages, with their full-text index."""
+        return self.root / "index.sqlite"
+
+    @property
+    def vector_index(self) -> Path:
+        return self.root / "index.vectors.usearch"
 
     # --- build
     @property

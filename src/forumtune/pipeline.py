@@ -43,6 +43,17 @@ def _scrape(config: Config, run_dir: Path, console: Console) -> Any:
     return run_scrape(config, RunLayout(run_dir).forum_store, console).as_dict()
 
 
+def _index(config: Config, run_dir: Path, console: Console) -> Any:
+    from forumtune.index.stage import run_index
+
+    return run_index(config, run_dir, console)
+
+
+def needs_index(config: Config) -> bool:
+    """Whether anything this config runs reads the search index (a run skips the stage otherwise)."""
+    return config.chat.retrieval
+
+
 def _build(config: Config, run_dir: Path, console: Console) -> Any:
     from forumtune.data.build import run_build
 
@@ -87,6 +98,8 @@ def _build_inputs(config: Config, layout: RunLayout) -> list[Path]:
 
 STAGES: list[Stage] = [  # name, inputs, outputs (both from forumtune.layout), config keys, entry function
     Stage("scrape", lambda c, paths: [], lambda c, paths: [paths.forum_store], ("scrape",), _scrape),
+    Stage("index", lambda c, paths: [paths.forum_store], lambda c, paths: [paths.search_index],
+          ("index", "build.urls", "build.scrub_contacts"), _index),
     Stage("build", _build_inputs, _dataset, ("build", "model.base", "seed"), _build),
     Stage("train", _dataset, lambda c, paths: [paths.adapter_weights, paths.metrics_csv, paths.train_summary],
           ("model", "lora", "train", "seed"), _train),
@@ -183,8 +196,10 @@ def run_pipeline(config: Config, console: Console, *, force: bool = False, until
     for stage in STAGES:
         restarting = restart and stage.name == "train"
         reason = "forced" if force else "--restart" if restarting else stale_reason(stage, config, run_dir)
-        if stage.name == "scrape" and config.build.input_file:
-            console.print(f"[dim]scrape: not needed, the dataset comes from {config.build.input_file}[/dim]")
+        if stage.name in ("scrape", "index") and config.build.input_file:
+            console.print(f"[dim]{stage.name}: not needed, the dataset comes from {config.build.input_file}[/dim]")
+        elif stage.name == "index" and not needs_index(config):
+            console.print("[dim]index: not needed (chat.retrieval is off)[/dim]")
         elif reason is None:
             console.print(f"[dim]{stage.name}: up to date, skipped[/dim]")
         else:

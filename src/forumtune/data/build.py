@@ -14,8 +14,8 @@ from transformers import PreTrainedTokenizerBase
 
 from forumtune.atomic import atomic_directory
 from forumtune.base_model import load_tokenizer
+from forumtune.cleaning import TEMPLATE_TOKENS
 from forumtune.config import BuildConfig, Config
-from forumtune.data.clean import TEMPLATE_TOKENS
 from forumtune.data.encode import EncodedExample, encode_conversations
 from forumtune.data.filters import drop_duplicates, fit_length
 from forumtune.data.formats import read_conversations, write_rows

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from forumtune.cleaning import URLS, CleaningStep, clean_post, cleaning_steps, inline_quotes
 from forumtune.config import BuildConfig
-from forumtune.data.clean import URLS, CleaningStep, clean_post, cleaning_steps, inline_quotes
 from forumtune.errors import BuildError
 from forumtune.forum_store import StoredPost
 

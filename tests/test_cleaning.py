@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from forumtune.data.clean import clean_post
+from forumtune.cleaning import clean_post
 from forumtune.data.posts import is_low_content
 
 POST = """[b]Rossignol Soul 7[/b] is great in pow :D check https://www.example-skishop.com/soul7?ref=1

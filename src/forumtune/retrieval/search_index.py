@@ -1,0 +1,219 @@
+"""The search index file: one row per indexed post (a passage), and its BM25 full-text index.
+
+It lives beside the forum store (RunLayout.search_index). Every post of the store has a row here,
+in `passages` when it was indexed or in `skipped` when cleaning left too little of it, with a hash of
+what it was made from: an update after a re-crawl cleans and indexes only the posts whose hash is new
+or changed and deletes those gone from the store, so it ends where a build from scratch would.
+
+Full text is SQLite FTS5 (an external-content table over `passages`, kept in step by triggers),
+ranked by its bm25() with its defaults (k1 1.2, b 0.75, both columns weighted 1): nothing to run.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS passages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    thread_url TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    source_hash TEXT NOT NULL,
+    thread_id INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    author TEXT,
+    posted_at TEXT,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (thread_url, position)
+);
+CREATE TABLE IF NOT EXISTS skipped (
+    thread_url TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    source_hash TEXT NOT NULL,
+    PRIMARY KEY (thread_url, position)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS passage_text USING fts5(
+    title, body, content='passages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS passages_added AFTER INSERT ON passages BEGIN
+    INSERT INTO passage_text (rowid, title, body) VALUES (new.id, new.title, new.body);
+END;
+CREATE TRIGGER IF NOT EXISTS passages_deleted AFTER DELETE ON passages BEGIN
+    INSERT INTO passage_text (passage_text, rowid, title, body) VALUES ('delete', old.id, old.title, old.body);
+END;
+"""
+SETTINGS_KEY = "settings"  # what the passages were made with (cleaning, embedding model): a change rebuilds
+EMBEDDING_MODEL_KEY = "embedding_model"  # the model dir of the dense vectors; queries are embedded with it
+PASSAGE_COLUMNS = "id, thread_id, thread_url, position, title, author, posted_at, url, body"
+# FTS5's unicode61 tokenizer splits on everything but letters and digits (underscore included).
+TERM = re.compile(r"[^\W_]+")
+# Words that match most posts and say nothing about the question: leaving them out of the OR query keeps
+# a query on a million posts from scoring every one of them.
+STOPWORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "could", "did", "do", "does", "for", "from",
+    "had", "has", "have", "how", "i", "if", "in", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or",
+    "our", "so", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "too", "was",
+    "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your",
+    "just", "any", "some", "get", "got", "im", "ive", "dont", "about", "than", "very", "into", "out", "up",
+))
+
+SourceKey = tuple[str, int]  # (thread URL, position in the thread): a post's identity across re-crawls
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One indexed post: what a prompt quotes and a reply cites."""
+
+    id: int
+    thread_id: int  # the forum store's thread id
+    thread_url: str
+    position: int
+    title: str
+    author: str | None
+    posted_at: str | None
+    url: str  # the page the post is on, with the post's anchor when the forum gives one
+    text: str
+
+
+@dataclass(frozen=True)
+class NewPassage:
+    key: SourceKey
+    source_hash: str
+    thread_id: int
+    title: str
+    author: str | None
+    posted_at: str | None
+    url: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    passage_id: int
+    score: float  # larger is better (BM25: minus FTS5's bm25(); dense: cosine similarity; hybrid: RRF)
+
+
+def query_terms(question: str) -> list[str]:
+    """The distinct words of a question that a search looks for, in order."""
+    return list(dict.fromkeys(t for t in TERM.findall(question.lower()) if t not in STOPWORDS))
+
+
+def match_expression(terms: Iterable[str]) -> str:
+    """An FTS5 query matching any of the terms (each quoted, so no word is read as an operator)."""
+    return " OR ".join(f'"{term}"' for term in terms)
+
+
+class SearchIndex:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- what the index was made from
+    def settings(self) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (SETTINGS_KEY,)).fetchone()
+        return row[0] if row else None
+
+    def embedding_model(self) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (EMBEDDING_MODEL_KEY,)).fetchone()
+        return row[0] if row and row[0] else None
+
+    def reset(self, settings: str, embedding_model: str | None) -> None:
+        """Forget every passage (other settings make other passages) and remember the new settings."""
+        self.db.executescript("DROP TABLE IF EXISTS passage_text; DROP TABLE IF EXISTS passages;"
+                              " DROP TABLE IF EXISTS skipped;")
+        self.db.executescript(SCHEMA)
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                [(SETTINGS_KEY, settings), (EMBEDDING_MODEL_KEY, embedding_model or "")])
+
+    def source_hashes(self) -> dict[SourceKey, str]:
+        """The hash each post had when it was last indexed (or skipped)."""
+        rows = self.db.execute("SELECT thread_url, position, source_hash FROM passages UNION ALL "
+                               "SELECT thread_url, position, source_hash FROM skipped")
+        return {(url, position): digest for url, position, digest in rows}
+
+    # --- changes (the caller commits: `with index.db:`)
+    def delete(self, keys: Iterable[SourceKey]) -> list[int]:
+        """Remove these posts (passages or skipped); returns the ids of the passages removed."""
+        removed = []
+        for url, position in keys:
+            row = self.db.execute("DELETE FROM passages WHERE thread_url = ? AND position = ? RETURNING id",
+                                  (url, position)).fetchone()
+            if row is not None:
+                removed.append(row[0])
+            self.db.execute("DELETE FROM skipped WHERE thread_url = ? AND position = ?", (url, position))
+        return removed
+
+    def add(self, passages: Iterable[NewPassage]) -> list[int]:
+        """Insert passages; returns their new ids (ids are never reused, so a vector key stays unique)."""
+        ids = []
+        for p in passages:
+            (new_id,) = self.db.execute(
+                "INSERT INTO passages (thread_url, position, source_hash, thread_id, title, author, posted_at, url,"
+                " body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (*p.key, p.source_hash, p.thread_id, p.title, p.author, p.posted_at, p.url, p.text)).fetchone()
+            ids.append(new_id)
+        return ids
+
+    def skip(self, key: SourceKey, source_hash: str) -> None:
+        self.db.execute("INSERT INTO skipped (thread_url, position, source_hash) VALUES (?, ?, ?)",
+                        (*key, source_hash))
+
+    # --- reading
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+
+    def ids(self) -> list[int]:
+        return [row[0] for row in self.db.execute("SELECT id FROM passages ORDER BY id")]
+
+    def passages(self, ids: Iterable[int]) -> list[Passage]:
+        """The passages with these ids, in the order given (ids no longer there are left out)."""
+        wanted = list(ids)
+        found: dict[int, Passage] = {}
+        for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+            chunk = wanted[start: start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE id IN ({marks})", chunk):
+                found[row[0]] = Passage(*row)
+        return [found[i] for i in wanted if i in found]
+
+    def iter_passages(self, batch: int = 1000) -> Iterable[list[Passage]]:
+        """Every passage in id order, a batch at a time."""
+        last = 0
+        while True:
+            rows = self.db.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE id > ? ORDER BY id LIMIT ?",
+                                   (last, batch)).fetchall()
+            if not rows:
+                return
+            yield [Passage(*row) for row in rows]
+            last = rows[-1][0]
+
+    def bm25(self, question: str, k: int, terms: list[str] | None = None) -> list[Hit]:
+        """The k passages with the best BM25 score for any of the question's words (ties: lower id first)."""
+        terms = query_terms(question) if terms is None else terms
+        if not terms:
+            return []
+        rows = self.db.execute(
+            "SELECT rowid, bm25(passage_text) AS score FROM passage_text WHERE passage_text MATCH ?"
+            " ORDER BY score, rowid LIMIT ?", (match_expression(terms), k))
+        return [Hit(passage_id, -score) for passage_id, score in rows]

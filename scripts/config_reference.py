@@ -4,7 +4,8 @@
     python scripts/config_reference.py --check   exit 1 when README.md's block is not what config.py says
 
 tests/test_config_reference.py runs the check, so a key added to config.py without updating the README
-fails the tests. Keys marked NO_RERUN say that changing them reruns nothing.
+fails the tests. Keys marked NO_RERUN say that changing them reruns nothing; keys marked RESUMES,
+that training resumes across a change.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def description(field: FieldInfo) -> str:
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     if extra.get("reruns") is False:
         text += " Changing it reruns nothing."
+    elif extra.get("resumes") is True:
+        text += " Changing it reruns training, which resumes from its last checkpoint."
     return text
 
 

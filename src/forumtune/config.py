@@ -22,27 +22,44 @@ REPETITION_PENALTY = 1.2
 NO_REPEAT_NGRAM_SIZE = 0
 
 
-# Marks a key whose value does not change what its stage writes (where logs go, a check before the
-# start, how the same computation is scheduled): the pipeline leaves it out of the stage's fingerprint,
-# so changing it reruns nothing (pipeline.stage_fingerprint).
-NO_RERUN: dict[str, Any] = {"reruns": False}
+# How far a change of a key reaches, marked on the key (json_schema_extra) and read from here alone: by
+# the pipeline (pipeline.stage_fingerprint), by training's resume (train/resume.py: training_settings)
+# and by the README's config table (scripts/config_reference.py). An unmarked key changes what its stage
+# writes: the stage reruns, and a training made with another value is not resumed.
+# NO_RERUN: does not change what its stage writes (where logs go, a check before the start, how the same
+#   computation is scheduled): out of the stage's fingerprint, so changing it reruns nothing; and out of
+#   the settings a checkpoint must share with the run that resumes it.
+# RESUMES: changes what training writes (when it evaluates and stops, which weights end in adapter/, where
+#   it runs) but not what an optimizer step computes: the train stage reruns, and resumes its checkpoints.
+NO_RERUN: dict[str, Any] = {"reruns": False, "resumes": True}
+RESUMES: dict[str, Any] = {"resumes": True}
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def rerun_exclusions(section: type[BaseModel]) -> dict[str, Any]:
-    """The keys of `section` (nested sections too) marked NO_RERUN, as model_dump's `exclude` wants them."""
+def _marked(section: type[BaseModel], mark: str, value: bool) -> dict[str, Any]:
+    """The keys of `section` (nested sections too) whose `mark` is `value`, as model_dump's `exclude` wants them."""
     excluded: dict[str, Any] = {}
     for name, field in section.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         nested = field.annotation if isinstance(field.annotation, type) else None
-        if extra.get("reruns") is False:
+        if extra.get(mark) is value:
             excluded[name] = True
-        elif nested is not None and issubclass(nested, BaseModel) and rerun_exclusions(nested):
-            excluded[name] = rerun_exclusions(nested)
+        elif nested is not None and issubclass(nested, BaseModel) and _marked(nested, mark, value):
+            excluded[name] = _marked(nested, mark, value)
     return excluded
+
+
+def rerun_exclusions(section: type[BaseModel]) -> dict[str, Any]:
+    """The keys of `section` marked NO_RERUN: left out of a stage's fingerprint."""
+    return _marked(section, "reruns", False)
+
+
+def resume_exclusions(section: type[BaseModel]) -> dict[str, Any]:
+    """The keys of `section` marked NO_RERUN or RESUMES: a training resumes checkpoints made with other values."""
+    return _marked(section, "resumes", True)
 
 
 class SiteSelectors(Section):
@@ -239,7 +256,8 @@ class TrainConfig(Section):
         "paged_adamw_8bit", description="bitsandbytes' 8-bit AdamW (paged: its state can spill to CPU memory "
         "under pressure), or torch's AdamW.")
     gradient_checkpointing: bool | Literal["offload"] = Field(
-        True, description="true, false, or offload: checkpointed layer inputs wait in CPU memory.")
+        True, json_schema_extra=RESUMES,
+        description="true, false, or offload: checkpointed layer inputs wait in CPU memory.")
     fast_path: bool = Field(
         True, description="On a GPU: bf16 activations (no fp32 upcast of norms, embeddings and head) under "
         "autocast, and liger-kernel's fused RoPE, RMSNorm, SwiGLU and linear+cross-entropy when installed. "
@@ -254,7 +272,8 @@ class TrainConfig(Section):
         "growing segments instead of caching fixed ones, so the memory a step frees is not held in "
         "fragments (unless PYTORCH_ALLOC_CONF or PYTORCH_CUDA_ALLOC_CONF is set, which wins). false: the "
         "allocator's default.")
-    eval_every: int = Field(25, ge=1, description="Optimizer steps between eval-loss measurements.")
+    eval_every: int = Field(25, ge=1, json_schema_extra=RESUMES,
+                            description="Optimizer steps between eval-loss measurements.")
     dequantize_kernel: Literal["triton", "bitsandbytes"] = Field(
         "triton", json_schema_extra=NO_RERUN, description="On the fast path, how the fused LoRA layers "
         "dequantize an NF4 weight: triton (one kernel, bit-identical to bitsandbytes' two and faster), or "
@@ -263,11 +282,15 @@ class TrainConfig(Section):
                             description="Optimizer steps between resumable checkpoints (checkpoints/step-N).")
     keep_checkpoints: int = Field(2, ge=1, json_schema_extra=NO_RERUN,
                                   description="How many of the latest checkpoints are kept.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: a GPU when one is visible.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", json_schema_extra=RESUMES,
+                                                   description="auto: a GPU when one is visible.")
     init_adapter: Path | None = Field(None, description="Continue training this saved adapter dir (its lora settings win).")
-    final_adapter: Literal["best", "last"] = Field("best", description="adapter/ holds the lowest-eval-loss or last weights.")
-    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evals without a new best.")
-    early_stopping_min_delta: float = Field(0.0, ge=0, description="Eval loss drop that counts as a new best.")
+    final_adapter: Literal["best", "last"] = Field(
+        "best", json_schema_extra=RESUMES, description="adapter/ holds the lowest-eval-loss or last weights.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, json_schema_extra=RESUMES, description="Stop after this many evals without a new best.")
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0, json_schema_extra=RESUMES, description="Eval loss drop that counts as a new best.")
     plan_check: bool = Field(
         True, json_schema_extra=NO_RERUN, description="On CUDA, refuse to start a run the memory plan says "
         "cannot fit.")

@@ -4,7 +4,8 @@ A stage is done when its outputs exist, are newer than its inputs, and were made
 values of the config keys that stage reads. So a second `run` skips everything, deleting one
 artifact reruns the stage that makes it, and changing `train.max_steps` reruns training and what
 follows it, but not the scrape. Keys marked NO_RERUN in config.py (where logs go, checks, how the
-same computation is scheduled) are left out: changing `train.report_to` reruns nothing.
+same computation is scheduled) are left out: changing `train.report_to` reruns nothing. (config.py
+says how far each marked key reaches; docs/ARCHITECTURE.md has the table.)
 """
 
 from __future__ import annotations
@@ -34,19 +35,19 @@ class Stage:
     inputs: Paths
     outputs: Paths
     config_keys: tuple[str, ...]
-    run: Callable[[Config, Path, Console], Any]
+    run: Callable[[Config, RunLayout, Console], Any]
 
 
-def _scrape(config: Config, run_dir: Path, console: Console) -> Any:
+def _scrape(config: Config, layout: RunLayout, console: Console) -> Any:
     from forumtune.scrape.stage import run_scrape
 
-    return run_scrape(config, RunLayout(run_dir).forum_store, console).as_dict()
+    return run_scrape(config, layout.forum_store, console).as_dict()
 
 
-def _index(config: Config, run_dir: Path, console: Console) -> Any:
+def _index(config: Config, layout: RunLayout, console: Console) -> Any:
     from forumtune.index.stage import run_index
 
-    return run_index(config, run_dir, console)
+    return run_index(config, layout.root, console)
 
 
 def needs_index(config: Config) -> bool:
@@ -54,38 +55,37 @@ def needs_index(config: Config) -> bool:
     return config.chat.retrieval
 
 
-def _build(config: Config, run_dir: Path, console: Console) -> Any:
+def _build(config: Config, layout: RunLayout, console: Console) -> Any:
     from forumtune.data.build import run_build
 
-    layout = RunLayout(run_dir)
     return run_build(config, layout.forum_store, layout.dataset.dir, console)
 
 
-def _train(config: Config, run_dir: Path, console: Console, restart: bool = False) -> Any:
+def _train(config: Config, layout: RunLayout, console: Console, restart: bool = False) -> Any:
     from forumtune.train.loop import run_train
 
-    summary = run_train(config, RunLayout(run_dir).dataset.dir, run_dir, console, restart=restart)
+    summary = run_train(config, layout.dataset.dir, layout.root, console, restart=restart)
     if is_main_process():
-        RunLayout(run_dir).train_summary.write_text(json.dumps(summary, indent=2))
+        layout.train_summary.write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _eval(config: Config, run_dir: Path, console: Console) -> Any:
+def _eval(config: Config, layout: RunLayout, console: Console) -> Any:
     from forumtune.eval.stage import run_eval
 
-    return run_eval(config, run_dir, console)
+    return run_eval(config, layout.root, console)
 
 
-def _merge(config: Config, run_dir: Path, console: Console) -> Any:
+def _merge(config: Config, layout: RunLayout, console: Console) -> Any:
     from forumtune.export.stage import run_merge
 
-    return run_merge(config, run_dir, console)
+    return run_merge(config, layout.root, console)
 
 
-def _export(config: Config, run_dir: Path, console: Console, **options: Any) -> Any:
+def _export(config: Config, layout: RunLayout, console: Console, **options: Any) -> Any:
     from forumtune.export.stage import run_export
 
-    return run_export(config, run_dir, console, **options)
+    return run_export(config, layout.root, console, **options)
 
 
 def _dataset(config: Config, layout: RunLayout) -> list[Path]:
@@ -162,25 +162,25 @@ def _crawl_complete(store_path: Path) -> bool:
         return store.crawl_complete()
 
 
-def prepare_run_dir(config: Config) -> Path:
-    run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+def prepare_run_dir(config: Config) -> RunLayout:
+    layout = RunLayout.of(config)
+    layout.root.mkdir(parents=True, exist_ok=True)
     if is_main_process():
-        RunLayout.of(config).config_file.write_text(dump_config(config))
-    return run_dir
+        layout.config_file.write_text(dump_config(config))
+    return layout
 
 
 def run_stage(stage: Stage, config: Config, console: Console, **options: Any) -> Any:
     """Run one stage now, whatever its state, and stamp it as done with the current settings."""
-    run_dir = prepare_run_dir(config)
+    layout = prepare_run_dir(config)
+    stamp = layout.stamp(stage.name)
     console.rule(f"[bold]{stage.name}")
     if is_main_process():  # a stage stopped halfway is not done, whatever outputs an earlier run left
-        RunLayout(run_dir).stamp(stage.name).unlink(missing_ok=True)
+        stamp.unlink(missing_ok=True)
     started = time.perf_counter()
-    result = stage.run(config, run_dir, console, **options)
+    result = stage.run(config, layout, console, **options)
     if not is_main_process():
         return result
-    stamp = RunLayout(run_dir).stamp(stage.name)
     stamp.parent.mkdir(exist_ok=True)
     stamp.write_text(json.dumps(
         {"fingerprint": stage_fingerprint(stage, config), "seconds": round(time.perf_counter() - started, 2)}))
@@ -192,7 +192,7 @@ def run_pipeline(config: Config, console: Console, *, force: bool = False, until
     """Every stage in order, skipping those already done; returns the names of the stages that ran.
     Training resumes from its checkpoints; `restart` trains from step 0 (earlier checkpoints set aside)."""
     ran: list[str] = []
-    run_dir = prepare_run_dir(config)
+    run_dir = prepare_run_dir(config).root
     for stage in STAGES:
         restarting = restart and stage.name == "train"
         reason = "forced" if force else "--restart" if restarting else stale_reason(stage, config, run_dir)

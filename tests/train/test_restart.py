@@ -11,7 +11,9 @@ from rich.console import Console
 from forumtune.config import load_config
 from forumtune.train.interrupt import StopRequest, TrainingStopped
 from forumtune.train.loop import run_train, setup, train
+from forumtune.train.resume import changed_settings, training_settings
 from tests.conftest import write_config
+from tests.e2e.test_reruns import NOT_RERUNNING
 from tests.train.conftest import write_dataset
 from tests.train.test_resume import environment, rows
 
@@ -97,3 +99,30 @@ def test_a_finished_training_with_other_settings_is_set_aside_for_a_new_one(conf
     assert files_of(previous / "checkpoints") == before
     assert [int(row["step"]) for row in rows(config.run_dir, "train")] == list(range(1, 7))
     assert float(rows(config.run_dir, "train")[-1]["lr"]) == pytest.approx(0.02)
+
+
+# Keys marked NO_RERUN or RESUMES in config.py: a training resumes checkpoints made with other values.
+RESUMABLE = [*(change for change in NOT_RERUNNING if change.startswith("train.")), "train.eval_every=5",
+             "train.final_adapter=last", "train.early_stopping_patience=3", "train.early_stopping_min_delta=0.1",
+             "train.device=cpu", "train.gradient_checkpointing=false"]
+
+
+@pytest.mark.parametrize("change", RESUMABLE)
+def test_keys_that_leave_the_steps_alone_do_not_block_a_resume(tmp_path, change):
+    base, changed = load_config(write_config(tmp_path)), load_config(write_config(tmp_path), [change])
+    assert base != changed
+    assert training_settings(changed, tmp_path, 1) == training_settings(base, tmp_path, 1)
+
+
+@pytest.mark.parametrize("change", ["train.learning_rate=0.02", "lora.r=8", "train.fast_path=false",
+                                    "train.micro_batch_size=1", "seed=7"])
+def test_keys_that_change_a_step_are_recorded(tmp_path, change):
+    base, changed = load_config(write_config(tmp_path)), load_config(write_config(tmp_path), [change])
+    assert changed_settings(training_settings(base, tmp_path, 1), training_settings(changed, tmp_path, 1))
+
+
+def test_a_key_the_record_has_but_no_longer_decides_the_steps_is_not_compared():
+    """A record written before a key was marked RESUMES still resumes."""
+    current = {"train.learning_rate": 0.01, "seed": 42}
+    assert changed_settings({**current, "train.dequantize_kernel": "triton"}, current) == []
+    assert changed_settings({**current, "seed": 7}, current) == ["seed: 7 → 42"]

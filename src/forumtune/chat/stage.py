@@ -24,9 +24,8 @@ class ChatModels:
     base: Engine | None
 
 
-def missing_artifact(config: Config, run_dir: Path) -> str | None:
+def missing_artifact(config: Config, paths: RunLayout) -> str | None:
     """What chat.source needs that the run dir lacks, and the command that makes it; None if nothing."""
-    paths = RunLayout.of(config, run_dir)
     needed = {
         "adapter": (paths.adapter_config,
                     f"no adapter at {paths.adapter}: run `forumtune train` first (chat.source=adapter)"),
@@ -40,11 +39,11 @@ def missing_artifact(config: Config, run_dir: Path) -> str | None:
 
 def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
     """The fine-tune as chat.source says, and its base model when chat.with_base asks for it."""
-    if (problem := missing_artifact(config, run_dir)) is not None:
+    paths = RunLayout.of(config, run_dir)
+    if (problem := missing_artifact(config, paths)) is not None:
         raise ChatError(problem)  # before anything slow is loaded
     chat = config.chat
     tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-    paths = RunLayout.of(config, run_dir)
     device = pick_device(config.chat.device, key="chat.device")
     with_base = chat.with_base if chat.with_base is not None else chat.source == "adapter"
     if chat.source == "adapter":

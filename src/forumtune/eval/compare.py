@@ -26,6 +26,10 @@ class EvaluatedRun:
     results: dict[str, Any]
     config: dict[str, Any]
 
+    @property
+    def paths(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
 
 def load_evaluated_run(path: Path) -> EvaluatedRun:
     """A run given as its run dir or as its YAML config; its eval stage must have run."""
@@ -57,10 +61,10 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, 
     return [(key, flat_a.get(key, "–"), flat_b.get(key, "–")) for key in keys if flat_a.get(key) != flat_b.get(key)]
 
 
-def _train_facts(run_dir: Path) -> dict[str, float | None]:
-    speeds = [float(r["tokens_per_s"]) for r in read_metrics(RunLayout(run_dir).metrics_csv)
+def _train_facts(paths: RunLayout) -> dict[str, float | None]:
+    speeds = [float(r["tokens_per_s"]) for r in read_metrics(paths.metrics_csv)
               if r["split"] == "train" and r.get("tokens_per_s")]
-    summary = read_json(RunLayout(run_dir).train_summary)
+    summary = read_json(paths.train_summary)
     return {"steps": summary.get("steps"), "seconds": summary.get("seconds"),
             "tokens_per_s": statistics.median(speeds) if speeds else None}
 
@@ -102,9 +106,9 @@ def compare_runs(path_a: Path, path_b: Path, out_dir: Path | None = None) -> Pat
     if runs[0].name == runs[1].name:
         runs[0].name, runs[1].name = str(runs[0].run_dir), str(runs[1].run_dir)
     out_dir = out_dir or runs[0].run_dir.parent / f"compare-{runs[0].run_dir.name}-vs-{runs[1].run_dir.name}"
-    curves = [RunCurves(r.name, RunLayout(r.run_dir).metrics_csv, r.results["checkpoints"]) for r in runs]
+    curves = [RunCurves(r.name, r.paths.metrics_csv, r.results["checkpoints"]) for r in runs]
     loss_png = plot_loss_curves(curves, out_dir / "loss.png", title=f"{runs[0].name} vs {runs[1].name}: loss")
-    facts = [_train_facts(r.run_dir) for r in runs]
+    facts = [_train_facts(r.paths) for r in runs]
     metrics = [{"label": label, "cells": _cells([read(r, t) for r, t in zip(runs, facts)], fmt, lower)}
                for label, read, fmt, lower in METRICS]
     artifacts = [{"label": label, "cells": [rate(r.results["artifacts"]["tuned"][name], r.results["samples"])

@@ -111,7 +111,7 @@ def _mib(value: float | None) -> str:
     return f"{value:,.0f} MiB" if value else "n/a"
 
 
-def timing_rows(results: dict[str, Any], run_dir: Path) -> list[tuple[str, str]]:
+def timing_rows(results: dict[str, Any], paths: RunLayout) -> list[tuple[str, str]]:
     rows = [(f"eval: {phase}", f"{seconds:.1f} s") for phase, seconds in results["timings_s"].items()]
     for key, label in MODELS:
         generation = results["generation"][key]
@@ -124,7 +124,6 @@ def timing_rows(results: dict[str, Any], run_dir: Path) -> list[tuple[str, str]]
         rows.append(("eval: peak GPU memory (torch allocated)", _mib(peaks["gpu_allocated"])))
     rows.append((f"eval: peak process memory (resident{', on the CPU' if eval_device == 'cpu' else ''})",
                  _mib(peaks["process_resident"])))
-    paths = RunLayout(run_dir)
     train_rows = [row for row in read_metrics(paths.metrics_csv) if row["split"] == "train"]
     speeds = [float(row["tokens_per_s"]) for row in train_rows if row.get("tokens_per_s")]
     memory = [float(row["peak_memory_mib"]) for row in train_rows if row.get("peak_memory_mib")]
@@ -144,11 +143,11 @@ def timing_rows(results: dict[str, Any], run_dir: Path) -> list[tuple[str, str]]
     return rows
 
 
-def write_run_report(config: Config, run_dir: Path, results: dict[str, Any], samples: list[EvalSample],
+def write_run_report(config: Config, paths: RunLayout, results: dict[str, Any], samples: list[EvalSample],
                      loss_png: Path, note: str = "") -> Path:
     embedding = results.get("embedding_model")
     return render_html(
-        "run.html", RunLayout(run_dir).report, name=config.name, base_model=config.model.base, note=note,
+        "run.html", paths.report, name=config.name, base_model=config.model.base, note=note,
         eval_examples=results["eval_examples"], eval_trained_tokens=results["eval_trained_tokens"],
         metrics=metric_rows(results), has_embedding=embedding is not None,
         embedding_note=(f"Embedding similarity: cosine of mean-pooled sentence vectors from {embedding}."
@@ -158,8 +157,8 @@ def write_run_report(config: Config, run_dir: Path, results: dict[str, Any], sam
         decoding=decoding_rows(results),
         samples=samples, short_labels=SHORT_LABELS, generation_settings=results["generation"]["settings"],
         metric_limits=METRIC_LIMITS,
-        data_stats=flatten_data_stats(read_json(RunLayout(run_dir).dataset.stats)),
-        timings=timing_rows(results, run_dir),
-        config_summary=config_summary(config, read_json(RunLayout(run_dir).train_summary).get("steps")),
+        data_stats=flatten_data_stats(read_json(paths.dataset.stats)),
+        timings=timing_rows(results, paths),
+        config_summary=config_summary(config, read_json(paths.train_summary).get("steps")),
         config_yaml=dump_config(config),
     )

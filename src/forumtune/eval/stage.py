@@ -92,7 +92,7 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         "generation": generation, "timings_s": timer.seconds, "peak_memory_mib": timer.peak_memory_mib(),
         "device": device.type,
     }
-    write_outputs(config, run_dir, results, samples)
+    write_outputs(config, paths, results, samples)
     console.print(f"eval loss: base {base_loss:.4f} → fine-tuned {tuned_loss:.4f}; answers with an artifact: "
                   f"base {results['artifacts']['base']['any']}/{len(samples)}, fine-tuned "
                   f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at "
@@ -165,11 +165,10 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(present) if present else None
 
 
-def write_outputs(config: Config, run_dir: Path, results: dict[str, Any], samples: list[EvalSample]) -> None:
-    paths = RunLayout.of(config, run_dir)
+def write_outputs(config: Config, paths: RunLayout, results: dict[str, Any], samples: list[EvalSample]) -> None:
     paths.eval_dir.mkdir(exist_ok=True)
     paths.eval_metrics.write_text(json.dumps(results, indent=2))
     write_eval_samples(paths.eval_samples, samples)
     curves = RunCurves(config.name, paths.metrics_csv, results["checkpoints"], results["base_eval_loss"])
     loss_png = plot_loss_curves([curves], paths.loss_png, title=f"{config.name}: loss")
-    write_run_report(config, run_dir, results, samples, loss_png, note=base_model_note(config.model.base))
+    write_run_report(config, paths, results, samples, loss_png, note=base_model_note(config.model.base))

@@ -49,9 +49,9 @@ def run_export(
     paths = RunLayout.of(config, run_dir)
     written: dict[str, Any] = {}
     if "gguf" in formats:
-        written["gguf"] = str(write_gguf(config, run_dir, console))
+        written["gguf"] = str(write_gguf(config, paths, console))
     if "modelfile" in formats:
-        written["modelfile"] = str(write_ollama_modelfile(config, run_dir, console))
+        written["modelfile"] = str(write_ollama_modelfile(config, paths, console))
     if "lora-gguf" in formats:
         out = export_lora_gguf(paths.adapter, paths.merged, paths.lora_gguf, config.name)
         console.print(f"GGUF LoRA adapter written to {escape(str(out))} "
@@ -60,12 +60,11 @@ def run_export(
     if verify and "gguf" in formats:
         print_report(verify_gguf(paths.gguf, paths.merged, config.export.gguf_type), console)
     if verify and "lora-gguf" in formats:
-        print_report(verify_lora_gguf(config, run_dir), console)
+        print_report(verify_lora_gguf(config, paths), console)
     return written
 
 
-def write_gguf(config: Config, run_dir: Path, console: Console) -> Path:
-    paths = RunLayout.of(config, run_dir)
+def write_gguf(config: Config, paths: RunLayout, console: Console) -> Path:
     out_type, out = config.export.gguf_type, paths.gguf
     if out_type in OUT_TYPES:
         export_gguf(paths.merged, out, out_type, name=config.name)
@@ -75,8 +74,7 @@ def write_gguf(config: Config, run_dir: Path, console: Console) -> Path:
     return out
 
 
-def write_ollama_modelfile(config: Config, run_dir: Path, console: Console) -> Path:
-    paths = RunLayout.of(config, run_dir)
+def write_ollama_modelfile(config: Config, paths: RunLayout, console: Console) -> Path:
     model_file = paths.gguf
     if not model_file.is_file():
         raise ExportError(
@@ -94,11 +92,10 @@ def write_ollama_modelfile(config: Config, run_dir: Path, console: Console) -> P
     return out
 
 
-def verify_lora_gguf(config: Config, run_dir: Path) -> VerifyReport:
+def verify_lora_gguf(config: Config, paths: RunLayout) -> VerifyReport:
     """llama.cpp applies the adapter GGUF to a GGUF of the base; together they must match the merged model."""
     from forumtune.base_model import resolve_base_model
 
-    paths = RunLayout.of(config, run_dir)
     base_dir = locate_base_model(resolve_base_model(config.model.base))
     base_gguf = hidden_sibling(paths.lora_gguf, "base").with_suffix(".gguf")
     try:

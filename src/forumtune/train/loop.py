@@ -104,6 +104,11 @@ class TrainingRun:
     prepared_step: PreparedStep | None = None  # the next step's batches, prepared during this one
     settings: dict[str, Any] = field(default_factory=dict)  # what a checkpoint must share to be resumed
 
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of the run dir this training writes into."""
+        return RunLayout(self.run_dir)
+
 
 @dataclass(frozen=True)
 class StepResult:
@@ -291,7 +296,7 @@ def measure_eval_loss(run: TrainingRun, elapsed: float) -> bool:
     run.reporter.write(step=state.step, split="eval", loss=eval_loss, elapsed_s=elapsed)
     if state.best_eval_loss is None or eval_loss < state.best_eval_loss - train_cfg.early_stopping_min_delta:
         state.best_eval_loss, state.best_step, state.evals_without_improvement = eval_loss, state.step, 0
-        save_best(RunLayout(run.run_dir).checkpoints, run.model, state, run.ranks)
+        save_best(run.layout.checkpoints, run.model, state, run.ranks)
         return False
     state.evals_without_improvement += 1
     return patience_ran_out(run)
@@ -324,7 +329,7 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
             if run.eval_records and (state.step % train_cfg.eval_every == 0 or state.step == run.total_steps):
                 stopped_early = measure_eval_loss(run, time.perf_counter() - started)
             if (state.step % train_cfg.save_every == 0 or stopped_early) and state.step < run.total_steps:
-                save_checkpoint(RunLayout(run.run_dir).checkpoints, run.model, run.optimizer, run.scheduler,
+                save_checkpoint(run.layout.checkpoints, run.model, run.optimizer, run.scheduler,
                                 state, train_cfg.keep_checkpoints, run.ranks)
             if stop is not None and stop.signum is not None:
                 break
@@ -335,7 +340,7 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
                       f"{train_cfg.early_stopping_patience} evals")
     final_step = save_final_adapter(run)
     if run.ranks.is_main:
-        write_record(RunLayout(run.run_dir).checkpoints, run.settings, finished=True)
+        write_record(run.layout.checkpoints, run.settings, finished=True)
     summary = {"steps": state.step, "best_eval_loss": state.best_eval_loss, "best_step": state.best_step,
                "adapter_step": final_step, "stopped_early": stopped_early,
                "seconds": round(time.perf_counter() - started, 2), "peak_memory_mib": peak_memory_mib(run.device),
@@ -350,7 +355,7 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
 def checkpoint_now(run: TrainingRun) -> Path:
     """A checkpoint of the current step, unless the loop has just written it; after the last step too
     (resuming from that one only writes the final adapter)."""
-    root = RunLayout(run.run_dir).checkpoints
+    root = run.layout.checkpoints
     done = [path for path in checkpoint_dirs(root) if checkpoint_step(path) == run.state.step]
     if done:
         return done[0]
@@ -375,13 +380,13 @@ def log_step(run: TrainingRun, step: StepResult, elapsed: float) -> str:
 
 def _elapsed_before(run: TrainingRun) -> float:
     """Seconds a resumed run had already trained, so elapsed_s keeps counting from the first start."""
-    rows = read_metrics(RunLayout(run.run_dir).metrics_csv) if run.ranks.is_main else []
+    rows = read_metrics(run.layout.metrics_csv) if run.ranks.is_main else []
     return float(rows[-1]["elapsed_s"]) if rows and rows[-1]["elapsed_s"] else 0.0
 
 
 def save_final_adapter(run: TrainingRun) -> int:
     """adapter/: the best adapter by eval loss (train.final_adapter=best) or the last weights."""
-    layout = RunLayout(run.run_dir)
+    layout = run.layout
     best = checkpoint_adapter(layout.best_checkpoint)
     use_best = run.config.train.final_adapter == "best" and best.is_dir() and run.state.best_step is not None
     with atomic_directory(layout.adapter, write=run.ranks.is_main) as staging:

@@ -26,30 +26,11 @@ from typing import Any
 from rich.console import Console
 
 from forumtune.atomic import remove_unfinished
-from forumtune.config import Config
+from forumtune.config import Config, resume_exclusions
 from forumtune.errors import TrainError
 from forumtune.layout import BEST_CHECKPOINT, RunLayout, checkpoint_dirs, checkpoint_step
 
 SETTINGS_FILE = "settings.json"
-# train keys that change what is logged, kept or where it runs, not the weights a step produces
-RUN_ONLY_KEYS = frozenset(
-    {
-        "eval_every",
-        "save_every",
-        "keep_checkpoints",
-        "final_adapter",
-        "early_stopping_patience",
-        "early_stopping_min_delta",
-        "device",
-        "gradient_checkpointing",
-        "cuda_graphs",
-        "expandable_segments",
-        "plan_check",
-        "report_to",
-        "wandb_project",
-        "wandb_mode",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -59,13 +40,11 @@ class Start:
 
 
 def training_settings(config: Config, dataset_dir: Path, processes: int) -> dict[str, Any]:
-    """Dotted keys and values that a checkpoint must share with the run that resumes it."""
-    dumped = config.model_dump(mode="json")
-    settings: dict[str, Any] = {f"model.{key}": value for key, value in dumped["model"].items()}
-    settings.update({f"lora.{key}": value for key, value in dumped["lora"].items()})
-    settings.update(
-        {f"train.{key}": value for key, value in dumped["train"].items() if key not in RUN_ONLY_KEYS}
-    )
+    """Dotted keys and values that a checkpoint must share with the run that resumes it: what decides an
+    optimizer step's maths. Keys marked NO_RERUN or RESUMES in config.py are left out."""
+    dumped = config.model_dump(mode="json", include={"model", "lora", "train"}, exclude=resume_exclusions(Config))
+    settings: dict[str, Any] = {f"{section}.{key}": value for section in ("model", "lora", "train")
+                                for key, value in dumped[section].items()}
     settings.update({"seed": config.seed, "processes": processes, "dataset": dataset_digest(dataset_dir)})
     return settings
 
@@ -94,9 +73,10 @@ def write_record(root: Path, settings: dict[str, Any], *, finished: bool) -> Non
 
 
 def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """'key: old → new' for every setting that differs."""
+    """'key: old → new' for every setting that differs. A key only the record has is not one that decides
+    the steps now (marked RESUMES since, or gone from the config), so it is not compared."""
     changes = []
-    for key in sorted(recorded.keys() | current.keys()):
+    for key in sorted(current):
         old, new = recorded.get(key), current.get(key)
         if old != new:
             what = (

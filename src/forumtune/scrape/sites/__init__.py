@@ -24,9 +24,9 @@ class SiteProfile(Protocol):
 
 
 def builtin_profiles() -> dict[str, SiteProfile]:
-    from forumtune.scrape.sites import discourse, newschoolers, phpbb, smf, vbulletin, xenforo
+    from forumtune.scrape.sites import discourse, invision, mybb, newschoolers, phpbb, smf, vbulletin, xenforo
 
-    engines = [phpbb, vbulletin, xenforo, discourse, smf, newschoolers]
+    engines = [phpbb, vbulletin, xenforo, discourse, smf, mybb, invision, newschoolers]
     profiles: dict[str, SiteProfile] = {engine.PROFILE.name: engine.PROFILE for engine in engines}
     profiles["demo"] = newschoolers.PROFILE  # the bundled demo forum is written in that layout
     return profiles

@@ -96,8 +96,9 @@ class ScrapeConfig(Section):
         None, description="Serve this folder on 127.0.0.1 and scrape it (the bundled demo forum)."
     )
     site: str = Field(
-        "demo", description="Site profile: phpbb, vbulletin, xenforo, discourse, smf, newschoolers, demo, or "
-        "generic (selectors from scrape.selectors). `forumtune scrape CONFIG --probe URL` says which fits.",
+        "auto", description="Site profile: auto (the first page fetched decides, as --probe would; kept in the "
+        "store), phpbb, vbulletin, xenforo, discourse, smf, mybb, invision, newschoolers, demo, or generic "
+        "(selectors from scrape.selectors). `forumtune scrape CONFIG --probe URL` says which fits.",
     )
     selectors: SiteSelectors | None = Field(None, description="CSS selectors for scrape.site: generic.")
     since: date | None = Field(None, description="Only threads with a post on or after this date (YYYY-MM-DD).")

@@ -61,6 +61,7 @@ ADDED_COLUMNS = {
     "list_pages": {"pass": "INTEGER NOT NULL DEFAULT 1"},
 }
 CRAWL_PASS = "crawl_pass"
+SITE = "site"  # meta key: the site profile the crawl reads the forum with (scrape.site: auto decides it once)
 CRAWL_COMPLETE = "crawl_complete"  # meta key: "1" once a crawl walked every list page and thread to the end
 
 

@@ -22,7 +22,7 @@ from tests.conftest import DEMO_FORUM
 from tests.scrape.forums.content import Forum, write_forum
 from tests.scrape.forums.server import Fault, ServerLog, serve_forum
 
-ENGINES = ["phpbb", "vbulletin", "xenforo", "smf", "discourse"]
+ENGINES = ["phpbb", "vbulletin", "xenforo", "smf", "discourse", "mybb", "invision"]
 FAST = {"requests_per_second": 0, "concurrency": 4}
 
 

@@ -12,7 +12,7 @@ SIGNATURE = "-- alice, Tahoe local"
 # What each engine's default markup shows of a post's reception: likes of the waxing thread's posts
 # (the deleted one skipped), and whether an accepted answer is marked. HTML engines show a like count only
 # once there is one: a page where some post shows it gives the others 0; page 2 shows none, so unknown.
-LIKES = {"xenforo": [0, 5, 1, None], "vbulletin": [0, 5, 1, None], "discourse": [0, 5, 1, 0]}
+LIKES = {"xenforo": [0, 5, 1, None], "vbulletin": [0, 5, 1, None], "discourse": [0, 5, 1, 0], "invision": [0, 5, 1, None]}
 ACCEPTED = {"discourse": [0, 1, 0, 0]}
 
 

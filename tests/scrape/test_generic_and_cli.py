@@ -59,8 +59,8 @@ def test_generic_without_selectors_and_unknown_sites_are_config_errors(tmp_path)
     config_path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="scrape.selectors is missing"):
         load_config(config_path, [])
-    config = load_config(config_path, ["scrape.site=invision"])
-    with pytest.raises(ConfigError, match=r"scrape.site 'invision' is unknown; pick one of .*phpbb.*generic"):
+    config = load_config(config_path, ["scrape.site=ubbthreads"])
+    with pytest.raises(ConfigError, match=r"scrape.site 'ubbthreads' is unknown; pick one of .*phpbb.*generic"):
         get_profile(config.scrape)
 
 

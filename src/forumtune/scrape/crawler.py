@@ -17,13 +17,14 @@ from rich.console import Console
 
 from forumtune.config import ScrapeConfig
 from forumtune.errors import ScrapeError
-from forumtune.forum_store import CRAWL_COMPLETE, CRAWL_PASS, ForumStore, StoredThread, ThreadRef
+from forumtune.forum_store import CRAWL_COMPLETE, CRAWL_PASS, SITE, ForumStore, StoredThread, ThreadRef
+from forumtune.scrape.detect import choose_profile
 from forumtune.scrape.fetcher import Fetcher, FetchFailed
 from forumtune.scrape.models import ThreadListPage, ThreadPage
 from forumtune.scrape.parse_worker import PARSE_ERRORS, PageParser
 from forumtune.scrape.progress import CrawlDisplay
-from forumtune.scrape.sites import SiteProfile, get_profile
-from forumtune.scrape.summary import CONNECTION_ADVICE, CrawlSummary
+from forumtune.scrape.sites import AUTO, SiteProfile, get_profile
+from forumtune.scrape.summary import CrawlSummary, first_list_failure
 
 
 def relative(url: str | None) -> str | None:
@@ -35,13 +36,16 @@ def relative(url: str | None) -> str | None:
 
 
 class Crawler:
-    def __init__(self, config: ScrapeConfig, store: ForumStore, start_url: str, display: CrawlDisplay | None = None):
+    def __init__(self, config: ScrapeConfig, store: ForumStore, start_url: str, display: CrawlDisplay | None = None,
+                 console: Console | None = None):
         self.config = config
         self.store = store
-        self.profile: SiteProfile = get_profile(config)
-        self.start_url = self.profile.list_url(start_url)
+        self.console = console
+        self.profile: SiteProfile | None = get_profile(config) if config.site != AUTO else None  # None: undecided
+        self.start_url = self.profile.list_url(start_url) if self.profile else start_url
         self.fetcher = Fetcher(config, self.start_url)
-        self.parser = PageParser(config, self.profile)
+        self.parser: PageParser | None = None
+        self.prefetched: dict[str, str] = {}  # pages read to choose the profile, not fetched twice
         self.origin = "{0.scheme}://{0.netloc}".format(urlsplit(self.start_url))
         self.display = display
         self.since = config.since.isoformat() if config.since else None
@@ -67,21 +71,44 @@ class Crawler:
 
     async def run(self) -> None:
         try:
-            await self.parser.start()
             await self.fetcher.load_robots(self.start_url)
+            profile = await self.settle_profile()  # may settle scrape.site too, which the parser reads
+            self.parser = PageParser(self.config, profile)
+            await self.parser.start()
             await self.walk_thread_lists()
             await self.crawl_threads()
         finally:
             await self.fetcher.aclose()
-            await self.parser.aclose()
+            if self.parser is not None:
+                await self.parser.aclose()
+
+    async def settle_profile(self) -> SiteProfile:
+        """With scrape.site: auto, the first page decides (as `--probe` would), once per store: a resumed or
+        incremental crawl reads the forum with the profile its first pass chose. The choice is kept in the
+        store's meta either way."""
+        if self.config.site == AUTO:
+            name = self.store.get_meta(SITE)
+            if name is None:
+                errors = self.fetcher.stats.errors.copy()  # an engine's API address missing here is no crawl error
+                name, self.prefetched = await choose_profile(self.fetcher, self.config, self.start_url)
+                self.fetcher.stats.errors = errors
+                if self.console is not None:
+                    self.console.print(f"scrape.site auto: the first page reads best as [bold]{name}[/]")
+            self.config = self.config.model_copy(update={"site": name})
+            self.profile = get_profile(self.config)
+            self.start_url = self.profile.list_url(self.start_url)
+        self.store.set_meta(SITE, self.config.site)
+        assert self.profile is not None
+        return self.profile
 
     async def fetch_parsed(self, url: str, kind: str) -> ThreadListPage | ThreadPage | None:
         """Fetch and parse one page ("list" or "thread"); None (the error counted) when either fails."""
         try:
-            text = await self.fetcher.get_text(url)
+            text = self.prefetched.pop(url, None) or await self.fetcher.get_text(url)
         except FetchFailed:
             return None
         try:
+            assert self.parser is not None, "run() starts the parser before any page"
             return await self.parser.parse(kind, text, url)
         except PARSE_ERRORS:
             self.error("unparseable")
@@ -104,7 +131,7 @@ class Crawler:
             page = await self.fetch_parsed(url, "list")
             if page is None:
                 if len(seen) == 1:
-                    raise ScrapeError(first_list_failure(url, self.fetcher))
+                    raise ScrapeError(first_list_failure(url, self.fetcher.last_failure))
                 break
             if not self.store_list_page(url, page):
                 break
@@ -186,18 +213,6 @@ def start_pass(store: ForumStore) -> None:
         store.set_meta(CRAWL_COMPLETE, "0")
 
 
-def first_list_failure(url: str, fetcher: Fetcher) -> str:
-    """Why the crawl cannot start: what went wrong with the first thread-list page, and what to check."""
-    failure = fetcher.last_failure
-    if failure is not None and failure.url == url and failure.kind in CONNECTION_ADVICE:
-        advice = CONNECTION_ADVICE[failure.kind]
-        return f"cannot read the forum's thread list {url}: {failure.detail}; {advice}"
-    what = failure.detail if failure is not None and failure.url == url else "the page cannot be read"
-    return (f"cannot read the forum's thread list {url}: {what}. Check scrape.url, scrape.site and that "
-            "the forum is reachable; `forumtune scrape CONFIG --probe URL` shows what each site profile reads "
-            "there.")
-
-
 def crawl(config: ScrapeConfig, store_path: Path, start_url: str, *, show_progress: bool = True,
           console: Console | None = None) -> CrawlSummary:
     """Crawl the forum into the store at store_path; safe to rerun after a kill (it resumes)."""
@@ -206,11 +221,11 @@ def crawl(config: ScrapeConfig, store_path: Path, start_url: str, *, show_progre
         start_pass(store)
         posts_before = store.post_count()
         with CrawlDisplay(console, show_progress) as display:
-            crawler = Crawler(config, store, start_url, display)
+            crawler = Crawler(config, store, start_url, display, console)
             asyncio.run(crawler.run())
         if store.thread_count() == 0:
             raise ScrapeError(
-                f"no threads found at {start_url} with site profile {config.site!r}: check scrape.url "
+                f"no threads found at {start_url} with site profile {crawler.config.site!r}: check scrape.url "
                 "points at a thread-list page and scrape.site matches the forum's engine "
                 "(`forumtune scrape CONFIG --probe URL` shows what each profile reads there)"
             )

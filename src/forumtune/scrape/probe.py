@@ -69,24 +69,36 @@ def read_page(profile: SiteProfile, text: str, url: str) -> ProfileReading:
     return reading
 
 
-async def fetch_readings(config: ScrapeConfig, url: str) -> list[ProfileReading]:
-    fetcher = Fetcher(config, url)
+async def read_with_profiles(fetcher: Fetcher, profiles: list[SiteProfile], url: str,
+                             ) -> tuple[list[ProfileReading], dict[str, str | FetchFailed]]:
+    """Every profile's reading of the page at url (each fetched once), and the fetched texts by address."""
     texts: dict[str, str | FetchFailed] = {}
     readings = []
+    for profile in profiles:
+        fetch_url = profile.list_url(url)  # an API address for JSON engines, else the page itself
+        if fetch_url not in texts:
+            try:
+                texts[fetch_url] = await fetcher.get_text(fetch_url)
+            except FetchFailed as failure:
+                texts[fetch_url] = failure
+        text = texts[fetch_url]
+        if isinstance(text, FetchFailed):
+            readings.append(ProfileReading(profile.name, fetch_url, problem=f"cannot fetch {fetch_url}: {text.kind}"))
+        else:
+            readings.append(read_page(profile, text, fetch_url))
+    return sorted(readings, key=lambda r: r.score, reverse=True), texts
+
+
+def best_reading(readings: list[ProfileReading]) -> ProfileReading | None:
+    """The profile that reads the most threads or posts off the page (readings sorted best first)."""
+    return readings[0] if readings and readings[0].score > 0 else None
+
+
+async def fetch_readings(config: ScrapeConfig, url: str) -> list[ProfileReading]:
+    fetcher = Fetcher(config, url)
     try:
         await fetcher.load_robots(url)
-        for profile in candidate_profiles(config):
-            fetch_url = profile.list_url(url)  # an API address for JSON engines, else the page itself
-            if fetch_url not in texts:
-                try:
-                    texts[fetch_url] = await fetcher.get_text(fetch_url)
-                except FetchFailed as failure:
-                    texts[fetch_url] = failure
-            text = texts[fetch_url]
-            if isinstance(text, FetchFailed):
-                readings.append(ProfileReading(profile.name, fetch_url, problem=f"cannot fetch {fetch_url}: {text.kind}"))
-            else:
-                readings.append(read_page(profile, text, fetch_url))
+        readings, texts = await read_with_profiles(fetcher, candidate_profiles(config), url)
     finally:
         await fetcher.aclose()
     failures = [text for text in texts.values() if isinstance(text, FetchFailed)]
@@ -98,8 +110,8 @@ async def fetch_readings(config: ScrapeConfig, url: str) -> list[ProfileReading]
 
 
 def probe_page(config: ScrapeConfig, url: str) -> ProbeReport:
-    readings = sorted(asyncio.run(fetch_readings(config, url)), key=lambda r: r.score, reverse=True)
-    best = readings[0] if readings and readings[0].score > 0 else None
+    readings = asyncio.run(fetch_readings(config, url))
+    best = best_reading(readings)
     return ProbeReport(url, best.profile if best else None, best.page_kind if best else None, readings)
 
 

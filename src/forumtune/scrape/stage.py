@@ -33,7 +33,8 @@ def run_scrape(config: Config, store_path: Path, console: Console) -> CrawlSumma
     scrape = config.scrape
     with forum_address(config, scrape.url, console) as start_url:
         rate = f"{scrape.requests_per_second:g} req/s" if scrape.requests_per_second else "no rate limit"
-        console.print(f"crawling {escape(start_url)} (profile {scrape.site}, {rate}, "
+        site = "auto: the first page decides" if scrape.site == "auto" else scrape.site
+        console.print(f"crawling {escape(start_url)} (profile {site}, {rate}, "
                       f"{scrape.concurrency} at a time)")
         summary = crawl(scrape, store_path, start_url, show_progress=console.is_terminal, console=console)
     print_summary(summary, console)

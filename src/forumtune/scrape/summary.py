@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from rich.console import Console
 from rich.table import Table
 
+from forumtune.scrape.fetcher import FetchFailed
+
 # What to do about each kind of failure; the connection kinds come from forumtune.net.
 CONNECTION_ADVICE = {
     "dns": "check the host name in scrape.url, and this machine's network connection and DNS",
@@ -72,3 +74,14 @@ def print_summary(summary: CrawlSummary, console: Console) -> None:
     if summary.unfinished_threads:
         console.print(f"{summary.unfinished_threads} threads are unfinished: run the same command again to "
                       "retry them (finished pages are not fetched twice)")
+
+
+def first_list_failure(url: str, failure: FetchFailed | None) -> str:
+    """Why the crawl cannot start: what went wrong with the first thread-list page, and what to check."""
+    if failure is not None and failure.url == url and failure.kind in CONNECTION_ADVICE:
+        advice = CONNECTION_ADVICE[failure.kind]
+        return f"cannot read the forum's thread list {url}: {failure.detail}; {advice}"
+    what = failure.detail if failure is not None and failure.url == url else "the page cannot be read"
+    return (f"cannot read the forum's thread list {url}: {what}. Check scrape.url, scrape.site and that "
+            "the forum is reachable; `forumtune scrape CONFIG --probe URL` shows what each site profile reads "
+            "there.")

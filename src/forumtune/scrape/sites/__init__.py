@@ -8,6 +8,8 @@ from forumtune.config import ScrapeConfig
 from forumtune.errors import ConfigError
 from forumtune.scrape.models import ThreadListPage, ThreadPage
 
+AUTO = "auto"  # scrape.site: the first page fetched decides the profile
+
 
 class SiteProfile(Protocol):
     name: str
@@ -22,9 +24,9 @@ class SiteProfile(Protocol):
 
 
 def builtin_profiles() -> dict[str, SiteProfile]:
-    from forumtune.scrape.sites import discourse, newschoolers, phpbb, smf, vbulletin, xenforo
+    from forumtune.scrape.sites import discourse, invision, mybb, newschoolers, phpbb, smf, vbulletin, xenforo
 
-    engines = [phpbb, vbulletin, xenforo, discourse, smf, newschoolers]
+    engines = [phpbb, vbulletin, xenforo, discourse, smf, mybb, invision, newschoolers]
     profiles: dict[str, SiteProfile] = {engine.PROFILE.name: engine.PROFILE for engine in engines}
     profiles["demo"] = newschoolers.PROFILE  # the bundled demo forum is written in that layout
     return profiles
@@ -36,9 +38,12 @@ def get_profile(config: ScrapeConfig) -> SiteProfile:
 
         return MarkupProfile("generic", config.selectors)
     profiles = builtin_profiles()
+    if config.site == AUTO:
+        raise ConfigError("scrape.site is auto: the crawl decides the profile from the first page it fetches; "
+                          "name one (`forumtune scrape CONFIG --probe URL` says which) to read pages without a crawl")
     if config.site not in profiles:
         raise ConfigError(
-            f"scrape.site {config.site!r} is unknown; pick one of {[*sorted(profiles), 'generic']} "
+            f"scrape.site {config.site!r} is unknown; pick one of {[*sorted(profiles), 'generic', AUTO]} "
             "(`forumtune scrape CONFIG --probe URL` tells which fits a page)"
         )
     return profiles[config.site]

@@ -8,9 +8,11 @@ from functools import cache
 from urllib.parse import urljoin
 
 from dateutil import parser as date_parser
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from selectolax.lexbor import LexborNode as Node
 
 BLOCK_TAGS = {"p", "div", "br", "li", "blockquote", "tr", "h1", "h2", "h3", "h4"}
+HIDDEN_TAGS = {"script", "style", "noscript", "template"}  # code and styling inside a post, never its words
 DATE_ATTRIBUTES = ("datetime", "data-time", "data-timestamp", "title")
 # Forum dates hide inside prose ("« Reply #3 on: January 07, 2019, 07:50:49 PM »"); pick out the date first.
 DATE_IN_TEXT = re.compile(
@@ -31,8 +33,12 @@ def node_text(node: Node) -> str:
     for child in node.iter(include_text=True):
         if child.tag == "-text":
             parts.append(child.text(deep=False))
+        elif child.tag in HIDDEN_TAGS:
+            continue
         elif child.tag in BLOCK_TAGS:
             parts.append("\n" + node_text(child) + "\n")
+        elif child.css_first(", ".join(sorted(HIDDEN_TAGS))) is not None:
+            parts.append(node_text(child))
         else:
             parts.append(child.text(deep=True, separator=""))
     return "".join(parts)
@@ -141,3 +147,10 @@ def link_target(node: Node | None, page_url: str) -> str | None:
 
 def links_in(node: Node, page_url: str) -> list[str]:
     return [url for a in node.css("a[href]") if (url := link_target(a, page_url))]
+
+
+def document_base(tree: HTMLParser, page_url: str) -> str:
+    """The address a page's relative links are resolved against: its <base href>, else its own URL."""
+    base = tree.css_first("base[href]")
+    href = (base.attributes.get("href") or "").strip() if base is not None else ""
+    return urljoin(page_url, href) if href else page_url

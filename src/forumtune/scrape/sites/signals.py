@@ -28,17 +28,23 @@ def parse_count(text: str) -> int | None:
     return int(digits.replace(",", "").replace(".", ""))
 
 
-def signal_element(post: Node, selector: str | None) -> Node | None:
-    """The element a signal selector finds inside the post; a selector that starts with "+" is matched
+def signal_elements(post: Node, selector: str | None) -> list[Node]:
+    """The elements a signal selector finds inside the post; a selector that starts with "+" is matched
     on the element right after the post instead (vBulletin's thanks box follows its post)."""
     if not selector:
-        return None
+        return []
     if not selector.startswith("+"):
-        return post.css_first(selector)
+        return post.css(selector)
     sibling = post.next
     while sibling is not None and not sibling.tag.isalnum():  # text and comments between the two
         sibling = sibling.next
-    return sibling.css_first(selector[1:].strip()) if sibling is not None else None
+    return sibling.css(selector[1:].strip()) if sibling is not None else []
+
+
+def total_likes(elements: list[Node]) -> int | None:
+    """Likes shown by the elements: one count, or one per kind of reaction (IPS), added up."""
+    counts = [count for element in elements if (count := likes_of(element)) is not None]
+    return sum(counts) if counts else None
 
 
 def likes_of(node: Node | None) -> int | None:

@@ -1,9 +1,10 @@
-"""XenForo 2: `div.structItem--thread` rows, `article.message--post` posts, quotes as bbCodeBlock--quote."""
+"""XenForo 2 (`article.message--post`, bbCodeBlock--quote quotes, reactions bar) and XenForo 1.x
+(`li.message` in `ol.messageList`, `div.bbCodeQuote` quotes, "alice, bob and 3 others like this")."""
 
 from forumtune.config import SiteSelectors
 from forumtune.scrape.sites.markup import MarkupProfile
 
-SELECTORS = SiteSelectors(
+XENFORO_2 = SiteSelectors(
     thread_row="div.structItem--thread",
     thread_link="div.structItem-title a[data-tp-primary], div.structItem-title a:last-child",
     thread_last_post="time.structItem-latestDate",
@@ -21,4 +22,21 @@ SELECTORS = SiteSelectors(
     deleted=".message--deleted",
     post_likes=".reactionsBar-link",  # "alice, bob and 3 others"; absent when nobody reacted
 )
-PROFILE = MarkupProfile("xenforo", SELECTORS)
+XENFORO_1 = SiteSelectors(
+    thread_row="li.discussionListItem",
+    thread_link="h3.title a.PreviewTooltip, h3.title a[href*='threads/']",
+    thread_last_post="dl.lastPostInfo .DateTime",
+    thread_replies="dl.major dd",
+    next_page="link[rel=next], div.PageNav nav a.text:last-child",
+    thread_title="div.titleBar h1",
+    post="li.message[id^=post-]",
+    post_author="div.messageUserInfo a.username, .messageMeta a.username.author",
+    post_date=".messageMeta .DateTime",  # <abbr data-time=...> when recent, <span title="date"> when older
+    post_body="div.messageContent blockquote.messageText",
+    quote="div.bbCodeQuote",
+    signature="div.signature",
+    remove=["div.attribution", "div.quoteExpand", "div.messageTextEndMarker", "div.editDate"],
+    deleted=".messageNotice--deleted, li.message.deleted",
+    post_likes=".likesSummary .LikeText",
+)
+PROFILE = MarkupProfile("xenforo", XENFORO_2, XENFORO_1)

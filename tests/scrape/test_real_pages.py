@@ -1,0 +1,100 @@
+"""Real saved thread pages of live forums (tests/scrape/fixtures, sources in its README), served over
+HTTP: `site: auto` names the engine, and its profile reads every post, quotes and signatures apart."""
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from forumtune.config import ScrapeConfig
+from forumtune.scrape.detect import choose_profile
+from forumtune.scrape.encoding import decode_page
+from forumtune.scrape.fetcher import Fetcher
+from forumtune.scrape.sites import builtin_profiles
+from tests.scrape.forums.server import serve_forum
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@dataclass(frozen=True)
+class SavedPage:
+    file: str
+    engine: str
+    posts: int  # counted in the saved HTML by each engine's post container
+    authors: list[str]  # of the first four posts
+    next_page: str | None  # how the next page's address ends
+    quoting: tuple[int, str, str]  # a post that quotes: its index, how its quote and its own words start
+    signed: tuple[int, str]  # a post with a signature: its index, how the signature starts
+    likes: list[int | None] | None = None
+
+
+PAGES = [
+    SavedPage("vbulletin-3.8.html", "vbulletin", 20, ["Shirohige", "BBOvenGuy", "Romanticide", "Shirohige"],
+              "showthread.php?t=128882&page=153",
+              (1, "So what I got from Yamada's answer", "That's a rather loose interpretation"),
+              (4, "How Suetsugu Yuki drew the cover")),
+    SavedPage("vbulletin-4.2.html", "vbulletin", 10, ["Rainmaker", "Mjölnir", "sandsjames", "Mjölnir"],
+              "9687-Legendary-military-columnist-author-Bob-Dorr-dies-at-76/page2",
+              (4, ".  Some great conversations.", "and who could forget"),
+              (1, "The most important six inches on the battlefield")),
+    SavedPage("vbulletin-5.5.html", "vbulletin", 15, ["Buckeye", "Buckeye", "General Hentai", "Buckeye"],
+              "727744-isekai-quartet-discussion-thread/page2",
+              (2, "Episode 1\n\n\n\nFour-in-one.", "Re: Episode 1"), (0, "MyAnimeList | Avatar: Lecia Ivyred")),
+    SavedPage("xenforo-1.html", "xenforo", 25, ["TheBleachDoctor", "Crow", "TheBleachDoctor", "Higure"],
+              "threads/renascence-a-homura-quest.10402/page-55",
+              (1, "Okay, I need rolls for OOC behavior.", "OOC behavior? which part?"),
+              (0, "OVERLORDKITTEN CABAL")),
+    SavedPage("xenforo-2.html", "xenforo", 8, ["dieketzer", "krstep", "dieketzer", "anotheralias"], None,
+              (-1, "", ""), (-1, ""), likes=[15, 1, 1, 1, 0, 0, 1, 0]),  # "Niro, Dadparvar, siONtI and 12 others"
+    SavedPage("phpbb-3.0.html", "phpbb", 25, ["Jakob", "promethean75", "Urwrongx1000", "Jakob"],
+              "viewtopic.php?f=1&t=194998&start=50",
+              (4, "I don't know if you've read this thread", "But then if non living things are excluded"),
+              (0, "For behold, all acts of love and pleasure are my rituals")),
+]
+
+
+@pytest.fixture(scope="module")
+def served_fixtures():
+    with serve_forum(FIXTURES) as (base_url, _):
+        yield base_url
+
+
+@pytest.mark.parametrize("saved", PAGES, ids=lambda saved: saved.file)
+def test_auto_names_the_engine_of_a_real_page(saved, served_fixtures):
+    url = f"{served_fixtures}/{saved.file}"
+    config = ScrapeConfig(url=url, requests_per_second=0)
+
+    async def decide() -> str:
+        fetcher = Fetcher(config, url)
+        try:
+            name, pages = await choose_profile(fetcher, config, url)
+        finally:
+            await fetcher.aclose()
+        assert url in pages, "the page that decided is handed to the crawl"
+        return name
+
+    assert asyncio.run(decide()) == saved.engine
+
+
+@pytest.mark.parametrize("saved", PAGES, ids=lambda saved: saved.file)
+def test_each_post_of_a_real_page_is_read_with_quotes_and_signatures_apart(saved):
+    text = decode_page((FIXTURES / saved.file).read_bytes())  # as the crawler decodes it: by the page's charset
+    page = builtin_profiles()[saved.engine].parse_thread_page(text, "http://127.0.0.1/thread")
+    assert len(page.posts) == saved.posts
+    assert [post.author for post in page.posts[:4]] == saved.authors
+    assert all(post.posted_at for post in page.posts), "every post has its date"
+    assert (page.next_url or "").endswith(saved.next_page or "") and (page.next_url is None) == (saved.next_page is None)
+    if saved.likes is not None:
+        assert [post.likes for post in page.posts] == saved.likes
+    index, quote_start, text_start = saved.quoting
+    if index >= 0:
+        quoting = page.posts[index]
+        assert quoting.quotes[0].startswith(quote_start)
+        assert quoting.text.startswith(text_start)
+        assert quoting.quotes[0][:40] not in quoting.text, "the quote is kept apart from the post's own words"
+    index, signature_start = saved.signed
+    if index >= 0:
+        signed = page.posts[index]
+        assert signed.signature is not None and signed.signature.startswith(signature_start)
+        assert signature_start not in signed.text

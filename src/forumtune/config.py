@@ -176,6 +176,16 @@ class BuildConfig(Section):
         False, description="Pack several training examples into each max_seq_len row; they never attend "
         "to each other.",
     )
+    preferences: bool = Field(
+        False, description="Also write preference pairs (dataset/preferences_{train,eval}.jsonl) for "
+        "train.method dpo, orpo and kto: two replies to one question, the one the community rated higher "
+        "(accepted, else net votes or likes) chosen; from a build.input_file, its prompt/chosen/rejected, "
+        "prompt/completion/label or scored rows.")
+    preference_min_margin: float = Field(
+        2.0, ge=0, description="A pair's chosen reply must have at least this many more votes (or likes) "
+        "than its rejected one, unless it is the accepted answer and the other is not.")
+    preference_pairs_per_question: int = Field(
+        3, ge=1, description="At most this many pairs from one question, the widest margins first.")
 
 
 class ModelConfig(Section):

@@ -88,6 +88,7 @@ def sequence_log_probs(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[t
     return answer_log_probs(logits, batch["labels"])
 
 
+REFERENCE_METHODS = ("dpo", "kto")  # the preference losses that compare with a reference model
 REFERENCE_ADAPTER = "reference"  # a frozen copy of train.init_adapter: the reference when training started from it
 
 

@@ -49,6 +49,20 @@ def held_out_records(tokenizer) -> list[dict]:
     return records
 
 
+def held_out_pairs(tokenizer) -> list[dict]:
+    """Each held-out question with its forum answer preferred over the next question's answer."""
+    pairs = []
+    for thread_id, (question, answer) in enumerate(HELD_OUT):
+        other = HELD_OUT[(thread_id + 1) % len(HELD_OUT)][1]
+        prompt = [{"role": "user", "content": question}]
+        good = encode_conversation(tokenizer, [*prompt, {"role": "assistant", "content": answer}])
+        bad = encode_conversation(tokenizer, [*prompt, {"role": "assistant", "content": other}])
+        pairs.append({"thread_id": thread_id, "prompt": prompt, "chosen": answer, "rejected": other,
+                      "chosen_input_ids": good.input_ids, "chosen_labels": good.labels,
+                      "rejected_input_ids": bad.input_ids, "rejected_labels": bad.labels})
+    return pairs
+
+
 def loss_by_hand(model, records) -> float:
     """Written out by hand, not through forumtune: the mean negative log-likelihood of every answer token
     (label != -100), one unpadded example at a time."""
@@ -96,6 +110,8 @@ def make_run(root: Path, embedding_dir: Path, adapter_seed: int, name: str, mode
     (run_dir / "dataset").mkdir(parents=True)
     records = held_out_records(load_tokenizer(config.model.base))
     (run_dir / "dataset" / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    pairs = held_out_pairs(load_tokenizer(config.model.base))
+    (run_dir / "dataset" / "preferences_eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
     (run_dir / "dataset" / "stats.json").write_text(json.dumps({"eval_examples": len(records),
                                                                 "removed": {"edit_notices": 0}}))
     log = MetricsLog(run_dir / "metrics.csv")

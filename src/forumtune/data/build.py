@@ -22,6 +22,7 @@ from forumtune.data.formats import read_conversations, write_rows
 from forumtune.data.packing import pack_records
 from forumtune.data.pairing import Conversation, pair_thread, split_threads
 from forumtune.data.posts import PostCleaner
+from forumtune.data.preference_build import build_preferences
 from forumtune.data.votes import VoteTally
 from forumtune.errors import BuildError
 from forumtune.forum_store import ForumStore
@@ -114,12 +115,15 @@ def token_stats(records: dict[str, list[ExampleRow]]) -> dict[str, int]:
 
 
 def write_dataset(dataset_dir: Path, records: dict[str, list[ExampleRow]], train_rows: list[DatasetRow],
-                  stats: dict[str, Any], export_formats: list[str]) -> None:
+                  stats: dict[str, Any], export_formats: list[str],
+                  preferences: dict[str, list[Any]] | None = None) -> None:
     """All files into a staging dir, then one rename: a killed build never leaves half a dataset."""
     with atomic_directory(dataset_dir) as staging:
         files = DatasetFiles(staging)
         write_jsonl(files.train, train_rows)
         write_jsonl(files.eval, records["eval"])
+        for split, rows in (preferences or {}).items():
+            write_jsonl(files.preferences(split), rows)
         for shape in export_formats:
             for split in SPLITS:
                 conversations = [r["messages"] for r in records[split]]
@@ -157,14 +161,22 @@ def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Cons
     if not records["train"]:
         raise BuildError("every example landed in eval; lower build.eval_fraction")
     train_rows = pack_records(records["train"], build.max_seq_len, config.seed) if build.packing else records["train"]
+    preferences, preference_stats = None, None
+    if build.preferences:
+        preferences, preference_stats = build_preferences(config, store_path, tokenizer, train_ids, eval_ids)
     stats = {**counts, "train_threads": len(train_ids), "eval_threads": len(eval_ids),
              "train_examples": len(records["train"]), "eval_examples": len(records["eval"]),
              **({"train_packed_rows": len(train_rows)} if build.packing else {}),
              **token_stats(records), **({"votes": votes.stats()} if votes.posts else {}),
              "cleaned": dict(sorted(cleaning.items())),
-             "filtered": dict(sorted(filtered.items()))}
-    write_dataset(dataset_dir, records, train_rows, stats, build.export_formats)
+             "filtered": dict(sorted(filtered.items())),
+             **({"preferences": preference_stats} if preference_stats else {})}
+    write_dataset(dataset_dir, records, train_rows, stats, build.export_formats, preferences)
     console.print(f"built {stats['train_examples']} train / {stats['eval_examples']} eval examples from "
                   f"{counts['threads'] or counts['rows']} {'threads' if counts['threads'] else 'rows'} "
                   f"({stats['train_tokens']} train tokens); cleaned: {stats['cleaned']}; filtered: {stats['filtered']}")
+    if preference_stats:
+        console.print(f"preferences: {preference_stats['train_rows']} train / {preference_stats['eval_rows']} eval "
+                      f"rows from {preference_stats['questions_with_pairs']} questions; not paired: "
+                      f"{preference_stats['dropped']}")
     return stats

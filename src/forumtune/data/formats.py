@@ -3,6 +3,8 @@
 - messages: {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", ...}]}
 - sharegpt: {"conversations": [{"from": "human", "value": "..."}, {"from": "gpt", ...}]}
 - alpaca:   {"instruction": "...", "input": "...", "output": "..."} (input optional)
+
+Preference rows (data/preference_import.py) are read here too, as the prompt with its preferred answer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from forumtune.data.pairing import Conversation
+from forumtune.data.preference_import import is_preference_row, sft_messages
 from forumtune.errors import BuildError
 
 Format = Literal["messages", "sharegpt", "alpaca"]
@@ -90,7 +93,13 @@ def read_conversations(path: Path, shape: Format | Literal["auto"] = "auto") -> 
                 continue
             try:
                 row = json.loads(line)
-                messages = row_to_messages(row, detect_format(row) if shape == "auto" else shape)
+                if is_preference_row(row):  # SFT learns the preferred answer; the pair goes to preferences
+                    messages = sft_messages(row)
+                    if messages is None:
+                        continue
+                    check_roles(messages)
+                else:
+                    messages = row_to_messages(row, detect_format(row) if shape == "auto" else shape)
             except (ValueError, KeyError, TypeError, AttributeError) as error:
                 detail = f"missing key {error}" if isinstance(error, KeyError) else str(error)
                 raise BuildError(f"build.input_file {path}, line {number}: {detail} "

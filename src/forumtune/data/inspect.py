@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase
 
 from forumtune.errors import BuildError
 from forumtune.layout import SPLITS, DatasetFiles
-from forumtune.records import IGNORE_INDEX, read_rows
+from forumtune.records import IGNORE_INDEX, read_jsonl, read_rows
 
 TRAINED_STYLE = "bold green"
 MASKED_STYLE = "grey50"
@@ -73,6 +73,29 @@ def stats_table(stats: dict[str, Any]) -> Table:
     return table
 
 
+def preference_sides(row: dict[str, Any]) -> list[tuple[str, list[int], list[int], float | None]]:
+    """(name, input_ids, labels, community score) of each answer of a preference row."""
+    if "label" in row:
+        return [("desirable" if row["label"] else "undesirable", row["input_ids"], row["labels"], None)]
+    return [(side, row[f"{side}_input_ids"], row[f"{side}_labels"], row.get(f"{side}_score"))
+            for side in ("chosen", "rejected")]
+
+
+def show_preferences(tokenizer: PreTrainedTokenizerBase, files: DatasetFiles, console: Console, *, split: str,
+                     count: int) -> None:
+    """The first preference rows of a split: each answer with its prompt masked, as DPO/ORPO/KTO train on it."""
+    path = files.preferences(split)
+    if not path.exists():
+        return
+    for number, row in enumerate(read_jsonl(path)[:count], 1):
+        console.rule(f"preference {number}: thread {row['thread_id']}")
+        for name, ids, labels, score in preference_sides(row):
+            trained = sum(label != IGNORE_INDEX for label in labels)
+            shown = f", score {score:g}" if score is not None else ""
+            console.print(f"[bold]{name}[/bold] ({len(ids)} tokens, {trained} trained{shown})")
+            console.print(colour_tokens(tokenizer, ids, labels))
+
+
 def show_examples(tokenizer: PreTrainedTokenizerBase, dataset_dir: Path, console: Console, *, split: str = "train",
                   count: int = 2, max_seq_len: int | None = None) -> Path | None:
     """Print `count` examples of a split in colour and the stats page; returns the histogram PNG."""
@@ -86,6 +109,7 @@ def show_examples(tokenizer: PreTrainedTokenizerBase, dataset_dir: Path, console
     for number, record in enumerate(records[:count], 1):
         console.rule(example_title(number, record))
         console.print(colour_tokens(tokenizer, record["input_ids"], record["labels"], record.get("position_ids")))
+    show_preferences(tokenizer, files, console, split=split, count=1)
     if files.stats.exists():
         console.rule("dataset stats")
         console.print(stats_table(json.loads(files.stats.read_text())))

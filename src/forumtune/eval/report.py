@@ -154,7 +154,7 @@ def write_run_report(config: Config, paths: RunLayout, results: dict[str, Any], 
                         if embedding else "Embedding similarity: skipped (no local sentence-embedding model; "
                         "see eval.embedding_model)."),
         loss_png=embed_png(loss_png), checkpoints=results["checkpoints"], artifacts=artifact_rows(results),
-        decoding=decoding_rows(results),
+        decoding=decoding_rows(results), preferences=results.get("preferences"),
         samples=samples, short_labels=SHORT_LABELS, generation_settings=results["generation"]["settings"],
         metric_limits=METRIC_LIMITS,
         data_stats=flatten_data_stats(read_json(paths.dataset.stats)),

@@ -23,12 +23,22 @@ from forumtune.eval.embedding import SentenceEmbedder, embedding_similarities, f
 from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
 from forumtune.eval.losses import base_and_tuned_losses, checkpoint_losses, perplexity, trained_tokens
 from forumtune.eval.plots import RunCurves, plot_loss_curves
+from forumtune.eval.preferences import preference_metrics
 from forumtune.eval.reference import rouge_l, token_f1
 from forumtune.eval.report import write_run_report
 from forumtune.eval.timing import PhaseTimer
 from forumtune.layout import RunLayout
 from forumtune.models import load_adapter_model, pick_device
-from forumtune.records import DatasetRow, EvalSample, ModelAnswer, ModelScores, read_rows, write_eval_samples
+from forumtune.records import (
+    DatasetRow,
+    EvalSample,
+    ModelAnswer,
+    ModelScores,
+    PreferenceRow,
+    read_jsonl,
+    read_rows,
+    write_eval_samples,
+)
 
 
 def held_out_questions(records: list[DatasetRow], count: int) -> list[DatasetRow]:
@@ -37,6 +47,11 @@ def held_out_questions(records: list[DatasetRow], count: int) -> list[DatasetRow
     first = [r for r in records if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
     chosen_ids = {id(r) for r in first}
     return (first + [r for r in records if id(r) not in chosen_ids])[:count]
+
+
+def held_out_pairs(path: Path) -> list[PreferenceRow]:
+    """The held-out preference pairs (labelled KTO rows have no pair to rank); none without build.preferences."""
+    return [row for row in read_jsonl(path) if "chosen" in row] if path.exists() else []
 
 
 def generation_settings(config: Config) -> GenerationSettings:
@@ -71,6 +86,11 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
     batch, pad_id = config.eval.loss_batch_size, tokenizer.pad_token_id
     with timer.phase("eval loss, base and fine-tuned"):
         base_loss, tuned_loss = base_and_tuned_losses(model, eval_records, batch, pad_id, device)
+    preferences = held_out_pairs(paths.dataset.preferences("eval"))
+    preference_results = None
+    if preferences:
+        with timer.phase("preference accuracy"):
+            preference_results = preference_metrics(model, preferences, config, batch, pad_id, device)
     checkpoints: list[dict[str, float]] = []
     if config.eval.checkpoints:
         with timer.phase("eval loss, checkpoints"):
@@ -90,13 +110,18 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
                       **{key: artifact_counts([s.answers[key].flags for s in samples])
                          for key in generation["answered_by"]}},
         "generation": generation, "timings_s": timer.seconds, "peak_memory_mib": timer.peak_memory_mib(),
-        "device": device.type,
+        "device": device.type, **({"preferences": preference_results} if preference_results else {}),
     }
     write_outputs(config, paths, results, samples)
     console.print(f"eval loss: base {base_loss:.4f} → fine-tuned {tuned_loss:.4f}; answers with an artifact: "
                   f"base {results['artifacts']['base']['any']}/{len(samples)}, fine-tuned "
                   f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at "
                   f"{escape(str(paths.report))}")
+    if preference_results:
+        console.print(f"preference accuracy on {preference_results['pairs']} held-out pairs: base "
+                      f"{preference_results['base_logprob_accuracy']:.1%} → fine-tuned "
+                      f"{preference_results['tuned_logprob_accuracy']:.1%} (log-prob), implicit reward "
+                      f"{preference_results['tuned_reward_accuracy']:.1%}, margin {preference_results['reward_margin']:.3f}")
     return results
 
 

@@ -51,6 +51,18 @@ RUN_REPORT = """{% extends "layout.html" %}
 <p class="muted">Eval loss: mean cross-entropy per answer token of the held-out split (prompt tokens masked,
 as in training); perplexity = e<sup>loss</sup>. Lower is better. Reference metrics over {{ samples|length }}
 generated answers. {{ embedding_note }}</p>
+{% if preferences %}
+<h2>Preferences</h2>
+<table id="preferences"><tr><th>model</th><th>log-prob accuracy</th><th>reward accuracy</th><th>reward margin</th></tr>
+<tr data-model="base"><th>base</th><td class="num">{{ "%.1f%%"|format(100 * preferences.base_logprob_accuracy) }}</td><td></td><td></td></tr>
+<tr data-model="tuned"><th>fine-tuned</th><td class="num">{{ "%.1f%%"|format(100 * preferences.tuned_logprob_accuracy) }}</td>
+<td class="num">{{ "%.1f%%"|format(100 * preferences.tuned_reward_accuracy) }}</td>
+<td class="num">{{ "%.3f"|format(preferences.reward_margin) }}</td></tr></table>
+<p class="muted">{{ preferences.pairs }} held-out pairs of replies to one question, the one the community rated higher
+first. Log-prob accuracy: share of pairs whose preferred answer has the higher summed log-probability. Reward
+accuracy: share whose implicit reward beta × (log p<sub>tuned</sub> − log p<sub>reference</sub>) is higher for the
+preferred answer (beta {{ preferences.beta }}, reference: {{ preferences.reference }}); margin: its mean difference.</p>
+{% endif %}
 
 <h2>Loss curves</h2>
 <img class="curves" id="loss-curve" alt="train and eval loss curves" src="data:image/png;base64,{{ loss_png }}">

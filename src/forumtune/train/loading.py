@@ -19,7 +19,7 @@ from forumtune.config import AdapterConfig, Config
 from forumtune.errors import TrainError
 from forumtune.kernels.lora_linear import FusedLoRA
 from forumtune.models import load_base_model
-from forumtune.preference_batches import REFERENCE_ADAPTER
+from forumtune.preference_batches import REFERENCE_ADAPTER, REFERENCE_METHODS
 from forumtune.train import layer_checkpointing, precision
 from forumtune.train.layer_graphs import LayerGraphs
 
@@ -81,9 +81,6 @@ def load_for_training(config: Config, device: torch.device, *, shardable: bool =
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)
     return model
-
-
-REFERENCE_METHODS = ("dpo", "kto")  # the preference losses that compare with a reference model
 
 
 def add_reference_adapter(model: PeftModel, adapter_dir: Path) -> None:

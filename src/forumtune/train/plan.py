@@ -12,7 +12,7 @@ from forumtune.base_model import resolve_base_model
 from forumtune.config import Config
 from forumtune.errors import ConfigError
 from forumtune.kernels.liger import liger_available
-from forumtune.train.loading import REFERENCE_METHODS
+from forumtune.preference_batches import REFERENCE_METHODS
 from forumtune.train.objectives import OBJECTIVES
 
 GIB = 2**30

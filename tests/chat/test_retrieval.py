@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 from rich.console import Console
+from tests.chat.browser import chromium_page, save_screenshot
+from tests.chat.conftest import MODEL_NAME, live_server
+from tests.chat.test_repl import memory_console, output_of, scripted
+from tests.conftest import write_config
+from tests.retrieval.forum import write_ski_forum
 
 from forumtune.chat.engine import SamplingSettings
 from forumtune.chat.grounding import Grounding
@@ -20,11 +25,6 @@ from forumtune.layout import RunLayout
 from forumtune.pipeline import get_stage, run_stage
 from forumtune.retrieval.context import CONTEXT_INTRO, fit_to_budget, question_with_context, source_block
 from forumtune.retrieval.retriever import Retriever
-from tests.chat.browser import chromium_page, save_screenshot
-from tests.chat.conftest import MODEL_NAME, live_server
-from tests.chat.test_repl import memory_console, output_of, scripted
-from tests.conftest import write_config
-from tests.retrieval.forum import write_ski_forum
 
 QUESTION = "Which wax for cold snow?"
 TOP_K = 3
@@ -59,7 +59,7 @@ def grounded_url(engine, grounding) -> Iterator[str]:
 
 
 def test_passages_fill_the_token_budget_in_rank_order(engine, grounding):
-    count = lambda text: len(engine.text_ids(text))  # noqa: E731
+    count = lambda text: len(engine.text_ids(text))
     found = grounding.retriever.search(QUESTION, TOP_K)
     sources = fit_to_budget(found, BUDGET, count)
     assert 1 <= len(sources) <= TOP_K

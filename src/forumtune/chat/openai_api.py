@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from forumtune.chat.engine import FinishReason, Generation
+from forumtune.retrieval.context import Source, markdown_sources
 
 MAX_STOP_STRINGS = 4
 # OpenAI's own default for /v1/completions; chat completions default to all the room the context leaves.
@@ -95,6 +96,11 @@ RequestT = TypeVar("RequestT", bound=SamplingRequest)
 class ChatCompletionRequest(SamplingRequest):
     messages: Annotated[list[ChatMessageIn], Field(min_length=1)]
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    # forumtune's own fields (the openai client sends them with extra_body): with chat.retrieval on,
+    # `retrieval: false` answers without the forum's passages, `source_links: true` appends them to the
+    # reply's text as markdown links.
+    retrieval: bool = True
+    source_links: bool = False
 
     def requested_max_tokens(self) -> tuple[int | None, str]:
         if self.max_completion_tokens is not None:
@@ -152,10 +158,19 @@ class ReplyMeta:
     created: int
     model: str
     kind: Literal["chat", "text"]
+    sources: list[Source] | None = None  # with retrieval: the passages in the prompt, sent as `sources`
+    source_links: bool = False  # ... and appended to the text as markdown links
+
+    def sources_field(self) -> dict[str, Any]:
+        return {} if self.sources is None else {"sources": [source.as_json() for source in self.sources]}
+
+    def links_text(self) -> str:
+        return markdown_sources(self.sources) if self.sources and self.source_links else ""
 
 
 def whole_reply(meta: ReplyMeta, text: str, generation: Generation) -> dict[str, Any]:
     finish_reason = openai_finish_reason(generation.finish_reason)
+    text += meta.links_text()
     if meta.kind == "chat":
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None}
         object_name = "chat.completion"
@@ -166,12 +181,15 @@ def whole_reply(meta: ReplyMeta, text: str, generation: Generation) -> dict[str,
         **_header(meta, object_name),
         "choices": [{**choice, "finish_reason": finish_reason}],
         "usage": usage(generation),
+        **meta.sources_field(),
     }
 
 
 def opening_chunk(meta: ReplyMeta) -> dict[str, Any] | None:
-    """Chat streams open with the assistant's role; text streams have no opening chunk."""
-    return _chunk(meta, {"role": "assistant", "content": ""}) if meta.kind == "chat" else None
+    """Chat streams open with the assistant's role (and the sources, with retrieval); text streams have no
+    opening chunk."""
+    return {**_chunk(meta, {"role": "assistant", "content": ""}), **meta.sources_field()} if meta.kind == "chat" \
+        else None
 
 
 def text_chunk(meta: ReplyMeta, text: str) -> dict[str, Any]:

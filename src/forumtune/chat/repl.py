@@ -13,6 +13,8 @@ from rich.markup import escape
 
 from forumtune.chat.engine import Engine, Generation, SamplingSettings
 from forumtune.chat.errors import ChatError
+from forumtune.chat.grounding import Grounding
+from forumtune.retrieval.context import Source
 
 HELP_TEXT = """\
 Commands:
@@ -23,6 +25,7 @@ Commands:
                   (seed none: random)
   /settings       show the sampling settings
   /compare        side by side on/off: the base model answers each question too
+  /sources        the forum posts the last reply drew on (with chat.retrieval)
   /help           show this help
   /quit           leave; so do Ctrl-D and Ctrl-C at the prompt (Ctrl-C during a reply stops it)"""
 
@@ -58,6 +61,8 @@ class ChatSession:
     tuned_chat: Conversation
     base_chat: Conversation
     compare: bool = False
+    grounding: Grounding | None = None  # chat.retrieval: the forum's passages go into each question
+    sources: list[Source] = field(default_factory=list)  # what the last reply drew on (/sources)
 
     def set_system_prompt(self, text: str | None) -> None:
         self.tuned_chat.system_prompt = self.base_chat.system_prompt = text
@@ -76,13 +81,15 @@ def run_repl(
     compare: bool = False,
     console: Console | None = None,
     input_fn: Callable[[str], str] = input,
+    grounding: Grounding | None = None,
 ) -> None:
     """Chat in the terminal until /quit, end of input or Ctrl-C at the prompt."""
     console = console or Console()
     if compare and base_engine is None:
         raise ChatError("Side-by-side mode needs the base model; set chat.with_base=true.")
     session = ChatSession(
-        engine, base_engine, settings, Conversation(system_prompt), Conversation(system_prompt), compare
+        engine, base_engine, settings, Conversation(system_prompt), Conversation(system_prompt), compare,
+        grounding,
     )
     console.print("forumtune chat - type /help for commands", style="bold")
     if settings.max_new_tokens > (limit := reply_token_limit(session)):
@@ -108,9 +115,13 @@ def run_repl(
 def ask(session: ChatSession, question: str, console: Console) -> None:
     """The fine-tune answers; in side-by-side mode the base model answers the same question after it."""
     label = "tuned> " if session.compare else TUNED_LABEL
-    reply(session.tuned, session.tuned_chat, question, session.settings, console, label)
+    sources = reply(session.tuned, session.tuned_chat, question, session.settings, console, label,
+                    session.grounding)
     if session.compare and session.base is not None:
-        reply(session.base, session.base_chat, question, session.settings, console, BASE_LABEL)
+        reply(session.base, session.base_chat, question, session.settings, console, BASE_LABEL, session.grounding)
+    if sources is not None:
+        session.sources = sources
+        console.print(f"({len(sources)} forum posts in the prompt: /sources lists them)", style="dim")
 
 
 def run_command(line: str, session: ChatSession, console: Console) -> bool:
@@ -133,6 +144,8 @@ def run_command(line: str, session: ChatSession, console: Console) -> bool:
         show_settings(session.settings, console)
     elif name == "/compare":
         toggle_compare(session, console)
+    elif name == "/sources":
+        show_sources(session, console)
     elif name == "/help":
         console.print(HELP_TEXT, markup=False, highlight=False)
     else:
@@ -184,6 +197,20 @@ def show_settings(settings: SamplingSettings, console: Console) -> None:
     )
 
 
+def show_sources(session: ChatSession, console: Console) -> None:
+    if session.grounding is None:
+        console.print("Retrieval is off; start with --set chat.retrieval=true (after `forumtune index`).",
+                      style="yellow")
+        return
+    if not session.sources:
+        console.print("The last reply drew on no forum posts.", style="dim")
+    for source in session.sources:
+        byline = ", ".join(part for part in (source.author, source.date) if part)
+        console.print(f"[{source.number}] {source.title}" + (f" ({byline})" if byline else ""), markup=False,
+                      highlight=False)
+        console.print(f"    {source.url}", markup=False, highlight=False, style="dim")
+
+
 def toggle_compare(session: ChatSession, console: Console) -> None:
     if session.base is None:
         console.print(
@@ -220,22 +247,30 @@ def reply(
     settings: SamplingSettings,
     console: Console,
     label: str = TUNED_LABEL,
-) -> None:
-    """Answer one user message, printing the reply as it streams; the turn is kept only if it worked."""
+    grounding: Grounding | None = None,
+) -> list[Source] | None:
+    """Answer one user message, printing the reply as it streams; the turn is kept only if it worked.
+    With grounding, the forum's passages go into the question (not into the kept history); returns them."""
     conversation.turns.append({"role": "user", "content": user_text})
+    sources = None
     try:
-        messages = engine.trim_history(conversation.messages(), settings.max_new_tokens)
+        room = settings.max_new_tokens + (grounding.reserved_tokens if grounding else 0)
+        messages = engine.trim_history(conversation.messages(), room)
         if len(messages) < len(conversation.messages()):
             console.print("(older turns left out to fit the context)", style="dim")
+        if grounding is not None:
+            grounded = grounding.ground(engine, messages)
+            messages, sources = grounded.messages, grounded.sources
         generation = engine.generate(messages, **dataclasses.asdict(settings))
         text = print_streamed(generation, console, label)
     except ChatError as error:
         conversation.turns.pop()
         console.print(escape(str(error)), style="red")
-        return
+        return None
     conversation.turns.append({"role": "assistant", "content": text})
     if generation.finish_reason == "length":
         console.print(f"(reply cut at {settings.max_new_tokens} tokens)", style="dim")
+    return sources
 
 
 def print_streamed(generation: Generation, console: Console, label: str) -> str:

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from forumtune.chat.engine import Engine, Generation, SamplingSettings
 from forumtune.chat.errors import ChatError, ContextTooLongError, GenerationError
+from forumtune.chat.grounding import Grounding
 from forumtune.chat.listen import bind_socket, check_host
 from forumtune.chat.openai_api import (
     ApiError,
@@ -38,6 +39,7 @@ from forumtune.chat.openai_api import (
     whole_reply,
 )
 from forumtune.chat.web_page import CHAT_PAGE_HTML
+from forumtune.retrieval.context import Source
 
 OWNER = "forumtune"
 GENERATION_FAILED = "The model failed while generating the reply; the server log has the details."
@@ -95,13 +97,15 @@ def create_app(
     max_queue: int = 8,
     sampling: SamplingSettings | None = None,
     system_prompt: str | None = None,
+    grounding: Grounding | None = None,
 ) -> FastAPI:
     """The HTTP app; engines maps the model names clients send to the engines that answer them.
 
     max_tokens_limit caps the tokens one request may ask for, max_queue the requests running or waiting
     at once (more get 503), and sampling holds the reply length, temperature and top_p used when a request
     sends none. system_prompt goes before chat requests that bring no system message of their own, as the
-    fine-tune saw it in training.
+    fine-tune saw it in training. With grounding (chat.retrieval), chat requests get the forum's passages in
+    their last user message and the reply carries them as `sources`.
     """
     if not engines:
         raise ChatError("create_app needs at least one engine: pass {'model-name': engine}.")
@@ -130,6 +134,7 @@ def create_app(
             "models": list(engines),
             "requests_in_flight": admission.in_flight,
             "api_key_required": api_key is not None,
+            "retrieval": grounding is not None,
         }
 
     @app.get("/v1/models")
@@ -156,11 +161,12 @@ def create_app(
         admission.enter()
         handed_to_stream = False
         try:
-            generation = await anyio.to_thread.run_sync(
-                _prepare_generation, engine, parsed, defaults, system_prompt
+            generation, sources = await anyio.to_thread.run_sync(
+                _prepare_generation, engine, parsed, defaults, system_prompt, grounding
             )
             prefix = "chatcmpl" if kind == "chat" else "cmpl"
-            meta = ReplyMeta(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), parsed.model, kind)
+            links = isinstance(parsed, ChatCompletionRequest) and parsed.source_links
+            meta = ReplyMeta(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), parsed.model, kind, sources, links)
             if parsed.stream:
                 handed_to_stream = True
                 return _streaming_reply(generation, meta, parsed.include_usage(), on_close=admission.leave)
@@ -226,12 +232,15 @@ def _model_card(name: str) -> dict[str, Any]:
 
 
 def _prepare_generation(
-    engine: Engine, request: SamplingRequest, defaults: SamplingSettings, system_prompt: str | None
-) -> Generation:
-    """Tokenize the prompt and fit the reply into the context; runs on a worker thread.
+    engine: Engine, request: SamplingRequest, defaults: SamplingSettings, system_prompt: str | None,
+    grounding: Grounding | None = None,
+) -> tuple[Generation, list[Source] | None]:
+    """Tokenize the prompt and fit the reply into the context; runs on a worker thread. Returns the sources
+    put into the prompt (None without retrieval).
 
     A request that names no max_tokens gets the configured reply length, or less where the context ends.
     """
+    sources: list[Source] | None = None
     requested, param = request.requested_max_tokens()
     prompt_param = "messages" if isinstance(request, ChatCompletionRequest) else "prompt"
     try:
@@ -239,6 +248,9 @@ def _prepare_generation(
             messages = [message.plain() for message in request.messages]
             if system_prompt and not any(message["role"] == "system" for message in messages):
                 messages.insert(0, {"role": "system", "content": system_prompt})
+            if grounding is not None and request.retrieval:
+                grounded = grounding.ground(engine, messages)
+                messages, sources = grounded.messages, grounded.sources
             prompt_ids = engine.prompt_ids(messages)
         else:
             assert isinstance(request, CompletionRequest)
@@ -258,7 +270,7 @@ def _prepare_generation(
             request.seed,
             defaults.repetition_penalty,
         )
-        return engine.generation_for_ids(prompt_ids, settings, request.stop or [], threading.Event())
+        return engine.generation_for_ids(prompt_ids, settings, request.stop or [], threading.Event()), sources
     except ContextTooLongError as error:
         raise ApiError(400, str(error), param=prompt_param, code="context_length_exceeded") from error
     except ChatError as error:
@@ -301,6 +313,8 @@ async def _sse_events(generation: Generation, meta: ReplyMeta, include_usage: bo
             yield "data: [DONE]\n\n"
             return
         yield _sse(text_chunk(meta, item))
+    if links := meta.links_text():
+        yield _sse(text_chunk(meta, links))
     yield _sse(closing_chunk(meta, generation))
     if include_usage:
         yield _sse(usage_chunk(meta, generation))
@@ -335,6 +349,7 @@ def serve(
     system_prompt: str | None = None,
     log_level: str = "info",
     listening: socket.socket | None = None,
+    grounding: Grounding | None = None,
 ) -> None:
     """Serve the engines over HTTP until interrupted; a host beyond this machine needs an api_key.
 
@@ -348,6 +363,7 @@ def serve(
         max_queue=max_queue,
         sampling=sampling,
         system_prompt=system_prompt,
+        grounding=grounding,
     )
     sockets = [listening if listening is not None else bind_socket(host, port)]
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run(sockets=sockets)

@@ -12,10 +12,12 @@ from transformers import AutoModelForCausalLM
 from forumtune.base_model import load_tokenizer
 from forumtune.chat.engine import Engine, SamplingSettings
 from forumtune.chat.errors import ChatError
+from forumtune.chat.grounding import Grounding
 from forumtune.chat.transformers_engine import TransformersEngine
 from forumtune.config import Config
 from forumtune.layout import RunLayout
 from forumtune.models import load_adapter_model, load_base_model, pick_device
+from forumtune.retrieval.retriever import Retriever
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,18 @@ def missing_artifact(config: Config, paths: RunLayout) -> str | None:
     }
     path, problem = needed[config.chat.source]
     return None if path.is_file() else problem
+
+
+def load_grounding(config: Config, run_dir: Path) -> Grounding | None:
+    """The forum's search index when chat.retrieval is on (loaded before the model: a missing index fails fast)."""
+    if not config.chat.retrieval:
+        return None
+    paths = RunLayout.of(config, run_dir)
+    if not paths.search_index.exists():
+        raise ChatError(f"chat.retrieval is on but there is no search index at {paths.search_index}: run "
+                        "`forumtune index` first, or set chat.retrieval: false")
+    retriever = Retriever.open(paths.search_index, paths.vector_index)
+    return Grounding(retriever, config.chat.retrieval_top_k, config.chat.retrieval_tokens)
 
 
 def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
@@ -82,6 +96,7 @@ def run_chat(config: Config, run_dir: Path, console: Console, *, compare: bool =
         raise ChatError("--compare needs the base model, but chat.with_base is false; drop one of them")
     if compare and config.chat.with_base is None:
         config = config.model_copy(update={"chat": config.chat.model_copy(update={"with_base": True})})
+    grounding = load_grounding(config, run_dir)
     with console.status(f"loading the {config.chat.source} model..."):
         models = load_chat_models(config, run_dir)
     run_repl(
@@ -91,6 +106,7 @@ def run_chat(config: Config, run_dir: Path, console: Console, *, compare: bool =
         system_prompt=config.chat.system_prompt or config.build.system_prompt,
         settings=sampling_settings(config),
         console=console,
+        grounding=grounding,
     )
 
 
@@ -104,6 +120,7 @@ def run_serve(config: Config, run_dir: Path, console: Console) -> None:
     # nothing claims to be serving that is not.
     listening = bind_socket(chat.host, chat.port)
     try:
+        grounding = load_grounding(config, run_dir)
         with console.status(f"loading the {chat.source} model..."):
             models = load_chat_models(config, run_dir)
         engines = {config.name: models.tuned}
@@ -124,6 +141,7 @@ def run_serve(config: Config, run_dir: Path, console: Console) -> None:
             sampling=sampling_settings(config),
             system_prompt=chat.system_prompt or config.build.system_prompt,
             listening=listening,
+            grounding=grounding,
         )
     finally:
         listening.close()

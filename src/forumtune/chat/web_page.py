@@ -1,7 +1,8 @@
 """The web chat page the server sends at GET /: plain HTML and JavaScript, no build step, no CDN.
 
 It talks to the same server's /v1/chat/completions with stream=true, shows the reply as it arrives, and
-has one button per served model, so the fine-tune and its base can be asked in turn.
+has one button per served model, so the fine-tune and its base can be asked in turn. With retrieval on,
+the forum posts the reply drew on (the stream's `sources`) are listed as links under it.
 """
 
 CHAT_PAGE_HTML = """<!doctype html>
@@ -31,6 +32,10 @@ CHAT_PAGE_HTML = """<!doctype html>
   .message.assistant { align-self: flex-start; background: #fff; border: 1px solid var(--line); }
   .message.error { align-self: center; background: #fef2f2; color: #991b1b; border: 1px solid #fecaca; }
   .who { display: block; font-size: .75rem; color: var(--muted); }
+  .sources { margin: .5rem 0 0; padding: .4rem 0 0 1.4rem; border-top: 1px solid var(--line);
+             font-size: .85rem; white-space: normal; }
+  .sources a { color: var(--accent); }
+  .sources .byline { color: var(--muted); margin-left: .3rem; }
   form { display: flex; gap: .5rem; padding: .75rem 1rem; background: #fff; border-top: 1px solid var(--line); }
   textarea { flex: 1; resize: none; padding: .5rem; border: 1px solid var(--line); border-radius: 8px;
              font: inherit; }
@@ -102,7 +107,34 @@ async function loadModels() {
   chooseModel(health.models[0]);
 }
 
-async function readStream(response, onText) {
+function showSources(box, sources) {
+  if (!sources || !sources.length) return;
+  const list = document.createElement("ol");
+  list.className = "sources";
+  list.setAttribute("aria-label", "Sources");
+  for (const source of sources) {
+    const item = document.createElement("li");
+    item.value = source.number;
+    const link = document.createElement("a");
+    link.href = source.url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.textContent = source.title;
+    link.title = source.text;
+    item.append(link);
+    const byline = [source.author, source.date].filter(Boolean).join(", ");
+    if (byline) {
+      const span = document.createElement("span");
+      span.className = "byline";
+      span.textContent = byline;
+      item.append(span);
+    }
+    list.append(item);
+  }
+  box.append(list);
+}
+
+async function readStream(response, onText, onSources) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
@@ -117,6 +149,7 @@ async function readStream(response, onText) {
       if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
       const payload = JSON.parse(event.slice(6));
       if (payload.error) throw new Error(payload.error.message);
+      if (payload.sources) onSources(payload.sources);
       const delta = payload.choices.length ? payload.choices[0].delta : {};
       if (delta.content) onText(delta.content);
     }
@@ -128,6 +161,7 @@ async function ask(question) {
   addMessage("user", question);
   const box = addMessage("assistant", "", state.model);
   const text = box.querySelector(".text");
+  let sources = [];
   state.controller = new AbortController();
   $("send").hidden = true;
   $("stop").hidden = false;
@@ -145,7 +179,8 @@ async function ask(question) {
     await readStream(response, (piece) => {
       text.textContent += piece;
       box.scrollIntoView({ block: "end" });
-    });
+    }, (found) => { sources = found; });
+    showSources(box, sources);
   } catch (error) {
     if (error.name !== "AbortError") {
       addMessage("error", error.message);

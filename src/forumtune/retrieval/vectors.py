@@ -1,9 +1,9 @@
 """The passages' dense vectors in a usearch HNSW index, keyed by passage id, saved beside the search index.
 
-usearch was picked by measurement against FAISS (HNSW) and sqlite-vec (exact scan) at 1M passages
-(benchmarks/retrieval.py, figures in benchmarks/RESULTS.md): it answers in well under a millisecond
-where the exact scan takes hundreds, and unlike FAISS's HNSW it removes vectors by key, which the
-incremental update needs. The file is derived data: `matches(ids)` says whether it holds exactly the
+usearch was picked by measurement against FAISS's HNSW and an exact scan (what sqlite-vec does)
+(benchmarks/retrieval.py, figures in benchmarks/RESULTS.md): both HNSW stores answer in a few
+milliseconds where the exact scan of a million vectors takes a hundred or more, and unlike FAISS's HNSW,
+usearch removes vectors by key, which the incremental update needs, and keeps the index in one file. The file is derived data: `matches(ids)` says whether it holds exactly the
 index's passages, and the index stage rebuilds it when it does not (say a run was killed between the
 two files' writes).
 """
@@ -18,7 +18,9 @@ import numpy as np
 from forumtune.errors import RetrievalError
 from forumtune.retrieval.search_index import Hit
 
-# The HNSW graph's search breadth: the measured recall@10 at 1M random vectors is in RESULTS.md.
+# The HNSW graph's links per node and search breadth: 32 links lift recall@10 on clustered 384-dim vectors
+# from 0.82 to 0.92 for 15% more build time (benchmarks/retrieval.py, RESULTS.md).
+CONNECTIVITY = 32
 EXPANSION_SEARCH = 128
 
 
@@ -35,7 +37,8 @@ class VectorIndex:
     def __init__(self, path: Path, dimensions: int):
         self.path = Path(path)
         index_type = _usearch()
-        self.index = index_type(ndim=dimensions, metric="cos", dtype="f32", expansion_search=EXPANSION_SEARCH)
+        self.index = index_type(ndim=dimensions, metric="cos", dtype="f32", connectivity=CONNECTIVITY,
+                                expansion_search=EXPANSION_SEARCH)
         if self.path.exists():
             self.index.load(str(self.path))
             if self.index.ndim != dimensions:

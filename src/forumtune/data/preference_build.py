@@ -11,8 +11,8 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from forumtune.cleaning import TEMPLATE_TOKENS
 from forumtune.config import Config
-from forumtune.data.clean import TEMPLATE_TOKENS
 from forumtune.data.encode import EncodedExample, encode_conversations
 from forumtune.data.pairing import answers_from_others, with_system_prompt
 from forumtune.data.posts import PostCleaner

@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from forumtune.atomic import remove_unfinished
+from forumtune.atomic import atomic_file, remove_unfinished
 from forumtune.config import Config, resume_exclusions
 from forumtune.errors import TrainError
 from forumtune.layout import BEST_CHECKPOINT, RunLayout, checkpoint_dirs, checkpoint_step
@@ -66,10 +66,8 @@ def read_record(root: Path) -> dict[str, Any] | None:
 
 
 def write_record(root: Path, settings: dict[str, Any], *, finished: bool) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".{SETTINGS_FILE}.partial"
-    staging.write_text(json.dumps({"settings": settings, "finished": finished}, indent=2))
-    staging.replace(root / SETTINGS_FILE)
+    with atomic_file(root / SETTINGS_FILE) as partial:
+        partial.write_text(json.dumps({"settings": settings, "finished": finished}, indent=2))
 
 
 def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -88,7 +88,8 @@ def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[
 
 def choose_start(run_dir: Path, settings: dict[str, Any], *, restart: bool) -> Start:
     """From which checkpoint this run starts; raises TrainError rather than resume another training's."""
-    root = RunLayout(run_dir).checkpoints
+    layout = RunLayout(run_dir)
+    root = layout.checkpoints
     found = checkpoint_dirs(root)
     if restart:
         return Start(None, "--restart: training starts over from step 0")
@@ -113,7 +114,7 @@ def choose_start(run_dir: Path, settings: dict[str, Any], *, restart: bool) -> S
         f"{root} holds an unfinished training (saved up to step {checkpoint_step(found[-1])}) made with other "
         f"settings: {listed}. Resuming would mix two trainings. Put those settings back to "
         f"continue it, or start over with `{rerun_command(run_dir, restart=True)}` (its checkpoints move to "
-        f"{RunLayout(run_dir).previous_trainings}/, nothing is deleted)."
+        f"{layout.previous_trainings}/, nothing is deleted)."
     )
 
 
@@ -141,9 +142,9 @@ def holds_work(root: Path) -> bool:
 
 def set_aside_earlier_training(run_dir: Path) -> Path | None:
     """Before a training starts from step 0: the earlier one's checkpoints and logs go to previous/<time>/."""
-    if not holds_work(RunLayout(run_dir).checkpoints):
-        return None
     layout = RunLayout(run_dir)
+    if not holds_work(layout.checkpoints):
+        return None
     target = layout.previous_trainings / time.strftime("%Y%m%d-%H%M%S")
     while target.exists():  # two restarts within a second
         target = target.with_name(target.name + "-1")

@@ -1,4 +1,4 @@
-"""Directories that appear only once complete: written beside their target, then renamed over it.
+"""Directories and files that appear only once complete: written beside their target, then renamed over it.
 
 A stage killed at any moment leaves either the old directory or the new one, never half of one, so a
 later run can trust whatever it finds. One writer per target: the staging name is fixed, so a rerun
@@ -59,6 +59,20 @@ def remove_unfinished(parent: Path) -> None:
     where no other writer is at work)."""
     for partial in parent.glob(".*.partial") if parent.is_dir() else []:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """Yield a path beside `target` to write the file to; when the block ends, it replaces `target`. On an
+    error it is removed and `target` is left as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
+    try:
+        yield partial
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def replace_dir(new: Path, target: Path) -> None:

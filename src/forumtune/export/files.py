@@ -1,13 +1,10 @@
-"""Outputs that appear only once complete: a file is written beside its target, then renamed (directories:
-forumtune.atomic)."""
+"""Reading the merged model's JSON files, and hidden names for the export's temporary files (outputs appear
+only once complete through forumtune.atomic)."""
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +22,3 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 def hidden_sibling(path: Path, purpose: str) -> Path:
     return path.parent / f".{path.name}.{purpose}-{uuid.uuid4().hex[:12]}"
-
-
-@contextmanager
-def atomic_output(out_path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `out_path`; rename it over `out_path` on success, delete it on failure."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial_path = out_path.with_name(f".{out_path.name}.partial-{uuid.uuid4().hex[:12]}")
-    try:
-        yield partial_path
-        os.replace(partial_path, out_path)
-    except BaseException:
-        partial_path.unlink(missing_ok=True)
-        raise

@@ -15,8 +15,9 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType
 from rich.progress import track
 
+from forumtune.atomic import atomic_file
 from forumtune.export.errors import ExportError
-from forumtune.export.files import atomic_output, read_json
+from forumtune.export.files import read_json
 from forumtune.export.gguf_hparams import add_hyperparameters, gguf_arch_for, require
 from forumtune.export.gguf_tensors import TensorPlan, encode_tensor, plan_tensors
 from forumtune.export.gguf_vocab import add_tokenizer
@@ -48,7 +49,7 @@ def export_gguf(model_dir: Path, out_path: Path, out_type: str = "f16", name: st
             writer.add_tensor_info(
                 plan.name, plan.shape, np.dtype(np.float32), plan.nbytes, raw_dtype=plan.qtype
             )
-        with atomic_output(out_path) as partial_path:
+        with atomic_file(out_path) as partial_path:
             try:
                 write_gguf(writer, plans, partial_path, description=f"GGUF {out_type} → {out_path.name}")
             except OSError as error:

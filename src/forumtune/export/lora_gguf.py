@@ -14,9 +14,10 @@ import gguf
 import numpy as np
 from gguf import GGUFWriter
 
+from forumtune.atomic import atomic_file
 from forumtune.export.adapter import Adapter, load_adapter
 from forumtune.export.errors import ExportError
-from forumtune.export.files import atomic_output, read_json
+from forumtune.export.files import read_json
 from forumtune.export.gguf_hparams import gguf_arch_for
 from forumtune.export.gguf_tensors import (
     PERMUTED_QK_ARCHS,
@@ -46,7 +47,7 @@ def export_lora_gguf(adapter_dir: Path, base_config_dir: Path, out_path: Path, n
         writer.add_tensor(
             f"{gguf_name}.lora_b", permute_for_ggml_rotary(lora_b, n_heads) if n_heads else lora_b
         )
-    with atomic_output(out_path) as partial:
+    with atomic_file(out_path) as partial:
         try:
             writer.write_header_to_file(partial)
             writer.write_kv_data_to_file()

@@ -11,8 +11,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from forumtune.atomic import atomic_file
 from forumtune.export.errors import ExportError
-from forumtune.export.files import atomic_output, hidden_sibling
+from forumtune.export.files import hidden_sibling
 from forumtune.export.gguf_export import export_gguf
 from forumtune.export.llama_runtime import llama_cpp_available, quantize_with_bindings
 
@@ -52,7 +53,7 @@ def export_k_quant(
     intermediate = hidden_sibling(out_path, "full-precision").with_suffix(".gguf")
     try:
         export_gguf(model_dir, intermediate, intermediate_type(model_dir), name=name)
-        with atomic_output(out_path) as partial:
+        with atomic_file(out_path) as partial:
             if tool is not None:
                 run_quantize_tool(tool, intermediate, partial, quant_type)
             else:

@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from forumtune.atomic import remove_unfinished
+from forumtune.atomic import atomic_file, remove_unfinished
 from forumtune.config import Config, resume_exclusions
 from forumtune.errors import TrainError
 from forumtune.layout import BEST_CHECKPOINT, RunLayout, checkpoint_dirs, checkpoint_step
@@ -66,10 +66,8 @@ def read_record(root: Path) -> dict[str, Any] | None:
 
 
 def write_record(root: Path, settings: dict[str, Any], *, finished: bool) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".{SETTINGS_FILE}.partial"
-    staging.write_text(json.dumps({"settings": settings, "finished": finished}, indent=2))
-    staging.replace(root / SETTINGS_FILE)
+    with atomic_file(root / SETTINGS_FILE) as partial:
+        partial.write_text(json.dumps({"settings": settings, "finished": finished}, indent=2))
 
 
 def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -90,7 +88,8 @@ def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[
 
 def choose_start(run_dir: Path, settings: dict[str, Any], *, restart: bool) -> Start:
     """From which checkpoint this run starts; raises TrainError rather than resume another training's."""
-    root = RunLayout(run_dir).checkpoints
+    layout = RunLayout(run_dir)
+    root = layout.checkpoints
     found = checkpoint_dirs(root)
     if restart:
         return Start(None, "--restart: training starts over from step 0")
@@ -115,7 +114,7 @@ def choose_start(run_dir: Path, settings: dict[str, Any], *, restart: bool) -> S
         f"{root} holds an unfinished training (saved up to step {checkpoint_step(found[-1])}) made with other "
         f"settings: {listed}. Resuming would mix two trainings. Put those settings back to "
         f"continue it, or start over with `{rerun_command(run_dir, restart=True)}` (its checkpoints move to "
-        f"{RunLayout(run_dir).previous_trainings}/, nothing is deleted)."
+        f"{layout.previous_trainings}/, nothing is deleted)."
     )
 
 
@@ -143,9 +142,9 @@ def holds_work(root: Path) -> bool:
 
 def set_aside_earlier_training(run_dir: Path) -> Path | None:
     """Before a training starts from step 0: the earlier one's checkpoints and logs go to previous/<time>/."""
-    if not holds_work(RunLayout(run_dir).checkpoints):
-        return None
     layout = RunLayout(run_dir)
+    if not holds_work(layout.checkpoints):
+        return None
     target = layout.previous_trainings / time.strftime("%Y%m%d-%H%M%S")
     while target.exists():  # two restarts within a second
         target = target.with_name(target.name + "-1")

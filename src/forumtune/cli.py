@@ -90,6 +90,20 @@ def scrape(config: ConfigArg, overrides: SetOption = None,
         _stage("scrape", config, overrides)
 
 
+@app.command("import")
+def import_dump(config: ConfigArg,
+                paths: Annotated[list[Path], typer.Argument(help="Posts.xml, or Reddit JSON lines (submissions first)")],
+                dump_format: Annotated[str, typer.Option("--format", help="stackexchange or reddit")],
+                overrides: SetOption = None) -> None:
+    """Import a Stack Exchange or Reddit dump into runs/<name>/forum.sqlite (rerun to resume); then build."""
+    from forumtune.layout import RunLayout
+    from forumtune.pipeline import prepare_run_dir
+    from forumtune.scrape.dumps import run_import
+
+    cfg = _load(config, overrides, needs_model=False)
+    run_import(dump_format, paths, RunLayout(prepare_run_dir(cfg)).forum_store, console)
+
+
 @app.command()
 def build(config: ConfigArg, overrides: SetOption = None) -> None:
     """Clean, pair, template, tokenize and mask: runs/<name>/dataset/{train,eval}.jsonl."""

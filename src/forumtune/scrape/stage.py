@@ -9,6 +9,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import yaml
 from rich.console import Console
 from rich.markup import escape
 
@@ -18,7 +19,7 @@ from forumtune.scrape.crawler import crawl
 from forumtune.scrape.local_server import serve_folder
 from forumtune.scrape.probe import ProbeReport, fetch_one, print_probe, probe_page, read_page
 from forumtune.scrape.sites.markup import MarkupProfile
-from forumtune.scrape.suggest import suggest_selectors, suggestion_yaml
+from forumtune.scrape.suggest import Suggestion, suggest_selectors
 from forumtune.scrape.summary import CrawlSummary, print_summary
 
 
@@ -74,3 +75,13 @@ def run_suggest(config: Config, url: str, console: Console, *, as_json: bool = F
     console.print(escape(suggestion_yaml(suggestion)), highlight=False, soft_wrap=True)
     console.print("what these selectors read on the page:")
     print_probe(report, console)
+
+
+def suggestion_yaml(suggestion: Suggestion) -> str:
+    """The `scrape:` block to paste into the config: the selectors found, TODO where the page could not say."""
+    fields = suggestion.selectors.model_dump(exclude_defaults=True)
+    fields = {key: value for key, value in fields.items() if value not in (None, [])}
+    other = "thread list" if suggestion.page_kind == "thread page" else "thread page"
+    block = yaml.safe_dump({"scrape": {"site": "generic", "selectors": fields}}, sort_keys=False, allow_unicode=True)
+    return (f"# suggested from a {suggestion.page_kind} ({'; '.join(suggestion.notes)}); the TODO selectors come "
+            f"from a {other}: run --probe on one with --suggest\n{block}")

@@ -16,7 +16,6 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 
-import yaml
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from selectolax.lexbor import LexborNode as Node
 
@@ -402,12 +401,3 @@ def suggest_selectors(html: str) -> Suggestion | None:
     post_words = sum(text_length(block) for block in blocks)
     return posts if post_words >= sum(text_length(row) for row in rows) else listing
 
-
-def suggestion_yaml(suggestion: Suggestion) -> str:
-    """The `scrape:` block to paste into the config: the selectors found, TODO where the page could not say."""
-    fields = suggestion.selectors.model_dump(exclude_defaults=True)
-    fields = {key: value for key, value in fields.items() if value not in (None, [])}
-    other = "thread list" if suggestion.page_kind == "thread page" else "thread page"
-    block = yaml.safe_dump({"scrape": {"site": "generic", "selectors": fields}}, sort_keys=False, allow_unicode=True)
-    return (f"# suggested from a {suggestion.page_kind} ({'; '.join(suggestion.notes)}); the TODO selectors come "
-            f"from a {other}: run --probe on one with --suggest\n{block}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -95,7 +95,7 @@ def store_batch(store: ForumStore, batch: Iterable[DumpRow | str], key: str, row
             elif isinstance(row, DumpPost):
                 post = row.post
                 if row.parent_id and (quoted := store.post_text(row.parent_id)):
-                    post = ScrapedPost(**{**post.__dict__, "quotes": [quoted[:300], *post.quotes]})
+                    post = replace(post, quotes=[quoted[:300], *post.quotes])
                 if store.import_post(row.thread_url, post):
                     summary.posts += 1
                 else:

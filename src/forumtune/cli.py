@@ -69,13 +69,15 @@ def scrape(config: ConfigArg, overrides: SetOption = None,
            probe: Annotated[str | None, typer.Option(
                help="Fetch this one page and show which site profile reads it, and what it extracts")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="Print the crawl summary as JSON on stdout")] = False,
+           suggest: Annotated[bool, typer.Option(
+               help="With --probe: propose scrape.selectors for site: generic from the page's repeated posts")] = False,
            ) -> None:
     """Crawl the forum into runs/<name>/forum.sqlite (rerun to resume a crawl, or later to fetch what is new)."""
     if probe is not None:
         from forumtune.scrape.stage import run_probe
 
         cfg = _load(config, overrides, needs_model=False)
-        run_probe(cfg, probe, Console(stderr=True) if as_json else console, as_json=as_json)
+        run_probe(cfg, probe, Console(stderr=True) if as_json else console, as_json=as_json, suggest=suggest)
     elif as_json:
         import json
 
@@ -86,6 +88,20 @@ def scrape(config: ConfigArg, overrides: SetOption = None,
         print(json.dumps(summary, indent=2))
     else:
         _stage("scrape", config, overrides)
+
+
+@app.command("import")
+def import_dump(config: ConfigArg,
+                paths: Annotated[list[Path], typer.Argument(help="Posts.xml, or Reddit JSON lines (submissions first)")],
+                dump_format: Annotated[str, typer.Option("--format", help="stackexchange or reddit")],
+                overrides: SetOption = None) -> None:
+    """Import a Stack Exchange or Reddit dump into runs/<name>/forum.sqlite (rerun to resume); then build."""
+    from forumtune.layout import RunLayout
+    from forumtune.pipeline import prepare_run_dir
+    from forumtune.scrape.dumps import run_import
+
+    cfg = _load(config, overrides, needs_model=False)
+    run_import(dump_format, paths, RunLayout(prepare_run_dir(cfg)).forum_store, console)
 
 
 @app.command()

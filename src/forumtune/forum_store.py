@@ -150,6 +150,7 @@ class ForumStore:
         self.db.executescript(SCHEMA)
         self._add_missing_columns()
         self.db.execute("CREATE INDEX IF NOT EXISTS posts_by_page ON posts (thread_id, page)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS posts_by_external_id ON posts (external_id)")
 
     def _add_missing_columns(self) -> None:
         for table, columns in ADDED_COLUMNS.items():
@@ -282,6 +283,35 @@ class ForumStore:
                 " WHERE id = ?",
                 (number, next_url, int(done), title, thread_id),
             )
+
+    # Imports from dumps (Stack Exchange, Reddit): threads and posts arrive one row at a time, in batches
+    # the importer commits together with its progress (`with store.db:`), so these do not commit.
+
+    def import_thread(self, url: str, external_id: str, title: str, position: int) -> None:
+        """A thread of a dump, finished on arrival (a dump has no pages to fetch); known ones are kept."""
+        self.db.execute("INSERT OR IGNORE INTO threads (url, external_id, title, list_position, pages_fetched, done)"
+                        " VALUES (?, ?, ?, ?, 1, 1)", (url, external_id, title, position))
+
+    def import_post(self, thread_url: str, post: ScrapedPost) -> bool:
+        """Append a post to its thread; False when the thread is not in the store (an orphan row)."""
+        row = self.db.execute("SELECT id FROM threads WHERE url = ?", (thread_url,)).fetchone()
+        if row is None:
+            return False
+        (position,) = self.db.execute("SELECT COUNT(*) FROM posts WHERE thread_id = ?", (row[0],)).fetchone()
+        self.db.execute(
+            "INSERT INTO posts (thread_id, position, page, external_id, author, posted_at, text, quotes, signature,"
+            " links, likes, score, accepted) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row[0], position, post.external_id, post.author, post.posted_at, post.text, json.dumps(post.quotes),
+             post.signature, json.dumps(post.links), post.likes, post.score,
+             None if post.accepted is None else int(post.accepted)))
+        return True
+
+    def post_text(self, external_id: str) -> str | None:
+        row = self.db.execute("SELECT text FROM posts WHERE external_id = ? LIMIT 1", (external_id,)).fetchone()
+        return row[0] if row else None
+
+    def mark_accepted(self, external_ids: list[str]) -> None:
+        self.db.executemany("UPDATE posts SET accepted = 1 WHERE external_id = ?", [(i,) for i in external_ids])
 
     def mark_thread_done(self, thread_id: int) -> None:
         with self.db:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from forumtune.config import ScrapeConfig
+from forumtune.scrape.crawler import relative
 from forumtune.scrape.detect import choose_profile
 from forumtune.scrape.encoding import decode_page
 from forumtune.scrape.fetcher import Fetcher
@@ -47,6 +48,9 @@ PAGES = [
               (0, "OVERLORDKITTEN CABAL")),
     SavedPage("xenforo-2.html", "xenforo", 8, ["dieketzer", "krstep", "dieketzer", "anotheralias"], None,
               (-1, "", ""), (-1, ""), likes=[15, 1, 1, 1, 0, 0, 1, 0]),  # "Niro, Dadparvar, siONtI and 12 others"
+    SavedPage("smf-2.0-topic.html", "smf", 25, ["empo444", "DopeMaN", "empo444", "F41RPL4Y3R"],
+              "index.php/topic,66925.25.html?PHPSESSID=5d3921993f17409aecea3d369102b502",  # not <link rel=next>
+              (8, "Itt a megfejtés", "Persze de most nem a kedves"), (8, "Account lopó oldalak")),
     SavedPage("phpbb-3.0.html", "phpbb", 25, ["Jakob", "promethean75", "Urwrongx1000", "Jakob"],
               "viewtopic.php?f=1&t=194998&start=50",
               (4, "I don't know if you've read this thread", "But then if non living things are excluded"),
@@ -98,3 +102,24 @@ def test_each_post_of_a_real_page_is_read_with_quotes_and_signatures_apart(saved
         signed = page.posts[index]
         assert signed.signature is not None and signed.signature.startswith(signature_start)
         assert signature_start not in signed.text
+
+
+def test_a_real_smf_board_page_lists_every_topic_with_its_last_post():
+    text = decode_page((FIXTURES / "smf-2.0-board.html").read_bytes())
+    listing = builtin_profiles()["smf"].parse_thread_list(text, "http://127.0.0.1/board")
+    assert len(listing.threads) == 50
+    first = listing.threads[0]
+    assert first.title == "105 Fegyverek, Vétek, Ékszerek, Öv rendszer!"
+    assert first.url.startswith("http://metin2hungary.net/index.php/topic,182615.0.html")
+    assert first.last_post_at == "2014-06-23T18:04:42+00:00"
+    undated = [thread.title for thread in listing.threads if not thread.last_post_at]
+    assert undated == ["[3ds max] run/walk animació probléma"], "its last post says 'Tegnap' (Hungarian: yesterday)"
+    assert listing.next_url is not None and "board,5.50.html" in listing.next_url
+
+
+def test_session_ids_in_links_are_not_part_of_a_page_address():
+    smf = "http://metin2hungary.net/index.php/topic,66925.25.html?PHPSESSID=5d3921993f17409aecea3d369102b502"
+    assert relative(smf) == "/index.php/topic,66925.25.html"
+    phpbb = "http://x.org/viewtopic.php?f=1&t=9&sid=0123456789abcdef0123456789abcdef&start=25"
+    assert relative(phpbb) == "/viewtopic.php?f=1&t=9&start=25"
+    assert relative("http://x.org/showthread.php?s=short&t=5") == "/showthread.php?s=short&t=5", "only real ids"

@@ -8,6 +8,7 @@ new threads and the new pages of threads whose last-post date or reply count cha
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,11 +29,17 @@ from forumtune.scrape.summary import CrawlSummary, first_list_failure
 
 
 def relative(url: str | None) -> str | None:
-    """Store URLs without scheme and host, so a forum served on another port still resumes."""
+    """Store URLs without scheme and host, so a forum served on another port still resumes, and without
+    a session id, which forums put in every link for a visitor without cookies (SMF's PHPSESSID, phpBB's
+    sid, vBulletin's s): the same page would otherwise have a new address on every visit."""
     if url is None:
         return None
     parts = urlsplit(url)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+    query = "&".join(pair for pair in parts.query.split("&") if pair and not SESSION_ID.fullmatch(pair))
+    return parts.path + (f"?{query}" if query else "")
+
+
+SESSION_ID = re.compile(r"(?:PHPSESSID=\w+|(?:sid|s)=[0-9a-f]{32})", re.IGNORECASE)
 
 
 class Crawler:

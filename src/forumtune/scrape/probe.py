@@ -109,6 +109,19 @@ async def fetch_readings(config: ScrapeConfig, url: str) -> list[ProfileReading]
     return readings
 
 
+async def fetch_one(config: ScrapeConfig, url: str) -> str:
+    """The text of one page, fetched as the crawl would (robots.txt, retries, decoding)."""
+    fetcher = Fetcher(config, url)
+    try:
+        await fetcher.load_robots(url)
+        return await fetcher.get_text(url)
+    except FetchFailed as failure:
+        advice = CONNECTION_ADVICE.get(failure.kind)
+        raise ScrapeError(f"--probe could not fetch {url}: {failure.detail}" + (f"; {advice}" if advice else "")) from None
+    finally:
+        await fetcher.aclose()
+
+
 def probe_page(config: ScrapeConfig, url: str) -> ProbeReport:
     readings = asyncio.run(fetch_readings(config, url))
     best = best_reading(readings)

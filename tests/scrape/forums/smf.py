@@ -22,8 +22,9 @@ def smf_date(moment) -> str:  # type: ignore[no-untyped-def]
     return f"{moment:%B %d, %Y, %I:%M:%S %p}"
 
 
-def page(title: str, body: str, next_path: str | None, pagelinks: str = "") -> str:
-    link = f'<link rel="next" href="{escape(next_path)}" />' if next_path else ""
+def page(title: str, body: str, pagelinks: str = "", topic: int | None = None) -> str:
+    # SMF 2.0's head links a topic page to the previous and next *topic*, not to its next page.
+    link = f'<link rel="next" href="/index.php?topic={topic}.0;prev_next=next" />' if topic else ""
     return f"""<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
 <html xmlns="http://www.w3.org/1999/xhtml"><head>
 <title>{escape(title)}</title>{link}</head>
@@ -45,8 +46,11 @@ def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
     body = f"""<div class="tborder topic_table" id="messageindex"><table class="table_grid" cellspacing="0">
 <thead><tr class="catbg"><th scope="col" class="first_th" width="8%" colspan="2">&nbsp;</th><th scope="col">Subject</th></tr></thead>
 <tbody>{items}</tbody></table></div>"""
-    pagelinks = f'<a class="navPages" href="{escape(next_path)}">2</a>' if next_path else ""
-    return page("Skiing", body, next_path, pagelinks)
+    return page("Skiing", body, next_page_link(next_path))
+
+
+def next_page_link(next_path: str | None) -> str:
+    return f'<a class="navPages" href="{escape(next_path)}">2</a>' if next_path else ""
 
 
 def render_quote(quote: Quote, depth: int = 0) -> str:
@@ -84,4 +88,4 @@ def render_thread(thread: Thread, number: int, posts: list[Post], next_path: str
     items = "\n".join(render_post(thread, i + 1, post) for i, post in enumerate(visible))
     body = f"""<div id="forumposts"><div class="cat_bar"><h3 class="catbg"><span id="author">Author</span>
 Topic: {escape(thread.title)} &nbsp;(Read 204 times)</h3></div><form action="#" method="post" id="quickModForm">{items}</form></div>"""
-    return page(thread.title, body, next_path)
+    return page(thread.title, body, next_page_link(next_path), topic=thread.id)

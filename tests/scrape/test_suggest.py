@@ -1,0 +1,96 @@
+"""`--probe URL --suggest`: selectors found from a page's repeated structure, with no built-in profile,
+must read the posts (and thread rows) of every engine's pages as that engine's own profile does."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from forumtune.cli import app
+from forumtune.config import ScrapeConfig
+from forumtune.scrape.encoding import decode_page
+from forumtune.scrape.sites import builtin_profiles
+from forumtune.scrape.sites.markup import MarkupProfile
+from forumtune.scrape.suggest import suggest_selectors
+from tests.conftest import DEMO_FORUM
+from tests.scrape.conftest import engine_markup
+from tests.scrape.forums.content import WAXING, Forum, file_for, write_forum
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL_THREAD_PAGES = {"vbulletin-3.8": "vbulletin", "vbulletin-4.2": "vbulletin", "vbulletin-5.5": "vbulletin",
+                     "xenforo-1": "xenforo", "xenforo-2": "xenforo", "phpbb-3.0": "phpbb", "smf-2.0-topic": "smf"}
+HTML_ENGINES = ["phpbb", "vbulletin", "xenforo", "smf", "mybb", "invision"]
+DEMO_THREAD = DEMO_FORUM / "threads" / "1001-best-all-mountain-ski-for-the-east-coast" / "index.html"
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def fixture_forum_page(engine: str, tmp_path: Path, *, listing: bool) -> str:
+    markup = engine_markup(engine)
+    write_forum(markup, Forum(), tmp_path)
+    path = markup.list_path(1) if listing else markup.thread_path(WAXING, 1)
+    return decode_page(file_for(tmp_path, path).read_bytes())
+
+
+def thread_pages(tmp_path_factory) -> list[tuple[str, str, str]]:
+    pages = [(name, engine, decode_page((FIXTURES / f"{name}.html").read_bytes()))
+             for name, engine in REAL_THREAD_PAGES.items()]
+    pages += [(f"{engine} fixture forum", engine, fixture_forum_page(engine, tmp_path_factory.mktemp(engine),
+                                                                     listing=False)) for engine in HTML_ENGINES]
+    return [*pages, ("demo forum", "demo", DEMO_THREAD.read_text(encoding="utf-8"))]
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory):
+    return thread_pages(tmp_path_factory)
+
+
+@pytest.mark.parametrize("index", range(len(REAL_THREAD_PAGES) + len(HTML_ENGINES) + 1))
+def test_suggested_selectors_read_nine_posts_in_ten_as_the_engines_own_profile(index, pages):
+    name, engine, html = pages[index]
+    expected = builtin_profiles()[engine].parse_thread_page(html, "http://127.0.0.1/thread").posts
+    suggestion = suggest_selectors(html)
+    assert suggestion is not None and suggestion.page_kind == "thread page", name
+    posts = MarkupProfile("generic", suggestion.selectors).parse_thread_page(html, "http://127.0.0.1/thread").posts
+    assert len(posts) == len(expected), name
+    same_words = sum(words(got.text) == words(want.text) for got, want in zip(posts, expected))
+    assert same_words >= 0.9 * len(expected), f"{name}: {same_words} of {len(expected)} posts read alike"
+    assert [post.author for post in posts] == [post.author for post in expected], name
+    assert sum(bool(post.posted_at) for post in posts) >= 0.9 * len(expected), name
+
+
+@pytest.mark.parametrize("engine", HTML_ENGINES)
+def test_suggested_selectors_read_the_rows_of_a_thread_list(engine, tmp_path):
+    html = fixture_forum_page(engine, tmp_path, listing=True)
+    check_thread_list(html, engine)
+
+
+def test_suggested_selectors_read_a_real_smf_board_and_the_demo_list():
+    check_thread_list(decode_page((FIXTURES / "smf-2.0-board.html").read_bytes()), "smf")
+    check_thread_list((DEMO_FORUM / "forums" / "freeski" / "index.html").read_text(encoding="utf-8"), "demo")
+
+
+def check_thread_list(html: str, engine: str) -> None:
+    expected = builtin_profiles()[engine].parse_thread_list(html, "http://127.0.0.1/list")
+    suggestion = suggest_selectors(html)
+    assert suggestion is not None and suggestion.page_kind == "thread list"
+    listing = MarkupProfile("generic", suggestion.selectors).parse_thread_list(html, "http://127.0.0.1/list")
+    assert [ref.url for ref in listing.threads] == [ref.url for ref in expected.threads]
+    assert [ref.last_post_at for ref in listing.threads] == [ref.last_post_at for ref in expected.threads]
+    assert listing.next_url == expected.next_url
+
+
+def test_probe_suggest_prints_a_selectors_block_the_config_accepts(tmp_path):
+    config = tmp_path / "forum.yaml"
+    config.write_text(yaml.safe_dump({"name": "t", "scrape": {"url": "/", "serve_dir": str(FIXTURES),
+                                                              "requests_per_second": 0}}))
+    result = CliRunner().invoke(app, ["scrape", str(config), "--probe", "/vbulletin-3.8.html", "--suggest"])
+    assert result.exit_code == 0, result.output
+    block = result.output[result.output.index("scrape:"): result.output.index("what these selectors read")]
+    scrape = ScrapeConfig(url="/", **yaml.safe_load(block)["scrape"])
+    assert scrape.site == "generic" and scrape.selectors is not None
+    assert scrape.selectors.post_body == 'div[id^="post_message_"]'
+    assert "post by BBOvenGuy" in result.output, "and shows what the selectors read there"

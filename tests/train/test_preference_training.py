@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+import torch
 from rich.console import Console
 
 from forumtune.config import load_config
@@ -83,3 +84,21 @@ def test_a_preference_method_without_pairs_says_how_to_build_them(tmp_path, tiny
     write_dataset(config.run_dir / "dataset", tiny_tokenizer)
     with pytest.raises(TrainError, match="build.preferences=true"):
         run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the fast path runs on a GPU")
+def test_dpo_on_the_fast_path_follows_the_plain_path(tmp_path, tiny_tokenizer, tiny_mistral, sft_adapter):
+    """The fused LoRA layers fall back to peft's when the adapter is off and run the reference adapter's
+    weights when it is active; liger's forward returns logits when no labels are passed. A wrong reference
+    would show at step 1, whose loss must be log 2 (the policy starts at the reference)."""
+    curves = {}
+    for fast in (True, False):
+        config = preference_config(tmp_path / str(fast), tiny_tokenizer, tiny_mistral, method="dpo", beta=0.5,
+                                   init_adapter=str(sft_adapter), device="cuda", fast_path=fast, max_steps=6)
+        config.model.compute_dtype = "bfloat16"
+        run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+        curves[fast] = train_losses(config.run_dir)
+    for losses in curves.values():
+        assert losses[0] == pytest.approx(math.log(2), abs=2e-3)
+        assert losses[-1] < losses[0]
+    assert curves[True] == pytest.approx(curves[False], rel=0.1, abs=0.02)

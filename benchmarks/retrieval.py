@@ -198,13 +198,14 @@ def store_usearch(vectors: np.ndarray, queries: np.ndarray, k: int, path: Path) 
     index.add(np.arange(len(vectors), dtype=np.uint64), vectors)
     index.save(str(path))
     build = time.perf_counter() - started
-    searches = [lambda q=q: [int(x) for x in index.search(q, k).keys] for q in queries]
+    searches = [lambda q=q: [int(x) for x in index.search(q, k, threads=1).keys] for q in queries]
     return build, path.stat().st_size, searches
 
 
 def store_faiss(vectors: np.ndarray, queries: np.ndarray, k: int, path: Path) -> tuple[float, int, list]:
     import faiss
 
+    faiss.omp_set_num_threads(1)  # searched one query at a time, as usearch is
     started = time.perf_counter()
     index = faiss.IndexHNSWFlat(DIMENSIONS, CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efSearch = EXPANSION_SEARCH
@@ -277,7 +278,11 @@ def main() -> None:
                         help="a sentence-embedding model dir; default: the embeddings extra's, if installed")
     parser.add_argument("--compare-stores", type=int, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--torch-threads", type=int, default=1)
     args = parser.parse_args()
+    # One thread: a 15-token question gains nothing from two, and on a shared machine the second thread's
+    # waits cost ten times the work (measured: 79 ms vs 719 ms p50 per question at load average 6).
+    torch.set_num_threads(args.torch_threads)
     model_dir = args.embedding_model or bundled_model_dir()
     embedder = SentenceEmbedder(model_dir, torch.device("cpu")) if model_dir else None
     report: dict[str, Any] = {"machine": machine(), "versions": versions(),
@@ -300,6 +305,8 @@ def main() -> None:
         for count in args.compare_stores:
             report["stores"].append(compare_stores(count, Path(work)))
             args.out.write_text(json.dumps(report, indent=2) + "\n")
+    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

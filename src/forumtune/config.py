@@ -137,10 +137,11 @@ class BuildConfig(Section):
     export_formats: list[Literal["messages", "sharegpt", "alpaca"]] = Field(
         default_factory=list, description="Also write each split as dataset/<split>.<format>.jsonl."
     )
-    pairing: Literal["qa", "qa_context", "multi_turn", "qa_best_voted"] = Field(
+    pairing: Literal["qa", "qa_context", "multi_turn", "qa_best_voted", "qa_retrieved"] = Field(
         "qa", description="qa: opening post → each good reply; qa_context: earlier replies as context too; "
         "multi_turn: the thread as alternating turns, quotes deciding who answers whom; qa_best_voted: "
-        "opening post → the reply readers rated best (accepted, else most votes / likes).",
+        "opening post → the reply readers rated best (accepted, else most votes / likes); qa_retrieved: qa with "
+        "passages from other threads (never the eval split's) in the prompt, as chat.retrieval puts them.",
     )
     answers_per_question: int = Field(3, ge=1, description="How many replies of a thread become answers (qa*).")
     context_replies: int = Field(3, ge=0, description="qa_context: at most this many earlier replies as context.")

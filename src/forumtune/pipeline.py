@@ -52,13 +52,14 @@ def _index(config: Config, layout: RunLayout, console: Console) -> Any:
 
 def needs_index(config: Config) -> bool:
     """Whether anything this config runs reads the search index (a run skips the stage otherwise)."""
-    return config.chat.retrieval
+    return config.chat.retrieval or config.build.pairing == "qa_retrieved"
 
 
 def _build(config: Config, layout: RunLayout, console: Console) -> Any:
     from forumtune.data.build import run_build
 
-    return run_build(config, layout.forum_store, layout.dataset.dir, console)
+    return run_build(config, layout.forum_store, layout.dataset.dir, console,
+                     index_paths=(layout.search_index, layout.vector_index))
 
 
 def _train(config: Config, layout: RunLayout, console: Console, restart: bool = False) -> Any:
@@ -93,7 +94,9 @@ def _dataset(config: Config, layout: RunLayout) -> list[Path]:
 
 
 def _build_inputs(config: Config, layout: RunLayout) -> list[Path]:
-    return [config.build.input_file] if config.build.input_file else [layout.forum_store]
+    if config.build.input_file:
+        return [config.build.input_file]
+    return [layout.forum_store, *([layout.search_index] if config.build.pairing == "qa_retrieved" else [])]
 
 
 STAGES: list[Stage] = [  # name, inputs, outputs (both from forumtune.layout), config keys, entry function
@@ -199,7 +202,7 @@ def run_pipeline(config: Config, console: Console, *, force: bool = False, until
         if stage.name in ("scrape", "index") and config.build.input_file:
             console.print(f"[dim]{stage.name}: not needed, the dataset comes from {config.build.input_file}[/dim]")
         elif stage.name == "index" and not needs_index(config):
-            console.print("[dim]index: not needed (chat.retrieval is off)[/dim]")
+            console.print("[dim]index: not needed (chat.retrieval is off, build.pairing is not qa_retrieved)[/dim]")
         elif reason is None:
             console.print(f"[dim]{stage.name}: up to date, skipped[/dim]")
         else:

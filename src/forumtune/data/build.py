@@ -23,6 +23,7 @@ from forumtune.data.packing import pack_records
 from forumtune.data.pairing import Conversation, pair_thread, split_threads
 from forumtune.data.posts import PostCleaner
 from forumtune.data.preference_build import build_preferences
+from forumtune.data.retrieved import with_retrieved_context
 from forumtune.data.votes import VoteTally
 from forumtune.errors import BuildError
 from forumtune.forum_store import ForumStore
@@ -131,7 +132,9 @@ def write_dataset(dataset_dir: Path, records: dict[str, list[ExampleRow]], train
         files.stats.write_text(json.dumps(stats, indent=2))
 
 
-def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Console) -> dict[str, Any]:
+def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Console,
+              index_paths: tuple[Path, Path] | None = None) -> dict[str, Any]:
+    """index_paths: the search index and its vectors, which `build.pairing: qa_retrieved` reads."""
     build = config.build
     tokenizer = load_tokenizer(config.model.base, build.chat_template)
     counts: Counter[str] = Counter()
@@ -145,6 +148,12 @@ def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Cons
     counts["conversations"] = len(conversations)
     conversations = drop_duplicates(conversations, exact=build.dedup, near_threshold=build.near_duplicate_threshold,
                                     filtered=filtered)
+    split = None
+    if build.pairing == "qa_retrieved":  # split first: eval threads must never be retrieved into a prompt
+        split = split_threads(sorted({c.thread_id for c in conversations}), build.eval_fraction, config.seed)
+        if index_paths is None:
+            raise BuildError("build.pairing qa_retrieved needs the search index: run `forumtune index` first")
+        conversations = with_retrieved_context(conversations, split[1], *index_paths, tokenizer, build.max_seq_len)
     encoded = encode_all(tokenizer, conversations, build, filtered, console)
     if not encoded:
         if filtered["no_votes"] and not votes.posts_with_signals():
@@ -154,7 +163,8 @@ def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Cons
                          "raise build.max_seq_len, or scrape more threads")
     for conversation, example in encoded:
         votes.add_answers(conversation.answer_likes[: len(example.answer_spans)])
-    train_ids, eval_ids = split_threads(sorted({c.thread_id for c, _ in encoded}), build.eval_fraction, config.seed)
+    train_ids, eval_ids = split or split_threads(sorted({c.thread_id for c, _ in encoded}), build.eval_fraction,
+                                                 config.seed)
     records: dict[str, list[ExampleRow]] = {
         split: [to_record(c, e) for c, e in encoded if (c.thread_id in eval_ids) == (split == "eval")]
         for split in SPLITS}

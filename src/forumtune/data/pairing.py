@@ -141,7 +141,8 @@ def pair_multi_turn(thread: StoredThread, question: CleanPost, posts: list[Store
 
 Pairing = Callable[[StoredThread, CleanPost, list[StoredPost], PostCleaner, BuildConfig], list[Conversation]]
 PAIRINGS: dict[str, Pairing] = {"qa": pair_qa, "qa_context": pair_qa_with_context, "multi_turn": pair_multi_turn,
-                                 "qa_best_voted": pair_best_voted}
+                                 "qa_best_voted": pair_best_voted,
+                                 "qa_retrieved": pair_qa}  # the passages go in after the split: data/retrieved.py
 
 
 def pair_thread(thread: StoredThread, posts: list[StoredPost], cleaner: PostCleaner,

@@ -154,5 +154,6 @@ def run_index(config: Config, run_dir: Path, console: Console) -> dict[str, Any]
         layout.vector_index.unlink(missing_ok=True)
     console.print(f"indexed {summary['passages']} passages ({summary['added']} added, {summary['removed']} removed, "
                   f"{summary['unchanged']} unchanged); "
-                  + ("dense vectors on" if model_dir else "BM25 only (no embedding model installed)"))
+                  + ("dense vectors on" if model_dir else "BM25 only (index.embedding_model: null, or auto without the "
+                                                        "embeddings extra)"))
     return summary

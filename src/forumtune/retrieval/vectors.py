@@ -88,5 +88,6 @@ class VectorIndex:
         """The k nearest passages by cosine similarity (score: the similarity)."""
         if len(self.index) == 0:
             return []
-        found = self.index.search(np.asarray(vector, dtype=np.float32), min(k, len(self.index)))
+        # one thread: a single query gains nothing from more, and waits for busy cores when they are shared
+        found = self.index.search(np.asarray(vector, dtype=np.float32), min(k, len(self.index)), threads=1)
         return [Hit(int(key), 1.0 - float(distance)) for key, distance in zip(found.keys, found.distances)]

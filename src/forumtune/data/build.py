@@ -22,7 +22,7 @@ from forumtune.data.formats import read_conversations, write_rows
 from forumtune.data.packing import pack_records
 from forumtune.data.pairing import Conversation, pair_thread, split_threads
 from forumtune.data.posts import PostCleaner
-from forumtune.data.votes import VoteTally
+from forumtune.data.votes import VoteTally, mean
 from forumtune.errors import BuildError
 from forumtune.forum_store import ForumStore
 from forumtune.layout import SPLITS, DatasetFiles
@@ -167,4 +167,8 @@ def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Cons
     console.print(f"built {stats['train_examples']} train / {stats['eval_examples']} eval examples from "
                   f"{counts['threads'] or counts['rows']} {'threads' if counts['threads'] else 'rows'} "
                   f"({stats['train_tokens']} train tokens); cleaned: {stats['cleaned']}; filtered: {stats['filtered']}")
+    if votes.likes or votes.scores or votes.accepted:
+        console.print(f"votes: {len(votes.likes)} posts with likes (mean {mean(votes.likes)}), {len(votes.scores)} "
+                      f"with a score, {votes.accepted} accepted; the answers kept average "
+                      f"{mean(votes.chosen_likes)} likes")
     return stats

@@ -306,6 +306,11 @@ class ForumStore:
              None if post.accepted is None else int(post.accepted)))
         return True
 
+    def thread_url_of_post(self, external_id: str) -> str | None:
+        row = self.db.execute("SELECT t.url FROM posts p JOIN threads t ON t.id = p.thread_id"
+                              " WHERE p.external_id = ? LIMIT 1", (external_id,)).fetchone()
+        return row[0] if row else None
+
     def post_text(self, external_id: str) -> str | None:
         row = self.db.execute("SELECT text FROM posts WHERE external_id = ? LIMIT 1", (external_id,)).fetchone()
         return row[0] if row else None

@@ -41,6 +41,16 @@ def test_stack_exchange_posts_give_threads_scores_and_the_accepted_answer(tmp_pa
         assert store.crawl_complete(), "the build may read it at once"
 
 
+def test_stack_exchange_comments_join_the_thread_of_their_post_quoting_it(tmp_path):
+    summary = run_import("stackexchange", [DUMPS / "Posts.xml", DUMPS / "Comments.xml"], tmp_path / "f.sqlite", QUIET)
+    assert summary.posts == 8 and summary.skipped["no_post"] == 1
+    wax = threads_of(tmp_path / "f.sqlite")["Which wax for very cold snow?"]
+    on_answer, on_question = wax[4:]
+    assert on_answer[:2] == ("user12", "Green worked for me at minus fifteen too.")
+    assert on_answer[2][0].startswith("A hard green wax works below minus ten."), "it quotes the answer"
+    assert on_question[0] == "guest42" and on_question[2][0].startswith("I just bought an iron.")
+
+
 def test_reddit_archives_give_threads_comments_replies_and_scores(tmp_path):
     files = [DUMPS / "RS_skiing.jsonl", DUMPS / "RC_skiing.jsonl"]
     summary = run_import("reddit", files, tmp_path / "f.sqlite", QUIET)

@@ -64,9 +64,10 @@ def served_fixtures():
         yield base_url
 
 
-@pytest.mark.parametrize("saved", PAGES, ids=lambda saved: saved.file)
-def test_auto_names_the_engine_of_a_real_page(saved, served_fixtures):
-    url = f"{served_fixtures}/{saved.file}"
+@pytest.mark.parametrize(("file", "engine"), [(saved.file, saved.engine) for saved in PAGES]
+                         + [("smf-2.0-board.html", "smf")])
+def test_auto_names_the_engine_of_a_real_page(file, engine, served_fixtures):
+    url = f"{served_fixtures}/{file}"
     config = ScrapeConfig(url=url, requests_per_second=0)
 
     async def decide() -> str:
@@ -78,7 +79,7 @@ def test_auto_names_the_engine_of_a_real_page(saved, served_fixtures):
         assert url in pages, "the page that decided is handed to the crawl"
         return name
 
-    assert asyncio.run(decide()) == saved.engine
+    assert asyncio.run(decide()) == engine
 
 
 @pytest.mark.parametrize("saved", PAGES, ids=lambda saved: saved.file)

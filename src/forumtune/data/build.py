@@ -24,7 +24,7 @@ from forumtune.data.pairing import Conversation, pair_thread, split_threads
 from forumtune.data.posts import PostCleaner
 from forumtune.data.preference_build import build_preferences
 from forumtune.data.retrieved import with_retrieved_context
-from forumtune.data.votes import VoteTally
+from forumtune.data.votes import VoteTally, mean
 from forumtune.errors import BuildError
 from forumtune.forum_store import ForumStore
 from forumtune.layout import SPLITS, DatasetFiles
@@ -185,6 +185,10 @@ def run_build(config: Config, store_path: Path, dataset_dir: Path, console: Cons
     console.print(f"built {stats['train_examples']} train / {stats['eval_examples']} eval examples from "
                   f"{counts['threads'] or counts['rows']} {'threads' if counts['threads'] else 'rows'} "
                   f"({stats['train_tokens']} train tokens); cleaned: {stats['cleaned']}; filtered: {stats['filtered']}")
+    if votes.likes or votes.scores or votes.accepted:
+        console.print(f"votes: {len(votes.likes)} posts with likes (mean {mean(votes.likes)}), {len(votes.scores)} "
+                      f"with a score, {votes.accepted} accepted; the answers kept average "
+                      f"{mean(votes.chosen_likes)} likes")
     if preference_stats:
         console.print(f"preferences: {preference_stats['train_rows']} train / {preference_stats['eval_rows']} eval "
                       f"rows from {preference_stats['questions_with_pairs']} questions; not paired: "

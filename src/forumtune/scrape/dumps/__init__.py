@@ -16,7 +16,7 @@ from forumtune.forum_store import ForumStore
 from forumtune.scrape.dumps import reddit, stackexchange
 from forumtune.scrape.dumps.writer import ImportSummary, import_rows
 
-READERS = {"stackexchange": stackexchange.read_posts_xml, "reddit": reddit.read_jsonl}
+READERS = {"stackexchange": stackexchange.read_dump_file, "reddit": reddit.read_jsonl}
 
 
 def run_import(dump_format: str, paths: list[Path], store_path: Path, console: Console) -> ImportSummary:
@@ -24,8 +24,8 @@ def run_import(dump_format: str, paths: list[Path], store_path: Path, console: C
         raise ScrapeError(f"--format {dump_format!r} is unknown; pick one of {sorted(READERS)}")
     missing = [path for path in paths if not path.is_file()]
     if missing:
-        raise ScrapeError(f"{missing[0]} is not a file: give the dump's Posts.xml (stackexchange) or its JSON "
-                          "lines files, submissions first (reddit)")
+        raise ScrapeError(f"{missing[0]} is not a file: give the dump's Posts.xml (then Comments.xml if wanted) "
+                          "for stackexchange, or its JSON lines files, submissions first, for reddit")
     summary = ImportSummary()
     with ForumStore(store_path) as store:
         for path in paths:

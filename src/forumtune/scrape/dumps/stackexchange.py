@@ -1,4 +1,5 @@
-"""Stack Exchange data dumps: `Posts.xml`, one <row> per question (PostTypeId 1) or answer (2).
+"""Stack Exchange data dumps: `Posts.xml`, one <row> per question (PostTypeId 1) or answer (2), and
+optionally `Comments.xml` after it (a comment joins its post's thread, quoting that post).
 
 A question becomes a thread (its Title) whose first post is its Body; each answer is a post of its
 question's thread with its Score, and the question's AcceptedAnswerId marks one answer accepted.
@@ -16,7 +17,7 @@ from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from selectolax.lexbor import LexborNode as Node
 
 from forumtune.forum_store import ScrapedPost
-from forumtune.scrape.dumps.writer import DumpAccepted, DumpPost, DumpRow, DumpThread
+from forumtune.scrape.dumps.writer import DumpAccepted, DumpComment, DumpPost, DumpRow, DumpThread
 from forumtune.scrape.sites.html import drop_all, links_in, node_text, parse_date
 
 QUESTION, ANSWER = "1", "2"
@@ -90,3 +91,24 @@ def read_posts_xml(path: Path) -> Iterator[tuple[int, DumpRow | str]]:
                 if row["Id"] in accepted:
                     accepted.discard(row["Id"])
                     yield offset, DumpAccepted(row["Id"])
+
+
+def read_comments_xml(path: Path) -> Iterator[tuple[int, DumpRow | str]]:
+    """(bytes read, row) for every <row> of Comments.xml: plain text, on the post PostId."""
+    for offset, chunk in read_rows(path):
+        for row in chunk:
+            if not row.get("PostId") or not row.get("Text"):
+                yield offset, "empty_comment"
+                continue
+            author = row.get("UserDisplayName") or (f"user{row['UserId']}" if row.get("UserId") else None)
+            score = row.get("Score")
+            post = ScrapedPost(external_id=f"comment{row['Id']}", author=author, text=row["Text"].strip(),
+                               posted_at=parse_date(row.get("CreationDate")), score=int(score) if score else None)
+            yield offset, DumpComment(row["PostId"], post)
+
+
+def read_dump_file(path: Path) -> Iterator[tuple[int, DumpRow | str]]:
+    """Posts.xml or Comments.xml, told apart by the file's root element."""
+    with path.open("rb") as file:
+        head = file.read(512)
+    return read_comments_xml(path) if b"<comments" in head else read_posts_xml(path)

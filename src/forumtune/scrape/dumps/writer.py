@@ -30,13 +30,22 @@ class DumpPost:
 
 
 @dataclass(frozen=True)
+class DumpComment:
+    """A comment on a post whose thread the dump does not name (Stack Exchange's Comments.xml): it joins
+    that post's thread, after the posts already there, quoting the post it comments on."""
+
+    post_id: str
+    post: ScrapedPost
+
+
+@dataclass(frozen=True)
 class DumpAccepted:
     """Marks an already imported answer as the accepted one (Stack Exchange's AcceptedAnswerId)."""
 
     external_id: str
 
 
-DumpRow = DumpThread | DumpPost | DumpAccepted | None  # None: a row read but not stored (skipped)
+DumpRow = DumpThread | DumpPost | DumpComment | DumpAccepted | None  # None: a row read but not stored (skipped)
 
 
 @dataclass
@@ -93,17 +102,27 @@ def store_batch(store: ForumStore, batch: Iterable[DumpRow | str], key: str, row
                 position += 1
                 summary.threads += 1
             elif isinstance(row, DumpPost):
-                post = row.post
-                if row.parent_id and (quoted := store.post_text(row.parent_id)):
-                    post = replace(post, quotes=[quoted[:300], *post.quotes])
+                post = quoting(store, row.post, row.parent_id) if row.parent_id else row.post
                 if store.import_post(row.thread_url, post):
                     summary.posts += 1
                 else:
                     summary.skipped["no_thread"] += 1
+            elif isinstance(row, DumpComment):
+                url = store.thread_url_of_post(row.post_id)
+                if url is not None and store.import_post(url, quoting(store, row.post, row.post_id)):
+                    summary.posts += 1
+                else:
+                    summary.skipped["no_post"] += 1
             elif isinstance(row, DumpAccepted):
                 store.mark_accepted([row.external_id])
         store.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(rows_done)))
     return position
+
+
+def quoting(store: ForumStore, post: ScrapedPost, parent_id: str) -> ScrapedPost:
+    """The post with the words of the post it answers as its first quote: how build tells whom it answers."""
+    quoted = store.post_text(parent_id)
+    return replace(post, quotes=[quoted[:300], *post.quotes]) if quoted else post
 
 
 class FileProgress:

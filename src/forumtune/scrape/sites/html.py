@@ -13,6 +13,7 @@ from selectolax.lexbor import LexborNode as Node
 
 BLOCK_TAGS = {"p", "div", "br", "li", "blockquote", "tr", "h1", "h2", "h3", "h4"}
 HIDDEN_TAGS = {"script", "style", "noscript", "template"}  # code and styling inside a post, never its words
+HIDDEN = ", ".join(sorted(HIDDEN_TAGS))
 DATE_ATTRIBUTES = ("datetime", "data-time", "data-timestamp", "title")
 # Forum dates hide inside prose ("« Reply #3 on: January 07, 2019, 07:50:49 PM »"); pick out the date first.
 DATE_IN_TEXT = re.compile(
@@ -37,7 +38,7 @@ def node_text(node: Node) -> str:
             continue
         elif child.tag in BLOCK_TAGS:
             parts.append("\n" + node_text(child) + "\n")
-        elif child.css_first(", ".join(sorted(HIDDEN_TAGS))) is not None:
+        elif child.child is not None and child.css_first(HIDDEN) is not None:  # inline with a <style> inside
             parts.append(node_text(child))
         else:
             parts.append(child.text(deep=True, separator=""))

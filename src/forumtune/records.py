@@ -3,8 +3,8 @@
 The build stage writes dataset/train.jsonl and dataset/eval.jsonl (forumtune.layout), one row per
 line; training reads both, the eval stage reads eval.jsonl and writes eval/samples.jsonl. These types
 are the contract between them: a stage that needs a new field adds it here first. Dataset rows are
-TypedDicts (they are read as JSON by the million); eval samples are dataclasses with their own JSON
-(de)serialisation.
+TypedDicts over the JSON as read (training turns them straight into tensors); eval samples are
+dataclasses with explicit to_json/from_json.
 """
 
 from __future__ import annotations

@@ -249,9 +249,8 @@ class DeviceUse:
     (used = total − free). With pynvml, NVML's own per-process figure is kept beside it when NVML can see
     this process (it cannot inside some containers)."""
 
-    def __init__(self) -> None:
-        self.nvml_handle = _nvml_handle()
-        self.idle_free_mib, self.baseline_source = _idle_free_mib(self.nvml_handle)
+    def __init__(self, idle_free_mib: float | None, baseline_source: str, nvml_handle=None) -> None:
+        self.idle_free_mib, self.baseline_source, self.nvml_handle = idle_free_mib, baseline_source, nvml_handle
         self.peak_mib = 0.0
         self.samples = 0
         self.nvml_process_peak_mib: float | None = None
@@ -264,6 +263,11 @@ class DeviceUse:
         if own is not None:
             self.nvml_process_peak_mib = max(self.nvml_process_peak_mib or 0.0, own)
         return used
+
+    @classmethod
+    def from_idle_card(cls) -> DeviceUse:
+        handle = _nvml_handle()
+        return cls(*_idle_free_mib(handle), nvml_handle=handle)
 
     def report(self, memory: dict[str, float]) -> dict[str, Any]:
         """The peak over the samples, and a bound that does not depend on when they were taken: the allocator's
@@ -286,7 +290,7 @@ def start_device_use() -> DeviceUse | None:
     global DEVICE_USE
     if not os.path.exists("/dev/nvidiactl") and _nvml_handle() is None:
         return None
-    DEVICE_USE = DeviceUse()
+    DEVICE_USE = DeviceUse.from_idle_card()
     return DEVICE_USE
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -288,7 +289,7 @@ def start_device_use() -> DeviceUse | None:
     """Record the card's idle free memory; call first in a worker, before anything touches CUDA (unsloth's
     import does). None on a machine without an NVIDIA card."""
     global DEVICE_USE
-    if not os.path.exists("/dev/nvidiactl") and _nvml_handle() is None:
+    if shutil.which("nvidia-smi") is None and not os.path.exists("/dev/nvidiactl"):
         return None
     DEVICE_USE = DeviceUse.from_idle_card()
     return DEVICE_USE

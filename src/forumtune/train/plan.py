@@ -34,7 +34,9 @@ BYTES_PER_DTYPE = {"bfloat16": 2, "float16": 2, "float32": 4}
 # results/throughput-final-h200.json). A card with fewer SMs has a smaller context: this errs high there.
 CUDA_CONTEXT_BYTES = 890 * MIB
 # torch gives each stream that runs a matmul one cuBLAS workspace (32 MiB on Hopper and Blackwell, 8 MiB on
-# Ampere and Ada; CUBLAS_WORKSPACE_CONFIG) which cuBLASLt shares, plus 1 MiB when it does not
+# Ampere and Ada; CUBLAS_WORKSPACE_CONFIG), which cuBLASLt shares, or 1 MiB of cuBLASLt's own when it does
+# not. Taken from torch's allocator or, where torch leaves it to cuBLAS, outside it: either way the card holds
+# it and the estimate's parts do not, so it is a row of its own (one stream: the default one).
 CUBLAS_WORKSPACE_BYTES = 33 * MIB
 # Memory the allocator keeps reserved but not allocated at the peak (freed blocks it caches, rounding, the
 # CUDA graphs' pool), as a fraction of what is allocated above the run's static memory: 0.25 and 0.21 for

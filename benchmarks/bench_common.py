@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -222,18 +223,128 @@ def apply_memory_cap(cap_gib: float | None) -> dict[str, Any]:
 
 
 def cuda_memory() -> dict[str, float]:
-    """The allocator's current and peak allocation, and the device's used memory (all processes,
-    managed memory of paged optimizers included), in MiB."""
+    """The allocator's current and peak allocation, the device's used memory (all processes, managed
+    memory of paged optimizers included), and once `start_device_use` ran, this process's whole use of the
+    card (`process_device_mib`), in MiB. Each call is a sample of the process's peak."""
     import torch
 
     if not torch.cuda.is_available():
         return {}
     free, total = torch.cuda.mem_get_info()
-    return {"allocated_mib": torch.cuda.memory_allocated() / MIB,
-            "max_allocated_mib": torch.cuda.max_memory_allocated() / MIB,
-            "reserved_mib": torch.cuda.memory_reserved() / MIB,
-            "max_reserved_mib": torch.cuda.max_memory_reserved() / MIB,
-            "device_used_mib": (total - free) / MIB}
+    memory = {"allocated_mib": torch.cuda.memory_allocated() / MIB,
+              "max_allocated_mib": torch.cuda.max_memory_allocated() / MIB,
+              "reserved_mib": torch.cuda.memory_reserved() / MIB,
+              "max_reserved_mib": torch.cuda.max_memory_reserved() / MIB,
+              "device_used_mib": (total - free) / MIB}
+    if DEVICE_USE is not None:
+        memory["process_device_mib"] = DEVICE_USE.sample(free, total)
+    return memory
+
+
+class DeviceUse:
+    """This process's whole use of the card as the card sees it: the card's free memory before the process
+    touched CUDA (the idle baseline, from NVML or nvidia-smi, which make no CUDA context) minus its free
+    memory at each sample (torch.cuda.mem_get_info). That counts the CUDA context, library workspaces,
+    managed memory while resident (the paged optimizer's) and all the allocator holds; it assumes no other
+    process starts or stops on the card meanwhile. Without a baseline the card is taken to have been idle
+    (used = total − free). With pynvml, NVML's own per-process figure is kept beside it when NVML can see
+    this process (it cannot inside some containers)."""
+
+    def __init__(self, idle_free_mib: float | None, baseline_source: str, nvml_handle=None) -> None:
+        self.idle_free_mib, self.baseline_source, self.nvml_handle = idle_free_mib, baseline_source, nvml_handle
+        self.peak_mib = 0.0
+        self.samples = 0
+        self.nvml_process_peak_mib: float | None = None
+
+    def sample(self, free: int, total: int) -> float:
+        baseline = self.idle_free_mib if self.idle_free_mib is not None else total / MIB
+        used = baseline - free / MIB
+        self.peak_mib, self.samples = max(self.peak_mib, used), self.samples + 1
+        own = _nvml_process_mib(self.nvml_handle)
+        if own is not None:
+            self.nvml_process_peak_mib = max(self.nvml_process_peak_mib or 0.0, own)
+        return used
+
+    @classmethod
+    def from_idle_card(cls) -> DeviceUse:
+        handle = _nvml_handle()
+        return cls(*_idle_free_mib(handle), nvml_handle=handle)
+
+    def report(self, memory: dict[str, float]) -> dict[str, Any]:
+        """The peak over the samples, and a bound that does not depend on when they were taken: the allocator's
+        peak reservation plus what the process holds outside the allocator now (context, workspaces, managed
+        memory). The whole-process peak is the larger of the two."""
+        outside = memory["process_device_mib"] - memory["reserved_mib"]
+        bound = memory["max_reserved_mib"] + outside
+        return {"whole_peak_mib": max(self.peak_mib, bound), "sampled_peak_mib": self.peak_mib,
+                "reserved_peak_plus_outside_mib": bound, "outside_allocator_mib": outside,
+                "samples": self.samples, "idle_free_mib": self.idle_free_mib,
+                "baseline_source": self.baseline_source, "nvml_process_peak_mib": self.nvml_process_peak_mib}
+
+
+DEVICE_USE: DeviceUse | None = None
+
+
+def start_device_use() -> DeviceUse | None:
+    """Record the card's idle free memory; call first in a worker, before anything touches CUDA (unsloth's
+    import does). None on a machine without an NVIDIA card."""
+    global DEVICE_USE
+    if shutil.which("nvidia-smi") is None and not os.path.exists("/dev/nvidiactl"):
+        return None
+    DEVICE_USE = DeviceUse.from_idle_card()
+    return DEVICE_USE
+
+
+def _visible_device() -> str:
+    """The card CUDA calls device 0: the first of CUDA_VISIBLE_DEVICES (an index or a GPU-UUID), else 0."""
+    return (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0].strip() or "0"
+
+
+def _nvml_handle():
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        device = _visible_device()
+        if device.startswith(("GPU-", "MIG-")):
+            return pynvml.nvmlDeviceGetHandleByUUID(device)
+        return pynvml.nvmlDeviceGetHandleByIndex(int(device))
+    except Exception:  # noqa: BLE001 - no pynvml, no driver, or a device NVML cannot name: no NVML figures
+        return None
+
+
+def _idle_free_mib(handle) -> tuple[float | None, str]:
+    if handle is not None:
+        import pynvml
+
+        return pynvml.nvmlDeviceGetMemoryInfo(handle).free / MIB, "nvml"
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits",
+                              "-i", _visible_device()], capture_output=True, text=True, timeout=30, check=True)
+        return float(smi.stdout.split()[0]), "nvidia-smi"
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None, "none: the card is taken to have been idle (total − free)"
+
+
+def _nvml_process_mib(handle) -> float | None:
+    if handle is None:
+        return None
+    try:
+        import pynvml
+
+        for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if process.pid == os.getpid() and process.usedGpuMemory is not None:
+                return process.usedGpuMemory / MIB
+    except Exception:  # noqa: BLE001 - NVML without per-process accounting here
+        return None
+    return None
+
+
+def whole_process_peak(memory: dict[str, float] | None) -> dict[str, Any]:
+    """The process's whole-use report from its last `cuda_memory()` reading ({} without one)."""
+    if DEVICE_USE is None or not memory or "process_device_mib" not in memory:
+        return {}
+    return DEVICE_USE.report(memory)
 
 
 def is_oom(exc: BaseException) -> bool:

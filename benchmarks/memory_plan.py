@@ -9,6 +9,12 @@ non-quantized weights to fp32), after the optimizer is made, and per step the pe
 memory kept for backward, the peak in backward, what the gradients hold, and the optimizer step.
 Those are compared with forumtune.train.plan.plan_memory(config).parts.
 
+It also measures the process's whole use of the card, what the planner's total counts: the card's free
+memory before the process touched CUDA (NVML or nvidia-smi) minus its free memory at each mark and step
+(torch.cuda.mem_get_info), and never less than the allocator's peak reservation plus what the process
+holds outside the allocator (bench_common.DeviceUse). The planner's card parts (CUDA context, cuBLAS
+workspace, paged optimizer state, the allocator's reserve) are compared with their measured counterparts.
+
 The instrumentation wraps forumtune's own functions (no source change): load_base_model,
 load_for_training and make_optimizer, plus forward hooks on the model and step hooks on the optimizer.
 It resets the allocator's peak counter between phases and keeps its own running maximum.
@@ -44,6 +50,7 @@ class Recorder:
         self.marks: dict[str, dict[str, float]] = {}
         self.steps: list[dict[str, float]] = []
         self.running_peak = 0.0
+        self.running_reserved_peak = 0.0  # the peak counters are reset between phases
 
     def allocated(self) -> float:
         return self.torch.cuda.memory_allocated() / MIB if self.cuda else 0.0
@@ -53,17 +60,24 @@ class Recorder:
             return 0.0
         peak = self.torch.cuda.max_memory_allocated() / MIB
         self.running_peak = max(self.running_peak, peak)
+        self.running_reserved_peak = max(self.running_reserved_peak, self.torch.cuda.max_memory_reserved() / MIB)
         self.torch.cuda.reset_peak_memory_stats()
         return peak
 
     def mark(self, name: str) -> None:
-        used = reserved = None
-        if self.cuda:
-            free, total = self.torch.cuda.mem_get_info()
-            used = (total - free) / MIB
-            reserved = self.torch.cuda.memory_reserved() / MIB
+        memory = bc.cuda_memory()  # also a sample of the process's whole use
         self.marks[name] = {"allocated_mib": self.allocated(), "peak_since_last_mib": self.peak_and_reset(),
-                            "device_used_mib": used, "reserved_mib": reserved}
+                            "device_used_mib": memory.get("device_used_mib"),
+                            "reserved_mib": memory.get("reserved_mib"),
+                            "process_device_mib": memory.get("process_device_mib")}
+
+    def whole_process(self) -> dict[str, Any]:
+        """The process's whole-use report, with the allocator's peak reservation over all phases."""
+        memory = bc.cuda_memory()
+        if memory:
+            self.peak_and_reset()
+            memory["max_reserved_mib"] = self.running_reserved_peak
+        return bc.whole_process_peak(memory)
 
     # hooks -----------------------------------------------------------------------------------------
     def before_forward(self, module, args):
@@ -78,15 +92,17 @@ class Recorder:
         step = self.steps[-1]
         step["backward_peak"] = self.peak_and_reset()  # backward and gradient clipping
         step["after_backward"] = self.allocated()
+        if self.cuda:
+            step["process_device_after_backward"] = bc.cuda_memory().get("process_device_mib")
 
     def after_optimizer(self, optimizer, args, kwargs):
         step = self.steps[-1]
         step["optimizer_peak"] = self.peak_and_reset()
         step["after_optimizer"] = self.allocated()
         if self.cuda:
-            free, total = self.torch.cuda.mem_get_info()
-            step["device_used_after_optimizer"] = (total - free) / MIB
-            step["reserved_after_optimizer"] = self.torch.cuda.memory_reserved() / MIB
+            memory = bc.cuda_memory()
+            step["device_used_after_optimizer"] = memory["device_used_mib"]
+            step["reserved_after_optimizer"] = memory["reserved_mib"]
 
 
 def instrument(recorder: Recorder) -> None:
@@ -108,8 +124,8 @@ def instrument(recorder: Recorder) -> None:
         recorder.mark("after_lora_attach")
         return model
 
-    def make_optimizer(model, train, device):
-        optimizer = original_optim(model, train, device)
+    def make_optimizer(model, train, device, **kwargs):
+        optimizer = original_optim(model, train, device, **kwargs)
         recorder.mark("after_optimizer_init")
         model.register_forward_pre_hook(recorder.before_forward)
         model.register_forward_hook(recorder.after_forward)
@@ -152,6 +168,27 @@ def measured_parts(marks: dict[str, dict[str, float]], steps: list[dict[str, flo
     return parts
 
 
+def measured_card_parts(marks: dict[str, dict[str, float]], whole: dict[str, Any], peak_allocated: float,
+                        peak_reserved: float) -> dict[str, float]:
+    """The measured counterparts of the planner's card parts, in MiB: the CUDA context when CUDA starts
+    (the first mark's reading initialises it, before anything is allocated), what sits outside the
+    allocator once the model is loaded and at the end (context, kernels, library handles, workspaces the
+    libraries allocate themselves, the paged optimizer's managed memory), and the allocator's reserve at
+    its peak."""
+    parts: dict[str, float] = {}
+    before = marks.get("before_load", {})
+    if before.get("process_device_mib") is not None:
+        parts["CUDA context at initialisation"] = before["process_device_mib"] - (before.get("reserved_mib") or 0)
+    loaded = marks.get("after_base_load", {})
+    if loaded.get("process_device_mib") is not None:
+        parts["outside the allocator after loading"] = loaded["process_device_mib"] - loaded["reserved_mib"]
+    if whole:
+        parts["outside the allocator at the end"] = whole["outside_allocator_mib"]
+    if peak_reserved:
+        parts["allocator's reserve at its peak (max reserved - max allocated)"] = peak_reserved - peak_allocated
+    return parts
+
+
 def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
     from rich.console import Console
 
@@ -171,7 +208,8 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
     config = load_config(config_path)
     plan = plan_memory(config, 80.0)
     result: dict[str, Any] = {"plan_parts_mib": {k: v / MIB for k, v in plan.parts.items()},
-                              "plan_total_mib": plan.total / MIB}
+                              "plan_card_parts_mib": {k: v / MIB for k, v in plan.card_parts.items()},
+                              "plan_allocated_mib": plan.allocated / MIB, "plan_whole_mib": plan.total / MIB}
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -186,16 +224,25 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
 
             result["traceback"] = traceback.format_exc()[-3000:]
     result["seconds"] = round(time.perf_counter() - started, 1)
-    recorder.peak_and_reset()
+    whole = recorder.whole_process()
     result.update(marks=recorder.marks, steps=recorder.steps, measured_peak_mib=recorder.running_peak,
-                  measured_parts_mib=measured_parts(recorder.marks, recorder.steps))
+                  measured_reserved_peak_mib=recorder.running_reserved_peak,
+                  measured_parts_mib=measured_parts(recorder.marks, recorder.steps),
+                  measured_card_parts_mib=measured_card_parts(recorder.marks, whole, recorder.running_peak,
+                                                              recorder.running_reserved_peak))
+    if whole:
+        result["device_use"] = whole
+        result["measured_whole_mib"] = whole["whole_peak_mib"]
     if result["status"] == "ok" and recorder.running_peak:
-        result["error_pct"] = 100.0 * (plan.total / MIB - recorder.running_peak) / recorder.running_peak
+        result["error_pct"] = 100.0 * (plan.allocated / MIB - recorder.running_peak) / recorder.running_peak
+    if result["status"] == "ok" and whole:
+        result["whole_error_pct"] = 100.0 * (plan.total / MIB - whole["whole_peak_mib"]) / whole["whole_peak_mib"]
     return result
 
 
 def worker(spec: dict[str, Any]) -> None:
     result: dict[str, Any] = {k: spec.get(k) for k in SETTING_KEYS}
+    bc.start_device_use()  # the card's idle free memory, before anything here touches CUDA
     try:
         result.update(run_setting(spec))
     except BaseException as exc:  # noqa: BLE001
@@ -214,17 +261,30 @@ def setting_label(run: dict[str, Any]) -> str:
     return f"{run['batch']}x{run['seq']} gc {gc} {'fast' if run.get('fast_path') else 'plain'}"
 
 
+def gib(mib: float | None) -> str:
+    return bc.fmt(mib / 1024, 2) if mib is not None else "-"
+
+
+def percent(value: float | None) -> str:
+    return f"{value:+.1f}%" if value is not None else "-"
+
+
 def print_tables(runs: list[dict[str, Any]]) -> None:
     rows = []
     for r in runs:
         gc = setting_label(r).split(" ", 1)[1]
-        rows.append([f"{r['batch']}x{r['seq']}", gc, bc.fmt(r.get("plan_total_mib", 0) / 1024, 2),
-                     bc.fmt(r.get("measured_peak_mib", 0) / 1024, 2) if r.get("status") == "ok"
+        planned = r.get("plan_allocated_mib", r.get("plan_total_mib"))  # results before the whole count
+        rows.append([f"{r['batch']}x{r['seq']}", gc, gib(planned),
+                     gib(r.get("measured_peak_mib", 0)) if r.get("status") == "ok"
                      else f"{r.get('status', '').upper()} (reached {r.get('measured_peak_mib', 0) / 1024:.1f})",
-                     (f"{r['error_pct']:+.1f}%" if r.get("error_pct") is not None else "-")])
+                     percent(r.get("error_pct")), gib(r.get("plan_whole_mib")), gib(r.get("measured_whole_mib")),
+                     percent(r.get("whole_error_pct"))])
     print()
-    bc.print_table(["batch", "checkpointing, path", "planner GiB", "measured peak GiB", "planner error"], rows)
-    for title, key in (("planner parts (GiB)", "plan_parts_mib"), ("measured parts (GiB)", "measured_parts_mib")):
+    bc.print_table(["batch", "checkpointing, path", "planner alloc GiB", "measured alloc GiB", "error",
+                    "planner whole GiB", "measured whole GiB", "whole error"], rows)
+    for title, key in (("planner parts (GiB)", "plan_parts_mib"), ("measured parts (GiB)", "measured_parts_mib"),
+                       ("planner card parts (GiB)", "plan_card_parts_mib"),
+                       ("measured card parts (GiB)", "measured_card_parts_mib")):
         names: list[str] = []
         for r in runs:
             names += [n for n in r.get(key, {}) if n not in names]
@@ -294,8 +354,10 @@ def main() -> None:
         result = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, left), extra_env=extra_env)
         result.update({"batch": batch, "seq": seq, "gradient_checkpointing": gc, "fast_path": fast})
         payload["runs"].append(result)
-        print(f"{tag}: {result.get('status')} plan={result.get('plan_total_mib', 0) / 1024:.2f} GiB "
-              f"measured={result.get('measured_peak_mib', 0) / 1024:.2f} GiB wall={result.get('wall_s')}s "
+        print(f"{tag}: {result.get('status')} plan={gib(result.get('plan_allocated_mib'))} GiB "
+              f"measured={gib(result.get('measured_peak_mib'))} GiB; whole process: plan="
+              f"{gib(result.get('plan_whole_mib'))} measured={gib(result.get('measured_whole_mib'))} GiB "
+              f"wall={result.get('wall_s')}s "
               f"{result.get('error', '')[:200]}", flush=True)
         if result.get("status") == "error":
             print(result.get("traceback", result.get("log_tail", ""))[-2000:], flush=True)

@@ -8,6 +8,14 @@ set with torch.cuda.set_per_process_memory_fraction); if that runs out of memory
 and, with --uncapped-on-oom (the default), the run is repeated without the cap so that every stack has
 a speed figure. The model has random weights (it is the shape that costs), written once to --model-dir.
 
+The cap holds PyTorch's allocator only. Each run also records the process's whole use of the card, as
+the card sees it: its free memory before the process touched CUDA (NVML or nvidia-smi) minus its free
+memory after loading, after each step and at the end (torch.cuda.mem_get_info), and never less than the
+allocator's peak reservation plus what the process holds outside the allocator (CUDA context, library
+workspaces, the paged optimizer's managed memory). The table prints it beside peak allocated and
+reserved, with whether it stays within --budget-gib (7.6: what an 8 GB card leaves to a process).
+--bisect-seq finds, per stack, the longest sequence at batch 1 whose whole use stays within the budget.
+
 Stacks:
   plain           from_pretrained(NF4, double quant, bf16 compute) + prepare_model_for_kbit_training
                   (gradient checkpointing, non-reentrant) + LoRA r=16 alpha=32 dropout 0 all-linear
@@ -27,8 +35,11 @@ Usage (GPU):
   python benchmarks/train_throughput.py --out throughput.json
   python benchmarks/train_throughput.py --stacks plain --shapes 2x2048 --profile-out profile.json
   python benchmarks/train_throughput.py --report a.json b.json --out combined.json   # tables only
+  python benchmarks/train_throughput.py --stacks forumtune,unsloth --bisect-seq --out longest.json
 CPU logic check (seconds): python benchmarks/train_throughput.py --preset tiny --stacks plain,forumtune \
   --shapes 2x64 --cap-gib 0 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-work
+  (and the search: --stacks plain --bisect-seq --bisect-start 64 --bisect-min 32 --bisect-max 128
+  --bisect-step 32 --warmup 1 --steps 1)
 """
 
 from __future__ import annotations
@@ -522,6 +533,20 @@ class TrainStepMarks:
         return marks and {"host_ms_between_steps": self.between_steps_ms, **marks}
 
 
+def sample_after_each_step() -> None:
+    """Read the card's memory after each of forumtune's train steps (a sample of the process's whole use)."""
+    from forumtune.train import loop
+
+    train_step = loop.train_step
+
+    def sampled_train_step(run, batches):
+        result = train_step(run, batches)
+        bc.cuda_memory()
+        return result
+
+    loop.train_step = sampled_train_step
+
+
 def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     from rich.console import Console
 
@@ -541,6 +566,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timeline = TrainStepMarks(steps) if _device().type == "cuda" else None
+    sample_after_each_step()
     summary = run_train(config, Path(spec["dataset_dir"]), run_dir, Console(file=sys.stdout, width=120))
     total_s = time.perf_counter() - started
     by_pool = memory_by_pool() if _device().type == "cuda" else None
@@ -570,6 +596,8 @@ def worker(spec: dict[str, Any]) -> None:
     result_path = Path(spec["result_path"])
     result: dict[str, Any] = {"stack": spec.get("stack"), "batch": spec.get("batch"), "seq": spec.get("seq"),
                               "cap_gib": spec.get("cap_gib") or None}
+    if spec["stack"] != "build":
+        bc.start_device_use()  # the card's idle free memory, before anything here touches CUDA
     try:
         if spec["stack"] == "unsloth":
             os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
@@ -603,6 +631,10 @@ def worker(spec: dict[str, Any]) -> None:
         result["peak_allocated_gib"] = memory["max_allocated_mib"] / 1024
         result["peak_reserved_gib"] = memory["max_reserved_mib"] / 1024
         result["memory_end"] = memory
+    whole = bc.whole_process_peak(memory)
+    if whole:
+        result["device_use"] = whole
+        result["whole_peak_gib"] = whole["whole_peak_mib"] / 1024
     result_path.write_text(json.dumps(result, indent=1, default=str))
 
 
@@ -637,8 +669,9 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     for stack in stacks:
         if stack not in STACKS:
             raise SystemExit(f"unknown stack {stack!r}; choose from {STACKS}")
-    extra_env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                 "UNSLOTH_DISABLE_STATISTICS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if args.bisect_seq:
+        shapes = []  # the sequences are the search's
+        payload["bisect"] = {stack: bisect_stack(args, stack, script, payload, remaining) for stack in stacks}
     for batch, seq in shapes:
         dataset = bc.write_dataset(work_dir / f"data-{batch}x{seq}", shape.vocab, seq,
                                    count=max(8, batch * (args.warmup + args.steps)))
@@ -657,7 +690,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                         "steps": args.steps, "cap_gib": cap, "seed": SEED, "lora_dropout": args.lora_dropout,
                         "memory_trace": args.memory_trace}
                 result = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()),
-                                       extra_env=extra_env)
+                                       extra_env=EXTRA_ENV)
                 result.update({"stack": stack, "batch": batch, "seq": seq, "cap_gib": cap})
                 payload["runs"].append(result)
                 print(f"{tag}: {result['status']} tok/s={bc.fmt(result.get('tokens_per_s'))} "
@@ -683,7 +716,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 "profile_stack": args.profile_stack}
         if remaining() >= args.min_run_s:
             profile = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()),
-                                    extra_env=extra_env)
+                                    extra_env=EXTRA_ENV)
         else:
             profile = {"status": "skipped", "error": "out of time for this invocation"}
         payload["profile"] = profile
@@ -698,6 +731,84 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     payload["seconds"] = round(time.perf_counter() - started, 1)
     bc.write_json(args.out, payload)
     return payload
+
+
+EXTRA_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+             "UNSLOTH_DISABLE_STATISTICS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def longest_fitting(fits, start: int, low: int, high: int, step: int) -> int | None:
+    """The longest sequence, a multiple of `step` in [low, high], for which fits(seq) holds, taking a
+    shorter sequence to fit whenever a longer one does: from `start`, double (or halve) until the answer
+    changes, then halve the gap down to `step`. None when even `low` does not fit."""
+    good = bad = None
+    seq = start
+    while good is None or bad is None:
+        if fits(seq):
+            good = seq
+            if seq >= high:
+                return good
+            seq = min(high, seq * 2)
+        else:
+            bad = seq
+            if seq <= low:
+                return good
+            seq = max(low, seq // 2 // step * step)
+        if good is not None and bad is not None and good > bad:  # not monotone: trust the longest that fit
+            return good
+    while bad - good > step:
+        middle = (good + bad) // 2 // step * step
+        if middle <= good:
+            break
+        if fits(middle):
+            good = middle
+        else:
+            bad = middle
+    return good
+
+
+def bisect_stack(args: argparse.Namespace, stack: str, script: Path, payload: dict[str, Any], remaining) -> dict[str, Any]:
+    """The longest sequence (batch 1) whose whole-process peak stays within --budget-gib for `stack`,
+    each trial in its own process under the allocator cap (--cap-gib, by default the budget, so that the
+    allocator frees its cache under pressure as it would on the real card). A trial fits when it runs
+    and its peak, as the card counts it, is within the budget."""
+    shape = bc.PRESETS[args.preset]
+    work_dir = Path(args.work_dir)
+    cap = args.cap_gib or None
+    trials: list[dict[str, Any]] = []
+
+    def fits(seq: int) -> bool:
+        tag = f"bisect-{stack}-1x{seq}"
+        if remaining() < args.min_run_s:
+            trials.append({"seq": seq, "status": "skipped"})
+            raise TimeoutError(f"{tag}: out of time for this invocation")
+        dataset = bc.write_dataset(work_dir / f"data-1x{seq}", shape.vocab, seq, count=max(8, args.warmup + args.steps))
+        spec = {"tag": tag, "stack": stack, "model_dir": args.model_dir, "dataset_dir": str(dataset),
+                "work_dir": str(work_dir / tag), "batch": 1, "seq": seq, "warmup": args.warmup, "steps": args.steps,
+                "cap_gib": cap, "seed": SEED, "lora_dropout": args.lora_dropout}
+        result = bc.run_worker(script, spec, work_dir / "logs", timeout_s=min(args.run_timeout_s, remaining()),
+                               extra_env=EXTRA_ENV)
+        result.update({"stack": stack, "batch": 1, "seq": seq, "cap_gib": cap})
+        payload["runs"].append(result)
+        whole = result.get("whole_peak_gib")
+        verdict = result.get("status") == "ok" and (whole is None or whole <= args.budget_gib)
+        trials.append({"seq": seq, "status": result.get("status"), "whole_peak_gib": whole,
+                       "peak_allocated_gib": result.get("peak_allocated_gib"), "fits": verdict})
+        print(f"{tag}: {result.get('status')} whole={bc.fmt(whole, 2)} GiB "
+              f"alloc={bc.fmt(result.get('peak_allocated_gib'), 2)} GiB -> {'fits' if verdict else 'does not fit'} "
+              f"{args.budget_gib:g} GiB {result.get('error', '')[:200]}", flush=True)
+        bc.write_json(args.out, payload)
+        return verdict
+
+    try:
+        longest = longest_fitting(fits, args.bisect_start, args.bisect_min, args.bisect_max, args.bisect_step)
+        note = None
+    except TimeoutError as exc:
+        fitting = [t["seq"] for t in trials if t.get("fits")]
+        longest, note = (max(fitting) if fitting else None), f"stopped early: {exc}"
+    print(f"{stack}: longest sequence within {args.budget_gib:g} GiB (whole process, batch 1): "
+          f"{longest if longest else 'none'}{' (' + note + ')' if note else ''}", flush=True)
+    return {"budget_gib": args.budget_gib, "cap_gib": cap, "longest_seq": longest, "trials": trials, "note": note}
 
 
 def compare_first_step_grads(runs: list[dict[str, Any]], reference_stack: str = "plain") -> None:
@@ -769,8 +880,10 @@ def median_tokens_per_s(run: dict[str, Any], warmup: int) -> float | None:
     return run["batch"] * run["seq"] / statistics.median(timed)
 
 
-def report(payloads: list[dict[str, Any]]) -> dict[str, Any]:
-    """One table over any number of result files (later files win for the same run)."""
+def report(payloads: list[dict[str, Any]], budget: float = 7.6) -> dict[str, Any]:
+    """One table over any number of result files (later files win for the same run). "whole process" is
+    the run's peak use of the card as the card counts it (bench_common.DeviceUse); "fits BUDGET GiB" says
+    whether it stayed within what an 8 GB card leaves to a process, in the capped run where there is one."""
     merged: dict[tuple, dict[str, Any]] = {}
     env = None
     for payload in payloads:
@@ -813,16 +926,29 @@ def report(payloads: list[dict[str, Any]]) -> dict[str, Any]:
             peak = measured.get("peak_allocated_gib") if measured and measured["status"] == "ok" else None
             reserved = measured.get("peak_reserved_gib") if measured and measured["status"] == "ok" else None
             status = measured["status"] if measured else "-"
+            whole_run = capped or uncapped
             rows.append([f"{batch}x{seq}", stack, fits, bc.fmt(speed), bc.fmt(median),
                          bc.fmt(ratio, 2) + ("x" if ratio else ""), bc.fmt(versus, 2) + ("x" if versus else ""),
-                         bc.fmt(peak, 2), bc.fmt(reserved, 2), bc.fmt(measured.get("first_loss") if measured else None, 4),
+                         bc.fmt(peak, 2), bc.fmt(reserved, 2), bc.fmt(measured.get("whole_peak_gib") if peak else None, 2),
+                         fits_budget(whole_run, budget), bc.fmt(measured.get("first_loss") if measured else None, 4),
                          status if status != "ok" else ""])
     cap = next((r.get("cap_gib") for r in runs if r.get("cap_gib")), None)
     print()
     table = bc.print_table(["batch", "stack", f"fits {cap or '-'} GiB cap", "tokens/s (mean)", "tokens/s (median)",
-                            "vs plain", "vs unsloth (median)", "peak alloc GiB", "peak reserved GiB", "step-1 loss",
-                            "note"], rows)
+                            "vs plain", "vs unsloth (median)", "peak alloc GiB", "peak reserved GiB",
+                            "whole process GiB", f"fits {budget:g} GiB", "step-1 loss", "note"], rows)
     return {"runs": runs, "env": env, "table": table}
+
+
+def fits_budget(run: dict[str, Any] | None, budget_gib: float) -> str:
+    """Whether the run's whole-process peak (as the card counts it) stayed within the budget: 'yes', 'no',
+    'OOM', or '-' where it was not measured (no GPU, or its first run was uncapped)."""
+    if not run:
+        return "-"
+    if run.get("status") != "ok":
+        return run.get("status", "-").upper()
+    whole = run.get("whole_peak_gib")
+    return "-" if whole is None else ("yes" if whole <= budget_gib else "no")
 
 
 def main() -> None:
@@ -836,7 +962,8 @@ def main() -> None:
     parser.add_argument("--shapes", default="2x2048,2x512,1x8192", help="micro-batch x sequence length, comma-separated")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8, help="timed steps after the warm-up (their median is reported too)")
-    parser.add_argument("--cap-gib", type=float, default=8.0, help="allocator cap; 0 for none")
+    parser.add_argument("--cap-gib", type=float, help="allocator cap; 0 for none (default 8, or --budget-gib "
+                                                        "with --bisect-seq)")
     parser.add_argument("--no-uncapped-on-oom", dest="uncapped_on_oom", action="store_false")
     parser.add_argument("--run-timeout-s", type=float, default=420)
     parser.add_argument("--deadline-s", type=float, default=1e9, help="stop starting runs after this many seconds")
@@ -851,17 +978,29 @@ def main() -> None:
                              "blocks alive at its peak")
     parser.add_argument("--lora-dropout", type=float, default=0.0,
                         help="LoRA dropout of every stack but unsloth (which needs 0 for its fast path)")
+    parser.add_argument("--budget-gib", type=float, default=7.6,
+                        help="what an 8 GB card leaves to a process: the 'fits' column and --bisect-seq judge the "
+                             "run's whole use of the card (context, workspaces, managed memory included) against it")
+    parser.add_argument("--bisect-seq", action="store_true",
+                        help="instead of --shapes: for each stack, the longest sequence (batch 1) that fits "
+                             "--budget-gib, each trial its own process, under --cap-gib (default the budget)")
+    parser.add_argument("--bisect-start", type=int, default=16384)
+    parser.add_argument("--bisect-min", type=int, default=1024)
+    parser.add_argument("--bisect-max", type=int, default=65536)
+    parser.add_argument("--bisect-step", type=int, default=1024, help="the answer's resolution in tokens")
     parser.add_argument("--out", type=Path, help="JSON results file")
     args = parser.parse_args()
     if args.worker:
         worker(json.loads(args.worker))
         return
     if args.report:
-        combined = report([json.loads(Path(p).read_text()) for p in args.report])
+        combined = report([json.loads(Path(p).read_text()) for p in args.report], args.budget_gib)
         bc.write_json(args.out, combined)
         return
+    if args.cap_gib is None:
+        args.cap_gib = args.budget_gib if args.bisect_seq else 8.0
     payload = orchestrate(args)
-    report([payload])
+    report([payload], args.budget_gib)
 
 
 if __name__ == "__main__":

@@ -175,7 +175,7 @@ def test_plan_of_a_cpu_run_says_it_plans_a_gpu_and_shows_small_parts_in_mib():
     result = forumtune("plan", str(DEMO_CONFIG), "--set", "train.device=cpu")
     assert result.returncode == 0, result.stderr
     output = " ".join(result.stdout.split())  # rich wraps long lines
-    assert "fits a 8 GiB GPU" in output
+    assert "8 GB card: 7.6 GiB usable; the run fits" in output
     assert "train.device is cpu, so this config trains on the CPU" in output
     assert "the figures are for training it on a GPU" in output
     assert "0.00 GiB" not in output and "MiB" in output

@@ -188,10 +188,12 @@ def export(config: ConfigArg, overrides: SetOption = None,
 
 @app.command()
 def plan(config: ConfigArg, overrides: SetOption = None,
-         vram: Annotated[float | None, typer.Option(help="Card memory in GiB (default plan.vram_gib)")] = None,
+         vram: Annotated[float | None, typer.Option(help="The card's memory as sold, in GB (default plan.vram_gib); "
+                                                   "the run must fit 0.4 GiB less (8: 7.6 GiB usable)")] = None,
          fit: Annotated[bool, typer.Option(help="Find the micro-batch, sequence length and checkpointing "
                                                 "mode that fit, and print the --set changes")] = False) -> None:
-    """Estimate peak GPU memory of the training config before loading anything heavy."""
+    """Estimate peak GPU memory of the training config (the whole process as the card counts it) before
+    loading anything heavy."""
     from forumtune.train.plan import plan_memory, print_fit, print_plan
 
     cfg = _load(config, overrides)

@@ -421,7 +421,18 @@ class ChatConfig(Section):
 
 
 class PlanConfig(Section):
-    vram_gib: float = Field(8.0, gt=0, description="Memory of the card the run must fit.")
+    vram_gib: float = Field(
+        8.0, gt=0, description="Memory of the card the run must fit, as sold: 8 for an 8 GB card.")
+    usable_gib: float | None = Field(
+        None, gt=0, description="What a training process can use of it; null: vram_gib − 0.4 (the driver's "
+        "reservation and a desktop: an 8 GB card leaves 7.6 GiB). The plan's whole-process count must fit this.")
+
+    @model_validator(mode="after")
+    def _usable_within_the_card(self) -> PlanConfig:
+        if self.usable_gib is not None and self.usable_gib > self.vram_gib:
+            raise ValueError(f"plan.usable_gib={self.usable_gib} is more than the card's plan.vram_gib="
+                             f"{self.vram_gib}")
+        return self
 
 
 class Config(Section):

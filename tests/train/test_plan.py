@@ -2,7 +2,20 @@ import pytest
 from transformers import MistralConfig
 
 from forumtune.config import load_config
-from forumtune.train.plan import GIB, fit_settings, plan_memory
+from forumtune.errors import ConfigError
+from forumtune.train.plan import (
+    ALLOCATOR_RESERVE_FRACTION,
+    CUBLAS_WORKSPACE_BYTES,
+    CUDA_CONTEXT_BYTES,
+    GIB,
+    MIB,
+    fit_settings,
+    load_shape,
+    plan_memory,
+    static_parts,
+    usable_bytes,
+    whole_process_bytes,
+)
 from tests.conftest import SMOKE_CONFIG
 
 
@@ -45,6 +58,10 @@ def test_plan_cli_prints_the_table_and_verdict(mistral_7b_dir):
                              "--set", f"model.base={mistral_7b_dir}"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "does not fit" in result.stdout and "train.micro_batch_size" in result.stdout
+    assert "4 GB card: 3.6 GiB usable" in result.stdout
+    for row in ("allocator's peak", "CUDA context", "cuBLAS", "paged optimizer state", "allocator's reserve",
+                "whole process on the card"):
+        assert row in result.stdout
 
 
 def mistral(mistral_7b_dir, *overrides):
@@ -76,7 +93,7 @@ def test_fit_keeps_the_effective_batch_and_the_sequence_when_it_can(mistral_7b_d
 
 
 def test_fit_halves_the_sequence_only_when_nothing_else_fits(mistral_7b_dir):
-    changes = fit_settings(mistral(mistral_7b_dir, "build.max_seq_len=4096"), vram_gib=4.7)
+    changes = fit_settings(mistral(mistral_7b_dir, "build.max_seq_len=4096"), vram_gib=7)
     assert changes["build.max_seq_len"] < 4096 and changes["train.gradient_checkpointing"] == "offload"
     assert fit_settings(mistral(mistral_7b_dir), vram_gib=2) is None  # the 4-bit weights alone are 3.4 GiB
 
@@ -97,3 +114,63 @@ def test_dpo_plans_chosen_and_rejected_together_and_the_reference_adapter(mistra
     orpo = plan_memory(load_config(SMOKE_CONFIG, [*common, "train.micro_batch_size=2", "train.method=orpo",
                                                   f"train.init_adapter={tmp_path}"]))
     assert orpo.total == dpo.total  # ORPO has no reference
+
+
+def test_the_whole_process_counts_what_the_card_holds_besides_the_allocator(mistral_7b_dir):
+    """The CUDA context, the cuBLAS workspace, the paged optimizer's managed memory and the allocator's
+    reserve are rows of their own, added to the allocator's peak; the paged state moves out of the
+    allocator's rows (8-bit AdamW without paging keeps the same 2 bytes per LoRA weight in it)."""
+    plan = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=2048"))
+    unpaged = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=2048", "train.optimizer=adamw_8bit"))
+    card = plan.card_parts
+    assert card["CUDA context (driver, kernels, library handles)"] == CUDA_CONTEXT_BYTES
+    assert card["cuBLAS + cuBLASLt workspaces"] == CUBLAS_WORKSPACE_BYTES
+    lora_weights = 16 * 32 * ((4096 + 4096) * 2 + (4096 + 1024) * 2 + 3 * (4096 + 14336))
+    assert card["paged optimizer state (CUDA managed memory)"] == 2 * lora_weights == 80 * MIB
+    assert "optimizer state" not in plan.parts and unpaged.parts["optimizer state"] == 2 * lora_weights
+    assert "paged optimizer state (CUDA managed memory)" not in unpaged.card_parts
+    assert plan.allocated == unpaged.allocated - 2 * lora_weights
+    assert plan.total == pytest.approx(plan.allocated + sum(card.values()))
+    assert plan.total == pytest.approx(unpaged.total)  # the same bytes, counted on the card either way
+
+
+def test_the_allocators_reserve_grows_with_what_the_step_allocates(mistral_7b_dir):
+    short = mistral(mistral_7b_dir, "build.max_seq_len=512", "train.micro_batch_size=1")
+    long = mistral(mistral_7b_dir, "build.max_seq_len=4096", "train.micro_batch_size=1")
+    reserves = []
+    for config in (short, long):
+        plan = plan_memory(config)
+        static = sum(static_parts(config, load_shape(config)).values())
+        reserve = plan.card_parts["allocator's reserve (reserved − allocated)"]
+        assert reserve == pytest.approx(ALLOCATOR_RESERVE_FRACTION * (plan.allocated - static))
+        reserves.append(reserve)
+    assert reserves[0] < reserves[1]
+
+
+def test_an_8_gb_card_leaves_7_6_gib_and_the_whole_count_decides(mistral_7b_dir):
+    config = mistral(mistral_7b_dir, "build.max_seq_len=4096", "train.micro_batch_size=1",
+                     "train.gradient_checkpointing=true")
+    assert usable_bytes(config) == pytest.approx(7.6 * GIB)  # plan.vram_gib: 8 by default
+    plan = plan_memory(config, vram_gib=8)
+    assert plan.usable_bytes == pytest.approx(7.6 * GIB) and plan.vram_bytes == 8 * GIB
+    assert plan.allocated < 7.6 * GIB < plan.total and not plan.fits  # the allocator's peak alone would fit
+    assert plan_memory(config, vram_gib=8, usable_gib=plan.total / GIB).fits
+    with_usable = mistral(mistral_7b_dir, "plan.usable_gib=7.2")
+    assert usable_bytes(with_usable) == pytest.approx(7.2 * GIB)
+    assert usable_bytes(with_usable, vram_gib=24) == pytest.approx(23.6 * GIB)  # another card named: derived
+    with pytest.raises(ConfigError, match="plan.usable_gib"):
+        mistral(mistral_7b_dir, "plan.usable_gib=9")
+
+
+def test_fit_settings_fit_the_whole_count(mistral_7b_dir):
+    config = mistral(mistral_7b_dir, "build.max_seq_len=4096", "train.micro_batch_size=4",
+                     "train.grad_accum_steps=4", "train.gradient_checkpointing=false")
+    changes = fit_settings(config, vram_gib=8)
+    assert changes is not None
+    micro = changes.get("train.micro_batch_size", 4)
+    seq = changes.get("build.max_seq_len", 4096)
+    mode = changes.get("train.gradient_checkpointing", False)
+    shape = load_shape(config)
+    assert whole_process_bytes(config, shape, micro, seq, mode) <= 7.6 * GIB
+    assert not plan_memory(config, vram_gib=8).fits
+    assert micro * changes.get("train.grad_accum_steps", 4) == 16

@@ -1,4 +1,10 @@
-"""The memory planner: peak GPU memory of a training config, from the model's config.json alone."""
+"""The memory planner: peak GPU memory of a training config, from the model's config.json alone.
+
+Two counts: the allocator's peak (what torch.cuda.max_memory_allocated measures), part by part, and the
+whole process as the card sees it (what torch.cuda.mem_get_info and nvidia-smi show): the allocator's peak
+plus the CUDA context, the cuBLAS workspaces, the paged optimizer's managed memory and the memory the
+allocator holds but has not handed out. A run fits when the whole count fits what the card leaves to
+processes; benchmarks/memory_plan.py measures both counts against these figures."""
 
 from __future__ import annotations
 
@@ -16,7 +22,30 @@ from forumtune.preference_batches import REFERENCE_METHODS
 from forumtune.train.objectives import OBJECTIVES
 
 GIB = 2**30
+MIB = 2**20
 BYTES_PER_DTYPE = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+# What the process holds on the card outside the allocator's tensors, measured as device used − reserved on
+# an H100 80GB (torch 2.11, CUDA 13, benchmarks/results/memory-plan-train.json): torch's CUDA context is
+# 527 MiB at initialisation, bitsandbytes' kernels add 92 MiB once the 4-bit model is loaded, and the first
+# step adds the kernels and library handles it loads: 268 MiB on the fast path with offloaded checkpoints
+# (196 without offload, 180 on the plain path), after the 80 MiB of paged optimizer state counted on its own
+# row. The H200 measures the same (993 against the H100's 995 MiB at the end of `forumtune train` 2×2048,
+# results/throughput-final-h200.json). A card with fewer SMs has a smaller context: this errs high there.
+CUDA_CONTEXT_BYTES = 890 * MIB
+# torch gives each stream that runs a matmul one cuBLAS workspace (32 MiB on Hopper and Blackwell, 8 MiB on
+# Ampere and Ada; CUBLAS_WORKSPACE_CONFIG), which cuBLASLt shares, or 1 MiB of cuBLASLt's own when it does
+# not. Taken from torch's allocator or, where torch leaves it to cuBLAS, outside it: either way the card holds
+# it and the estimate's parts do not, so it is a row of its own (one stream: the default one).
+CUBLAS_WORKSPACE_BYTES = 33 * MIB
+# Memory the allocator keeps reserved but not allocated at the peak (freed blocks it caches, rounding, the
+# CUDA graphs' pool), as a fraction of what is allocated above the run's static memory: 0.25 and 0.21 for
+# `forumtune train` at 2×2048 and 1×8192 on an H200 (max reserved − max allocated: 308 and 434 MiB;
+# results/throughput-final-h200.json), 0.18–0.27 on the plain path without expandable segments.
+ALLOCATOR_RESERVE_FRACTION = 0.25
+# A card sold as 8 GB has 8 GiB of memory; the driver keeps some for itself (CUDA reports about 7.8 GiB)
+# and a desktop on the same card takes its framebuffer: about 7.6 GiB is left to a training process.
+DRIVER_RESERVE_GIB = 0.4
 
 
 @dataclass(frozen=True)
@@ -74,13 +103,9 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
     adds nothing to the peak; a reference adapter (train.init_adapter) adds its frozen weights."""
     micro_batch *= OBJECTIVES[config.train.method].sequences_per_row
     quantized = config.model.load_in_4bit or config.model.load_in_8bit
-    compute_bytes = BYTES_PER_DTYPE[config.model.compute_dtype]
-    fast = quantized and config.train.fast_path and compute_bytes == 2
-    # peft's k-bit preparation upcasts norms, embeddings and lm_head to fp32, and the residual stream with
-    # them; the fast path keeps the compute dtype (forumtune.train.precision)
-    activation_bytes = 4 if quantized and not fast else compute_bytes
+    compute_bytes, activation_bytes, fast = precision(config)
     tokens = micro_batch * seq_len
-    parts = static_parts(config, shape, compute_bytes, activation_bytes if quantized else compute_bytes)
+    parts = static_parts(config, shape)
     kept_inputs = tokens * shape.hidden * activation_bytes * shape.layers if checkpointing is True else 0
     saved_per_layer = tokens * (7 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate) * activation_bytes
     layer_gradients = tokens * 3 * shape.intermediate * activation_bytes
@@ -111,8 +136,24 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
     return {name: value for name, value in parts.items() if value}
 
 
-def static_parts(config: Config, shape: ModelShape, compute_bytes: int, other_bytes: int) -> dict[str, float]:
-    """What lives on the GPU for the whole run."""
+def precision(config: Config) -> tuple[int, int, bool]:
+    """Bytes per value of the compute dtype and of the activations, and whether the fast path runs."""
+    quantized = config.model.load_in_4bit or config.model.load_in_8bit
+    compute_bytes = BYTES_PER_DTYPE[config.model.compute_dtype]
+    fast = quantized and config.train.fast_path and compute_bytes == 2
+    # peft's k-bit preparation upcasts norms, embeddings and lm_head to fp32, and the residual stream with
+    # them; the fast path keeps the compute dtype (forumtune.train.precision)
+    return compute_bytes, 4 if quantized and not fast else compute_bytes, bool(fast)
+
+
+def lora_parameters(config: Config, shape: ModelShape) -> int:
+    return config.lora.r * shape.lora_dims_per_layer * shape.layers
+
+
+def static_parts(config: Config, shape: ModelShape) -> dict[str, float]:
+    """What the allocator holds for the whole run. The paged optimizer's 8-bit state is CUDA managed
+    memory, outside the allocator (`card_parts`)."""
+    compute_bytes, other_bytes, _ = precision(config)
     linear = shape.linear_params_per_layer * shape.layers
     if config.model.load_in_4bit:
         constants = (1 / 64 + 4 / (64 * 256)) if config.model.double_quant else 4 / 64
@@ -122,8 +163,8 @@ def static_parts(config: Config, shape: ModelShape, compute_bytes: int, other_by
     else:
         base_name, base_weights = "base weights", linear * compute_bytes
     embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
-    lora_params = config.lora.r * shape.lora_dims_per_layer * shape.layers
-    optimizer_bytes = 8 if config.train.optimizer == "adamw" else 2
+    lora_params = lora_parameters(config, shape)
+    optimizer_bytes = {"adamw": 8, "adamw_8bit": 2, "paged_adamw_8bit": 0}[config.train.optimizer]
     with_reference = config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None
     return {
         base_name: base_weights,
@@ -177,25 +218,63 @@ def oom_advice(config: Config) -> str:
             + ". `forumtune plan CONFIG --fit` finds the settings that fit before you train.")
 
 
+def card_parts(config: Config, shape: ModelShape, allocator_parts: dict[str, float]) -> dict[str, float]:
+    """What the process holds on the card besides the allocator's peak. The paged optimizer's state counts
+    while it is on the card, which it is from the first step on unless the card runs short (then the
+    driver moves it to CPU memory: this errs high by at most its size)."""
+    transient = sum(allocator_parts.values()) - sum(static_parts(config, shape).values())
+    paged = lora_parameters(config, shape) * 2 if config.train.optimizer == "paged_adamw_8bit" else 0
+    parts = {"CUDA context (driver, kernels, library handles)": CUDA_CONTEXT_BYTES,
+             "cuBLAS + cuBLASLt workspaces": CUBLAS_WORKSPACE_BYTES,
+             "paged optimizer state (CUDA managed memory)": paged,
+             "allocator's reserve (reserved − allocated)": ALLOCATOR_RESERVE_FRACTION * max(0.0, transient)}
+    return {name: value for name, value in parts.items() if value}
+
+
+def whole_process_bytes(config: Config, shape: ModelShape, micro_batch: int, seq_len: int,
+                        checkpointing: bool | str) -> float:
+    allocator = estimate_parts(config, shape, micro_batch, seq_len, checkpointing)
+    return sum(allocator.values()) + sum(card_parts(config, shape, allocator).values())
+
+
+def usable_bytes(config: Config, vram_gib: float | None = None) -> float:
+    """What processes can use of the card: plan.usable_gib when set (and no other card is named), else
+    the card's memory less what the driver keeps."""
+    if vram_gib is None and config.plan.usable_gib is not None:
+        return config.plan.usable_gib * GIB
+    return max(0.0, (vram_gib or config.plan.vram_gib) - DRIVER_RESERVE_GIB) * GIB
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
-    parts: dict[str, float]
-    vram_bytes: float
+    parts: dict[str, float]  # the allocator's peak, part by part: what torch.cuda.max_memory_allocated measures
+    card_parts: dict[str, float]  # what the process holds on the card besides (context, workspaces, ...)
+    vram_bytes: float  # the card's memory, as sold
+    usable_bytes: float  # what a process can use of it
 
     @property
-    def total(self) -> float:
+    def allocated(self) -> float:
         return sum(self.parts.values())
 
     @property
+    def total(self) -> float:
+        """The whole process as the card sees it (mem_get_info's total − free)."""
+        return self.allocated + sum(self.card_parts.values())
+
+    @property
     def fits(self) -> bool:
-        return self.total <= self.vram_bytes
+        return self.total <= self.usable_bytes
 
 
-def plan_memory(config: Config, vram_gib: float | None = None) -> MemoryPlan:
+def plan_memory(config: Config, vram_gib: float | None = None, usable_gib: float | None = None) -> MemoryPlan:
+    """`vram_gib`: the card's memory as sold (default plan.vram_gib); `usable_gib`: what a process can use
+    of it when known (CUDA's total on the card itself), else derived (`usable_bytes`)."""
     shape = load_shape(config)
     parts = estimate_parts(config, shape, config.train.micro_batch_size, config.build.max_seq_len,
                            config.train.gradient_checkpointing)
-    return MemoryPlan(parts=parts, vram_bytes=(vram_gib or config.plan.vram_gib) * GIB)
+    usable = usable_gib * GIB if usable_gib is not None else usable_bytes(config, vram_gib)
+    return MemoryPlan(parts=parts, card_parts=card_parts(config, shape, parts),
+                      vram_bytes=(vram_gib or config.plan.vram_gib) * GIB, usable_bytes=usable)
 
 
 CHECKPOINTING_FASTEST_FIRST: tuple[bool | str, ...] = (False, True, "offload")
@@ -208,13 +287,14 @@ def fit_settings(config: Config, vram_gib: float | None = None) -> dict[str, obj
     The sequence length is the data's, so it is kept if any checkpointing mode fits at all, and halved
     only when none does. At that length it takes the fastest checkpointing mode that still reaches the
     configured micro-batch (or else the mode that allows the largest one), the largest micro-batch that
-    divides the effective batch, and the gradient accumulation that keeps the effective batch."""
+    divides the effective batch, and the gradient accumulation that keeps the effective batch. Fitting is
+    by the whole process's count against what the card leaves to processes (`usable_bytes`)."""
     shape = load_shape(config)
-    vram = (vram_gib or config.plan.vram_gib) * GIB
+    usable = usable_bytes(config, vram_gib)
     effective = config.train.micro_batch_size * config.train.grad_accum_steps
     seq_len = config.build.max_seq_len
     while seq_len >= 64:
-        options = [(mode, largest_fitting_micro_batch(config, shape, seq_len, mode, vram))
+        options = [(mode, largest_fitting_micro_batch(config, shape, seq_len, mode, usable))
                    for mode in CHECKPOINTING_FASTEST_FIRST]
         options = [(mode, micro) for mode, micro in options if micro]
         if options:
@@ -233,25 +313,31 @@ def fit_settings(config: Config, vram_gib: float | None = None) -> dict[str, obj
 
 
 def largest_fitting_micro_batch(config: Config, shape: ModelShape, seq_len: int, mode: bool | str,
-                                vram: float) -> int:
+                                usable: float) -> int:
     best = 0
     for micro in range(1, LARGEST_MICRO_BATCH + 1):
-        if sum(estimate_parts(config, shape, micro, seq_len, mode).values()) > vram:
+        if whole_process_bytes(config, shape, micro, seq_len, mode) > usable:
             break
         best = micro
     return best
 
 
+def card_label(config: Config, vram_gib: float | None) -> str:
+    """'8 GB card: 7.6 GiB usable': the card as sold, and what the fit is measured against."""
+    return (f"{vram_gib or config.plan.vram_gib:g} GB card: "
+            f"{usable_bytes(config, vram_gib) / GIB:.1f} GiB usable")
+
+
 def print_fit(config: Config, vram_gib: float | None, console: Console) -> dict[str, object] | None:
-    vram = vram_gib or config.plan.vram_gib
+    card = card_label(config, vram_gib)
     changes = fit_settings(config, vram_gib)
     if changes is None:
-        console.print(f"[red]nothing fits a {vram:g} GiB card[/], even micro-batch 1 × 64 tokens with offloaded "
+        console.print(f"[red]nothing fits ({card})[/], even micro-batch 1 × 64 tokens with offloaded "
                       "checkpoints: pick a smaller model.base or a larger card")
     elif not changes:
-        console.print(f"[green]the config already fits a {vram:g} GiB card as it is[/]")
+        console.print(f"[green]the config already fits as it is ({card})[/]")
     else:
-        console.print(f"to fit a {vram:g} GiB card, change:")
+        console.print(f"to fit ({card}), change:")
         for key, value in changes.items():
             shown = str(value).lower() if isinstance(value, bool) else value
             console.print(f"  --set {key}={shown}")
@@ -287,10 +373,14 @@ def print_plan(plan: MemoryPlan, config: Config, console: Console) -> None:
     table.add_column("memory", justify="right")
     for name, value in plan.parts.items():
         table.add_row(name, format_memory(value))
-    table.add_row("[bold]total", f"[bold]{format_memory(plan.total)}")
+    table.add_row("[bold]allocator's peak", f"[bold]{format_memory(plan.allocated)}", end_section=True)
+    for name, value in plan.card_parts.items():
+        table.add_row(name, format_memory(value))
+    table.add_row("[bold]whole process on the card", f"[bold]{format_memory(plan.total)}")
     console.print(table)
     verdict = "[green]fits" if plan.fits else "[red]does not fit"
-    console.print(f"{verdict}[/] a {plan.vram_bytes / GIB:g} GiB {'GPU' if on_cpu else 'card'}")
+    console.print(f"{plan.vram_bytes / GIB:g} GB card: {plan.usable_bytes / GIB:.1f} GiB "
+                  f"usable; the run {verdict}[/] ({format_gib(plan.total)} as the card counts it)")
     if on_cpu:
         console.print(f"[yellow]{cpu_note(config)}[/]")
     if not plan.fits:

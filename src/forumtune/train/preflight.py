@@ -56,10 +56,12 @@ def check_memory_plan(config: Config, device: torch.device, ranks: Ranks, consol
     if ranks.enabled and config.train.distributed == "fsdp":
         console.print("[dim]memory plan skipped: it does not model FSDP sharding[/dim]")
         return
+    # CUDA's total is what the driver leaves to processes: the plan's whole-process count must fit it
     card_gib = torch.cuda.get_device_properties(device).total_memory / GIB
-    plan = plan_memory(config, card_gib)
+    plan = plan_memory(config, card_gib, usable_gib=card_gib)
     if plan.fits:
-        console.print(f"[dim]memory plan: {format_gib(plan.total)} of this GPU's {card_gib:.1f} GiB[/dim]")
+        console.print(f"[dim]memory plan: {format_gib(plan.total)} of this GPU's {card_gib:.1f} GiB "
+                      "(whole process: context, workspaces and the allocator's reserve included)[/dim]")
         return
     print_plan(plan, config, console)
     advice = oom_advice(config).replace("the GPU ran out of memory. ", "")

@@ -4,11 +4,11 @@ from transformers import MistralConfig
 from forumtune.config import load_config
 from forumtune.errors import ConfigError
 from forumtune.train.plan import (
-    ALLOCATOR_RESERVE_FRACTION,
     CUBLAS_WORKSPACE_BYTES,
     CUDA_CONTEXT_BYTES,
     GIB,
     MIB,
+    allocator_reserve,
     fit_settings,
     load_shape,
     plan_memory,
@@ -142,7 +142,7 @@ def test_the_allocators_reserve_grows_with_what_the_step_allocates(mistral_7b_di
         plan = plan_memory(config)
         static = sum(static_parts(config, load_shape(config)).values())
         reserve = plan.card_parts["allocator's reserve (reserved − allocated)"]
-        assert reserve == pytest.approx(ALLOCATOR_RESERVE_FRACTION * (plan.allocated - static))
+        assert reserve == pytest.approx(allocator_reserve(plan.allocated - static))
         reserves.append(reserve)
     assert reserves[0] < reserves[1]
 

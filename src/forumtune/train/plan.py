@@ -39,10 +39,12 @@ CUDA_CONTEXT_BYTES = 890 * MIB
 # it and the estimate's parts do not, so it is a row of its own (one stream: the default one).
 CUBLAS_WORKSPACE_BYTES = 33 * MIB
 # Memory the allocator keeps reserved but not allocated at the peak (freed blocks it caches, rounding, the
-# CUDA graphs' pool), as a fraction of what is allocated above the run's static memory: 0.25 and 0.21 for
-# `forumtune train` at 2×2048 and 1×8192 on an H200 (max reserved − max allocated: 308 and 434 MiB;
-# results/throughput-final-h200.json), 0.18–0.27 on the plain path without expandable segments.
-ALLOCATOR_RESERVE_FRACTION = 0.25
+# CUDA graphs' pool): a fixed part plus a small share of what the step allocates above the run's static
+# memory. Fitted to `forumtune train` (fast path, offloaded checkpoints) on an H200, max reserved − max
+# allocated at 2×2048, 1×8192 and 1×16384: 301, 434 and 527 MiB against 1.16, 2.21 and 4.30 GiB above static
+# (results/memory-plan-whole-h200.json); a share alone (0.25, fitted at 2×2048 first) doubled it at 16k.
+ALLOCATOR_RESERVE_BYTES = 230 * MIB
+ALLOCATOR_RESERVE_FRACTION = 0.07
 # A card sold as 8 GB has 8 GiB of memory; the driver keeps some for itself (CUDA reports about 7.8 GiB)
 # and a desktop on the same card takes its framebuffer: about 7.6 GiB is left to a training process.
 DRIVER_RESERVE_GIB = 0.4
@@ -227,8 +229,12 @@ def card_parts(config: Config, shape: ModelShape, allocator_parts: dict[str, flo
     parts = {"CUDA context (driver, kernels, library handles)": CUDA_CONTEXT_BYTES,
              "cuBLAS + cuBLASLt workspaces": CUBLAS_WORKSPACE_BYTES,
              "paged optimizer state (CUDA managed memory)": paged,
-             "allocator's reserve (reserved − allocated)": ALLOCATOR_RESERVE_FRACTION * max(0.0, transient)}
+             "allocator's reserve (reserved − allocated)": allocator_reserve(transient)}
     return {name: value for name, value in parts.items() if value}
+
+
+def allocator_reserve(transient_bytes: float) -> float:
+    return ALLOCATOR_RESERVE_BYTES + ALLOCATOR_RESERVE_FRACTION * max(0.0, transient_bytes)
 
 
 def whole_process_bytes(config: Config, shape: ModelShape, micro_batch: int, seq_len: int,

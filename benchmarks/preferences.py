@@ -12,7 +12,7 @@ neither training saw) with each model:
 It also times the reference pass against a whole DPO micro-batch step (forumtune computes reference
 log-probs per micro-batch; see train/objectives.py). Prints tables and writes JSON to benchmarks/results/.
 
-    .venv/bin/python benchmarks/preferences.py                     # CPU, ~15 min on 2 cores
+    .venv/bin/python benchmarks/preferences.py     # CPU: the demo SFT (~6 min on 2 idle cores), DPO, ranking
 """
 
 from __future__ import annotations
@@ -37,15 +37,15 @@ from forumtune.metrics_log import read_metrics
 from forumtune.models import load_adapter_model, pick_device
 from forumtune.pipeline import run_pipeline
 from forumtune.preference_batches import REFERENCE_ADAPTER, reference_weights, sequence_log_probs
-from forumtune.records import read_jsonl
+from forumtune.records import IGNORE_INDEX, read_jsonl
 from forumtune.train.loading import load_for_training
 from forumtune.train.objectives import objective_for
 
 ROOT = Path(__file__).resolve().parent.parent
-# DPO on the demo, sized for 2 CPU cores: 12 steps of 2 pairs (24 of the training pairs), one eval at the end
+# DPO on the demo, sized for 2 shared CPU cores: 16 steps of 2 pairs (32 of the 149 training pairs), one eval at the end
 DPO_SETTINGS = ["train.method=dpo", "train.beta=0.1", "train.micro_batch_size=2", "train.grad_accum_steps=1",
                 "train.learning_rate=1.0e-3", "train.warmup_steps=2", "train.lr_scheduler=cosine",
-                "train.max_steps=12", "train.eval_every=100", "train.save_every=100", "train.final_adapter=last"]
+                "train.max_steps=16", "train.eval_every=100", "train.save_every=100", "train.final_adapter=last"]
 
 
 def parse_args() -> argparse.Namespace:
@@ -72,6 +72,10 @@ def configs(args: argparse.Namespace) -> tuple[Config, Config]:
     return sft, dpo
 
 
+def answer_tokens(labels: list[int]) -> int:
+    return sum(label != IGNORE_INDEX for label in labels[1:])
+
+
 @torch.no_grad()
 def rank_pairs(sft: Config, dpo: Config, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Every pair's log-probs under base, SFT and SFT + DPO, one model load: the DPO adapter active, the SFT
@@ -95,10 +99,18 @@ def rank_pairs(sft: Config, dpo: Config, rows: list[dict[str, Any]]) -> dict[str
         return {"reward_accuracy": share_above(chosen, rejected),
                 "reward_margin": statistics.fmean(c - r for c, r in zip(chosen, rejected))}
 
-    return {"pairs": len(rows), "beta": beta,
-            "base": {"logprob_accuracy": share_above(*base)},
-            "sft": {"logprob_accuracy": share_above(*tuned), "reference": "base", **rewards(tuned, base)},
-            "dpo": {"logprob_accuracy": share_above(*dpo_logps), "reference": "SFT", **rewards(dpo_logps, tuned)},
+    tokens = ([answer_tokens(r["chosen_labels"]) for r in rows], [answer_tokens(r["rejected_labels"]) for r in rows])
+
+    def per_token(logps: tuple[list[float], list[float]]) -> float:
+        """The same ranking by mean log-prob per answer token: summed log-probs favour the shorter answer."""
+        return share_above([lp / n for lp, n in zip(logps[0], tokens[0])], [lp / n for lp, n in zip(logps[1], tokens[1])])
+
+    return {"pairs": len(rows), "beta": beta, "chosen_longer": share_above(*tokens),
+            "base": {"logprob_accuracy": share_above(*base), "per_token_accuracy": per_token(base)},
+            "sft": {"logprob_accuracy": share_above(*tuned), "per_token_accuracy": per_token(tuned),
+                    "reference": "base", **rewards(tuned, base)},
+            "dpo": {"logprob_accuracy": share_above(*dpo_logps), "per_token_accuracy": per_token(dpo_logps),
+                    "reference": "SFT", **rewards(dpo_logps, tuned)},
             "log_probs": {"base": base, "sft": tuned, "dpo": dpo_logps}}
 
 
@@ -158,12 +170,15 @@ def main() -> int:
         if split not in results:
             continue
         ranked = results[split]
-        print(f"\n{split.replace('_', '-')} pairs: {ranked['pairs']}")
+        print(f"\n{split.replace('_', '-')} pairs: {ranked['pairs']} (chosen answer the longer: "
+              f"{ranked['chosen_longer']:.0%})")
         payload[f"table_{split}"] = print_table(
-            ["model", "log-prob accuracy", "reward accuracy", "reference", "reward margin"],
-            [["base", f"{ranked['base']['logprob_accuracy']:.1%}", "-", "-", "-"],
-             *[[name, f"{ranked[key]['logprob_accuracy']:.1%}", f"{ranked[key]['reward_accuracy']:.1%}",
-                ranked[key]["reference"], fmt(ranked[key]["reward_margin"], 3)]
+            ["model", "log-prob accuracy", "per-token log-prob accuracy", "reward accuracy", "reference",
+             "reward margin"],
+            [["base", f"{ranked['base']['logprob_accuracy']:.1%}", f"{ranked['base']['per_token_accuracy']:.1%}",
+              "-", "-", "-"],
+             *[[name, f"{ranked[key]['logprob_accuracy']:.1%}", f"{ranked[key]['per_token_accuracy']:.1%}",
+                f"{ranked[key]['reward_accuracy']:.1%}", ranked[key]["reference"], fmt(ranked[key]["reward_margin"], 3)]
                for key, name in (("sft", "SFT"), ("dpo", "SFT + DPO"))]])
     cost = results["reference_cost"]
     print(f"\nreference pass {cost['reference_pass_s']:.2f} s of a {cost['dpo_micro_batch_s']:.2f} s DPO micro-batch "

@@ -12,7 +12,7 @@ index is built by `forumtune.index.stage.run_index`, cleaning included, with BM2
 
 Dense vectors: embedding a million posts with all-MiniLM-L6-v2 takes hours on two cores, so the vector
 index holds clustered random unit vectors (384 dims, as MiniLM's) added by the real code
-(retrieval/vectors.py); the embedding time per passage is measured on 1,000 posts and reported apart.
+(retrieval/vectors.py); the embedding time per passage is measured on 256 posts and reported apart.
 A hybrid query is the real path: the question embedded by the model, the vector search, BM25, fusion.
 
 `--compare-stores` measures usearch (HNSW) and FAISS (HNSW), both with 32 links per node and a search
@@ -171,7 +171,7 @@ def measure_index(posts: int, questions_count: int, embedder: SentenceEmbedder |
 
 def embedding_throughput(embedder: SentenceEmbedder) -> dict[str, float]:
     rng = np.random.default_rng(SEED)
-    texts = synthetic_texts(1000, vocabulary(rng), rng, 20, 120)
+    texts = synthetic_texts(256, vocabulary(rng), rng, 20, 120)
     embedder.embed(texts[:64], batch_size=64)
     started = time.perf_counter()
     embedder.embed(texts, batch_size=64)
@@ -279,6 +279,8 @@ def main() -> None:
     parser.add_argument("--compare-stores", type=int, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--hybrid-max", type=int, default=None,
+                        help="measure dense vectors and hybrid search only up to this many posts")
     args = parser.parse_args()
     # One thread: a 15-token question gains nothing from two, and on a shared machine the second thread's
     # waits cost ten times the work (measured: 79 ms vs 719 ms p50 per question at load average 6).
@@ -293,7 +295,8 @@ def main() -> None:
         print(f"embedding passages: {report['passage_embedding']['passages_per_s']} per second", flush=True)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as work:
         for posts in args.posts:
-            result = measure_index(posts, args.queries, embedder, Path(work))
+            dense = embedder if args.hybrid_max is None or posts <= args.hybrid_max else None
+            result = measure_index(posts, args.queries, dense, Path(work))
             report["sizes"].append(result)
             hybrid = result.get("hybrid", {})
             print(f"{posts:>9,} posts  BM25 build {result['bm25_build_s']:7.1f} s  {result['index_mib']:7.1f} MiB  "

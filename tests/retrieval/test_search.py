@@ -20,7 +20,14 @@ from forumtune.retrieval.search_index import Passage, SearchIndex, query_terms
 from forumtune.sentence_embedding import SentenceEmbedder
 from tests.conftest import write_config
 from tests.retrieval.forum import THREADS, every_text, write_ski_forum
-from tests.retrieval.reference import bm25_scores, cosine_ranking, ranked, rrf, save_tiny_embedding_model
+from tests.retrieval.reference import (
+    bm25_scores,
+    cosine_ranking,
+    ranked,
+    rrf,
+    save_tiny_embedding_model,
+    tokens,
+)
 
 QUESTIONS = ["Which wax for cold snow?", "my boots hurt my shins", "edges on east coast ice",
              "what DIN number for my weight", "iron", "snow wax boot ski"]
@@ -122,3 +129,20 @@ def test_without_an_embedding_model_the_index_is_bm25_alone(tmp_path):
     assert summary["vectors"] is False and not layout.vector_index.exists()
     retriever = Retriever.open(layout.search_index, layout.vector_index)
     assert retriever.mode == "bm25" and retriever.search("shins", 2)[0].passage.author in ("hank", "ivan", "kim")
+
+
+def test_on_a_large_index_the_commonest_words_are_left_out_and_the_rest_ranks_as_the_reference(indexed):
+    passages = all_passages(indexed.layout)
+    with SearchIndex(indexed.layout.search_index) as index:
+        question = "cold wax for Montana"
+        assert index.search_terms(question) == query_terms(question), "a small index keeps every word"
+        index.prune_from, index.common_share = 0, 0.2  # as if it were large (17 passages: 1 is 6%)
+        having = {t: sum(t in tokens(p.title + " " + p.text) for p in passages) for t in ("wax", "montana")}
+        assert having["wax"] > 0.2 * len(passages) >= having["montana"]
+        terms = index.search_terms(question)
+        assert "montana" in terms and "wax" not in terms
+        found = [(hit.passage_id, hit.score) for hit in index.bm25(question, 5)]
+        index.common_share = 0.0  # every word common: the rarest two stay
+        kept = index.search_terms("wax snow iron")
+        assert len(kept) == 2 and "wax" not in kept
+    assert rounded(found) == rounded(ranked(bm25_scores(passages, terms), 5))

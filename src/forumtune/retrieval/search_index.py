@@ -64,6 +64,13 @@ STOPWORDS = frozenset((
     "just", "any", "some", "get", "got", "im", "ive", "dont", "about", "than", "very", "into", "out", "up",
 ))
 
+# A word in more than this share of the passages says little (its idf is under log(19) ≈ 2.9, a rare word's
+# is 8 or more) and makes the query score every passage that has it: on large indexes it is left out of
+# the query, unless every word of the question is that common (then the rarest two stay). Measured on
+# 100k synthetic posts: p95 20 → 10 ms (benchmarks/retrieval.py).
+COMMON_TERM_SHARE = 0.05
+PRUNE_FROM_PASSAGES = 10_000  # below this every query is fast anyway, and every word counts
+
 SourceKey = tuple[str, int]  # (thread URL, position in the thread): a post's identity across re-crawls
 
 
@@ -118,6 +125,10 @@ class SearchIndex:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passage_vocab USING fts5vocab(main, passage_text, 'row')")
+        self.prune_from = PRUNE_FROM_PASSAGES
+        self.common_share = COMMON_TERM_SHARE
+        self._count: int | None = None  # passages, counted once: COUNT(*) scans the table
 
     def close(self) -> None:
         self.db.close()
@@ -153,9 +164,13 @@ class SearchIndex:
         return {(url, position): digest for url, position, digest in rows}
 
     # --- changes (the caller commits: `with index.db:`)
+    def _changed(self) -> None:
+        self._count = None
+
     def delete(self, keys: Iterable[SourceKey]) -> list[int]:
         """Remove these posts (passages or skipped); returns the ids of the passages removed."""
         removed = []
+        self._changed()
         for url, position in keys:
             row = self.db.execute("DELETE FROM passages WHERE thread_url = ? AND position = ? RETURNING id",
                                   (url, position)).fetchone()
@@ -167,6 +182,7 @@ class SearchIndex:
     def add(self, passages: Iterable[NewPassage]) -> list[int]:
         """Insert passages; returns their new ids (ids are never reused, so a vector key stays unique)."""
         ids = []
+        self._changed()
         for p in passages:
             (new_id,) = self.db.execute(
                 "INSERT INTO passages (thread_url, position, source_hash, thread_id, title, author, posted_at, url,"
@@ -181,7 +197,20 @@ class SearchIndex:
 
     # --- reading
     def count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+        if self._count is None:
+            self._count = self.db.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+        return self._count
+
+    def search_terms(self, question: str) -> list[str]:
+        """The question's words a BM25 search looks for: on a large index, without the very common ones."""
+        terms = query_terms(question)
+        total = self.count()
+        if total < self.prune_from or len(terms) < 2:
+            return terms
+        marks = ",".join("?" * len(terms))
+        documents = dict(self.db.execute(f"SELECT term, doc FROM temp.passage_vocab WHERE term IN ({marks})", terms))
+        kept = [t for t in terms if documents.get(t, 0) <= self.common_share * total]
+        return kept or sorted(terms, key=lambda t: documents.get(t, 0))[:2]
 
     def ids(self) -> list[int]:
         return [row[0] for row in self.db.execute("SELECT id FROM passages ORDER BY id")]
@@ -210,7 +239,7 @@ class SearchIndex:
 
     def bm25(self, question: str, k: int, terms: list[str] | None = None) -> list[Hit]:
         """The k passages with the best BM25 score for any of the question's words (ties: lower id first)."""
-        terms = query_terms(question) if terms is None else terms
+        terms = self.search_terms(question) if terms is None else terms
         if not terms:
             return []
         rows = self.db.execute(

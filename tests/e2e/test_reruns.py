@@ -41,14 +41,15 @@ def test_changing_logging_and_runtime_keys_reruns_nothing(trained):
     config = load_config(trained, NOT_RERUNNING)
     adapter = RunLayout.of(config).adapter_weights
     before = adapter.stat().st_mtime_ns
-    assert [stale_reason(stage, config, config.run_dir) for stage in STAGES[1:]] == [None] * 5
+    built = [stage for stage in STAGES if stage.name not in ("scrape", "index")]  # the run had no store to index
+    assert [stale_reason(stage, config, config.run_dir) for stage in built] == [None] * 5
     assert run(config, QUIET) == []
     assert adapter.stat().st_mtime_ns == before
 
 
 def test_changing_lora_r_reruns_train_and_what_follows(trained):
     config = load_config(trained, ["lora.r=4"])
-    reason = stale_reason(STAGES[2], config, config.run_dir)
+    reason = stale_reason(next(s for s in STAGES if s.name == "train"), config, config.run_dir)
     assert reason == "its settings (model, lora, train, seed) changed"
     assert run(config, QUIET) == ["train", "eval", "merge", "export"]
     assert run(config, QUIET) == []

@@ -96,12 +96,11 @@ def import_dump(config: ConfigArg,
                 dump_format: Annotated[str, typer.Option("--format", help="stackexchange or reddit")],
                 overrides: SetOption = None) -> None:
     """Import a Stack Exchange or Reddit dump into runs/<name>/forum.sqlite (rerun to resume); then build."""
-    from forumtune.layout import RunLayout
     from forumtune.pipeline import prepare_run_dir
     from forumtune.scrape.dumps import run_import
 
     cfg = _load(config, overrides, needs_model=False)
-    run_import(dump_format, paths, RunLayout(prepare_run_dir(cfg)).forum_store, console)
+    run_import(dump_format, paths, prepare_run_dir(cfg).forum_store, console)
 
 
 @app.command()

@@ -56,6 +56,7 @@ demo: install
 
 test: install-test install-llama
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/pytest -q
 
 # Not in CI: the newest versions pyproject.toml allows, in a venv of their own, through the same tests.

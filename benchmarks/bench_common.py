@@ -38,8 +38,9 @@ class Shape:
 
 PRESETS = {
     # Mistral-7B-v0.2 / Instruct-v0.2: no sliding window, rope theta 1e6.
-    "mistral-7b": Shape("mistral-7b", vocab=32000, hidden=4096, intermediate=14336, layers=32, heads=32,
-                        kv_heads=8),
+    "mistral-7b": Shape(
+        "mistral-7b", vocab=32000, hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8
+    ),
     # For checking the scripts' logic on a CPU in seconds.
     "tiny": Shape("tiny", vocab=512, hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2),
 }
@@ -62,11 +63,22 @@ def mistral_config(shape: Shape):
     from transformers import MistralConfig
 
     return MistralConfig(
-        vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers, num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
-        head_dim=shape.hidden // shape.heads, max_position_embeddings=32768, rope_theta=1_000_000.0,
-        sliding_window=None, rms_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=0.02,
-        bos_token_id=1, eos_token_id=2, pad_token_id=PAD_ID,
+        vocab_size=shape.vocab,
+        hidden_size=shape.hidden,
+        intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        head_dim=shape.hidden // shape.heads,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        sliding_window=None,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        initializer_range=0.02,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=PAD_ID,
     )
 
 
@@ -89,12 +101,20 @@ def save_placeholder_tokenizer(target: Path, vocab_size: int) -> None:
     tokenizer = Tokenizer(model)
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
-                                      unk_token="<unk>", pad_token="<pad>", model_max_length=32768)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        model_max_length=32768,
+    )
     wrapped.save_pretrained(str(target))
 
 
-def ensure_model(model_dir: Path, shape: Shape, *, seed: int = 0, shard_bytes: int = 4 * GIB) -> dict[str, Any]:
+def ensure_model(
+    model_dir: Path, shape: Shape, *, seed: int = 0, shard_bytes: int = 4 * GIB
+) -> dict[str, Any]:
     """A bf16 checkpoint of `shape` with random weights (normal, std 0.02; norms 1) in `model_dir`,
     written straight to safetensors shards without building the model; reused when already there."""
     marker = model_dir / MODEL_MARKER
@@ -132,15 +152,17 @@ def ensure_model(model_dir: Path, shape: Shape, *, seed: int = 0, shard_bytes: i
             if len(dims) == 1:
                 tensor = torch.ones(dims, dtype=torch.bfloat16, device=device)
             else:
-                tensor = torch.empty(dims, dtype=torch.bfloat16, device=device).normal_(0.0, 0.02,
-                                                                                      generator=generator)
+                tensor = torch.empty(dims, dtype=torch.bfloat16, device=device).normal_(
+                    0.0, 0.02, generator=generator
+                )
             shard[name] = tensor.cpu()
             del tensor
         save_file(shard, str(model_dir / filename), metadata={"format": "pt"})
         weight_map.update({name: filename for name in shard})
         del shard
     (model_dir / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}, indent=1))
+        json.dumps({"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}, indent=1)
+    )
     config.save_pretrained(str(model_dir))
     save_placeholder_tokenizer(model_dir, shape.vocab)
     marker.write_text(json.dumps(wanted))
@@ -162,8 +184,18 @@ def write_dataset(dataset_dir: Path, vocab: int, seq_len: int, count: int, seed:
     with (dataset_dir / "train.jsonl").open("w") as handle:
         for thread_id in range(count):
             ids = [rng.randrange(FIRST_ORDINARY_ID, vocab) for _ in range(seq_len)]
-            handle.write(json.dumps({"thread_id": thread_id, "title": f"synthetic {thread_id}", "messages": [],
-                                     "input_ids": ids, "labels": ids}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "thread_id": thread_id,
+                        "title": f"synthetic {thread_id}",
+                        "messages": [],
+                        "input_ids": ids,
+                        "labels": ids,
+                    }
+                )
+                + "\n"
+            )
     (dataset_dir / "eval.jsonl").write_text("")
     marker.write_text(json.dumps(wanted))
     return dataset_dir
@@ -182,25 +214,55 @@ def batch_order(count: int, batch: int, seed: int, steps: int) -> list[list[int]
     return [next(iterator) for _ in range(steps)]
 
 
-def write_forumtune_config(path: Path, *, model_dir: Path, runs_dir: Path, batch: int, seq_len: int, steps: int,
-                           gradient_checkpointing: bool | str = True, compute_dtype: str = "bfloat16",
-                           device: str = "cuda", seed: int = 42, learning_rate: float = 2e-4,
-                           fast_path: bool = True, train_extra: dict[str, Any] | None = None,
-                           lora_dropout: float = 0.0) -> Path:
+def write_forumtune_config(
+    path: Path,
+    *,
+    model_dir: Path,
+    runs_dir: Path,
+    batch: int,
+    seq_len: int,
+    steps: int,
+    gradient_checkpointing: bool | str = True,
+    compute_dtype: str = "bfloat16",
+    device: str = "cuda",
+    seed: int = 42,
+    learning_rate: float = 2e-4,
+    fast_path: bool = True,
+    train_extra: dict[str, Any] | None = None,
+    lora_dropout: float = 0.0,
+) -> Path:
     import yaml
 
     raw = {
-        "name": "bench", "seed": seed, "runs_dir": str(runs_dir),
+        "name": "bench",
+        "seed": seed,
+        "runs_dir": str(runs_dir),
         "scrape": {"url": "http://127.0.0.1/unused"},
         "build": {"max_seq_len": seq_len, "chat_template": "mistral"},
-        "model": {"base": str(model_dir), "load_in_4bit": True, "quant_type": "nf4", "double_quant": True,
-                  "compute_dtype": compute_dtype, "attn_implementation": "sdpa"},
+        "model": {
+            "base": str(model_dir),
+            "load_in_4bit": True,
+            "quant_type": "nf4",
+            "double_quant": True,
+            "compute_dtype": compute_dtype,
+            "attn_implementation": "sdpa",
+        },
         "lora": {"r": 16, "alpha": 32, "dropout": lora_dropout, "target_modules": "all-linear"},
-        "train": {"max_steps": steps, "micro_batch_size": batch, "grad_accum_steps": 1,
-                  "learning_rate": learning_rate, "lr_scheduler": "constant", "warmup_steps": 0,
-                  "optimizer": "paged_adamw_8bit", "gradient_checkpointing": gradient_checkpointing,
-                  "eval_every": 1_000_000, "save_every": 1_000_000, "device": device, "fast_path": fast_path,
-                  **(train_extra or {})},
+        "train": {
+            "max_steps": steps,
+            "micro_batch_size": batch,
+            "grad_accum_steps": 1,
+            "learning_rate": learning_rate,
+            "lr_scheduler": "constant",
+            "warmup_steps": 0,
+            "optimizer": "paged_adamw_8bit",
+            "gradient_checkpointing": gradient_checkpointing,
+            "eval_every": 1_000_000,
+            "save_every": 1_000_000,
+            "device": device,
+            "fast_path": fast_path,
+            **(train_extra or {}),
+        },
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -231,11 +293,13 @@ def cuda_memory() -> dict[str, float]:
     if not torch.cuda.is_available():
         return {}
     free, total = torch.cuda.mem_get_info()
-    memory = {"allocated_mib": torch.cuda.memory_allocated() / MIB,
-              "max_allocated_mib": torch.cuda.max_memory_allocated() / MIB,
-              "reserved_mib": torch.cuda.memory_reserved() / MIB,
-              "max_reserved_mib": torch.cuda.max_memory_reserved() / MIB,
-              "device_used_mib": (total - free) / MIB}
+    memory = {
+        "allocated_mib": torch.cuda.memory_allocated() / MIB,
+        "max_allocated_mib": torch.cuda.max_memory_allocated() / MIB,
+        "reserved_mib": torch.cuda.memory_reserved() / MIB,
+        "max_reserved_mib": torch.cuda.max_memory_reserved() / MIB,
+        "device_used_mib": (total - free) / MIB,
+    }
     if DEVICE_USE is not None:
         memory["process_device_mib"] = DEVICE_USE.sample(free, total)
     return memory
@@ -251,7 +315,11 @@ class DeviceUse:
     this process (it cannot inside some containers)."""
 
     def __init__(self, idle_free_mib: float | None, baseline_source: str, nvml_handle=None) -> None:
-        self.idle_free_mib, self.baseline_source, self.nvml_handle = idle_free_mib, baseline_source, nvml_handle
+        self.idle_free_mib, self.baseline_source, self.nvml_handle = (
+            idle_free_mib,
+            baseline_source,
+            nvml_handle,
+        )
         self.peak_mib = 0.0
         self.samples = 0
         self.nvml_process_peak_mib: float | None = None
@@ -276,10 +344,16 @@ class DeviceUse:
         memory). The whole-process peak is the larger of the two."""
         outside = memory["process_device_mib"] - memory["reserved_mib"]
         bound = memory["max_reserved_mib"] + outside
-        return {"whole_peak_mib": max(self.peak_mib, bound), "sampled_peak_mib": self.peak_mib,
-                "reserved_peak_plus_outside_mib": bound, "outside_allocator_mib": outside,
-                "samples": self.samples, "idle_free_mib": self.idle_free_mib,
-                "baseline_source": self.baseline_source, "nvml_process_peak_mib": self.nvml_process_peak_mib}
+        return {
+            "whole_peak_mib": max(self.peak_mib, bound),
+            "sampled_peak_mib": self.peak_mib,
+            "reserved_peak_plus_outside_mib": bound,
+            "outside_allocator_mib": outside,
+            "samples": self.samples,
+            "idle_free_mib": self.idle_free_mib,
+            "baseline_source": self.baseline_source,
+            "nvml_process_peak_mib": self.nvml_process_peak_mib,
+        }
 
 
 DEVICE_USE: DeviceUse | None = None
@@ -319,8 +393,19 @@ def _idle_free_mib(handle) -> tuple[float | None, str]:
 
         return pynvml.nvmlDeviceGetMemoryInfo(handle).free / MIB, "nvml"
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits",
-                              "-i", _visible_device()], capture_output=True, text=True, timeout=30, check=True)
+        smi = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=memory.free",
+                "--format=csv,noheader,nounits",
+                "-i",
+                _visible_device(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         return float(smi.stdout.split()[0]), "nvidia-smi"
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None, "none: the card is taken to have been idle (total − free)"
@@ -363,9 +448,22 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def package_versions(names: tuple[str, ...] = ("torch", "transformers", "peft", "bitsandbytes", "accelerate",
-                                               "tokenizers", "safetensors", "unsloth", "unsloth_zoo", "triton",
-                                               "liger-kernel", "forumtune")) -> dict[str, str | None]:
+def package_versions(
+    names: tuple[str, ...] = (
+        "torch",
+        "transformers",
+        "peft",
+        "bitsandbytes",
+        "accelerate",
+        "tokenizers",
+        "safetensors",
+        "unsloth",
+        "unsloth_zoo",
+        "triton",
+        "liger-kernel",
+        "forumtune",
+    ),
+) -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for name in names:
         try:
@@ -378,17 +476,27 @@ def package_versions(names: tuple[str, ...] = ("torch", "transformers", "peft", 
 def environment() -> dict[str, Any]:
     import torch
 
-    facts: dict[str, Any] = {"python": platform.python_version(), "packages": package_versions(),
-                             "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                             "torch_cuda": torch.version.cuda}
+    facts: dict[str, Any] = {
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "torch_cuda": torch.version.cuda,
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        facts.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / GIB, 2),
-                     sm_count=props.multi_processor_count)
+        facts.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / GIB, 2),
+            sm_count=props.multi_processor_count,
+        )
         try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=30,
-                                  check=False)
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
             facts["nvidia_smi"] = smi.stdout.strip()
         except (OSError, subprocess.SubprocessError):
             pass
@@ -400,8 +508,13 @@ def environment() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- subprocesses
 
 
-def run_worker(script: Path, spec: dict[str, Any], log_dir: Path, timeout_s: float,
-               extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_worker(
+    script: Path,
+    spec: dict[str, Any],
+    log_dir: Path,
+    timeout_s: float,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Run `script --worker SPEC` in a fresh interpreter; returns the JSON it wrote, or an error record."""
     log_dir.mkdir(parents=True, exist_ok=True)
     tag = spec["tag"]
@@ -412,8 +525,14 @@ def run_worker(script: Path, spec: dict[str, Any], log_dir: Path, timeout_s: flo
     started = time.perf_counter()
     with (log_dir / f"{tag}.log").open("w") as log:
         try:
-            proc = subprocess.run([sys.executable, str(script), "--worker", json.dumps(spec)], stdout=log,
-                                  stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False)
+            proc = subprocess.run(
+                [sys.executable, str(script), "--worker", json.dumps(spec)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout_s,
+                check=False,
+            )
             code = proc.returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
@@ -447,10 +566,11 @@ def fmt(value: Any, digits: int = 0, *, sci: bool = False) -> str:
 def print_table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(headers, widths)),
-             "-|-".join("-" * w for w in widths)]
-    lines += [" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-              for row in cells]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(headers, widths)), "-|-".join("-" * w for w in widths)]
+    lines += [
+        " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in cells
+    ]
     text = "\n".join(lines)
     print(text, flush=True)
     return text

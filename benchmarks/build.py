@@ -22,13 +22,64 @@ from pathlib import Path
 
 from forumtune.forum_store import ForumStore, ScrapedPost, ThreadRef
 
-WORDS = ("ski", "wax", "edge", "base", "boot", "binding", "powder", "groomer", "park", "jump", "rail",
-         "mogul", "slush", "ice", "crust", "tune", "layer", "merino", "shell", "glove", "goggle", "helmet",
-         "lift", "resort", "trail", "chair", "carve", "turn", "pole", "rocker", "camber", "flex", "length",
-         "width", "sidecut", "stance", "knee", "calf", "sock", "liner", "footbed", "heel", "toe")
-ARTIFACTS = ["", "", "", " :D", " https://www.example.com/gear?id={n}", " [b]really[/b]", " <i>honestly</i>",
-             "\n**This post was edited on Jan 13th 2022 at 9:58:47pm", "\n[quote=someone]earlier text[/quote]",
-             " mail me at rider{n}@example.com", "\nSent from my iPhone using Tapatalk"]
+WORDS = (
+    "ski",
+    "wax",
+    "edge",
+    "base",
+    "boot",
+    "binding",
+    "powder",
+    "groomer",
+    "park",
+    "jump",
+    "rail",
+    "mogul",
+    "slush",
+    "ice",
+    "crust",
+    "tune",
+    "layer",
+    "merino",
+    "shell",
+    "glove",
+    "goggle",
+    "helmet",
+    "lift",
+    "resort",
+    "trail",
+    "chair",
+    "carve",
+    "turn",
+    "pole",
+    "rocker",
+    "camber",
+    "flex",
+    "length",
+    "width",
+    "sidecut",
+    "stance",
+    "knee",
+    "calf",
+    "sock",
+    "liner",
+    "footbed",
+    "heel",
+    "toe",
+)
+ARTIFACTS = [
+    "",
+    "",
+    "",
+    " :D",
+    " https://www.example.com/gear?id={n}",
+    " [b]really[/b]",
+    " <i>honestly</i>",
+    "\n**This post was edited on Jan 13th 2022 at 9:58:47pm",
+    "\n[quote=someone]earlier text[/quote]",
+    " mail me at rider{n}@example.com",
+    "\nSent from my iPhone using Tapatalk",
+]
 
 
 def sentence(rng: random.Random) -> str:
@@ -44,12 +95,25 @@ def write_forum(path: Path, threads: int, pages: int, posts_per_page: int, seed:
     rng = random.Random(seed)
     posts = 0
     with ForumStore(path) as store:
-        store.add_list_page("http://127.0.0.1/list", [ThreadRef(url=f"http://127.0.0.1/t/{n}", title=f"Thread {n}: "
-                                                                + sentence(rng)) for n in range(threads)], None)
+        store.add_list_page(
+            "http://127.0.0.1/list",
+            [
+                ThreadRef(url=f"http://127.0.0.1/t/{n}", title=f"Thread {n}: " + sentence(rng))
+                for n in range(threads)
+            ],
+            None,
+        )
         for thread in store.threads():
             for page in range(pages):
-                page_posts = [ScrapedPost(external_id=None, author=f"user{rng.randint(0, 500)}", posted_at=None,
-                                          text=post_text(rng, posts + i)) for i in range(posts_per_page)]
+                page_posts = [
+                    ScrapedPost(
+                        external_id=None,
+                        author=f"user{rng.randint(0, 500)}",
+                        posted_at=None,
+                        text=post_text(rng, posts + i),
+                    )
+                    for i in range(posts_per_page)
+                ]
                 posts += len(page_posts)
                 store.add_thread_page(thread.id, None, page_posts, None, page == pages - 1)
     return posts
@@ -72,15 +136,24 @@ def build_in_child(store: Path, out_dir: Path) -> dict:
         "                  'peak_rss_mib': usage.ru_maxrss / 1024, 'stats': stats}))\n"
     )
     # The tokenizer is made once beforehand, so the timing is the build's, not the first-use setup.
-    subprocess.run([sys.executable, "-c", ("from forumtune.base_model import load_tokenizer; "
-                    "load_tokenizer('builtin:tiny-llama')")], check=True)
-    result = subprocess.run([sys.executable, "-c", code, str(store), str(out_dir)], check=True,
-                            capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            ("from forumtune.base_model import load_tokenizer; load_tokenizer('builtin:tiny-llama')"),
+        ],
+        check=True,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(store), str(out_dir)], check=True, capture_output=True, text=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=8000)
     parser.add_argument("--pages", type=int, default=10)
     parser.add_argument("--posts-per-page", type=int, default=8)
@@ -93,19 +166,33 @@ def main() -> None:
         setup_s = time.perf_counter() - started
         measured = build_in_child(store, Path(scratch) / "dataset")
     stats = measured["stats"]
-    row = {"threads": args.threads, "pages_per_thread": args.pages, "posts": posts,
-           "examples": stats["train_examples"] + stats["eval_examples"],
-           "tokens": stats["train_tokens"] + stats["eval_tokens"], "build_s": round(measured["seconds"], 1),
-           "build_cpu_s": round(measured["cpu_seconds"], 1), "load_average": round(os.getloadavg()[0], 1),
-           "peak_rss_mib": round(measured["peak_rss_mib"]), "store_setup_s": round(setup_s, 1),
-           "filtered": stats["filtered"], "cleaned": stats["cleaned"]}
-    print(f"{'threads':>8} {'posts':>9} {'examples':>9} {'tokens':>11} {'build s':>8} {'CPU s':>7} {'peak MiB':>9} "
-          f"{'load':>5}")
-    print(f"{row['threads']:>8} {row['posts']:>9} {row['examples']:>9} {row['tokens']:>11} {row['build_s']:>8} "
-          f"{row['build_cpu_s']:>7} {row['peak_rss_mib']:>9} {row['load_average']:>5}")
+    row = {
+        "threads": args.threads,
+        "pages_per_thread": args.pages,
+        "posts": posts,
+        "examples": stats["train_examples"] + stats["eval_examples"],
+        "tokens": stats["train_tokens"] + stats["eval_tokens"],
+        "build_s": round(measured["seconds"], 1),
+        "build_cpu_s": round(measured["cpu_seconds"], 1),
+        "load_average": round(os.getloadavg()[0], 1),
+        "peak_rss_mib": round(measured["peak_rss_mib"]),
+        "store_setup_s": round(setup_s, 1),
+        "filtered": stats["filtered"],
+        "cleaned": stats["cleaned"],
+    }
+    print(
+        f"{'threads':>8} {'posts':>9} {'examples':>9} {'tokens':>11} {'build s':>8} {'CPU s':>7} {'peak MiB':>9} "
+        f"{'load':>5}"
+    )
+    print(
+        f"{row['threads']:>8} {row['posts']:>9} {row['examples']:>9} {row['tokens']:>11} {row['build_s']:>8} "
+        f"{row['build_cpu_s']:>7} {row['peak_rss_mib']:>9} {row['load_average']:>5}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(row, indent=2))
-    print(f"written {args.out}; own CPU time of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_utime:.0f} s")
+    print(
+        f"written {args.out}; own CPU time of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_utime:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as bc
 
-MISTRAL_7B_PROJECTIONS = {"q_proj / o_proj": (4096, 4096), "k_proj / v_proj": (1024, 4096),
-                          "gate_proj / up_proj": (14336, 4096), "down_proj": (4096, 14336)}
+MISTRAL_7B_PROJECTIONS = {
+    "q_proj / o_proj": (4096, 4096),
+    "k_proj / v_proj": (1024, 4096),
+    "gate_proj / up_proj": (14336, 4096),
+    "down_proj": (4096, 14336),
+}
 
 
 def time_per_call(fn, calls: int, repeats: int) -> float:
@@ -64,10 +68,15 @@ def compare_model(model_dir: str) -> dict:
     from forumtune.kernels import nf4_dequant
     from forumtune.kernels.lora_linear import dequantize_weight
 
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quant, dtype=torch.bfloat16,
-                                                 device_map={"": 0})
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, quantization_config=quant, dtype=torch.bfloat16, device_map={"": 0}
+    )
     modules, elements, differing = 0, 0, {}
     for name, module in model.named_modules():
         if isinstance(module, Linear4bit):
@@ -77,19 +86,31 @@ def compare_model(model_dir: str) -> dict:
             modules, elements = modules + 1, elements + reference.numel()
             if count:
                 differing[name] = count
-    summary = {"model_dir": model_dir, "modules": modules, "elements": elements,
-               "modules_differing": len(differing), "elements_differing": sum(differing.values()),
-               "differing": differing}
-    print(f"{model_dir}: {modules} 4-bit weights, {elements:,} elements; differing: {len(differing)} weights, "
-          f"{sum(differing.values())} elements", flush=True)
+    summary = {
+        "model_dir": model_dir,
+        "modules": modules,
+        "elements": elements,
+        "modules_differing": len(differing),
+        "elements_differing": sum(differing.values()),
+        "differing": differing,
+    }
+    print(
+        f"{model_dir}: {modules} 4-bit weights, {elements:,} elements; differing: {len(differing)} weights, "
+        f"{sum(differing.values())} elements",
+        flush=True,
+    )
     return summary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--rows", default="32", help="quantization blocks per Triton program, comma-separated")
+    parser.add_argument(
+        "--rows", default="32", help="quantization blocks per Triton program, comma-separated"
+    )
     parser.add_argument("--warps", default="4", help="Triton num_warps values, comma-separated")
     parser.add_argument("--model-dir", help="also compare the two on every 4-bit weight of this checkpoint")
     parser.add_argument("--out", default="dequant.json")
@@ -109,23 +130,41 @@ def main() -> None:
         dense = (torch.randn(shape, device="cuda") * 0.02).to(torch.bfloat16)
         packed, state = F.quantize_4bit(dense, blocksize=64, quant_type="nf4", compress_statistics=True)
         reference = dequantize_weight(packed, state, torch.bfloat16)
-        bnb_us = time_per_call(lambda p=packed, s=state: dequantize_weight(p, s, torch.bfloat16),
-                               args.calls, args.repeats)
+        bnb_us = time_per_call(
+            lambda p=packed, s=state: dequantize_weight(p, s, torch.bfloat16), args.calls, args.repeats
+        )
         moved = packed.numel() + state.absmax.numel() + dense.numel() * 2  # bytes read + written
         for rows in rows_options:
             for warps in warps_options:
                 out = nf4_dequant.dequantize_nf4(packed, state, torch.bfloat16, rows=rows, num_warps=warps)
                 identical = bool(torch.equal(out, reference))
-                triton_us = time_per_call(lambda p=packed, s=state, r=rows, w=warps: nf4_dequant.dequantize_nf4(
-                    p, s, torch.bfloat16, rows=r, num_warps=w), args.calls, args.repeats)
-                results.append({"projection": name, "shape": list(shape), "rows": rows, "num_warps": warps,
-                                "bitsandbytes_us": round(bnb_us, 2), "triton_us": round(triton_us, 2),
-                                "speedup": round(bnb_us / triton_us, 3), "bit_identical": identical,
-                                "bitsandbytes_gb_s": round(moved / bnb_us / 1e3, 1),
-                                "triton_gb_s": round(moved / triton_us / 1e3, 1)})
-                print(f"{name:20} {shape!s:14} rows {rows:3} warps {warps}: bitsandbytes {bnb_us:8.1f} us "
-                      f"({moved / bnb_us / 1e3:6.0f} GB/s)  triton {triton_us:8.1f} us ({moved / triton_us / 1e3:6.0f} "
-                      f"GB/s)  x{bnb_us / triton_us:.2f}  identical {identical}", flush=True)
+                triton_us = time_per_call(
+                    lambda p=packed, s=state, r=rows, w=warps: nf4_dequant.dequantize_nf4(
+                        p, s, torch.bfloat16, rows=r, num_warps=w
+                    ),
+                    args.calls,
+                    args.repeats,
+                )
+                results.append(
+                    {
+                        "projection": name,
+                        "shape": list(shape),
+                        "rows": rows,
+                        "num_warps": warps,
+                        "bitsandbytes_us": round(bnb_us, 2),
+                        "triton_us": round(triton_us, 2),
+                        "speedup": round(bnb_us / triton_us, 3),
+                        "bit_identical": identical,
+                        "bitsandbytes_gb_s": round(moved / bnb_us / 1e3, 1),
+                        "triton_gb_s": round(moved / triton_us / 1e3, 1),
+                    }
+                )
+                print(
+                    f"{name:20} {shape!s:14} rows {rows:3} warps {warps}: bitsandbytes {bnb_us:8.1f} us "
+                    f"({moved / bnb_us / 1e3:6.0f} GB/s)  triton {triton_us:8.1f} us ({moved / triton_us / 1e3:6.0f} "
+                    f"GB/s)  x{bnb_us / triton_us:.2f}  identical {identical}",
+                    flush=True,
+                )
     # all 7 projections of one decoder layer dequantized once (a training step does it about 3 times)
     per_layer = {}
     for entry in results:
@@ -134,14 +173,29 @@ def main() -> None:
         totals = per_layer.setdefault(key, [0.0, 0.0])
         totals[0] += count * entry["bitsandbytes_us"]
         totals[1] += count * entry["triton_us"]
-    summary = [{"rows": r, "num_warps": w, "layer_bitsandbytes_us": round(b, 1), "layer_triton_us": round(t, 1),
-                "speedup": round(b / t, 3)} for (r, w), (b, t) in per_layer.items()]
+    summary = [
+        {
+            "rows": r,
+            "num_warps": w,
+            "layer_bitsandbytes_us": round(b, 1),
+            "layer_triton_us": round(t, 1),
+            "speedup": round(b / t, 3),
+        }
+        for (r, w), (b, t) in per_layer.items()
+    ]
     for line in summary:
-        print(f"one layer's 7 projections, rows {line['rows']} warps {line['num_warps']}: bitsandbytes "
-              f"{line['layer_bitsandbytes_us']} us, triton {line['layer_triton_us']} us, x{line['speedup']}")
-    payload = {"benchmark": "dequant", "env": bc.environment(), "calls_per_graph": args.calls,
-               "results": results, "per_layer": summary,
-               "model": compare_model(args.model_dir) if args.model_dir else None}
+        print(
+            f"one layer's 7 projections, rows {line['rows']} warps {line['num_warps']}: bitsandbytes "
+            f"{line['layer_bitsandbytes_us']} us, triton {line['layer_triton_us']} us, x{line['speedup']}"
+        )
+    payload = {
+        "benchmark": "dequant",
+        "env": bc.environment(),
+        "calls_per_graph": args.calls,
+        "results": results,
+        "per_layer": summary,
+        "model": compare_model(args.model_dir) if args.model_dir else None,
+    }
     bc.write_json(Path(args.out), payload)
     print(f"wrote {args.out}")
 

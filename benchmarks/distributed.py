@@ -43,32 +43,57 @@ def launch(name: str, args: argparse.Namespace, dataset: Path, work: Path) -> di
     spread, optimizer, engine, _ = RUNS[name]
     micro = args.micro if spread else args.micro * args.gpus
     config = bc.write_forumtune_config(
-        work / name / "config.yaml", model_dir=Path(args.model_dir), runs_dir=work / name / "runs", batch=micro,
-        seq_len=args.seq, steps=args.steps, device=args.device,
+        work / name / "config.yaml",
+        model_dir=Path(args.model_dir),
+        runs_dir=work / name / "runs",
+        batch=micro,
+        seq_len=args.seq,
+        steps=args.steps,
+        device=args.device,
         compute_dtype="bfloat16" if args.device == "cuda" else "float32",
-        train_extra={"grad_accum_steps": args.accum, "optimizer": optimizer, "distributed": engine})
+        train_extra={"grad_accum_steps": args.accum, "optimizer": optimizer, "distributed": engine},
+    )
     run_dir = work / name / "runs" / "bench"
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.copytree(dataset, run_dir / "dataset")
     command = [sys.executable, "-m", "forumtune.cli", "train", str(config)]
     if spread:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                   str(args.gpus), "-m", "forumtune.cli", "train", str(config)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(args.gpus),
+            "-m",
+            "forumtune.cli",
+            "train",
+            str(config),
+        ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     if not spread and args.device == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = "0"
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.run_timeout_s, check=False)
-    result: dict[str, Any] = {"run": name, "processes": args.gpus if spread else 1, "micro_batch": micro,
-                              "grad_accum": args.accum, "optimizer": optimizer, "engine": engine if spread else "-",
-                              "wall_s": round(time.perf_counter() - started, 1), "returncode": done.returncode}
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=args.run_timeout_s, check=False
+    )
+    result: dict[str, Any] = {
+        "run": name,
+        "processes": args.gpus if spread else 1,
+        "micro_batch": micro,
+        "grad_accum": args.accum,
+        "optimizer": optimizer,
+        "engine": engine if spread else "-",
+        "wall_s": round(time.perf_counter() - started, 1),
+        "returncode": done.returncode,
+    }
     if done.returncode != 0:
         result["log_tail"] = (done.stdout + done.stderr)[-3000:]
         return result
     with (run_dir / "metrics.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r["split"] == "train"]
     result["losses"] = [float(r["loss"]) for r in rows]
-    timed = rows[args.warmup:] or rows
+    timed = rows[args.warmup :] or rows
     seconds = sum(int(r["tokens"]) / float(r["tokens_per_s"]) for r in timed)
     result["tokens_per_s"] = sum(int(r["tokens"]) for r in timed) / seconds if seconds else None
     result["peak_memory_gib_rank0"] = max(float(r["peak_memory_mib"] or 0) for r in rows) / 1024
@@ -84,7 +109,9 @@ def compare(results: dict[str, dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="mistral-7b", choices=sorted(bc.PRESETS))
     parser.add_argument("--model-dir", default="/tmp/forumtune-bench/mistral-7b-shape")
     parser.add_argument("--work-dir", default="/tmp/forumtune-bench/distributed")
@@ -101,9 +128,12 @@ def main() -> None:
     args = parser.parse_args()
 
     work, shape = Path(args.work_dir), bc.PRESETS[args.preset]
-    build = bc.run_worker(Path(__file__).resolve().parent / "train_throughput.py",
-                          {"tag": "build", "stack": "build", "preset": args.preset, "model_dir": args.model_dir},
-                          work / "logs", timeout_s=900)
+    build = bc.run_worker(
+        Path(__file__).resolve().parent / "train_throughput.py",
+        {"tag": "build", "stack": "build", "preset": args.preset, "model_dir": args.model_dir},
+        work / "logs",
+        timeout_s=900,
+    )
     if build.get("status") != "ok":
         raise SystemExit(f"building the model failed: {build.get('error')}\n{build.get('log_tail', '')}")
     global_batch = args.micro * args.gpus * args.accum
@@ -111,19 +141,52 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     for name in [n for n in args.runs.split(",") if n]:
         results[name] = launch(name, args, dataset, work)
-        print(f"{name}: rc={results[name]['returncode']} wall={results[name]['wall_s']}s "
-              f"{results[name].get('log_tail', '')[-1500:]}", flush=True)
+        print(
+            f"{name}: rc={results[name]['returncode']} wall={results[name]['wall_s']}s "
+            f"{results[name].get('log_tail', '')[-1500:]}",
+            flush=True,
+        )
     compare(results)
-    rows = [[r["run"], r["processes"], r["engine"], r["optimizer"], f"{r['micro_batch']}x{r['grad_accum']}",
-             bc.fmt(r.get("tokens_per_s")), bc.fmt(r.get("peak_memory_gib_rank0"), 2),
-             " ".join(f"{x:.4f}" for x in r.get("losses", [])[:4]),
-             f"{r['max_rel_loss_diff_vs_reference']:.1e}" if "max_rel_loss_diff_vs_reference" in r else "-"]
-            for r in results.values()]
+    rows = [
+        [
+            r["run"],
+            r["processes"],
+            r["engine"],
+            r["optimizer"],
+            f"{r['micro_batch']}x{r['grad_accum']}",
+            bc.fmt(r.get("tokens_per_s")),
+            bc.fmt(r.get("peak_memory_gib_rank0"), 2),
+            " ".join(f"{x:.4f}" for x in r.get("losses", [])[:4]),
+            f"{r['max_rel_loss_diff_vs_reference']:.1e}" if "max_rel_loss_diff_vs_reference" in r else "-",
+        ]
+        for r in results.values()
+    ]
     print(f"\nglobal batch {global_batch} × {args.seq} tokens, {args.steps} steps, {args.preset}")
-    bc.print_table(["run", "procs", "engine", "optimizer", "micro x accum", "tokens/s", "peak GiB (rank 0)",
-                    "first losses", "max rel. diff vs 1 GPU"], rows)
-    bc.write_json(args.out, {"benchmark": "distributed", "env": build.get("env"), "global_batch": global_batch,
-                             "seq": args.seq, "steps": args.steps, "runs": list(results.values())})
+    bc.print_table(
+        [
+            "run",
+            "procs",
+            "engine",
+            "optimizer",
+            "micro x accum",
+            "tokens/s",
+            "peak GiB (rank 0)",
+            "first losses",
+            "max rel. diff vs 1 GPU",
+        ],
+        rows,
+    )
+    bc.write_json(
+        args.out,
+        {
+            "benchmark": "distributed",
+            "env": build.get("env"),
+            "global_batch": global_batch,
+            "seq": args.seq,
+            "steps": args.steps,
+            "runs": list(results.values()),
+        },
+    )
 
 
 if __name__ == "__main__":

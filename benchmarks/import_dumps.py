@@ -21,8 +21,31 @@ import time
 from html import escape
 from pathlib import Path
 
-WORDS = ("ski", "wax", "edge", "base", "boot", "binding", "powder", "groomer", "park", "jump", "rail", "mogul",
-         "slush", "ice", "crust", "tune", "layer", "merino", "shell", "glove", "goggle", "helmet", "lift")
+WORDS = (
+    "ski",
+    "wax",
+    "edge",
+    "base",
+    "boot",
+    "binding",
+    "powder",
+    "groomer",
+    "park",
+    "jump",
+    "rail",
+    "mogul",
+    "slush",
+    "ice",
+    "crust",
+    "tune",
+    "layer",
+    "merino",
+    "shell",
+    "glove",
+    "goggle",
+    "helmet",
+    "lift",
+)
 ANSWERS_PER_QUESTION = 3
 
 
@@ -42,15 +65,19 @@ def write_stackexchange(path: Path, posts: int, rng: random.Random) -> None:
             question = post_id = post_id + 1
             accepted = question + rng.randint(1, ANSWERS_PER_QUESTION)
             html = escape(f"<p>{body(rng)}</p>")
-            out.write(f'  <row Id="{question}" PostTypeId="1" AcceptedAnswerId="{accepted}" '
-                      f'CreationDate="2019-01-07T19:50:00.000" Score="{rng.randint(-2, 50)}" Body="{html}" '
-                      f'OwnerUserId="{rng.randint(1, 5000)}" Title="{escape(sentence(rng))}" />\n')
+            out.write(
+                f'  <row Id="{question}" PostTypeId="1" AcceptedAnswerId="{accepted}" '
+                f'CreationDate="2019-01-07T19:50:00.000" Score="{rng.randint(-2, 50)}" Body="{html}" '
+                f'OwnerUserId="{rng.randint(1, 5000)}" Title="{escape(sentence(rng))}" />\n'
+            )
             for _ in range(ANSWERS_PER_QUESTION):
                 post_id += 1
                 html = escape(f"<blockquote><p>{sentence(rng)}</p></blockquote><p>{body(rng)}</p>")
-                out.write(f'  <row Id="{post_id}" PostTypeId="2" ParentId="{question}" '
-                          f'CreationDate="2019-01-08T08:15:00.000" Score="{rng.randint(-2, 50)}" Body="{html}" '
-                          f'OwnerUserId="{rng.randint(1, 5000)}" />\n')
+                out.write(
+                    f'  <row Id="{post_id}" PostTypeId="2" ParentId="{question}" '
+                    f'CreationDate="2019-01-08T08:15:00.000" Score="{rng.randint(-2, 50)}" Body="{html}" '
+                    f'OwnerUserId="{rng.randint(1, 5000)}" />\n'
+                )
         out.write("</posts>\n")
 
 
@@ -59,14 +86,36 @@ def write_reddit(submissions: Path, comments: Path, posts: int, rng: random.Rand
         written = 0
         while written < posts:
             sid = f"s{written}"
-            subs.write(json.dumps({"id": sid, "title": sentence(rng), "selftext": body(rng), "author": "op",
-                                   "created_utc": 1546890600, "score": rng.randint(0, 99)}) + "\n")
+            subs.write(
+                json.dumps(
+                    {
+                        "id": sid,
+                        "title": sentence(rng),
+                        "selftext": body(rng),
+                        "author": "op",
+                        "created_utc": 1546890600,
+                        "score": rng.randint(0, 99),
+                    }
+                )
+                + "\n"
+            )
             written += 1
             for n in range(ANSWERS_PER_QUESTION):
                 parent = f"t1_c{written - 1}" if n else f"t3_{sid}"
-                coms.write(json.dumps({"id": f"c{written}", "link_id": f"t3_{sid}", "parent_id": parent,
-                                       "body": body(rng), "author": f"u{rng.randint(1, 5000)}",
-                                       "created_utc": 1546935300, "score": rng.randint(-5, 99)}) + "\n")
+                coms.write(
+                    json.dumps(
+                        {
+                            "id": f"c{written}",
+                            "link_id": f"t3_{sid}",
+                            "parent_id": parent,
+                            "body": body(rng),
+                            "author": f"u{rng.randint(1, 5000)}",
+                            "created_utc": 1546935300,
+                            "score": rng.randint(-5, 99),
+                        }
+                    )
+                    + "\n"
+                )
                 written += 1
 
 
@@ -80,9 +129,14 @@ def run_one(dump_format: str, paths: list[Path], store: Path) -> dict[str, float
     summary = run_import(dump_format, paths, store, Console(quiet=True))
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"posts": summary.posts, "threads": summary.threads, "seconds": round(seconds, 1),
-            "posts_per_second": round(summary.posts / seconds), "peak_rss_mb": round(peak_mb),
-            "dump_mb": round(sum(path.stat().st_size for path in paths) / 2**20)}
+    return {
+        "posts": summary.posts,
+        "threads": summary.threads,
+        "seconds": round(seconds, 1),
+        "posts_per_second": round(summary.posts / seconds),
+        "peak_rss_mb": round(peak_mb),
+        "dump_mb": round(sum(path.stat().st_size for path in paths) / 2**20),
+    }
 
 
 def main() -> None:
@@ -102,16 +156,30 @@ def main() -> None:
         write_reddit(root / "RS.jsonl", root / "RC.jsonl", args.posts, rng)
         jobs = {"stackexchange": [root / "Posts.xml"], "reddit": [root / "RS.jsonl", root / "RC.jsonl"]}
         for dump_format, paths in jobs.items():
-            command = [sys.executable, __file__, "--child", dump_format, str(root / f"{dump_format}.sqlite"),
-                       *map(str, paths)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                dump_format,
+                str(root / f"{dump_format}.sqlite"),
+                *map(str, paths),
+            ]
+            output = subprocess.run(
+                command, check=True, capture_output=True, text=True, env=os.environ
+            ).stdout
             results[dump_format] = json.loads(output.strip().splitlines()[-1])
-    print(f"{'format':14s} {'posts':>9s} {'dump MB':>8s} {'seconds':>8s} {'posts/s':>8s} {'peak RSS MB':>12s}")
+    print(
+        f"{'format':14s} {'posts':>9s} {'dump MB':>8s} {'seconds':>8s} {'posts/s':>8s} {'peak RSS MB':>12s}"
+    )
     for name, result in results.items():
-        print(f"{name:14s} {result['posts']:9d} {result['dump_mb']:8d} {result['seconds']:8.1f} "
-              f"{result['posts_per_second']:8d} {result['peak_rss_mb']:12d}")
+        print(
+            f"{name:14s} {result['posts']:9d} {result['dump_mb']:8d} {result['seconds']:8.1f} "
+            f"{result['posts_per_second']:8d} {result['peak_rss_mb']:12d}"
+        )
     out = Path(__file__).parent / "results" / "import_dumps.json"
-    out.write_text(json.dumps({"posts_requested": args.posts, "cpu_count": os.cpu_count(), **results}, indent=2))
+    out.write_text(
+        json.dumps({"posts_requested": args.posts, "cpu_count": os.cpu_count(), **results}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -60,16 +60,21 @@ class Recorder:
             return 0.0
         peak = self.torch.cuda.max_memory_allocated() / MIB
         self.running_peak = max(self.running_peak, peak)
-        self.running_reserved_peak = max(self.running_reserved_peak, self.torch.cuda.max_memory_reserved() / MIB)
+        self.running_reserved_peak = max(
+            self.running_reserved_peak, self.torch.cuda.max_memory_reserved() / MIB
+        )
         self.torch.cuda.reset_peak_memory_stats()
         return peak
 
     def mark(self, name: str) -> None:
         memory = bc.cuda_memory()  # also a sample of the process's whole use
-        self.marks[name] = {"allocated_mib": self.allocated(), "peak_since_last_mib": self.peak_and_reset(),
-                            "device_used_mib": memory.get("device_used_mib"),
-                            "reserved_mib": memory.get("reserved_mib"),
-                            "process_device_mib": memory.get("process_device_mib")}
+        self.marks[name] = {
+            "allocated_mib": self.allocated(),
+            "peak_since_last_mib": self.peak_and_reset(),
+            "device_used_mib": memory.get("device_used_mib"),
+            "reserved_mib": memory.get("reserved_mib"),
+            "process_device_mib": memory.get("process_device_mib"),
+        }
 
     def whole_process(self) -> dict[str, Any]:
         """The process's whole-use report, with the allocator's peak reservation over all phases."""
@@ -108,8 +113,11 @@ class Recorder:
 def instrument(recorder: Recorder) -> None:
     from forumtune.train import loading, loop
 
-    original_base, original_full, original_optim = (loading.load_base_model, loop.load_for_training,
-                                                    loop.make_optimizer)
+    original_base, original_full, original_optim = (
+        loading.load_base_model,
+        loop.load_for_training,
+        loop.make_optimizer,
+    )
 
     def load_base_model(*args, **kwargs):
         recorder.mark("before_load")
@@ -143,10 +151,14 @@ def measured_parts(marks: dict[str, dict[str, float]], steps: list[dict[str, flo
     parts: dict[str, float] = {}
     base = marks.get("before_load", {}).get("allocated_mib", 0.0)
     if "after_base_load" in marks:
-        parts["base model as loaded (4-bit linear + bf16 rest)"] = marks["after_base_load"]["allocated_mib"] - base
+        parts["base model as loaded (4-bit linear + bf16 rest)"] = (
+            marks["after_base_load"]["allocated_mib"] - base
+        )
         parts["peak while loading"] = marks["after_base_load"]["peak_since_last_mib"] - base
     if "after_lora_attach" in marks:
-        parts["model after LoRA attach (fp32 rest + LoRA)"] = marks["after_lora_attach"]["allocated_mib"] - base
+        parts["model after LoRA attach (fp32 rest + LoRA)"] = (
+            marks["after_lora_attach"]["allocated_mib"] - base
+        )
     complete = [s for s in steps if "after_optimizer" in s]
     if complete:
         last = complete[-1]
@@ -163,13 +175,14 @@ def measured_parts(marks: dict[str, dict[str, float]], steps: list[dict[str, flo
             # device memory outside PyTorch's allocator that the first optimizer step added: the paged
             # optimizer's state (CUDA managed memory) and library workspaces
             parts["outside the allocator: growth over step 1"] = (
-                (first["device_used_after_optimizer"] - first["reserved_after_optimizer"])
-                - (init["device_used_mib"] - init["reserved_mib"]))
+                first["device_used_after_optimizer"] - first["reserved_after_optimizer"]
+            ) - (init["device_used_mib"] - init["reserved_mib"])
     return parts
 
 
-def measured_card_parts(marks: dict[str, dict[str, float]], whole: dict[str, Any], peak_allocated: float,
-                        peak_reserved: float) -> dict[str, float]:
+def measured_card_parts(
+    marks: dict[str, dict[str, float]], whole: dict[str, Any], peak_allocated: float, peak_reserved: float
+) -> dict[str, float]:
     """The measured counterparts of the planner's card parts, in MiB: the CUDA context when CUDA starts
     (the first mark's reading initialises it, before anything is allocated), what sits outside the
     allocator once the model is loaded and at the end (context, kernels, library handles, workspaces the
@@ -178,14 +191,18 @@ def measured_card_parts(marks: dict[str, dict[str, float]], whole: dict[str, Any
     parts: dict[str, float] = {}
     before = marks.get("before_load", {})
     if before.get("process_device_mib") is not None:
-        parts["CUDA context at initialisation"] = before["process_device_mib"] - (before.get("reserved_mib") or 0)
+        parts["CUDA context at initialisation"] = before["process_device_mib"] - (
+            before.get("reserved_mib") or 0
+        )
     loaded = marks.get("after_base_load", {})
     if loaded.get("process_device_mib") is not None:
         parts["outside the allocator after loading"] = loaded["process_device_mib"] - loaded["reserved_mib"]
     if whole:
         parts["outside the allocator at the end"] = whole["outside_allocator_mib"]
     if peak_reserved:
-        parts["allocator's reserve at its peak (max reserved - max allocated)"] = peak_reserved - peak_allocated
+        parts["allocator's reserve at its peak (max reserved - max allocated)"] = (
+            peak_reserved - peak_allocated
+        )
     return parts
 
 
@@ -201,15 +218,25 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
     work = Path(spec["work_dir"])
     cuda = recorder.cuda
     config_path = bc.write_forumtune_config(
-        work / "config.yaml", model_dir=Path(spec["model_dir"]), runs_dir=work / "runs", batch=spec["batch"],
-        seq_len=spec["seq"], steps=spec["steps"], gradient_checkpointing=spec["gradient_checkpointing"],
-        compute_dtype="bfloat16" if cuda else "float32", device="cuda" if cuda else "cpu",
-        fast_path=spec.get("fast_path", False))
+        work / "config.yaml",
+        model_dir=Path(spec["model_dir"]),
+        runs_dir=work / "runs",
+        batch=spec["batch"],
+        seq_len=spec["seq"],
+        steps=spec["steps"],
+        gradient_checkpointing=spec["gradient_checkpointing"],
+        compute_dtype="bfloat16" if cuda else "float32",
+        device="cuda" if cuda else "cpu",
+        fast_path=spec.get("fast_path", False),
+    )
     config = load_config(config_path)
     plan = plan_memory(config, 80.0)
-    result: dict[str, Any] = {"plan_parts_mib": {k: v / MIB for k, v in plan.parts.items()},
-                              "plan_card_parts_mib": {k: v / MIB for k, v in plan.card_parts.items()},
-                              "plan_allocated_mib": plan.allocated / MIB, "plan_whole_mib": plan.total / MIB}
+    result: dict[str, Any] = {
+        "plan_parts_mib": {k: v / MIB for k, v in plan.parts.items()},
+        "plan_card_parts_mib": {k: v / MIB for k, v in plan.card_parts.items()},
+        "plan_allocated_mib": plan.allocated / MIB,
+        "plan_whole_mib": plan.total / MIB,
+    }
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -225,18 +252,25 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
             result["traceback"] = traceback.format_exc()[-3000:]
     result["seconds"] = round(time.perf_counter() - started, 1)
     whole = recorder.whole_process()
-    result.update(marks=recorder.marks, steps=recorder.steps, measured_peak_mib=recorder.running_peak,
-                  measured_reserved_peak_mib=recorder.running_reserved_peak,
-                  measured_parts_mib=measured_parts(recorder.marks, recorder.steps),
-                  measured_card_parts_mib=measured_card_parts(recorder.marks, whole, recorder.running_peak,
-                                                              recorder.running_reserved_peak))
+    result.update(
+        marks=recorder.marks,
+        steps=recorder.steps,
+        measured_peak_mib=recorder.running_peak,
+        measured_reserved_peak_mib=recorder.running_reserved_peak,
+        measured_parts_mib=measured_parts(recorder.marks, recorder.steps),
+        measured_card_parts_mib=measured_card_parts(
+            recorder.marks, whole, recorder.running_peak, recorder.running_reserved_peak
+        ),
+    )
     if whole:
         result["device_use"] = whole
         result["measured_whole_mib"] = whole["whole_peak_mib"]
     if result["status"] == "ok" and recorder.running_peak:
         result["error_pct"] = 100.0 * (plan.allocated / MIB - recorder.running_peak) / recorder.running_peak
     if result["status"] == "ok" and whole:
-        result["whole_error_pct"] = 100.0 * (plan.total / MIB - whole["whole_peak_mib"]) / whole["whole_peak_mib"]
+        result["whole_error_pct"] = (
+            100.0 * (plan.total / MIB - whole["whole_peak_mib"]) / whole["whole_peak_mib"]
+        )
     return result
 
 
@@ -248,7 +282,9 @@ def worker(spec: dict[str, Any]) -> None:
     except BaseException as exc:  # noqa: BLE001
         import traceback
 
-        result.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-3000:])
+        result.update(
+            status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-3000:]
+        )
     Path(spec["result_path"]).write_text(json.dumps(result, indent=1, default=str))
 
 
@@ -274,34 +310,65 @@ def print_tables(runs: list[dict[str, Any]]) -> None:
     for r in runs:
         gc = setting_label(r).split(" ", 1)[1]
         planned = r.get("plan_allocated_mib", r.get("plan_total_mib"))  # results before the whole count
-        rows.append([f"{r['batch']}x{r['seq']}", gc, gib(planned),
-                     gib(r.get("measured_peak_mib", 0)) if r.get("status") == "ok"
-                     else f"{r.get('status', '').upper()} (reached {r.get('measured_peak_mib', 0) / 1024:.1f})",
-                     percent(r.get("error_pct")), gib(r.get("plan_whole_mib")), gib(r.get("measured_whole_mib")),
-                     percent(r.get("whole_error_pct"))])
+        rows.append(
+            [
+                f"{r['batch']}x{r['seq']}",
+                gc,
+                gib(planned),
+                gib(r.get("measured_peak_mib", 0))
+                if r.get("status") == "ok"
+                else f"{r.get('status', '').upper()} (reached {r.get('measured_peak_mib', 0) / 1024:.1f})",
+                percent(r.get("error_pct")),
+                gib(r.get("plan_whole_mib")),
+                gib(r.get("measured_whole_mib")),
+                percent(r.get("whole_error_pct")),
+            ]
+        )
     print()
-    bc.print_table(["batch", "checkpointing, path", "planner alloc GiB", "measured alloc GiB", "error",
-                    "planner whole GiB", "measured whole GiB", "whole error"], rows)
-    for title, key in (("planner parts (GiB)", "plan_parts_mib"), ("measured parts (GiB)", "measured_parts_mib"),
-                       ("planner card parts (GiB)", "plan_card_parts_mib"),
-                       ("measured card parts (GiB)", "measured_card_parts_mib")):
+    bc.print_table(
+        [
+            "batch",
+            "checkpointing, path",
+            "planner alloc GiB",
+            "measured alloc GiB",
+            "error",
+            "planner whole GiB",
+            "measured whole GiB",
+            "whole error",
+        ],
+        rows,
+    )
+    for title, key in (
+        ("planner parts (GiB)", "plan_parts_mib"),
+        ("measured parts (GiB)", "measured_parts_mib"),
+        ("planner card parts (GiB)", "plan_card_parts_mib"),
+        ("measured card parts (GiB)", "measured_card_parts_mib"),
+    ):
         names: list[str] = []
         for r in runs:
             names += [n for n in r.get(key, {}) if n not in names]
         print(f"\n{title}:")
-        bc.print_table(["part"] + [setting_label(r) for r in runs],
-                       [[n] + [bc.fmt(r.get(key, {}).get(n, 0.0) / 1024, 3) for r in runs] for n in names])
+        bc.print_table(
+            ["part"] + [setting_label(r) for r in runs],
+            [[n] + [bc.fmt(r.get(key, {}).get(n, 0.0) / 1024, 3) for r in runs] for n in names],
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--report", nargs="+", metavar="JSON", help="print the tables of earlier result files")
+    parser.add_argument(
+        "--report", nargs="+", metavar="JSON", help="print the tables of earlier result files"
+    )
     parser.add_argument("--preset", default="mistral-7b", choices=sorted(bc.PRESETS))
     parser.add_argument("--model-dir", default="/tmp/forumtune-bench/mistral-7b-shape")
     parser.add_argument("--work-dir", default="/tmp/forumtune-bench/memory")
     parser.add_argument("--settings", default="1x512,2x512,1x2048,2x2048")
-    parser.add_argument("--gc", default="on,off", help="gradient checkpointing settings to try: on,off,offload")
+    parser.add_argument(
+        "--gc", default="on,off", help="gradient checkpointing settings to try: on,off,offload"
+    )
     parser.add_argument("--paths", default="fast", help="trainer paths to try: fast,plain (train.fast_path)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--run-timeout-s", type=float, default=300)
@@ -318,7 +385,9 @@ def main() -> None:
             for r in json.loads(Path(path).read_text()).get("runs", []):
                 if r.get("status") != "skipped":
                     merged[tuple(r.get(k) for k in SETTING_KEYS)] = r
-        runs = sorted(merged.values(), key=lambda r: (setting_label(r).split(" ", 1)[1], r["batch"] * r["seq"]))
+        runs = sorted(
+            merged.values(), key=lambda r: (setting_label(r).split(" ", 1)[1], r["batch"] * r["seq"])
+        )
         print_tables(runs)
         bc.write_json(args.out, {"benchmark": "memory_plan", "runs": runs})
         return
@@ -329,8 +398,14 @@ def main() -> None:
     logs = work_dir / "logs"
     build_spec = {"tag": "build", "stack": "build", "preset": args.preset, "model_dir": str(model_dir)}
     build = bc.run_worker(script.parent / "train_throughput.py", build_spec, logs, timeout_s=900)
-    payload: dict[str, Any] = {"benchmark": "memory_plan", "preset": args.preset, "shape": shape.__dict__,
-                               "env": build.get("env"), "model_build": build.get("build"), "runs": []}
+    payload: dict[str, Any] = {
+        "benchmark": "memory_plan",
+        "preset": args.preset,
+        "shape": shape.__dict__,
+        "env": build.get("env"),
+        "model_build": build.get("build"),
+        "runs": [],
+    }
     if build.get("status") != "ok":
         bc.write_json(args.out, payload)
         raise SystemExit(f"building the model failed: {build.get('error')}\n{build.get('log_tail', '')}")
@@ -343,22 +418,44 @@ def main() -> None:
         tag = f"mem-{batch}x{seq}-gc{gc}-{'fast' if fast else 'plain'}"
         left = args.deadline_s - (time.perf_counter() - started)
         if left < args.min_run_s:
-            payload["runs"].append({"batch": batch, "seq": seq, "gradient_checkpointing": gc, "fast_path": fast,
-                                    "status": "skipped"})
+            payload["runs"].append(
+                {
+                    "batch": batch,
+                    "seq": seq,
+                    "gradient_checkpointing": gc,
+                    "fast_path": fast,
+                    "status": "skipped",
+                }
+            )
             print(f"{tag}: skipped (time)", flush=True)
             continue
-        dataset = bc.write_dataset(work_dir / f"data-{batch}x{seq}", shape.vocab, seq,
-                                   count=max(8, batch * args.steps))
-        spec = {"tag": tag, "model_dir": str(model_dir), "dataset_dir": str(dataset), "work_dir": str(work_dir / tag),
-                "batch": batch, "seq": seq, "gradient_checkpointing": gc, "fast_path": fast, "steps": args.steps}
-        result = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, left), extra_env=extra_env)
+        dataset = bc.write_dataset(
+            work_dir / f"data-{batch}x{seq}", shape.vocab, seq, count=max(8, batch * args.steps)
+        )
+        spec = {
+            "tag": tag,
+            "model_dir": str(model_dir),
+            "dataset_dir": str(dataset),
+            "work_dir": str(work_dir / tag),
+            "batch": batch,
+            "seq": seq,
+            "gradient_checkpointing": gc,
+            "fast_path": fast,
+            "steps": args.steps,
+        }
+        result = bc.run_worker(
+            script, spec, logs, timeout_s=min(args.run_timeout_s, left), extra_env=extra_env
+        )
         result.update({"batch": batch, "seq": seq, "gradient_checkpointing": gc, "fast_path": fast})
         payload["runs"].append(result)
-        print(f"{tag}: {result.get('status')} plan={gib(result.get('plan_allocated_mib'))} GiB "
-              f"measured={gib(result.get('measured_peak_mib'))} GiB; whole process: plan="
-              f"{gib(result.get('plan_whole_mib'))} measured={gib(result.get('measured_whole_mib'))} GiB "
-              f"wall={result.get('wall_s')}s "
-              f"{result.get('error', '')[:200]}", flush=True)
+        print(
+            f"{tag}: {result.get('status')} plan={gib(result.get('plan_allocated_mib'))} GiB "
+            f"measured={gib(result.get('measured_peak_mib'))} GiB; whole process: plan="
+            f"{gib(result.get('plan_whole_mib'))} measured={gib(result.get('measured_whole_mib'))} GiB "
+            f"wall={result.get('wall_s')}s "
+            f"{result.get('error', '')[:200]}",
+            flush=True,
+        )
         if result.get("status") == "error":
             print(result.get("traceback", result.get("log_tail", ""))[-2000:], flush=True)
         bc.write_json(args.out, payload)

@@ -30,11 +30,21 @@ from typing import Any
 
 import bench_common as bc
 
-CATEGORIES = ["4-bit dequant", "matmul base", "matmul LoRA", "attention", "logits + CE", "elementwise",
-              "optimizer", "other"]
+CATEGORIES = [
+    "4-bit dequant",
+    "matmul base",
+    "matmul LoRA",
+    "attention",
+    "logits + CE",
+    "elementwise",
+    "optimizer",
+    "other",
+]
 PHASES = ["forward", "backward", "recompute", "optimizer", "outside"]
 
-_GEMM = re.compile(r"gemm|cutlass|xmma|nvjet|cublas|wgmma|splitk|gemv|sm90_|sm80_|ampere_|hopper", re.IGNORECASE)
+_GEMM = re.compile(
+    r"gemm|cutlass|xmma|nvjet|cublas|wgmma|splitk|gemv|sm90_|sm80_|ampere_|hopper", re.IGNORECASE
+)
 _ATTN = re.compile(r"flash|fmha|attention|sdpa|mha|_attn", re.IGNORECASE)
 _CE = re.compile(r"softmax|nll_loss|cross_entropy|logsumexp", re.IGNORECASE)
 _DEQUANT = re.compile(r"dequant", re.IGNORECASE)
@@ -60,15 +70,22 @@ def attention_shaped(shapes: list[tuple[int, ...]], head_dim: int, gemm: bool) -
     return False
 
 
-def classify(kernel: str, op_names: list[str], op_shapes: Any, phase: str, vocab: int, rank: int,
-             head_dim: int = 128) -> str:
+def classify(
+    kernel: str, op_names: list[str], op_shapes: Any, phase: str, vocab: int, rank: int, head_dim: int = 128
+) -> str:
     """op_names: the launching operator's name, then its parents' names outward."""
     op_name = op_names[0] if op_names else ""
     shapes = _shapes(op_shapes)
     dims = {d for shape in shapes for d in shape}
-    is_gemm = bool(_GEMM.search(kernel)) or op_name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul")
-    fused_attention = any("flash_attention" in n or "efficient_attention" in n or "cudnn_attention" in n
-                          for n in op_names)
+    is_gemm = bool(_GEMM.search(kernel)) or op_name in (
+        "aten::mm",
+        "aten::addmm",
+        "aten::bmm",
+        "aten::matmul",
+    )
+    fused_attention = any(
+        "flash_attention" in n or "efficient_attention" in n or "cudnn_attention" in n for n in op_names
+    )
     if phase == "optimizer" or _OPT.search(kernel):
         return "optimizer"
     if _DEQUANT.search(kernel) or "dequantize" in op_name:
@@ -105,8 +122,10 @@ class RecomputeMarker:
                 layers = layers or []
                 layers.append(module)
         for layer in layers or []:
-            for child in (getattr(layer, n, None) for n in
-                          ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")):
+            for child in (
+                getattr(layer, n, None)
+                for n in ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
+            ):
                 if child is None:
                     continue
                 self.handles.append(child.register_forward_pre_hook(self._enter))
@@ -130,8 +149,9 @@ class RecomputeMarker:
             handle.remove()
 
 
-def profiled_step(model, optimizer, batch, marker: RecomputeMarker, trace_path: str | None,
-                  autocast: bool = False):
+def profiled_step(
+    model, optimizer, batch, marker: RecomputeMarker, trace_path: str | None, autocast: bool = False
+):
     import contextlib
 
     import torch
@@ -144,8 +164,11 @@ def profiled_step(model, optimizer, batch, marker: RecomputeMarker, trace_path: 
     bc.synchronize()
     with profile(activities=activities, record_shapes=True) as prof:
         wall_start = time.perf_counter()
-        context = (torch.autocast(device_type=batch["input_ids"].device.type, dtype=torch.bfloat16) if autocast
-                   else contextlib.nullcontext())
+        context = (
+            torch.autocast(device_type=batch["input_ids"].device.type, dtype=torch.bfloat16)
+            if autocast
+            else contextlib.nullcontext()
+        )
         with record_function("ft::phase_forward"), context:
             loss = model(**batch).loss
             bc.synchronize()
@@ -166,12 +189,13 @@ def profiled_step(model, optimizer, batch, marker: RecomputeMarker, trace_path: 
 
     for event in prof.events():  # the CPU-side ranges (kineto also records GPU-side copies of them)
         if event.name.startswith("ft::phase_") and event.device_type == DeviceType.CPU:
-            windows[event.name[len("ft::phase_"):]] = (event.time_range.start, event.time_range.end)
+            windows[event.name[len("ft::phase_") :]] = (event.time_range.start, event.time_range.end)
     return prof, windows, wall_s, float(loss.detach())
 
 
-def analyse(prof, windows: dict[str, tuple[float, float]], vocab: int, rank: int,
-            head_dim: int = 128) -> dict[str, Any]:
+def analyse(
+    prof, windows: dict[str, tuple[float, float]], vocab: int, rank: int, head_dim: int = 128
+) -> dict[str, Any]:
     from torch.autograd import DeviceType
 
     events = list(prof.events())
@@ -199,24 +223,36 @@ def analyse(prof, windows: dict[str, tuple[float, float]], vocab: int, rank: int
     for e in events:
         if e.device_type == DeviceType.CPU and getattr(e, "kernels", None):
             known = launcher.get(e.id)
-            if known is None or (e.time_range.end - e.time_range.start) < (known.time_range.end - known.time_range.start):
+            if known is None or (e.time_range.end - e.time_range.start) < (
+                known.time_range.end - known.time_range.start
+            ):
                 launcher[e.id] = e
     kernels = []
     for e in launcher.values():
         for kernel in e.kernels:
             kernels.append((kernel.name, e.time_range.start, kernel.duration, e))
-    device_total = sum(e.time_range.end - e.time_range.start for e in events
-                       if e.device_type == DeviceType.CUDA and not e.name.startswith("ft::")
-                       and not getattr(e, "is_user_annotation", False))
+    device_total = sum(
+        e.time_range.end - e.time_range.start
+        for e in events
+        if e.device_type == DeviceType.CUDA
+        and not e.name.startswith("ft::")
+        and not getattr(e, "is_user_annotation", False)
+    )
     device_by_phase: dict[str, float] = defaultdict(float)
     for e in events:
-        if (e.device_type == DeviceType.CUDA and not e.name.startswith("ft::")
-                and not getattr(e, "is_user_annotation", False)):
+        if (
+            e.device_type == DeviceType.CUDA
+            and not e.name.startswith("ft::")
+            and not getattr(e, "is_user_annotation", False)
+        ):
             device_by_phase[phase_at(e.time_range.start)] += e.time_range.end - e.time_range.start
     if not kernels and device_total:  # no operator links: device events alone (by name and start time)
         for e in events:
-            if (e.device_type == DeviceType.CUDA and not e.name.startswith("ft::")
-                    and not getattr(e, "is_user_annotation", False)):
+            if (
+                e.device_type == DeviceType.CUDA
+                and not e.name.startswith("ft::")
+                and not getattr(e, "is_user_annotation", False)
+            ):
                 kernels.append((e.name, e.time_range.start, e.time_range.end - e.time_range.start, None))
     if not kernels and not device_total:  # a CPU run (logic check): leaf operators stand in for kernels
         for e in events:
@@ -234,8 +270,9 @@ def analyse(prof, windows: dict[str, tuple[float, float]], vocab: int, rank: int
         while node is not None and len(names) < 40:
             names.append(node.name)
             node = node.cpu_parent
-        category = classify(name, names, op.input_shapes if op is not None else None, phase, vocab, rank,
-                            head_dim)
+        category = classify(
+            name, names, op.input_shapes if op is not None else None, phase, vocab, rank, head_dim
+        )
         if category.startswith("matmul") or (category in ("logits + CE", "attention") and _GEMM.search(name)):
             gemm_by_precision[gemm_precision(name)] += duration
         by_cat_phase[category][phase] += duration
@@ -244,20 +281,37 @@ def analyse(prof, windows: dict[str, tuple[float, float]], vocab: int, rank: int
         entry[1] += 1
         entry[2] = category
     total = sum(sum(p.values()) for p in by_cat_phase.values()) or 1.0
-    categories = {c: {"us": round(sum(p.values()), 1), "pct": round(100 * sum(p.values()) / total, 2),
-                      "by_phase_pct": {ph: round(100 * v / total, 2) for ph, v in p.items() if v}}
-                  for c, p in by_cat_phase.items()}
+    categories = {
+        c: {
+            "us": round(sum(p.values()), 1),
+            "pct": round(100 * sum(p.values()) / total, 2),
+            "by_phase_pct": {ph: round(100 * v / total, 2) for ph, v in p.items() if v},
+        }
+        for c, p in by_cat_phase.items()
+    }
     phases = {ph: round(100 * sum(p.get(ph, 0.0) for p in by_cat_phase.values()) / total, 2) for ph in PHASES}
     top = sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[:25]
-    return {"kernel_time_us": round(total, 1), "kernels": len(kernels), "categories": categories,
-            "device_events_time_us": round(device_total, 1),
-            "device_events_us_by_phase": {k: round(v, 1) for k, v in device_by_phase.items()},
-            "gemm_us_by_precision": {k: round(v, 1) for k, v in gemm_by_precision.items()},
-            "attributed_pct_of_device_events": round(100 * total / device_total, 1) if device_total else None,
-            "phases_pct": phases,
-            "top_kernels": [{"name": n[:160], "us": round(v[0], 1), "calls": v[1], "pct": round(100 * v[0] / total, 2),
-                             "category": v[2]} for n, v in top],
-            "phase_windows_us": {k: round(hi - lo, 1) for k, (lo, hi) in windows.items()}}
+    return {
+        "kernel_time_us": round(total, 1),
+        "kernels": len(kernels),
+        "categories": categories,
+        "device_events_time_us": round(device_total, 1),
+        "device_events_us_by_phase": {k: round(v, 1) for k, v in device_by_phase.items()},
+        "gemm_us_by_precision": {k: round(v, 1) for k, v in gemm_by_precision.items()},
+        "attributed_pct_of_device_events": round(100 * total / device_total, 1) if device_total else None,
+        "phases_pct": phases,
+        "top_kernels": [
+            {
+                "name": n[:160],
+                "us": round(v[0], 1),
+                "calls": v[1],
+                "pct": round(100 * v[0] / total, 2),
+                "category": v[2],
+            }
+            for n, v in top
+        ],
+        "phase_windows_us": {k: round(hi - lo, 1) for k, (lo, hi) in windows.items()},
+    }
 
 
 def run(spec: dict[str, Any], tt) -> dict[str, Any]:
@@ -273,37 +327,64 @@ def run(spec: dict[str, Any], tt) -> dict[str, Any]:
     warm = tt.train_steps(model, optimizer, records, order[:-1], autocast=fast)
     marker = RecomputeMarker(model)
     batch = tt._collate(records, order[-1], tt._device())
-    prof, windows, wall_s, loss = profiled_step(model, optimizer, batch, marker, spec.get("trace_path"),
-                                                autocast=fast)
+    prof, windows, wall_s, loss = profiled_step(
+        model, optimizer, batch, marker, spec.get("trace_path"), autocast=fast
+    )
     marker.remove()
     analysis = analyse(prof, windows, spec["vocab"], spec["lora_r"], spec.get("head_dim", 128))
     tokens = spec["batch"] * spec["seq"]
-    return {"profiled_stack": stack, "batch": spec["batch"], "seq": spec["seq"], "warmup_step_s": [round(s, 3) for s in warm["step_s"]],
-            "profiled_step_wall_s": round(wall_s, 3), "profiled_tokens_per_s": tokens / wall_s,
-            "decoder_layers_hooked": marker.layers, "loss": loss,
-            "gpu_busy_pct_of_wall": round(100 * analysis["kernel_time_us"] / 1e6 / wall_s, 1), **analysis}
+    return {
+        "profiled_stack": stack,
+        "batch": spec["batch"],
+        "seq": spec["seq"],
+        "warmup_step_s": [round(s, 3) for s in warm["step_s"]],
+        "profiled_step_wall_s": round(wall_s, 3),
+        "profiled_tokens_per_s": tokens / wall_s,
+        "decoder_layers_hooked": marker.layers,
+        "loss": loss,
+        "gpu_busy_pct_of_wall": round(100 * analysis["kernel_time_us"] / 1e6 / wall_s, 1),
+        **analysis,
+    }
 
 
 def print_profile(profile: dict[str, Any]) -> None:
-    print(f"\nprofile of one {profile.get('profiled_stack', 'plain')}-stack step, {profile['batch']}x{profile['seq']}: wall "
-          f"{profile['profiled_step_wall_s']} s (with syncs between phases), kernel time "
-          f"{profile['kernel_time_us'] / 1e6:.3f} s = {profile['gpu_busy_pct_of_wall']}% of wall, "
-          f"{profile['kernels']} kernels")
+    print(
+        f"\nprofile of one {profile.get('profiled_stack', 'plain')}-stack step, {profile['batch']}x{profile['seq']}: wall "
+        f"{profile['profiled_step_wall_s']} s (with syncs between phases), kernel time "
+        f"{profile['kernel_time_us'] / 1e6:.3f} s = {profile['gpu_busy_pct_of_wall']}% of wall, "
+        f"{profile['kernels']} kernels"
+    )
     rows = []
     for name, c in profile["categories"].items():
         if not c["us"]:
             continue
         ph = c["by_phase_pct"]
-        rows.append([name, f"{c['pct']:.1f}%", f"{ph.get('forward', 0):.1f}", f"{ph.get('backward', 0):.1f}",
-                     f"{ph.get('recompute', 0):.1f}", f"{ph.get('optimizer', 0):.1f}"])
+        rows.append(
+            [
+                name,
+                f"{c['pct']:.1f}%",
+                f"{ph.get('forward', 0):.1f}",
+                f"{ph.get('backward', 0):.1f}",
+                f"{ph.get('recompute', 0):.1f}",
+                f"{ph.get('optimizer', 0):.1f}",
+            ]
+        )
     bc.print_table(["category", "share of kernel time", "fwd", "bwd", "recompute", "optim"], rows)
-    print(f"device events: {profile.get('device_events_time_us', 0) / 1e6:.3f} s (attributed kernels "
-          f"{profile.get('attributed_pct_of_device_events')}% of that); by phase (ms): "
-          + ", ".join(f"{k} {v / 1000:.0f}" for k, v in profile.get("device_events_us_by_phase", {}).items()))
-    print("GEMM time by precision (ms): "
-          + ", ".join(f"{k} {v / 1000:.0f}" for k, v in profile.get("gemm_us_by_precision", {}).items()))
+    print(
+        f"device events: {profile.get('device_events_time_us', 0) / 1e6:.3f} s (attributed kernels "
+        f"{profile.get('attributed_pct_of_device_events')}% of that); by phase (ms): "
+        + ", ".join(f"{k} {v / 1000:.0f}" for k, v in profile.get("device_events_us_by_phase", {}).items())
+    )
+    print(
+        "GEMM time by precision (ms): "
+        + ", ".join(f"{k} {v / 1000:.0f}" for k, v in profile.get("gemm_us_by_precision", {}).items())
+    )
     print("phases (% of kernel time): " + ", ".join(f"{k} {v}" for k, v in profile["phases_pct"].items()))
     print("\ntop kernels:")
-    bc.print_table(["kernel", "ms", "calls", "%", "category"],
-                   [[k["name"][:90], f"{k['us'] / 1000:.1f}", k["calls"], f"{k['pct']:.1f}", k["category"]]
-                    for k in profile["top_kernels"][:15]])
+    bc.print_table(
+        ["kernel", "ms", "calls", "%", "category"],
+        [
+            [k["name"][:90], f"{k['us'] / 1000:.1f}", k["calls"], f"{k['pct']:.1f}", k["category"]]
+            for k in profile["top_kernels"][:15]
+        ],
+    )

@@ -81,7 +81,7 @@ def synthetic_texts(count: int, words: list[str], rng: np.random.Generator, low:
     vocab = np.array(words)[drawn]
     texts, start = [], 0
     for length in lengths:
-        texts.append(" ".join(vocab[start: start + length]) + ".")
+        texts.append(" ".join(vocab[start : start + length]) + ".")
         start += length
     return texts
 
@@ -94,15 +94,27 @@ def write_store(path: Path, posts: int, words: list[str], rng: np.random.Generat
     with ForumStore(path) as store, store.db:
         store.db.executemany(
             "INSERT INTO threads (id, url, title, list_position, pages_fetched, done) VALUES (?, ?, ?, ?, 1, 1)",
-            [(t + 1, f"https://forum.test/t/{t + 1}", titles[t].rstrip("."), t) for t in range(threads)])
+            [(t + 1, f"https://forum.test/t/{t + 1}", titles[t].rstrip("."), t) for t in range(threads)],
+        )
         store.db.executemany(
             "INSERT INTO thread_pages (thread_id, number, url) VALUES (?, 1, ?)",
-            [(t + 1, f"https://forum.test/t/{t + 1}") for t in range(threads)])
+            [(t + 1, f"https://forum.test/t/{t + 1}") for t in range(threads)],
+        )
         store.db.executemany(
             "INSERT INTO posts (thread_id, position, page, external_id, author, posted_at, text, quotes, links)"
             " VALUES (?, ?, 1, ?, ?, ?, ?, '[]', '[]')",
-            [(i // POSTS_PER_THREAD + 1, i % POSTS_PER_THREAD, f"p{i}", f"user{i % 5000}",
-              f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}", bodies[i]) for i in range(posts)])
+            [
+                (
+                    i // POSTS_PER_THREAD + 1,
+                    i % POSTS_PER_THREAD,
+                    f"p{i}",
+                    f"user{i % 5000}",
+                    f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                    bodies[i],
+                )
+                for i in range(posts)
+            ],
+        )
 
 
 def clustered_vectors(count: int, rng: np.random.Generator) -> np.ndarray:
@@ -111,8 +123,9 @@ def clustered_vectors(count: int, rng: np.random.Generator) -> np.ndarray:
     vectors = np.empty((count, DIMENSIONS), dtype=np.float32)
     for start in range(0, count, 100_000):
         stop = min(count, start + 100_000)
-        chunk = centres[rng.integers(0, CLUSTERS, stop - start)] + \
-            0.6 * rng.standard_normal((stop - start, DIMENSIONS)).astype(np.float32)
+        chunk = centres[rng.integers(0, CLUSTERS, stop - start)] + 0.6 * rng.standard_normal(
+            (stop - start, DIMENSIONS)
+        ).astype(np.float32)
         vectors[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return vectors
 
@@ -120,8 +133,11 @@ def clustered_vectors(count: int, rng: np.random.Generator) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ measurements
 def percentiles(seconds: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in seconds)
-    return {"p50_ms": round(statistics.median(ms), 2), "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2),
-            "max_ms": round(ms[-1], 2)}
+    return {
+        "p50_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2),
+        "max_ms": round(ms[-1], 2),
+    }
 
 
 def timed_queries(search, questions: list[str]) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -135,20 +151,34 @@ def timed_queries(search, questions: list[str]) -> dict[str, float]:  # type: ig
     return percentiles(seconds)
 
 
-def measure_index(posts: int, questions_count: int, embedder: SentenceEmbedder | None, work: Path) -> dict[str, Any]:
+def measure_index(
+    posts: int, questions_count: int, embedder: SentenceEmbedder | None, work: Path
+) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     words = vocabulary(rng)
-    config = Config.model_validate({"name": f"bench-{posts}", "runs_dir": str(work), "scrape": {"url": "x"},
-                                    "index": {"embedding_model": None}})
+    config = Config.model_validate(
+        {
+            "name": f"bench-{posts}",
+            "runs_dir": str(work),
+            "scrape": {"url": "x"},
+            "index": {"embedding_model": None},
+        }
+    )
     layout = RunLayout.of(config)
     layout.root.mkdir(parents=True, exist_ok=True)
     write_store(layout.forum_store, posts, words, rng)
     started = time.perf_counter()
     summary = run_index(config, layout.root, Console(quiet=True))
     build_s = time.perf_counter() - started
-    result: dict[str, Any] = {"posts": posts, "passages": summary["passages"], "bm25_build_s": round(build_s, 1),
-                              "index_mib": round(layout.search_index.stat().st_size / 2**20, 1)}
-    questions = [" ".join(q.split()[:8]).rstrip(".") + "?" for q in synthetic_texts(questions_count, words, rng, 6, 14)]
+    result: dict[str, Any] = {
+        "posts": posts,
+        "passages": summary["passages"],
+        "bm25_build_s": round(build_s, 1),
+        "index_mib": round(layout.search_index.stat().st_size / 2**20, 1),
+    }
+    questions = [
+        " ".join(q.split()[:8]).rstrip(".") + "?" for q in synthetic_texts(questions_count, words, rng, 6, 14)
+    ]
     retriever = Retriever.open(layout.search_index, layout.vector_index)
     result["bm25"] = timed_queries(lambda q: retriever.search(q, 5, mode="bm25"), questions)
     with SearchIndex(layout.search_index) as index:
@@ -193,8 +223,13 @@ def store_usearch(vectors: np.ndarray, queries: np.ndarray, k: int, path: Path) 
     from usearch.index import Index
 
     started = time.perf_counter()
-    index = Index(ndim=DIMENSIONS, metric="cos", dtype="f32", connectivity=CONNECTIVITY,
-                  expansion_search=EXPANSION_SEARCH)
+    index = Index(
+        ndim=DIMENSIONS,
+        metric="cos",
+        dtype="f32",
+        connectivity=CONNECTIVITY,
+        expansion_search=EXPANSION_SEARCH,
+    )
     index.add(np.arange(len(vectors), dtype=np.uint64), vectors)
     index.save(str(path))
     build = time.perf_counter() - started
@@ -234,8 +269,11 @@ def compare_stores(count: int, work: Path, k: int = 10, queries_count: int = 100
     queries = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
     exact = exact_neighbours(vectors, queries, k)
     results: dict[str, Any] = {"vectors": count}
-    for name, store in (("usearch_hnsw", store_usearch), ("faiss_hnsw", store_faiss),
-                        ("exact_scan", store_exact_scan)):
+    for name, store in (
+        ("usearch_hnsw", store_usearch),
+        ("faiss_hnsw", store_faiss),
+        ("exact_scan", store_exact_scan),
+    ):
         build, size, searches = store(vectors, queries, k, work / f"{name}-{count}")
         found = [search() for search in searches[:3]] and [search() for search in searches]
         seconds = []
@@ -243,11 +281,18 @@ def compare_stores(count: int, work: Path, k: int = 10, queries_count: int = 100
             started = time.perf_counter()
             search()
             seconds.append(time.perf_counter() - started)
-        results[name] = {"build_s": round(build, 1), "mib": round(size / 2**20, 1), **percentiles(seconds),
-                         "recall_at_10": round(recall(found, exact), 3)}
-        print(f"  {count:>9,} vectors  {name:<17} build {build:7.1f} s  {size / 2**20:8.1f} MiB  "
-              f"p50 {results[name]['p50_ms']:8.2f} ms  p95 {results[name]['p95_ms']:8.2f} ms  "
-              f"recall@10 {results[name]['recall_at_10']:.3f}", flush=True)
+        results[name] = {
+            "build_s": round(build, 1),
+            "mib": round(size / 2**20, 1),
+            **percentiles(seconds),
+            "recall_at_10": round(recall(found, exact), 3),
+        }
+        print(
+            f"  {count:>9,} vectors  {name:<17} build {build:7.1f} s  {size / 2**20:8.1f} MiB  "
+            f"p50 {results[name]['p50_ms']:8.2f} ms  p95 {results[name]['p95_ms']:8.2f} ms  "
+            f"recall@10 {results[name]['recall_at_10']:.3f}",
+            flush=True,
+        )
     return results
 
 
@@ -263,33 +308,59 @@ def versions() -> dict[str, str | None]:
 
 
 def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
-            "platform": platform.platform(), "python": platform.python_version(),
-            "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("model name")), None), "nice": os.nice(0),
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            None,
+        ),
+        "nice": os.nice(0),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--posts", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--embedding-model", type=Path, default=None,
-                        help="a sentence-embedding model dir; default: the embeddings extra's, if installed")
+    parser.add_argument(
+        "--embedding-model",
+        type=Path,
+        default=None,
+        help="a sentence-embedding model dir; default: the embeddings extra's, if installed",
+    )
     parser.add_argument("--compare-stores", type=int, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--torch-threads", type=int, default=1)
-    parser.add_argument("--hybrid-max", type=int, default=None,
-                        help="measure dense vectors and hybrid search only up to this many posts")
+    parser.add_argument(
+        "--hybrid-max",
+        type=int,
+        default=None,
+        help="measure dense vectors and hybrid search only up to this many posts",
+    )
     args = parser.parse_args()
     # One thread: a 15-token question gains nothing from two, and on a shared machine the second thread's
     # waits cost ten times the work (measured: 79 ms vs 719 ms p50 per question at load average 6).
     torch.set_num_threads(args.torch_threads)
     model_dir = args.embedding_model or bundled_model_dir()
     embedder = SentenceEmbedder(model_dir, torch.device("cpu")) if model_dir else None
-    report: dict[str, Any] = {"machine": machine(), "versions": versions(),
-                              "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                              "embedding_model": str(model_dir) if model_dir else None, "sizes": [], "stores": []}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "versions": versions(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "embedding_model": str(model_dir) if model_dir else None,
+        "sizes": [],
+        "stores": [],
+    }
     if embedder is not None:
         report["passage_embedding"] = embedding_throughput(embedder)
         print(f"embedding passages: {report['passage_embedding']['passages_per_s']} per second", flush=True)
@@ -299,10 +370,12 @@ def main() -> None:
             result = measure_index(posts, args.queries, dense, Path(work))
             report["sizes"].append(result)
             hybrid = result.get("hybrid", {})
-            print(f"{posts:>9,} posts  BM25 build {result['bm25_build_s']:7.1f} s  {result['index_mib']:7.1f} MiB  "
-                  f"BM25 p50 {result['bm25']['p50_ms']:7.2f} p95 {result['bm25']['p95_ms']:7.2f} ms  "
-                  f"hybrid p50 {hybrid.get('p50_ms', float('nan')):7.2f} p95 {hybrid.get('p95_ms', float('nan')):7.2f} ms",
-                  flush=True)
+            print(
+                f"{posts:>9,} posts  BM25 build {result['bm25_build_s']:7.1f} s  {result['index_mib']:7.1f} MiB  "
+                f"BM25 p50 {result['bm25']['p50_ms']:7.2f} p95 {result['bm25']['p95_ms']:7.2f} ms  "
+                f"hybrid p50 {hybrid.get('p50_ms', float('nan')):7.2f} p95 {hybrid.get('p95_ms', float('nan')):7.2f} ms",
+                flush=True,
+            )
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2) + "\n")
         for count in args.compare_stores:

@@ -52,16 +52,22 @@ def answer_loss(model: torch.nn.Module, tokenizer: Any, messages: list[dict[str,
         return float(model(input_ids=ids, labels=labels).loss)
 
 
-def grounded_prompt(retriever: Retriever, tokenizer: Any, question: str, thread_id: int, top_k: int,
-                    budget: int) -> tuple[str, list[dict[str, Any]]]:
+def grounded_prompt(
+    retriever: Retriever, tokenizer: Any, question: str, thread_id: int, top_k: int, budget: int
+) -> tuple[str, list[dict[str, Any]]]:
     found = retriever.search(question, top_k, exclude_threads={thread_id})
-    sources = fit_to_budget(found, budget, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    sources = fit_to_budget(
+        found, budget, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    )
     return question_with_context(question, sources), [
-        {"title": s.title, "url": s.url, "thread_id": r.passage.thread_id} for s, r in zip(sources, found)]
+        {"title": s.title, "url": s.url, "thread_id": r.passage.thread_id} for s, r in zip(sources, found)
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("config", type=Path, nargs="?", default=ROOT / "examples" / "demo.yaml")
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=512)
@@ -82,15 +88,27 @@ def main() -> None:
         question = next(m["content"] for m in row["messages"] if m["role"] == "user")
         answer = next(m["content"] for m in row["messages"] if m["role"] == "assistant")
         system = [m for m in row["messages"] if m["role"] == "system"]
-        grounded, sources = grounded_prompt(retriever, tokenizer, question, row["thread_id"], args.top_k, args.tokens)
+        grounded, sources = grounded_prompt(
+            retriever, tokenizer, question, row["thread_id"], args.top_k, args.tokens
+        )
         plain_messages = [*system, {"role": "user", "content": question}]
         with_messages = [*system, {"role": "user", "content": grounded}]
-        samples.append({
-            "thread_id": row["thread_id"], "title": titles[row["thread_id"]], "question": question, "answer": answer,
-            "sources": sources,
-            "loss_without": answer_loss(model, tokenizer, [*plain_messages, {"role": "assistant", "content": answer}]),
-            "loss_with": answer_loss(model, tokenizer, [*with_messages, {"role": "assistant", "content": answer}]),
-            "prompts": (plain_messages, with_messages)})
+        samples.append(
+            {
+                "thread_id": row["thread_id"],
+                "title": titles[row["thread_id"]],
+                "question": question,
+                "answer": answer,
+                "sources": sources,
+                "loss_without": answer_loss(
+                    model, tokenizer, [*plain_messages, {"role": "assistant", "content": answer}]
+                ),
+                "loss_with": answer_loss(
+                    model, tokenizer, [*with_messages, {"role": "assistant", "content": answer}]
+                ),
+                "prompts": (plain_messages, with_messages),
+            }
+        )
     settings = GenerationSettings(args.max_new_tokens, 0.0, 1.0, config.seed, 4, repetition_penalty=1.2)
     for key, index in (("without", 0), ("with", 1)):
         answers = generate_answers(model, tokenizer, [s["prompts"][index] for s in samples], settings)
@@ -99,18 +117,32 @@ def main() -> None:
             sample[f"f1_{key}"] = token_f1(generated["text"], sample["answer"])
     for sample in samples:
         del sample["prompts"]
-    summary = {key: round(statistics.mean(s[key] for s in samples), 4)
-               for key in ("loss_without", "loss_with", "f1_without", "f1_with")}
+    summary = {
+        key: round(statistics.mean(s[key] for s in samples), 4)
+        for key in ("loss_without", "loss_with", "f1_without", "f1_with")
+    }
     summary["questions"] = len(samples)
     summary["mode"] = retriever.mode
     summary["seconds"] = round(time.perf_counter() - started, 1)
-    report = {"config": str(args.config), "model": config.model.base, "top_k": args.top_k, "tokens": args.tokens,
-              "summary": summary, "samples": samples}
+    report = {
+        "config": str(args.config),
+        "model": config.model.base,
+        "top_k": args.top_k,
+        "tokens": args.tokens,
+        "summary": summary,
+        "samples": samples,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(f"{len(samples)} held-out answers, {retriever.mode} retrieval, top {args.top_k} in {args.tokens} tokens")
-    print(f"eval loss of the forum's answer: without {summary['loss_without']:.4f}  with {summary['loss_with']:.4f}")
-    print(f"token F1 of greedy answers:      without {summary['f1_without']:.4f}  with {summary['f1_with']:.4f}")
+    print(
+        f"{len(samples)} held-out answers, {retriever.mode} retrieval, top {args.top_k} in {args.tokens} tokens"
+    )
+    print(
+        f"eval loss of the forum's answer: without {summary['loss_without']:.4f}  with {summary['loss_with']:.4f}"
+    )
+    print(
+        f"token F1 of greedy answers:      without {summary['f1_without']:.4f}  with {summary['f1_with']:.4f}"
+    )
     print(f"wrote {args.out}")
 
 

@@ -28,10 +28,40 @@ from urllib.parse import parse_qs, urlsplit
 THREADS_PER_LIST_PAGE = 50
 POSTS_PER_PAGE = 10
 RESULTS = Path(__file__).parent / "results" / "scrape.json"
-WORDS = ["wax", "edge", "base", "camber", "rocker", "powder", "groomer", "park", "boots", "bindings", "skins", "touring", "avalanche", "moguls", "carve", "slush", "ice", "tree", "chute", "cornice", "lift", "pass", "season", "tune", "ptex", "sidewall", "core"]
+WORDS = [
+    "wax",
+    "edge",
+    "base",
+    "camber",
+    "rocker",
+    "powder",
+    "groomer",
+    "park",
+    "boots",
+    "bindings",
+    "skins",
+    "touring",
+    "avalanche",
+    "moguls",
+    "carve",
+    "slush",
+    "ice",
+    "tree",
+    "chute",
+    "cornice",
+    "lift",
+    "pass",
+    "season",
+    "tune",
+    "ptex",
+    "sidewall",
+    "core",
+]
 # Real forum pages carry a lot besides the posts: navigation, inline scripts, footers.
-CHROME = "".join(f'<li class="nav-item"><a href="/viewforum.php?f={i}" title="Board {i}">Board number {i}</a></li>'
-                 for i in range(120))
+CHROME = "".join(
+    f'<li class="nav-item"><a href="/viewforum.php?f={i}" title="Board {i}">Board number {i}</a></li>'
+    for i in range(120)
+)
 SCRIPT = "<script>var phpbb = {};" + "phpbb.option%d = 'value';" * 200 % tuple(range(200)) + "</script>"
 
 
@@ -41,9 +71,11 @@ def words(seed: int, count: int) -> str:
 
 def layout(title: str, body: str, next_href: str | None) -> str:
     nav = f'<li class="arrow next"><a href="{next_href}" rel="next">Next</a></li>' if next_href else ""
-    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>{SCRIPT}</head><body>'
-            f'<div id="wrap"><ul class="nav-main">{CHROME}</ul><div class="pagination"><ul>{nav}</ul></div>'
-            f'{body}<div class="footer"><ul>{CHROME}</ul></div></div></body></html>')
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>{SCRIPT}</head><body>'
+        f'<div id="wrap"><ul class="nav-main">{CHROME}</ul><div class="pagination"><ul>{nav}</ul></div>'
+        f'{body}<div class="footer"><ul>{CHROME}</ul></div></div></body></html>'
+    )
 
 
 def list_page(start: int, threads: int) -> str:
@@ -52,10 +84,14 @@ def list_page(start: int, threads: int) -> str:
         f'class="topictitle">Thread {t}: {words(t, 6)}</a></div></dt><dd class="posts">49 <dfn>Replies</dfn></dd>'
         f'<dd class="lastpost"><span>by <a class="username">user{t % 97}</a> <time datetime="2024-01-{1 + t % 28:02d}'
         f'T10:00:00+00:00">Jan 2024</time></span></dd></dl></li>'
-        for t in range(start, min(start + THREADS_PER_LIST_PAGE, threads)))
+        for t in range(start, min(start + THREADS_PER_LIST_PAGE, threads))
+    )
     more = start + THREADS_PER_LIST_PAGE < threads
-    return layout("Board", f'<ul class="topiclist topics">{rows}</ul>',
-                  f"/viewforum.php?f=1&amp;start={start + THREADS_PER_LIST_PAGE}" if more else None)
+    return layout(
+        "Board",
+        f'<ul class="topiclist topics">{rows}</ul>',
+        f"/viewforum.php?f=1&amp;start={start + THREADS_PER_LIST_PAGE}" if more else None,
+    )
 
 
 def thread_page(thread: int, page: int, pages: int) -> str:
@@ -68,10 +104,13 @@ def thread_page(thread: int, page: int, pages: int) -> str:
             f'<p class="author">by <strong><a class="username">user{post_id % 97}</a></strong> » '
             f'<time datetime="2024-01-{1 + post_id % 28:02d}T{post_id % 24:02d}:15:00+00:00">Jan 2024</time></p>'
             f'<div class="content">{quote if n % 3 == 1 else ""}{words(post_id, 120)}<br>{words(post_id + 2, 60)}</div>'
-            f'<div class="signature">sig of user{post_id % 97}: {words(post_id + 3, 8)}</div></div></div></div>')
+            f'<div class="signature">sig of user{post_id % 97}: {words(post_id + 3, 8)}</div></div></div></div>'
+        )
     more = page + 1 < pages
     next_href = f"/viewtopic.php?t={thread}&amp;start={(page + 1) * POSTS_PER_PAGE}" if more else None
-    return layout(f"Thread {thread}", f'<h2 class="topic-title">Thread {thread}</h2>{"".join(posts)}', next_href)
+    return layout(
+        f"Thread {thread}", f'<h2 class="topic-title">Thread {thread}</h2>{"".join(posts)}', next_href
+    )
 
 
 def respond(target: str, threads: int, pages: int) -> tuple[int, bytes]:
@@ -120,28 +159,40 @@ def crawl_once(port: int, server_pid: int, threads: int, pages: int, concurrency
     from forumtune.config import ScrapeConfig
     from forumtune.scrape.crawler import crawl
 
-    config = ScrapeConfig(url="", site="phpbb", requests_per_second=0, concurrency=concurrency,
-                          max_pages_per_thread=pages)
+    config = ScrapeConfig(
+        url="", site="phpbb", requests_per_second=0, concurrency=concurrency, max_pages_per_thread=pages
+    )
     with tempfile.TemporaryDirectory() as folder:
         cpu_before, server_before, started = cpu_seconds(), cpu_seconds(server_pid), time.perf_counter()
         worker_before = cpu_seconds(who=resource.RUSAGE_CHILDREN)
-        summary = crawl(config, Path(folder) / "forum.sqlite", f"http://127.0.0.1:{port}/viewforum.php?f=1",
-                        show_progress=False)
+        summary = crawl(
+            config,
+            Path(folder) / "forum.sqlite",
+            f"http://127.0.0.1:{port}/viewforum.php?f=1",
+            show_progress=False,
+        )
         seconds = time.perf_counter() - started
         crawler_cpu, server_cpu = cpu_seconds() - cpu_before, cpu_seconds(server_pid) - server_before
         worker_cpu = cpu_seconds(who=resource.RUSAGE_CHILDREN) - worker_before
     assert summary.threads == threads and summary.thread_pages == threads * pages, summary
     assert summary.errors == {}, summary.errors
     fetched = summary.list_pages + summary.thread_pages
-    return {"pages": fetched, "posts": summary.posts, "seconds": round(seconds, 2),
-            "pages_per_second": round(fetched / seconds, 1), "mbytes": round(summary.bytes / 2**20, 1),
-            "crawler_cpu_s": round(crawler_cpu, 2), "parse_worker_cpu_s": round(worker_cpu, 2),
-            "server_cpu_s": round(server_cpu, 2),
-            # Three processes (crawler, its parse worker, the server) share two cores: on two cores of
-            # their own, the crawler's event loop (one thread) or the total CPU over two sets the pace.
-            # Wall time on a loaded machine says less than this.
-            "two_core_estimate_pages_per_second": round(
-                fetched / max(crawler_cpu, (crawler_cpu + worker_cpu + server_cpu) / 2), 1)}
+    return {
+        "pages": fetched,
+        "posts": summary.posts,
+        "seconds": round(seconds, 2),
+        "pages_per_second": round(fetched / seconds, 1),
+        "mbytes": round(summary.bytes / 2**20, 1),
+        "crawler_cpu_s": round(crawler_cpu, 2),
+        "parse_worker_cpu_s": round(worker_cpu, 2),
+        "server_cpu_s": round(server_cpu, 2),
+        # Three processes (crawler, its parse worker, the server) share two cores: on two cores of
+        # their own, the crawler's event loop (one thread) or the total CPU over two sets the pace.
+        # Wall time on a loaded machine says less than this.
+        "two_core_estimate_pages_per_second": round(
+            fetched / max(crawler_cpu, (crawler_cpu + worker_cpu + server_cpu) / 2), 1
+        ),
+    }
 
 
 def parse_only(pages: int) -> float:
@@ -167,40 +218,67 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve(args.threads, args.pages))
         return
-    server = subprocess.Popen([sys.executable, __file__, "--serve", "--threads", str(args.threads),
-                               "--pages", str(args.pages)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--threads", str(args.threads), "--pages", str(args.pages)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = int(server.stdout.readline())
         load_before = os.getloadavg()
-        runs = [crawl_once(port, server.pid, args.threads, args.pages, args.concurrency) for _ in range(args.repeat)]
+        runs = [
+            crawl_once(port, server.pid, args.threads, args.pages, args.concurrency)
+            for _ in range(args.repeat)
+        ]
         load_after = os.getloadavg()
-        worker_peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # before the server's end
+        worker_peak_mib = (
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        )  # before the server's end
     finally:
         server.terminate()
         server.wait()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
-        "forum": {"threads": args.threads, "pages_per_thread": args.pages, "posts_per_page": POSTS_PER_PAGE,
-                  "page_kib": round(len(thread_page(1, 1, args.pages).encode()) / 1024, 1)},
-        "concurrency": args.concurrency, "runs": runs, "parse_only_pages_per_cpu_second": parse_only(args.pages),
-        "peak_rss_mib": round(peak_mib, 1), "parse_worker_peak_rss_mib": round(worker_peak_mib, 1),
-        "machine": {"cpus": os.cpu_count(), "load_before": [round(x, 2) for x in load_before],
-                    "load_after": [round(x, 2) for x in load_after], "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "forum": {
+            "threads": args.threads,
+            "pages_per_thread": args.pages,
+            "posts_per_page": POSTS_PER_PAGE,
+            "page_kib": round(len(thread_page(1, 1, args.pages).encode()) / 1024, 1),
+        },
+        "concurrency": args.concurrency,
+        "runs": runs,
+        "parse_only_pages_per_cpu_second": parse_only(args.pages),
+        "peak_rss_mib": round(peak_mib, 1),
+        "parse_worker_peak_rss_mib": round(worker_peak_mib, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in load_after],
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"forum: {args.threads} threads × {args.pages} pages, {result['forum']['page_kib']} KiB a thread page, "
-          f"concurrency {args.concurrency}, rate limit off")
-    print(f"{'run':>4} {'pages':>7} {'seconds':>8} {'pages/s':>8} {'MiB read':>9} {'crawler CPU s':>14} "
-          f"{'worker CPU s':>13} {'server CPU s':>13} {'2-core est. pages/s':>20}")
+    print(
+        f"forum: {args.threads} threads × {args.pages} pages, {result['forum']['page_kib']} KiB a thread page, "
+        f"concurrency {args.concurrency}, rate limit off"
+    )
+    print(
+        f"{'run':>4} {'pages':>7} {'seconds':>8} {'pages/s':>8} {'MiB read':>9} {'crawler CPU s':>14} "
+        f"{'worker CPU s':>13} {'server CPU s':>13} {'2-core est. pages/s':>20}"
+    )
     for number, run in enumerate(runs, start=1):
-        print(f"{number:>4} {run['pages']:>7} {run['seconds']:>8} {run['pages_per_second']:>8} {run['mbytes']:>9} "
-              f"{run['crawler_cpu_s']:>14} {run['parse_worker_cpu_s']:>13} {run['server_cpu_s']:>13} "
-              f"{run['two_core_estimate_pages_per_second']:>20}")
+        print(
+            f"{number:>4} {run['pages']:>7} {run['seconds']:>8} {run['pages_per_second']:>8} {run['mbytes']:>9} "
+            f"{run['crawler_cpu_s']:>14} {run['parse_worker_cpu_s']:>13} {run['server_cpu_s']:>13} "
+            f"{run['two_core_estimate_pages_per_second']:>20}"
+        )
     print(f"parse only (phpbb profile): {result['parse_only_pages_per_cpu_second']} pages per CPU-second")
-    print(f"peak RSS of the crawling process: {result['peak_rss_mib']} MiB, "
-          f"of its page-parsing worker: {result['parse_worker_peak_rss_mib']} MiB")
+    print(
+        f"peak RSS of the crawling process: {result['peak_rss_mib']} MiB, "
+        f"of its page-parsing worker: {result['parse_worker_peak_rss_mib']} MiB"
+    )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"wrote {RESULTS}")
 

@@ -60,12 +60,19 @@ import bench_common as bc
 
 FAST_STACKS = {  # forumtune.kernels' fast path, all of it or one part left out:
     # (liger, offload, fused LoRA, CUDA graphs, recompute skips the unread down projection, Triton dequantize)
-    "fast": (True, True, True, True, True, True), "fast_nographs": (True, True, True, False, True, True),
-    "fast_noliger": (False, True, True, True, True, True), "fast_nooffload": (True, False, True, True, True, True),
-    "fast_nofuse": (True, True, False, True, True, True), "fast_noskip": (True, True, True, True, False, True),
-    "fast_bnbdequant": (True, True, True, True, True, False)}
+    "fast": (True, True, True, True, True, True),
+    "fast_nographs": (True, True, True, False, True, True),
+    "fast_noliger": (False, True, True, True, True, True),
+    "fast_nooffload": (True, False, True, True, True, True),
+    "fast_nofuse": (True, True, False, True, True, True),
+    "fast_noskip": (True, True, True, True, False, True),
+    "fast_bnbdequant": (True, True, True, True, True, False),
+}
 STACKS = ("plain", "plain_autocast", "plain_bf16", "forumtune", "forumtune_eager", *FAST_STACKS, "unsloth")
-SAME_COMPUTATION = {"fast": "fast_nographs", "forumtune": "forumtune_eager"}  # graphs replay the eager kernels
+SAME_COMPUTATION = {
+    "fast": "fast_nographs",
+    "forumtune": "forumtune_eager",
+}  # graphs replay the eager kernels
 GRAD_SAMPLE = "first_step_lora_grads.safetensors"
 LATE_GRAD_SAMPLE = "step3_lora_grads.safetensors"  # after the graphs were captured (step 2)
 LORA_R = 16
@@ -95,8 +102,11 @@ def _collate(records: list[dict[str, Any]], indices: list[int], device) -> dict[
 
     ids = torch.tensor([records[i]["input_ids"] for i in indices], dtype=torch.long)
     labels = torch.tensor([records[i]["labels"] for i in indices], dtype=torch.long)
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-            "labels": labels.to(device)}
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": torch.ones_like(ids).to(device),
+        "labels": labels.to(device),
+    }
 
 
 def load_nf4_base(spec: dict[str, Any]):
@@ -105,11 +115,19 @@ def load_nf4_base(spec: dict[str, Any]):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     torch.manual_seed(spec.get("seed", SEED))
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=_compute_dtype())
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=_compute_dtype(),
+    )
     model = AutoModelForCausalLM.from_pretrained(
-        spec["model_dir"], quantization_config=quant, dtype=_compute_dtype(), attn_implementation="sdpa",
-        device_map={"": 0} if _device().type == "cuda" else {"": "cpu"})
+        spec["model_dir"],
+        quantization_config=quant,
+        dtype=_compute_dtype(),
+        attn_implementation="sdpa",
+        device_map={"": 0} if _device().type == "cuda" else {"": "cpu"},
+    )
     model.config.use_cache = False
     return model
 
@@ -120,8 +138,11 @@ def load_plain(spec: dict[str, Any]):
     from peft import prepare_model_for_kbit_training
 
     model = load_nf4_base(spec)
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.get("gradient_checkpointing", True),
-                                            gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = prepare_model_for_kbit_training(
+        model,
+        use_gradient_checkpointing=spec.get("gradient_checkpointing", True),
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+    )
     return lora_and_optimizer(model, spec.get("lora_dropout", 0.0))
 
 
@@ -141,8 +162,16 @@ def lora_and_optimizer(model, dropout: float = 0.0, optimizer_class=None):
     import bitsandbytes as bnb
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=dropout,
-                                             target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=LORA_R,
+            lora_alpha=LORA_ALPHA,
+            lora_dropout=dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        ),
+    )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     return model, (optimizer_class or bnb.optim.PagedAdamW8bit)(params, lr=LEARNING_RATE, weight_decay=0.0)
@@ -161,21 +190,32 @@ def load_fast(spec: dict[str, Any]):
     from forumtune.train.precision import prepare_for_qlora
 
     use_liger, offload, fuse, use_graphs, skip, triton_dequant = FAST_STACKS[spec["stack"]]
-    fused_options = lora_linear.FusedLoRA(dequantize="triton" if triton_dequant else "bitsandbytes",
-                                          skip_unread_outputs=skip)
+    fused_options = lora_linear.FusedLoRA(
+        dequantize="triton" if triton_dequant else "bitsandbytes", skip_unread_outputs=skip
+    )
     allocator = use_expandable_segments() if _device().type == "cuda" else "CPU"
     model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
-    model, optimizer = lora_and_optimizer(prepare_for_qlora(model, gradient_checkpointing=True),
-                                          spec.get("lora_dropout", 0.0), optimizer_class)
+    model, optimizer = lora_and_optimizer(
+        prepare_for_qlora(model, gradient_checkpointing=True), spec.get("lora_dropout", 0.0), optimizer_class
+    )
     graphs = LayerGraphs(_device()) if use_graphs else None
     layers = use_layer_checkpointing(model, offload=offload, graphs=graphs)
     fused = use_fused_lora(model, fused_options) if fuse else 0
     model.layer_graphs = graphs
-    return model, optimizer, [allocator, f"liger kernels: {kernels}", f"checkpointed layers: {layers} (offload {offload})",
-                              f"fused LoRA projections: {fused}", f"CUDA graphs: {use_graphs}",
-                              f"recompute skips unread outputs: {skip}",
-                              check_dequantize(model, fused_options.dequantize)]
+    return (
+        model,
+        optimizer,
+        [
+            allocator,
+            f"liger kernels: {kernels}",
+            f"checkpointed layers: {layers} (offload {offload})",
+            f"fused LoRA projections: {fused}",
+            f"CUDA graphs: {use_graphs}",
+            f"recompute skips unread outputs: {skip}",
+            check_dequantize(model, fused_options.dequantize),
+        ],
+    )
 
 
 def check_dequantize(model, kernel: str) -> str:
@@ -188,9 +228,17 @@ def check_dequantize(model, kernel: str) -> str:
     from forumtune.kernels.lora_linear import _cuda_kernels, dequantize_weight
 
     layers = [m for n, m in model.named_modules() if isinstance(m, Linear4bit) and ".layers.0." in n]
-    worst = max(float((dequantize_weight(m.weight, m.weight.quant_state, torch.bfloat16, kernel)
-                       - dequantize_4bit(m.weight, m.weight.quant_state).to(torch.bfloat16)).abs().max())
-                for m in layers)
+    worst = max(
+        float(
+            (
+                dequantize_weight(m.weight, m.weight.quant_state, torch.bfloat16, kernel)
+                - dequantize_4bit(m.weight, m.weight.quant_state).to(torch.bfloat16)
+            )
+            .abs()
+            .max()
+        )
+        for m in layers
+    )
     from forumtune.kernels import nf4_dequant
 
     if kernel == "triton" and nf4_dequant.supports(layers[0].weight, layers[0].weight.quant_state):
@@ -205,8 +253,11 @@ def save_grad_sample(model, path: Path, kinds: tuple[str, ...] = ("lora_B",)) ->
     (lora_A's are zero, since B starts at zero)."""
     from safetensors.torch import save_file
 
-    named = {n: p.grad.detach().float().cpu().contiguous() for n, p in model.named_parameters()
-             if p.grad is not None and any(k in n for k in kinds) and (".layers.0." in n or ".layers.31." in n)}
+    named = {
+        n: p.grad.detach().float().cpu().contiguous()
+        for n, p in model.named_parameters()
+        if p.grad is not None and any(k in n for k in kinds) and (".layers.0." in n or ".layers.31." in n)
+    }
     save_file(named, str(path))
 
 
@@ -215,20 +266,35 @@ def load_unsloth(spec: dict[str, Any]):
     from unsloth import FastLanguageModel
 
     notes = []
-    kwargs = {"model_name": spec["model_dir"], "max_seq_length": spec["seq"], "dtype": torch.bfloat16,
-              "load_in_4bit": True, "local_files_only": True}
+    kwargs = {
+        "model_name": spec["model_dir"],
+        "max_seq_length": spec["seq"],
+        "dtype": torch.bfloat16,
+        "load_in_4bit": True,
+        "local_files_only": True,
+    }
     try:
         model, _tokenizer = FastLanguageModel.from_pretrained(**kwargs)
     except Exception as exc:
         if bc.is_oom(exc):
             raise
-        notes.append(f"from_pretrained failed with default options ({type(exc).__name__}: {exc}); "
-                     "retried with fix_tokenizer=False")
+        notes.append(
+            f"from_pretrained failed with default options ({type(exc).__name__}: {exc}); "
+            "retried with fix_tokenizer=False"
+        )
         model, _tokenizer = FastLanguageModel.from_pretrained(**kwargs, fix_tokenizer=False)
     torch.manual_seed(spec.get("seed", SEED))
     model = FastLanguageModel.get_peft_model(
-        model, r=LORA_R, target_modules=UNSLOTH_TARGETS, lora_alpha=LORA_ALPHA, lora_dropout=0.0, bias="none",
-        use_gradient_checkpointing="unsloth", random_state=spec.get("seed", SEED), max_seq_length=spec["seq"])
+        model,
+        r=LORA_R,
+        target_modules=UNSLOTH_TARGETS,
+        lora_alpha=LORA_ALPHA,
+        lora_dropout=0.0,
+        bias="none",
+        use_gradient_checkpointing="unsloth",
+        random_state=spec.get("seed", SEED),
+        max_seq_length=spec["seq"],
+    )
     model.train()
     import bitsandbytes as bnb
 
@@ -237,8 +303,17 @@ def load_unsloth(spec: dict[str, Any]):
     return model, optimizer, notes
 
 
-def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_step=None,
-                grad_sample: Path | None = None, late_grad_sample: Path | None = None) -> dict[str, Any]:
+def train_steps(
+    model,
+    optimizer,
+    records,
+    order,
+    *,
+    autocast: bool = False,
+    on_step=None,
+    grad_sample: Path | None = None,
+    late_grad_sample: Path | None = None,
+) -> dict[str, Any]:
     """The minimal loop: forward with labels, backward, clip to 1.0, optimizer step. Each step is timed
     between device synchronizations."""
     import torch
@@ -252,8 +327,11 @@ def train_steps(model, optimizer, records, order, *, autocast: bool = False, on_
         bc.synchronize()
         marks = StepMarks(enabled=step == len(order) - 1 and device.type == "cuda")
         started = time.perf_counter()
-        context = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast
-                   else contextlib.nullcontext())
+        context = (
+            torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+            if autocast
+            else contextlib.nullcontext()
+        )
         with context:
             loss = model(**batch).loss
         marks.mark("forward")
@@ -308,23 +386,33 @@ class StepMarks:
     def report(self) -> dict[str, dict[str, float]] | None:
         if not self.enabled:
             return None
-        return {phase: {"host_ms": round((at - self.started) * 1e3, 2),
-                        "gpu_ms": round(self.start_event.elapsed_time(event), 2)} for phase, at, event in self.marks}
+        return {
+            phase: {
+                "host_ms": round((at - self.started) * 1e3, 2),
+                "gpu_ms": round(self.start_event.elapsed_time(event), 2),
+            }
+            for phase, at, event in self.marks
+        }
 
 
 def summarise_steps(result: dict[str, Any], warmup: int) -> dict[str, Any]:
     timed_s = sum(result["step_s"][warmup:])
     timed_tokens = sum(result["tokens"][warmup:])
-    return {"tokens_per_s": timed_tokens / timed_s if timed_s else None,
-            "timed_steps": len(result["step_s"][warmup:]),
-            "step_s": [round(s, 4) for s in result["step_s"]], "losses": result["losses"],
-            "first_loss": result["losses"][0] if result["losses"] else None,
-            "last_step_timeline": result.get("last_step_timeline")}
+    return {
+        "tokens_per_s": timed_tokens / timed_s if timed_s else None,
+        "timed_steps": len(result["step_s"][warmup:]),
+        "step_s": [round(s, 4) for s in result["step_s"]],
+        "losses": result["losses"],
+        "first_loss": result["losses"][0] if result["losses"] else None,
+        "last_step_timeline": result.get("last_step_timeline"),
+    }
 
 
 def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
     records = bc.read_records(Path(spec["dataset_dir"]))
-    order = bc.batch_order(len(records), spec["batch"], spec.get("seed", SEED), spec["warmup"] + spec["steps"])
+    order = bc.batch_order(
+        len(records), spec["batch"], spec.get("seed", SEED), spec["warmup"] + spec["steps"]
+    )
     started = time.perf_counter()
     notes: list[str] = []
     if spec["stack"] == "unsloth":
@@ -340,18 +428,33 @@ def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
     work = Path(spec["work_dir"])
     work.mkdir(parents=True, exist_ok=True)
     timeline: list[dict[str, float]] = []
-    tracer = StepMemoryTracer(spec["warmup"] + 2) if spec.get("memory_trace") and _device().type == "cuda" else None
+    tracer = (
+        StepMemoryTracer(spec["warmup"] + 2)
+        if spec.get("memory_trace") and _device().type == "cuda"
+        else None
+    )
 
     def on_step(done: int) -> None:
         timeline.append({k: round(v) for k, v in bc.cuda_memory().items()})
         if tracer is not None:
             tracer.after_step(done)
 
-    result = train_steps(model, optimizer, records, order,
-                         autocast=spec["stack"] in ("plain_autocast", "plain_bf16") or spec["stack"] in FAST_STACKS,
-                         grad_sample=work / GRAD_SAMPLE, late_grad_sample=work / LATE_GRAD_SAMPLE, on_step=on_step)
-    out = {"load_s": round(load_s, 1), "memory_after_load": after_load, **summarise_steps(result, spec["warmup"]),
-           "memory_after_each_step": timeline}
+    result = train_steps(
+        model,
+        optimizer,
+        records,
+        order,
+        autocast=spec["stack"] in ("plain_autocast", "plain_bf16") or spec["stack"] in FAST_STACKS,
+        grad_sample=work / GRAD_SAMPLE,
+        late_grad_sample=work / LATE_GRAD_SAMPLE,
+        on_step=on_step,
+    )
+    out = {
+        "load_s": round(load_s, 1),
+        "memory_after_load": after_load,
+        **summarise_steps(result, spec["warmup"]),
+        "memory_after_each_step": timeline,
+    }
     if tracer is not None:
         out["memory_trace"] = tracer.report
     if spec["stack"] == "unsloth":
@@ -362,7 +465,11 @@ def run_minimal_loop(spec: dict[str, Any]) -> dict[str, Any]:
     out["late_grad_sample"] = str(work / LATE_GRAD_SAMPLE)
     graphs = getattr(model, "layer_graphs", None)
     if graphs is not None:
-        out["cuda_graphs"] = {"captured": graphs.captured, "shapes": len(graphs.statics), "disabled": graphs.disabled}
+        out["cuda_graphs"] = {
+            "captured": graphs.captured,
+            "shapes": len(graphs.statics),
+            "disabled": graphs.disabled,
+        }
         if graphs.captured and _device().type == "cuda":
             out["memory_before_check"] = bc.cuda_memory()
             out["memory_by_pool"] = memory_by_pool()
@@ -383,8 +490,9 @@ class StepMemoryTracer:
 
         if done == self.step - 1:
             self.start_allocated = torch.cuda.memory_allocated()
-            torch.cuda.memory._record_memory_history(enabled="all", context="alloc", stacks="python",
-                                                     max_entries=200_000)
+            torch.cuda.memory._record_memory_history(
+                enabled="all", context="alloc", stacks="python", max_entries=200_000
+            )
         elif done == self.step:
             snapshot = torch.cuda.memory._snapshot()
             torch.cuda.memory._record_memory_history(enabled=None)
@@ -403,15 +511,24 @@ class StepMemoryTracer:
             if current > peak:
                 peak, at_peak = current, list(live.values())
         biggest = sorted(at_peak, key=lambda e: -e["size"])[:16]
-        return {"step": self.step, "start_allocated_mib": round(self.start_allocated / 2**20),
-                "peak_above_start_mib": round(peak / 2**20), "events": len(events),
-                "largest_at_peak": [{"mib": round(e["size"] / 2**20, 1), "stream": e.get("stream"),
-                                     "frames": self.frames(e)} for e in biggest]}
+        return {
+            "step": self.step,
+            "start_allocated_mib": round(self.start_allocated / 2**20),
+            "peak_above_start_mib": round(peak / 2**20),
+            "events": len(events),
+            "largest_at_peak": [
+                {"mib": round(e["size"] / 2**20, 1), "stream": e.get("stream"), "frames": self.frames(e)}
+                for e in biggest
+            ],
+        }
 
     @staticmethod
     def frames(event: dict[str, Any]) -> list[str]:
-        kept = [f"{Path(f['filename']).name}:{f['line']} {f['name']}" for f in event.get("frames", [])
-                if "/torch/" not in f["filename"] or "checkpoint" in f["filename"]]
+        kept = [
+            f"{Path(f['filename']).name}:{f['line']} {f['name']}"
+            for f in event.get("frames", [])
+            if "/torch/" not in f["filename"] or "checkpoint" in f["filename"]
+        ]
         return kept[:4]
 
 
@@ -423,7 +540,9 @@ def memory_by_pool() -> dict[str, Any]:
     pools: dict[str, dict[str, float]] = {}
     for segment in torch.cuda.memory_snapshot():
         key = f"pool {segment.get('segment_pool_id')} stream {segment.get('stream')} {segment.get('segment_type')}"
-        entry = pools.setdefault(key, {"segments": 0, "reserved_mib": 0.0, "allocated_mib": 0.0, "largest_mib": 0.0})
+        entry = pools.setdefault(
+            key, {"segments": 0, "reserved_mib": 0.0, "allocated_mib": 0.0, "largest_mib": 0.0}
+        )
         entry["segments"] += 1
         entry["reserved_mib"] += segment["total_size"] / 2**20
         entry["allocated_mib"] += segment["allocated_size"] / 2**20
@@ -460,10 +579,17 @@ def check_graphs_in_process(model, records, indices) -> dict[str, Any]:
     for mode in ("graphs", "eager_again"):
         loss, grads = runs[mode]
         errors = relative_errors(grads, reference)
-        result[mode] = {"loss": loss, "loss_rel_diff": abs(loss - runs["eager"][0]) / abs(runs["eager"][0]), **errors}
-        print(f"same batch, {mode} vs eager: loss rel diff {result[mode]['loss_rel_diff']:.2e}; LoRA grads overall "
-              f"rel error {errors['overall_rel_error']:.2e}, worst {errors['worst_rel_error']:.2e} over "
-              f"{errors['tensors']} tensors", flush=True)
+        result[mode] = {
+            "loss": loss,
+            "loss_rel_diff": abs(loss - runs["eager"][0]) / abs(runs["eager"][0]),
+            **errors,
+        }
+        print(
+            f"same batch, {mode} vs eager: loss rel diff {result[mode]['loss_rel_diff']:.2e}; LoRA grads overall "
+            f"rel error {errors['overall_rel_error']:.2e}, worst {errors['worst_rel_error']:.2e} over "
+            f"{errors['tensors']} tensors",
+            flush=True,
+        )
     return result
 
 
@@ -472,8 +598,10 @@ def unsloth_facts() -> list[str]:
     try:
         from unsloth.models import _utils as unsloth_utils
 
-        facts.append(f"xformers available: {getattr(unsloth_utils, 'HAS_XFORMERS', None)}; "
-                     f"flash-attn available: {getattr(unsloth_utils, 'HAS_FLASH_ATTENTION', None)}")
+        facts.append(
+            f"xformers available: {getattr(unsloth_utils, 'HAS_XFORMERS', None)}; "
+            f"flash-attn available: {getattr(unsloth_utils, 'HAS_FLASH_ATTENTION', None)}"
+        )
     except Exception as exc:  # noqa: BLE001
         facts.append(f"could not read unsloth's attention backends: {exc}")
     return facts
@@ -556,11 +684,20 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     work = Path(spec["work_dir"])
     steps = spec["warmup"] + spec["steps"]
     config_path = bc.write_forumtune_config(
-        work / "config.yaml", model_dir=Path(spec["model_dir"]), runs_dir=work / "runs", batch=spec["batch"],
-        seq_len=spec["seq"], steps=steps, gradient_checkpointing=spec.get("gradient_checkpointing", "offload"),
-        compute_dtype="bfloat16" if _device().type == "cuda" else "float32", device=_device().type,
-        seed=spec.get("seed", SEED), learning_rate=LEARNING_RATE,
-        train_extra={"cuda_graphs": spec["stack"] != "forumtune_eager"}, lora_dropout=spec.get("lora_dropout", 0.0))
+        work / "config.yaml",
+        model_dir=Path(spec["model_dir"]),
+        runs_dir=work / "runs",
+        batch=spec["batch"],
+        seq_len=spec["seq"],
+        steps=steps,
+        gradient_checkpointing=spec.get("gradient_checkpointing", "offload"),
+        compute_dtype="bfloat16" if _device().type == "cuda" else "float32",
+        device=_device().type,
+        seed=spec.get("seed", SEED),
+        learning_rate=LEARNING_RATE,
+        train_extra={"cuda_graphs": spec["stack"] != "forumtune_eager"},
+        lora_dropout=spec.get("lora_dropout", 0.0),
+    )
     config = load_config(config_path)
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -577,13 +714,22 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     tokens = [int(r["tokens"]) for r in rows]
     per_step = [int(r["tokens"]) / float(r["tokens_per_s"]) for r in rows]
     window = elapsed[-1] - (elapsed[warmup - 1] if warmup else 0.0)
-    return {"tokens_per_s": sum(tokens[warmup:]) / window if window > 0 else None,
-            "timed_steps": len(rows) - warmup, "step_s": [round(s, 4) for s in per_step],
-            "losses": [float(r["loss"]) for r in rows], "first_loss": float(rows[0]["loss"]),
-            "metrics_peak_memory_mib": float(rows[-1]["peak_memory_mib"]) if rows[-1]["peak_memory_mib"] else None,
-            "run_train_s": round(total_s, 1), "summary": summary, "memory_by_pool": by_pool,
-            "last_step_timeline": timeline.report() if timeline else None,
-            "tokens_per_s_column_mean": sum(float(r["tokens_per_s"]) for r in rows[warmup:]) / max(1, len(rows) - warmup)}
+    return {
+        "tokens_per_s": sum(tokens[warmup:]) / window if window > 0 else None,
+        "timed_steps": len(rows) - warmup,
+        "step_s": [round(s, 4) for s in per_step],
+        "losses": [float(r["loss"]) for r in rows],
+        "first_loss": float(rows[0]["loss"]),
+        "metrics_peak_memory_mib": float(rows[-1]["peak_memory_mib"])
+        if rows[-1]["peak_memory_mib"]
+        else None,
+        "run_train_s": round(total_s, 1),
+        "summary": summary,
+        "memory_by_pool": by_pool,
+        "last_step_timeline": timeline.report() if timeline else None,
+        "tokens_per_s_column_mean": sum(float(r["tokens_per_s"]) for r in rows[warmup:])
+        / max(1, len(rows) - warmup),
+    }
 
 
 def run_build(spec: dict[str, Any]) -> dict[str, Any]:
@@ -594,8 +740,12 @@ def run_build(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker(spec: dict[str, Any]) -> None:
     result_path = Path(spec["result_path"])
-    result: dict[str, Any] = {"stack": spec.get("stack"), "batch": spec.get("batch"), "seq": spec.get("seq"),
-                              "cap_gib": spec.get("cap_gib") or None}
+    result: dict[str, Any] = {
+        "stack": spec.get("stack"),
+        "batch": spec.get("batch"),
+        "seq": spec.get("seq"),
+        "cap_gib": spec.get("cap_gib") or None,
+    }
     if spec["stack"] != "build":
         bc.start_device_use()  # the card's idle free memory, before anything here touches CUDA
     try:
@@ -648,15 +798,26 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     work_dir = Path(args.work_dir)
     logs = work_dir / "logs"
     shape = bc.PRESETS[args.preset]
-    payload: dict[str, Any] = {"benchmark": "train_throughput", "preset": args.preset, "shape": shape.__dict__,
-                               "warmup_steps": args.warmup, "timed_steps": args.steps, "cap_gib": args.cap_gib,
-                               "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": args.lora_dropout}, "runs": []}
+    payload: dict[str, Any] = {
+        "benchmark": "train_throughput",
+        "preset": args.preset,
+        "shape": shape.__dict__,
+        "warmup_steps": args.warmup,
+        "timed_steps": args.steps,
+        "cap_gib": args.cap_gib,
+        "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": args.lora_dropout},
+        "runs": [],
+    }
 
     def remaining() -> float:
         return args.deadline_s - (time.perf_counter() - started)
 
-    build = bc.run_worker(script, {"tag": "build", "stack": "build", "preset": args.preset,
-                                   "model_dir": str(model_dir)}, logs, timeout_s=max(60.0, remaining()))
+    build = bc.run_worker(
+        script,
+        {"tag": "build", "stack": "build", "preset": args.preset, "model_dir": str(model_dir)},
+        logs,
+        timeout_s=max(60.0, remaining()),
+    )
     payload["env"] = build.get("env")
     payload["model_build"] = build.get("build") or build
     print(f"model: {model_dir} {payload['model_build']}", flush=True)
@@ -673,29 +834,56 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         shapes = []  # the sequences are the search's
         payload["bisect"] = {stack: bisect_stack(args, stack, script, payload, remaining) for stack in stacks}
     for batch, seq in shapes:
-        dataset = bc.write_dataset(work_dir / f"data-{batch}x{seq}", shape.vocab, seq,
-                                   count=max(8, batch * (args.warmup + args.steps)))
+        dataset = bc.write_dataset(
+            work_dir / f"data-{batch}x{seq}",
+            shape.vocab,
+            seq,
+            count=max(8, batch * (args.warmup + args.steps)),
+        )
         for stack in stacks:
             caps = [args.cap_gib or None]
             while caps:
                 cap = caps.pop(0)
                 tag = f"{stack}-{batch}x{seq}-{'cap' + str(cap) if cap else 'nocap'}"
                 if remaining() < args.min_run_s:
-                    payload["runs"].append({"stack": stack, "batch": batch, "seq": seq, "cap_gib": cap,
-                                            "status": "skipped", "error": "out of time for this invocation"})
+                    payload["runs"].append(
+                        {
+                            "stack": stack,
+                            "batch": batch,
+                            "seq": seq,
+                            "cap_gib": cap,
+                            "status": "skipped",
+                            "error": "out of time for this invocation",
+                        }
+                    )
                     print(f"{tag}: skipped (time)", flush=True)
                     continue
-                spec = {"tag": tag, "stack": stack, "model_dir": str(model_dir), "dataset_dir": str(dataset),
-                        "work_dir": str(work_dir / tag), "batch": batch, "seq": seq, "warmup": args.warmup,
-                        "steps": args.steps, "cap_gib": cap, "seed": SEED, "lora_dropout": args.lora_dropout,
-                        "memory_trace": args.memory_trace}
-                result = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()),
-                                       extra_env=EXTRA_ENV)
+                spec = {
+                    "tag": tag,
+                    "stack": stack,
+                    "model_dir": str(model_dir),
+                    "dataset_dir": str(dataset),
+                    "work_dir": str(work_dir / tag),
+                    "batch": batch,
+                    "seq": seq,
+                    "warmup": args.warmup,
+                    "steps": args.steps,
+                    "cap_gib": cap,
+                    "seed": SEED,
+                    "lora_dropout": args.lora_dropout,
+                    "memory_trace": args.memory_trace,
+                }
+                result = bc.run_worker(
+                    script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()), extra_env=EXTRA_ENV
+                )
                 result.update({"stack": stack, "batch": batch, "seq": seq, "cap_gib": cap})
                 payload["runs"].append(result)
-                print(f"{tag}: {result['status']} tok/s={bc.fmt(result.get('tokens_per_s'))} "
-                      f"peak={bc.fmt(result.get('peak_allocated_gib'), 2)} GiB wall={result.get('wall_s')}s "
-                      f"{result.get('error', '')[:300]}", flush=True)
+                print(
+                    f"{tag}: {result['status']} tok/s={bc.fmt(result.get('tokens_per_s'))} "
+                    f"peak={bc.fmt(result.get('peak_allocated_gib'), 2)} GiB wall={result.get('wall_s')}s "
+                    f"{result.get('error', '')[:300]}",
+                    flush=True,
+                )
                 if result["status"] == "error":
                     print(result.get("traceback", result.get("log_tail", ""))[-2500:], flush=True)
                 if result["status"] == "oom" and cap and args.uncapped_on_oom:
@@ -708,15 +896,32 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         bc.write_json(args.out, payload)
     if args.profile_out:
         batch, seq = bc.parse_shape_arg(args.profile_shape)
-        dataset = bc.write_dataset(work_dir / f"data-{batch}x{seq}", shape.vocab, seq,
-                                   count=max(8, batch * (args.warmup + args.steps)))
-        spec = {"tag": "profile", "stack": "profile", "model_dir": str(model_dir), "dataset_dir": str(dataset),
-                "batch": batch, "seq": seq, "warmup": args.warmup, "seed": SEED, "cap_gib": None,
-                "vocab": shape.vocab, "lora_r": LORA_R, "head_dim": shape.hidden // shape.heads, "trace_path": args.trace_out,
-                "profile_stack": args.profile_stack}
+        dataset = bc.write_dataset(
+            work_dir / f"data-{batch}x{seq}",
+            shape.vocab,
+            seq,
+            count=max(8, batch * (args.warmup + args.steps)),
+        )
+        spec = {
+            "tag": "profile",
+            "stack": "profile",
+            "model_dir": str(model_dir),
+            "dataset_dir": str(dataset),
+            "batch": batch,
+            "seq": seq,
+            "warmup": args.warmup,
+            "seed": SEED,
+            "cap_gib": None,
+            "vocab": shape.vocab,
+            "lora_r": LORA_R,
+            "head_dim": shape.hidden // shape.heads,
+            "trace_path": args.trace_out,
+            "profile_stack": args.profile_stack,
+        }
         if remaining() >= args.min_run_s:
-            profile = bc.run_worker(script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()),
-                                    extra_env=EXTRA_ENV)
+            profile = bc.run_worker(
+                script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()), extra_env=EXTRA_ENV
+            )
         else:
             profile = {"status": "skipped", "error": "out of time for this invocation"}
         payload["profile"] = profile
@@ -726,15 +931,23 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
 
             profile_step.print_profile(profile)
         else:
-            print(f"profile: {profile.get('status')} {profile.get('error')}\n"
-                  f"{profile.get('traceback', profile.get('log_tail', ''))[-2500:]}", flush=True)
+            print(
+                f"profile: {profile.get('status')} {profile.get('error')}\n"
+                f"{profile.get('traceback', profile.get('log_tail', ''))[-2500:]}",
+                flush=True,
+            )
     payload["seconds"] = round(time.perf_counter() - started, 1)
     bc.write_json(args.out, payload)
     return payload
 
 
-EXTRA_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-             "UNSLOTH_DISABLE_STATISTICS": "1", "TOKENIZERS_PARALLELISM": "false"}
+EXTRA_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "UNSLOTH_DISABLE_STATISTICS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 def longest_fitting(fits, start: int, low: int, high: int, step: int) -> int | None:
@@ -767,7 +980,9 @@ def longest_fitting(fits, start: int, low: int, high: int, step: int) -> int | N
     return good
 
 
-def bisect_stack(args: argparse.Namespace, stack: str, script: Path, payload: dict[str, Any], remaining) -> dict[str, Any]:
+def bisect_stack(
+    args: argparse.Namespace, stack: str, script: Path, payload: dict[str, Any], remaining
+) -> dict[str, Any]:
     """The longest sequence (batch 1) whose whole-process peak stays within --budget-gib for `stack`,
     each trial in its own process under the allocator cap (--cap-gib, by default the budget, so that the
     allocator frees its cache under pressure as it would on the real card). A trial fits when it runs
@@ -782,21 +997,49 @@ def bisect_stack(args: argparse.Namespace, stack: str, script: Path, payload: di
         if remaining() < args.min_run_s:
             trials.append({"seq": seq, "status": "skipped"})
             raise TimeoutError(f"{tag}: out of time for this invocation")
-        dataset = bc.write_dataset(work_dir / f"data-1x{seq}", shape.vocab, seq, count=max(8, args.warmup + args.steps))
-        spec = {"tag": tag, "stack": stack, "model_dir": args.model_dir, "dataset_dir": str(dataset),
-                "work_dir": str(work_dir / tag), "batch": 1, "seq": seq, "warmup": args.warmup, "steps": args.steps,
-                "cap_gib": cap, "seed": SEED, "lora_dropout": args.lora_dropout}
-        result = bc.run_worker(script, spec, work_dir / "logs", timeout_s=min(args.run_timeout_s, remaining()),
-                               extra_env=EXTRA_ENV)
+        dataset = bc.write_dataset(
+            work_dir / f"data-1x{seq}", shape.vocab, seq, count=max(8, args.warmup + args.steps)
+        )
+        spec = {
+            "tag": tag,
+            "stack": stack,
+            "model_dir": args.model_dir,
+            "dataset_dir": str(dataset),
+            "work_dir": str(work_dir / tag),
+            "batch": 1,
+            "seq": seq,
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "cap_gib": cap,
+            "seed": SEED,
+            "lora_dropout": args.lora_dropout,
+        }
+        result = bc.run_worker(
+            script,
+            spec,
+            work_dir / "logs",
+            timeout_s=min(args.run_timeout_s, remaining()),
+            extra_env=EXTRA_ENV,
+        )
         result.update({"stack": stack, "batch": 1, "seq": seq, "cap_gib": cap})
         payload["runs"].append(result)
         whole = result.get("whole_peak_gib")
         verdict = result.get("status") == "ok" and (whole is None or whole <= args.budget_gib)
-        trials.append({"seq": seq, "status": result.get("status"), "whole_peak_gib": whole,
-                       "peak_allocated_gib": result.get("peak_allocated_gib"), "fits": verdict})
-        print(f"{tag}: {result.get('status')} whole={bc.fmt(whole, 2)} GiB "
-              f"alloc={bc.fmt(result.get('peak_allocated_gib'), 2)} GiB -> {'fits' if verdict else 'does not fit'} "
-              f"{args.budget_gib:g} GiB {result.get('error', '')[:200]}", flush=True)
+        trials.append(
+            {
+                "seq": seq,
+                "status": result.get("status"),
+                "whole_peak_gib": whole,
+                "peak_allocated_gib": result.get("peak_allocated_gib"),
+                "fits": verdict,
+            }
+        )
+        print(
+            f"{tag}: {result.get('status')} whole={bc.fmt(whole, 2)} GiB "
+            f"alloc={bc.fmt(result.get('peak_allocated_gib'), 2)} GiB -> {'fits' if verdict else 'does not fit'} "
+            f"{args.budget_gib:g} GiB {result.get('error', '')[:200]}",
+            flush=True,
+        )
         bc.write_json(args.out, payload)
         return verdict
 
@@ -806,17 +1049,29 @@ def bisect_stack(args: argparse.Namespace, stack: str, script: Path, payload: di
     except TimeoutError as exc:
         fitting = [t["seq"] for t in trials if t.get("fits")]
         longest, note = (max(fitting) if fitting else None), f"stopped early: {exc}"
-    print(f"{stack}: longest sequence within {args.budget_gib:g} GiB (whole process, batch 1): "
-          f"{longest if longest else 'none'}{' (' + note + ')' if note else ''}", flush=True)
-    return {"budget_gib": args.budget_gib, "cap_gib": cap, "longest_seq": longest, "trials": trials, "note": note}
+    print(
+        f"{stack}: longest sequence within {args.budget_gib:g} GiB (whole process, batch 1): "
+        f"{longest if longest else 'none'}{' (' + note + ')' if note else ''}",
+        flush=True,
+    )
+    return {
+        "budget_gib": args.budget_gib,
+        "cap_gib": cap,
+        "longest_seq": longest,
+        "trials": trials,
+        "note": note,
+    }
 
 
 def compare_first_step_grads(runs: list[dict[str, Any]], reference_stack: str = "plain") -> None:
     """Relative error ||g - g_ref|| / ||g_ref|| of each run's first-step lora_B gradients against the
     reference stack's (same data, seed and LoRA init), the worst tensor and the overall; stored in the run
     as `grad_vs_<reference>`."""
+
     def has_sample(run: dict[str, Any]) -> bool:  # Path("") would be the working dir, which exists
-        return run.get("status") == "ok" and bool(run.get("grad_sample")) and Path(run["grad_sample"]).exists()
+        return (
+            run.get("status") == "ok" and bool(run.get("grad_sample")) and Path(run["grad_sample"]).exists()
+        )
 
     reference = next((r for r in runs if r["stack"] == reference_stack and has_sample(r)), None)
     if reference is None:
@@ -830,9 +1085,12 @@ def compare_first_step_grads(runs: list[dict[str, Any]], reference_stack: str = 
         errors = relative_errors(load_file(run["grad_sample"]), ref)
         run[f"grad_vs_{reference_stack}"] = errors
         if "overall_rel_error" in errors:
-            print(f"{run['stack']} {run['batch']}x{run['seq']}: first-step LoRA grads vs {reference_stack}: "
-                  f"overall rel error {errors['overall_rel_error']:.3e}, worst {errors['worst_rel_error']:.3e} "
-                  f"over {errors['tensors']} tensors", flush=True)
+            print(
+                f"{run['stack']} {run['batch']}x{run['seq']}: first-step LoRA grads vs {reference_stack}: "
+                f"overall rel error {errors['overall_rel_error']:.3e}, worst {errors['worst_rel_error']:.3e} "
+                f"over {errors['tensors']} tensors",
+                flush=True,
+            )
 
 
 def relative_errors(grads: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
@@ -842,8 +1100,12 @@ def relative_errors(grads: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any
     errors = {n: float((grads[n] - ref[n]).norm() / ref[n].norm().clamp_min(1e-30)) for n in common}
     diff = sum(float((grads[n] - ref[n]).norm()) ** 2 for n in common) ** 0.5
     norm = sum(float(ref[n].norm()) ** 2 for n in common) ** 0.5
-    return {"tensors": len(common), "overall_rel_error": diff / norm, "worst_rel_error": max(errors.values()),
-            "worst_tensor": max(errors, key=errors.get)}
+    return {
+        "tensors": len(common),
+        "overall_rel_error": diff / norm,
+        "worst_rel_error": max(errors.values()),
+        "worst_tensor": max(errors, key=errors.get),
+    }
 
 
 def compare_graphs_with_eager(runs: list[dict[str, Any]]) -> None:
@@ -855,8 +1117,11 @@ def compare_graphs_with_eager(runs: list[dict[str, Any]]) -> None:
             continue
         run, ref = by_stack[graphed], by_stack[eager]
         losses = [abs(a - b) / abs(b) for a, b in zip(run["losses"], ref["losses"], strict=False) if b]
-        result: dict[str, Any] = {"reference": eager, "steps": len(losses),
-                                  "max_loss_rel_diff": max(losses) if losses else None}
+        result: dict[str, Any] = {
+            "reference": eager,
+            "steps": len(losses),
+            "max_loss_rel_diff": max(losses) if losses else None,
+        }
         late, late_ref = run.get("late_grad_sample"), ref.get("late_grad_sample")
         if late and late_ref and Path(late).exists() and Path(late_ref).exists():
             from safetensors.torch import load_file
@@ -864,10 +1129,12 @@ def compare_graphs_with_eager(runs: list[dict[str, Any]]) -> None:
             result["step3_grads"] = relative_errors(load_file(late), load_file(late_ref))
         run["graphs_vs_eager"] = result
         grads = result.get("step3_grads", {})
-        print(f"{graphed} vs {eager} {run['batch']}x{run['seq']}: max loss rel diff over {len(losses)} steps "
-              f"{bc.fmt(result['max_loss_rel_diff'], 3, sci=True)}; step-3 LoRA grads overall rel error "
-              f"{bc.fmt(grads.get('overall_rel_error'), 3, sci=True)}, worst {bc.fmt(grads.get('worst_rel_error'), 3, sci=True)}",
-              flush=True)
+        print(
+            f"{graphed} vs {eager} {run['batch']}x{run['seq']}: max loss rel diff over {len(losses)} steps "
+            f"{bc.fmt(result['max_loss_rel_diff'], 3, sci=True)}; step-3 LoRA grads overall rel error "
+            f"{bc.fmt(grads.get('overall_rel_error'), 3, sci=True)}, worst {bc.fmt(grads.get('worst_rel_error'), 3, sci=True)}",
+            flush=True,
+        )
 
 
 def median_tokens_per_s(run: dict[str, Any], warmup: int) -> float | None:
@@ -896,12 +1163,15 @@ def report(payloads: list[dict[str, Any]], budget: float = 7.6) -> dict[str, Any
     runs = list(merged.values())
     if env:
         pk = env.get("packages", {})
-        print(f"{env.get('gpu')} | {env.get('nvidia_smi', '')} | CUDA {env.get('torch_cuda')} | torch {pk.get('torch')}"
-              f" | transformers {pk.get('transformers')} | peft {pk.get('peft')} | bitsandbytes "
-              f"{pk.get('bitsandbytes')} | {env.get('date_utc')}")
+        print(
+            f"{env.get('gpu')} | {env.get('nvidia_smi', '')} | CUDA {env.get('torch_cuda')} | torch {pk.get('torch')}"
+            f" | transformers {pk.get('transformers')} | peft {pk.get('peft')} | bitsandbytes "
+            f"{pk.get('bitsandbytes')} | {env.get('date_utc')}"
+        )
     shapes = sorted({(r["batch"], r["seq"]) for r in runs}, key=lambda s: (s[0] * s[1], s[0]))
     rows = []
     for batch, seq in shapes:
+
         def best(stack, batch=batch, seq=seq):
             """Its capped and its uncapped run of this shape (either may be None)."""
             found = [r for r in runs if r["stack"] == stack and (r["batch"], r["seq"]) == (batch, seq)]
@@ -919,24 +1189,58 @@ def report(payloads: list[dict[str, Any]], budget: float = 7.6) -> dict[str, Any
             measured = capped if capped and capped["status"] == "ok" else uncapped
             fits = "-" if not capped else ("yes" if capped["status"] == "ok" else capped["status"].upper())
             speed = measured.get("tokens_per_s") if measured and measured["status"] == "ok" else None
-            ratio = (speed / base["tokens_per_s"]
-                     if speed and base and base.get("status") == "ok" and base.get("tokens_per_s") else None)
+            ratio = (
+                speed / base["tokens_per_s"]
+                if speed and base and base.get("status") == "ok" and base.get("tokens_per_s")
+                else None
+            )
             median = measured.get("median_tokens_per_s") if measured else None
-            versus = median / peer["median_tokens_per_s"] if median and peer and peer.get("median_tokens_per_s") else None
+            versus = (
+                median / peer["median_tokens_per_s"]
+                if median and peer and peer.get("median_tokens_per_s")
+                else None
+            )
             peak = measured.get("peak_allocated_gib") if measured and measured["status"] == "ok" else None
             reserved = measured.get("peak_reserved_gib") if measured and measured["status"] == "ok" else None
             status = measured["status"] if measured else "-"
             whole_run = capped or uncapped
-            rows.append([f"{batch}x{seq}", stack, fits, bc.fmt(speed), bc.fmt(median),
-                         bc.fmt(ratio, 2) + ("x" if ratio else ""), bc.fmt(versus, 2) + ("x" if versus else ""),
-                         bc.fmt(peak, 2), bc.fmt(reserved, 2), bc.fmt(measured.get("whole_peak_gib") if peak else None, 2),
-                         fits_budget(whole_run, budget), bc.fmt(measured.get("first_loss") if measured else None, 4),
-                         status if status != "ok" else ""])
+            rows.append(
+                [
+                    f"{batch}x{seq}",
+                    stack,
+                    fits,
+                    bc.fmt(speed),
+                    bc.fmt(median),
+                    bc.fmt(ratio, 2) + ("x" if ratio else ""),
+                    bc.fmt(versus, 2) + ("x" if versus else ""),
+                    bc.fmt(peak, 2),
+                    bc.fmt(reserved, 2),
+                    bc.fmt(measured.get("whole_peak_gib") if peak else None, 2),
+                    fits_budget(whole_run, budget),
+                    bc.fmt(measured.get("first_loss") if measured else None, 4),
+                    status if status != "ok" else "",
+                ]
+            )
     cap = next((r.get("cap_gib") for r in runs if r.get("cap_gib")), None)
     print()
-    table = bc.print_table(["batch", "stack", f"fits {cap or '-'} GiB cap", "tokens/s (mean)", "tokens/s (median)",
-                            "vs plain", "vs unsloth (median)", "peak alloc GiB", "peak reserved GiB",
-                            "whole process GiB", f"fits {budget:g} GiB", "step-1 loss", "note"], rows)
+    table = bc.print_table(
+        [
+            "batch",
+            "stack",
+            f"fits {cap or '-'} GiB cap",
+            "tokens/s (mean)",
+            "tokens/s (median)",
+            "vs plain",
+            "vs unsloth (median)",
+            "peak alloc GiB",
+            "peak reserved GiB",
+            "whole process GiB",
+            f"fits {budget:g} GiB",
+            "step-1 loss",
+            "note",
+        ],
+        rows,
+    )
     return {"runs": runs, "env": env, "table": table}
 
 
@@ -952,38 +1256,71 @@ def fits_budget(run: dict[str, Any] | None, budget_gib: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--report", nargs="+", metavar="JSON", help="print the table of earlier result files")
     parser.add_argument("--preset", default="mistral-7b", choices=sorted(bc.PRESETS))
     parser.add_argument("--model-dir", default="/tmp/forumtune-bench/mistral-7b-shape")
     parser.add_argument("--work-dir", default="/tmp/forumtune-bench/throughput")
     parser.add_argument("--stacks", default="plain,forumtune,unsloth")
-    parser.add_argument("--shapes", default="2x2048,2x512,1x8192", help="micro-batch x sequence length, comma-separated")
+    parser.add_argument(
+        "--shapes", default="2x2048,2x512,1x8192", help="micro-batch x sequence length, comma-separated"
+    )
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps after the warm-up (their median is reported too)")
-    parser.add_argument("--cap-gib", type=float, help="allocator cap; 0 for none (default 8, or --budget-gib "
-                                                        "with --bisect-seq)")
+    parser.add_argument(
+        "--steps", type=int, default=8, help="timed steps after the warm-up (their median is reported too)"
+    )
+    parser.add_argument(
+        "--cap-gib",
+        type=float,
+        help="allocator cap; 0 for none (default 8, or --budget-gib with --bisect-seq)",
+    )
     parser.add_argument("--no-uncapped-on-oom", dest="uncapped_on_oom", action="store_false")
     parser.add_argument("--run-timeout-s", type=float, default=420)
-    parser.add_argument("--deadline-s", type=float, default=1e9, help="stop starting runs after this many seconds")
-    parser.add_argument("--min-run-s", type=float, default=60, help="skip a run with less time than this left")
-    parser.add_argument("--profile-out", type=Path, help="also profile one step (--profile-stack); write its JSON here")
+    parser.add_argument(
+        "--deadline-s", type=float, default=1e9, help="stop starting runs after this many seconds"
+    )
+    parser.add_argument(
+        "--min-run-s", type=float, default=60, help="skip a run with less time than this left"
+    )
+    parser.add_argument(
+        "--profile-out", type=Path, help="also profile one step (--profile-stack); write its JSON here"
+    )
     parser.add_argument("--profile-shape", default="2x2048")
-    parser.add_argument("--profile-stack", default="plain", choices=("plain", *FAST_STACKS),
-                        help="which stack --profile-out profiles")
+    parser.add_argument(
+        "--profile-stack",
+        default="plain",
+        choices=("plain", *FAST_STACKS),
+        help="which stack --profile-out profiles",
+    )
     parser.add_argument("--trace-out", help="with --profile-out: also write a Chrome trace of the step here")
-    parser.add_argument("--memory-trace", action="store_true",
-                        help="record the allocator's events in the third timed step and report the largest "
-                             "blocks alive at its peak")
-    parser.add_argument("--lora-dropout", type=float, default=0.0,
-                        help="LoRA dropout of every stack but unsloth (which needs 0 for its fast path)")
-    parser.add_argument("--budget-gib", type=float, default=7.6,
-                        help="what an 8 GB card leaves to a process: the 'fits' column and --bisect-seq judge the "
-                             "run's whole use of the card (context, workspaces, managed memory included) against it")
-    parser.add_argument("--bisect-seq", action="store_true",
-                        help="instead of --shapes: for each stack, the longest sequence (batch 1) that fits "
-                             "--budget-gib, each trial its own process, under --cap-gib (default the budget)")
+    parser.add_argument(
+        "--memory-trace",
+        action="store_true",
+        help="record the allocator's events in the third timed step and report the largest "
+        "blocks alive at its peak",
+    )
+    parser.add_argument(
+        "--lora-dropout",
+        type=float,
+        default=0.0,
+        help="LoRA dropout of every stack but unsloth (which needs 0 for its fast path)",
+    )
+    parser.add_argument(
+        "--budget-gib",
+        type=float,
+        default=7.6,
+        help="what an 8 GB card leaves to a process: the 'fits' column and --bisect-seq judge the "
+        "run's whole use of the card (context, workspaces, managed memory included) against it",
+    )
+    parser.add_argument(
+        "--bisect-seq",
+        action="store_true",
+        help="instead of --shapes: for each stack, the longest sequence (batch 1) that fits "
+        "--budget-gib, each trial its own process, under --cap-gib (default the budget)",
+    )
     parser.add_argument("--bisect-start", type=int, default=16384)
     parser.add_argument("--bisect-min", type=int, default=1024)
     parser.add_argument("--bisect-max", type=int, default=65536)

@@ -48,10 +48,18 @@ def type_name(annotation: Any) -> str:
 
 
 def bounds(field: FieldInfo) -> str:
-    signs = {annotated_types.Ge: ("ge", "≥"), annotated_types.Gt: ("gt", ">"),
-             annotated_types.Le: ("le", "≤"), annotated_types.Lt: ("lt", "<")}
-    parts = [f"{sign} {getattr(item, attribute)}" for item in field.metadata
-             for kind, (attribute, sign) in signs.items() if isinstance(item, kind)]
+    signs = {
+        annotated_types.Ge: ("ge", "≥"),
+        annotated_types.Gt: ("gt", ">"),
+        annotated_types.Le: ("le", "≤"),
+        annotated_types.Lt: ("lt", "<"),
+    }
+    parts = [
+        f"{sign} {getattr(item, attribute)}"
+        for item in field.metadata
+        for kind, (attribute, sign) in signs.items()
+        if isinstance(item, kind)
+    ]
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -85,15 +93,20 @@ def section_table(prefix: str, section: type[BaseModel]) -> list[str]:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     nested = []
     for name, field in section.model_fields.items():
-        inner = [arg for arg in (field.annotation, *typing.get_args(field.annotation))
-                 if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        inner = [
+            arg
+            for arg in (field.annotation, *typing.get_args(field.annotation))
+            if isinstance(arg, type) and issubclass(arg, BaseModel)
+        ]
         if inner and prefix:
             nested.append((f"{prefix}.{name}", inner[0], field))
         if inner and not prefix:
             continue  # a top-level section: its own table
         key = f"`{prefix}.{name}`" if prefix else f"`{name}`"
-        rows.append(f"| {key} | {type_name(field.annotation)}{bounds(field)} | {default_text(field)} | "
-                    f"{description(field)} |")
+        rows.append(
+            f"| {key} | {type_name(field.annotation)}{bounds(field)} | {default_text(field)} | "
+            f"{description(field)} |"
+        )
     lines = rows
     for dotted, inner_section, field in nested:
         lines += ["", f"`{dotted}`: {description(field)}", "", *section_table(dotted, inner_section)]
@@ -126,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     wanted = replace_block(current, render())
     if args.check:
         if wanted != current:
-            print("README.md's config reference differs from config.py: "
-                  "run python scripts/config_reference.py", file=sys.stderr)
+            print(
+                "README.md's config reference differs from config.py: run python scripts/config_reference.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     README.write_text(wanted, encoding="utf-8")

@@ -1210,7 +1210,15 @@ def edit_time(thread_id: int, post: Post) -> dt.datetime | None:
 
 # Members whose advice the community trusts, and the one whose advice it does not: their replies draw
 # more (or fewer) likes, as on any real forum.
-TRUSTED = {"bootfitter_dan", "tuningtom", "physio_lena", "avy_anna", "coach_marek", "couloir_cam", "icecoast_ian"}
+TRUSTED = {
+    "bootfitter_dan",
+    "tuningtom",
+    "physio_lena",
+    "avy_anna",
+    "coach_marek",
+    "couloir_cam",
+    "icecoast_ian",
+}
 DISTRUSTED = {"gaper_greg"}
 THANKS = re.compile(r"\b(thanks|thank you|ended up|update|took it)\b", re.IGNORECASE)
 
@@ -1242,10 +1250,15 @@ def give_likes(thread: BuiltThread) -> None:
             quoted[post.quoted] += 1
     for post in thread.posts:
         post.likes = post_likes(thread.thread_id, post, thread.starter, quoted[post.index])
-    closing = [post for post in thread.posts[2:] if post.author == thread.starter and THANKS.search(post.text)]
+    closing = [
+        post for post in thread.posts[2:] if post.author == thread.starter and THANKS.search(post.text)
+    ]
     if closing:
-        answers = [post for post in thread.posts[1 : closing[-1].index]
-                   if post.author not in (thread.starter, *DISTRUSTED)]
+        answers = [
+            post
+            for post in thread.posts[1 : closing[-1].index]
+            if post.author not in (thread.starter, *DISTRUSTED)
+        ]
         if answers:
             max(answers, key=lambda post: (post.likes, -post.index)).accepted = True
 

@@ -42,28 +42,42 @@ def train_tokenizer(texts: list[str]) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=TARGET, help="where the tokenizer files go")
     out = parser.parse_args().out
     texts = forum_texts()
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(texts), bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>", additional_special_tokens=["[INST]", "[/INST]"], model_max_length=1024,
-        chat_template=NAMED_TEMPLATES["mistral"], clean_up_tokenization_spaces=False,
+        tokenizer_object=train_tokenizer(texts),
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        additional_special_tokens=["[INST]", "[/INST]"],
+        model_max_length=1024,
+        chat_template=NAMED_TEMPLATES["mistral"],
+        clean_up_tokenization_spaces=False,
     )
     with tempfile.TemporaryDirectory() as staging:
         wrapped.save_pretrained(staging)
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(staging, out)
-    print(f"trained on {len(texts)} texts; vocab {len(wrapped)}; wrote {sorted(p.name for p in out.iterdir())} "
-          f"to {out}")
+    print(
+        f"trained on {len(texts)} texts; vocab {len(wrapped)}; wrote {sorted(p.name for p in out.iterdir())} "
+        f"to {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,12 @@ LOCAL_LABEL = re.compile(r"^(torch|torchvision|torchaudio)==([^+\s]+)\+\S+$", re
 
 
 def locked_lines(venv_python: str) -> list[str]:
-    frozen = subprocess.run([venv_python, "-m", "pip", "freeze", "--all", "--exclude-editable"],
-                            capture_output=True, text=True, check=True).stdout
+    frozen = subprocess.run(
+        [venv_python, "-m", "pip", "freeze", "--all", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     pins = []
     for line in frozen.splitlines():
         if not line or line.startswith("#") or LEFT_OUT.match(line) or "==" not in line:
@@ -36,13 +40,19 @@ def locked_lines(venv_python: str) -> list[str]:
 def main() -> None:
     venv_python = sys.argv[1]
     out = Path(sys.argv[2] if len(sys.argv) > 2 else "requirements/lock-cpu.txt")
-    version = subprocess.run([venv_python, "-c", "import platform; print(platform.python_version())"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [venv_python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     header = [
         "# The versions `make install` / `make test` install (pip constraints). Generated: do not edit by hand;",
-        "# refresh with `make test-latest && make lock` (README, \"Installs\").",
-        (f"# Tested {date.today().isoformat()} on Python {version}, {platform.system()} {platform.machine()}, "
-         "with the CPU build of torch."),
+        '# refresh with `make test-latest && make lock` (README, "Installs").',
+        (
+            f"# Tested {date.today().isoformat()} on Python {version}, {platform.system()} {platform.machine()}, "
+            "with the CPU build of torch."
+        ),
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join([*header, *locked_lines(venv_python)]) + "\n")

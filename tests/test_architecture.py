@@ -85,16 +85,20 @@ def forbidden(edge: Edge) -> str | None:
     if target in ORCHESTRATION:
         return f"only the command line calls {target}.py; a module it calls must not call back"
     if owner in STAGES and target in STAGES:
-        return (f"the {owner} stage may not import the {target} stage: read its files through a shared "
-                "module (forumtune.layout, records, forum_store, metrics_log, models) or move what both "
-                "need into one")
+        return (
+            f"the {owner} stage may not import the {target} stage: read its files through a shared "
+            "module (forumtune.layout, records, forum_store, metrics_log, models) or move what both "
+            "need into one"
+        )
     if target in COMPONENTS and owner not in COMPONENTS[target]:
         users = ", ".join(sorted(COMPONENTS[target]))
         return f"{target}/ is the fast path of {users}; {owner} may not use it"
     shared = owner not in STAGES and owner not in COMPONENTS
     if (shared or owner in COMPONENTS) and target in STAGES and (owner, target) not in KNOWN_EXCEPTIONS:
-        return (f"{owner} is shared by every stage, so it may not import the {target} stage (that would tie "
-                "every stage to it); move what it needs into a shared module")
+        return (
+            f"{owner} is shared by every stage, so it may not import the {target} stage (that would tie "
+            "every stage to it); move what it needs into a shared module"
+        )
     return None
 
 
@@ -109,31 +113,49 @@ def test_every_allowed_exception_is_still_needed():
     assert not stale, f"remove from KNOWN_EXCEPTIONS, the import is gone: {stale}"
 
 
-@pytest.mark.parametrize(("module", "source", "message"), [
-    ("eval.stage", "from forumtune.train.loading import load_adapter_model",
-     "the eval stage may not import the train stage"),
-    ("chat.stage", "from forumtune.pipeline import gguf_name", "only the command line calls pipeline.py"),
-    ("data.build", "from ..scrape import store", "the data stage may not import the scrape stage"),
-    ("export.stage", "import forumtune.kernels.lora_linear", "kernels/ is the fast path of train"),
-    ("records", "def f():\n    from forumtune.data.encode import IGNORE_INDEX",
-     "records is shared by every stage, so it may not import the data stage"),
-])
+@pytest.mark.parametrize(
+    ("module", "source", "message"),
+    [
+        (
+            "eval.stage",
+            "from forumtune.train.loading import load_adapter_model",
+            "the eval stage may not import the train stage",
+        ),
+        ("chat.stage", "from forumtune.pipeline import gguf_name", "only the command line calls pipeline.py"),
+        ("data.build", "from ..scrape import store", "the data stage may not import the scrape stage"),
+        ("export.stage", "import forumtune.kernels.lora_linear", "kernels/ is the fast path of train"),
+        (
+            "records",
+            "def f():\n    from forumtune.data.encode import IGNORE_INDEX",
+            "records is shared by every stage, so it may not import the data stage",
+        ),
+    ],
+)
 def test_a_new_edge_fails_with_the_module_and_the_import(module, source, message):
-    edges = [Edge(module, node.lineno, name) for node in ast.walk(ast.parse(source))
-             for name in imported_names(node, module, is_package=False)]
+    edges = [
+        Edge(module, node.lineno, name)
+        for node in ast.walk(ast.parse(source))
+        for name in imported_names(node, module, is_package=False)
+    ]
     assert edges, source
     reason = forbidden(edges[0])
     assert reason is not None and message in reason
     assert f"src/forumtune/{module.replace('.', '/')}.py:" in str(edges[0])
 
 
-@pytest.mark.parametrize(("module", "source"), [
-    ("train.loop", "from forumtune.kernels import lora_linear"),
-    ("eval.stage", "from forumtune.records import read_rows"),
-    ("pipeline", "from forumtune.train.loop import run_train"),
-    ("scrape.sites.markup", "from ..models import ThreadPage"),
-])
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("train.loop", "from forumtune.kernels import lora_linear"),
+        ("eval.stage", "from forumtune.records import read_rows"),
+        ("pipeline", "from forumtune.train.loop import run_train"),
+        ("scrape.sites.markup", "from ..models import ThreadPage"),
+    ],
+)
 def test_allowed_edges_pass(module, source):
-    edges = [Edge(module, node.lineno, name) for node in ast.walk(ast.parse(source))
-             for name in imported_names(node, module, is_package=False)]
+    edges = [
+        Edge(module, node.lineno, name)
+        for node in ast.walk(ast.parse(source))
+        for name in imported_names(node, module, is_package=False)
+    ]
     assert edges and all(forbidden(edge) is None for edge in edges)

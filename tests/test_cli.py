@@ -7,8 +7,13 @@ from tests.conftest import DEMO_CONFIG
 
 
 def forumtune(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "forumtune.cli", *args], capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "forumtune.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_config_prints_the_resolved_config_with_overrides():

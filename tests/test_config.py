@@ -17,20 +17,31 @@ def test_demo_config_resolves_paths_relative_to_the_file():
 
 
 def test_paths_and_path_like_names_are_relative_to_the_config_file():
-    config = load_config(DEMO_CONFIG, ["model.base=./models/mine", "eval.embedding_model=../minilm",
-                                       "export.llama_quantize=bin/llama-quantize", "build.input_file=data.jsonl"])
+    config = load_config(
+        DEMO_CONFIG,
+        [
+            "model.base=./models/mine",
+            "eval.embedding_model=../minilm",
+            "export.llama_quantize=bin/llama-quantize",
+            "build.input_file=data.jsonl",
+        ],
+    )
     folder = DEMO_CONFIG.parent
     assert config.model.base == str(folder / "models" / "mine")
     assert config.eval.embedding_model == str(folder / ".." / "minilm")
     assert config.export.llama_quantize == folder / "bin" / "llama-quantize"
     assert config.build.input_file == folder / "data.jsonl"
-    hub = load_config(DEMO_CONFIG, ["model.base=mistralai/Mistral-7B-Instruct-v0.2", "eval.embedding_model=auto"])
+    hub = load_config(
+        DEMO_CONFIG, ["model.base=mistralai/Mistral-7B-Instruct-v0.2", "eval.embedding_model=auto"]
+    )
     assert hub.model.base == "mistralai/Mistral-7B-Instruct-v0.2" and hub.eval.embedding_model == "auto"
 
 
 def test_overrides_parse_values_as_yaml():
-    config = load_config(DEMO_CONFIG, ["train.max_steps=7", "train.gradient_checkpointing=false",
-                                       "lora.target_modules=[q_proj, v_proj]"])
+    config = load_config(
+        DEMO_CONFIG,
+        ["train.max_steps=7", "train.gradient_checkpointing=false", "lora.target_modules=[q_proj, v_proj]"],
+    )
     assert config.train.max_steps == 7
     assert config.train.gradient_checkpointing is False
     assert config.lora.target_modules == ["q_proj", "v_proj"]

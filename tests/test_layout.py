@@ -23,8 +23,13 @@ def test_every_stage_path_sits_in_the_run_dir_and_the_gguf_is_named_after_the_ru
 
 
 def test_checkpoints_are_listed_by_step_and_half_written_ones_left_out(tmp_path):
-    for name, complete in (("step-000100", True), ("step-000020", True), ("step-000300", False),
-                           (".step-000400.partial", True), ("best", True)):
+    for name, complete in (
+        ("step-000100", True),
+        ("step-000020", True),
+        ("step-000300", False),
+        (".step-000400.partial", True),
+        ("best", True),
+    ):
         (tmp_path / name).mkdir()
         if complete:
             (tmp_path / name / "state.json").write_text("{}")
@@ -59,7 +64,10 @@ def test_a_shared_cache_keeps_the_first_finished_copy_and_nothing_of_a_failed_on
         (staging / "config.json").write_text("{}")
         raise OSError("disk full")
     assert not target.exists() and not list(target.parent.iterdir())
-    with atomic_directory(target, first_wins=True) as slower, atomic_directory(target, first_wins=True) as faster:
+    with (
+        atomic_directory(target, first_wins=True) as slower,
+        atomic_directory(target, first_wins=True) as faster,
+    ):
         (faster / "config.json").write_text('{"a": 1}')
         (slower / "config.json").write_text('{"a": 2}')  # its block ends after the faster one's: dropped
     assert json.loads((target / "config.json").read_text()) == {"a": 1}

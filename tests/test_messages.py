@@ -24,11 +24,18 @@ from tests.conftest import DEMO_CONFIG, write_config
 WITHOUT_LLAMA_CPP = "import sys; sys.modules['llama_cpp'] = None; from forumtune.cli import main; main()"
 
 
-def forumtune(*args: str, env: dict[str, str] | None = None, without_llama_cpp: bool = False,
-              timeout: float = 120) -> subprocess.CompletedProcess:
+def forumtune(
+    *args: str, env: dict[str, str] | None = None, without_llama_cpp: bool = False, timeout: float = 120
+) -> subprocess.CompletedProcess:
     program = ["-c", WITHOUT_LLAMA_CPP, *args] if without_llama_cpp else ["-m", "forumtune.cli", *args]
-    return subprocess.run([sys.executable, *program], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, check=False)
+    return subprocess.run(
+        [sys.executable, *program],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
@@ -37,8 +44,11 @@ def assert_user_error(result: subprocess.CompletedProcess, *phrases: str) -> Non
     assert result.returncode != 0, result.stdout
     assert "error:" not in result.stdout, "errors must not end up in the command's output"
     assert "\nerror: " in "\n" + result.stderr, result.stderr
-    message = result.stderr[result.stderr.index("error: ") if result.stderr.startswith("error: ")
-                            else result.stderr.index("\nerror: ") + 1:]
+    message = result.stderr[
+        result.stderr.index("error: ")
+        if result.stderr.startswith("error: ")
+        else result.stderr.index("\nerror: ") + 1 :
+    ]
     assert "Traceback" not in result.stderr
     for phrase in phrases:
         assert phrase in message, (phrase, result.stderr)
@@ -57,12 +67,21 @@ def test_errors_go_to_stderr_so_redirected_output_holds_only_results(tmp_path):
     assert good.returncode == 0 and good.stderr == "" and yaml.safe_load(good.stdout)["name"] == "demo"
 
 
-@pytest.mark.parametrize(("make", "phrases"), [
-    (lambda tmp: tmp, ["is a directory, not a config file", "examples/demo.yaml"]),
-    (lambda tmp: tmp / "missing.yaml", ["missing.yaml does not exist", "examples/demo.yaml"]),
-    (lambda tmp: write_text(tmp / "bad.yaml", "name: demo\nscrape: [url: x\n"), ["bad.yaml: not valid YAML", "line"]),
-    (lambda tmp: write_bytes(tmp / "binary.yaml", b"\xff\xfe\x00name"), ["binary.yaml is not a text file"]),
-])
+@pytest.mark.parametrize(
+    ("make", "phrases"),
+    [
+        (lambda tmp: tmp, ["is a directory, not a config file", "examples/demo.yaml"]),
+        (lambda tmp: tmp / "missing.yaml", ["missing.yaml does not exist", "examples/demo.yaml"]),
+        (
+            lambda tmp: write_text(tmp / "bad.yaml", "name: demo\nscrape: [url: x\n"),
+            ["bad.yaml: not valid YAML", "line"],
+        ),
+        (
+            lambda tmp: write_bytes(tmp / "binary.yaml", b"\xff\xfe\x00name"),
+            ["binary.yaml is not a text file"],
+        ),
+    ],
+)
 def test_a_config_path_that_is_not_a_yaml_file_is_one_clear_line(tmp_path, make, phrases):
     result = forumtune("config", str(make(tmp_path)))
     assert_user_error(result, *phrases)
@@ -83,18 +102,26 @@ def test_square_brackets_are_printed_as_typed_not_read_as_markup(tmp_path):
     result = forumtune("config", str(tmp_path / "[llama].yaml"))
     assert_user_error(result, "[llama].yaml does not exist")
     result = forumtune("config", str(DEMO_CONFIG), "--set", "build.system_prompt=[oops")
-    assert_user_error(result, "--set 'build.system_prompt=[oops': the value is not valid YAML",
-                      """--set 'build.system_prompt="[oops"'""")
+    assert_user_error(
+        result,
+        "--set 'build.system_prompt=[oops': the value is not valid YAML",
+        """--set 'build.system_prompt="[oops"'""",
+    )
     # advice naming an extra, from a stage: the k-quant needs llama.cpp, which is not installed here
     config = write_config(tmp_path, export={"gguf_type": "q4_k_m", "formats": ["gguf"]})
-    result = forumtune("export", str(config), without_llama_cpp=True, env={"PATH": os.path.dirname(sys.executable)})
+    result = forumtune(
+        "export", str(config), without_llama_cpp=True, env={"PATH": os.path.dirname(sys.executable)}
+    )
     assert "pip install 'forumtune[llama]'" in result.stderr and result.returncode == 2
 
 
 def test_a_misspelt_builtin_model_lists_the_builtin_ones():
     result = forumtune("config", str(DEMO_CONFIG), "--set", "model.base=builtin:tiny-lama")
-    assert_user_error(result, "model.base: 'builtin:tiny-lama' is not a built-in model",
-                      "the built-in ones are builtin:tiny-llama")
+    assert_user_error(
+        result,
+        "model.base: 'builtin:tiny-lama' is not a built-in model",
+        "the built-in ones are builtin:tiny-llama",
+    )
     assert "Value error" not in result.stderr
 
 
@@ -128,17 +155,25 @@ def test_chat_from_a_missing_gguf_says_to_export_before_asking_for_llama_cpp(tmp
 
 def test_scrape_tells_a_name_that_does_not_resolve_and_keeps_json_output_clean(tmp_path):
     # RFC 6761: .invalid names never resolve, so the lookup fails without reaching any server
-    config = write_config(tmp_path, scrape={"serve_dir": None, "url": "http://forum.invalid/forums/", "retries": 0})
+    config = write_config(
+        tmp_path, scrape={"serve_dir": None, "url": "http://forum.invalid/forums/", "retries": 0}
+    )
     result = forumtune("scrape", str(config), "--json")
-    assert_user_error(result, "the host name forum.invalid does not resolve", "check the host name in scrape.url")
+    assert_user_error(
+        result, "the host name forum.invalid does not resolve", "check the host name in scrape.url"
+    )
     assert result.stdout == ""  # with --json, stdout is for the summary alone
 
 
 def test_scrape_tells_a_refused_connection(tmp_path):
     port = free_port()  # bound and released: nothing listens there
-    config = write_config(tmp_path, scrape={"serve_dir": None, "url": f"http://127.0.0.1:{port}/f/", "retries": 0})
+    config = write_config(
+        tmp_path, scrape={"serve_dir": None, "url": f"http://127.0.0.1:{port}/f/", "retries": 0}
+    )
     result = forumtune("scrape", str(config))
-    assert_user_error(result, f"127.0.0.1:{port} refused the connection", "check the address and port in scrape.url")
+    assert_user_error(
+        result, f"127.0.0.1:{port} refused the connection", "check the address and port in scrape.url"
+    )
 
 
 def test_an_unreachable_hub_model_fails_at_once_in_one_line(tmp_path):
@@ -146,12 +181,18 @@ def test_an_unreachable_hub_model_fails_at_once_in_one_line(tmp_path):
     started = time.monotonic()
     result = forumtune("plan", str(DEMO_CONFIG), "--set", "model.base=someorg/some-model", env=hub)
     assert time.monotonic() - started < 60, "no 30 s of retries on top of the start-up"
-    assert_user_error(result, "model.base 'someorg/some-model' is a hub id", "hub.invalid does not resolve",
-                      "not in the local cache", "set model.base to a local model dir")
+    assert_user_error(
+        result,
+        "model.base 'someorg/some-model' is a hub id",
+        "hub.invalid does not resolve",
+        "not in the local cache",
+        "set model.base to a local model dir",
+    )
     assert "Retry" not in result.stderr and result.stderr.count("\n") == 1
 
-    offline = forumtune("plan", str(DEMO_CONFIG), "--set", "model.base=someorg/some-model",
-                        env={**hub, "HF_HUB_OFFLINE": "1"})
+    offline = forumtune(
+        "plan", str(DEMO_CONFIG), "--set", "model.base=someorg/some-model", env={**hub, "HF_HUB_OFFLINE": "1"}
+    )
     assert_user_error(offline, "HF_HUB_OFFLINE is set", "not in the local Hugging Face cache")
 
 
@@ -183,13 +224,15 @@ def test_plan_of_a_cpu_run_says_it_plans_a_gpu_and_shows_small_parts_in_mib():
 
 def test_bitsandbytes_kernel_download_notice_is_silenced_but_other_warnings_are_not():
     notice = "Failed to load CPU gemm_4bit_forward from kernels-community"
-    probe = ("import logging, sys\n"
-             "if sys.argv[1] == 'quiet':\n"
-             "    from forumtune.quiet import quiet_libraries; quiet_libraries()\n"
-             "import bitsandbytes\n"
-             "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('a warning the user can act on')\n"
-             "from bitsandbytes.functional import has_avx512bf16\n"
-             "print(has_avx512bf16())\n")
+    probe = (
+        "import logging, sys\n"
+        "if sys.argv[1] == 'quiet':\n"
+        "    from forumtune.quiet import quiet_libraries; quiet_libraries()\n"
+        "import bitsandbytes\n"
+        "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('a warning the user can act on')\n"
+        "from bitsandbytes.functional import has_avx512bf16\n"
+        "print(has_avx512bf16())\n"
+    )
     loud = subprocess.run([sys.executable, "-c", probe, "loud"], capture_output=True, text=True, check=True)
     quiet = subprocess.run([sys.executable, "-c", probe, "quiet"], capture_output=True, text=True, check=True)
     if loud.stdout.strip() == "True":  # bitsandbytes tries the download only on CPUs with AVX512-BF16

@@ -13,16 +13,24 @@ from tests.conftest import write_config
 
 
 def write_messages(path, count: int, answer: str) -> None:
-    rows = [{"messages": [{"role": "user", "content": f"How do I wax skis, question {n}?"},
-                          {"role": "assistant", "content": f"{answer} (answer number {n}, with some detail)"}]}
-            for n in range(count)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"How do I wax skis, question {n}?"},
+                {"role": "assistant", "content": f"{answer} (answer number {n}, with some detail)"},
+            ]
+        }
+        for n in range(count)
+    ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def test_an_input_file_skips_the_scrape_and_a_newer_file_rebuilds(tmp_path):
     data = tmp_path / "mine.jsonl"
     write_messages(data, 20, "Warm the wax and scrape it thin once it cools down")
-    config = load_config(write_config(tmp_path, build={"input_file": str(data), "near_duplicate_threshold": None}))
+    config = load_config(
+        write_config(tmp_path, build={"input_file": str(data), "near_duplicate_threshold": None})
+    )
     console = Console(quiet=True)
 
     assert run_pipeline(config, console, until="build") == ["build"]

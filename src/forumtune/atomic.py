@@ -33,7 +33,11 @@ def atomic_directory(target: Path, *, write: bool = True, first_wins: bool = Fal
     if not write:
         yield None
         return
-    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:12]}") if first_wins else staging_path(target)
+    staging = (
+        target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
+        if first_wins
+        else staging_path(target)
+    )
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:

@@ -70,8 +70,9 @@ def _make_tiny_model(staging: Path) -> None:
     for entry in tokenizer_files.iterdir():
         (staging / entry.name).write_bytes(entry.read_bytes())
     tokenizer = AutoTokenizer.from_pretrained(staging)
-    config = tiny_model_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id,
-                               tokenizer.pad_token_id)
+    config = tiny_model_config(
+        len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -14,8 +14,9 @@ from forumtune import cpu_layout
 from forumtune.records import IGNORE_INDEX, TokenizedRow
 
 
-def collate(records: list[TokenizedRow], pad_id: int, device: torch.device, *,
-            pad_to_multiple: int = 1) -> dict[str, Any]:
+def collate(
+    records: list[TokenizedRow], pad_id: int, device: torch.device, *, pad_to_multiple: int = 1
+) -> dict[str, Any]:
     if "position_ids" in records[0]:
         return collate_packed(records, pad_id, device, pad_to_multiple=pad_to_multiple)
     width = padded_width(records, pad_to_multiple)
@@ -27,12 +28,16 @@ def collate(records: list[TokenizedRow], pad_id: int, device: torch.device, *,
         input_ids[row, :length] = torch.tensor(record["input_ids"])
         labels[row, :length] = torch.tensor(record["labels"])
         attention_mask[row, :length] = 1
-    return {"input_ids": input_ids.to(device), "labels": labels.to(device),
-            "attention_mask": attention_mask.to(device)}
+    return {
+        "input_ids": input_ids.to(device),
+        "labels": labels.to(device),
+        "attention_mask": attention_mask.to(device),
+    }
 
 
-def collate_packed(records: list[TokenizedRow], pad_id: int, device: torch.device, *,
-                   pad_to_multiple: int = 1) -> dict[str, Any]:
+def collate_packed(
+    records: list[TokenizedRow], pad_id: int, device: torch.device, *, pad_to_multiple: int = 1
+) -> dict[str, Any]:
     """Rows packed by the build: no 2D attention mask and no KV cache, so transformers reads the example
     boundaries from the restarting position ids (with either, it skips that and examples attend to each
     other). Right padding gets positions of its own, 0, 1, 2..., so it is one more example nothing sees."""
@@ -46,8 +51,12 @@ def collate_packed(records: list[TokenizedRow], pad_id: int, device: torch.devic
         labels[row, :length] = torch.tensor(record["labels"])
         position_ids[row, :length] = torch.tensor(record["position_ids"])
         position_ids[row, length:] = torch.arange(width - length)
-    return {"input_ids": input_ids.to(device), "labels": labels.to(device), "position_ids": position_ids.to(device),
-            "use_cache": False}
+    return {
+        "input_ids": input_ids.to(device),
+        "labels": labels.to(device),
+        "position_ids": position_ids.to(device),
+        "use_cache": False,
+    }
 
 
 def padded_width(records: list[TokenizedRow], multiple: int) -> int:
@@ -75,8 +84,9 @@ def trained_token_count(batch: dict[str, torch.Tensor]) -> int:
 
 
 @torch.no_grad()
-def mean_token_loss(model: torch.nn.Module, records: list[TokenizedRow], batch_size: int, pad_id: int,
-                    device: torch.device) -> float:
+def mean_token_loss(
+    model: torch.nn.Module, records: list[TokenizedRow], batch_size: int, pad_id: int, device: torch.device
+) -> float:
     """Loss per trained token over all records (every token weighs the same, whatever its batch), in the
     trainable 4-bit layout: the eval-loss pass is where bitsandbytes would otherwise pack the weights."""
     cpu_layout.use_trainable_layout(model)
@@ -84,7 +94,7 @@ def mean_token_loss(model: torch.nn.Module, records: list[TokenizedRow], batch_s
     model.eval()
     total_loss, total_tokens = 0.0, 0
     for start in range(0, len(records), batch_size):
-        batch = collate(records[start: start + batch_size], pad_id, device)
+        batch = collate(records[start : start + batch_size], pad_id, device)
         tokens = trained_token_count(batch)
         if tokens == 0:
             continue

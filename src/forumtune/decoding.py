@@ -28,7 +28,7 @@ class AnswerRepetitionPenalty(LogitsProcessor):
         self.prompt_length = prompt_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        answer = input_ids[:, self.prompt_length:]
+        answer = input_ids[:, self.prompt_length :]
         if answer.shape[1] == 0 or self.penalty == 1.0:
             return scores
         return penalise(scores, answer, self.penalty)

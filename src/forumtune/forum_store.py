@@ -73,7 +73,9 @@ class ThreadRef:
     title: str
     external_id: str | None = None
     starter: str | None = None
-    last_post_at: str | None = None  # what the list says about the thread's activity: a change means new posts
+    last_post_at: str | None = (
+        None  # what the list says about the thread's activity: a change means new posts
+    )
     replies: str | None = None
 
 
@@ -187,8 +189,9 @@ class ForumStore:
 
     def list_page_next(self, url: str) -> tuple[bool, str | None]:
         """Whether a thread-list page was already walked in this pass, and the next list page it pointed to."""
-        row = self.db.execute("SELECT next_url FROM list_pages WHERE url = ? AND pass >= ?",
-                              (url, self.crawl_pass())).fetchone()
+        row = self.db.execute(
+            "SELECT next_url FROM list_pages WHERE url = ? AND pass >= ?", (url, self.crawl_pass())
+        ).fetchone()
         return (row is not None, row[0] if row else None)
 
     def add_list_page(
@@ -199,8 +202,9 @@ class ForumStore:
         with self.db:
             (count,) = self.db.execute("SELECT COUNT(*) FROM threads").fetchone()
             for ref in threads:
-                row = self.db.execute("SELECT id, last_post_at, replies, done FROM threads WHERE url = ?",
-                                      (ref.url,)).fetchone()
+                row = self.db.execute(
+                    "SELECT id, last_post_at, replies, done FROM threads WHERE url = ?", (ref.url,)
+                ).fetchone()
                 if row is not None:
                     known += 1
                     reopened += self._reopen_if_changed(row, ref)
@@ -208,20 +212,34 @@ class ForumStore:
                     self.db.execute(
                         "INSERT INTO threads (url, external_id, title, starter, list_position, next_page_url,"
                         " last_post_at, replies) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (ref.url, ref.external_id, ref.title, ref.starter, count, ref.url, ref.last_post_at,
-                         ref.replies),
+                        (
+                            ref.url,
+                            ref.external_id,
+                            ref.title,
+                            ref.starter,
+                            count,
+                            ref.url,
+                            ref.last_post_at,
+                            ref.replies,
+                        ),
                     )
                     count, new = count + 1, new + 1
-            self.db.execute("INSERT OR REPLACE INTO list_pages (url, next_url, pass) VALUES (?, ?, ?)",
-                            (url, next_url, self.crawl_pass()))
+            self.db.execute(
+                "INSERT OR REPLACE INTO list_pages (url, next_url, pass) VALUES (?, ?, ?)",
+                (url, next_url, self.crawl_pass()),
+            )
         return ListPageChanges(new=new, reopened=reopened, known=known)
 
     def _reopen_if_changed(self, row: tuple, ref: ThreadRef) -> int:
         thread_id, last_post_at, replies, done = row
-        unchanged = (last_post_at, replies) == (ref.last_post_at, ref.replies) and (ref.last_post_at or ref.replies)
+        unchanged = (last_post_at, replies) == (ref.last_post_at, ref.replies) and (
+            ref.last_post_at or ref.replies
+        )
         if not done or unchanged:  # a thread still being crawled reaches its end in this pass anyway
-            self.db.execute("UPDATE threads SET last_post_at = ?, replies = ? WHERE id = ?",
-                            (ref.last_post_at, ref.replies, thread_id))
+            self.db.execute(
+                "UPDATE threads SET last_post_at = ?, replies = ? WHERE id = ?",
+                (ref.last_post_at, ref.replies, thread_id),
+            )
             return 0
         # The thread has news: fetch its last stored page again (it may have grown) and go on from there.
         self.db.execute(
@@ -248,36 +266,67 @@ class ForumStore:
         return [StoredThread(*row[:5], done=bool(row[5])) for row in self.db.execute(query)]
 
     def page_urls(self, thread_id: int) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT url FROM thread_pages WHERE thread_id = ?", (thread_id,))}
+        return {
+            row[0]
+            for row in self.db.execute("SELECT url FROM thread_pages WHERE thread_id = ?", (thread_id,))
+        }
 
     def post_ids(self, thread_id: int, before_page: int) -> set[str]:
-        rows = self.db.execute("SELECT external_id FROM posts WHERE thread_id = ? AND page < ?"
-                               " AND external_id IS NOT NULL", (thread_id, before_page))
+        rows = self.db.execute(
+            "SELECT external_id FROM posts WHERE thread_id = ? AND page < ? AND external_id IS NOT NULL",
+            (thread_id, before_page),
+        )
         return {row[0] for row in rows}
 
     def add_thread_page(
-        self, thread_id: int, title: str | None, posts: list[ScrapedPost], next_url: str | None, done: bool,
-        *, page_url: str | None = None,
+        self,
+        thread_id: int,
+        title: str | None,
+        posts: list[ScrapedPost],
+        next_url: str | None,
+        done: bool,
+        *,
+        page_url: str | None = None,
     ) -> None:
         """Store the thread's next page (replacing it, when it is fetched again) with the thread's progress."""
         with self.db:
-            (number,) = self.db.execute("SELECT pages_fetched + 1 FROM threads WHERE id = ?", (thread_id,)).fetchone()
+            (number,) = self.db.execute(
+                "SELECT pages_fetched + 1 FROM threads WHERE id = ?", (thread_id,)
+            ).fetchone()
             self.db.execute("DELETE FROM posts WHERE thread_id = ? AND page >= ?", (thread_id, number))
-            self.db.execute("DELETE FROM thread_pages WHERE thread_id = ? AND number >= ?", (thread_id, number))
-            (start,) = self.db.execute("SELECT COUNT(*) FROM posts WHERE thread_id = ?", (thread_id,)).fetchone()
+            self.db.execute(
+                "DELETE FROM thread_pages WHERE thread_id = ? AND number >= ?", (thread_id, number)
+            )
+            (start,) = self.db.execute(
+                "SELECT COUNT(*) FROM posts WHERE thread_id = ?", (thread_id,)
+            ).fetchone()
             self.db.executemany(
                 "INSERT INTO posts (thread_id, position, page, external_id, author, posted_at, text, quotes,"
                 " signature, links, likes, score, accepted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (thread_id, start + i, number, p.external_id, p.author, p.posted_at, p.text,
-                     json.dumps(p.quotes), p.signature, json.dumps(p.links), p.likes, p.score,
-                     None if p.accepted is None else int(p.accepted))
+                    (
+                        thread_id,
+                        start + i,
+                        number,
+                        p.external_id,
+                        p.author,
+                        p.posted_at,
+                        p.text,
+                        json.dumps(p.quotes),
+                        p.signature,
+                        json.dumps(p.links),
+                        p.likes,
+                        p.score,
+                        None if p.accepted is None else int(p.accepted),
+                    )
                     for i, p in enumerate(posts)
                 ],
             )
             if page_url is not None:
-                self.db.execute("INSERT INTO thread_pages (thread_id, number, url) VALUES (?, ?, ?)",
-                                (thread_id, number, page_url))
+                self.db.execute(
+                    "INSERT INTO thread_pages (thread_id, number, url) VALUES (?, ?, ?)",
+                    (thread_id, number, page_url),
+                )
             self.db.execute(
                 "UPDATE threads SET pages_fetched = ?, next_page_url = ?, done = ?, title = COALESCE(?, title)"
                 " WHERE id = ?",
@@ -289,8 +338,11 @@ class ForumStore:
 
     def import_thread(self, url: str, external_id: str, title: str, position: int) -> None:
         """A thread of a dump, finished on arrival (a dump has no pages to fetch); known ones are kept."""
-        self.db.execute("INSERT OR IGNORE INTO threads (url, external_id, title, list_position, pages_fetched, done)"
-                        " VALUES (?, ?, ?, ?, 1, 1)", (url, external_id, title, position))
+        self.db.execute(
+            "INSERT OR IGNORE INTO threads (url, external_id, title, list_position, pages_fetched, done)"
+            " VALUES (?, ?, ?, ?, 1, 1)",
+            (url, external_id, title, position),
+        )
 
     def import_post(self, thread_url: str, post: ScrapedPost) -> bool:
         """Append a post to its thread; False when the thread is not in the store (an orphan row)."""
@@ -301,22 +353,40 @@ class ForumStore:
         self.db.execute(
             "INSERT INTO posts (thread_id, position, page, external_id, author, posted_at, text, quotes, signature,"
             " links, likes, score, accepted) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (row[0], position, post.external_id, post.author, post.posted_at, post.text, json.dumps(post.quotes),
-             post.signature, json.dumps(post.links), post.likes, post.score,
-             None if post.accepted is None else int(post.accepted)))
+            (
+                row[0],
+                position,
+                post.external_id,
+                post.author,
+                post.posted_at,
+                post.text,
+                json.dumps(post.quotes),
+                post.signature,
+                json.dumps(post.links),
+                post.likes,
+                post.score,
+                None if post.accepted is None else int(post.accepted),
+            ),
+        )
         return True
 
     def thread_url_of_post(self, external_id: str) -> str | None:
-        row = self.db.execute("SELECT t.url FROM posts p JOIN threads t ON t.id = p.thread_id"
-                              " WHERE p.external_id = ? LIMIT 1", (external_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT t.url FROM posts p JOIN threads t ON t.id = p.thread_id WHERE p.external_id = ? LIMIT 1",
+            (external_id,),
+        ).fetchone()
         return row[0] if row else None
 
     def post_text(self, external_id: str) -> str | None:
-        row = self.db.execute("SELECT text FROM posts WHERE external_id = ? LIMIT 1", (external_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT text FROM posts WHERE external_id = ? LIMIT 1", (external_id,)
+        ).fetchone()
         return row[0] if row else None
 
     def mark_accepted(self, external_ids: list[str]) -> None:
-        self.db.executemany("UPDATE posts SET accepted = 1 WHERE external_id = ?", [(i,) for i in external_ids])
+        self.db.executemany(
+            "UPDATE posts SET accepted = 1 WHERE external_id = ?", [(i,) for i in external_ids]
+        )
 
     def mark_thread_done(self, thread_id: int) -> None:
         with self.db:
@@ -331,8 +401,21 @@ class ForumStore:
                 " WHERE thread_id = ? ORDER BY position",
                 (thread.id,),
             ).fetchall()
-            posts = [StoredPost(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8],
-                                None if r[9] is None else bool(r[9])) for r in rows]
+            posts = [
+                StoredPost(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    json.loads(r[5]),
+                    r[6],
+                    r[7],
+                    r[8],
+                    None if r[9] is None else bool(r[9]),
+                )
+                for r in rows
+            ]
             yield thread, posts
 
     def iter_located_posts(self) -> Iterator[LocatedPost]:
@@ -341,6 +424,7 @@ class ForumStore:
             "SELECT t.id, t.url, t.title, p.position, COALESCE(tp.url, t.url), p.external_id, p.author,"
             " p.posted_at, p.text, p.signature FROM posts p JOIN threads t ON t.id = p.thread_id"
             " LEFT JOIN thread_pages tp ON tp.thread_id = p.thread_id AND tp.number = p.page"
-            " ORDER BY t.list_position, p.position")
+            " ORDER BY t.list_position, p.position"
+        )
         for row in rows:
             yield LocatedPost(*row)

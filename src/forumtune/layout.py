@@ -175,8 +175,9 @@ class RunLayout:
 
     def _named(self, what: str) -> str:
         if self.name is None or self.gguf_type is None:
-            raise ValueError(f"RunLayout.{what} needs the run's name and export.gguf_type: "
-                             "use RunLayout.of(config)")
+            raise ValueError(
+                f"RunLayout.{what} needs the run's name and export.gguf_type: use RunLayout.of(config)"
+            )
         return self.name
 
 
@@ -220,8 +221,11 @@ def checkpoint_dirs(root: Path) -> list[Path]:
     """The complete step-N checkpoints under `root`, oldest first (a half-written one has no state.json)."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir()
-             if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / "state.json").exists()]
+    found = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / "state.json").exists()
+    ]
     return sorted(found, key=checkpoint_step)
 
 
@@ -232,7 +236,7 @@ def checkpoint_dir(root: Path, step: int) -> Path:
 
 def checkpoint_step(path: Path) -> int:
     """The optimizer step a checkpoint dir was saved at, from its name (step-000050 → 50)."""
-    return int(path.name[len(CHECKPOINT_PREFIX):])
+    return int(path.name[len(CHECKPOINT_PREFIX) :])
 
 
 def checkpoint_adapter(path: Path) -> Path:

@@ -6,13 +6,27 @@ import csv
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ["step", "split", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "peak_memory_mib", "elapsed_s"]
+COLUMNS = [
+    "step",
+    "split",
+    "loss",
+    "lr",
+    "grad_norm",
+    "tokens",
+    "tokens_per_s",
+    "peak_memory_mib",
+    "elapsed_s",
+]
 
 
 class MetricsLog:
     def __init__(self, path: Path, resume_from_step: int = 0):
         self.path = path
-        kept = [row for row in read_metrics(path) if int(row["step"]) <= resume_from_step] if resume_from_step else []
+        kept = (
+            [row for row in read_metrics(path) if int(row["step"]) <= resume_from_step]
+            if resume_from_step
+            else []
+        )
         with path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()

@@ -23,20 +23,23 @@ class ConnectionProblem:
 def connection_problem(error: BaseException, host: str) -> ConnectionProblem:
     """The kind of a failure to connect to host, and what happened, from the OS or TLS error."""
     if isinstance(error, socket.gaierror):
-        return ConnectionProblem("dns", f"the host name {host} does not resolve "
-                                        f"(DNS lookup failed: {error.strerror})")
+        return ConnectionProblem(
+            "dns", f"the host name {host} does not resolve (DNS lookup failed: {error.strerror})"
+        )
     if isinstance(error, ConnectionRefusedError):
         return ConnectionProblem("refused", f"{host} refused the connection (nothing listens on that port)")
     if isinstance(error, TimeoutError):
         return ConnectionProblem("timeout", f"{host} did not answer in time")
     if isinstance(error, ssl.SSLCertVerificationError):
-        return ConnectionProblem("tls", f"the TLS certificate of {host} cannot be verified "
-                                        f"({error.verify_message})")
+        return ConnectionProblem(
+            "tls", f"the TLS certificate of {host} cannot be verified ({error.verify_message})"
+        )
     if isinstance(error, ssl.SSLError):
         return ConnectionProblem("tls", f"the TLS handshake with {host} failed ({error.reason or error})")
     if isinstance(error, OSError) and error.errno in UNREACHABLE:
-        return ConnectionProblem("unreachable", f"{host} cannot be reached from this machine "
-                                                f"({error.strerror})")
+        return ConnectionProblem(
+            "unreachable", f"{host} cannot be reached from this machine ({error.strerror})"
+        )
     return ConnectionProblem("network", f"connecting to {host} failed ({type(error).__name__}: {error})")
 
 

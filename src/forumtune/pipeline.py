@@ -58,8 +58,13 @@ def needs_index(config: Config) -> bool:
 def _build(config: Config, layout: RunLayout, console: Console) -> Any:
     from forumtune.data.build import run_build
 
-    return run_build(config, layout.forum_store, layout.dataset.dir, console,
-                     index_paths=(layout.search_index, layout.vector_index))
+    return run_build(
+        config,
+        layout.forum_store,
+        layout.dataset.dir,
+        console,
+        index_paths=(layout.search_index, layout.vector_index),
+    )
 
 
 def _train(config: Config, layout: RunLayout, console: Console, restart: bool = False) -> Any:
@@ -101,17 +106,38 @@ def _build_inputs(config: Config, layout: RunLayout) -> list[Path]:
 
 STAGES: list[Stage] = [  # name, inputs, outputs (both from forumtune.layout), config keys, entry function
     Stage("scrape", lambda c, paths: [], lambda c, paths: [paths.forum_store], ("scrape",), _scrape),
-    Stage("index", lambda c, paths: [paths.forum_store], lambda c, paths: [paths.search_index],
-          ("index", "build.urls", "build.scrub_contacts"), _index),
+    Stage(
+        "index",
+        lambda c, paths: [paths.forum_store],
+        lambda c, paths: [paths.search_index],
+        ("index", "build.urls", "build.scrub_contacts"),
+        _index,
+    ),
     Stage("build", _build_inputs, _dataset, ("build", "model.base", "seed"), _build),
-    Stage("train", _dataset, lambda c, paths: [paths.adapter_weights, paths.metrics_csv, paths.train_summary],
-          ("model", "lora", "train", "seed"), _train),
-    Stage("eval", lambda c, paths: [paths.adapter_weights, paths.metrics_csv],
-          lambda c, paths: [paths.eval_metrics, paths.loss_png, paths.report], ("eval",), _eval),
-    Stage("merge", lambda c, paths: [paths.adapter_weights], lambda c, paths: [paths.merged_config],
-          ("merge",), _merge),
-    Stage("export", lambda c, paths: [paths.merged_config], lambda c, paths: [paths.gguf],
-          ("export",), _export),
+    Stage(
+        "train",
+        _dataset,
+        lambda c, paths: [paths.adapter_weights, paths.metrics_csv, paths.train_summary],
+        ("model", "lora", "train", "seed"),
+        _train,
+    ),
+    Stage(
+        "eval",
+        lambda c, paths: [paths.adapter_weights, paths.metrics_csv],
+        lambda c, paths: [paths.eval_metrics, paths.loss_png, paths.report],
+        ("eval",),
+        _eval,
+    ),
+    Stage(
+        "merge",
+        lambda c, paths: [paths.adapter_weights],
+        lambda c, paths: [paths.merged_config],
+        ("merge",),
+        _merge,
+    ),
+    Stage(
+        "export", lambda c, paths: [paths.merged_config], lambda c, paths: [paths.gguf], ("export",), _export
+    ),
 ]
 STAGE_NAMES = [stage.name for stage in STAGES]
 
@@ -185,13 +211,20 @@ def run_stage(stage: Stage, config: Config, console: Console, **options: Any) ->
     if not is_main_process():
         return result
     stamp.parent.mkdir(exist_ok=True)
-    stamp.write_text(json.dumps(
-        {"fingerprint": stage_fingerprint(stage, config), "seconds": round(time.perf_counter() - started, 2)}))
+    stamp.write_text(
+        json.dumps(
+            {
+                "fingerprint": stage_fingerprint(stage, config),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
+    )
     return result
 
 
-def run_pipeline(config: Config, console: Console, *, force: bool = False, until: str | None = None,
-                 restart: bool = False) -> list[str]:
+def run_pipeline(
+    config: Config, console: Console, *, force: bool = False, until: str | None = None, restart: bool = False
+) -> list[str]:
     """Every stage in order, skipping those already done; returns the names of the stages that ran.
     Training resumes from its checkpoints; `restart` trains from step 0 (earlier checkpoints set aside)."""
     ran: list[str] = []
@@ -200,9 +233,13 @@ def run_pipeline(config: Config, console: Console, *, force: bool = False, until
         restarting = restart and stage.name == "train"
         reason = "forced" if force else "--restart" if restarting else stale_reason(stage, config, run_dir)
         if stage.name in ("scrape", "index") and config.build.input_file:
-            console.print(f"[dim]{stage.name}: not needed, the dataset comes from {config.build.input_file}[/dim]")
+            console.print(
+                f"[dim]{stage.name}: not needed, the dataset comes from {config.build.input_file}[/dim]"
+            )
         elif stage.name == "index" and not needs_index(config):
-            console.print("[dim]index: not needed (chat.retrieval is off, build.pairing is not qa_retrieved)[/dim]")
+            console.print(
+                "[dim]index: not needed (chat.retrieval is off, build.pairing is not qa_retrieved)[/dim]"
+            )
         elif reason is None:
             console.print(f"[dim]{stage.name}: up to date, skipped[/dim]")
         else:
@@ -214,4 +251,12 @@ def run_pipeline(config: Config, console: Console, *, force: bool = False, until
     return ran
 
 
-__all__ = ["STAGES", "STAGE_NAMES", "ForumtuneError", "get_stage", "run_pipeline", "run_stage", "stale_reason"]
+__all__ = [
+    "STAGES",
+    "STAGE_NAMES",
+    "ForumtuneError",
+    "get_stage",
+    "run_pipeline",
+    "run_stage",
+    "stale_reason",
+]

@@ -29,8 +29,9 @@ def rejected_row(row: PreferenceRow) -> TokenizedRow:
     return TokenizedRow(input_ids=row["rejected_input_ids"], labels=row["rejected_labels"])
 
 
-def collate_pairs(rows: list[PreferenceRow], pad_id: int, device: torch.device, *,
-                  pad_to_multiple: int = 1) -> dict[str, Any]:
+def collate_pairs(
+    rows: list[PreferenceRow], pad_id: int, device: torch.device, *, pad_to_multiple: int = 1
+) -> dict[str, Any]:
     """2 × len(rows) sequences: every chosen answer, then every rejected one in the same order."""
     sequences = [chosen_row(r) for r in rows] + [rejected_row(r) for r in rows]
     return collate(sequences, pad_id, device, pad_to_multiple=pad_to_multiple)
@@ -51,13 +52,18 @@ def mismatched(rows: list[LabelledRow]) -> list[TokenizedRow]:
         other = rows[index - 1]
         start, other_start = prompt_length(row), prompt_length(other)
         answer_ids = other["input_ids"][other_start:]
-        mixed.append(TokenizedRow(input_ids=row["input_ids"][:start] + answer_ids,
-                                  labels=[IGNORE_INDEX] * start + other["labels"][other_start:]))
+        mixed.append(
+            TokenizedRow(
+                input_ids=row["input_ids"][:start] + answer_ids,
+                labels=[IGNORE_INDEX] * start + other["labels"][other_start:],
+            )
+        )
     return mixed
 
 
-def collate_labelled(rows: list[LabelledRow], pad_id: int, device: torch.device, *,
-                     pad_to_multiple: int = 1) -> dict[str, Any]:
+def collate_labelled(
+    rows: list[LabelledRow], pad_id: int, device: torch.device, *, pad_to_multiple: int = 1
+) -> dict[str, Any]:
     """KTO: the rows, then as many mismatched prompt/answer rows for the KL estimate; `desirable` per row."""
     sequences = [TokenizedRow(input_ids=r["input_ids"], labels=r["labels"]) for r in rows] + mismatched(rows)
     batch = collate(sequences, pad_id, device, pad_to_multiple=pad_to_multiple)
@@ -67,7 +73,9 @@ def collate_labelled(rows: list[LabelledRow], pad_id: int, device: torch.device,
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     """The batch as the model takes it: no labels (the loss here is not the model's own)."""
-    return {key: value for key, value in batch.items() if key in ("input_ids", "attention_mask", "position_ids")}
+    return {
+        key: value for key, value in batch.items() if key in ("input_ids", "attention_mask", "position_ids")
+    }
 
 
 def answer_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +97,9 @@ def sequence_log_probs(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[t
 
 
 REFERENCE_METHODS = ("dpo", "kto")  # the preference losses that compare with a reference model
-REFERENCE_ADAPTER = "reference"  # a frozen copy of train.init_adapter: the reference when training started from it
+REFERENCE_ADAPTER = (
+    "reference"  # a frozen copy of train.init_adapter: the reference when training started from it
+)
 
 
 @contextlib.contextmanager
@@ -98,7 +108,9 @@ def reference_weights(model: torch.nn.Module) -> Iterator[None]:
     there is one (training from an SFT adapter: the reference is that SFT model), else the base with the
     adapter switched off. In eval mode (no LoRA dropout) and without gradients."""
     peft_model = model.module if hasattr(model, "module") else model  # DDP wraps it
-    cpu_layout.use_trainable_layout(peft_model)  # eval mode without gradients is where bitsandbytes would pack
+    cpu_layout.use_trainable_layout(
+        peft_model
+    )  # eval mode without gradients is where bitsandbytes would pack
     was_training = peft_model.training
     peft_model.eval()
     try:
@@ -131,8 +143,14 @@ def labelled_rows(rows: list[PreferenceRow | LabelledRow]) -> list[LabelledRow]:
             if key in seen:
                 continue
             seen.add(key)
-            labelled.append(LabelledRow(thread_id=row["thread_id"], prompt=row["prompt"],
-                                        completion=row[side],  # type: ignore[literal-required]
-                                        label=label, input_ids=row[f"{side}_input_ids"],  # type: ignore[literal-required]
-                                        labels=row[f"{side}_labels"]))  # type: ignore[literal-required]
+            labelled.append(
+                LabelledRow(
+                    thread_id=row["thread_id"],
+                    prompt=row["prompt"],
+                    completion=row[side],  # type: ignore[literal-required]
+                    label=label,
+                    input_ids=row[f"{side}_input_ids"],  # type: ignore[literal-required]
+                    labels=row[f"{side}_labels"],
+                )
+            )  # type: ignore[literal-required]
     return labelled

@@ -30,8 +30,11 @@ SINGLE_PROCESS = Ranks()
 
 def ranks_from_environment() -> Ranks:
     """The process's place in a torchrun launch (RANK, WORLD_SIZE, LOCAL_RANK); one process otherwise."""
-    return Ranks(rank=int(os.environ.get("RANK", "0")), world_size=int(os.environ.get("WORLD_SIZE", "1")),
-                 local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return Ranks(
+        rank=int(os.environ.get("RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
 
 
 def is_main_process() -> bool:

@@ -97,8 +97,14 @@ class ModelAnswer:
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> ModelAnswer:
         scores = row.get("scores")
-        return cls(text=row["text"], raw=row["raw"], ended_with_eos=row["ended_with_eos"], tokens=row["tokens"],
-                   flags=row.get("flags", {}), scores=ModelScores(**scores) if scores else None)
+        return cls(
+            text=row["text"],
+            raw=row["raw"],
+            ended_with_eos=row["ended_with_eos"],
+            tokens=row["tokens"],
+            flags=row.get("flags", {}),
+            scores=ModelScores(**scores) if scores else None,
+        )
 
 
 @dataclass
@@ -116,8 +122,12 @@ class EvalSample:
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> EvalSample:
-        return cls(question=row["question"], reference=row["reference"], reference_flags=row["reference_flags"],
-                   answers={name: ModelAnswer.from_json(answer) for name, answer in row["answers"].items()})
+        return cls(
+            question=row["question"],
+            reference=row["reference"],
+            reference_flags=row["reference_flags"],
+            answers={name: ModelAnswer.from_json(answer) for name, answer in row["answers"].items()},
+        )
 
 
 def write_jsonl(path: Path, rows: Iterable[Any]) -> None:

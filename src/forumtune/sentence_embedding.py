@@ -45,8 +45,13 @@ class SentenceEmbedder:
         """One unit-length vector per text: the mean of its token vectors."""
         vectors = []
         for start in range(0, len(texts), batch_size):
-            batch = self.tokenizer(texts[start: start + batch_size], padding=True, truncation=True,
-                                   max_length=256, return_tensors="pt").to(self.device)
+            batch = self.tokenizer(
+                texts[start : start + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=256,
+                return_tensors="pt",
+            ).to(self.device)
             hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)

@@ -117,7 +117,9 @@ def test_gguf_without_llama_cpp_says_how_to_get_it(trained_run, monkeypatch):
     [("adapter", "forumtune train"), ("merged", "forumtune merge"), ("gguf", "forumtune export")],
 )
 def test_a_missing_artifact_names_the_stage_to_run(tmp_path, source, advice, monkeypatch):
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # the missing file is said before llama.cpp is asked for
+    monkeypatch.setitem(
+        sys.modules, "llama_cpp", None
+    )  # the missing file is said before llama.cpp is asked for
     config = run_config(tmp_path, source=source)
     with pytest.raises(ChatError, match=advice):
         load_chat_models(config, config.run_dir)
@@ -159,8 +161,13 @@ def test_gguf_stop_strings_and_cancellation(gguf_engine, wait_until_idle):
 
 
 def forumtune(*args: str, stdin: str | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "forumtune.cli", *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "forumtune.cli", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_chat_command_refuses_a_reply_length_the_context_cannot_hold(trained_run):
@@ -168,7 +175,10 @@ def test_chat_command_refuses_a_reply_length_the_context_cannot_hold(trained_run
     output, errors = chat.communicate("/set max_new_tokens 2000\n/settings\n/quit\n", timeout=300)
     assert chat.returncode == 0, errors
     output = " ".join(output.split())  # rich wraps lines at 80 columns when not on a terminal
-    assert "Cannot set max_new_tokens to 2000: a reply that long does not fit the model's 1024-token context" in output
+    assert (
+        "Cannot set max_new_tokens to 2000: a reply that long does not fit the model's 1024-token context"
+        in output
+    )
     assert "max_new_tokens=256" in output  # chat.max_new_tokens, unchanged
 
 
@@ -176,8 +186,16 @@ def test_serve_command_listens_on_the_port_and_host_flags(trained_run):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = forumtune("serve", str(trained_run / "config.yaml"), "--source", "merged", "--host", "127.0.0.1",
-                       "--port", str(port))
+    server = forumtune(
+        "serve",
+        str(trained_run / "config.yaml"),
+        "--source",
+        "merged",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and server.poll() is None:
@@ -187,7 +205,9 @@ def test_serve_command_listens_on_the_port_and_host_flags(trained_run):
             except httpx.TransportError:
                 time.sleep(0.5)
         else:
-            pytest.fail(f"the server did not answer on port {port}: {server.stderr.read() if server.poll() else ''}")
+            pytest.fail(
+                f"the server did not answer on port {port}: {server.stderr.read() if server.poll() else ''}"
+            )
     finally:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=60)

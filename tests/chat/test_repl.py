@@ -230,18 +230,30 @@ def test_long_history_is_trimmed_to_the_context_and_the_chat_goes_on(loaded, tmp
 
 
 def test_a_reply_length_beyond_the_context_is_refused_at_set_time(engine):
-    console = chat(engine, ["/set max_new_tokens 5000", "/settings", "/set max_new_tokens 100", "/settings", "/quit"])
+    console = chat(
+        engine, ["/set max_new_tokens 5000", "/settings", "/set max_new_tokens 100", "/settings", "/quit"]
+    )
     output = output_of(console)
-    assert "Cannot set max_new_tokens to 5000: a reply that long does not fit the model's 2048-token context" in output
+    assert (
+        "Cannot set max_new_tokens to 5000: a reply that long does not fit the model's 2048-token context"
+        in output
+    )
     limit = int(output.split("at most ")[1].split(" ")[0])
-    assert 2000 < limit < 2048  # the context less the shortest prompt: the system prompt and a one-word question
+    assert (
+        2000 < limit < 2048
+    )  # the context less the shortest prompt: the system prompt and a one-word question
     assert output.index("max_new_tokens=12") < output.index("max_new_tokens=100")  # 5000 was not taken
 
 
 def test_a_configured_reply_length_beyond_the_context_is_capped_with_a_notice(engine):
     console = memory_console()
-    run_repl(engine, system_prompt=None, settings=SamplingSettings(max_new_tokens=9000, temperature=0),
-             console=console, input_fn=scripted(["/settings", "/quit"]))
+    run_repl(
+        engine,
+        system_prompt=None,
+        settings=SamplingSettings(max_new_tokens=9000, temperature=0),
+        console=console,
+        input_fn=scripted(["/settings", "/quit"]),
+    )
     output = output_of(console)
     assert "max_new_tokens 9000 (chat.max_new_tokens) does not fit the model's 2048-token context" in output
     assert "max_new_tokens=9000" not in output

@@ -52,8 +52,11 @@ def grounding(forum_index) -> Iterator[Grounding]:
 
 @pytest.fixture(scope="module")
 def grounded_url(engine, grounding) -> Iterator[str]:
-    app = create_app({MODEL_NAME: engine}, grounding=grounding,
-                     sampling=SamplingSettings(max_new_tokens=REPLY_TOKENS, temperature=0))
+    app = create_app(
+        {MODEL_NAME: engine},
+        grounding=grounding,
+        sampling=SamplingSettings(max_new_tokens=REPLY_TOKENS, temperature=0),
+    )
     with live_server(app) as url:
         yield url
 
@@ -87,35 +90,53 @@ def test_the_server_returns_sources_to_the_openai_client(grounded_url, engine, g
     assert completion.choices[0].message.content == text
     assert completion.usage.prompt_tokens == prompt_tokens > len(engine.prompt_ids(question)) + 50
 
-    linked = client.chat.completions.create(model=MODEL_NAME, messages=question, temperature=0,
-                                            extra_body={"source_links": True})
+    linked = client.chat.completions.create(
+        model=MODEL_NAME, messages=question, temperature=0, extra_body={"source_links": True}
+    )
     assert linked.choices[0].message.content.startswith(text)
     first = sources[0]
-    assert f"[1] [{first['title']}]({first['url']}) ({first['author']}, {first['date']})" in \
-        linked.choices[0].message.content
+    assert (
+        f"[1] [{first['title']}]({first['url']}) ({first['author']}, {first['date']})"
+        in linked.choices[0].message.content
+    )
 
-    plain = client.chat.completions.create(model=MODEL_NAME, messages=question, temperature=0,
-                                           extra_body={"retrieval": False})
+    plain = client.chat.completions.create(
+        model=MODEL_NAME, messages=question, temperature=0, extra_body={"retrieval": False}
+    )
     assert "sources" not in (plain.model_extra or {})
     assert plain.usage.prompt_tokens == len(engine.prompt_ids(question))
 
 
 def test_a_stream_opens_with_the_sources_and_ends_with_the_links(grounded_url):
     client = OpenAI(base_url=f"{grounded_url}/v1", api_key="unused")
-    chunks = list(client.chat.completions.create(
-        model=MODEL_NAME, messages=[{"role": "user", "content": QUESTION}], temperature=0, stream=True,
-        extra_body={"source_links": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL_NAME,
+            messages=[{"role": "user", "content": QUESTION}],
+            temperature=0,
+            stream=True,
+            extra_body={"source_links": True},
+        )
+    )
     sources = chunks[0].model_extra["sources"]
     assert len(sources) >= 1
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.endswith(f"[{len(sources)}] [{sources[-1]['title']}]({sources[-1]['url']}) "
-                         f"({sources[-1]['author']}, {sources[-1]['date']})")
+    assert text.endswith(
+        f"[{len(sources)}] [{sources[-1]['title']}]({sources[-1]['url']}) "
+        f"({sources[-1]['author']}, {sources[-1]['date']})"
+    )
 
 
 def test_the_repl_lists_the_sources_of_the_last_reply(engine, grounding):
     console = memory_console()
-    run_repl(engine, system_prompt=None, settings=SamplingSettings(max_new_tokens=REPLY_TOKENS, temperature=0),
-             console=console, input_fn=scripted([QUESTION, "/sources", "/quit"]), grounding=grounding)
+    run_repl(
+        engine,
+        system_prompt=None,
+        settings=SamplingSettings(max_new_tokens=REPLY_TOKENS, temperature=0),
+        console=console,
+        input_fn=scripted([QUESTION, "/sources", "/quit"]),
+        grounding=grounding,
+    )
     shown = output_of(console)
     expected = grounding.ground(engine, [{"role": "user", "content": QUESTION}]).sources
     assert f"({len(expected)} forum posts in the prompt: /sources lists them)" in shown
@@ -126,8 +147,13 @@ def test_the_repl_lists_the_sources_of_the_last_reply(engine, grounding):
 
 def test_the_repl_says_when_retrieval_is_off(engine):
     console = memory_console()
-    run_repl(engine, system_prompt=None, settings=SamplingSettings(max_new_tokens=4, temperature=0),
-             console=console, input_fn=scripted(["/sources", "/quit"]))
+    run_repl(
+        engine,
+        system_prompt=None,
+        settings=SamplingSettings(max_new_tokens=4, temperature=0),
+        console=console,
+        input_fn=scripted(["/sources", "/quit"]),
+    )
     assert "Retrieval is off" in output_of(console)
 
 
@@ -140,7 +166,9 @@ def test_the_web_page_shows_the_sources_as_links_under_the_answer(grounded_url, 
         page.press("#prompt", "Enter")
         page.wait_for_selector(".message.assistant[data-done='true']", timeout=30_000)
         links = page.locator(".message.assistant .sources a")
-        shown = [(links.nth(i).text_content(), links.nth(i).get_attribute("href")) for i in range(links.count())]
+        shown = [
+            (links.nth(i).text_content(), links.nth(i).get_attribute("href")) for i in range(links.count())
+        ]
         bylines = page.locator(".message.assistant .sources .byline").all_text_contents()
         screenshot: Path = save_screenshot(page, "chat-web-page-sources.png")
     assert shown == [(s.title, s.url) for s in expected]

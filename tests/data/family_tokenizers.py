@@ -56,13 +56,34 @@ PHI3_OWN = (
 FAMILIES: dict[str, tuple[list[str], str | None, str, str, str | None]] = {
     "mistral": (["<unk>", "<s>", "</s>", "<pad>", "[INST]", "[/INST]"], "<s>", "</s>", "<pad>", None),
     "llama2": (["<unk>", "<s>", "</s>", "<pad>"], "<s>", "</s>", "<pad>", LLAMA2_OWN),
-    "llama3": (["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
-               "<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>", LLAMA3_OWN),
-    "chatml": (["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>", "<|endoftext|>", QWEN2_OWN),
-    "gemma": (["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"], "<bos>", "<eos>", "<pad>",
-              GEMMA_OWN),
-    "phi3": (["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>", "<|user|>"],
-             "<s>", "<|endoftext|>", "<|endoftext|>", PHI3_OWN),
+    "llama3": (
+        ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+        "<|end_of_text|>",
+        LLAMA3_OWN,
+    ),
+    "chatml": (
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        None,
+        "<|im_end|>",
+        "<|endoftext|>",
+        QWEN2_OWN,
+    ),
+    "gemma": (
+        ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"],
+        "<bos>",
+        "<eos>",
+        "<pad>",
+        GEMMA_OWN,
+    ),
+    "phi3": (
+        ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>", "<|user|>"],
+        "<s>",
+        "<|endoftext|>",
+        "<|endoftext|>",
+        PHI3_OWN,
+    ),
 }
 
 
@@ -70,12 +91,17 @@ def byte_level_tokenizer(special: list[str], bos: str | None) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(CORPUS, trainer)
     if bos is not None:
         tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.token_to_id(bos))])
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+        )
     return tokenizer
 
 
@@ -89,8 +115,13 @@ def save_family_tokenizer(family: str, target: Path) -> Path:
         if own_template is not None:
             (target / "chat_template.jinja").write_text(own_template)
         return target
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=byte_level_tokenizer(special, bos), bos_token=bos,
-                                      eos_token=eos, pad_token=pad, additional_special_tokens=special)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_tokenizer(special, bos),
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        additional_special_tokens=special,
+    )
     wrapped.chat_template = own_template
     wrapped.save_pretrained(target)
     return target

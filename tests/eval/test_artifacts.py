@@ -14,17 +14,30 @@ CLEAN = [
 ]
 
 PLANTED = {
-    "speaker_tag": ["Sure, try the softer boot.\nUser 2: I disagree, stiffer is better.",
-                    "Member #14: the lift opens at nine", "Assistant: wax it\nUser: thanks",
-                    "skibum42 wrote: keep your hands forward"],
-    "forum_boilerplate": ["Use a hot box.\nThis post was edited on 3 March 2024 by skibum",
-                          "Go for 90 mm. Last edited by powhound; 12-01-2023 at 10:14",
-                          "Sharpen them.\nEDIT: forgot the wax", "[quote=bob]old text[/quote] I agree",
-                          "Great advice.\n\nSent from my iPhone using Tapatalk"],
-    "template_token": ["Wax them. [/INST] Thanks!", "Sure.<|im_end|>\n<|im_start|>user",
-                       "Good question </s>", "<<SYS>> You are helpful", "Sharpen <end_of_turn>"],
-    "repeated_ngram": ["keep your weight forward and keep your weight forward and keep your weight forward",
-                       "the snow is good the snow is good the snow is good today"],
+    "speaker_tag": [
+        "Sure, try the softer boot.\nUser 2: I disagree, stiffer is better.",
+        "Member #14: the lift opens at nine",
+        "Assistant: wax it\nUser: thanks",
+        "skibum42 wrote: keep your hands forward",
+    ],
+    "forum_boilerplate": [
+        "Use a hot box.\nThis post was edited on 3 March 2024 by skibum",
+        "Go for 90 mm. Last edited by powhound; 12-01-2023 at 10:14",
+        "Sharpen them.\nEDIT: forgot the wax",
+        "[quote=bob]old text[/quote] I agree",
+        "Great advice.\n\nSent from my iPhone using Tapatalk",
+    ],
+    "template_token": [
+        "Wax them. [/INST] Thanks!",
+        "Sure.<|im_end|>\n<|im_start|>user",
+        "Good question </s>",
+        "<<SYS>> You are helpful",
+        "Sharpen <end_of_turn>",
+    ],
+    "repeated_ngram": [
+        "keep your weight forward and keep your weight forward and keep your weight forward",
+        "the snow is good the snow is good the snow is good today",
+    ],
     "empty": ["", "   \n  "],
 }
 
@@ -45,12 +58,17 @@ def test_each_check_passes_clean_answers(name):
 
 def test_token_limit_check_reads_whether_generation_ended():
     detect = detectors()["hit_token_limit"]
-    assert detect(Answer("Wax it and", ended=False, tokens=96)) == "stopped at 96 tokens without an end-of-sequence token"
+    assert (
+        detect(Answer("Wax it and", ended=False, tokens=96))
+        == "stopped at 96 tokens without an end-of-sequence token"
+    )
     assert detect(Answer("Wax it.", ended=True, tokens=4)) is None
 
 
 def test_the_tokenizers_own_special_tokens_count_as_template_tokens():
-    assert check_answer(Answer("Wax it.<|eot|> next"), special_tokens=["<|eot|>"])["template_token"] == "<|eot|>"
+    assert (
+        check_answer(Answer("Wax it.<|eot|> next"), special_tokens=["<|eot|>"])["template_token"] == "<|eot|>"
+    )
     assert "template_token" not in check_answer(Answer("Wax it."), special_tokens=["<|eot|>"])
 
 
@@ -60,8 +78,11 @@ def test_planted_checks_do_not_fire_on_each_other():
 
 
 def test_counts_per_artifact_and_any():
-    flags = [check_answer(Answer("User 2: hi [/INST]")), check_answer(Answer(CLEAN[0])),
-             check_answer(Answer("wax", ended=False, tokens=8))]
+    flags = [
+        check_answer(Answer("User 2: hi [/INST]")),
+        check_answer(Answer(CLEAN[0])),
+        check_answer(Answer("wax", ended=False, tokens=8)),
+    ]
     counts = artifact_counts(flags)
     assert counts["speaker_tag"] == 1 and counts["template_token"] == 1 and counts["hit_token_limit"] == 1
     assert counts["repeated_ngram"] == 0 and counts["any"] == 2

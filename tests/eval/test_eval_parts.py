@@ -40,10 +40,12 @@ def test_loss_curves_of_one_run_and_of_two_runs(tmp_path):
         for step in range(1, 11):
             log.write(step=step, split="train", loss=5.0 / step + offset)
         log.write(step=10, split="eval", loss=1.5 + offset)
-    one = plot_loss_curves([RunCurves("a", tmp_path / "a.csv", [{"step": 5, "eval_loss": 1.7}], 6.0)],
-                           tmp_path / "one.png")
-    two = plot_loss_curves([RunCurves("a", tmp_path / "a.csv"), RunCurves("b", tmp_path / "b.csv")],
-                           tmp_path / "two.png")
+    one = plot_loss_curves(
+        [RunCurves("a", tmp_path / "a.csv", [{"step": 5, "eval_loss": 1.7}], 6.0)], tmp_path / "one.png"
+    )
+    two = plot_loss_curves(
+        [RunCurves("a", tmp_path / "a.csv"), RunCurves("b", tmp_path / "b.csv")], tmp_path / "two.png"
+    )
     assert loss_points(tmp_path / "b.csv", "eval") == [(10, 2.0)]
     for png in (one, two):
         assert png.read_bytes()[:4] == b"\x89PNG"

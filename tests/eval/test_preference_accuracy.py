@@ -20,14 +20,23 @@ def fresh_base(config: LlamaConfig) -> LlamaForCausalLM:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny random Llama and two random adapters of it: the tuned one and the one training started from."""
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=PAD)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=PAD,
+    )
     root = tmp_path_factory.mktemp("adapters")
     adapters = {}
     for name, seed in (("tuned", 1), ("start", 2)):
         base = fresh_base(config)
         torch.manual_seed(seed)
-        lora = LoraConfig(r=4, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False)
+        lora = LoraConfig(
+            r=4, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False
+        )
         get_peft_model(base, lora).save_pretrained(root / name)
         adapters[name] = root / name
     return config, adapters
@@ -51,9 +60,12 @@ def expected(model, rows, beta, reference_adapter: bool):
         chosen.append(c > r)
         ranked.append(base_c > base_r)
         margins.append(beta * (c - rc) - beta * (r - rr))
-    return {"tuned_logprob_accuracy": sum(chosen) / len(rows), "base_logprob_accuracy": sum(ranked) / len(rows),
-            "tuned_reward_accuracy": sum(m > 0 for m in margins) / len(rows),
-            "reward_margin": sum(margins) / len(rows)}
+    return {
+        "tuned_logprob_accuracy": sum(chosen) / len(rows),
+        "base_logprob_accuracy": sum(ranked) / len(rows),
+        "tuned_reward_accuracy": sum(m > 0 for m in margins) / len(rows),
+        "reward_margin": sum(margins) / len(rows),
+    }
 
 
 @pytest.mark.parametrize("method", ["sft", "dpo"])
@@ -61,7 +73,11 @@ def test_accuracy_and_margin_match_one_sequence_at_a_time(tiny, method):
     config, adapters = tiny
     rows = make_pairs(12, seed=7)
     model = PeftModel.from_pretrained(fresh_base(config), str(adapters["tuned"]))
-    settings = {"method": method, "beta": 0.3, **({"init_adapter": str(adapters["start"])} if method == "dpo" else {})}
+    settings = {
+        "method": method,
+        "beta": 0.3,
+        **({"init_adapter": str(adapters["start"])} if method == "dpo" else {}),
+    }
     run_config = Config.model_validate({"name": "t", "scrape": {"url": "/"}, "train": settings})
     got = preference_metrics(model, rows, run_config, 5, PAD, torch.device("cpu"))
     assert "start" not in model.peft_config  # the reference adapter is loaded for the measurement only

@@ -26,7 +26,8 @@ def test_rouge_l_needs_the_same_order():
 def test_embedding_similarity_with_a_local_model(embedding_dir):
     embedder = SentenceEmbedder(find_embedding_model(str(embedding_dir)), torch.device("cpu"))
     same, different = embedding_similarities(
-        embedder, ["wax the base", "wax the base"], ["wax the base", "helmet always falls on rails hurt"])
+        embedder, ["wax the base", "wax the base"], ["wax the base", "helmet always falls on rails hurt"]
+    )
     assert same == pytest.approx(1.0, abs=1e-5)
     assert -1.0 <= different < same
 

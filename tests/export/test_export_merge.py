@@ -36,7 +36,9 @@ def logits_of(model: torch.nn.Module) -> torch.Tensor:
         return model(input_ids=PROMPT_IDS).logits
 
 
-def peft_logits(base_dir: Path, adapter_dir: Path, *, trainable: bool = False, **load_options: Any) -> torch.Tensor:
+def peft_logits(
+    base_dir: Path, adapter_dir: Path, *, trainable: bool = False, **load_options: Any
+) -> torch.Tensor:
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, **load_options)
     if trainable:
         use_trainable_layout(base)

@@ -75,7 +75,9 @@ def test_mistral_v3_template_keeps_its_instruction_close_without_a_space(
     tmp_path: Path, merged_llama_dir: Path
 ) -> None:
     model_dir = model_with_template(merged_llama_dir, tmp_path / "model", NAMED_TEMPLATES["mistral_v3"])
-    text = write_modelfile(model_dir, tmp_path / "bot.gguf", tmp_path / "Modelfile").read_text(encoding="utf-8")
+    text = write_modelfile(model_dir, tmp_path / "bot.gguf", tmp_path / "Modelfile").read_text(
+        encoding="utf-8"
+    )
     assert "{{ .Content }}[/INST]{{ $first = false }}" in text
     assert " [/INST]" not in text
 

@@ -24,8 +24,12 @@ from tests.scrape.forums.server import serve_forum
 LATE_REPLY = Post(10, "ivan", at("2019-02-01"), "A late reply: hard wax on the last page that grows.")
 NEXT_PAGE = Post(13, "lee", at("2019-02-02"), "And this one opens a new page about scraping wax.")
 SUMMER = Post(11, "judy", at("2019-08-03"), "Yes, the café is open all summer for espresso.")
-NEW_THREAD = Thread(104, "brand-new-thread", "A brand new thread about boots",
-                    [[Post(12, "kim", at("2020-01-01"), "Hello, all. Which boots for wide feet?")]])
+NEW_THREAD = Thread(
+    104,
+    "brand-new-thread",
+    "A brand new thread about boots",
+    [[Post(12, "kim", at("2020-01-01"), "Hello, all. Which boots for wide feet?")]],
+)
 QUESTIONS = ["wax for cold snow", "is the café open in summer", "boots for wide feet", "page thread loops"]
 
 
@@ -44,11 +48,17 @@ def index_contents(layout: RunLayout) -> dict:
         hashes = index.source_hashes()
     key = {p.id: (p.thread_url, p.position) for p in passages}
     retriever = Retriever.open(layout.search_index, layout.vector_index)
-    results = {(question, mode): [(key[hit.passage_id], round(hit.score, 6))
-                                  for hit in retriever.ranking(question, 5, mode)]
-               for question in QUESTIONS for mode in ("bm25", "dense", "hybrid")}
+    results = {
+        (question, mode): [
+            (key[hit.passage_id], round(hit.score, 6)) for hit in retriever.ranking(question, 5, mode)
+        ]
+        for question in QUESTIONS
+        for mode in ("bm25", "dense", "hybrid")
+    }
     retriever.close()
-    rows = sorted(((p.thread_url, p.position), p.title, p.author, p.posted_at, p.url, p.text) for p in passages)
+    rows = sorted(
+        ((p.thread_url, p.position), p.title, p.author, p.posted_at, p.url, p.text) for p in passages
+    )
     return {"passages": rows, "hashes": hashes, "results": results}
 
 
@@ -62,8 +72,10 @@ def served_forum(tmp_path):
 
 def test_an_index_updated_after_a_recrawl_equals_one_built_from_scratch(tmp_path, served_forum):
     folder, base_url = served_forum
-    model_dir = save_tiny_embedding_model(tmp_path / "tiny-bert", [
-        post.words for thread in forum_a_week_later().threads for post in thread.posts] + QUESTIONS)
+    model_dir = save_tiny_embedding_model(
+        tmp_path / "tiny-bert",
+        [post.words for thread in forum_a_week_later().threads for post in thread.posts] + QUESTIONS,
+    )
     config = load_config(write_config(tmp_path / "updated", index={"embedding_model": str(model_dir)}))
     layout = RunLayout.of(config)
     scrape = ScrapeConfig(url="", site="phpbb", requests_per_second=0, concurrency=4)
@@ -93,8 +105,12 @@ def test_a_vector_file_out_of_step_with_the_passages_is_rebuilt(tmp_path, served
     model_dir = save_tiny_embedding_model(tmp_path / "tiny-bert", QUESTIONS)
     config = load_config(write_config(tmp_path, index={"embedding_model": str(model_dir)}))
     layout = RunLayout.of(config)
-    crawl(ScrapeConfig(url="", site="phpbb", requests_per_second=0), layout.forum_store,
-          base_url + phpbb.list_path(1), show_progress=False)
+    crawl(
+        ScrapeConfig(url="", site="phpbb", requests_per_second=0),
+        layout.forum_store,
+        base_url + phpbb.list_path(1),
+        show_progress=False,
+    )
     first = run_stage(get_stage("index"), config, Console(quiet=True))
     layout.vector_index.unlink()  # as if a run was killed after the passages were written
     again = run_stage(get_stage("index"), config, Console(quiet=True))

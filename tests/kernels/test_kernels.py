@@ -15,9 +15,16 @@ from forumtune.kernels.liger import apply_liger_kernels
 from forumtune.train.layer_checkpointing import use_layer_checkpointing
 from forumtune.train.precision import enable_checkpointing, prepare_for_qlora
 
-SHAPE = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,
-         "initializer_range": 0.05}
+SHAPE = {
+    "vocab_size": 256,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "initializer_range": 0.05,
+}
 ARCHITECTURES = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}
 
 
@@ -39,11 +46,17 @@ def batch() -> dict[str, torch.Tensor]:
 
 def lora(model, dropout: float = 0.0):
     torch.manual_seed(7)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout,
-                                                  target_modules="all-linear", task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM"
+        ),
+    )
     for name, parameter in peft_model.named_parameters():  # B starts at zero; make every gradient non-trivial
         if "lora_B" in name:
-            torch.nn.init.normal_(parameter, std=0.05, generator=torch.Generator().manual_seed(hash(name) % 2**31))
+            torch.nn.init.normal_(
+                parameter, std=0.05, generator=torch.Generator().manual_seed(hash(name) % 2**31)
+            )
     return peft_model
 
 
@@ -52,15 +65,20 @@ def loss_and_lora_grads(model, seed: int = 3) -> tuple[float, dict[str, torch.Te
     torch.manual_seed(seed)
     loss = model(**batch()).loss
     loss.backward()
-    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return float(loss.detach()), {
+        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
 
 
 def load(model_dir: str, quantized: bool = False):
     kwargs = {"dtype": torch.float32}
     if quantized:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.float32)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float32,
+        )
         kwargs["device_map"] = {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     model.config.use_cache = False
@@ -109,9 +127,13 @@ def test_offloaded_checkpointing_matches_torch_checkpoint_on_a_plain_function():
 
 
 def test_prepare_for_qlora_keeps_the_compute_dtype_and_the_same_gradients(model_dir):
-    reference = lora(prepare_model_for_kbit_training(load(model_dir, quantized=True),
-                                                     use_gradient_checkpointing=True,
-                                                     gradient_checkpointing_kwargs={"use_reentrant": False}))
+    reference = lora(
+        prepare_model_for_kbit_training(
+            load(model_dir, quantized=True),
+            use_gradient_checkpointing=True,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    )
     ref_loss, ref_grads = loss_and_lora_grads(reference)
 
     model = load(model_dir, quantized=True)
@@ -119,7 +141,9 @@ def test_prepare_for_qlora_keeps_the_compute_dtype_and_the_same_gradients(model_
     loss, grads = loss_and_lora_grads(model)
 
     assert any(isinstance(m, Linear4bit) for m in model.modules())
-    frozen = {p.dtype for n, p in model.named_parameters() if not p.requires_grad and p.dtype.is_floating_point}
+    frozen = {
+        p.dtype for n, p in model.named_parameters() if not p.requires_grad and p.dtype.is_floating_point
+    }
     assert frozen == {torch.float32}  # the load dtype, not an upcast: a bf16 load stays bf16
     assert loss == pytest.approx(ref_loss, rel=1e-6)
     for name in grads:
@@ -164,8 +188,11 @@ def test_fused_lora_layer_in_bf16_agrees_with_peft_within_bf16_rounding():
 
     def layer_and_grads(fused: bool):
         torch.manual_seed(11)
-        base = torch.nn.Sequential(Linear4bit(96, 160, bias=True, compute_dtype=torch.bfloat16,
-                                              quant_type="nf4", compress_statistics=True))
+        base = torch.nn.Sequential(
+            Linear4bit(
+                96, 160, bias=True, compute_dtype=torch.bfloat16, quant_type="nf4", compress_statistics=True
+            )
+        )
         base[0].weight.data.normal_(std=0.05)
         base[0].bias.data.normal_(std=0.05)
         base = base.to("cpu")  # bitsandbytes quantizes on the move to a device
@@ -177,8 +204,9 @@ def test_fused_lora_layer_in_bf16_agrees_with_peft_within_bf16_rounding():
                 torch.nn.init.normal_(parameter, std=0.05)
         if fused:
             assert use_fused_lora(peft_model) == 1
-        x = torch.randn(3, 40, 96, generator=torch.Generator().manual_seed(2), dtype=torch.bfloat16,
-                        requires_grad=True)
+        x = torch.randn(
+            3, 40, 96, generator=torch.Generator().manual_seed(2), dtype=torch.bfloat16, requires_grad=True
+        )
         out = peft_model(x)
         (out.float() ** 2).mean().backward()
         grads = {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.grad is not None}

@@ -19,15 +19,18 @@ INTERPRETED = InterpretedFunction(nf4_dequant.dequantize_nf4_body)
 
 def exact_fp32(packed: torch.Tensor, state) -> torch.Tensor:
     """code[nibble] * block scale in fp32, with bitsandbytes' own nested-scale dequantization."""
-    scales = F.dequantize_blockwise(state.absmax, state.state2) + state.offset if state.nested else state.absmax
+    scales = (
+        F.dequantize_blockwise(state.absmax, state.state2) + state.offset if state.nested else state.absmax
+    )
     data = packed.reshape(-1).to(torch.int64)
     codes = torch.stack([data >> 4, data & 15], dim=1).reshape(-1)
     return (state.code[codes].reshape(-1, state.blocksize) * scales[:, None]).reshape(state.shape)
 
 
 @pytest.mark.parametrize("nested", [True, False], ids=["double-quant", "fp32-scales"])
-@pytest.mark.parametrize("shape,blocksize,rows", [((64, 128), 64, 32), ((96, 320), 64, 8), ((5, 64), 64, 32),
-                                                  ((48, 256), 128, 4)])
+@pytest.mark.parametrize(
+    "shape,blocksize,rows", [((64, 128), 64, 32), ((96, 320), 64, 8), ((5, 64), 64, 32), ((48, 256), 128, 4)]
+)
 def test_matches_bitsandbytes(nested, shape, blocksize, rows):
     torch.manual_seed(0)
     weight = torch.randn(shape, dtype=torch.bfloat16) * 0.05

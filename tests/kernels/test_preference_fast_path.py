@@ -32,7 +32,9 @@ def mistral_dir(tmp_path_factory) -> str:
 def reference_dir(mistral_dir, tmp_path_factory) -> str:
     torch.manual_seed(11)
     path = tmp_path_factory.mktemp("reference")
-    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM"
+    )
     get_peft_model(load(mistral_dir), config).save_pretrained(path)
     return str(path)
 

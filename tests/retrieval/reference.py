@@ -21,7 +21,9 @@ def tokens(text: str) -> list[str]:
     return TOKEN.findall(text.lower())
 
 
-def bm25_scores(passages: list[Passage], terms: list[str], k1: float = 1.2, b: float = 0.75) -> dict[int, float]:
+def bm25_scores(
+    passages: list[Passage], terms: list[str], k1: float = 1.2, b: float = 0.75
+) -> dict[int, float]:
     """FTS5's bm25() (sqlite.org/fts5.html#the_bm25_function), as a positive score per matching passage:
     a term's frequency counts in title and body alike, a document's length is its tokens in both, and
     an idf at or below zero becomes 1e-6."""
@@ -35,7 +37,9 @@ def bm25_scores(passages: list[Passage], terms: list[str], k1: float = 1.2, b: f
         idf = idf if idf > 0 else 1e-6
         for i in having:
             f = documents[i][term]
-            scores[i] = scores.get(i, 0.0) + idf * f * (k1 + 1) / (f + k1 * (1 - b + b * lengths[i] / average))
+            scores[i] = scores.get(i, 0.0) + idf * f * (k1 + 1) / (
+                f + k1 * (1 - b + b * lengths[i] / average)
+            )
     return scores
 
 
@@ -58,10 +62,24 @@ def rrf(rankings: list[list[int]], k: int = 60) -> dict[int, float]:
 
 def save_tiny_embedding_model(out_dir: Path, texts: list[str]) -> Path:
     """A one-layer random BERT whose vocabulary is the words of `texts`: real tokenizer, real pooling."""
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({t for text in texts for t in tokens(text)})]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *sorted({t for text in texts for t in tokens(text)}),
+    ]
     out_dir.mkdir(parents=True, exist_ok=True)
     BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(out_dir)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(out_dir)
+    BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(out_dir)
     return out_dir

@@ -29,8 +29,14 @@ from tests.retrieval.reference import (
     tokens,
 )
 
-QUESTIONS = ["Which wax for cold snow?", "my boots hurt my shins", "edges on east coast ice",
-             "what DIN number for my weight", "iron", "snow wax boot ski"]
+QUESTIONS = [
+    "Which wax for cold snow?",
+    "my boots hurt my shins",
+    "edges on east coast ice",
+    "what DIN number for my weight",
+    "iron",
+    "snow wax boot ski",
+]
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,9 @@ def test_dense_and_hybrid_equal_cosine_and_rank_fusion(indexed, question):
     assert [i for i, _ in dense] == [i for i, _ in expected_dense], (dense, expected_dense)
     assert [s for _, s in dense] == pytest.approx([s for _, s in expected_dense], abs=1e-5)
 
-    bm25 = [i for i, _ in ranked(bm25_scores(all_passages(indexed.layout), query_terms(question)), CANDIDATES)]
+    bm25 = [
+        i for i, _ in ranked(bm25_scores(all_passages(indexed.layout), query_terms(question)), CANDIDATES)
+    ]
     cosine = [i for i, _ in cosine_ranking(vectors, query, CANDIDATES)]
     hybrid = [(hit.passage_id, hit.score) for hit in retriever.ranking(question, 5, mode="hybrid")]
     assert rounded(hybrid) == rounded(ranked(rrf([bm25, cosine]), 5))
@@ -128,7 +136,11 @@ def test_without_an_embedding_model_the_index_is_bm25_alone(tmp_path):
     summary = run_stage(get_stage("index"), config, Console(quiet=True))
     assert summary["vectors"] is False and not layout.vector_index.exists()
     retriever = Retriever.open(layout.search_index, layout.vector_index)
-    assert retriever.mode == "bm25" and retriever.search("shins", 2)[0].passage.author in ("hank", "ivan", "kim")
+    assert retriever.mode == "bm25" and retriever.search("shins", 2)[0].passage.author in (
+        "hank",
+        "ivan",
+        "kim",
+    )
 
 
 def test_on_a_large_index_the_commonest_words_are_left_out_and_the_rest_ranks_as_the_reference(indexed):

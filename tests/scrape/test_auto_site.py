@@ -22,12 +22,19 @@ def test_auto_picks_each_engine_and_keeps_the_choice_in_the_store(engine, tmp_pa
     write_forum(markup, Forum(), tmp_path / "forum")
     store = tmp_path / "forum.sqlite"
     with serve_forum(tmp_path / "forum") as (base_url, log):
-        summary = crawl(ScrapeConfig(url="", **FAST), store, base_url + markup.list_path(1), show_progress=False)
+        summary = crawl(
+            ScrapeConfig(url="", **FAST), store, base_url + markup.list_path(1), show_progress=False
+        )
     assert (summary.threads, summary.posts) == (3, 8), "the same posts as with the engine named"
     assert len(log.paths()) == len(set(log.paths())), "the page that decided is not fetched again"
     with ForumStore(store) as opened:
         assert opened.get_meta(SITE) == engine
-    assert [post["author"] for post in stored_posts(store)["Waxing skis at home"]] == ["alice", "bob", "carol", "alice"]
+    assert [post["author"] for post in stored_posts(store)["Waxing skis at home"]] == [
+        "alice",
+        "bob",
+        "carol",
+        "alice",
+    ]
 
 
 def test_a_later_crawl_reads_with_the_profile_the_first_one_chose(tmp_path):
@@ -47,7 +54,9 @@ def test_demo_forum_is_read_by_the_layout_it_is_written_in_and_the_choice_is_log
     base_url, _ = forum_server
     url = f"{base_url}/forums/freeski/"
     console = Console(record=True, width=200)
-    summary = crawl(ScrapeConfig(url=url, **FAST), tmp_path / "f.sqlite", url, show_progress=False, console=console)
+    summary = crawl(
+        ScrapeConfig(url=url, **FAST), tmp_path / "f.sqlite", url, show_progress=False, console=console
+    )
     assert (summary.threads, summary.posts) == (66, 603)
     assert "scrape.site auto: the first page reads best as newschoolers" in console.export_text()
     with ForumStore(tmp_path / "f.sqlite") as store:

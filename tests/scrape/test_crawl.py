@@ -21,16 +21,22 @@ FAST = {"requests_per_second": 500, "concurrency": 4}
 
 def all_posts(store_path: Path) -> list[tuple]:
     db = sqlite3.connect(store_path)
-    rows = db.execute("SELECT t.url, p.position, p.external_id, p.author, p.posted_at, p.text, p.quotes, p.signature"
-                      " FROM posts p JOIN threads t ON t.id = p.thread_id ORDER BY t.url, p.position").fetchall()
+    rows = db.execute(
+        "SELECT t.url, p.position, p.external_id, p.author, p.posted_at, p.text, p.quotes, p.signature"
+        " FROM posts p JOIN threads t ON t.id = p.thread_id ORDER BY t.url, p.position"
+    ).fetchall()
     db.close()
     return rows
 
 
 def test_crawls_every_thread_and_post_and_obeys_robots(forum_server, tmp_path):
     base_url, requests = forum_server
-    summary = crawl(ScrapeConfig(url=f"{base_url}/forums/freeski/", **FAST), tmp_path / "f.sqlite", f"{base_url}/forums/freeski/",
-                    show_progress=False)
+    summary = crawl(
+        ScrapeConfig(url=f"{base_url}/forums/freeski/", **FAST),
+        tmp_path / "f.sqlite",
+        f"{base_url}/forums/freeski/",
+        show_progress=False,
+    )
     assert (summary.threads, summary.posts, summary.list_pages, summary.thread_pages) == (66, 603, 4, 102)
     assert summary.errors == {}
     assert requests[0] == "/robots.txt"
@@ -42,7 +48,9 @@ def test_crawls_every_thread_and_post_and_obeys_robots(forum_server, tmp_path):
         posts = [post for _, thread_posts in store.iter_thread_posts() for post in thread_posts]
     quoted = [post for post in posts if post.quotes]
     assert len(quoted) == 113
-    assert all(len(post.quotes) == 1 for post in quoted), "a nested quote stays inside the quote that holds it"
+    assert all(len(post.quotes) == 1 for post in quoted), (
+        "a nested quote stays inside the quote that holds it"
+    )
     assert all("wrote:" not in post.text for post in posts), "quotes are kept apart from the post's own words"
     assert all("Moved from" not in post.text for post in posts), "moderator notes are dropped"
     signed = [post for post in posts if post.signature]
@@ -66,18 +74,28 @@ def test_unreachable_forums_say_why_dns_refused_timeout_or_tls(forum_server, tmp
     silent.bind(("127.0.0.1", 0))
     silent.listen()
     cases = [
-        ("http://forum.invalid/forums/",  # RFC 6761: never resolves, no server is asked
-         r"the host name forum\.invalid does not resolve .*check the host name in scrape\.url"),
-        (f"http://127.0.0.1:{closed}/forums/",
-         rf"127\.0\.0\.1:{closed} refused the connection .*check the address and port"),
-        (f"http://127.0.0.1:{silent.getsockname()[1]}/forums/",
-         r"127\.0\.0\.1:\d+ sent nothing for scrape\.timeout_s=0\.5 s; raise scrape\.timeout_s"),
+        (
+            "http://forum.invalid/forums/",  # RFC 6761: never resolves, no server is asked
+            r"the host name forum\.invalid does not resolve .*check the host name in scrape\.url",
+        ),
+        (
+            f"http://127.0.0.1:{closed}/forums/",
+            rf"127\.0\.0\.1:{closed} refused the connection .*check the address and port",
+        ),
+        (
+            f"http://127.0.0.1:{silent.getsockname()[1]}/forums/",
+            r"127\.0\.0\.1:\d+ sent nothing for scrape\.timeout_s=0\.5 s; raise scrape\.timeout_s",
+        ),
     ]
     # https to a server that speaks plain HTTP: the TLS handshake fails
-    cases.append((forum_server[0].replace("http://", "https://") + "/forums/", r"the TLS handshake with .* failed"))
+    cases.append(
+        (forum_server[0].replace("http://", "https://") + "/forums/", r"the TLS handshake with .* failed")
+    )
     with silent:
         for number, (url, message) in enumerate(cases):
-            with pytest.raises(ScrapeError, match=rf"cannot read the forum's thread list {re.escape(url)}: {message}"):
+            with pytest.raises(
+                ScrapeError, match=rf"cannot read the forum's thread list {re.escape(url)}: {message}"
+            ):
                 crawl(config, tmp_path / f"{number}.sqlite", url, show_progress=False)
 
 
@@ -100,8 +118,11 @@ def test_sigkill_mid_crawl_then_resume_equals_an_uninterrupted_crawl(tmp_path):
     process.wait()
     partial = len(all_posts(store))
     assert 0 < partial < 603
-    subprocess.run(command + [str(slow), "--set", "scrape.requests_per_second=500"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        command + [str(slow), "--set", "scrape.requests_per_second=500"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     subprocess.run(command + [str(whole)], check=True, stdout=subprocess.DEVNULL)
     resumed, uninterrupted = all_posts(store), all_posts(tmp_path / "b" / "runs" / "demo" / "forum.sqlite")
     assert len(resumed) == 603

@@ -12,7 +12,12 @@ SIGNATURE = "-- alice, Tahoe local"
 # What each engine's default markup shows of a post's reception: likes of the waxing thread's posts
 # (the deleted one skipped), and whether an accepted answer is marked. HTML engines show a like count only
 # once there is one: a page where some post shows it gives the others 0; page 2 shows none, so unknown.
-LIKES = {"xenforo": [0, 5, 1, None], "vbulletin": [0, 5, 1, None], "discourse": [0, 5, 1, 0], "invision": [0, 5, 1, None]}
+LIKES = {
+    "xenforo": [0, 5, 1, None],
+    "vbulletin": [0, 5, 1, None],
+    "discourse": [0, 5, 1, 0],
+    "invision": [0, 5, 1, None],
+}
 ACCEPTED = {"discourse": [0, 1, 0, 0]}
 
 
@@ -28,7 +33,9 @@ def test_engine_forum_is_stored_post_for_post(engine, crawl_forum, tmp_path):
     threads = stored_posts(tmp_path / "forum.sqlite")
     assert list(threads) == ["Café trip report", "Waxing skis at home", "Looping pages"]
     waxing = threads["Waxing skis at home"]
-    assert [post["author"] for post in waxing] == ["alice", "bob", "carol", "alice"], "the deleted post is skipped"
+    assert [post["author"] for post in waxing] == ["alice", "bob", "carol", "alice"], (
+        "the deleted post is skipped"
+    )
     opening, answer, nested, thanks = waxing
     assert opening["text"] == f"Finally bought an iron. {ASK}"
     assert opening["posted_at"] == "2019-01-07T19:50:00+00:00"
@@ -48,7 +55,9 @@ def test_engine_forum_is_stored_post_for_post(engine, crawl_forum, tmp_path):
     cafe = threads["Café trip report"]
     assert [post["text"] for post in cafe] == [post.words for post in CAFE.posts], "windows-1252 pages decode"
     assert [post["text"] for post in threads["Looping pages"]] == [
-        "Page one of a thread whose pagination loops.", "Page two links back to page one."]
+        "Page one of a thread whose pagination loops.",
+        "Page two links back to page one.",
+    ]
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -45,7 +45,9 @@ def test_generic_profile_reads_a_forum_with_selectors_from_the_yaml(tmp_path):
     config = load_config(config_path, [])
     write_forum(phpbb, Forum(), tmp_path / "forum")
     with serve_forum(tmp_path / "forum") as (base_url, _):
-        summary = crawl(config.scrape, tmp_path / "forum.sqlite", base_url + config.scrape.url, show_progress=False)
+        summary = crawl(
+            config.scrape, tmp_path / "forum.sqlite", base_url + config.scrape.url, show_progress=False
+        )
     assert (summary.threads, summary.posts) == (3, 8)
     waxing = stored_posts(tmp_path / "forum.sqlite")["Waxing skis at home"]
     assert waxing[1]["quotes"] == ["What wax do you all use for cold snow?"]
@@ -60,7 +62,9 @@ def test_generic_without_selectors_and_unknown_sites_are_config_errors(tmp_path)
     with pytest.raises(ConfigError, match="scrape.selectors is missing"):
         load_config(config_path, [])
     config = load_config(config_path, ["scrape.site=ubbthreads"])
-    with pytest.raises(ConfigError, match=r"scrape.site 'ubbthreads' is unknown; pick one of .*phpbb.*generic"):
+    with pytest.raises(
+        ConfigError, match=r"scrape.site 'ubbthreads' is unknown; pick one of .*phpbb.*generic"
+    ):
         get_profile(config.scrape)
 
 

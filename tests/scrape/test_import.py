@@ -21,28 +21,44 @@ QUIET = Console(quiet=True)
 
 def threads_of(store_path: Path) -> dict[str, list[tuple]]:
     with ForumStore(store_path) as store:
-        return {thread.title: [(p.author, p.text, p.quotes, p.score, p.accepted) for p in posts]
-                for thread, posts in store.iter_thread_posts()}
+        return {
+            thread.title: [(p.author, p.text, p.quotes, p.score, p.accepted) for p in posts]
+            for thread, posts in store.iter_thread_posts()
+        }
 
 
 def test_stack_exchange_posts_give_threads_scores_and_the_accepted_answer(tmp_path):
     summary = run_import("stackexchange", [DUMPS / "Posts.xml"], tmp_path / "f.sqlite", QUIET)
     assert (summary.threads, summary.posts) == (2, 6)
-    assert summary.skipped == {"not_a_question_or_answer": 1, "no_thread": 1}, "a tag wiki and an orphan answer"
+    assert summary.skipped == {"not_a_question_or_answer": 1, "no_thread": 1}, (
+        "a tag wiki and an orphan answer"
+    )
     threads = threads_of(tmp_path / "f.sqlite")
     assert list(threads) == ["Which wax for very cold snow?", "Café open in summer?"]
     question, universal, green, bare = threads["Which wax for very cold snow?"]
-    assert question == ("user7", "I just bought an iron. Which wax should I use when the snow is colder than minus ten?",
-                        [], 12, None)
-    assert green == ("carol", "A hard green wax works below minus ten. See this guide.", ["colder than minus ten"], 9,
-                     True), "the quote is kept apart, the accepted answer marked"
+    assert question == (
+        "user7",
+        "I just bought an iron. Which wax should I use when the snow is colder than minus ten?",
+        [],
+        12,
+        None,
+    )
+    assert green == (
+        "carol",
+        "A hard green wax works below minus ten. See this guide.",
+        ["colder than minus ten"],
+        9,
+        True,
+    ), "the quote is kept apart, the accepted answer marked"
     assert [post[3:] for post in (universal, bare)] == [(4, False), (-2, False)]
     with ForumStore(tmp_path / "f.sqlite") as store:
         assert store.crawl_complete(), "the build may read it at once"
 
 
 def test_stack_exchange_comments_join_the_thread_of_their_post_quoting_it(tmp_path):
-    summary = run_import("stackexchange", [DUMPS / "Posts.xml", DUMPS / "Comments.xml"], tmp_path / "f.sqlite", QUIET)
+    summary = run_import(
+        "stackexchange", [DUMPS / "Posts.xml", DUMPS / "Comments.xml"], tmp_path / "f.sqlite", QUIET
+    )
     assert summary.posts == 8 and summary.skipped["no_post"] == 1
     wax = threads_of(tmp_path / "f.sqlite")["Which wax for very cold snow?"]
     on_answer, on_question = wax[4:]
@@ -91,16 +107,27 @@ def test_an_imported_dump_builds_with_the_best_voted_answers(tmp_path):
     run_import("stackexchange", [DUMPS / "Posts.xml"], store, QUIET)
     stats, records = build(tmp_path, store, pairing="qa_best_voted", min_answer_chars=20)
     answers = [record["messages"][-1]["content"] for record in records]
-    assert answers == ["A hard green wax works below minus ten. See this guide.",
-                       "Most are open on weekends from July to September."]
+    assert answers == [
+        "A hard green wax works below minus ten. See this guide.",
+        "Most are open on weekends from July to September.",
+    ]
     assert stats["votes"]["posts_with_score"] == 6 and stats["votes"]["accepted_posts"] == 1
 
 
 def test_the_import_command_and_its_errors(tmp_path):
     config = tmp_path / "forum.yaml"
     config.write_text(f"name: dump\nscrape: {{url: /}}\nruns_dir: {tmp_path / 'runs'}\n")
-    result = CliRunner().invoke(app, ["import", str(config), "--format", "reddit",
-                                      str(DUMPS / "RS_skiing.jsonl"), str(DUMPS / "RC_skiing.jsonl")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "import",
+            str(config),
+            "--format",
+            "reddit",
+            str(DUMPS / "RS_skiing.jsonl"),
+            str(DUMPS / "RC_skiing.jsonl"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "imported 2 threads and 5 posts" in result.output
     db = sqlite3.connect(tmp_path / "runs" / "dump" / "forum.sqlite")

@@ -10,7 +10,9 @@ from tests.scrape.forums.content import CAFE, LOOPING, WAXING, Forum, Post, Thre
 LATE_REPLY = Post(10, "ivan", at("2019-02-01"), "A late reply: the last page grows.")
 NEXT_PAGE = Post(13, "lee", at("2019-02-02"), "And this one opens a new page.")
 SUMMER = Post(11, "judy", at("2019-08-03"), "Yes, it is open all summer.")
-NEW_THREAD = Thread(104, "brand-new-thread", "A brand new thread", [[Post(12, "kim", at("2020-01-01"), "Hello, all.")]])
+NEW_THREAD = Thread(
+    104, "brand-new-thread", "A brand new thread", [[Post(12, "kim", at("2020-01-01"), "Hello, all.")]]
+)
 
 
 def forum_a_week_later() -> Forum:
@@ -24,12 +26,26 @@ def test_a_rerun_fetches_only_new_threads_and_new_pages(engine, crawl_forum, tmp
     crawl_forum(engine)
     summary, log = crawl_forum(engine, forum_a_week_later())
     markup = engine_markup(engine)
-    expected = ["/robots.txt", markup.list_path(1), markup.list_path(2), markup.thread_path(NEW_THREAD, 1),
-                markup.thread_path(CAFE, 1), markup.thread_path(WAXING, 2), markup.thread_path(WAXING, 3)]
+    expected = [
+        "/robots.txt",
+        markup.list_path(1),
+        markup.list_path(2),
+        markup.thread_path(NEW_THREAD, 1),
+        markup.thread_path(CAFE, 1),
+        markup.thread_path(WAXING, 2),
+        markup.thread_path(WAXING, 3),
+    ]
     assert sorted(log.paths()) == sorted(expected), "the unchanged thread and finished pages are not fetched"
     assert (summary.new_threads, summary.updated_threads, summary.new_posts, summary.posts) == (1, 2, 4, 12)
     threads = stored_posts(tmp_path / "forum.sqlite")
-    assert [post["author"] for post in threads["Waxing skis at home"]] == ["alice", "bob", "carol", "alice", "ivan", "lee"]
+    assert [post["author"] for post in threads["Waxing skis at home"]] == [
+        "alice",
+        "bob",
+        "carol",
+        "alice",
+        "ivan",
+        "lee",
+    ]
     assert [post["author"] for post in threads["Café trip report"]] == ["erin", "frank", "judy"]
     assert [post["author"] for post in threads["A brand new thread"]] == ["kim"]
     assert len(threads["Looping pages"]) == 2

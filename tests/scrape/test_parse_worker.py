@@ -37,14 +37,18 @@ def test_worker_reads_pages_exactly_as_parsing_in_line(monkeypatch):
         await parser.start()
         assert parser.process is not None, "a crawl without rate limit on two cores parses in a worker"
         try:
-            return await asyncio.gather(parser.parse("thread", THREAD_PAGE, URL), parser.parse("list", LIST_PAGE, URL))
+            return await asyncio.gather(
+                parser.parse("thread", THREAD_PAGE, URL), parser.parse("list", LIST_PAGE, URL)
+            )
         finally:
             await parser.aclose()
 
     page, listing = asyncio.run(through_worker())
     assert page == profile.parse_thread_page(THREAD_PAGE, URL)
     assert listing == profile.parse_thread_list(LIST_PAGE, URL)
-    assert page.posts[0].quotes == ["file or stone?"] and page.posts[0].links == ["http://127.0.0.1:8080/guide"]
+    assert page.posts[0].quotes == ["file or stone?"] and page.posts[0].links == [
+        "http://127.0.0.1:8080/guide"
+    ]
     assert listing.threads[0].last_post_at == "2024-01-03T08:00:00+00:00"
 
 

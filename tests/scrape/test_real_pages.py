@@ -31,30 +31,70 @@ class SavedPage:
 
 
 PAGES = [
-    SavedPage("vbulletin-3.8.html", "vbulletin", 20, ["Shirohige", "BBOvenGuy", "Romanticide", "Shirohige"],
-              "showthread.php?t=128882&page=153",
-              (1, "So what I got from Yamada's answer", "That's a rather loose interpretation"),
-              (4, "How Suetsugu Yuki drew the cover")),
-    SavedPage("vbulletin-4.2.html", "vbulletin", 10, ["Rainmaker", "Mjölnir", "sandsjames", "Mjölnir"],
-              "9687-Legendary-military-columnist-author-Bob-Dorr-dies-at-76/page2",
-              (4, ".  Some great conversations.", "and who could forget"),
-              (1, "The most important six inches on the battlefield")),
-    SavedPage("vbulletin-5.5.html", "vbulletin", 15, ["Buckeye", "Buckeye", "General Hentai", "Buckeye"],
-              "727744-isekai-quartet-discussion-thread/page2",
-              (2, "Episode 1\n\n\n\nFour-in-one.", "Re: Episode 1"), (0, "MyAnimeList | Avatar: Lecia Ivyred")),
-    SavedPage("xenforo-1.html", "xenforo", 25, ["TheBleachDoctor", "Crow", "TheBleachDoctor", "Higure"],
-              "threads/renascence-a-homura-quest.10402/page-55",
-              (1, "Okay, I need rolls for OOC behavior.", "OOC behavior? which part?"),
-              (0, "OVERLORDKITTEN CABAL")),
-    SavedPage("xenforo-2.html", "xenforo", 8, ["dieketzer", "krstep", "dieketzer", "anotheralias"], None,
-              (-1, "", ""), (-1, ""), likes=[15, 1, 1, 1, 0, 0, 1, 0]),  # "Niro, Dadparvar, siONtI and 12 others"
-    SavedPage("smf-2.0-topic.html", "smf", 25, ["empo444", "DopeMaN", "empo444", "F41RPL4Y3R"],
-              "index.php/topic,66925.25.html?PHPSESSID=5d3921993f17409aecea3d369102b502",  # not <link rel=next>
-              (8, "Itt a megfejtés", "Persze de most nem a kedves"), (8, "Account lopó oldalak")),
-    SavedPage("phpbb-3.0.html", "phpbb", 25, ["Jakob", "promethean75", "Urwrongx1000", "Jakob"],
-              "viewtopic.php?f=1&t=194998&start=50",
-              (4, "I don't know if you've read this thread", "But then if non living things are excluded"),
-              (0, "For behold, all acts of love and pleasure are my rituals")),
+    SavedPage(
+        "vbulletin-3.8.html",
+        "vbulletin",
+        20,
+        ["Shirohige", "BBOvenGuy", "Romanticide", "Shirohige"],
+        "showthread.php?t=128882&page=153",
+        (1, "So what I got from Yamada's answer", "That's a rather loose interpretation"),
+        (4, "How Suetsugu Yuki drew the cover"),
+    ),
+    SavedPage(
+        "vbulletin-4.2.html",
+        "vbulletin",
+        10,
+        ["Rainmaker", "Mjölnir", "sandsjames", "Mjölnir"],
+        "9687-Legendary-military-columnist-author-Bob-Dorr-dies-at-76/page2",
+        (4, ".  Some great conversations.", "and who could forget"),
+        (1, "The most important six inches on the battlefield"),
+    ),
+    SavedPage(
+        "vbulletin-5.5.html",
+        "vbulletin",
+        15,
+        ["Buckeye", "Buckeye", "General Hentai", "Buckeye"],
+        "727744-isekai-quartet-discussion-thread/page2",
+        (2, "Episode 1\n\n\n\nFour-in-one.", "Re: Episode 1"),
+        (0, "MyAnimeList | Avatar: Lecia Ivyred"),
+    ),
+    SavedPage(
+        "xenforo-1.html",
+        "xenforo",
+        25,
+        ["TheBleachDoctor", "Crow", "TheBleachDoctor", "Higure"],
+        "threads/renascence-a-homura-quest.10402/page-55",
+        (1, "Okay, I need rolls for OOC behavior.", "OOC behavior? which part?"),
+        (0, "OVERLORDKITTEN CABAL"),
+    ),
+    SavedPage(
+        "xenforo-2.html",
+        "xenforo",
+        8,
+        ["dieketzer", "krstep", "dieketzer", "anotheralias"],
+        None,
+        (-1, "", ""),
+        (-1, ""),
+        likes=[15, 1, 1, 1, 0, 0, 1, 0],
+    ),  # "Niro, Dadparvar, siONtI and 12 others"
+    SavedPage(
+        "smf-2.0-topic.html",
+        "smf",
+        25,
+        ["empo444", "DopeMaN", "empo444", "F41RPL4Y3R"],
+        "index.php/topic,66925.25.html?PHPSESSID=5d3921993f17409aecea3d369102b502",  # not <link rel=next>
+        (8, "Itt a megfejtés", "Persze de most nem a kedves"),
+        (8, "Account lopó oldalak"),
+    ),
+    SavedPage(
+        "phpbb-3.0.html",
+        "phpbb",
+        25,
+        ["Jakob", "promethean75", "Urwrongx1000", "Jakob"],
+        "viewtopic.php?f=1&t=194998&start=50",
+        (4, "I don't know if you've read this thread", "But then if non living things are excluded"),
+        (0, "For behold, all acts of love and pleasure are my rituals"),
+    ),
 ]
 
 
@@ -64,8 +104,9 @@ def served_fixtures():
         yield base_url
 
 
-@pytest.mark.parametrize(("file", "engine"), [(saved.file, saved.engine) for saved in PAGES]
-                         + [("smf-2.0-board.html", "smf")])
+@pytest.mark.parametrize(
+    ("file", "engine"), [(saved.file, saved.engine) for saved in PAGES] + [("smf-2.0-board.html", "smf")]
+)
 def test_auto_names_the_engine_of_a_real_page(file, engine, served_fixtures):
     url = f"{served_fixtures}/{file}"
     config = ScrapeConfig(url=url, requests_per_second=0)
@@ -84,12 +125,16 @@ def test_auto_names_the_engine_of_a_real_page(file, engine, served_fixtures):
 
 @pytest.mark.parametrize("saved", PAGES, ids=lambda saved: saved.file)
 def test_each_post_of_a_real_page_is_read_with_quotes_and_signatures_apart(saved):
-    text = decode_page((FIXTURES / saved.file).read_bytes())  # as the crawler decodes it: by the page's charset
+    text = decode_page(
+        (FIXTURES / saved.file).read_bytes()
+    )  # as the crawler decodes it: by the page's charset
     page = builtin_profiles()[saved.engine].parse_thread_page(text, "http://127.0.0.1/thread")
     assert len(page.posts) == saved.posts
     assert [post.author for post in page.posts[:4]] == saved.authors
     assert all(post.posted_at for post in page.posts), "every post has its date"
-    assert (page.next_url or "").endswith(saved.next_page or "") and (page.next_url is None) == (saved.next_page is None)
+    assert (page.next_url or "").endswith(saved.next_page or "") and (page.next_url is None) == (
+        saved.next_page is None
+    )
     if saved.likes is not None:
         assert [post.likes for post in page.posts] == saved.likes
     index, quote_start, text_start = saved.quoting
@@ -114,7 +159,9 @@ def test_a_real_smf_board_page_lists_every_topic_with_its_last_post():
     assert first.url.startswith("http://metin2hungary.net/index.php/topic,182615.0.html")
     assert first.last_post_at == "2014-06-23T18:04:42+00:00"
     undated = [thread.title for thread in listing.threads if not thread.last_post_at]
-    assert undated == ["[3ds max] run/walk animació probléma"], "its last post says 'Tegnap' (Hungarian: yesterday)"
+    assert undated == ["[3ds max] run/walk animació probléma"], (
+        "its last post says 'Tegnap' (Hungarian: yesterday)"
+    )
     assert listing.next_url is not None and "board,5.50.html" in listing.next_url
 
 
@@ -123,4 +170,6 @@ def test_session_ids_in_links_are_not_part_of_a_page_address():
     assert relative(smf) == "/index.php/topic,66925.25.html"
     phpbb = "http://x.org/viewtopic.php?f=1&t=9&sid=0123456789abcdef0123456789abcdef&start=25"
     assert relative(phpbb) == "/viewtopic.php?f=1&t=9&start=25"
-    assert relative("http://x.org/showthread.php?s=short&t=5") == "/showthread.php?s=short&t=5", "only real ids"
+    assert relative("http://x.org/showthread.php?s=short&t=5") == "/showthread.php?s=short&t=5", (
+        "only real ids"
+    )

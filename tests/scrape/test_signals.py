@@ -35,19 +35,39 @@ def test_a_store_made_before_signals_gets_their_columns_and_keeps_its_posts(tmp_
     with ForumStore(path) as store:
         columns = {row[1]: row[2] for row in store.db.execute("PRAGMA table_info(posts)")}
         assert {name: columns[name] for name in ("likes", "score", "accepted")} == {
-            "likes": "INTEGER", "score": "INTEGER", "accepted": "INTEGER"}
+            "likes": "INTEGER",
+            "score": "INTEGER",
+            "accepted": "INTEGER",
+        }
         [(_, [old])] = list(store.iter_thread_posts())
-        assert (old.author, old.text, old.likes, old.score, old.accepted) == ("olga", "Stored long ago.", None, None, None)
+        assert (old.author, old.text, old.likes, old.score, old.accepted) == (
+            "olga",
+            "Stored long ago.",
+            None,
+            None,
+            None,
+        )
         store.add_list_page("/list", [ThreadRef(url="/t/2", title="New thread")], None)
         new_thread = store.threads()[-1]
-        store.add_thread_page(new_thread.id, None, [
-            ScrapedPost(None, "pia", None, "Voted up.", likes=7, score=-2, accepted=True),
-            ScrapedPost(None, "quinn", None, "No votes shown.")], None, True)
+        store.add_thread_page(
+            new_thread.id,
+            None,
+            [
+                ScrapedPost(None, "pia", None, "Voted up.", likes=7, score=-2, accepted=True),
+                ScrapedPost(None, "quinn", None, "No votes shown."),
+            ],
+            None,
+            True,
+        )
         posts = dict(store.iter_thread_posts())
     stored = [(p.likes, p.score, p.accepted) for p in posts[store_thread(posts, "New thread")]]
     assert stored == [(7, -2, True), (None, None, None)]
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT likes, score, accepted FROM posts WHERE author = 'pia'").fetchone() == (7, -2, 1)
+        assert db.execute("SELECT likes, score, accepted FROM posts WHERE author = 'pia'").fetchone() == (
+            7,
+            -2,
+            1,
+        )
 
 
 def store_thread(posts: dict, title: str):
@@ -58,12 +78,19 @@ def element(html: str):
     return LexborHTMLParser(f"<div id='x'>{html}</div>").css_first("#x")
 
 
-@pytest.mark.parametrize(("html", "likes"), [
-    ("12", 12), ("1,234 likes", 1234), ("1.2K", 1200), ("<bdi>alice</bdi>, <bdi>bob</bdi> and 3 others", 5),
-    ("<bdi>alice</bdi> and <bdi>bob</bdi>", 2), ("The Following 30 users liked this post by carl:", 30),
-    ("The Following User Says Thank You to <a href='member.php?u=3'>bob</a> For This Useful Post:", 1),
-    ("", 0),
-])
+@pytest.mark.parametrize(
+    ("html", "likes"),
+    [
+        ("12", 12),
+        ("1,234 likes", 1234),
+        ("1.2K", 1200),
+        ("<bdi>alice</bdi>, <bdi>bob</bdi> and 3 others", 5),
+        ("<bdi>alice</bdi> and <bdi>bob</bdi>", 2),
+        ("The Following 30 users liked this post by carl:", 30),
+        ("The Following User Says Thank You to <a href='member.php?u=3'>bob</a> For This Useful Post:", 1),
+        ("", 0),
+    ],
+)
 def test_like_counts_in_the_forms_forums_write_them(html, likes):
     assert likes_of(element(html)) == likes
 
@@ -76,11 +103,18 @@ def test_scores_keep_their_sign_and_a_missing_element_is_unknown():
 def test_demo_forum_likes_reward_good_answers_and_make_preference_pairs(forum_server, tmp_path):
     base_url, _ = forum_server
     url = f"{base_url}/forums/freeski/"
-    crawl(ScrapeConfig(url=url, requests_per_second=0, concurrency=4), tmp_path / "f.sqlite", url, show_progress=False)
+    crawl(
+        ScrapeConfig(url=url, requests_per_second=0, concurrency=4),
+        tmp_path / "f.sqlite",
+        url,
+        show_progress=False,
+    )
     with ForumStore(tmp_path / "f.sqlite") as store:
         threads = list(store.iter_thread_posts())
     posts = [post for _, thread_posts in threads for post in thread_posts]
-    assert len(posts) == 603 and all(post.likes is not None for post in posts), "every demo post shows its likes"
+    assert len(posts) == 603 and all(post.likes is not None for post in posts), (
+        "every demo post shows its likes"
+    )
     assert all(post.score is None for post in posts), "the demo forum has no up/down votes"
     by_author = defaultdict(list)
     for post in posts:
@@ -97,4 +131,6 @@ def test_demo_forum_likes_reward_good_answers_and_make_preference_pairs(forum_se
     marked = [found for _, found in accepted if found]
     assert 10 <= len(marked) < len(threads), "some threads, not all, have an accepted answer"
     assert all(len(found) == 1 and found[0].position > 0 for found in marked)
-    assert sum(post.accepted is False for post in posts) == len(posts) - len(marked), "the rest are marked not accepted"
+    assert sum(post.accepted is False for post in posts) == len(posts) - len(marked), (
+        "the rest are marked not accepted"
+    )

@@ -18,8 +18,15 @@ from tests.scrape.conftest import engine_markup
 from tests.scrape.forums.content import WAXING, Forum, file_for, write_forum
 
 FIXTURES = Path(__file__).parent / "fixtures"
-REAL_THREAD_PAGES = {"vbulletin-3.8": "vbulletin", "vbulletin-4.2": "vbulletin", "vbulletin-5.5": "vbulletin",
-                     "xenforo-1": "xenforo", "xenforo-2": "xenforo", "phpbb-3.0": "phpbb", "smf-2.0-topic": "smf"}
+REAL_THREAD_PAGES = {
+    "vbulletin-3.8": "vbulletin",
+    "vbulletin-4.2": "vbulletin",
+    "vbulletin-5.5": "vbulletin",
+    "xenforo-1": "xenforo",
+    "xenforo-2": "xenforo",
+    "phpbb-3.0": "phpbb",
+    "smf-2.0-topic": "smf",
+}
 HTML_ENGINES = ["phpbb", "vbulletin", "xenforo", "smf", "mybb", "invision"]
 DEMO_THREAD = DEMO_FORUM / "threads" / "1001-best-all-mountain-ski-for-the-east-coast" / "index.html"
 
@@ -36,10 +43,18 @@ def fixture_forum_page(engine: str, tmp_path: Path, *, listing: bool) -> str:
 
 
 def thread_pages(tmp_path_factory) -> list[tuple[str, str, str]]:
-    pages = [(name, engine, decode_page((FIXTURES / f"{name}.html").read_bytes()))
-             for name, engine in REAL_THREAD_PAGES.items()]
-    pages += [(f"{engine} fixture forum", engine, fixture_forum_page(engine, tmp_path_factory.mktemp(engine),
-                                                                     listing=False)) for engine in HTML_ENGINES]
+    pages = [
+        (name, engine, decode_page((FIXTURES / f"{name}.html").read_bytes()))
+        for name, engine in REAL_THREAD_PAGES.items()
+    ]
+    pages += [
+        (
+            f"{engine} fixture forum",
+            engine,
+            fixture_forum_page(engine, tmp_path_factory.mktemp(engine), listing=False),
+        )
+        for engine in HTML_ENGINES
+    ]
     return [*pages, ("demo forum", "demo", DEMO_THREAD.read_text(encoding="utf-8"))]
 
 
@@ -54,7 +69,11 @@ def test_suggested_selectors_read_nine_posts_in_ten_as_the_engines_own_profile(i
     expected = builtin_profiles()[engine].parse_thread_page(html, "http://127.0.0.1/thread").posts
     suggestion = suggest_selectors(html)
     assert suggestion is not None and suggestion.page_kind == "thread page", name
-    posts = MarkupProfile("generic", suggestion.selectors).parse_thread_page(html, "http://127.0.0.1/thread").posts
+    posts = (
+        MarkupProfile("generic", suggestion.selectors)
+        .parse_thread_page(html, "http://127.0.0.1/thread")
+        .posts
+    )
     assert len(posts) == len(expected), name
     same_words = sum(words(got.text) == words(want.text) for got, want in zip(posts, expected))
     assert same_words >= 0.9 * len(expected), f"{name}: {same_words} of {len(expected)} posts read alike"
@@ -85,11 +104,14 @@ def check_thread_list(html: str, engine: str) -> None:
 
 def test_probe_suggest_prints_a_selectors_block_the_config_accepts(tmp_path):
     config = tmp_path / "forum.yaml"
-    config.write_text(yaml.safe_dump({"name": "t", "scrape": {"url": "/", "serve_dir": str(FIXTURES),
-                                                              "requests_per_second": 0}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"name": "t", "scrape": {"url": "/", "serve_dir": str(FIXTURES), "requests_per_second": 0}}
+        )
+    )
     result = CliRunner().invoke(app, ["scrape", str(config), "--probe", "/vbulletin-3.8.html", "--suggest"])
     assert result.exit_code == 0, result.output
-    block = result.output[result.output.index("scrape:"): result.output.index("what these selectors read")]
+    block = result.output[result.output.index("scrape:") : result.output.index("what these selectors read")]
     scrape = ScrapeConfig(url="/", **yaml.safe_load(block)["scrape"])
     assert scrape.site == "generic" and scrape.selectors is not None
     assert scrape.selectors.post_body == 'div[id^="post_message_"]'

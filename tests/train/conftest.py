@@ -13,8 +13,14 @@ from forumtune.records import write_jsonl
 from tests.conftest import write_config
 
 SKIS = ["park twin", "powder ski", "carving ski", "touring ski", "mogul ski", "all-mountain ski"]
-ADVICE = ["wax it often", "mount it centered", "size it at chin height", "keep the edges sharp",
-          "pick a softer flex", "go wider underfoot"]
+ADVICE = [
+    "wax it often",
+    "mount it centered",
+    "size it at chin height",
+    "keep the edges sharp",
+    "pick a softer flex",
+    "go wider underfoot",
+]
 
 
 def synthetic_conversations(count: int, seed: int) -> list[list[dict[str, str]]]:
@@ -22,10 +28,12 @@ def synthetic_conversations(count: int, seed: int) -> list[list[dict[str, str]]]
     conversations = []
     for _ in range(count):
         index = rng.randrange(len(SKIS))
-        conversations.append([
-            {"role": "user", "content": f"Any tips for my new {SKIS[index]}?"},
-            {"role": "assistant", "content": f"For a {SKIS[index]} you should {ADVICE[index]}."},
-        ])
+        conversations.append(
+            [
+                {"role": "user", "content": f"Any tips for my new {SKIS[index]}?"},
+                {"role": "assistant", "content": f"For a {SKIS[index]} you should {ADVICE[index]}."},
+            ]
+        )
     return conversations
 
 
@@ -35,8 +43,15 @@ def write_dataset(dataset_dir: Path, tokenizer, train_count: int = 48, eval_coun
         records = []
         for number, messages in enumerate(synthetic_conversations(count, seed)):
             example = encode_conversation(tokenizer, messages)
-            records.append({"thread_id": number, "title": "t", "messages": messages,
-                            "input_ids": example.input_ids, "labels": example.labels})
+            records.append(
+                {
+                    "thread_id": number,
+                    "title": "t",
+                    "messages": messages,
+                    "input_ids": example.input_ids,
+                    "labels": example.labels,
+                }
+            )
         write_jsonl(dataset_dir / f"{split}.jsonl", records)
     (dataset_dir / "stats.json").write_text("{}")
 
@@ -55,9 +70,20 @@ def one_thread():
 
 @pytest.fixture
 def train_config(tmp_path: Path, tiny_tokenizer, tiny_mistral) -> Config:
-    path = write_config(tmp_path, model={"base": str(tiny_mistral)}, train={"max_steps": 12, "micro_batch_size": 4, "grad_accum_steps": 2,
-                                         "learning_rate": 1e-2, "warmup_steps": 2, "eval_every": 6,
-                                         "save_every": 4, "keep_checkpoints": 2})
+    path = write_config(
+        tmp_path,
+        model={"base": str(tiny_mistral)},
+        train={
+            "max_steps": 12,
+            "micro_batch_size": 4,
+            "grad_accum_steps": 2,
+            "learning_rate": 1e-2,
+            "warmup_steps": 2,
+            "eval_every": 6,
+            "save_every": 4,
+            "keep_checkpoints": 2,
+        },
+    )
     config = load_config(path)
     write_dataset(config.run_dir / "dataset", tiny_tokenizer)
     return config
@@ -80,12 +106,27 @@ def save_tiny_model(family: str, target: Path) -> Path:
     from forumtune.base_model import resolve_base_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("builtin:tiny-llama"))
-    shape = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
-             "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-             "pad_token_id": tokenizer.pad_token_id, "initializer_range": 0.1, "tie_word_embeddings": False}
-    configs = {"mistral": MistralConfig, "llama": LlamaConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig,
-               "phi3": Phi3Config}
+    shape = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "initializer_range": 0.1,
+        "tie_word_embeddings": False,
+    }
+    configs = {
+        "mistral": MistralConfig,
+        "llama": LlamaConfig,
+        "qwen2": Qwen2Config,
+        "gemma": GemmaConfig,
+        "phi3": Phi3Config,
+    }
     if family == "gemma":
         shape["head_dim"] = 8
     torch.manual_seed(0)
@@ -99,8 +140,14 @@ def tiny_mistral(tmp_path_factory) -> Path:
     return save_tiny_model("mistral", tmp_path_factory.mktemp("tiny-mistral"))
 
 
-WRONG_ADVICE = ["never wax it", "mount it at the tail", "size it at knee height", "let the edges rust",
-                "pick the stiffest flex", "go as narrow as you can"]
+WRONG_ADVICE = [
+    "never wax it",
+    "mount it at the tail",
+    "size it at knee height",
+    "let the edges rust",
+    "pick the stiffest flex",
+    "go as narrow as you can",
+]
 
 
 def synthetic_pairs(count: int, seed: int) -> list[tuple[list[dict[str, str]], str, str]]:
@@ -110,8 +157,13 @@ def synthetic_pairs(count: int, seed: int) -> list[tuple[list[dict[str, str]], s
     for _ in range(count):
         index = rng.randrange(len(SKIS))
         prompt = [{"role": "user", "content": f"Any tips for my new {SKIS[index]}?"}]
-        pairs.append((prompt, f"For a {SKIS[index]} you should {ADVICE[index]}.",
-                      f"For a {SKIS[index]} you should {WRONG_ADVICE[index]}."))
+        pairs.append(
+            (
+                prompt,
+                f"For a {SKIS[index]} you should {ADVICE[index]}.",
+                f"For a {SKIS[index]} you should {WRONG_ADVICE[index]}.",
+            )
+        )
     return pairs
 
 
@@ -123,7 +175,16 @@ def write_preferences(dataset_dir: Path, tokenizer, train_count: int = 32, eval_
         for number, (prompt, chosen, rejected) in enumerate(synthetic_pairs(count, seed)):
             good = encode_conversation(tokenizer, [*prompt, {"role": "assistant", "content": chosen}])
             bad = encode_conversation(tokenizer, [*prompt, {"role": "assistant", "content": rejected}])
-            rows.append({"thread_id": number, "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                         "chosen_input_ids": good.input_ids, "chosen_labels": good.labels,
-                         "rejected_input_ids": bad.input_ids, "rejected_labels": bad.labels})
+            rows.append(
+                {
+                    "thread_id": number,
+                    "prompt": prompt,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "chosen_input_ids": good.input_ids,
+                    "chosen_labels": good.labels,
+                    "rejected_input_ids": bad.input_ids,
+                    "rejected_labels": bad.labels,
+                }
+            )
         write_jsonl(dataset_dir / f"preferences_{split}.jsonl", rows)

@@ -30,10 +30,20 @@ print("after=" + (get() if get else "unknown"))
 def probe(extra_env: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_ENV_VARS}
     env.update(extra_env)
-    done = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", PROBE, allocator.__file__], env=env,
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", PROBE, allocator.__file__],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     message, before, after = done.stdout.strip().splitlines()[-3:]
-    return {"message": message, "before": before.removeprefix("before="), "after": after.removeprefix("after=")}
+    return {
+        "message": message,
+        "before": before.removeprefix("before="),
+        "after": after.removeprefix("after="),
+    }
 
 
 @pytest.mark.skipif(expandable_segments_unsupported() is not None, reason="no CUDA virtual memory calls here")

@@ -16,8 +16,15 @@ from forumtune.train.loop import run_train
 from tests.conftest import write_config
 from tests.train.conftest import write_dataset
 
-TRAIN = {"max_steps": 4, "grad_accum_steps": 2, "learning_rate": 1e-2, "warmup_steps": 1, "eval_every": 4,
-         "save_every": 2, "optimizer": "adamw"}
+TRAIN = {
+    "max_steps": 4,
+    "grad_accum_steps": 2,
+    "learning_rate": 1e-2,
+    "warmup_steps": 1,
+    "eval_every": 4,
+    "save_every": 2,
+    "optimizer": "adamw",
+}
 
 
 def test_ranks_split_each_global_micro_batch_in_order():
@@ -37,26 +44,61 @@ def train_rows(run_dir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["ddp", "fsdp"])
-def test_two_processes_match_one_process_with_the_same_global_batch(engine, tmp_path, tiny_tokenizer, tiny_mistral):
+def test_two_processes_match_one_process_with_the_same_global_batch(
+    engine, tmp_path, tiny_tokenizer, tiny_mistral
+):
     lora = {"dropout": 0.0}  # dropout masks are per process; without them the maths is the same
-    ddp = load_config(write_config(tmp_path / "ddp", model={"base": str(tiny_mistral)}, lora=lora,
-                                   train={**TRAIN, "micro_batch_size": 2, "distributed": engine}))
-    single = load_config(write_config(tmp_path / "single", model={"base": str(tiny_mistral)}, lora=lora,
-                                      train={**TRAIN, "micro_batch_size": 4}))
+    ddp = load_config(
+        write_config(
+            tmp_path / "ddp",
+            model={"base": str(tiny_mistral)},
+            lora=lora,
+            train={**TRAIN, "micro_batch_size": 2, "distributed": engine},
+        )
+    )
+    single = load_config(
+        write_config(
+            tmp_path / "single",
+            model={"base": str(tiny_mistral)},
+            lora=lora,
+            train={**TRAIN, "micro_batch_size": 4},
+        )
+    )
     for config in (ddp, single):
         write_dataset(config.run_dir / "dataset", tiny_tokenizer)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                             "--standalone", "-m", "forumtune.cli", "train",
-                             str(tmp_path / "ddp" / "config.yaml")],
-                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    launch = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--standalone",
+            "-m",
+            "forumtune.cli",
+            "train",
+            str(tmp_path / "ddp" / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert launch.returncode == 0, launch.stdout + launch.stderr
     run_train(single, single.run_dir / "dataset", single.run_dir, Console(quiet=True))
 
     got, expected = train_rows(ddp.run_dir), train_rows(single.run_dir)
     assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in expected]
     assert [float(r["loss"]) for r in got] == pytest.approx([float(r["loss"]) for r in expected], rel=1e-4)
-    assert [int(r["tokens"]) for r in got if r["tokens"]] == [int(r["tokens"]) for r in expected if r["tokens"]]
+    assert [int(r["tokens"]) for r in got if r["tokens"]] == [
+        int(r["tokens"]) for r in expected if r["tokens"]
+    ]
     # rank 0 alone wrote the checkpoint and the adapter
-    assert sorted(p.name for p in (ddp.run_dir / "checkpoints").iterdir()) == ["best", "settings.json", "step-000002"]
+    assert sorted(p.name for p in (ddp.run_dir / "checkpoints").iterdir()) == [
+        "best",
+        "settings.json",
+        "step-000002",
+    ]
     assert (ddp.run_dir / "adapter" / "adapter_model.safetensors").exists()

@@ -14,8 +14,15 @@ from forumtune.train.layer_graphs import LayerGraphs
 from forumtune.train.loading import layer_graphs_for
 from forumtune.train.precision import enable_checkpointing
 
-SHAPE = {"vocab_size": 128, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256}
+SHAPE = {
+    "vocab_size": 128,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+}
 CPU = torch.device("cpu")
 
 
@@ -23,9 +30,11 @@ def recorded_layer_calls(model, input_ids, **kwargs) -> list[tuple]:
     """(layer, run, hidden) of every checkpointed layer call of one training forward."""
     calls = []
     for layer in model.model.layers:
+
         def record(run, hidden, *extra, layer=layer, **_):
             calls.append((layer, run, hidden))
             return run(hidden, *extra)
+
         layer._gradient_checkpointing_func = record
     model.train()
     model(input_ids=input_ids, **kwargs)
@@ -43,15 +52,21 @@ def test_a_layer_call_splits_into_the_same_key_every_step_and_rebinds_to_static_
     model, graphs, autocast = tiny_model(), LayerGraphs(CPU), (False, torch.bfloat16)
     ids = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(1))
     first = recorded_layer_calls(model, ids, num_items_in_batch=30.0)
-    second = recorded_layer_calls(model, (ids + 1) % 128, num_items_in_batch=31.0)  # other tokens, another loss normaliser
-    splits = [[graphs._split(layer, run, hidden, (), autocast) for layer, run, hidden in calls]
-              for calls in (first, second)]
+    second = recorded_layer_calls(
+        model, (ids + 1) % 128, num_items_in_batch=31.0
+    )  # other tokens, another loss normaliser
+    splits = [
+        [graphs._split(layer, run, hidden, (), autocast) for layer, run, hidden in calls]
+        for calls in (first, second)
+    ]
 
     assert all(split is not None for step in splits for split in step)
     assert [s.key for s in splits[0]] == [s.key for s in splits[1]]
     assert splits[0][0].key != splits[0][1].key  # one graph per layer ...
     assert splits[0][0].signature == splits[0][1].signature  # ... sharing one set of static buffers
-    assert all(torch.is_tensor(t) for t in splits[0][0].tensors) and splits[0][0].tensors  # rotary cos/sin at least
+    assert (
+        all(torch.is_tensor(t) for t in splits[0][0].tensors) and splits[0][0].tensors
+    )  # rotary cos/sin at least
 
     longer = recorded_layer_calls(model, torch.randint(0, 128, (2, 24)))
     assert graphs._split(*longer[0], (), autocast).signature != splits[0][0].signature
@@ -66,7 +81,9 @@ def test_a_layer_call_splits_into_the_same_key_every_step_and_rebinds_to_static_
     with torch.no_grad():
         for static in statics:
             if static.is_floating_point():
-                static.add_(0.5)  # the rebound call reads the buffers it was given (rotary cos/sin), not the originals
+                static.add_(
+                    0.5
+                )  # the rebound call reads the buffers it was given (rotary cos/sin), not the originals
         assert not torch.equal(call.rebuild(statics)(hidden.clone()), expected)
 
 
@@ -89,7 +106,10 @@ def test_gradient_buffers_stay_put_whatever_the_optimizer_does_with_grad():
     assert torch.equal(buffers[0], torch.full((3,), 2.0)) and torch.equal(buffers[1], torch.zeros(2))
 
     buffers[1].add_(5.0)
-    first.grad, second.grad = None, torch.full((2,), 7.0)  # zero_grad(set_to_none=True); a grad set from outside
+    first.grad, second.grad = (
+        None,
+        torch.full((2,), 7.0),
+    )  # zero_grad(set_to_none=True); a grad set from outside
     graphs.bind_gradient_buffers([first, second])
     assert first.grad is buffers[0] and torch.equal(first.grad, torch.zeros(3))
     assert second.grad is buffers[1] and torch.equal(second.grad, torch.full((2,), 7.0))

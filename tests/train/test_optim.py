@@ -14,8 +14,11 @@ from forumtune.train.optim import AdamW8bit, PagedAdamW8bit
 
 def initial_params() -> list[torch.nn.Parameter]:
     torch.manual_seed(0)  # 8-bit blockwise state for the large ones, 32-bit for the small one
-    return [torch.nn.Parameter(torch.randn(256, 512)), torch.nn.Parameter(torch.randn(16, 64)),
-            torch.nn.Parameter(torch.randn(300, 400))]
+    return [
+        torch.nn.Parameter(torch.randn(256, 512)),
+        torch.nn.Parameter(torch.randn(16, 64)),
+        torch.nn.Parameter(torch.randn(300, 400)),
+    ]
 
 
 def train_a_few_steps(optimizer_class) -> tuple[list[torch.Tensor], dict]:
@@ -39,8 +42,9 @@ def same(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize(("ours", "theirs"), [(AdamW8bit, bnb.optim.AdamW8bit),
-                                              (PagedAdamW8bit, bnb.optim.PagedAdamW8bit)])
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [(AdamW8bit, bnb.optim.AdamW8bit), (PagedAdamW8bit, bnb.optim.PagedAdamW8bit)]
+)
 def test_one_wait_optimizer_gives_bitsandbytes_update_and_state(ours, theirs):
     params, state = train_a_few_steps(ours)
     ref_params, ref_state = train_a_few_steps(theirs)
@@ -69,8 +73,14 @@ class TwoLayers(torch.nn.Module):
         return self.second(torch.tanh(self.first(x))).square().mean()
 
 
-def train_model(optimizer_class, steps: int, *, set_to_none: bool = True, resume_after: int | None = None,
-                warmup: bool = False):
+def train_model(
+    optimizer_class,
+    steps: int,
+    *,
+    set_to_none: bool = True,
+    resume_after: int | None = None,
+    warmup: bool = False,
+):
     """`warmup`: the lr rises every step, set in the param groups as a scheduler sets it."""
     model = TwoLayers()
     optimizer = optimizer_class(model.parameters(), lr=1e-2, weight_decay=0.01)
@@ -97,7 +107,9 @@ def train_model(optimizer_class, steps: int, *, set_to_none: bool = True, resume
 def test_one_update_per_group_equals_bitsandbytes_per_parameter(set_to_none, monkeypatch):
     calls = []
     update = F.optimizer_update_8bit_blockwise
-    monkeypatch.setattr(F, "optimizer_update_8bit_blockwise", lambda *a, **k: calls.append(a[1].numel()) or update(*a, **k))
+    monkeypatch.setattr(
+        F, "optimizer_update_8bit_blockwise", lambda *a, **k: calls.append(a[1].numel()) or update(*a, **k)
+    )
     model, optimizer = train_model(AdamW8bit, 4, set_to_none=set_to_none)
     # one 8-bit update a step for both weights, each starting on a 256-value block (bitsandbytes: one per weight)
     assert calls == [12544 + 9216] * 4
@@ -121,8 +133,12 @@ def test_state_dict_resumes_exactly_and_saves_without_shared_tensors(warmup):
         assert torch.equal(value, ref), name
     state = optimizer.state_dict()
     assert same(state["state"], ref_optimizer.state_dict()["state"])
-    tensors = {f"{index}.{key}": value for index, values in state["state"].items()
-               for key, value in values.get("__bnb_optimizer_quant_state__", {}).items() if key.startswith(("state", "abs"))}
+    tensors = {
+        f"{index}.{key}": value
+        for index, values in state["state"].items()
+        for key, value in values.get("__bnb_optimizer_quant_state__", {}).items()
+        if key.startswith(("state", "abs"))
+    }
     assert len(tensors) == 2 * 4 + 2  # two 8-bit weights, one bias with 32-bit state
     assert save(tensors)  # safetensors refuses tensors that share memory
 

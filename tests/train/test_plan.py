@@ -23,8 +23,14 @@ from tests.conftest import SMOKE_CONFIG
 def mistral_7b_dir(tmp_path_factory):
     """Only config.json: the planner must not need the weights."""
     path = tmp_path_factory.mktemp("mistral-7b")
-    MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                  num_attention_heads=32, num_key_value_heads=8).save_pretrained(path)
+    MistralConfig(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+    ).save_pretrained(path)
     return path
 
 
@@ -39,8 +45,12 @@ def test_mistral_7b_4bit_weights_are_about_3_6_gib(mistral_7b_dir):
 def test_longer_sequences_cost_more_and_checkpointing_saves_memory(mistral_7b_dir):
     short = plan_memory(load_config(SMOKE_CONFIG, [f"model.base={mistral_7b_dir}", "build.max_seq_len=512"]))
     long = plan_memory(load_config(SMOKE_CONFIG, [f"model.base={mistral_7b_dir}", "build.max_seq_len=2048"]))
-    no_checkpointing = plan_memory(load_config(SMOKE_CONFIG, [f"model.base={mistral_7b_dir}", "build.max_seq_len=2048",
-                                                             "train.gradient_checkpointing=false"]))
+    no_checkpointing = plan_memory(
+        load_config(
+            SMOKE_CONFIG,
+            [f"model.base={mistral_7b_dir}", "build.max_seq_len=2048", "train.gradient_checkpointing=false"],
+        )
+    )
     assert short.total < long.total < no_checkpointing.total
 
 
@@ -54,41 +64,82 @@ def test_plan_cli_prints_the_table_and_verdict(mistral_7b_dir):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "forumtune.cli", "plan", str(SMOKE_CONFIG), "--vram", "4",
-                             "--set", f"model.base={mistral_7b_dir}"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forumtune.cli",
+            "plan",
+            str(SMOKE_CONFIG),
+            "--vram",
+            "4",
+            "--set",
+            f"model.base={mistral_7b_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "does not fit" in result.stdout and "train.micro_batch_size" in result.stdout
     assert "4 GB card: 3.6 GiB usable" in result.stdout
-    for row in ("allocator's peak", "CUDA context", "cuBLAS", "paged optimizer state", "allocator's reserve",
-                "whole process on the card"):
+    for row in (
+        "allocator's peak",
+        "CUDA context",
+        "cuBLAS",
+        "paged optimizer state",
+        "allocator's reserve",
+        "whole process on the card",
+    ):
         assert row in result.stdout
 
 
 def mistral(mistral_7b_dir, *overrides):
-    return load_config(SMOKE_CONFIG, [f"model.base={mistral_7b_dir}", "model.compute_dtype=bfloat16",
-                                     "lora.modules_to_save=null", *overrides])
+    return load_config(
+        SMOKE_CONFIG,
+        [
+            f"model.base={mistral_7b_dir}",
+            "model.compute_dtype=bfloat16",
+            "lora.modules_to_save=null",
+            *overrides,
+        ],
+    )
 
 
 def test_the_fast_path_and_offloaded_checkpoints_need_less_memory(mistral_7b_dir):
     plain = plan_memory(mistral(mistral_7b_dir, "train.fast_path=false", "build.max_seq_len=2048"))
     fast = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=2048"))
-    offloaded = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=2048",
-                                    "train.gradient_checkpointing=offload"))
+    offloaded = plan_memory(
+        mistral(mistral_7b_dir, "build.max_seq_len=2048", "train.gradient_checkpointing=offload")
+    )
     assert offloaded.total < fast.total < plain.total
     assert "attention scores" in plain.parts and "attention scores" not in fast.parts  # fp32 math SDPA only
     assert plain.parts["embeddings, head, norms"] == 2 * fast.parts["embeddings, head, norms"]  # fp32 upcast
 
 
 def test_fit_keeps_the_effective_batch_and_the_sequence_when_it_can(mistral_7b_dir):
-    config = mistral(mistral_7b_dir, "build.max_seq_len=1024", "train.micro_batch_size=2",
-                     "train.grad_accum_steps=8", "train.gradient_checkpointing=false")
+    config = mistral(
+        mistral_7b_dir,
+        "build.max_seq_len=1024",
+        "train.micro_batch_size=2",
+        "train.grad_accum_steps=8",
+        "train.gradient_checkpointing=false",
+    )
     changes = fit_settings(config, vram_gib=8)
     assert changes and "build.max_seq_len" not in changes
     micro = changes.get("train.micro_batch_size", 2)
     assert micro * changes.get("train.grad_accum_steps", 8) == 16
-    fitted = config.model_copy(update={"train": config.train.model_copy(update={
-        "gradient_checkpointing": changes.get("train.gradient_checkpointing", False), "micro_batch_size": micro,
-        "grad_accum_steps": changes.get("train.grad_accum_steps", 8)})})
+    fitted = config.model_copy(
+        update={
+            "train": config.train.model_copy(
+                update={
+                    "gradient_checkpointing": changes.get("train.gradient_checkpointing", False),
+                    "micro_batch_size": micro,
+                    "grad_accum_steps": changes.get("train.grad_accum_steps", 8),
+                }
+            )
+        }
+    )
     assert plan_memory(fitted, vram_gib=8).fits and not plan_memory(config, vram_gib=8).fits
 
 
@@ -106,13 +157,21 @@ def test_dpo_plans_chosen_and_rejected_together_and_the_reference_adapter(mistra
     dpo = plan_memory(load_config(SMOKE_CONFIG, [*common, "train.micro_batch_size=2", "train.method=dpo"]))
     assert dpo.parts == sft.parts
     (tmp_path / "adapter_config.json").write_text("{}")
-    from_sft = plan_memory(load_config(SMOKE_CONFIG, [*common, "train.micro_batch_size=2", "train.method=dpo",
-                                                      f"train.init_adapter={tmp_path}"]))
+    from_sft = plan_memory(
+        load_config(
+            SMOKE_CONFIG,
+            [*common, "train.micro_batch_size=2", "train.method=dpo", f"train.init_adapter={tmp_path}"],
+        )
+    )
     extra = from_sft.total - dpo.total
     assert extra == from_sft.parts["reference adapter (frozen, fp32)"]
     assert extra == pytest.approx(from_sft.parts["LoRA weights + grads (fp32)"] / 2)
-    orpo = plan_memory(load_config(SMOKE_CONFIG, [*common, "train.micro_batch_size=2", "train.method=orpo",
-                                                  f"train.init_adapter={tmp_path}"]))
+    orpo = plan_memory(
+        load_config(
+            SMOKE_CONFIG,
+            [*common, "train.micro_batch_size=2", "train.method=orpo", f"train.init_adapter={tmp_path}"],
+        )
+    )
     assert orpo.total == dpo.total  # ORPO has no reference
 
 
@@ -148,8 +207,12 @@ def test_the_allocators_reserve_grows_with_what_the_step_allocates(mistral_7b_di
 
 
 def test_an_8_gb_card_leaves_7_6_gib_and_the_whole_count_decides(mistral_7b_dir):
-    config = mistral(mistral_7b_dir, "build.max_seq_len=4096", "train.micro_batch_size=1",
-                     "train.gradient_checkpointing=true")
+    config = mistral(
+        mistral_7b_dir,
+        "build.max_seq_len=4096",
+        "train.micro_batch_size=1",
+        "train.gradient_checkpointing=true",
+    )
     assert usable_bytes(config) == pytest.approx(7.6 * GIB)  # plan.vram_gib: 8 by default
     plan = plan_memory(config, vram_gib=8)
     assert plan.usable_bytes == pytest.approx(7.6 * GIB) and plan.vram_bytes == 8 * GIB
@@ -163,8 +226,13 @@ def test_an_8_gb_card_leaves_7_6_gib_and_the_whole_count_decides(mistral_7b_dir)
 
 
 def test_fit_settings_fit_the_whole_count(mistral_7b_dir):
-    config = mistral(mistral_7b_dir, "build.max_seq_len=4096", "train.micro_batch_size=4",
-                     "train.grad_accum_steps=4", "train.gradient_checkpointing=false")
+    config = mistral(
+        mistral_7b_dir,
+        "build.max_seq_len=4096",
+        "train.micro_batch_size=4",
+        "train.grad_accum_steps=4",
+        "train.gradient_checkpointing=false",
+    )
     changes = fit_settings(config, vram_gib=8)
     assert changes is not None
     micro = changes.get("train.micro_batch_size", 4)

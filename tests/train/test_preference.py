@@ -23,11 +23,20 @@ PAD = 0
 def policy():
     """A tiny random Llama with a LoRA adapter whose B is random too, so the policy differs from the base."""
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         pad_token_id=PAD)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=PAD,
+    )
     base = LlamaForCausalLM(config)
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False)
+    lora = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False
+    )
     model = get_peft_model(base, lora)
     model.train()
     return model
@@ -47,10 +56,22 @@ def make_pairs(count: int, seed: int) -> list[dict]:
     rows = []
     for number in range(count):
         prompt = tokens(rng, rng.randint(2, 9))
-        chosen, rejected = answer_row(prompt, tokens(rng, rng.randint(1, 7))), answer_row(prompt, tokens(rng, rng.randint(1, 7)))
-        rows.append({"thread_id": number, "prompt": [], "chosen": "", "rejected": "",
-                     "chosen_input_ids": chosen["input_ids"], "chosen_labels": chosen["labels"],
-                     "rejected_input_ids": rejected["input_ids"], "rejected_labels": rejected["labels"]})
+        chosen, rejected = (
+            answer_row(prompt, tokens(rng, rng.randint(1, 7))),
+            answer_row(prompt, tokens(rng, rng.randint(1, 7))),
+        )
+        rows.append(
+            {
+                "thread_id": number,
+                "prompt": [],
+                "chosen": "",
+                "rejected": "",
+                "chosen_input_ids": chosen["input_ids"],
+                "chosen_labels": chosen["labels"],
+                "rejected_input_ids": rejected["input_ids"],
+                "rejected_labels": rejected["labels"],
+            }
+        )
     return rows
 
 
@@ -64,7 +85,9 @@ def make_labelled(count: int, seed: int) -> list[dict]:
 
 
 @torch.no_grad()
-def answer_log_prob(model, input_ids: list[int], labels: list[int], *, adapter: bool = True) -> tuple[float, int]:
+def answer_log_prob(
+    model, input_ids: list[int], labels: list[int], *, adapter: bool = True
+) -> tuple[float, int]:
     """Σ log p(token | earlier tokens) over the answer's tokens, the sequence alone, in float64."""
     was_training = model.training
     model.eval()
@@ -118,29 +141,39 @@ def reference_orpo(model, rows: list[dict], lam: float) -> float:
 
 def reference_kto(model, rows: list[dict], beta: float, weights: tuple[float, float]) -> float:
     """Ethayarajh et al. 2024, eq. 8: z from each prompt with the previous row's answer, clamped at 0."""
+
     def prompt_end(row):
         return next(i for i, label in enumerate(row["labels"]) if label != IGNORE_INDEX)
 
     shifts = []
     for index, row in enumerate(rows):
         other = rows[index - 1]
-        ids = row["input_ids"][:prompt_end(row)] + other["input_ids"][prompt_end(other):]
-        labels = [IGNORE_INDEX] * prompt_end(row) + other["input_ids"][prompt_end(other):]
-        shifts.append(answer_log_prob(model, ids, labels)[0] - answer_log_prob(model, ids, labels, adapter=False)[0])
+        ids = row["input_ids"][: prompt_end(row)] + other["input_ids"][prompt_end(other) :]
+        labels = [IGNORE_INDEX] * prompt_end(row) + other["input_ids"][prompt_end(other) :]
+        shifts.append(
+            answer_log_prob(model, ids, labels)[0] - answer_log_prob(model, ids, labels, adapter=False)[0]
+        )
     z = max(0.0, sum(shifts) / len(shifts))
     losses = []
     for row in rows:
-        r = (answer_log_prob(model, row["input_ids"], row["labels"])[0]
-             - answer_log_prob(model, row["input_ids"], row["labels"], adapter=False)[0])
-        losses.append(weights[0] * (1 - sigmoid(beta * (r - z))) if row["label"]
-                      else weights[1] * (1 - sigmoid(beta * (z - r))))
+        r = (
+            answer_log_prob(model, row["input_ids"], row["labels"])[0]
+            - answer_log_prob(model, row["input_ids"], row["labels"], adapter=False)[0]
+        )
+        losses.append(
+            weights[0] * (1 - sigmoid(beta * (r - z)))
+            if row["label"]
+            else weights[1] * (1 - sigmoid(beta * (z - r)))
+        )
     return sum(losses) / len(losses)
 
 
 def step_loss(objective, model, rows: list[dict], micro_batch: int) -> float:
     """The loop's arithmetic: micro-batch shares of the step's counts, summed."""
-    batches = [objective.collate(rows[i: i + micro_batch], PAD, torch.device("cpu"))
-               for i in range(0, len(rows), micro_batch)]
+    batches = [
+        objective.collate(rows[i : i + micro_batch], PAD, torch.device("cpu"))
+        for i in range(0, len(rows), micro_batch)
+    ]
     counts = [objective.count(b) for b in batches]
     from forumtune.train.objectives import Counts
 
@@ -154,7 +187,9 @@ def test_dpo_loss_equals_the_papers_formula_with_padding(policy, smoothing):
     objective = DPO(TrainConfig(method="dpo", beta=0.5, dpo_label_smoothing=smoothing))
     expected = reference_dpo(policy, rows, 0.5, smoothing)
     assert step_loss(objective, policy, rows, micro_batch=3) == pytest.approx(expected, abs=1e-5)
-    assert abs(expected - math.log(2)) > 1e-3  # the adapter moved the policy: the loss is not its value at start
+    assert (
+        abs(expected - math.log(2)) > 1e-3
+    )  # the adapter moved the policy: the loss is not its value at start
 
 
 def test_orpo_loss_equals_the_papers_formula_with_padding(policy):
@@ -174,9 +209,18 @@ def test_kto_loss_equals_the_papers_formula_with_padding(policy):
 def test_dpo_starts_at_log_two_and_its_gradient_reaches_only_the_adapter():
     """With B = 0 (peft's init) policy and reference agree: loss log 2; the base stays frozen."""
     torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=PAD)
-    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0))
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=PAD,
+    )
+    model = get_peft_model(
+        LlamaForCausalLM(config), LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0)
+    )
     model.train()
     objective = objective_for(TrainConfig(method="dpo"))
     rows = make_pairs(4, seed=4)

@@ -29,27 +29,50 @@ def train_losses(run_dir) -> list[float]:
 def sft_adapter(tmp_path_factory, tiny_tokenizer, tiny_mistral):
     """An SFT adapter with no dropout, so a preference run that starts from it starts exactly at it."""
     tmp = tmp_path_factory.mktemp("sft")
-    config = load_config(write_config(tmp, model={"base": str(tiny_mistral)}, lora={"dropout": 0.0},
-                                      train={"max_steps": 4, "micro_batch_size": 4, "grad_accum_steps": 1,
-                                             "learning_rate": 1e-2, "warmup_steps": 0, "eval_every": 4}))
+    config = load_config(
+        write_config(
+            tmp,
+            model={"base": str(tiny_mistral)},
+            lora={"dropout": 0.0},
+            train={
+                "max_steps": 4,
+                "micro_batch_size": 4,
+                "grad_accum_steps": 1,
+                "learning_rate": 1e-2,
+                "warmup_steps": 0,
+                "eval_every": 4,
+            },
+        )
+    )
     write_dataset(config.run_dir / "dataset", tiny_tokenizer)
     run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
     return config.run_dir / "adapter"
 
 
 def preference_config(tmp_path, tiny_tokenizer, tiny_mistral, **train):
-    settings = {"max_steps": 8, "micro_batch_size": 4, "grad_accum_steps": 2, "learning_rate": 5e-3,
-                "warmup_steps": 0, "lr_scheduler": "constant", "eval_every": 8, **train}
-    config = load_config(write_config(tmp_path, model={"base": str(tiny_mistral)}, lora={"dropout": 0.0},
-                                      train=settings))
+    settings = {
+        "max_steps": 8,
+        "micro_batch_size": 4,
+        "grad_accum_steps": 2,
+        "learning_rate": 5e-3,
+        "warmup_steps": 0,
+        "lr_scheduler": "constant",
+        "eval_every": 8,
+        **train,
+    }
+    config = load_config(
+        write_config(tmp_path, model={"base": str(tiny_mistral)}, lora={"dropout": 0.0}, train=settings)
+    )
     write_preferences(config.run_dir / "dataset", tiny_tokenizer)
     return config
 
 
-def test_dpo_from_an_sft_adapter_starts_at_log_two_and_learns_the_preference(tmp_path, tiny_tokenizer,
-                                                                            tiny_mistral, sft_adapter):
-    config = preference_config(tmp_path, tiny_tokenizer, tiny_mistral, method="dpo", beta=0.5,
-                               init_adapter=str(sft_adapter))
+def test_dpo_from_an_sft_adapter_starts_at_log_two_and_learns_the_preference(
+    tmp_path, tiny_tokenizer, tiny_mistral, sft_adapter
+):
+    config = preference_config(
+        tmp_path, tiny_tokenizer, tiny_mistral, method="dpo", beta=0.5, init_adapter=str(sft_adapter)
+    )
     summary = run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
     losses = train_losses(config.run_dir)
     # the reference is the SFT adapter the run starts from, so the first step's policy equals it
@@ -71,8 +94,9 @@ def test_dpo_without_init_adapter_compares_with_the_base(tmp_path, tiny_tokenize
 
 @pytest.mark.parametrize("method", ["orpo", "kto"])
 def test_orpo_and_kto_train_and_lower_their_loss(tmp_path, tiny_tokenizer, tiny_mistral, sft_adapter, method):
-    config = preference_config(tmp_path, tiny_tokenizer, tiny_mistral, method=method,
-                               init_adapter=str(sft_adapter))
+    config = preference_config(
+        tmp_path, tiny_tokenizer, tiny_mistral, method=method, init_adapter=str(sft_adapter)
+    )
     run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
     losses = train_losses(config.run_dir)
     assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
@@ -93,8 +117,17 @@ def test_dpo_on_the_fast_path_follows_the_plain_path(tmp_path, tiny_tokenizer, t
     would show at step 1, whose loss must be log 2 (the policy starts at the reference)."""
     curves = {}
     for fast in (True, False):
-        config = preference_config(tmp_path / str(fast), tiny_tokenizer, tiny_mistral, method="dpo", beta=0.5,
-                                   init_adapter=str(sft_adapter), device="cuda", fast_path=fast, max_steps=6)
+        config = preference_config(
+            tmp_path / str(fast),
+            tiny_tokenizer,
+            tiny_mistral,
+            method="dpo",
+            beta=0.5,
+            init_adapter=str(sft_adapter),
+            device="cuda",
+            fast_path=fast,
+            max_steps=6,
+        )
         config.model.compute_dtype = "bfloat16"
         run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
         curves[fast] = train_losses(config.run_dir)

@@ -18,12 +18,22 @@ from tests.train.conftest import write_dataset
 from tests.train.test_resume import environment, rows
 
 CONSOLE = Console(quiet=True)
-TRAIN = {"max_steps": 6, "micro_batch_size": 4, "grad_accum_steps": 1, "learning_rate": 1e-2, "eval_every": 2,
-         "save_every": 2}
+TRAIN = {
+    "max_steps": 6,
+    "micro_batch_size": 4,
+    "grad_accum_steps": 1,
+    "learning_rate": 1e-2,
+    "eval_every": 2,
+    "save_every": 2,
+}
 
 
 def files_of(directory):
-    return {path.relative_to(directory): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(directory): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
 
 
 def stopped_after_three_steps(config):
@@ -57,9 +67,20 @@ def test_changed_settings_are_refused_while_the_training_is_unfinished(config_pa
     before = files_of(checkpoints)
     assert {"step-000002", "step-000003", "best"} <= {path.name for path in checkpoints.iterdir()}
 
-    command = [sys.executable, "-m", "forumtune.cli", "train", str(config_path), "--set", "train.learning_rate=0.02",
-               "--set", "lora.r=8"]
-    result = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=300, check=False)
+    command = [
+        sys.executable,
+        "-m",
+        "forumtune.cli",
+        "train",
+        str(config_path),
+        "--set",
+        "train.learning_rate=0.02",
+        "--set",
+        "lora.r=8",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=environment(), timeout=300, check=False
+    )
     message = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0
     assert "holds an unfinished training (saved up to step 3) made with other settings" in message
@@ -68,8 +89,14 @@ def test_changed_settings_are_refused_while_the_training_is_unfinished(config_pa
     assert f"start over with `{restart}`" in message
     assert files_of(checkpoints) == before  # untouched
 
-    resumed = subprocess.run(command[:5] + ["--resume"], capture_output=True, text=True, env=environment(),
-                             timeout=300, check=False)  # --resume, the old spelling of the default, still works
+    resumed = subprocess.run(
+        command[:5] + ["--resume"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=300,
+        check=False,
+    )  # --resume, the old spelling of the default, still works
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming from step-000003 (step 3 of 6)" in resumed.stdout
 
@@ -102,9 +129,15 @@ def test_a_finished_training_with_other_settings_is_set_aside_for_a_new_one(conf
 
 
 # Keys marked NO_RERUN or RESUMES in config.py: a training resumes checkpoints made with other values.
-RESUMABLE = [*(change for change in NOT_RERUNNING if change.startswith("train.")), "train.eval_every=5",
-             "train.final_adapter=last", "train.early_stopping_patience=3", "train.early_stopping_min_delta=0.1",
-             "train.device=cpu", "train.gradient_checkpointing=false"]
+RESUMABLE = [
+    *(change for change in NOT_RERUNNING if change.startswith("train.")),
+    "train.eval_every=5",
+    "train.final_adapter=last",
+    "train.early_stopping_patience=3",
+    "train.early_stopping_min_delta=0.1",
+    "train.device=cpu",
+    "train.gradient_checkpointing=false",
+]
 
 
 @pytest.mark.parametrize("change", RESUMABLE)
@@ -114,8 +147,10 @@ def test_keys_that_leave_the_steps_alone_do_not_block_a_resume(tmp_path, change)
     assert training_settings(changed, tmp_path, 1) == training_settings(base, tmp_path, 1)
 
 
-@pytest.mark.parametrize("change", ["train.learning_rate=0.02", "lora.r=8", "train.fast_path=false",
-                                    "train.micro_batch_size=1", "seed=7"])
+@pytest.mark.parametrize(
+    "change",
+    ["train.learning_rate=0.02", "lora.r=8", "train.fast_path=false", "train.micro_batch_size=1", "seed=7"],
+)
 def test_keys_that_change_a_step_are_recorded(tmp_path, change):
     base, changed = load_config(write_config(tmp_path)), load_config(write_config(tmp_path), [change])
     assert changed_settings(training_settings(base, tmp_path, 1), training_settings(changed, tmp_path, 1))

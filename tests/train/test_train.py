@@ -57,21 +57,34 @@ def test_training_lowers_the_loss_logs_everywhere_and_saves_a_loadable_adapter(t
     assert records.count(b"train/loss") >= 12 and records.count(b"eval/loss") >= 2
 
 
-def test_training_is_the_same_whichever_4bit_layout_the_cpu_would_pick(tmp_path, tiny_tokenizer, tiny_mistral,
-                                                                       monkeypatch):
+def test_training_is_the_same_whichever_4bit_layout_the_cpu_would_pick(
+    tmp_path, tiny_tokenizer, tiny_mistral, monkeypatch
+):
     """An eval every other step: on a CPU with AVX512-BF16 bitsandbytes would pack the base for it, and the
     steps after it would train on weights with no backward and rounded scales."""
     curves = {}
     for layout in LAYOUTS:
         force_layout(layout, monkeypatch)
-        config = load_config(write_config(tmp_path / layout, model={"base": str(tiny_mistral)},
-                                          train={"max_steps": 6, "micro_batch_size": 4, "grad_accum_steps": 1,
-                                                 "learning_rate": 1e-2, "eval_every": 2, "save_every": 3}))
+        config = load_config(
+            write_config(
+                tmp_path / layout,
+                model={"base": str(tiny_mistral)},
+                train={
+                    "max_steps": 6,
+                    "micro_batch_size": 4,
+                    "grad_accum_steps": 1,
+                    "learning_rate": 1e-2,
+                    "eval_every": 2,
+                    "save_every": 3,
+                },
+            )
+        )
         write_dataset(config.run_dir / "dataset", tiny_tokenizer)
         run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
         with (config.run_dir / "metrics.csv").open() as handle:
-            curves[layout] = [(row["step"], row["split"], row["loss"], row["grad_norm"])
-                              for row in csv.DictReader(handle)]
+            curves[layout] = [
+                (row["step"], row["split"], row["loss"], row["grad_norm"]) for row in csv.DictReader(handle)
+            ]
     assert len(curves["packed"]) == 6 + 3
     assert curves["packed"] == curves["trainable"]
 
@@ -88,8 +101,11 @@ def test_nan_in_a_batch_stops_training_naming_step_micro_batch_and_examples(trai
     order = micro_batches(len(run.train_records), 4, train_config.seed)
     poisoned = [next(order) for _ in range(3)][2]
     lines = ", ".join(str(i + 1) for i in poisoned)
-    with pytest.raises(TrainError, match=rf"loss became NaN/inf at step 2, micro-batch 1 of 2: "
-                                         rf"examples on lines {lines} of dataset/train.jsonl"):
+    with pytest.raises(
+        TrainError,
+        match=rf"loss became NaN/inf at step 2, micro-batch 1 of 2: "
+        rf"examples on lines {lines} of dataset/train.jsonl",
+    ):
         train(run, CONSOLE)
     assert len(losses(train_config.run_dir)) == 1
 
@@ -110,11 +126,15 @@ def test_early_stopping_keeps_the_best_adapter(train_config, cpu_layout):
     assert any(not torch.equal(last[k], final[k]) for k in final)
 
 
-@pytest.mark.parametrize("kind, peak_step, end_factor", [("cosine", 3, 0.0), ("linear", 3, 0.0),
-                                                          ("constant", 3, 1.0)])
-def test_every_schedule_warms_up_then_follows_its_shape(tiny_tokenizer, tmp_path, kind, peak_step, end_factor):
-    config = load_config(write_config(tmp_path, train={"lr_scheduler": kind, "warmup_steps": 3,
-                                                       "learning_rate": 1e-3}))
+@pytest.mark.parametrize(
+    "kind, peak_step, end_factor", [("cosine", 3, 0.0), ("linear", 3, 0.0), ("constant", 3, 1.0)]
+)
+def test_every_schedule_warms_up_then_follows_its_shape(
+    tiny_tokenizer, tmp_path, kind, peak_step, end_factor
+):
+    config = load_config(
+        write_config(tmp_path, train={"lr_scheduler": kind, "warmup_steps": 3, "learning_rate": 1e-3})
+    )
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     scheduler = make_scheduler(optimizer, config.train, total_steps=10)
     rates = []
@@ -123,7 +143,7 @@ def test_every_schedule_warms_up_then_follows_its_shape(tiny_tokenizer, tmp_path
         optimizer.step()
         scheduler.step()
     rates.append(scheduler.get_last_lr()[0])
-    assert rates[:peak_step + 1] == pytest.approx([0, 1e-3 / 3, 2e-3 / 3, 1e-3])
+    assert rates[: peak_step + 1] == pytest.approx([0, 1e-3 / 3, 2e-3 / 3, 1e-3])
     assert rates[-1] == pytest.approx(1e-3 * end_factor)
 
 
@@ -132,12 +152,23 @@ def test_bad_configs_fail_before_the_model_is_loaded(tmp_path, tiny_tokenizer):
     from transformers import MistralConfig
 
     weightless, empty = tmp_path / "weightless", tmp_path / "empty"
-    MistralConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2).save_pretrained(weightless)
+    MistralConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    ).save_pretrained(weightless)
     tiny_tokenizer.save_pretrained(weightless)
     empty.mkdir()
     cases = [
-        (TrainError, "train.init_adapter: .* holds no adapter_config.json", {"init_adapter": str(empty)}, weightless),
+        (
+            TrainError,
+            "train.init_adapter: .* holds no adapter_config.json",
+            {"init_adapter": str(empty)},
+            weightless,
+        ),
         (TrainError, "fewer than train.micro_batch_size=64", {"micro_batch_size": 64}, weightless),
         (TrainError, "model.base .*cannot read its config.json", {}, empty),
         (ConfigError, "model.base .* is not a directory", {}, tmp_path / "missing"),
@@ -147,9 +178,11 @@ def test_bad_configs_fail_before_the_model_is_loaded(tmp_path, tiny_tokenizer):
         write_dataset(config.run_dir / "dataset", tiny_tokenizer, train_count=8, eval_count=2)
         with pytest.raises(error, match=message):
             run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
-    for override, message in (("model.load_in_8bit=true", "load_in_4bit and model.load_in_8bit are both true"),
-                              ("train.distributed=fsdp", "fsdp needs train.optimizer=adamw"),
-                              ("train.report_to=[comet]", "train.report_to.0: Input should be 'tensorboard'"),
-                              ("train.gradient_checkpointing=maybe", "train.gradient_checkpointing")):
+    for override, message in (
+        ("model.load_in_8bit=true", "load_in_4bit and model.load_in_8bit are both true"),
+        ("train.distributed=fsdp", "fsdp needs train.optimizer=adamw"),
+        ("train.report_to=[comet]", "train.report_to.0: Input should be 'tensorboard'"),
+        ("train.gradient_checkpointing=maybe", "train.gradient_checkpointing"),
+    ):
         with pytest.raises(ConfigError, match=message):
             load_config(write_config(tmp_path), [override])

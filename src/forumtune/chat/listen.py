@@ -32,8 +32,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
-        raise ChatError(f"Cannot listen on {host}: the name does not resolve ({error.strerror}); "
-                        "give an address with --host (or chat.host), e.g. 127.0.0.1.") from None
+        raise ChatError(
+            f"Cannot listen on {host}: the name does not resolve ({error.strerror}); "
+            "give an address with --host (or chat.host), e.g. 127.0.0.1."
+        ) from None
     family, kind, protocol, _, address = infos[0]
     listening = socket.socket(family, kind, protocol)
     # as uvicorn does: a restarted server may reuse the port at once
@@ -44,14 +46,20 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as error:
         listening.close()
         if error.errno == errno.EADDRINUSE:
-            raise ChatError(f"Port {port} on {host} is already in use (another server, or another forumtune "
-                            f"serve, is listening there): stop it, or pick a free port with --port "
-                            f"{_next_port(port)} (or chat.port).") from None
+            raise ChatError(
+                f"Port {port} on {host} is already in use (another server, or another forumtune "
+                f"serve, is listening there): stop it, or pick a free port with --port "
+                f"{_next_port(port)} (or chat.port)."
+            ) from None
         if error.errno == errno.EACCES:
-            raise ChatError(f"Port {port} on {host} needs administrator rights: pick a port above 1023 with "
-                            "--port (or chat.port).") from None
-        raise ChatError(f"Cannot listen on {host}:{port}: {error.strerror}; check --host and --port "
-                        "(chat.host, chat.port).") from None
+            raise ChatError(
+                f"Port {port} on {host} needs administrator rights: pick a port above 1023 with "
+                "--port (or chat.port)."
+            ) from None
+        raise ChatError(
+            f"Cannot listen on {host}:{port}: {error.strerror}; check --host and --port "
+            "(chat.host, chat.port)."
+        ) from None
     listening.set_inheritable(True)
     return listening
 

@@ -188,8 +188,11 @@ def whole_reply(meta: ReplyMeta, text: str, generation: Generation) -> dict[str,
 def opening_chunk(meta: ReplyMeta) -> dict[str, Any] | None:
     """Chat streams open with the assistant's role (and the sources, with retrieval); text streams have no
     opening chunk."""
-    return {**_chunk(meta, {"role": "assistant", "content": ""}), **meta.sources_field()} if meta.kind == "chat" \
+    return (
+        {**_chunk(meta, {"role": "assistant", "content": ""}), **meta.sources_field()}
+        if meta.kind == "chat"
         else None
+    )
 
 
 def text_chunk(meta: ReplyMeta, text: str) -> dict[str, Any]:

@@ -88,15 +88,23 @@ def run_repl(
     if compare and base_engine is None:
         raise ChatError("Side-by-side mode needs the base model; set chat.with_base=true.")
     session = ChatSession(
-        engine, base_engine, settings, Conversation(system_prompt), Conversation(system_prompt), compare,
+        engine,
+        base_engine,
+        settings,
+        Conversation(system_prompt),
+        Conversation(system_prompt),
+        compare,
         grounding,
     )
     console.print("forumtune chat - type /help for commands", style="bold")
     if settings.max_new_tokens > (limit := reply_token_limit(session)):
         session.settings = dataclasses.replace(settings, max_new_tokens=limit)
-        console.print(f"max_new_tokens {settings.max_new_tokens} (chat.max_new_tokens) does not fit the "
-                      f"model's {context_size(session)}-token context after the prompt: replies stop at "
-                      f"{limit} tokens (/set max_new_tokens N changes it).", style="yellow")
+        console.print(
+            f"max_new_tokens {settings.max_new_tokens} (chat.max_new_tokens) does not fit the "
+            f"model's {context_size(session)}-token context after the prompt: replies stop at "
+            f"{limit} tokens (/set max_new_tokens N changes it).",
+            style="yellow",
+        )
     while True:
         try:
             line = input_fn(USER_PROMPT).strip()
@@ -115,10 +123,19 @@ def run_repl(
 def ask(session: ChatSession, question: str, console: Console) -> None:
     """The fine-tune answers; in side-by-side mode the base model answers the same question after it."""
     label = "tuned> " if session.compare else TUNED_LABEL
-    sources = reply(session.tuned, session.tuned_chat, question, session.settings, console, label,
-                    session.grounding)
+    sources = reply(
+        session.tuned, session.tuned_chat, question, session.settings, console, label, session.grounding
+    )
     if session.compare and session.base is not None:
-        reply(session.base, session.base_chat, question, session.settings, console, BASE_LABEL, session.grounding)
+        reply(
+            session.base,
+            session.base_chat,
+            question,
+            session.settings,
+            console,
+            BASE_LABEL,
+            session.grounding,
+        )
     if sources is not None:
         session.sources = sources
         console.print(f"({len(sources)} forum posts in the prompt: /sources lists them)", style="dim")
@@ -162,8 +179,10 @@ def change_setting(session: ChatSession, argument: str, console: Console) -> Non
         parsed = SETTING_TYPES[name](value.strip())
         limit = reply_token_limit(session)
         if name == "max_new_tokens" and isinstance(parsed, int) and parsed > limit:
-            raise ChatError(f"a reply that long does not fit the model's {context_size(session)}-token "
-                            f"context after the prompt; at most {limit} here")
+            raise ChatError(
+                f"a reply that long does not fit the model's {context_size(session)}-token "
+                f"context after the prompt; at most {limit} here"
+            )
         session.settings = dataclasses.replace(session.settings, **{name: parsed})
     except (ValueError, ChatError) as error:
         console.print(f"Cannot set {name} to {escape(value.strip())}: {escape(str(error))}", style="red")
@@ -183,8 +202,9 @@ def reply_token_limit(session: ChatSession) -> int:
     """The longest reply every engine's context holds after the shortest prompt: the system prompt and a
     one-word question. Longer replies would make every message fail."""
     shortest = Conversation(session.tuned_chat.system_prompt, [{"role": "user", "content": "hi"}]).messages()
-    return min(engine.max_context_tokens - engine.count_tokens(shortest)
-               for engine in session_engines(session))
+    return min(
+        engine.max_context_tokens - engine.count_tokens(shortest) for engine in session_engines(session)
+    )
 
 
 def show_settings(settings: SamplingSettings, console: Console) -> None:
@@ -199,15 +219,20 @@ def show_settings(settings: SamplingSettings, console: Console) -> None:
 
 def show_sources(session: ChatSession, console: Console) -> None:
     if session.grounding is None:
-        console.print("Retrieval is off; start with --set chat.retrieval=true (after `forumtune index`).",
-                      style="yellow")
+        console.print(
+            "Retrieval is off; start with --set chat.retrieval=true (after `forumtune index`).",
+            style="yellow",
+        )
         return
     if not session.sources:
         console.print("The last reply drew on no forum posts.", style="dim")
     for source in session.sources:
         byline = ", ".join(part for part in (source.author, source.date) if part)
-        console.print(f"[{source.number}] {source.title}" + (f" ({byline})" if byline else ""), markup=False,
-                      highlight=False)
+        console.print(
+            f"[{source.number}] {source.title}" + (f" ({byline})" if byline else ""),
+            markup=False,
+            highlight=False,
+        )
         console.print(f"    {source.url}", markup=False, highlight=False, style="dim")
 
 

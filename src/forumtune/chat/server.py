@@ -166,7 +166,9 @@ def create_app(
             )
             prefix = "chatcmpl" if kind == "chat" else "cmpl"
             links = isinstance(parsed, ChatCompletionRequest) and parsed.source_links
-            meta = ReplyMeta(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), parsed.model, kind, sources, links)
+            meta = ReplyMeta(
+                f"{prefix}-{uuid.uuid4().hex}", int(time.time()), parsed.model, kind, sources, links
+            )
             if parsed.stream:
                 handed_to_stream = True
                 return _streaming_reply(generation, meta, parsed.include_usage(), on_close=admission.leave)
@@ -232,7 +234,10 @@ def _model_card(name: str) -> dict[str, Any]:
 
 
 def _prepare_generation(
-    engine: Engine, request: SamplingRequest, defaults: SamplingSettings, system_prompt: str | None,
+    engine: Engine,
+    request: SamplingRequest,
+    defaults: SamplingSettings,
+    system_prompt: str | None,
     grounding: Grounding | None = None,
 ) -> tuple[Generation, list[Source] | None]:
     """Tokenize the prompt and fit the reply into the context; runs on a worker thread. Returns the sources

@@ -29,11 +29,18 @@ class ChatModels:
 def missing_artifact(config: Config, paths: RunLayout) -> str | None:
     """What chat.source needs that the run dir lacks, and the command that makes it; None if nothing."""
     needed = {
-        "adapter": (paths.adapter_config,
-                    f"no adapter at {paths.adapter}: run `forumtune train` first (chat.source=adapter)"),
-        "merged": (paths.merged_config,
-                   f"no merged model at {paths.merged}: run `forumtune merge` first (chat.source=merged)"),
-        "gguf": (paths.gguf, f"no GGUF file at {paths.gguf}: run `forumtune export` first, or use chat.source=merged"),
+        "adapter": (
+            paths.adapter_config,
+            f"no adapter at {paths.adapter}: run `forumtune train` first (chat.source=adapter)",
+        ),
+        "merged": (
+            paths.merged_config,
+            f"no merged model at {paths.merged}: run `forumtune merge` first (chat.source=merged)",
+        ),
+        "gguf": (
+            paths.gguf,
+            f"no GGUF file at {paths.gguf}: run `forumtune export` first, or use chat.source=merged",
+        ),
     }
     path, problem = needed[config.chat.source]
     return None if path.is_file() else problem
@@ -45,8 +52,10 @@ def load_grounding(config: Config, run_dir: Path) -> Grounding | None:
         return None
     paths = RunLayout.of(config, run_dir)
     if not paths.search_index.exists():
-        raise ChatError(f"chat.retrieval is on but there is no search index at {paths.search_index}: run "
-                        "`forumtune index` first, or set chat.retrieval: false")
+        raise ChatError(
+            f"chat.retrieval is on but there is no search index at {paths.search_index}: run "
+            "`forumtune index` first, or set chat.retrieval: false"
+        )
     retriever = Retriever.open(paths.search_index, paths.vector_index)
     return Grounding(retriever, config.chat.retrieval_top_k, config.chat.retrieval_tokens)
 
@@ -85,8 +94,9 @@ def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
 
 def sampling_settings(config: Config) -> SamplingSettings:
     chat = config.chat
-    return SamplingSettings(chat.max_new_tokens, chat.temperature, chat.top_p,
-                            repetition_penalty=chat.repetition_penalty)
+    return SamplingSettings(
+        chat.max_new_tokens, chat.temperature, chat.top_p, repetition_penalty=chat.repetition_penalty
+    )
 
 
 def run_chat(config: Config, run_dir: Path, console: Console, *, compare: bool = False) -> None:

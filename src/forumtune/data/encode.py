@@ -61,9 +61,13 @@ class TemplateRenderer:
 
     def __call__(self, messages: list[Message], generation_prompt: bool) -> str:
         try:
-            return self.compiled.render(messages=messages, add_generation_prompt=generation_prompt, **self.variables)
+            return self.compiled.render(
+                messages=messages, add_generation_prompt=generation_prompt, **self.variables
+            )
         except TemplateError as error:
-            raise BuildError(f"the chat template failed on a conversation ({error}); {NAMED_TEMPLATE_ADVICE}") from None
+            raise BuildError(
+                f"the chat template failed on a conversation ({error}); {NAMED_TEMPLATE_ADVICE}"
+            ) from None
 
 
 def adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -73,8 +77,12 @@ def adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 
 # Four messages with no markup of their own: what a template writes around them is all it writes.
-PROBE = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
-         {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]
+PROBE = [
+    {"role": "user", "content": "q1"},
+    {"role": "assistant", "content": "a1"},
+    {"role": "user", "content": "q2"},
+    {"role": "assistant", "content": "a2"},
+]
 
 
 def bos_opens_turns(tokenizer: PreTrainedTokenizerBase, render: TemplateRenderer) -> bool:
@@ -123,17 +131,26 @@ def assemble(turn_ids: list[list[int]], train_on_inputs: bool) -> EncodedExample
     answer_spans: list[tuple[int, int]] = []
     for prompt_ids, full_ids in zip(turn_ids[::2], turn_ids[1::2]):
         if prompt_ids[: len(input_ids)] != input_ids or full_ids[: len(prompt_ids)] != prompt_ids:
-            raise BuildError("the chat template does not render conversations as prefixes of each other, so "
-                             f"prompt tokens cannot be masked; {NAMED_TEMPLATE_ADVICE}")
-        new_prompt = prompt_ids[len(input_ids):]
-        labels += (new_prompt if train_on_inputs else [IGNORE_INDEX] * len(new_prompt)) + full_ids[len(prompt_ids):]
+            raise BuildError(
+                "the chat template does not render conversations as prefixes of each other, so "
+                f"prompt tokens cannot be masked; {NAMED_TEMPLATE_ADVICE}"
+            )
+        new_prompt = prompt_ids[len(input_ids) :]
+        labels += (new_prompt if train_on_inputs else [IGNORE_INDEX] * len(new_prompt)) + full_ids[
+            len(prompt_ids) :
+        ]
         input_ids = full_ids
         answer_spans.append((len(prompt_ids), len(full_ids)))
     return EncodedExample(input_ids=input_ids, labels=labels, answer_spans=tuple(answer_spans))
 
 
-def encode_conversations(tokenizer: PreTrainedTokenizerBase, conversations: list[list[Message]], *,
-                         template: str | None = None, train_on_inputs: bool = False) -> list[EncodedExample]:
+def encode_conversations(
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[list[Message]],
+    *,
+    template: str | None = None,
+    train_on_inputs: bool = False,
+) -> list[EncodedExample]:
     """Token ids and labels of each conversation; only assistant turns count unless train_on_inputs."""
     render = TemplateRenderer(tokenizer, template)
     expect_bos = adds_bos(tokenizer)
@@ -144,30 +161,46 @@ def encode_conversations(tokenizer: PreTrainedTokenizerBase, conversations: list
     flat_ids = token_ids(tokenizer, flat)
     examples, start = [], 0
     for texts in rendered:
-        examples.append(assemble(flat_ids[start: start + len(texts)], train_on_inputs))
+        examples.append(assemble(flat_ids[start : start + len(texts)], train_on_inputs))
         start += len(texts)
     for example in examples:
         check_special_tokens(tokenizer, example, expect_bos=expect_bos, bos_opens_turns=turn_marker)
     return examples
 
 
-def encode_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[Message], *,
-                        template: str | None = None, train_on_inputs: bool = False) -> EncodedExample:
+def encode_conversation(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[Message],
+    *,
+    template: str | None = None,
+    train_on_inputs: bool = False,
+) -> EncodedExample:
     return encode_conversations(tokenizer, [messages], template=template, train_on_inputs=train_on_inputs)[0]
 
 
-def check_special_tokens(tokenizer: PreTrainedTokenizerBase, example: EncodedExample, *,
-                         expect_bos: bool | None = None, bos_opens_turns: bool = False) -> None:
+def check_special_tokens(
+    tokenizer: PreTrainedTokenizerBase,
+    example: EncodedExample,
+    *,
+    expect_bos: bool | None = None,
+    bos_opens_turns: bool = False,
+) -> None:
     """Exactly one BOS at the start (when the model has one that is not a turn opener) and an EOS in every
     answer."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     expect_bos = adds_bos(tokenizer) if expect_bos is None else expect_bos
-    has_bos = bos is not None and bos != eos and not bos_opens_turns and (expect_bos or bos in example.input_ids)
+    has_bos = (
+        bos is not None and bos != eos and not bos_opens_turns and (expect_bos or bos in example.input_ids)
+    )
     if has_bos and (example.input_ids.count(bos) != 1 or example.input_ids[0] != bos):
-        raise BuildError(f"expected exactly one BOS token at the start, got {example.input_ids.count(bos)}; a "
-                         f"post may contain {tokenizer.bos_token!r}, or the template writes it twice: "
-                         f"{NAMED_TEMPLATE_ADVICE}")
+        raise BuildError(
+            f"expected exactly one BOS token at the start, got {example.input_ids.count(bos)}; a "
+            f"post may contain {tokenizer.bos_token!r}, or the template writes it twice: "
+            f"{NAMED_TEMPLATE_ADVICE}"
+        )
     for start, end in example.answer_spans:
         if eos is not None and eos not in example.input_ids[start:end]:
-            raise BuildError(f"the chat template does not end each answer with the EOS token {tokenizer.eos_token!r}, "
-                             f"so the model would never learn to stop; {NAMED_TEMPLATE_ADVICE}")
+            raise BuildError(
+                f"the chat template does not end each answer with the EOS token {tokenizer.eos_token!r}, "
+                f"so the model would never learn to stop; {NAMED_TEMPLATE_ADVICE}"
+            )

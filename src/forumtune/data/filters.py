@@ -22,7 +22,7 @@ def shingles(text: str) -> set[bytes]:
     words = WORDS.findall(text.lower())
     if len(words) < SHINGLE_WORDS:
         return {" ".join(words).encode()}
-    return {" ".join(words[i: i + SHINGLE_WORDS]).encode() for i in range(len(words) - SHINGLE_WORDS + 1)}
+    return {" ".join(words[i : i + SHINGLE_WORDS]).encode() for i in range(len(words) - SHINGLE_WORDS + 1)}
 
 
 class NearDuplicateIndex:
@@ -34,8 +34,11 @@ class NearDuplicateIndex:
         self.count = 0
 
     def seen_similar(self, text: str) -> bool:
-        signature = MinHash(num_perm=MINHASH_PERMUTATIONS, permutations=self.template.permutations,
-                            scheme=self.template.scheme)
+        signature = MinHash(
+            num_perm=MINHASH_PERMUTATIONS,
+            permutations=self.template.permutations,
+            scheme=self.template.scheme,
+        )
         signature.update_batch(list(shingles(text)))
         if self.lsh.query(signature):
             return True
@@ -44,8 +47,9 @@ class NearDuplicateIndex:
         return False
 
 
-def drop_duplicates(conversations: list[Conversation], *, exact: bool, near_threshold: float | None,
-                    filtered: Counter[str]) -> list[Conversation]:
+def drop_duplicates(
+    conversations: list[Conversation], *, exact: bool, near_threshold: float | None, filtered: Counter[str]
+) -> list[Conversation]:
     """Keep the first conversation of each answer; later exact or near copies (reposts, spam) go."""
     seen: set[bytes] = set()
     index = NearDuplicateIndex(near_threshold) if near_threshold is not None else None
@@ -64,8 +68,9 @@ def drop_duplicates(conversations: list[Conversation], *, exact: bool, near_thre
     return kept
 
 
-def fit_length(example: EncodedExample, *, max_seq_len: int, min_answer_tokens: int,
-               filtered: Counter[str]) -> EncodedExample | None:
+def fit_length(
+    example: EncodedExample, *, max_seq_len: int, min_answer_tokens: int, filtered: Counter[str]
+) -> EncodedExample | None:
     """The example cut to max_seq_len at an answer's end, or None (counted) when it cannot be used."""
     if min(example.answer_tokens) < min_answer_tokens:
         filtered["short_answer_tokens"] += 1

@@ -20,9 +20,17 @@ from forumtune.errors import BuildError
 
 Format = Literal["messages", "sharegpt", "alpaca"]
 Message = dict[str, str]
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "model": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
-                  "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "system": "system",
+}
 SHAREGPT_NAMES = {"user": "human", "assistant": "gpt", "system": "system"}
 ROLES = ("system", "user", "assistant")
 
@@ -34,8 +42,9 @@ def detect_format(row: dict[str, Any]) -> Format:
         return "sharegpt"
     if "instruction" in row and "output" in row:
         return "alpaca"
-    raise ValueError("expected a `messages` list, a ShareGPT `conversations` list, or Alpaca "
-                     "`instruction`/`output` keys")
+    raise ValueError(
+        "expected a `messages` list, a ShareGPT `conversations` list, or Alpaca `instruction`/`output` keys"
+    )
 
 
 def row_to_messages(row: dict[str, Any], shape: Format) -> list[Message]:
@@ -73,11 +82,15 @@ def messages_to_row(messages: list[Message], shape: Format) -> dict[str, Any]:
     if shape == "messages":
         return {"messages": messages}
     if shape == "sharegpt":
-        return {"conversations": [{"from": SHAREGPT_NAMES[m["role"]], "value": m["content"]} for m in messages]}
+        return {
+            "conversations": [{"from": SHAREGPT_NAMES[m["role"]], "value": m["content"]} for m in messages]
+        }
     system = [m["content"] for m in messages if m["role"] == "system"]
     turns = [m for m in messages if m["role"] != "system"]
     if len(turns) != 2:
-        raise BuildError("Alpaca rows hold one question and one answer; export multi_turn data as messages or sharegpt")
+        raise BuildError(
+            "Alpaca rows hold one question and one answer; export multi_turn data as messages or sharegpt"
+        )
     row = {"instruction": turns[0]["content"], "input": "", "output": turns[1]["content"]}
     return {**row, "system": system[0]} if system else row
 
@@ -102,8 +115,9 @@ def read_conversations(path: Path, shape: Format | Literal["auto"] = "auto") -> 
                     messages = row_to_messages(row, detect_format(row) if shape == "auto" else shape)
             except (ValueError, KeyError, TypeError, AttributeError) as error:
                 detail = f"missing key {error}" if isinstance(error, KeyError) else str(error)
-                raise BuildError(f"build.input_file {path}, line {number}: {detail} "
-                                 f"(build.input_format: {shape})") from None
+                raise BuildError(
+                    f"build.input_file {path}, line {number}: {detail} (build.input_format: {shape})"
+                ) from None
             thread = str(row.get("thread_id", row.get("id", number)))
             conversations.append(Conversation(thread, str(row.get("title", "")), messages))
     if not conversations:

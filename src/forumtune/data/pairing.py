@@ -39,7 +39,9 @@ def with_system_prompt(messages: list[dict[str, str]], config: BuildConfig) -> l
     return ([{"role": "system", "content": config.system_prompt}] if config.system_prompt else []) + messages
 
 
-def answers_from_others(replies: Iterator[CleanPost], asker: str | None, filtered: Counter[str]) -> Iterator[CleanPost]:
+def answers_from_others(
+    replies: Iterator[CleanPost], asker: str | None, filtered: Counter[str]
+) -> Iterator[CleanPost]:
     for reply in replies:
         if asker is not None and reply.author == asker:
             filtered["reply_by_asker"] += 1
@@ -47,20 +49,31 @@ def answers_from_others(replies: Iterator[CleanPost], asker: str | None, filtere
         yield reply
 
 
-def pair_qa(thread: StoredThread, question: CleanPost, posts: list[StoredPost], cleaner: PostCleaner,
-            config: BuildConfig) -> list[Conversation]:
+def pair_qa(
+    thread: StoredThread,
+    question: CleanPost,
+    posts: list[StoredPost],
+    cleaner: PostCleaner,
+    config: BuildConfig,
+) -> list[Conversation]:
     conversations = []
     for reply in answers_from_others(cleaner.replies(posts[1:]), question.author, cleaner.filtered):
         messages = [{"role": "user", "content": question.text}, {"role": "assistant", "content": reply.text}]
-        conversations.append(Conversation(thread.id, thread.title, with_system_prompt(messages, config),
-                                          (reply.likes,)))
+        conversations.append(
+            Conversation(thread.id, thread.title, with_system_prompt(messages, config), (reply.likes,))
+        )
         if len(conversations) >= config.answers_per_question:
             break
     return conversations
 
 
-def pair_best_voted(thread: StoredThread, question: CleanPost, posts: list[StoredPost], cleaner: PostCleaner,
-                    config: BuildConfig) -> list[Conversation]:
+def pair_best_voted(
+    thread: StoredThread,
+    question: CleanPost,
+    posts: list[StoredPost],
+    cleaner: PostCleaner,
+    config: BuildConfig,
+) -> list[Conversation]:
     """Every reply is cleaned here (not just the first few): the best one may come last."""
     best = best_voted(answers_from_others(cleaner.replies(posts[1:]), question.author, cleaner.filtered))
     if best is None:
@@ -77,17 +90,25 @@ def context_prompt(question: str, earlier: list[CleanPost]) -> str:
     return f"{question}\n\nEarlier replies in this thread:\n\n{replies}"
 
 
-def pair_qa_with_context(thread: StoredThread, question: CleanPost, posts: list[StoredPost], cleaner: PostCleaner,
-                         config: BuildConfig) -> list[Conversation]:
+def pair_qa_with_context(
+    thread: StoredThread,
+    question: CleanPost,
+    posts: list[StoredPost],
+    cleaner: PostCleaner,
+    config: BuildConfig,
+) -> list[Conversation]:
     conversations: list[Conversation] = []
     earlier: list[CleanPost] = []
     for reply in cleaner.replies(posts[1:]):
         if reply.author != question.author or question.author is None:
-            context = earlier[-config.context_replies:] if config.context_replies else []
-            messages = [{"role": "user", "content": context_prompt(question.text, context)},
-                        {"role": "assistant", "content": reply.text}]
-            conversations.append(Conversation(thread.id, thread.title, with_system_prompt(messages, config),
-                                              (reply.likes,)))
+            context = earlier[-config.context_replies :] if config.context_replies else []
+            messages = [
+                {"role": "user", "content": context_prompt(question.text, context)},
+                {"role": "assistant", "content": reply.text},
+            ]
+            conversations.append(
+                Conversation(thread.id, thread.title, with_system_prompt(messages, config), (reply.likes,))
+            )
             if len(conversations) >= config.answers_per_question:
                 break
         earlier.append(reply)
@@ -110,8 +131,13 @@ def answered_turn(reply: CleanPost, user_turns: list[CleanPost], others: list[Cl
     return user_turns[-1]
 
 
-def pair_multi_turn(thread: StoredThread, question: CleanPost, posts: list[StoredPost], cleaner: PostCleaner,
-                    config: BuildConfig) -> list[Conversation]:
+def pair_multi_turn(
+    thread: StoredThread,
+    question: CleanPost,
+    posts: list[StoredPost],
+    cleaner: PostCleaner,
+    config: BuildConfig,
+) -> list[Conversation]:
     user_turns, others = [question], []
     answers: dict[int, CleanPost] = {}
     for reply in cleaner.replies(posts[1:]):
@@ -122,7 +148,9 @@ def pair_multi_turn(thread: StoredThread, question: CleanPost, posts: list[Store
         others.append(reply)
         if turn is None:
             cleaner.filtered["side_talk"] += 1
-        elif turn.position not in answers or (quotes_post(reply, turn) and not quotes_post(answers[turn.position], turn)):
+        elif turn.position not in answers or (
+            quotes_post(reply, turn) and not quotes_post(answers[turn.position], turn)
+        ):
             answers[turn.position] = reply
     messages: list[dict[str, str]] = []
     likes: list[int | None] = []
@@ -130,8 +158,10 @@ def pair_multi_turn(thread: StoredThread, question: CleanPost, posts: list[Store
     for turn in user_turns:
         pending.append(turn.text)
         if turn.position in answers:
-            messages += [{"role": "user", "content": "\n\n".join(pending)},
-                         {"role": "assistant", "content": answers[turn.position].text}]
+            messages += [
+                {"role": "user", "content": "\n\n".join(pending)},
+                {"role": "assistant", "content": answers[turn.position].text},
+            ]
             likes.append(answers[turn.position].likes)
             pending = []
     if not messages:
@@ -140,13 +170,18 @@ def pair_multi_turn(thread: StoredThread, question: CleanPost, posts: list[Store
 
 
 Pairing = Callable[[StoredThread, CleanPost, list[StoredPost], PostCleaner, BuildConfig], list[Conversation]]
-PAIRINGS: dict[str, Pairing] = {"qa": pair_qa, "qa_context": pair_qa_with_context, "multi_turn": pair_multi_turn,
-                                 "qa_best_voted": pair_best_voted,
-                                 "qa_retrieved": pair_qa}  # the passages go in after the split: data/retrieved.py
+PAIRINGS: dict[str, Pairing] = {
+    "qa": pair_qa,
+    "qa_context": pair_qa_with_context,
+    "multi_turn": pair_multi_turn,
+    "qa_best_voted": pair_best_voted,
+    "qa_retrieved": pair_qa,
+}  # the passages go in after the split: data/retrieved.py
 
 
-def pair_thread(thread: StoredThread, posts: list[StoredPost], cleaner: PostCleaner,
-                config: BuildConfig) -> list[Conversation]:
+def pair_thread(
+    thread: StoredThread, posts: list[StoredPost], cleaner: PostCleaner, config: BuildConfig
+) -> list[Conversation]:
     if not posts:
         return []
     question = cleaner.question(thread.title, posts[0])

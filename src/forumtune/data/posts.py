@@ -17,12 +17,53 @@ from forumtune.config import BuildConfig
 from forumtune.errors import BuildError
 from forumtune.forum_store import StoredPost
 
-LOW_CONTENT_REPLIES = frozenset({
-    "+1", "this", "this.", "this!", "this^", "^", "^^", "^this", "same", "same here", "me too", "bump", "bumping",
-    "agreed", "agree", "thanks", "thank you", "thx", "ty", "lol", "lmao", "haha", "nice", "cool", "yes", "no",
-    "yep", "nope", "ok", "okay", "following", "subscribed", "following this", "interested", "what he said",
-    "what she said", "/thread", "thread", "+100", "10/10", "so much this", "truth", "word",
-})
+LOW_CONTENT_REPLIES = frozenset(
+    {
+        "+1",
+        "this",
+        "this.",
+        "this!",
+        "this^",
+        "^",
+        "^^",
+        "^this",
+        "same",
+        "same here",
+        "me too",
+        "bump",
+        "bumping",
+        "agreed",
+        "agree",
+        "thanks",
+        "thank you",
+        "thx",
+        "ty",
+        "lol",
+        "lmao",
+        "haha",
+        "nice",
+        "cool",
+        "yes",
+        "no",
+        "yep",
+        "nope",
+        "ok",
+        "okay",
+        "following",
+        "subscribed",
+        "following this",
+        "interested",
+        "what he said",
+        "what she said",
+        "/thread",
+        "thread",
+        "+100",
+        "10/10",
+        "so much this",
+        "truth",
+        "word",
+    }
+)
 WORD = re.compile(r"[^\W\d_]{2,}")
 QUOTE_HEADER = re.compile(r"^\s*\S+ (?:wrote|said|writes|says):\s*", re.IGNORECASE)
 SPACES = re.compile(r"\s+")
@@ -111,5 +152,12 @@ class PostCleaner:
         for post in posts:
             text = self.clean(post)
             if self.keep_reply(post, text):
-                yield CleanPost(post.position, post.author, text, quoted_texts(post), post.likes, post.score,
-                                post.accepted)
+                yield CleanPost(
+                    post.position,
+                    post.author,
+                    text,
+                    quoted_texts(post),
+                    post.likes,
+                    post.score,
+                    post.accepted,
+                )

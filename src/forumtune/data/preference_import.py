@@ -88,11 +88,18 @@ def add_row(imported: ImportedPreferences, row: dict[str, Any], number: int) -> 
     thread = str(row.get("thread_id", row.get("id", number)))
     if "chosen" in row:
         prompt = pair_prompt(row)
-        imported.pairs.append(PreferencePair(thread, prompt, ScoredReply(final_answer(row["chosen"]), 1.0),
-                                             ScoredReply(final_answer(row["rejected"]), 0.0)))
+        imported.pairs.append(
+            PreferencePair(
+                thread,
+                prompt,
+                ScoredReply(final_answer(row["chosen"]), 1.0),
+                ScoredReply(final_answer(row["rejected"]), 0.0),
+            )
+        )
     elif "label" in row:
-        imported.labelled.append(Labelled(thread, pair_prompt(row), final_answer(row["completion"]),
-                                          bool(row["label"])))
+        imported.labelled.append(
+            Labelled(thread, pair_prompt(row), final_answer(row["completion"]), bool(row["label"]))
+        )
     elif "score" in row and isinstance(row.get("messages"), list):
         messages = as_messages(row["messages"], "user")
         if len(messages) < 2 or messages[-1]["role"] != "assistant":
@@ -100,8 +107,15 @@ def add_row(imported: ImportedPreferences, row: dict[str, Any], number: int) -> 
         prompt = messages[:-1]
         key = str(row["thread_id"]) if "thread_id" in row else json.dumps(prompt)
         group = imported.scored.setdefault(key, (thread, prompt, []))
-        group[2].append(ScoredReply(messages[-1]["content"], float(row["score"]), row.get("author"),
-                                    bool(row.get("accepted", False)), len(group[2])))
+        group[2].append(
+            ScoredReply(
+                messages[-1]["content"],
+                float(row["score"]),
+                row.get("author"),
+                bool(row.get("accepted", False)),
+                len(group[2]),
+            )
+        )
 
 
 def read_preferences(path: Path) -> ImportedPreferences:
@@ -115,6 +129,8 @@ def read_preferences(path: Path) -> ImportedPreferences:
                 add_row(imported, json.loads(line), number)
             except (ValueError, KeyError, TypeError, AttributeError) as error:
                 detail = f"missing key {error}" if isinstance(error, KeyError) else str(error)
-                raise BuildError(f"build.input_file {path}, line {number}: {detail} (a preference row holds "
-                                 "prompt/chosen/rejected, prompt/completion/label, or messages with a score)") from None
+                raise BuildError(
+                    f"build.input_file {path}, line {number}: {detail} (a preference row holds "
+                    "prompt/chosen/rejected, prompt/completion/label, or messages with a score)"
+                ) from None
     return imported

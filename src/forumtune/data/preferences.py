@@ -55,8 +55,15 @@ def ranks_above(better: ScoredReply, worse: ScoredReply, min_margin: float) -> b
     return better.score - worse.score >= min_margin
 
 
-def pair_replies(thread_id: int | str, prompt: list[dict[str, str]], replies: Iterable[ScoredReply], *,
-                 min_margin: float, max_pairs: int, dropped: Counter[str]) -> list[PreferencePair]:
+def pair_replies(
+    thread_id: int | str,
+    prompt: list[dict[str, str]],
+    replies: Iterable[ScoredReply],
+    *,
+    min_margin: float,
+    max_pairs: int,
+    dropped: Counter[str],
+) -> list[PreferencePair]:
     """The pairs of one question by the rules above; `dropped` counts each candidate pair left out."""
     replies = list(replies)
     if len(replies) < 2:
@@ -73,8 +80,14 @@ def pair_replies(thread_id: int | str, prompt: list[dict[str, str]], replies: It
             dropped["identical_answers"] += 1
         else:
             candidates.append((better, worse))
-    candidates.sort(key=lambda pair: (-(pair[0].accepted - pair[1].accepted), -(pair[0].score - pair[1].score),
-                                      pair[0].position, pair[1].position))
+    candidates.sort(
+        key=lambda pair: (
+            -(pair[0].accepted - pair[1].accepted),
+            -(pair[0].score - pair[1].score),
+            pair[0].position,
+            pair[1].position,
+        )
+    )
     if len(candidates) > max_pairs:
         dropped["over_pairs_per_question"] += len(candidates) - max_pairs
     return [PreferencePair(thread_id, prompt, better, worse) for better, worse in candidates[:max_pairs]]

@@ -25,14 +25,20 @@ TOP_K: int = ChatConfig.model_fields["retrieval_top_k"].default
 TOKENS: int = ChatConfig.model_fields["retrieval_tokens"].default
 
 
-def with_retrieved_context(conversations: list[Conversation], eval_threads: set, index_path: Path,
-                           vector_path: Path, tokenizer: PreTrainedTokenizerBase,
-                           max_seq_len: int) -> list[Conversation]:
+def with_retrieved_context(
+    conversations: list[Conversation],
+    eval_threads: set,
+    index_path: Path,
+    vector_path: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_len: int,
+) -> list[Conversation]:
     """The conversations with passages from other train threads put into their question."""
     budget = min(TOKENS, max_seq_len // 2)
     if not index_path.exists():
-        raise BuildError(f"build.pairing qa_retrieved needs the search index at {index_path}: run "
-                         "`forumtune index` first")
+        raise BuildError(
+            f"build.pairing qa_retrieved needs the search index at {index_path}: run `forumtune index` first"
+        )
     retriever = Retriever.open(index_path, vector_path)
 
     def count(text: str) -> int:

@@ -66,6 +66,12 @@ class VoteTally:
         self.chosen_likes += [value for value in likes if value is not None]
 
     def stats(self) -> dict[str, Any]:
-        return {"posts_with_likes": len(self.likes), "posts_with_score": len(self.scores),
-                "accepted_posts": self.accepted, "mean_likes": mean(self.likes), "mean_score": mean(self.scores),
-                "answers_with_likes": len(self.chosen_likes), "mean_likes_of_answers": mean(self.chosen_likes)}
+        return {
+            "posts_with_likes": len(self.likes),
+            "posts_with_score": len(self.scores),
+            "accepted_posts": self.accepted,
+            "mean_likes": mean(self.likes),
+            "mean_score": mean(self.scores),
+            "answers_with_likes": len(self.chosen_likes),
+            "mean_likes_of_answers": mean(self.chosen_likes),
+        }

@@ -46,8 +46,14 @@ ARTIFACT_LABELS = {
     "empty": "empty answer",
 }
 
-SHORT_LABELS = {"speaker_tag": "speaker tag", "forum_boilerplate": "boilerplate", "template_token": "template token",
-                "hit_token_limit": "token limit", "repeated_ngram": "repetition", "empty": "empty"}
+SHORT_LABELS = {
+    "speaker_tag": "speaker tag",
+    "forum_boilerplate": "boilerplate",
+    "template_token": "template token",
+    "hit_token_limit": "token limit",
+    "repeated_ngram": "repetition",
+    "empty": "empty",
+}
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ def find_token_limit_hit(answer: Answer) -> str | None:
 
 def find_repeated_ngram(answer: Answer) -> str | None:
     words = WORD.findall(answer.text.lower())
-    grams = Counter(tuple(words[i: i + REPEAT_NGRAM]) for i in range(len(words) - REPEAT_NGRAM + 1))
+    grams = Counter(tuple(words[i : i + REPEAT_NGRAM]) for i in range(len(words) - REPEAT_NGRAM + 1))
     if not grams:
         return None
     gram, count = grams.most_common(1)[0]

@@ -22,12 +22,16 @@ def find_embedding_model(setting: str | None) -> Path | None:
         return bundled_model_dir()
     path = Path(setting).expanduser()
     if not is_model_dir(path):
-        raise EvalError(f"eval.embedding_model {setting!r} is not a model dir (no config.json there); give a "
-                        "local sentence-embedding model dir, `auto`, or null to skip embedding similarity")
+        raise EvalError(
+            f"eval.embedding_model {setting!r} is not a model dir (no config.json there); give a "
+            "local sentence-embedding model dir, `auto`, or null to skip embedding similarity"
+        )
     return path
 
 
-def embedding_similarities(embedder: SentenceEmbedder, candidates: list[str], references: list[str]) -> list[float]:
+def embedding_similarities(
+    embedder: SentenceEmbedder, candidates: list[str], references: list[str]
+) -> list[float]:
     """Cosine similarity of each candidate with its reference."""
     if not candidates:
         return []

@@ -23,16 +23,23 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, MAX_LOG_PERPLEXITY))
 
 
-def base_and_tuned_losses(model: PeftModel, records: list[DatasetRow], batch_size: int, pad_id: int,
-                          device: torch.device) -> tuple[float, float]:
+def base_and_tuned_losses(
+    model: PeftModel, records: list[DatasetRow], batch_size: int, pad_id: int, device: torch.device
+) -> tuple[float, float]:
     with model.disable_adapter():
         base = mean_token_loss(model, records, batch_size, pad_id, device)
     tuned = mean_token_loss(model, records, batch_size, pad_id, device)
     return base, tuned
 
 
-def checkpoint_losses(model: PeftModel, checkpoints_root: Path, records: list[DatasetRow], batch_size: int,
-                      pad_id: int, device: torch.device) -> list[dict[str, float]]:
+def checkpoint_losses(
+    model: PeftModel,
+    checkpoints_root: Path,
+    records: list[DatasetRow],
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+) -> list[dict[str, float]]:
     """Eval loss of every checkpoint's adapter, loaded beside the final one and removed again."""
     results = []
     active = model.active_adapter

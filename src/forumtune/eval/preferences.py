@@ -32,16 +32,17 @@ from forumtune.records import PreferenceRow
 
 
 @torch.no_grad()
-def pair_log_probs(model: torch.nn.Module, rows: list[PreferenceRow], batch_size: int, pad_id: int,
-                   device: torch.device) -> tuple[list[float], list[float]]:
+def pair_log_probs(
+    model: torch.nn.Module, rows: list[PreferenceRow], batch_size: int, pad_id: int, device: torch.device
+) -> tuple[list[float], list[float]]:
     """The summed answer log-probs of every pair's chosen and rejected answer, with the model as it is."""
     chosen: list[float] = []
     rejected: list[float] = []
     for start in range(0, len(rows), batch_size):
-        part = rows[start: start + batch_size]
+        part = rows[start : start + batch_size]
         sums, _ = sequence_log_probs(model, collate_pairs(part, pad_id, device))
         chosen += sums[: len(part)].tolist()
-        rejected += sums[len(part):].tolist()
+        rejected += sums[len(part) :].tolist()
     return chosen, rejected
 
 
@@ -56,8 +57,14 @@ def reference_source(config: Config) -> Path | None:
     return None
 
 
-def preference_metrics(model: PeftModel, rows: list[PreferenceRow], config: Config, batch_size: int, pad_id: int,
-                       device: torch.device) -> dict[str, Any]:
+def preference_metrics(
+    model: PeftModel,
+    rows: list[PreferenceRow],
+    config: Config,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+) -> dict[str, Any]:
     cpu_layout.use_trainable_layout(model)
     model.eval()
     with model.disable_adapter():
@@ -77,9 +84,13 @@ def preference_metrics(model: PeftModel, rows: list[PreferenceRow], config: Conf
     chosen_rewards = [beta * (t - r) for t, r in zip(tuned[0], reference[0])]
     rejected_rewards = [beta * (t - r) for t, r in zip(tuned[1], reference[1])]
     return {
-        "pairs": len(rows), "beta": beta, "reference": str(source) if source else "base",
-        "base_logprob_accuracy": share_above(*base), "tuned_logprob_accuracy": share_above(*tuned),
+        "pairs": len(rows),
+        "beta": beta,
+        "reference": str(source) if source else "base",
+        "base_logprob_accuracy": share_above(*base),
+        "tuned_logprob_accuracy": share_above(*tuned),
         "tuned_reward_accuracy": share_above(chosen_rewards, rejected_rewards),
         "reward_margin": statistics.fmean(c - r for c, r in zip(chosen_rewards, rejected_rewards)),
-        "chosen_reward": statistics.fmean(chosen_rewards), "rejected_reward": statistics.fmean(rejected_rewards),
+        "chosen_reward": statistics.fmean(chosen_rewards),
+        "rejected_reward": statistics.fmean(rejected_rewards),
     }

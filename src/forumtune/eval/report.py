@@ -21,8 +21,10 @@ from forumtune.records import EvalSample
 MODELS = (("base", "base model"), ("tuned", "fine-tuned"))
 # What the training loop measures as peak memory on each device (train.loop.peak_memory_mib). Runs whose
 # train_summary.json does not name the device trained where eval runs (the same config and machine).
-TRAIN_MEMORY_LABELS = {"cuda": "train: peak GPU memory (torch allocated)",
-                       "cpu": "train: peak process memory (resident, on the CPU)"}
+TRAIN_MEMORY_LABELS = {
+    "cuda": "train: peak GPU memory (torch allocated)",
+    "cpu": "train: peak process memory (resident, on the CPU)",
+}
 ALL_ARTIFACTS = {**ARTIFACT_LABELS, "any": "any of the above"}
 
 
@@ -50,10 +52,18 @@ def metric_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for key, label in MODELS:
         reference = results["reference"][key]
-        rows.append({"key": key, "model": label, "eval_loss": results[f"{key}_eval_loss"],
-                     "perplexity": results[f"{key}_perplexity"], "token_f1": reference["token_f1"],
-                     "rouge_l": reference["rouge_l"], "embedding_similarity": reference["embedding_similarity"],
-                     "artifact_answers": rate(results["artifacts"][key]["any"], results["samples"])})
+        rows.append(
+            {
+                "key": key,
+                "model": label,
+                "eval_loss": results[f"{key}_eval_loss"],
+                "perplexity": results[f"{key}_perplexity"],
+                "token_f1": reference["token_f1"],
+                "rouge_l": reference["rouge_l"],
+                "embedding_similarity": reference["embedding_similarity"],
+                "artifact_answers": rate(results["artifacts"][key]["any"], results["samples"]),
+            }
+        )
     return rows
 
 
@@ -65,37 +75,56 @@ def artifact_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         if name == "hit_token_limit":
             cells["forum"] = "n/a"
         base, tuned = counts["base"][name], counts["tuned"][name]
-        classes = {"forum": "", "base": "", "tuned": "better" if tuned < base else "worse" if tuned > base else ""}
+        classes = {
+            "forum": "",
+            "base": "",
+            "tuned": "better" if tuned < base else "worse" if tuned > base else "",
+        }
         rows.append({"label": label, "cells": cells, "classes": classes})
     return rows
 
 
-DECODING_CHECKS = (("repeated_ngram", "repetition loops (a 4-word phrase 3+ times)"),
-                   ("hit_token_limit", "hit the token limit instead of ending"))
+DECODING_CHECKS = (
+    ("repeated_ngram", "repetition loops (a 4-word phrase 3+ times)"),
+    ("hit_token_limit", "hit the token limit instead of ending"),
+)
 
 
 def decoding_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """Repetition loops and unended answers under plain greedy decoding and under eval's decoding settings."""
     counts, total, decoding = results["artifacts"], results["samples"], results["generation"]["decoding"]
-    columns = [(key, f"{label}, {how}") for key, label in MODELS
-               for key, how in ((f"{key}_greedy", "plain greedy"), (key, decoding)) if key in counts]
-    rows = [{"label": label, "cells": [rate(counts[key][name], total) for key, _ in columns]}
-            for name, label in DECODING_CHECKS]
+    columns = [
+        (key, f"{label}, {how}")
+        for key, label in MODELS
+        for key, how in ((f"{key}_greedy", "plain greedy"), (key, decoding))
+        if key in counts
+    ]
+    rows = [
+        {"label": label, "cells": [rate(counts[key][name], total) for key, _ in columns]}
+        for name, label in DECODING_CHECKS
+    ]
     return [title for _, title in columns], rows
 
 
 def config_summary(config: Config, steps: int | None) -> dict[str, str]:
     model, lora, train, build = config.model, config.lora, config.train, config.build
-    quantization = (f"4-bit {model.quant_type}{' + double quant' if model.double_quant else ''}"
-                    if model.load_in_4bit else "none")
+    quantization = (
+        f"4-bit {model.quant_type}{' + double quant' if model.double_quant else ''}"
+        if model.load_in_4bit
+        else "none"
+    )
     return {
-        "base model": model.base, "quantization": quantization, "compute dtype": model.compute_dtype,
+        "base model": model.base,
+        "quantization": quantization,
+        "compute dtype": model.compute_dtype,
         "LoRA": f"r {lora.r}, alpha {lora.alpha}, dropout {lora.dropout}, targets {lora.target_modules}",
         "optimizer steps": str(steps if steps is not None else train.max_steps or f"{train.epochs} epochs"),
         "batch": f"{train.micro_batch_size} × {train.grad_accum_steps} accumulation",
         "learning rate": f"{train.learning_rate:g} ({train.lr_scheduler}, {train.warmup_steps} warmup steps)",
-        "optimizer": train.optimizer, "max sequence length": str(build.max_seq_len),
-        "chat template": build.chat_template or "the tokenizer's own", "seed": str(config.seed),
+        "optimizer": train.optimizer,
+        "max sequence length": str(build.max_seq_len),
+        "chat template": build.chat_template or "the tokenizer's own",
+        "seed": str(config.seed),
     }
 
 
@@ -116,14 +145,22 @@ def timing_rows(results: dict[str, Any], paths: RunLayout) -> list[tuple[str, st
     for key, label in MODELS:
         generation = results["generation"][key]
         if generation["seconds"] > 0:
-            rows.append((f"eval: {label} generation speed",
-                         f"{generation['tokens'] / generation['seconds']:,.1f} new tokens/s"))
+            rows.append(
+                (
+                    f"eval: {label} generation speed",
+                    f"{generation['tokens'] / generation['seconds']:,.1f} new tokens/s",
+                )
+            )
     peaks = results["peak_memory_mib"]
     eval_device = results.get("device", "cuda" if peaks["gpu_allocated"] is not None else "cpu")
     if eval_device == "cuda":
         rows.append(("eval: peak GPU memory (torch allocated)", _mib(peaks["gpu_allocated"])))
-    rows.append((f"eval: peak process memory (resident{', on the CPU' if eval_device == 'cpu' else ''})",
-                 _mib(peaks["process_resident"])))
+    rows.append(
+        (
+            f"eval: peak process memory (resident{', on the CPU' if eval_device == 'cpu' else ''})",
+            _mib(peaks["process_resident"]),
+        )
+    )
     train_rows = [row for row in read_metrics(paths.metrics_csv) if row["split"] == "train"]
     speeds = [float(row["tokens_per_s"]) for row in train_rows if row.get("tokens_per_s")]
     memory = [float(row["peak_memory_mib"]) for row in train_rows if row.get("peak_memory_mib")]
@@ -143,19 +180,39 @@ def timing_rows(results: dict[str, Any], paths: RunLayout) -> list[tuple[str, st
     return rows
 
 
-def write_run_report(config: Config, paths: RunLayout, results: dict[str, Any], samples: list[EvalSample],
-                     loss_png: Path, note: str = "") -> Path:
+def write_run_report(
+    config: Config,
+    paths: RunLayout,
+    results: dict[str, Any],
+    samples: list[EvalSample],
+    loss_png: Path,
+    note: str = "",
+) -> Path:
     embedding = results.get("embedding_model")
     return render_html(
-        "run.html", paths.report, name=config.name, base_model=config.model.base, note=note,
-        eval_examples=results["eval_examples"], eval_trained_tokens=results["eval_trained_tokens"],
-        metrics=metric_rows(results), has_embedding=embedding is not None,
-        embedding_note=(f"Embedding similarity: cosine of mean-pooled sentence vectors from {embedding}."
-                        if embedding else "Embedding similarity: skipped (no local sentence-embedding model; "
-                        "see eval.embedding_model)."),
-        loss_png=embed_png(loss_png), checkpoints=results["checkpoints"], artifacts=artifact_rows(results),
-        decoding=decoding_rows(results), preferences=results.get("preferences"),
-        samples=samples, short_labels=SHORT_LABELS, generation_settings=results["generation"]["settings"],
+        "run.html",
+        paths.report,
+        name=config.name,
+        base_model=config.model.base,
+        note=note,
+        eval_examples=results["eval_examples"],
+        eval_trained_tokens=results["eval_trained_tokens"],
+        metrics=metric_rows(results),
+        has_embedding=embedding is not None,
+        embedding_note=(
+            f"Embedding similarity: cosine of mean-pooled sentence vectors from {embedding}."
+            if embedding
+            else "Embedding similarity: skipped (no local sentence-embedding model; "
+            "see eval.embedding_model)."
+        ),
+        loss_png=embed_png(loss_png),
+        checkpoints=results["checkpoints"],
+        artifacts=artifact_rows(results),
+        decoding=decoding_rows(results),
+        preferences=results.get("preferences"),
+        samples=samples,
+        short_labels=SHORT_LABELS,
+        generation_settings=results["generation"]["settings"],
         metric_limits=METRIC_LIMITS,
         data_stats=flatten_data_stats(read_json(paths.dataset.stats)),
         timings=timing_rows(results, paths),

@@ -56,18 +56,25 @@ def held_out_pairs(path: Path) -> list[PreferenceRow]:
 
 def generation_settings(config: Config) -> GenerationSettings:
     settings = config.eval
-    return GenerationSettings(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                              top_p=settings.top_p, seed=config.seed, batch_size=settings.batch_size,
-                              repetition_penalty=settings.repetition_penalty,
-                              no_repeat_ngram_size=settings.no_repeat_ngram_size)
+    return GenerationSettings(
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        seed=config.seed,
+        batch_size=settings.batch_size,
+        repetition_penalty=settings.repetition_penalty,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+    )
 
 
 def run_eval(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
     try:
         return evaluate_run(config, run_dir, console)
     except torch.cuda.OutOfMemoryError:
-        raise EvalError("the GPU ran out of memory during eval; lower eval.batch_size (generation), "
-                        "eval.loss_batch_size (eval loss batches) or eval.max_new_tokens") from None
+        raise EvalError(
+            "the GPU ran out of memory during eval; lower eval.batch_size (generation), "
+            "eval.loss_batch_size (eval loss batches) or eval.max_new_tokens"
+        ) from None
 
 
 def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
@@ -96,79 +103,135 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         with timer.phase("eval loss, checkpoints"):
             checkpoints = checkpoint_losses(model, paths.checkpoints, eval_records, batch, pad_id, device)
     questions = held_out_questions(eval_records, config.eval.num_samples)
-    samples, generation = answer_questions(model, tokenizer, questions, generation_settings(config), timer,
-                                           greedy_baseline=config.eval.greedy_baseline)
+    samples, generation = answer_questions(
+        model,
+        tokenizer,
+        questions,
+        generation_settings(config),
+        timer,
+        greedy_baseline=config.eval.greedy_baseline,
+    )
     with timer.phase("reference metrics"):
         reference = score_samples(samples, embedding_dir, device)
     results = {
-        "base_eval_loss": base_loss, "tuned_eval_loss": tuned_loss,
-        "base_perplexity": perplexity(base_loss), "tuned_perplexity": perplexity(tuned_loss),
-        "eval_examples": len(eval_records), "eval_trained_tokens": trained_tokens(eval_records),
-        "checkpoints": checkpoints, "samples": len(samples), "reference": reference,
+        "base_eval_loss": base_loss,
+        "tuned_eval_loss": tuned_loss,
+        "base_perplexity": perplexity(base_loss),
+        "tuned_perplexity": perplexity(tuned_loss),
+        "eval_examples": len(eval_records),
+        "eval_trained_tokens": trained_tokens(eval_records),
+        "checkpoints": checkpoints,
+        "samples": len(samples),
+        "reference": reference,
         "embedding_model": str(embedding_dir) if embedding_dir else None,
-        "artifacts": {"forum": artifact_counts([s.reference_flags for s in samples]),
-                      **{key: artifact_counts([s.answers[key].flags for s in samples])
-                         for key in generation["answered_by"]}},
-        "generation": generation, "timings_s": timer.seconds, "peak_memory_mib": timer.peak_memory_mib(),
-        "device": device.type, **({"preferences": preference_results} if preference_results else {}),
+        "artifacts": {
+            "forum": artifact_counts([s.reference_flags for s in samples]),
+            **{
+                key: artifact_counts([s.answers[key].flags for s in samples])
+                for key in generation["answered_by"]
+            },
+        },
+        "generation": generation,
+        "timings_s": timer.seconds,
+        "peak_memory_mib": timer.peak_memory_mib(),
+        "device": device.type,
+        **({"preferences": preference_results} if preference_results else {}),
     }
     write_outputs(config, paths, results, samples)
-    console.print(f"eval loss: base {base_loss:.4f} → fine-tuned {tuned_loss:.4f}; answers with an artifact: "
-                  f"base {results['artifacts']['base']['any']}/{len(samples)}, fine-tuned "
-                  f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at "
-                  f"{escape(str(paths.report))}")
+    console.print(
+        f"eval loss: base {base_loss:.4f} → fine-tuned {tuned_loss:.4f}; answers with an artifact: "
+        f"base {results['artifacts']['base']['any']}/{len(samples)}, fine-tuned "
+        f"{results['artifacts']['tuned']['any']}/{len(samples)}; report at "
+        f"{escape(str(paths.report))}"
+    )
     if preference_results:
-        console.print(f"preference accuracy on {preference_results['pairs']} held-out pairs: base "
-                      f"{preference_results['base_logprob_accuracy']:.1%} → fine-tuned "
-                      f"{preference_results['tuned_logprob_accuracy']:.1%} (log-prob), implicit reward "
-                      f"{preference_results['tuned_reward_accuracy']:.1%}, margin {preference_results['reward_margin']:.3f}")
+        console.print(
+            f"preference accuracy on {preference_results['pairs']} held-out pairs: base "
+            f"{preference_results['base_logprob_accuracy']:.1%} → fine-tuned "
+            f"{preference_results['tuned_logprob_accuracy']:.1%} (log-prob), implicit reward "
+            f"{preference_results['tuned_reward_accuracy']:.1%}, margin {preference_results['reward_margin']:.3f}"
+        )
     return results
 
 
 # Who answers each question: the key samples and results use, the adapter on or off, and which decoding.
-ANSWER_RUNS = (("base", False, "configured"), ("tuned", True, "configured"),
-               ("base_greedy", False, "greedy"), ("tuned_greedy", True, "greedy"))
-PHASES = {"base": "generate, base", "tuned": "generate, fine-tuned", "base_greedy": "generate, base, plain greedy",
-          "tuned_greedy": "generate, fine-tuned, plain greedy"}
+ANSWER_RUNS = (
+    ("base", False, "configured"),
+    ("tuned", True, "configured"),
+    ("base_greedy", False, "greedy"),
+    ("tuned_greedy", True, "greedy"),
+)
+PHASES = {
+    "base": "generate, base",
+    "tuned": "generate, fine-tuned",
+    "base_greedy": "generate, base, plain greedy",
+    "tuned_greedy": "generate, fine-tuned, plain greedy",
+}
 
 
-def answer_questions(model: PeftModel, tokenizer: PreTrainedTokenizerBase, questions: list[DatasetRow],
-                     settings: GenerationSettings, timer: PhaseTimer, *,
-                     greedy_baseline: bool = False) -> tuple[list[EvalSample], dict[str, Any]]:
+def answer_questions(
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    questions: list[DatasetRow],
+    settings: GenerationSettings,
+    timer: PhaseTimer,
+    *,
+    greedy_baseline: bool = False,
+) -> tuple[list[EvalSample], dict[str, Any]]:
     """Base and fine-tuned answers side by side with the forum's, each checked for artifacts; with
     `greedy_baseline`, also both models' plain greedy answers, so what the decoding settings hide is seen."""
     prompts = [prompt_messages(r) for r in questions]
-    runs = [run for run in ANSWER_RUNS
-            if run[2] == "configured" or (greedy_baseline and not settings.is_plain_greedy)]
+    runs = [
+        run
+        for run in ANSWER_RUNS
+        if run[2] == "configured" or (greedy_baseline and not settings.is_plain_greedy)
+    ]
     answers: dict[str, list[ModelAnswer]] = {}
     for key, adapter_on, decoding in runs:
         adapter = contextlib.nullcontext() if adapter_on else model.disable_adapter()
         with timer.phase(PHASES[key]), adapter:
-            answers[key] = generate_answers(model, tokenizer, prompts,
-                                            settings if decoding == "configured" else settings.plain_greedy())
-    specials = [t for t in tokenizer.all_special_tokens if t not in (tokenizer.pad_token, tokenizer.unk_token)]
+            answers[key] = generate_answers(
+                model, tokenizer, prompts, settings if decoding == "configured" else settings.plain_greedy()
+            )
+    specials = [
+        t for t in tokenizer.all_special_tokens if t not in (tokenizer.pad_token, tokenizer.unk_token)
+    ]
     samples = []
     for index, (record, prompt) in enumerate(zip(questions, prompts)):
         reference = record["messages"][-1]["content"]
-        sample = EvalSample(question=prompt[-1]["content"], reference=reference,
-                            reference_flags=check_answer(Answer(reference), specials))
+        sample = EvalSample(
+            question=prompt[-1]["content"],
+            reference=reference,
+            reference_flags=check_answer(Answer(reference), specials),
+        )
         for key, model_answers in answers.items():
             answer = model_answers[index]
             answer.flags = check_model_answer(answer, specials)
             sample.answers[key] = answer
         samples.append(sample)
-    generation = {"settings": settings.describe(), "decoding": settings.decoding(),
-                  "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
-                  "top_p": settings.top_p, "repetition_penalty": settings.repetition_penalty,
-                  "no_repeat_ngram_size": settings.no_repeat_ngram_size, "seed": settings.seed,
-                  "batch_size": settings.batch_size, "answered_by": list(answers)}
+    generation = {
+        "settings": settings.describe(),
+        "decoding": settings.decoding(),
+        "max_new_tokens": settings.max_new_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "repetition_penalty": settings.repetition_penalty,
+        "no_repeat_ngram_size": settings.no_repeat_ngram_size,
+        "seed": settings.seed,
+        "batch_size": settings.batch_size,
+        "answered_by": list(answers),
+    }
     for key, model_answers in answers.items():
-        generation[key] = {"tokens": sum(a.tokens for a in model_answers), "seconds": timer.seconds[PHASES[key]]}
+        generation[key] = {
+            "tokens": sum(a.tokens for a in model_answers),
+            "seconds": timer.seconds[PHASES[key]],
+        }
     return samples, generation
 
 
-def score_samples(samples: list[EvalSample], embedding_dir: Path | None,
-                  device: torch.device) -> dict[str, dict[str, float | None]]:
+def score_samples(
+    samples: list[EvalSample], embedding_dir: Path | None, device: torch.device
+) -> dict[str, dict[str, float | None]]:
     """Per-sample scores against the forum's answer (stored in each sample) and their means per model."""
     references = [s.reference for s in samples]
     embedder = SentenceEmbedder(embedding_dir, device) if embedding_dir and samples else None
@@ -176,12 +239,19 @@ def score_samples(samples: list[EvalSample], embedding_dir: Path | None,
     for key in ("base", "tuned"):
         answers = [s.answers[key] for s in samples]
         texts = [answer.text for answer in answers]
-        similarity = embedding_similarities(embedder, texts, references) if embedder else [None] * len(samples)
+        similarity = (
+            embedding_similarities(embedder, texts, references) if embedder else [None] * len(samples)
+        )
         for answer, reference, cosine in zip(answers, references, similarity):
-            answer.scores = ModelScores(token_f1=token_f1(answer.text, reference),
-                                        rouge_l=rouge_l(answer.text, reference), embedding_similarity=cosine)
-        means[key] = {score.name: _mean([getattr(answer.scores, score.name) for answer in answers])
-                      for score in fields(ModelScores)}
+            answer.scores = ModelScores(
+                token_f1=token_f1(answer.text, reference),
+                rouge_l=rouge_l(answer.text, reference),
+                embedding_similarity=cosine,
+            )
+        means[key] = {
+            score.name: _mean([getattr(answer.scores, score.name) for answer in answers])
+            for score in fields(ModelScores)
+        }
     return means
 
 
@@ -190,7 +260,9 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(present) if present else None
 
 
-def write_outputs(config: Config, paths: RunLayout, results: dict[str, Any], samples: list[EvalSample]) -> None:
+def write_outputs(
+    config: Config, paths: RunLayout, results: dict[str, Any], samples: list[EvalSample]
+) -> None:
     paths.eval_dir.mkdir(exist_ok=True)
     paths.eval_metrics.write_text(json.dumps(results, indent=2))
     write_eval_samples(paths.eval_samples, samples)

@@ -71,7 +71,9 @@ def merge_adapter(
     return out_dir
 
 
-def untie_trained_head(base: dict[str, BaseTensor], adapter: Adapter, model_config: dict[str, Any]) -> dict[str, Any]:
+def untie_trained_head(
+    base: dict[str, BaseTensor], adapter: Adapter, model_config: dict[str, Any]
+) -> dict[str, Any]:
     """A tied model (SmolLM2, Gemma, Qwen2-0.5B) stores no lm_head: the input embedding is the output layer
     too. When lora.modules_to_save trained lm_head, the output layer differs from the embedding now: the
     merged model gets an lm_head tensor of its own and a config that unties them."""

@@ -41,7 +41,9 @@ CHAT_FAMILIES = [
     ChatFamily(
         "llama2",
         ("[INST]", "<<SYS>>"),
-        INST_TEMPLATE.format(system="<<SYS>>\n{{ $.System }}\n<</SYS>>\n\n", assistant_end=" {eos}", close=" [/INST]"),
+        INST_TEMPLATE.format(
+            system="<<SYS>>\n{{ $.System }}\n<</SYS>>\n\n", assistant_end=" {eos}", close=" [/INST]"
+        ),
         ("[INST]", "<<SYS>>"),
     ),
     ChatFamily(  # v3 vocabularies: no space before [/INST] (the sample's last user turn shows it)

@@ -54,8 +54,10 @@ def run_export(
         written["modelfile"] = str(write_ollama_modelfile(config, paths, console))
     if "lora-gguf" in formats:
         out = export_lora_gguf(paths.adapter, paths.merged, paths.lora_gguf, config.name)
-        console.print(f"GGUF LoRA adapter written to {escape(str(out))} "
-                      f"(use: llama-cli -m BASE.gguf --lora {escape(out.name)})")
+        console.print(
+            f"GGUF LoRA adapter written to {escape(str(out))} "
+            f"(use: llama-cli -m BASE.gguf --lora {escape(out.name)})"
+        )
         written["lora_gguf"] = str(out)
     if verify and "gguf" in formats:
         print_report(verify_gguf(paths.gguf, paths.merged, config.export.gguf_type), console)
@@ -113,7 +115,8 @@ def print_report(report: VerifyReport, console: Console) -> None:
     if not report.llama_cpp_ran:
         console.print(
             "logits not compared: install llama-cpp-python (pip install 'forumtune[llama]')",
-            style="dim", markup=False,
+            style="dim",
+            markup=False,
         )
         return
     table = Table("prompt", "same token ids", "max |Δlogit|", "top-1 agreement", "greedy continuation")

@@ -50,16 +50,25 @@ def embedding_model_dir(config: Config) -> Path | None:
         return bundled_model_dir()
     path = Path(setting).expanduser()
     if not is_model_dir(path):
-        raise RetrievalError(f"index.embedding_model {setting!r} is not a model dir (no config.json there); give a "
-                             "local sentence-embedding model dir, `auto`, or null for BM25 alone")
+        raise RetrievalError(
+            f"index.embedding_model {setting!r} is not a model dir (no config.json there); give a "
+            "local sentence-embedding model dir, `auto`, or null for BM25 alone"
+        )
     return path.resolve()
 
 
 def index_settings(config: Config, model_dir: Path | None) -> str:
     """What every passage depends on: a change rebuilds the index instead of updating it."""
-    return json.dumps({"format": INDEX_FORMAT, "urls": config.build.urls,
-                       "scrub_contacts": config.build.scrub_contacts, "min_chars": config.index.min_chars,
-                       "embedding_model": str(model_dir) if model_dir else None}, sort_keys=True)
+    return json.dumps(
+        {
+            "format": INDEX_FORMAT,
+            "urls": config.build.urls,
+            "scrub_contacts": config.build.scrub_contacts,
+            "min_chars": config.index.min_chars,
+            "embedding_model": str(model_dir) if model_dir else None,
+        },
+        sort_keys=True,
+    )
 
 
 def source_hash(post: LocatedPost) -> str:
@@ -87,15 +96,20 @@ def find_changes(store: ForumStore, known: dict[SourceKey, str], config: Config)
         if len(text) < config.index.min_chars:
             changes.skip.append((key, digest))
         else:
-            changes.add.append(NewPassage(key, digest, post.thread_id, post.title, post.author, post.posted_at,
-                                          post_url(post), text))
+            changes.add.append(
+                NewPassage(
+                    key, digest, post.thread_id, post.title, post.author, post.posted_at, post_url(post), text
+                )
+            )
     changes.delete += [key for key in known if key not in seen]
     return changes
 
 
 def embed_passages(embedder: SentenceEmbedder, texts: list[str]) -> np.ndarray:
-    chunks = [embedder.embed(texts[start: start + EMBED_BATCH], batch_size=EMBED_BATCH).numpy()
-              for start in range(0, len(texts), EMBED_BATCH)]
+    chunks = [
+        embedder.embed(texts[start : start + EMBED_BATCH], batch_size=EMBED_BATCH).numpy()
+        for start in range(0, len(texts), EMBED_BATCH)
+    ]
     return np.concatenate(chunks) if chunks else np.zeros((0, embedder.dimensions), dtype=np.float32)
 
 
@@ -103,8 +117,15 @@ def embedding_text(title: str, text: str) -> str:
     return f"{title}\n{text}"
 
 
-def update_vectors(index: SearchIndex, vector_path: Path, embedder: SentenceEmbedder, ids_before: list[int],
-                   removed: list[int], added: list[int], changes: Changes) -> int:
+def update_vectors(
+    index: SearchIndex,
+    vector_path: Path,
+    embedder: SentenceEmbedder,
+    ids_before: list[int],
+    removed: list[int],
+    added: list[int],
+    changes: Changes,
+) -> int:
     """Bring the vector file in step with the passages; returns how many passages were embedded."""
     vectors = VectorIndex(vector_path, embedder.dimensions)
     if vectors.matches(ids_before):
@@ -143,17 +164,31 @@ def run_index(config: Config, run_dir: Path, console: Console) -> dict[str, Any]
             for key, digest in changes.skip:
                 index.skip(key, digest)
             if model_dir is not None:
-                embedder = SentenceEmbedder(model_dir, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+                embedder = SentenceEmbedder(
+                    model_dir, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+                )
                 with console.status(f"embedding {len(added)} passages..."):
-                    embedded = update_vectors(index, layout.vector_index, embedder, ids_before, removed, added,
-                                              changes)
-        summary = {"passages": index.count(), "added": len(added), "removed": len(removed),
-                   "skipped": len(changes.skip), "unchanged": changes.unchanged, "embedded": embedded,
-                   "vectors": model_dir is not None}
+                    embedded = update_vectors(
+                        index, layout.vector_index, embedder, ids_before, removed, added, changes
+                    )
+        summary = {
+            "passages": index.count(),
+            "added": len(added),
+            "removed": len(removed),
+            "skipped": len(changes.skip),
+            "unchanged": changes.unchanged,
+            "embedded": embedded,
+            "vectors": model_dir is not None,
+        }
     if model_dir is None:
         layout.vector_index.unlink(missing_ok=True)
-    console.print(f"indexed {summary['passages']} passages ({summary['added']} added, {summary['removed']} removed, "
-                  f"{summary['unchanged']} unchanged); "
-                  + ("dense vectors on" if model_dir else "BM25 only (index.embedding_model: null, or auto without the "
-                                                        "embeddings extra)"))
+    console.print(
+        f"indexed {summary['passages']} passages ({summary['added']} added, {summary['removed']} removed, "
+        f"{summary['unchanged']} unchanged); "
+        + (
+            "dense vectors on"
+            if model_dir
+            else "BM25 only (index.embedding_model: null, or auto without the embeddings extra)"
+        )
+    )
     return summary

@@ -28,7 +28,12 @@ def apply_liger_kernels(model: PreTrainedModel) -> list[str]:
     if apply is None:
         return []
     fused_loss = type(model.get_output_embeddings()) is torch.nn.Linear
-    options = {"rope": True, "rms_norm": True, "swiglu": True, "cross_entropy": False,
-               "fused_linear_cross_entropy": fused_loss}
+    options = {
+        "rope": True,
+        "rms_norm": True,
+        "swiglu": True,
+        "cross_entropy": False,
+        "fused_linear_cross_entropy": fused_loss,
+    }
     apply(model=model, **options)
     return [name for name in KERNELS if options[name]]

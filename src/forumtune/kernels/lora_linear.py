@@ -38,8 +38,9 @@ from forumtune.kernels import nf4_dequant
 MIN_TOKENS = 16  # below this (decoding), bitsandbytes' fused 4-bit gemv beats dequantize + matmul
 # decoder layers that end in `residual + mlp.down_proj(...)`: recomputing them for the backward, the
 # down projection's output feeds only the layer's result, which the backward never reads
-LAYERS_ENDING_IN_DOWN_PROJ = frozenset({"LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer",
-                                        "Qwen3DecoderLayer"})
+LAYERS_ENDING_IN_DOWN_PROJ = frozenset(
+    {"LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer"}
+)
 _recompute = threading.local()
 
 
@@ -64,8 +65,9 @@ def recomputing_for_backward() -> Iterator[None]:
         _recompute.active = before
 
 
-def dequantize_weight(weight: torch.Tensor, state: Any, dtype: torch.dtype,
-                      kernel: str = "triton") -> torch.Tensor:
+def dequantize_weight(
+    weight: torch.Tensor, state: Any, dtype: torch.dtype, kernel: str = "triton"
+) -> torch.Tensor:
     """A packed 4-bit weight and its bitsandbytes QuantState as a dense (out, in) matrix, through `kernel`
     (FusedLoRA.dequantize). FSDP's quant_storage keeps the packed bytes in another dtype: they are viewed
     back."""
@@ -76,8 +78,9 @@ def dequantize_weight(weight: torch.Tensor, state: Any, dtype: torch.dtype,
     absmax = block_scales(state)
     direct = _cuda_kernels() if weight.is_cuda else None
     if direct is None:
-        return torch.ops.bitsandbytes.dequantize_4bit.default(weight, absmax, state.blocksize, state.quant_type,
-                                                              list(state.shape), dtype)
+        return torch.ops.bitsandbytes.dequantize_4bit.default(
+            weight, absmax, state.blocksize, state.quant_type, list(state.shape), dtype
+        )
     out = torch.empty(tuple(state.shape), dtype=dtype, device=weight.device)
     direct[1](weight, absmax, state.blocksize, state.quant_type, dtype, out=out)
     return out
@@ -92,10 +95,13 @@ def block_scales(state: Any) -> torch.Tensor:
     direct = _cuda_kernels() if absmax.is_cuda else None
     if direct is None:
         scales = torch.ops.bitsandbytes.dequantize_blockwise.default(
-            absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32)
+            absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32
+        )
     else:
         scales = torch.empty(absmax.shape, dtype=torch.float32, device=absmax.device)
-        direct[0](absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32, out=scales)
+        direct[0](
+            absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32, out=scales
+        )
     return scales.add_(state.offset)
 
 
@@ -114,9 +120,19 @@ def _cuda_kernels() -> tuple[Any, Any] | None:
 
 class QLoRAMatmul(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, dropped_x: torch.Tensor | None, lora_a: torch.Tensor, lora_b: torch.Tensor,
-                base_weight: torch.Tensor, quant_state: Any, bias: torch.Tensor | None, scale: float,
-                output_unread: bool = False, dequantize: str = "triton") -> torch.Tensor:
+    def forward(
+        ctx,
+        x: torch.Tensor,
+        dropped_x: torch.Tensor | None,
+        lora_a: torch.Tensor,
+        lora_b: torch.Tensor,
+        base_weight: torch.Tensor,
+        quant_state: Any,
+        bias: torch.Tensor | None,
+        scale: float,
+        output_unread: bool = False,
+        dequantize: str = "triton",
+    ) -> torch.Tensor:
         """`output_unread`: only the saved tensors are needed (a recompute whose result nobody reads);
         the output is left unwritten. The small LoRA product is written first and the big matmul adds
         to it in its epilogue, where reading the output costs nothing (the other order re-reads and
@@ -160,11 +176,18 @@ class QLoRAMatmul(torch.autograd.Function):
         return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None, None, None
 
 
-def fused_forward(module: torch.nn.Module, reference, options: FusedLoRA, x: torch.Tensor, *args: Any,
-                  **kwargs: Any) -> torch.Tensor:
+def fused_forward(
+    module: torch.nn.Module, reference, options: FusedLoRA, x: torch.Tensor, *args: Any, **kwargs: Any
+) -> torch.Tensor:
     """`module.forward` for a peft lora.Linear4bit; `reference` is the forward it replaced."""
-    if (args or kwargs or module.disable_adapters or module.merged or x.numel() < MIN_TOKENS * x.shape[-1]
-            or not _plain_single_adapter(module)):
+    if (
+        args
+        or kwargs
+        or module.disable_adapters
+        or module.merged
+        or x.numel() < MIN_TOKENS * x.shape[-1]
+        or not _plain_single_adapter(module)
+    ):
         return reference(x, *args, **kwargs)
     base = module.base_layer
     state = getattr(base.weight, "quant_state", None) or getattr(base, "quant_state", None)
@@ -175,10 +198,23 @@ def fused_forward(module: torch.nn.Module, reference, options: FusedLoRA, x: tor
     x = x.to(dtype)
     dropout = module.lora_dropout[name]
     dropped = None if isinstance(dropout, torch.nn.Identity) or not module.training else dropout(x)
-    unread = options.skip_unread_outputs and getattr(module, "_forumtune_unread_in_recompute", False) and \
-        getattr(_recompute, "active", False)
-    return QLoRAMatmul.apply(x, dropped, module.lora_A[name].weight, module.lora_B[name].weight, base.weight, state,
-                             base.bias, module.scaling[name], unread, options.dequantize)
+    unread = (
+        options.skip_unread_outputs
+        and getattr(module, "_forumtune_unread_in_recompute", False)
+        and getattr(_recompute, "active", False)
+    )
+    return QLoRAMatmul.apply(
+        x,
+        dropped,
+        module.lora_A[name].weight,
+        module.lora_B[name].weight,
+        base.weight,
+        state,
+        base.bias,
+        module.scaling[name],
+        unread,
+        options.dequantize,
+    )
 
 
 def _plain_single_adapter(module: torch.nn.Module) -> bool:
@@ -197,8 +233,12 @@ def use_fused_lora(model: torch.nn.Module, options: FusedLoRA = FusedLoRA()) -> 
     # the fused path dequantizes the trainable layout itself, and its fallbacks run bitsandbytes' forward,
     # which on a CPU would otherwise pack the very weights the fused path reads
     cpu_layout.use_trainable_layout(model)
-    unread = {id(layer.mlp.down_proj) for layer in model.modules()
-              if type(layer).__name__ in LAYERS_ENDING_IN_DOWN_PROJ and hasattr(getattr(layer, "mlp", None), "down_proj")}
+    unread = {
+        id(layer.mlp.down_proj)
+        for layer in model.modules()
+        if type(layer).__name__ in LAYERS_ENDING_IN_DOWN_PROJ
+        and hasattr(getattr(layer, "mlp", None), "down_proj")
+    }
     fused = 0
     for module in model.modules():
         if isinstance(module, LoraLinear4bit) and not hasattr(module, "_forumtune_reference_forward"):

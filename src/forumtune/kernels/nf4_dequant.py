@@ -27,22 +27,37 @@ ROWS = 32  # quantization blocks per program
 NUM_WARPS = 2
 
 
-def dequantize_nf4_body(packed, block_codes, block_scales, scale_code, offset_ptr, nf4_code, out, n_blocks,
-                        NESTED: tl.constexpr, BYTES_PER_BLOCK: tl.constexpr, NESTED_BLOCK: tl.constexpr,
-                        ROWS: tl.constexpr):
+def dequantize_nf4_body(
+    packed,
+    block_codes,
+    block_scales,
+    scale_code,
+    offset_ptr,
+    nf4_code,
+    out,
+    n_blocks,
+    NESTED: tl.constexpr,
+    BYTES_PER_BLOCK: tl.constexpr,
+    NESTED_BLOCK: tl.constexpr,
+    ROWS: tl.constexpr,
+):
     blocks = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     in_range = blocks < n_blocks
     byte_index = blocks[:, None] * BYTES_PER_BLOCK + tl.arange(0, BYTES_PER_BLOCK)[None, :]
     codes = tl.load(packed + byte_index, mask=in_range[:, None], other=0).to(tl.int32)
     if NESTED:
         quantized = tl.load(block_codes + blocks, mask=in_range, other=0).to(tl.int32)
-        scale = (tl.load(scale_code + quantized) * tl.load(block_scales + blocks // NESTED_BLOCK, mask=in_range,
-                                                             other=0.0)) + tl.load(offset_ptr)
+        scale = (
+            tl.load(scale_code + quantized)
+            * tl.load(block_scales + blocks // NESTED_BLOCK, mask=in_range, other=0.0)
+        ) + tl.load(offset_ptr)
     else:
         scale = tl.load(block_scales + blocks, mask=in_range, other=0.0)
     high = tl.load(nf4_code + (codes >> 4)) * scale[:, None]
     low = tl.load(nf4_code + (codes & 15)) * scale[:, None]
-    values = tl.reshape(tl.join(high, low), (ROWS, 2 * BYTES_PER_BLOCK)).to(out.dtype.element_ty)  # interleaved
+    values = tl.reshape(tl.join(high, low), (ROWS, 2 * BYTES_PER_BLOCK)).to(
+        out.dtype.element_ty
+    )  # interleaved
     out_index = blocks[:, None] * (2 * BYTES_PER_BLOCK) + tl.arange(0, 2 * BYTES_PER_BLOCK)[None, :]
     tl.store(out + out_index, values, mask=in_range[:, None])
 
@@ -59,12 +74,25 @@ def supports(weight: torch.Tensor, state: Any) -> bool:
     """Whether this kernel handles the weight: NF4 on a CUDA device, a power-of-two block size, and (when
     nested) 8-bit block scales."""
     blocksize = state.blocksize
-    return (available and weight.is_cuda and state.quant_type == "nf4" and blocksize >= 2
-            and blocksize & (blocksize - 1) == 0 and (not state.nested or state.absmax.dtype == torch.uint8))
+    return (
+        available
+        and weight.is_cuda
+        and state.quant_type == "nf4"
+        and blocksize >= 2
+        and blocksize & (blocksize - 1) == 0
+        and (not state.nested or state.absmax.dtype == torch.uint8)
+    )
 
 
-def dequantize_nf4(weight: torch.Tensor, state: Any, dtype: torch.dtype, *, kernel: Any = None,
-                   rows: int = ROWS, num_warps: int = NUM_WARPS) -> torch.Tensor:
+def dequantize_nf4(
+    weight: torch.Tensor,
+    state: Any,
+    dtype: torch.dtype,
+    *,
+    kernel: Any = None,
+    rows: int = ROWS,
+    num_warps: int = NUM_WARPS,
+) -> torch.Tensor:
     """The dense (out, in) matrix of a packed NF4 weight and its QuantState. `kernel` replaces the compiled
     kernel (the tests pass Triton's interpreter to run it on a CPU); `rows` and `num_warps` are for tuning."""
     if weight.dtype != torch.uint8:
@@ -77,14 +105,29 @@ def dequantize_nf4(weight: torch.Tensor, state: Any, dtype: torch.dtype, *, kern
     nf4_code = state.code.to(device=weight.device, dtype=torch.float32)
     if state.nested:
         block_codes, block_scales = state.absmax, state.state2.absmax
-        scale_code, offset = state.state2.code, torch.as_tensor(state.offset, dtype=torch.float32,
-                                                                device=weight.device).reshape(1)
+        scale_code, offset = (
+            state.state2.code,
+            torch.as_tensor(state.offset, dtype=torch.float32, device=weight.device).reshape(1),
+        )
         nested_block = state.state2.blocksize
     else:
         block_codes = scale_code = offset = state.absmax  # unread
         block_scales, nested_block = state.absmax, 1
     launch = (kernel or compiled_kernel())[(triton.cdiv(n_blocks, rows),)]
-    launch(weight.reshape(-1), block_codes, block_scales, scale_code, offset, nf4_code, out.reshape(-1), n_blocks,
-           NESTED=bool(state.nested), BYTES_PER_BLOCK=state.blocksize // 2, NESTED_BLOCK=nested_block, ROWS=rows,
-           num_warps=num_warps, enable_fp_fusion=False)  # bitsandbytes rounds the scale's product before its sum
+    launch(
+        weight.reshape(-1),
+        block_codes,
+        block_scales,
+        scale_code,
+        offset,
+        nf4_code,
+        out.reshape(-1),
+        n_blocks,
+        NESTED=bool(state.nested),
+        BYTES_PER_BLOCK=state.blocksize // 2,
+        NESTED_BLOCK=nested_block,
+        ROWS=rows,
+        num_warps=num_warps,
+        enable_fp_fusion=False,
+    )  # bitsandbytes rounds the scale's product before its sum
     return out

@@ -12,7 +12,9 @@ from typing import Any
 
 from forumtune.retrieval.retriever import Retrieved
 
-CONTEXT_INTRO = "Forum posts that may help. Use them only if they answer the question, and cite them as [1], [2]."
+CONTEXT_INTRO = (
+    "Forum posts that may help. Use them only if they answer the question, and cite them as [1], [2]."
+)
 QUESTION_LABEL = "Question:"
 MIN_PARTIAL_TOKENS = 24  # a passage cut shorter than this says too little to be worth its header
 
@@ -64,7 +66,9 @@ def fit_to_budget(found: list[Retrieved], budget: int, count: CountTokens) -> li
     left = budget
     for result in found:
         p = result.passage
-        source: Source | None = Source(len(sources) + 1, p.title, p.author, p.posted_at, p.url, p.text, result.score)
+        source: Source | None = Source(
+            len(sources) + 1, p.title, p.author, p.posted_at, p.url, p.text, result.score
+        )
         assert source is not None
         size = count(source_block(source))
         if size > left:

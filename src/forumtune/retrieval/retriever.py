@@ -37,14 +37,17 @@ def reciprocal_rank_fusion(rankings: list[list[Hit]], k: int = RRF_K) -> list[Hi
     for ranking in rankings:
         for rank, hit in enumerate(ranking, start=1):
             scores[hit.passage_id] += 1.0 / (k + rank)
-    return sorted((Hit(i, score) for i, score in scores.items()), key=lambda hit: (-hit.score, hit.passage_id))
+    return sorted(
+        (Hit(i, score) for i, score in scores.items()), key=lambda hit: (-hit.score, hit.passage_id)
+    )
 
 
 class Retriever:
     """Searches one index; dense and hybrid search when the index has vectors and its model is here."""
 
-    def __init__(self, index: SearchIndex, vectors: VectorIndex | None = None,
-                 embedder: SentenceEmbedder | None = None):
+    def __init__(
+        self, index: SearchIndex, vectors: VectorIndex | None = None, embedder: SentenceEmbedder | None = None
+    ):
         self.index = index
         self.vectors = vectors if embedder is not None else None
         self.embedder = embedder
@@ -53,15 +56,19 @@ class Retriever:
     def open(cls, search_index: Path, vector_index: Path, *, device: torch.device | None = None) -> Retriever:
         """The index `forumtune index` wrote, with its vectors when it made them."""
         if not search_index.exists():
-            raise RetrievalError(f"no search index at {search_index}: run `forumtune index CONFIG` first "
-                                 "(chat.retrieval needs it)")
+            raise RetrievalError(
+                f"no search index at {search_index}: run `forumtune index CONFIG` first "
+                "(chat.retrieval needs it)"
+            )
         index = SearchIndex(search_index)
         model_dir = index.embedding_model()
         if model_dir is None or not vector_index.exists():
             return cls(index)
         if not is_model_dir(Path(model_dir)):
-            raise RetrievalError(f"the index's vectors were made with the embedding model at {model_dir}, which is "
-                                 "gone: reinstall it, or set index.embedding_model and run `forumtune index` again")
+            raise RetrievalError(
+                f"the index's vectors were made with the embedding model at {model_dir}, which is "
+                "gone: reinstall it, or set index.embedding_model and run `forumtune index` again"
+            )
         embedder = SentenceEmbedder(Path(model_dir), device or torch.device("cpu"))
         return cls(index, VectorIndex.open_existing(vector_index), embedder)
 
@@ -75,15 +82,18 @@ class Retriever:
         if mode == "bm25":
             return self.index.bm25(question, k)
         if self.vectors is None or self.embedder is None:
-            raise RetrievalError(f"{mode} search needs the index's dense vectors: set index.embedding_model and "
-                                 "run `forumtune index` again")
+            raise RetrievalError(
+                f"{mode} search needs the index's dense vectors: set index.embedding_model and "
+                "run `forumtune index` again"
+            )
         dense = self.vectors.search(self.embedder.embed([question])[0].numpy(), max(k, CANDIDATES))
         if mode == "dense":
             return dense[:k]
         return reciprocal_rank_fusion([self.index.bm25(question, max(k, CANDIDATES)), dense])[:k]
 
-    def search(self, question: str, k: int, *, mode: Mode | None = None,
-               exclude_threads: Collection[int] = ()) -> list[Retrieved]:
+    def search(
+        self, question: str, k: int, *, mode: Mode | None = None, exclude_threads: Collection[int] = ()
+    ) -> list[Retrieved]:
         """The k best passages, none from the excluded threads (the store's thread ids)."""
         depth = k if not exclude_threads else k + CANDIDATES
         hits = self.ranking(question, depth, mode)

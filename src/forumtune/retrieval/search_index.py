@@ -56,13 +56,84 @@ PASSAGE_COLUMNS = "id, thread_id, thread_url, position, title, author, posted_at
 TERM = re.compile(r"[^\W_]+")
 # Words that match most posts and say nothing about the question: leaving them out of the OR query keeps
 # a query on a million posts from scoring every one of them.
-STOPWORDS = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "could", "did", "do", "does", "for", "from",
-    "had", "has", "have", "how", "i", "if", "in", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or",
-    "our", "so", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "too", "was",
-    "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your",
-    "just", "any", "some", "get", "got", "im", "ive", "dont", "about", "than", "very", "into", "out", "up",
-))
+STOPWORDS = frozenset(
+    (
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "too",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "just",
+        "any",
+        "some",
+        "get",
+        "got",
+        "im",
+        "ive",
+        "dont",
+        "about",
+        "than",
+        "very",
+        "into",
+        "out",
+        "up",
+    )
+)
 
 # A word in more than this share of the passages says little (its idf is under log(19) ≈ 2.9, a rare word's
 # is 8 or more) and makes the query score every passage that has it: on large indexes it is left out of
@@ -125,7 +196,9 @@ class SearchIndex:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
-        self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passage_vocab USING fts5vocab(main, passage_text, 'row')")
+        self.db.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.passage_vocab USING fts5vocab(main, passage_text, 'row')"
+        )
         self.prune_from = PRUNE_FROM_PASSAGES
         self.common_share = COMMON_TERM_SHARE
         self._count: int | None = None  # passages, counted once: COUNT(*) scans the table
@@ -150,17 +223,22 @@ class SearchIndex:
 
     def reset(self, settings: str, embedding_model: str | None) -> None:
         """Forget every passage (other settings make other passages) and remember the new settings."""
-        self.db.executescript("DROP TABLE IF EXISTS passage_text; DROP TABLE IF EXISTS passages;"
-                              " DROP TABLE IF EXISTS skipped;")
+        self.db.executescript(
+            "DROP TABLE IF EXISTS passage_text; DROP TABLE IF EXISTS passages; DROP TABLE IF EXISTS skipped;"
+        )
         self.db.executescript(SCHEMA)
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                                [(SETTINGS_KEY, settings), (EMBEDDING_MODEL_KEY, embedding_model or "")])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(SETTINGS_KEY, settings), (EMBEDDING_MODEL_KEY, embedding_model or "")],
+            )
 
     def source_hashes(self) -> dict[SourceKey, str]:
         """The hash each post had when it was last indexed (or skipped)."""
-        rows = self.db.execute("SELECT thread_url, position, source_hash FROM passages UNION ALL "
-                               "SELECT thread_url, position, source_hash FROM skipped")
+        rows = self.db.execute(
+            "SELECT thread_url, position, source_hash FROM passages UNION ALL "
+            "SELECT thread_url, position, source_hash FROM skipped"
+        )
         return {(url, position): digest for url, position, digest in rows}
 
     # --- changes (the caller commits: `with index.db:`)
@@ -172,8 +250,9 @@ class SearchIndex:
         removed = []
         self._changed()
         for url, position in keys:
-            row = self.db.execute("DELETE FROM passages WHERE thread_url = ? AND position = ? RETURNING id",
-                                  (url, position)).fetchone()
+            row = self.db.execute(
+                "DELETE FROM passages WHERE thread_url = ? AND position = ? RETURNING id", (url, position)
+            ).fetchone()
             if row is not None:
                 removed.append(row[0])
             self.db.execute("DELETE FROM skipped WHERE thread_url = ? AND position = ?", (url, position))
@@ -187,13 +266,15 @@ class SearchIndex:
             (new_id,) = self.db.execute(
                 "INSERT INTO passages (thread_url, position, source_hash, thread_id, title, author, posted_at, url,"
                 " body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (*p.key, p.source_hash, p.thread_id, p.title, p.author, p.posted_at, p.url, p.text)).fetchone()
+                (*p.key, p.source_hash, p.thread_id, p.title, p.author, p.posted_at, p.url, p.text),
+            ).fetchone()
             ids.append(new_id)
         return ids
 
     def skip(self, key: SourceKey, source_hash: str) -> None:
-        self.db.execute("INSERT INTO skipped (thread_url, position, source_hash) VALUES (?, ?, ?)",
-                        (*key, source_hash))
+        self.db.execute(
+            "INSERT INTO skipped (thread_url, position, source_hash) VALUES (?, ?, ?)", (*key, source_hash)
+        )
 
     # --- reading
     def count(self) -> int:
@@ -208,7 +289,9 @@ class SearchIndex:
         if total < self.prune_from or len(terms) < 2:
             return terms
         marks = ",".join("?" * len(terms))
-        documents = dict(self.db.execute(f"SELECT term, doc FROM temp.passage_vocab WHERE term IN ({marks})", terms))
+        documents = dict(
+            self.db.execute(f"SELECT term, doc FROM temp.passage_vocab WHERE term IN ({marks})", terms)
+        )
         kept = [t for t in terms if documents.get(t, 0) <= self.common_share * total]
         return kept or sorted(terms, key=lambda t: documents.get(t, 0))[:2]
 
@@ -220,9 +303,11 @@ class SearchIndex:
         wanted = list(ids)
         found: dict[int, Passage] = {}
         for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
-            chunk = wanted[start: start + 500]
+            chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE id IN ({marks})", chunk):
+            for row in self.db.execute(
+                f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE id IN ({marks})", chunk
+            ):
                 found[row[0]] = Passage(*row)
         return [found[i] for i in wanted if i in found]
 
@@ -230,8 +315,9 @@ class SearchIndex:
         """Every passage in id order, a batch at a time."""
         last = 0
         while True:
-            rows = self.db.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE id > ? ORDER BY id LIMIT ?",
-                                   (last, batch)).fetchall()
+            rows = self.db.execute(
+                f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            ).fetchall()
             if not rows:
                 return
             yield [Passage(*row) for row in rows]
@@ -244,5 +330,7 @@ class SearchIndex:
             return []
         rows = self.db.execute(
             "SELECT rowid, bm25(passage_text) AS score FROM passage_text WHERE passage_text MATCH ?"
-            " ORDER BY score, rowid LIMIT ?", (match_expression(terms), k))
+            " ORDER BY score, rowid LIMIT ?",
+            (match_expression(terms), k),
+        )
         return [Hit(passage_id, -score) for passage_id, score in rows]

@@ -29,8 +29,10 @@ def _usearch():  # type: ignore[no-untyped-def]
     try:
         from usearch.index import Index
     except ImportError:
-        raise RetrievalError("dense vectors need the usearch package: pip install 'forumtune[embeddings]', or set "
-                             "index.embedding_model: null for BM25 alone") from None
+        raise RetrievalError(
+            "dense vectors need the usearch package: pip install 'forumtune[embeddings]', or set "
+            "index.embedding_model: null for BM25 alone"
+        ) from None
     return Index
 
 
@@ -38,13 +40,20 @@ class VectorIndex:
     def __init__(self, path: Path, dimensions: int):
         self.path = Path(path)
         index_type = _usearch()
-        self.index = index_type(ndim=dimensions, metric="cos", dtype="f32", connectivity=CONNECTIVITY,
-                                expansion_search=EXPANSION_SEARCH)
+        self.index = index_type(
+            ndim=dimensions,
+            metric="cos",
+            dtype="f32",
+            connectivity=CONNECTIVITY,
+            expansion_search=EXPANSION_SEARCH,
+        )
         if self.path.exists():
             self.index.load(str(self.path))
             if self.index.ndim != dimensions:
-                raise RetrievalError(f"{self.path} holds {self.index.ndim}-dimensional vectors, the embedding model "
-                                     f"makes {dimensions}: run `forumtune index` again to rebuild it")
+                raise RetrievalError(
+                    f"{self.path} holds {self.index.ndim}-dimensional vectors, the embedding model "
+                    f"makes {dimensions}: run `forumtune index` again to rebuild it"
+                )
             self.index.expansion_search = EXPANSION_SEARCH
 
     @classmethod

@@ -43,12 +43,20 @@ SESSION_ID = re.compile(r"(?:PHPSESSID=\w+|(?:sid|s)=[0-9a-f]{32})", re.IGNORECA
 
 
 class Crawler:
-    def __init__(self, config: ScrapeConfig, store: ForumStore, start_url: str, display: CrawlDisplay | None = None,
-                 console: Console | None = None):
+    def __init__(
+        self,
+        config: ScrapeConfig,
+        store: ForumStore,
+        start_url: str,
+        display: CrawlDisplay | None = None,
+        console: Console | None = None,
+    ):
         self.config = config
         self.store = store
         self.console = console
-        self.profile: SiteProfile | None = get_profile(config) if config.site != AUTO else None  # None: undecided
+        self.profile: SiteProfile | None = (
+            get_profile(config) if config.site != AUTO else None
+        )  # None: undecided
         self.start_url = self.profile.list_url(start_url) if self.profile else start_url
         self.fetcher = Fetcher(config, self.start_url)
         self.parser: PageParser | None = None
@@ -56,8 +64,13 @@ class Crawler:
         self.origin = "{0.scheme}://{0.netloc}".format(urlsplit(self.start_url))
         self.display = display
         self.since = config.since.isoformat() if config.since else None
-        self.counts = {"list_pages": 0, "thread_pages": 0, "new_threads": 0, "updated_threads": 0,
-                       "skipped_before_since": 0}
+        self.counts = {
+            "list_pages": 0,
+            "thread_pages": 0,
+            "new_threads": 0,
+            "updated_threads": 0,
+            "skipped_before_since": 0,
+        }
         self.threads_done = 0
 
     def absolute(self, url: str | None) -> str | None:
@@ -96,7 +109,9 @@ class Crawler:
         if self.config.site == AUTO:
             name = self.store.get_meta(SITE)
             if name is None:
-                errors = self.fetcher.stats.errors.copy()  # an engine's API address missing here is no crawl error
+                errors = (
+                    self.fetcher.stats.errors.copy()
+                )  # an engine's API address missing here is no crawl error
                 name, self.prefetched = await choose_profile(self.fetcher, self.config, self.start_url)
                 self.fetcher.stats.errors = errors
                 if self.console is not None:
@@ -150,8 +165,9 @@ class Crawler:
         recent = [ref for ref in threads if not self.before_since(ref)]
         self.counts["skipped_before_since"] += len(threads) - len(recent)
         refs = [replace(ref, url=relative(ref.url)) for ref in recent]
-        changes = self.store.add_list_page(relative(url), refs, relative(page.next_url),
-                                           max_threads=self.config.max_threads)
+        changes = self.store.add_list_page(
+            relative(url), refs, relative(page.next_url), max_threads=self.config.max_threads
+        )
         self.counts["list_pages"] += 1
         self.counts["new_threads"] += changes.new
         self.counts["updated_threads"] += changes.reopened
@@ -200,8 +216,9 @@ class Crawler:
                 self.error("pagination_loop")
                 next_url = None
             done = next_url is None or number >= self.config.max_pages_per_thread
-            self.store.add_thread_page(thread.id, page.title, page.posts, relative(next_url), done,
-                                       page_url=relative(url))
+            self.store.add_thread_page(
+                thread.id, page.title, page.posts, relative(next_url), done, page_url=relative(url)
+            )
             stored_pages.add(relative(url) or "")
             self.counts["thread_pages"] += 1
             url = next_url
@@ -220,8 +237,14 @@ def start_pass(store: ForumStore) -> None:
         store.set_meta(CRAWL_COMPLETE, "0")
 
 
-def crawl(config: ScrapeConfig, store_path: Path, start_url: str, *, show_progress: bool = True,
-          console: Console | None = None) -> CrawlSummary:
+def crawl(
+    config: ScrapeConfig,
+    store_path: Path,
+    start_url: str,
+    *,
+    show_progress: bool = True,
+    console: Console | None = None,
+) -> CrawlSummary:
     """Crawl the forum into the store at store_path; safe to rerun after a kill (it resumes)."""
     started = time.monotonic()
     with ForumStore(store_path) as store:
@@ -240,7 +263,13 @@ def crawl(config: ScrapeConfig, store_path: Path, start_url: str, *, show_progre
         store.set_meta(CRAWL_COMPLETE, "1" if unfinished == 0 else "0")
         stats = crawler.fetcher.stats
         return CrawlSummary(
-            threads=store.thread_count(), posts=store.post_count(), retries=stats.retries, errors=dict(stats.errors),
-            new_posts=store.post_count() - posts_before, unfinished_threads=unfinished,
-            seconds=round(time.monotonic() - started, 2), bytes=stats.bytes, **crawler.counts,
+            threads=store.thread_count(),
+            posts=store.post_count(),
+            retries=stats.retries,
+            errors=dict(stats.errors),
+            new_posts=store.post_count() - posts_before,
+            unfinished_threads=unfinished,
+            seconds=round(time.monotonic() - started, 2),
+            bytes=stats.bytes,
+            **crawler.counts,
         )

@@ -20,5 +20,6 @@ async def choose_profile(fetcher: Fetcher, config: ScrapeConfig, url: str) -> tu
         raise ScrapeError(
             f"scrape.site is auto but no site profile finds threads or posts at {url}: check scrape.url points "
             "at the forum's thread list; `forumtune scrape CONFIG --probe URL` shows what each profile reads, "
-            "and scrape.site: generic with scrape.selectors reads any other layout")
+            "and scrape.site: generic with scrape.selectors reads any other layout"
+        )
     return best.profile, {address: text for address, text in texts.items() if isinstance(text, str)}

@@ -112,10 +112,14 @@ class Fetcher:
     def session(self) -> aiohttp.ClientSession:
         """Opened on first use: aiohttp wants its session made inside the running event loop."""
         if self._session is None:
-            timeout = self.config.timeout_s  # like httpx's: for connecting and for each read, not the whole page
+            timeout = (
+                self.config.timeout_s
+            )  # like httpx's: for connecting and for each read, not the whole page
             self._session = aiohttp.ClientSession(
                 headers={"User-Agent": self.config.user_agent},
-                timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
+                ),
                 connector=aiohttp.TCPConnector(limit=self.config.concurrency, ssl=tls_context()),
                 cookie_jar=aiohttp.CookieJar(unsafe=True),  # keep a forum's session cookie even on a bare IP
             )
@@ -160,7 +164,9 @@ class Fetcher:
     async def get_text(self, url: str) -> str:
         """The page's text; raises FetchFailed (counted by kind) after the configured retries."""
         if kind := self.refusal(url):
-            raise self.fail(url, kind, "off the forum's host" if kind == "off_host" else "disallowed by robots.txt")
+            raise self.fail(
+                url, kind, "off the forum's host" if kind == "off_host" else "disallowed by robots.txt"
+            )
         for attempt in range(self.config.retries + 1):
             await self.limiter.wait()
             try:
@@ -187,7 +193,9 @@ class Fetcher:
             if target in seen or len(seen) > MAX_REDIRECTS:
                 raise self.fail(url, "redirect_loop", f"redirects loop or go on too long: {' → '.join(seen)}")
             if kind := self.refusal(target):
-                raise self.fail(url, f"redirect_{kind}", f"redirected to {target}, which is {kind.replace('_', ' ')}")
+                raise self.fail(
+                    url, f"redirect_{kind}", f"redirected to {target}, which is {kind.replace('_', ' ')}"
+                )
             seen.append(target)
             current = target
         if status != 200:
@@ -203,8 +211,11 @@ class Fetcher:
             # Redirects are followed by hand, so each hop is checked against the host and robots.txt.
             async with self.session.get(url, allow_redirects=False) as response:
                 if response.status in RETRYABLE_STATUS:
-                    raise RetryableFailure(f"http_{response.status}", f"HTTP {response.status}",
-                                           retry_after_seconds(response.headers))
+                    raise RetryableFailure(
+                        f"http_{response.status}",
+                        f"HTTP {response.status}",
+                        retry_after_seconds(response.headers),
+                    )
                 if int(response.headers.get("Content-Length") or 0) > cap:
                     raise self.fail(url, "too_large", f"page larger than scrape.max_page_bytes={cap}")
                 chunks: list[bytes] = []
@@ -217,11 +228,13 @@ class Fetcher:
                 content_type = response.headers.get("Content-Type", "")
                 return response.status, response.headers.get("Location"), b"".join(chunks), content_type
         except aiohttp.ConnectionTimeoutError:
-            raise RetryableFailure("timeout", f"no connection to {self.host} within scrape.timeout_s="
-                                   f"{self.config.timeout_s:g} s") from None
+            raise RetryableFailure(
+                "timeout", f"no connection to {self.host} within scrape.timeout_s={self.config.timeout_s:g} s"
+            ) from None
         except TimeoutError:  # aiohttp's read timeouts are TimeoutErrors too: caught before ClientError
-            raise RetryableFailure("timeout", f"{self.host} sent nothing for scrape.timeout_s="
-                                   f"{self.config.timeout_s:g} s") from None
+            raise RetryableFailure(
+                "timeout", f"{self.host} sent nothing for scrape.timeout_s={self.config.timeout_s:g} s"
+            ) from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             raise RetryableFailure("truncated", f"the server broke off the response: {exc}")
         except aiohttp.ClientConnectorError as exc:

@@ -28,8 +28,10 @@ PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
 REF_FIELDS = [field.name for field in fields(ThreadRef)]
 POST_FIELDS = [field.name for field in fields(ScrapedPost)]
 STREAM_LIMIT = 2**26  # one answer is one line; a page of posts is far below this
-WORKER_GONE = ("the page-parsing process stopped unexpectedly (out of memory?); run the same command again "
-               "to resume the crawl")
+WORKER_GONE = (
+    "the page-parsing process stopped unexpectedly (out of memory?); run the same command again "
+    "to resume the crawl"
+)
 
 
 def parse_in_line(profile: SiteProfile, kind: str, text: str, url: str) -> ThreadListPage | ThreadPage:
@@ -85,8 +87,13 @@ class PageParser:
         if not self.worth_a_process():
             return
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "forumtune.scrape.parse_worker", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, limit=STREAM_LIMIT)
+            sys.executable,
+            "-m",
+            "forumtune.scrape.parse_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=STREAM_LIMIT,
+        )
         self.process.stdin.write(self.config.model_dump_json().encode() + b"\n")
         self.reader = asyncio.create_task(self.read_answers())
 

@@ -61,16 +61,28 @@ def read_page(profile: SiteProfile, text: str, url: str) -> ProfileReading:
     except PARSE_ERRORS as exc:
         reading.problem = f"cannot read this page: {type(exc).__name__}"
         return reading
-    reading.threads = [{"title": ref.title, "url": ref.url, "last_post_at": ref.last_post_at}
-                       for ref in listing.threads]
-    reading.posts = [{"author": post.author, "posted_at": post.posted_at, "text": post.text[:200],
-                      "quotes": len(post.quotes), "signature": bool(post.signature)} for post in page.posts]
+    reading.threads = [
+        {"title": ref.title, "url": ref.url, "last_post_at": ref.last_post_at} for ref in listing.threads
+    ]
+    reading.posts = [
+        {
+            "author": post.author,
+            "posted_at": post.posted_at,
+            "text": post.text[:200],
+            "quotes": len(post.quotes),
+            "signature": bool(post.signature),
+        }
+        for post in page.posts
+    ]
     reading.next_url = page.next_url if len(page.posts) >= len(listing.threads) else listing.next_url
     return reading
 
 
-async def read_with_profiles(fetcher: Fetcher, profiles: list[SiteProfile], url: str,
-                             ) -> tuple[list[ProfileReading], dict[str, str | FetchFailed]]:
+async def read_with_profiles(
+    fetcher: Fetcher,
+    profiles: list[SiteProfile],
+    url: str,
+) -> tuple[list[ProfileReading], dict[str, str | FetchFailed]]:
     """Every profile's reading of the page at url (each fetched once), and the fetched texts by address."""
     texts: dict[str, str | FetchFailed] = {}
     readings = []
@@ -83,7 +95,9 @@ async def read_with_profiles(fetcher: Fetcher, profiles: list[SiteProfile], url:
                 texts[fetch_url] = failure
         text = texts[fetch_url]
         if isinstance(text, FetchFailed):
-            readings.append(ProfileReading(profile.name, fetch_url, problem=f"cannot fetch {fetch_url}: {text.kind}"))
+            readings.append(
+                ProfileReading(profile.name, fetch_url, problem=f"cannot fetch {fetch_url}: {text.kind}")
+            )
         else:
             readings.append(read_page(profile, text, fetch_url))
     return sorted(readings, key=lambda r: r.score, reverse=True), texts
@@ -104,8 +118,10 @@ async def fetch_readings(config: ScrapeConfig, url: str) -> list[ProfileReading]
     failures = [text for text in texts.values() if isinstance(text, FetchFailed)]
     if failures and len(failures) == len(texts):
         advice = CONNECTION_ADVICE.get(failures[0].kind)
-        raise ScrapeError(f"--probe could not fetch {failures[0].url}: {failures[0].detail}"
-                          + (f"; {advice}" if advice else ""))
+        raise ScrapeError(
+            f"--probe could not fetch {failures[0].url}: {failures[0].detail}"
+            + (f"; {advice}" if advice else "")
+        )
     return readings
 
 
@@ -117,7 +133,9 @@ async def fetch_one(config: ScrapeConfig, url: str) -> str:
         return await fetcher.get_text(url)
     except FetchFailed as failure:
         advice = CONNECTION_ADVICE.get(failure.kind)
-        raise ScrapeError(f"--probe could not fetch {url}: {failure.detail}" + (f"; {advice}" if advice else "")) from None
+        raise ScrapeError(
+            f"--probe could not fetch {url}: {failure.detail}" + (f"; {advice}" if advice else "")
+        ) from None
     finally:
         await fetcher.aclose()
 
@@ -133,19 +151,30 @@ def print_probe(report: ProbeReport, console: Console) -> None:
     for column in ("profile", "threads", "posts", "next page", "note"):
         table.add_column(column)
     for reading in report.readings:
-        table.add_row(reading.profile, str(len(reading.threads)), str(len(reading.posts)),
-                      escape(reading.next_url or "-"), escape(reading.problem or ""))
+        table.add_row(
+            reading.profile,
+            str(len(reading.threads)),
+            str(len(reading.posts)),
+            escape(reading.next_url or "-"),
+            escape(reading.problem or ""),
+        )
     console.print(table)
     if report.best is None:
-        console.print("no profile reads this page: give CSS selectors in scrape.selectors with scrape.site: generic")
+        console.print(
+            "no profile reads this page: give CSS selectors in scrape.selectors with scrape.site: generic"
+        )
         return
     best = next(reading for reading in report.readings if reading.profile == report.best)
-    console.print(f"best match: [bold]{report.best}[/] (a {report.page_kind}); set scrape.site: {report.best}")
+    console.print(
+        f"best match: [bold]{report.best}[/] (a {report.page_kind}); set scrape.site: {report.best}"
+    )
     if report.page_kind == "thread list":
         for thread in best.threads[:SAMPLES]:
             title, url = escape(str(thread["title"])), escape(str(thread["url"]))
             console.print(f"  thread: {title}  [dim]{url} last post {thread['last_post_at']}[/]")
     for post in best.posts[:SAMPLES] if report.page_kind == "thread page" else []:
         author, text = escape(str(post["author"])), escape(repr(str(post["text"])[:100]))
-        console.print(f"  post by {author} at {post['posted_at']} ({post['quotes']} quotes, "
-                      f"signature: {'yes' if post['signature'] else 'no'}): {text}")
+        console.print(
+            f"  post by {author} at {post['posted_at']} ({post['quotes']} quotes, "
+            f"signature: {'yes' if post['signature'] else 'no'}): {text}"
+        )

@@ -14,9 +14,13 @@ from forumtune.scrape.fetcher import FetchStats
 class CrawlDisplay:
     def __init__(self, console: Console | None, enabled: bool):
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("{task.fields[pages]} pages, {task.fields[rate]:.0f}/s, errors {task.fields[errors]}"),
-            TimeElapsedColumn(), console=console, disable=not enabled,
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
         )
         self.task: TaskID | None = None
         self.started = time.monotonic()

@@ -27,7 +27,9 @@ from forumtune.scrape.summary import CrawlSummary, print_summary
 def forum_address(config: Config, url: str, console: Console) -> Iterator[str]:
     """The absolute URL to crawl: with scrape.serve_dir, the folder is served on 127.0.0.1 meanwhile."""
     scrape = config.scrape
-    server = serve_folder(scrape.serve_dir) if scrape.serve_dir and not urlsplit(url).netloc else nullcontext(None)
+    server = (
+        serve_folder(scrape.serve_dir) if scrape.serve_dir and not urlsplit(url).netloc else nullcontext(None)
+    )
     with server as base_url:
         if base_url:
             console.print(f"serving {escape(str(scrape.serve_dir))} at {escape(base_url)}")
@@ -39,14 +41,17 @@ def run_scrape(config: Config, store_path: Path, console: Console) -> CrawlSumma
     with forum_address(config, scrape.url, console) as start_url:
         rate = f"{scrape.requests_per_second:g} req/s" if scrape.requests_per_second else "no rate limit"
         site = "auto: the first page decides" if scrape.site == "auto" else scrape.site
-        console.print(f"crawling {escape(start_url)} (profile {site}, {rate}, "
-                      f"{scrape.concurrency} at a time)")
+        console.print(
+            f"crawling {escape(start_url)} (profile {site}, {rate}, {scrape.concurrency} at a time)"
+        )
         summary = crawl(scrape, store_path, start_url, show_progress=console.is_terminal, console=console)
     print_summary(summary, console)
     return summary
 
 
-def run_probe(config: Config, url: str, console: Console, *, as_json: bool = False, suggest: bool = False) -> None:
+def run_probe(
+    config: Config, url: str, console: Console, *, as_json: bool = False, suggest: bool = False
+) -> None:
     if suggest:
         run_suggest(config, url, console, as_json=as_json)
         return
@@ -64,13 +69,24 @@ def run_suggest(config: Config, url: str, console: Console, *, as_json: bool = F
         text = asyncio.run(fetch_one(config.scrape, page_url))
     suggestion = suggest_selectors(text)
     if suggestion is None:
-        raise ScrapeError(f"--suggest found no repeated posts or thread rows at {url}: give it a thread page "
-                          "(or a thread list) of the forum")
+        raise ScrapeError(
+            f"--suggest found no repeated posts or thread rows at {url}: give it a thread page "
+            "(or a thread list) of the forum"
+        )
     reading = read_page(MarkupProfile("generic", suggestion.selectors), text, page_url)
     report = ProbeReport(page_url, "generic", suggestion.page_kind, [reading])
     if as_json:
-        print(json.dumps({"page_kind": suggestion.page_kind, "yaml": suggestion_yaml(suggestion),
-                          "selectors": suggestion.selectors.model_dump(), "reading": reading.__dict__}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "page_kind": suggestion.page_kind,
+                    "yaml": suggestion_yaml(suggestion),
+                    "selectors": suggestion.selectors.model_dump(),
+                    "reading": reading.__dict__,
+                },
+                indent=2,
+            )
+        )
         return
     console.print(escape(suggestion_yaml(suggestion)), highlight=False, soft_wrap=True)
     console.print("what these selectors read on the page:")
@@ -82,6 +98,10 @@ def suggestion_yaml(suggestion: Suggestion) -> str:
     fields = suggestion.selectors.model_dump(exclude_defaults=True)
     fields = {key: value for key, value in fields.items() if value not in (None, [])}
     other = "thread list" if suggestion.page_kind == "thread page" else "thread page"
-    block = yaml.safe_dump({"scrape": {"site": "generic", "selectors": fields}}, sort_keys=False, allow_unicode=True)
-    return (f"# suggested from a {suggestion.page_kind} ({'; '.join(suggestion.notes)}); the TODO selectors come "
-            f"from a {other}: run --probe on one with --suggest\n{block}")
+    block = yaml.safe_dump(
+        {"scrape": {"site": "generic", "selectors": fields}}, sort_keys=False, allow_unicode=True
+    )
+    return (
+        f"# suggested from a {suggestion.page_kind} ({'; '.join(suggestion.notes)}); the TODO selectors come "
+        f"from a {other}: run --probe on one with --suggest\n{block}"
+    )

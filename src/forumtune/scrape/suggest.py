@@ -28,10 +28,12 @@ BARE_KEYS = {"blockquote", "time", "h1", "h2", "cite"}  # tags meaningful withou
 PATH_TAGS = {"a", "strong", "b", "span", "h2", "h3", "h4", "h5", "time", "cite"}
 SKIP_TAGS = {"html", "head", "body", "script", "style", "noscript", "img", "br", "svg", "form", "input"}
 PROFILE_LINK = re.compile(r"member|user|profile|u=\d", re.IGNORECASE)
-QUOTE_HEADER = re.compile(r"^\s*(quote:|quote from|originally posted by|\S.{0,40} (wrote|said|writes|says)\b)",
-                          re.IGNORECASE)
-EDIT_NOTE = re.compile(r"^\s*(\(?last edited|edited|last edit|\(?this post was (last )?(modified|edited))",
-                       re.IGNORECASE)
+QUOTE_HEADER = re.compile(
+    r"^\s*(quote:|quote from|originally posted by|\S.{0,40} (wrote|said|writes|says)\b)", re.IGNORECASE
+)
+EDIT_NOTE = re.compile(
+    r"^\s*(\(?last edited|edited|last edit|\(?this post was (last )?(modified|edited))", re.IGNORECASE
+)
 NEXT_WORDS = {"next", "next »", "next ›", "next >", "»", "›", ">", "next page"}
 TODO = "TODO"  # what a suggestion from one kind of page cannot know about the other
 
@@ -45,7 +47,11 @@ class Suggestion:
 
 def element_keys(node: Node) -> list[str]:
     """The selectors that name this element by itself: its tag with each stable class, an id prefix."""
-    keys = [f"{node.tag}.{name}" for name in (node.attributes.get("class") or "").split() if STABLE_CLASS.match(name)]
+    keys = [
+        f"{node.tag}.{name}"
+        for name in (node.attributes.get("class") or "").split()
+        if STABLE_CLASS.match(name)
+    ]
     match = ID_PREFIX.match(node.attributes.get("id") or "")
     if match and (len(match.group(1)) >= 3 or match.group(1)[-1:] in "_-"):
         keys.append(f'{node.tag}[id^="{match.group(1)}"]')
@@ -55,8 +61,13 @@ def element_keys(node: Node) -> list[str]:
     if node.tag in BARE_KEYS:
         keys.append(node.tag)
     if not keys and node.tag in {"tr", "li"}:  # an unclassed row (SMF's message index): by its named cells
-        keys += [f"{node.tag}:has(> {key})" for child in node.iter() if child.tag in {"td", "th", "div", "dl"}
-                 for key in element_keys(child) if ":" not in key]
+        keys += [
+            f"{node.tag}:has(> {key})"
+            for child in node.iter()
+            if child.tag in {"td", "th", "div", "dl"}
+            for key in element_keys(child)
+            if ":" not in key
+        ]
     return keys
 
 
@@ -72,7 +83,9 @@ def is_date_node(node: Node) -> bool:
     if node.tag == "time" or "datetime" in node.attributes or "data-time" in node.attributes:
         return True
     text = " ".join(node.text(separator=" ").split())
-    blocks = [inner for inner in node.css("div, p, li") if inner.mem_id != node.mem_id]  # css() tries node too
+    blocks = [
+        inner for inner in node.css("div, p, li") if inner.mem_id != node.mem_id
+    ]  # css() tries node too
     return 6 <= len(text) <= 60 and not blocks and element_date(node) is not None
 
 
@@ -99,7 +112,11 @@ class Page:
 
     def __init__(self, html: str):
         self.tree = HTMLParser(html)
-        elements = [node for node in self.tree.root.traverse() if node.tag not in SKIP_TAGS] if self.tree.root else []
+        elements = (
+            [node for node in self.tree.root.traverse() if node.tag not in SKIP_TAGS]
+            if self.tree.root
+            else []
+        )
         self.dated: set[int] = set()  # elements that contain a date
         for node in elements:
             if is_date_node(node):
@@ -158,8 +175,12 @@ def pick_body(members: list[Node], keys: list[str], parts: list[str | None]) -> 
             continue
         if any("sig" in names(node) for node in nodes if node is not None):
             continue
-        if any(node is not None and contains_part(node, member, part)
-               for node, member in zip(nodes[:8], members[:8]) for part in parts if part):
+        if any(
+            node is not None and contains_part(node, member, part)
+            for node, member in zip(nodes[:8], members[:8])
+            for part in parts
+            if part
+        ):
             continue
         lengths = [text_length(node) if node is not None else 0 for node in nodes]
         first = next(node for node in nodes if node is not None)
@@ -195,12 +216,21 @@ def pick_author(members: list[Node], keys: list[str]) -> str | None:
         present = [text for text in texts if text]
         if len(present) < 0.8 * len(members) or element_date(members[0].css_first(key)) is not None:
             continue
-        if statistics.median(len(text) for text in present) > 40 or any(char.isdigit() for char in present[0][:1]):
+        if statistics.median(len(text) for text in present) > 40 or any(
+            char.isdigit() for char in present[0][:1]
+        ):
             continue
         distinct = len(set(present)) / len(present)
         named = sum(names_a_member(node) for member in members if (node := member.css_first(key)) is not None)
-        scored.append((round(named / len(present), 1), len(present) == len(members), distinct > 0.2,
-                       -statistics.median(len(text) for text in present), key))
+        scored.append(
+            (
+                round(named / len(present), 1),
+                len(present) == len(members),
+                distinct > 0.2,
+                -statistics.median(len(text) for text in present),
+                key,
+            )
+        )
     return max(scored)[-1] if scored else None
 
 
@@ -233,8 +263,11 @@ def pick_parts(members: list[Node], keys: list[str], body: str, pattern: re.Patt
     found: dict[str, None] = {}
     for member in members:
         root = member.css_first(body)
-        matching = [node for node in (root.traverse() if root is not None else [])
-                    if node.mem_id != root.mem_id and element_keys(node) and is_header(node, pattern)]
+        matching = [
+            node
+            for node in (root.traverse() if root is not None else [])
+            if node.mem_id != root.mem_id and element_keys(node) and is_header(node, pattern)
+        ]
         for node in matching:  # the innermost: a wrapper around the header and the quote is no header
             if not any(other.mem_id != node.mem_id and contains(node, other) for other in matching):
                 found.setdefault(element_keys(node)[0], None)
@@ -266,9 +299,15 @@ def pick_quote(members: list[Node], body: str) -> str | None:
             classes = " ".join(element_keys(node)).lower()
             blockquotes += node.tag == "blockquote"
             if node.tag == "blockquote" or "quote" in classes:
-                counts.update(key for key in element_keys(node) if "header" not in key and "footer" not in key)
+                counts.update(
+                    key for key in element_keys(node) if "header" not in key and "footer" not in key
+                )
     classed = any(key.startswith("blockquote.") and counts[key] == blockquotes for key in counts)
-    if blockquotes and not classed and not any("quote" in key.lower() and key[:10] != "blockquote" for key in counts):
+    if (
+        blockquotes
+        and not classed
+        and not any("quote" in key.lower() and key[:10] != "blockquote" for key in counts)
+    ):
         return "blockquote"  # some quotes have a class, some not (phpBB 3.0: cited and uncited)
     preferred = [key for key in counts if key.startswith("blockquote.") and "quote" in key.lower()]
     ranked = preferred or [key for key in counts if "quote" in key.lower() and "title" not in key.lower()]
@@ -285,14 +324,22 @@ def labelled_quote(members: list[Node], body: str) -> str | None:
         root = member.css_first(body)
         for node in root.traverse() if root is not None else []:
             parent = node.parent
-            if element_keys(node) and is_header(node, QUOTE_HEADER) and parent is not None and parent.tag == "div":
+            if (
+                element_keys(node)
+                and is_header(node, QUOTE_HEADER)
+                and parent is not None
+                and parent.tag == "div"
+            ):
                 return f"div:has(> {element_keys(node)[0]})"
     return None
 
 
 def pick_signature(members: list[Node], keys: list[str]) -> str | None:
-    signatures = [key for key in keys if any("sig" in names(node) for member in members[:30]
-                                             if (node := member.css_first(key)) is not None)]
+    signatures = [
+        key
+        for key in keys
+        if any("sig" in names(node) for member in members[:30] if (node := member.css_first(key)) is not None)
+    ]
     named = [key for key in signatures if "sig" in key.lower()]  # div.signature over div.ugc of the same div
     return min(named or signatures, key=len) if signatures else None
 
@@ -301,7 +348,9 @@ def pick_title(members: list[Node], keys: list[str]) -> str | None:
     """A heading every post repeats ("Re: the thread's title"): never part of the post's words."""
     for key in keys:
         nodes = [member.css_first(key) for member in members]
-        if sum(node is not None and node.tag in {"h2", "h3", "h4", "h5"} for node in nodes) >= 0.2 * len(members):
+        if sum(node is not None and node.tag in {"h2", "h3", "h4", "h5"} for node in nodes) >= 0.2 * len(
+            members
+        ):
             return key
     return None
 
@@ -328,13 +377,18 @@ def pick_next(tree: HTMLParser) -> str | None:
 
 def suggest_thread_page(page: Page) -> Suggestion | None:
     blocks = page.repeated_blocks(dated=True)
-    blocks = [(key, members) for key, members in blocks
-              if statistics.mean(text_length(member) for member in members) >= 40]
+    blocks = [
+        (key, members)
+        for key, members in blocks
+        if statistics.mean(text_length(member) for member in members) >= 40
+    ]
     if not blocks:
         return None
     most = max(len(members) for _, members in blocks)  # the posts, or a block repeated in each post
-    key, members = max((block for block in blocks if len(block[1]) >= 0.6 * most),
-                       key=lambda block: (sum(text_length(m) for m in block[1]), -depth(block[1][0])))
+    key, members = max(
+        (block for block in blocks if len(block[1]) >= 0.6 * most),
+        key=lambda block: (sum(text_length(m) for m in block[1]), -depth(block[1][0])),
+    )
     keys = relative_keys(members)
     body = None
     for _ in range(2):  # again with only the blocks that have the body: a class may also wrap other things
@@ -348,10 +402,18 @@ def suggest_thread_page(page: Page) -> Suggestion | None:
     remove = pick_parts(members, keys, body, QUOTE_HEADER) + pick_parts(members, keys, body, EDIT_NOTE)
     title = page.tree.css_first("h1")
     selectors = SiteSelectors(
-        thread_row=TODO, thread_link=TODO, next_page=pick_next(page.tree),
+        thread_row=TODO,
+        thread_link=TODO,
+        next_page=pick_next(page.tree),
         thread_title=(element_keys(title) or ["h1"])[0] if title is not None else None,
-        post=key, post_id_attribute="id", post_author=author, post_date=date, post_body=body, quote=quote,
-        signature=signature, remove=[part for part in remove if part != quote and f"> {part})" not in (quote or "")],
+        post=key,
+        post_id_attribute="id",
+        post_author=author,
+        post_date=date,
+        post_body=body,
+        quote=quote,
+        signature=signature,
+        remove=[part for part in remove if part != quote and f"> {part})" not in (quote or "")],
     )
     return Suggestion("thread page", selectors, [f"{len(members)} posts repeat as {key}"])
 
@@ -375,10 +437,20 @@ def suggest_thread_list(page: Page) -> Suggestion | None:
     if best is None:
         return None
     _, row, link, members = best
-    dates = [key for key in relative_keys(members)
-             if sum(element_date(node) is not None for m in members if (node := m.css_first(key))) >= 0.5 * len(members)]
-    selectors = SiteSelectors(thread_row=row, thread_link=link, thread_last_post=dates[-1] if dates else None,
-                              next_page=pick_next(page.tree), post=TODO, post_body=TODO)
+    dates = [
+        key
+        for key in relative_keys(members)
+        if sum(element_date(node) is not None for m in members if (node := m.css_first(key)))
+        >= 0.5 * len(members)
+    ]
+    selectors = SiteSelectors(
+        thread_row=row,
+        thread_link=link,
+        thread_last_post=dates[-1] if dates else None,
+        next_page=pick_next(page.tree),
+        post=TODO,
+        post_body=TODO,
+    )
     return Suggestion("thread list", selectors, [f"{len(members)} threads repeat as {row}"])
 
 
@@ -400,4 +472,3 @@ def suggest_selectors(html: str) -> Suggestion | None:
     # Posts, and a list of other threads beside them (or the other way round): the one with more words.
     post_words = sum(text_length(block) for block in blocks)
     return posts if post_words >= sum(text_length(row) for row in rows) else listing
-

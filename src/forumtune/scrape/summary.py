@@ -59,10 +59,16 @@ def print_summary(summary: CrawlSummary, console: Console) -> None:
     table = Table(title="crawl summary", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("pages fetched", f"{summary.list_pages} lists + {summary.thread_pages} thread pages "
-                  f"in {summary.seconds:.1f} s ({summary.pages_per_second:g} pages/s)")
-    table.add_row("threads", f"{summary.threads} in the store ({summary.new_threads} new, "
-                  f"{summary.updated_threads} with new posts, {summary.unfinished_threads} unfinished)")
+    table.add_row(
+        "pages fetched",
+        f"{summary.list_pages} lists + {summary.thread_pages} thread pages "
+        f"in {summary.seconds:.1f} s ({summary.pages_per_second:g} pages/s)",
+    )
+    table.add_row(
+        "threads",
+        f"{summary.threads} in the store ({summary.new_threads} new, "
+        f"{summary.updated_threads} with new posts, {summary.unfinished_threads} unfinished)",
+    )
     table.add_row("posts", f"{summary.posts} in the store ({summary.new_posts} new)")
     if summary.skipped_before_since:
         table.add_row("skipped", f"{summary.skipped_before_since} threads quiet since before scrape.since")
@@ -72,8 +78,10 @@ def print_summary(summary: CrawlSummary, console: Console) -> None:
         table.add_row(f"error: {kind}", f"{count}" + (f"  [dim]{advice}[/dim]" if advice else ""))
     console.print(table)
     if summary.unfinished_threads:
-        console.print(f"{summary.unfinished_threads} threads are unfinished: run the same command again to "
-                      "retry them (finished pages are not fetched twice)")
+        console.print(
+            f"{summary.unfinished_threads} threads are unfinished: run the same command again to "
+            "retry them (finished pages are not fetched twice)"
+        )
 
 
 def first_list_failure(url: str, failure: FetchFailed | None) -> str:
@@ -82,6 +90,8 @@ def first_list_failure(url: str, failure: FetchFailed | None) -> str:
         advice = CONNECTION_ADVICE[failure.kind]
         return f"cannot read the forum's thread list {url}: {failure.detail}; {advice}"
     what = failure.detail if failure is not None and failure.url == url else "the page cannot be read"
-    return (f"cannot read the forum's thread list {url}: {what}. Check scrape.url, scrape.site and that "
-            "the forum is reachable; `forumtune scrape CONFIG --probe URL` shows what each site profile reads "
-            "there.")
+    return (
+        f"cannot read the forum's thread list {url}: {what}. Check scrape.url, scrape.site and that "
+        "the forum is reachable; `forumtune scrape CONFIG --probe URL` shows what each site profile reads "
+        "there."
+    )

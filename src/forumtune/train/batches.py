@@ -15,8 +15,9 @@ def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def micro_batches(count: int, batch_size: int, seed: int, start: int = 0, *, rank: int = 0,
-                  world_size: int = 1) -> Iterator[list[int]]:
+def micro_batches(
+    count: int, batch_size: int, seed: int, start: int = 0, *, rank: int = 0, world_size: int = 1
+) -> Iterator[list[int]]:
     """Endless micro-batches of example indices; `start` skips that many already consumed (resume).
 
     Across `world_size` processes each global micro-batch of batch_size × world_size examples is cut
@@ -29,6 +30,6 @@ def micro_batches(count: int, batch_size: int, seed: int, start: int = 0, *, ran
         order = epoch_order(count, seed, epoch)
         for offset in range(0, count - global_size + 1 if count >= global_size else 1, global_size):
             if position >= start:
-                yield order[offset + rank * batch_size: offset + (rank + 1) * batch_size]
+                yield order[offset + rank * batch_size : offset + (rank + 1) * batch_size]
             position += 1
         epoch += 1

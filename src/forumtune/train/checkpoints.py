@@ -48,9 +48,15 @@ def save_adapter_weights(model: torch.nn.Module, target: Path | None) -> None:
         distributed.unwrap(model).save_pretrained(target, state_dict=weights, selected_adapters=["default"])
 
 
-def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainerState, keep: int,
-                    ranks: Ranks = SINGLE_PROCESS) -> Path:
+def save_checkpoint(
+    root: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: TrainerState,
+    keep: int,
+    ranks: Ranks = SINGLE_PROCESS,
+) -> Path:
     """Called on every rank; rank 0 writes. RNG states of all ranks are kept, so each resumes its own."""
     target = checkpoint_dir(root, state.step)
     optimizer_state = distributed.optimizer_state(model, optimizer)
@@ -88,8 +94,13 @@ def load_adapter_weights(path: Path, model: PeftModel) -> None:
     set_peft_model_state_dict(model, load_file(str(checkpoint_adapter(path) / "adapter_model.safetensors")))
 
 
-def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: torch.optim.lr_scheduler.LRScheduler, ranks: Ranks = SINGLE_PROCESS) -> TrainerState:
+def load_training_state(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ranks: Ranks = SINGLE_PROCESS,
+) -> TrainerState:
     distributed.load_optimizer_state(model, optimizer, torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     restore_rng(torch.load(path / "rng.pt", weights_only=True), ranks)

@@ -34,8 +34,9 @@ def stop(ranks: Ranks) -> None:
         dist.destroy_process_group()
 
 
-def wrap(model: PeftModel, ranks: Ranks, strategy: str, device: torch.device,
-         compute_dtype: torch.dtype) -> torch.nn.Module:
+def wrap(
+    model: PeftModel, ranks: Ranks, strategy: str, device: torch.device, compute_dtype: torch.dtype
+) -> torch.nn.Module:
     """The model as the engine trains it: itself on one process, DDP, or sharded in place by FSDP2."""
     if not ranks.enabled:
         return model
@@ -114,16 +115,20 @@ def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
     if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-        return get_optimizer_state_dict(model, optimizer,
-                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_optimizer_state_dict(
+            model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
     return optimizer.state_dict()
 
 
-def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def load_optimizer_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
     if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        set_optimizer_state_dict(model, optimizer, optim_state_dict=state,
-                                 options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(
+            model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True)
+        )
     else:
         optimizer.load_state_dict(state)

@@ -35,7 +35,9 @@ class OffloadedCheckpoint(torch.autograd.Function):
     dropout masks and matmul precision are the same in the recompute as in the forward."""
 
     @staticmethod
-    def forward(ctx, setup: LayerSetup, run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any) -> Any:
+    def forward(
+        ctx, setup: LayerSetup, run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any
+    ) -> Any:
         ctx.setup, ctx.run, ctx.extra = setup, run, extra
         ctx.device = hidden_states.device
         ctx.autocast = _autocast_state(hidden_states.device)
@@ -60,43 +62,58 @@ class OffloadedCheckpoint(torch.autograd.Function):
             if ctx.device_rng is not None:
                 torch.cuda.set_rng_state(ctx.device_rng, ctx.device)
             graphs = ctx.setup.graphs
-            grad = None if graphs is None else graphs.backward(ctx.setup.layer, ctx.run, hidden, ctx.extra,
-                                                               grad_outputs, ctx.autocast)
+            grad = (
+                None
+                if graphs is None
+                else graphs.backward(ctx.setup.layer, ctx.run, hidden, ctx.extra, grad_outputs, ctx.autocast)
+            )
             if grad is None:
                 grad = _recompute_and_backward(ctx, hidden, grad_outputs)
         ctx.parked = ctx.before = None
         return (None, None, grad) + (None,) * len(ctx.extra)
 
 
-def _recompute_and_backward(ctx, hidden: torch.Tensor, grad_outputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _recompute_and_backward(
+    ctx, hidden: torch.Tensor, grad_outputs: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
     hidden = hidden.detach().requires_grad_(True)
     autocast_enabled, autocast_dtype = ctx.autocast
     with torch.enable_grad(), torch.autocast(ctx.device.type, dtype=autocast_dtype, enabled=autocast_enabled):
         outputs = ctx.run(hidden, *ctx.extra)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    pairs = [(out, grad) for out, grad in zip(outputs, grad_outputs, strict=False)
-             if isinstance(out, torch.Tensor) and out.requires_grad and grad is not None]
+    pairs = [
+        (out, grad)
+        for out, grad in zip(outputs, grad_outputs, strict=False)
+        if isinstance(out, torch.Tensor) and out.requires_grad and grad is not None
+    ]
     torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
     return hidden.grad
 
 
-def layer_checkpoint(setup: LayerSetup, run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any,
-                     **_: Any) -> Any:
+def layer_checkpoint(
+    setup: LayerSetup, run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any, **_: Any
+) -> Any:
     """Drop-in for the `_gradient_checkpointing_func(function, *args)` that transformers layers call."""
     return OffloadedCheckpoint.apply(setup, run, hidden_states, *extra)
 
 
 def offloaded_checkpoint(run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any, **_: Any) -> Any:
     """`layer_checkpoint` for a function that is not a model layer: offloaded, no graphs."""
-    return OffloadedCheckpoint.apply(LayerSetup(layer=None, offload=True, graphs=None), run, hidden_states, *extra)
+    return OffloadedCheckpoint.apply(
+        LayerSetup(layer=None, offload=True, graphs=None), run, hidden_states, *extra
+    )
 
 
-def use_layer_checkpointing(model: torch.nn.Module, *, offload: bool = True, graphs: LayerGraphs | None = None) -> int:
+def use_layer_checkpointing(
+    model: torch.nn.Module, *, offload: bool = True, graphs: LayerGraphs | None = None
+) -> int:
     """Switch every checkpointed layer of `model` (checkpointing already enabled) to this checkpointing,
     offloaded to the host or kept on the GPU, with or without CUDA graphs; returns how many layers."""
     switched = 0
     for module in model.modules():
-        if getattr(module, "gradient_checkpointing", False) and hasattr(module, "_gradient_checkpointing_func"):
+        if getattr(module, "gradient_checkpointing", False) and hasattr(
+            module, "_gradient_checkpointing_func"
+        ):
             setup = LayerSetup(layer=module, offload=offload, graphs=graphs)
             module._gradient_checkpointing_func = functools.partial(layer_checkpoint, setup)
             switched += 1
@@ -183,4 +200,3 @@ def _copy_stream(device: torch.device) -> torch.cuda.Stream:
 def _autocast_state(device: torch.device) -> tuple[bool, torch.dtype]:
     kind = device.type
     return torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)
-

@@ -109,8 +109,14 @@ class LayerGraphs:
 
     # ---- forward (no grad) ----
 
-    def forward(self, layer: torch.nn.Module, run: Callable[..., Any], hidden: torch.Tensor,
-                extra: tuple, autocast: tuple[bool, torch.dtype]) -> Any:
+    def forward(
+        self,
+        layer: torch.nn.Module,
+        run: Callable[..., Any],
+        hidden: torch.Tensor,
+        extra: tuple,
+        autocast: tuple[bool, torch.dtype],
+    ) -> Any:
         """The layer's output: from its forward graph, or run eagerly (the first time a shape comes, and
         whenever graphs do not apply)."""
         call = self._split(layer, run, hidden, extra, autocast) if hidden.is_cuda else None
@@ -130,8 +136,9 @@ class LayerGraphs:
         entry.forward.replay()
         return pytree.tree_unflatten([t.clone() for t in statics.outputs], entry.output_spec)
 
-    def _capture_forward(self, entry: _LayerGraphs, call: _Call, statics: _Statics,
-                         autocast: tuple[bool, torch.dtype]) -> bool:
+    def _capture_forward(
+        self, entry: _LayerGraphs, call: _Call, statics: _Statics, autocast: tuple[bool, torch.dtype]
+    ) -> bool:
         if not entry.output_tensors:
             self._disable("a layer output that is not a tensor")
             return False
@@ -142,8 +149,12 @@ class LayerGraphs:
                 outputs = pytree.tree_leaves(run(statics.hidden))
             if statics.outputs is None:  # a layer's output is the shape of its input: one buffer serves both
                 fits = len(outputs) == 1 and outputs[0].shape == statics.hidden_out.shape
-                statics.outputs = [statics.hidden_out if fits and o.dtype == statics.hidden_out.dtype
-                                   else torch.empty_like(o) for o in outputs]
+                statics.outputs = [
+                    statics.hidden_out
+                    if fits and o.dtype == statics.hidden_out.dtype
+                    else torch.empty_like(o)
+                    for o in outputs
+                ]
             for static, out in zip(statics.outputs, outputs, strict=True):
                 static.copy_(out)
 
@@ -152,9 +163,15 @@ class LayerGraphs:
 
     # ---- recompute + backward ----
 
-    def backward(self, layer: torch.nn.Module, run: Callable[..., Any], hidden: torch.Tensor, extra: tuple,
-                 grad_outputs: Sequence[torch.Tensor | None], autocast: tuple[bool, torch.dtype]
-                 ) -> torch.Tensor | None:
+    def backward(
+        self,
+        layer: torch.nn.Module,
+        run: Callable[..., Any],
+        hidden: torch.Tensor,
+        extra: tuple,
+        grad_outputs: Sequence[torch.Tensor | None],
+        autocast: tuple[bool, torch.dtype],
+    ) -> torch.Tensor | None:
         """Recompute the layer from `hidden`, add its LoRA gradients to `param.grad` and return the gradient
         of `hidden`; None when the caller must do it eagerly. The caller restores the forward's RNG state."""
         call = self._split(layer, run, hidden, extra, autocast) if hidden.is_cuda else None
@@ -185,11 +202,14 @@ class LayerGraphs:
             return None
         entry.backward.replay()
         if statics.grad_outputs[0] is statics.hidden_out:
-            return statics.hidden_out  # handed to the layer before, which reads it before anything rewrites it
+            return (
+                statics.hidden_out
+            )  # handed to the layer before, which reads it before anything rewrites it
         return statics.hidden_out.clone()
 
-    def _capture_backward(self, entry: _LayerGraphs, call: _Call, statics: _Statics,
-                          autocast: tuple[bool, torch.dtype]) -> bool:
+    def _capture_backward(
+        self, entry: _LayerGraphs, call: _Call, statics: _Statics, autocast: tuple[bool, torch.dtype]
+    ) -> bool:
         run = call.rebuild(statics.tensors)
         params = entry.params
 
@@ -268,7 +288,9 @@ class LayerGraphs:
 
     def _disable(self, reason: str) -> None:
         if self.disabled is None:
-            warnings.warn(f"CUDA graphs off for this run ({reason}); layers run kernel by kernel", stacklevel=3)
+            warnings.warn(
+                f"CUDA graphs off for this run ({reason}); layers run kernel by kernel", stacklevel=3
+            )
         self.disabled = reason
         self.layers.clear()
         self.statics.clear()
@@ -292,8 +314,9 @@ class LayerGraphs:
                 # before the static buffers are made, so that none of them pins a cached segment.
                 torch.cuda.empty_cache()
             layer_in, layer_out = self._layer_buffers(hidden)
-            statics = _Statics(hidden=layer_in, tensors=[torch.empty_like(t) for t in call.tensors],
-                               hidden_out=layer_out)
+            statics = _Statics(
+                hidden=layer_in, tensors=[torch.empty_like(t) for t in call.tensors], hidden_out=layer_out
+            )
             statics.sources = [(_dead_ref, -1)] * len(call.tensors)
             self.statics[call.signature] = statics
         return statics
@@ -304,15 +327,31 @@ class LayerGraphs:
         tokens = hidden.numel() // hidden.shape[-1]
         if self.max_tokens is None or tokens > self.max_tokens or not hidden.is_contiguous():
             return torch.empty_like(hidden), torch.empty_like(hidden)
-        if self._arenas is None or self._arenas[0].dtype != hidden.dtype or \
-                self._arenas[0].numel() != self.max_tokens * hidden.shape[-1]:
+        if (
+            self._arenas is None
+            or self._arenas[0].dtype != hidden.dtype
+            or self._arenas[0].numel() != self.max_tokens * hidden.shape[-1]
+        ):
             size = self.max_tokens * hidden.shape[-1]
-            self._arenas = tuple(torch.empty(size, dtype=hidden.dtype, device=hidden.device) for _ in range(2))
+            self._arenas = tuple(
+                torch.empty(size, dtype=hidden.dtype, device=hidden.device) for _ in range(2)
+            )
         return tuple(arena[: hidden.numel()].view(hidden.shape) for arena in self._arenas)
 
-    def _split(self, layer: torch.nn.Module, run: Callable[..., Any], hidden: torch.Tensor, extra: tuple,
-               autocast: tuple[bool, torch.dtype]) -> _Call | None:
-        if not self.active or self.disabled is not None or not isinstance(run, partial) or hidden.device != self.device:
+    def _split(
+        self,
+        layer: torch.nn.Module,
+        run: Callable[..., Any],
+        hidden: torch.Tensor,
+        extra: tuple,
+        autocast: tuple[bool, torch.dtype],
+    ) -> _Call | None:
+        if (
+            not self.active
+            or self.disabled is not None
+            or not isinstance(run, partial)
+            or hidden.device != self.device
+        ):
             return None
         keywords = {k: v for k, v in run.keywords.items() if k not in IGNORED_KEYWORDS}
         leaves, spec = pytree.tree_flatten((run.args, keywords, extra))
@@ -331,8 +370,15 @@ class LayerGraphs:
                 return None  # e.g. a cache object: unknown state, not safe to freeze
         func = run.func
         own.append(id(getattr(func, "__self__", None)))
-        signature = (str(spec), tuple(shared), tuple(hidden.shape), hidden.stride(), hidden.dtype, autocast,
-                     id(getattr(func, "__func__", func)))
+        signature = (
+            str(spec),
+            tuple(shared),
+            tuple(hidden.shape),
+            hidden.stride(),
+            hidden.dtype,
+            autocast,
+            id(getattr(func, "__func__", func)),
+        )
         positions = [i for i, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor)]
 
         def rebuild(statics: list[torch.Tensor]) -> Callable[..., Any]:
@@ -342,8 +388,12 @@ class LayerGraphs:
             args, kwargs, rest = pytree.tree_unflatten(filled, spec)
             return lambda hidden_states: func(*args, hidden_states, *rest, **kwargs)
 
-        return _Call(key=(*own, *signature), signature=signature, rebuild=rebuild,
-                     tensors=[leaves[i] for i in positions])
+        return _Call(
+            key=(*own, *signature),
+            signature=signature,
+            rebuild=rebuild,
+            tensors=[leaves[i] for i in positions],
+        )
 
     def _autocast(self, state: tuple[bool, torch.dtype]) -> torch.autocast:
         enabled, dtype = state

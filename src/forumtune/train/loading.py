@@ -30,14 +30,20 @@ GRAPH_PAD_MULTIPLE = 64  # with CUDA graphs, batch widths round up to this so th
 
 def peft_config(lora: AdapterConfig) -> PeftLoraConfig:
     return PeftLoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-        modules_to_save=lora.modules_to_save, use_rslora=lora.use_rslora, use_dora=lora.use_dora,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        modules_to_save=lora.modules_to_save,
+        use_rslora=lora.use_rslora,
+        use_dora=lora.use_dora,
         task_type="CAUSAL_LM",
     )
 
 
-def enable_checkpointing(model: PreTrainedModel, mode: CheckpointingMode, *, fast: bool = False,
-                         graphs: LayerGraphs | None = None) -> None:
+def enable_checkpointing(
+    model: PreTrainedModel, mode: CheckpointingMode, *, fast: bool = False, graphs: LayerGraphs | None = None
+) -> None:
     """Recompute each decoder layer in backward instead of keeping its activations; with "offload" the
     layer inputs kept for the recompute wait in pinned CPU memory instead of on the GPU. The fast path
     and "offload" use forumtune's checkpointing (layer_checkpointing.py), which can replay CUDA `graphs`."""
@@ -49,9 +55,16 @@ def enable_checkpointing(model: PreTrainedModel, mode: CheckpointingMode, *, fas
     model.enable_input_require_grads()  # a frozen embedding must still feed a graph to the checkpointed layers
 
 
-def attach_lora(model: PreTrainedModel, lora: AdapterConfig, *, gradient_checkpointing: CheckpointingMode,
-                init_adapter: Path | None = None, fast: bool = False, graphs: LayerGraphs | None = None,
-                dequantize_kernel: str = "triton") -> PeftModel:
+def attach_lora(
+    model: PreTrainedModel,
+    lora: AdapterConfig,
+    *,
+    gradient_checkpointing: CheckpointingMode,
+    init_adapter: Path | None = None,
+    fast: bool = False,
+    graphs: LayerGraphs | None = None,
+    dequantize_kernel: str = "triton",
+) -> PeftModel:
     """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
     the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed and each
     4-bit LoRA projection as one fused autograd function; `graphs` replays checkpointed layers as CUDA graphs."""
@@ -71,13 +84,20 @@ def attach_lora(model: PreTrainedModel, lora: AdapterConfig, *, gradient_checkpo
     return adapted
 
 
-def load_for_training(config: Config, device: torch.device, *, shardable: bool = False,
-                      graphs: LayerGraphs | None = None) -> PeftModel:
+def load_for_training(
+    config: Config, device: torch.device, *, shardable: bool = False, graphs: LayerGraphs | None = None
+) -> PeftModel:
     base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
-    model = attach_lora(base, config.lora, gradient_checkpointing=config.train.gradient_checkpointing,
-                        init_adapter=config.train.init_adapter, fast=uses_fast_path(config, device),
-                        graphs=graphs, dequantize_kernel=config.train.dequantize_kernel)
+    model = attach_lora(
+        base,
+        config.lora,
+        gradient_checkpointing=config.train.gradient_checkpointing,
+        init_adapter=config.train.init_adapter,
+        fast=uses_fast_path(config, device),
+        graphs=graphs,
+        dequantize_kernel=config.train.dequantize_kernel,
+    )
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)
     return model
@@ -95,8 +115,12 @@ def layer_graphs_for(config: Config, device: torch.device, *, distributed: bool)
     """CUDA graphs for the checkpointed layers: on the fast path, with checkpointing, in a single process
     (DDP and FSDP hook into each parameter's gradient, which the graphs write directly), for SFT (a
     preference loss's reference pass runs other weights through the same layers, which a replay would not)."""
-    wanted = (config.train.cuda_graphs and config.train.gradient_checkpointing and not distributed
-              and config.train.method == "sft")
+    wanted = (
+        config.train.cuda_graphs
+        and config.train.gradient_checkpointing
+        and not distributed
+        and config.train.method == "sft"
+    )
     if not wanted or not uses_fast_path(config, device):
         return None
     longest = -(-config.build.max_seq_len // GRAPH_PAD_MULTIPLE) * GRAPH_PAD_MULTIPLE
@@ -112,6 +136,8 @@ def check_adapter_dir(adapter_dir: Path, key: str) -> dict:
     """The adapter's settings, or a TrainError naming `key` when the dir holds no PEFT adapter."""
     settings = adapter_dir / "adapter_config.json"
     if not settings.is_file():
-        raise TrainError(f"{key}: {adapter_dir} holds no adapter_config.json; point it at a saved adapter dir "
-                         "(e.g. runs/NAME/adapter)")
+        raise TrainError(
+            f"{key}: {adapter_dir} holds no adapter_config.json; point it at a saved adapter dir "
+            "(e.g. runs/NAME/adapter)"
+        )
     return json.loads(settings.read_text())

@@ -133,8 +133,9 @@ def peak_memory_mib(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def run_train(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
-              restart: bool = False) -> dict[str, Any]:
+def run_train(
+    config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, restart: bool = False
+) -> dict[str, Any]:
     """Train from the last checkpoint of these settings, or from step 0 (`restart`: always)."""
     ranks = ranks_from_environment()
     if not ranks.is_main:
@@ -157,8 +158,15 @@ def run_train(config: Config, dataset_dir: Path, run_dir: Path, console: Console
         distributed.stop(ranks)
 
 
-def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *, restart: bool = False,
-          ranks: Ranks = SINGLE_PROCESS) -> TrainingRun:
+def setup(
+    config: Config,
+    dataset_dir: Path,
+    run_dir: Path,
+    console: Console,
+    *,
+    restart: bool = False,
+    ranks: Ranks = SINGLE_PROCESS,
+) -> TrainingRun:
     objective = objective_for(config.train)
     train_records, eval_records = training_rows(config.train, DatasetFiles(dataset_dir))
     device = pick_device(config.train.device, ranks.local_rank)
@@ -181,8 +189,9 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
     peft_model.train()
     if checkpoint is not None:
         load_adapter_weights(checkpoint, peft_model)
-    model = distributed.wrap(peft_model, ranks, config.train.distributed, device,
-                             getattr(torch, config.model.compute_dtype))
+    model = distributed.wrap(
+        peft_model, ranks, config.train.distributed, device, getattr(torch, config.model.compute_dtype)
+    )
     optimizer = make_optimizer(model, config.train, device, one_process=not ranks.enabled)
     steps = total_steps(config, len(train_records), ranks.world_size)
     scheduler = make_scheduler(optimizer, config.train, steps)
@@ -191,12 +200,24 @@ def setup(config: Config, dataset_dir: Path, run_dir: Path, console: Console, *,
         state = load_training_state(checkpoint, model, optimizer, scheduler, ranks)
         console.print(f"resuming from {checkpoint.name} (step {state.step} of {steps})")
     distributed.barrier(ranks)
-    return TrainingRun(config=config, run_dir=run_dir, device=device, ranks=ranks,
-                       tokenizer=load_tokenizer(config.model.base, config.build.chat_template), model=model,
-                       optimizer=optimizer, scheduler=scheduler, objective=objective, train_records=train_records,
-                       eval_records=eval_records, total_steps=steps, state=state,
-                       reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main), graphs=graphs,
-                       settings=settings)
+    return TrainingRun(
+        config=config,
+        run_dir=run_dir,
+        device=device,
+        ranks=ranks,
+        tokenizer=load_tokenizer(config.model.base, config.build.chat_template),
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        objective=objective,
+        train_records=train_records,
+        eval_records=eval_records,
+        total_steps=steps,
+        state=state,
+        reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main),
+        graphs=graphs,
+        settings=settings,
+    )
 
 
 def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
@@ -210,8 +231,10 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     run.prepared_step = None
     run.state.micro_batches_consumed += len(host_batches)
     counts = [run.objective.count(b) for b in host_batches]
-    step_counts = Counts(items=distributed.sum_across(ranks, sum(c.items for c in counts), run.device),
-                         tokens=distributed.sum_across(ranks, sum(c.tokens for c in counts), run.device))
+    step_counts = Counts(
+        items=distributed.sum_across(ranks, sum(c.items for c in counts), run.device),
+        tokens=distributed.sum_across(ranks, sum(c.tokens for c in counts), run.device),
+    )
     losses = []
     for number, batch in enumerate(batch_list):
         with distributed.gradient_sync(run.model, enabled=number == len(batch_list) - 1):
@@ -236,9 +259,15 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
     if run.graphs is not None:
         run.graphs.after_step()
     run.state.step += 1
-    input_tokens = distributed.sum_across(ranks, sum(input_token_count(b, pad_id) for b in host_batches), run.device)
-    return StepResult(distributed.sum_across(ranks, step_loss, run.device), grad_norm, int(input_tokens),
-                      time.perf_counter() - started)
+    input_tokens = distributed.sum_across(
+        ranks, sum(input_token_count(b, pad_id) for b in host_batches), run.device
+    )
+    return StepResult(
+        distributed.sum_across(ranks, step_loss, run.device),
+        grad_norm,
+        int(input_tokens),
+        time.perf_counter() - started,
+    )
 
 
 def prepare_step(run: TrainingRun, batches: Iterator[list[int]]) -> PreparedStep:
@@ -247,8 +276,12 @@ def prepare_step(run: TrainingRun, batches: Iterator[list[int]]) -> PreparedStep
     checkpoint written before that resumes with them."""
     indices = [next(batches) for _ in range(run.config.train.grad_accum_steps)]
     multiple = GRAPH_PAD_MULTIPLE if run.graphs is not None else 1
-    host_batches = [run.objective.collate([run.train_records[i] for i in chosen], run.tokenizer.pad_token_id, CPU,
-                                          pad_to_multiple=multiple) for chosen in indices]
+    host_batches = [
+        run.objective.collate(
+            [run.train_records[i] for i in chosen], run.tokenizer.pad_token_id, CPU, pad_to_multiple=multiple
+        )
+        for chosen in indices
+    ]
     return PreparedStep(indices, host_batches, [to_device(batch, run.device) for batch in host_batches])
 
 
@@ -273,26 +306,40 @@ def stop_on_non_finite(run: TrainingRun, micro_losses: list[float], indices: lis
     if distributed.sum_across(run.ranks, float(bad is not None), run.device) == 0:
         return
     if bad is None:
-        raise TrainError(f"loss became NaN/inf at step {run.state.step + 1} on another GPU; see rank 0's message")
+        raise TrainError(
+            f"loss became NaN/inf at step {run.state.step + 1} on another GPU; see rank 0's message"
+        )
     raise TrainError(non_finite_message(run, "loss", bad, indices[bad]))
 
 
 def non_finite_message(run: TrainingRun, what: str, micro_batch: int | None, indices: list[int]) -> str:
     lines = ", ".join(str(i + 1) for i in indices)
-    where = f", micro-batch {micro_batch + 1} of {run.config.train.grad_accum_steps}" if micro_batch is not None else ""
+    where = (
+        f", micro-batch {micro_batch + 1} of {run.config.train.grad_accum_steps}"
+        if micro_batch is not None
+        else ""
+    )
     first = run.train_records[indices[0]]
-    preview = run.tokenizer.decode(first.get("input_ids", first.get("chosen_input_ids", []))[:40],
-                                   skip_special_tokens=True)
-    return (f"{what} became NaN/inf at step {run.state.step + 1}{where}: examples on lines {lines} of "
-            f"dataset/{run.objective.train_file}; the first starts {preview!r}. Lower train.learning_rate, use "
-            "model.compute_dtype=bfloat16 (float16 overflows), or check those examples.")
+    preview = run.tokenizer.decode(
+        first.get("input_ids", first.get("chosen_input_ids", []))[:40], skip_special_tokens=True
+    )
+    return (
+        f"{what} became NaN/inf at step {run.state.step + 1}{where}: examples on lines {lines} of "
+        f"dataset/{run.objective.train_file}; the first starts {preview!r}. Lower train.learning_rate, use "
+        "model.compute_dtype=bfloat16 (float16 overflows), or check those examples."
+    )
 
 
 def measure_eval_loss(run: TrainingRun, elapsed: float) -> bool:
     """Eval loss; a new best is saved to checkpoints/best. Returns whether early stopping says stop."""
     train_cfg, state = run.config.train, run.state
-    eval_loss = run.objective.eval_loss(distributed.unwrap(run.model), run.eval_records, train_cfg.micro_batch_size,
-                                        run.tokenizer.pad_token_id, run.device)
+    eval_loss = run.objective.eval_loss(
+        distributed.unwrap(run.model),
+        run.eval_records,
+        train_cfg.micro_batch_size,
+        run.tokenizer.pad_token_id,
+        run.device,
+    )
     run.reporter.write(step=state.step, split="eval", loss=eval_loss, elapsed_s=elapsed)
     if state.best_eval_loss is None or eval_loss < state.best_eval_loss - train_cfg.early_stopping_min_delta:
         state.best_eval_loss, state.best_step, state.evals_without_improvement = eval_loss, state.step, 0
@@ -311,13 +358,23 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
     """The steps left, with evals and checkpoints; `stop` set by a signal ends it after the current step
     with a checkpoint of that step (TrainingStopped)."""
     train_cfg, state = run.config.train, run.state
-    batches = micro_batches(len(run.train_records), train_cfg.micro_batch_size, run.config.seed,
-                            start=state.micro_batches_consumed, rank=run.ranks.rank,
-                            world_size=run.ranks.world_size)
+    batches = micro_batches(
+        len(run.train_records),
+        train_cfg.micro_batch_size,
+        run.config.seed,
+        start=state.micro_batches_consumed,
+        rank=run.ranks.rank,
+        world_size=run.ranks.world_size,
+    )
     started = time.perf_counter() - _elapsed_before(run)
     stopped_early = patience_ran_out(run)  # resumed from the checkpoint saved when it stopped early
-    columns = (TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("train", total=run.total_steps, completed=state.step, info="")
         while state.step < run.total_steps and not stopped_early:
@@ -329,26 +386,43 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
             if run.eval_records and (state.step % train_cfg.eval_every == 0 or state.step == run.total_steps):
                 stopped_early = measure_eval_loss(run, time.perf_counter() - started)
             if (state.step % train_cfg.save_every == 0 or stopped_early) and state.step < run.total_steps:
-                save_checkpoint(run.layout.checkpoints, run.model, run.optimizer, run.scheduler,
-                                state, train_cfg.keep_checkpoints, run.ranks)
+                save_checkpoint(
+                    run.layout.checkpoints,
+                    run.model,
+                    run.optimizer,
+                    run.scheduler,
+                    state,
+                    train_cfg.keep_checkpoints,
+                    run.ranks,
+                )
             if stop is not None and stop.signum is not None:
                 break
     if stop is not None and stop.signum is not None:
         raise TrainingStopped(stop.signum, state.step, checkpoint_now(run))
     if stopped_early:
-        console.print(f"early stopping at step {state.step}: no eval-loss improvement in "
-                      f"{train_cfg.early_stopping_patience} evals")
+        console.print(
+            f"early stopping at step {state.step}: no eval-loss improvement in "
+            f"{train_cfg.early_stopping_patience} evals"
+        )
     final_step = save_final_adapter(run)
     if run.ranks.is_main:
         write_record(run.layout.checkpoints, run.settings, finished=True)
-    summary = {"steps": state.step, "best_eval_loss": state.best_eval_loss, "best_step": state.best_step,
-               "adapter_step": final_step, "stopped_early": stopped_early,
-               "seconds": round(time.perf_counter() - started, 2), "peak_memory_mib": peak_memory_mib(run.device),
-               "cuda_graphs": graphs_summary(run.graphs)}
+    summary = {
+        "steps": state.step,
+        "best_eval_loss": state.best_eval_loss,
+        "best_step": state.best_step,
+        "adapter_step": final_step,
+        "stopped_early": stopped_early,
+        "seconds": round(time.perf_counter() - started, 2),
+        "peak_memory_mib": peak_memory_mib(run.device),
+        "cuda_graphs": graphs_summary(run.graphs),
+    }
     if run.graphs is not None and run.graphs.disabled:
         console.print(f"[yellow]CUDA graphs were switched off: {run.graphs.disabled}[/yellow]")
-    console.print(f"trained {state.step} steps in {summary['seconds']:.0f}s; best eval loss "
-                  f"{state.best_eval_loss} at step {state.best_step}; adapter/ holds step {final_step}")
+    console.print(
+        f"trained {state.step} steps in {summary['seconds']:.0f}s; best eval loss "
+        f"{state.best_eval_loss} at step {state.best_step}; adapter/ holds step {final_step}"
+    )
     return summary
 
 
@@ -359,8 +433,9 @@ def checkpoint_now(run: TrainingRun) -> Path:
     done = [path for path in checkpoint_dirs(root) if checkpoint_step(path) == run.state.step]
     if done:
         return done[0]
-    return save_checkpoint(root, run.model, run.optimizer, run.scheduler, run.state,
-                           run.config.train.keep_checkpoints, run.ranks)
+    return save_checkpoint(
+        root, run.model, run.optimizer, run.scheduler, run.state, run.config.train.keep_checkpoints, run.ranks
+    )
 
 
 def graphs_summary(graphs: LayerGraphs | None) -> dict[str, Any] | None:
@@ -372,9 +447,17 @@ def graphs_summary(graphs: LayerGraphs | None) -> dict[str, Any] | None:
 def log_step(run: TrainingRun, step: StepResult, elapsed: float) -> str:
     lr = run.scheduler.get_last_lr()[0]
     tokens_per_s = step.input_tokens / step.seconds
-    run.reporter.write(step=run.state.step, split="train", loss=step.loss, lr=lr, grad_norm=step.grad_norm,
-                       tokens=step.input_tokens, tokens_per_s=tokens_per_s,
-                       peak_memory_mib=peak_memory_mib(run.device), elapsed_s=elapsed)
+    run.reporter.write(
+        step=run.state.step,
+        split="train",
+        loss=step.loss,
+        lr=lr,
+        grad_norm=step.grad_norm,
+        tokens=step.input_tokens,
+        tokens_per_s=tokens_per_s,
+        peak_memory_mib=peak_memory_mib(run.device),
+        elapsed_s=elapsed,
+    )
     return f"loss {step.loss:.3f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s"
 
 
@@ -398,4 +481,3 @@ def save_final_adapter(run: TrainingRun) -> int:
             run.tokenizer.save_pretrained(staging)
     distributed.barrier(run.ranks)
     return run.state.best_step if use_best else run.state.step
-

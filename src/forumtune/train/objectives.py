@@ -69,8 +69,9 @@ class Objective:
         """This micro-batch's share of the step's loss (the step's losses sum to its mean)."""
         return model(**batch, num_items_in_batch=max(1.0, step.items)).loss
 
-    def eval_loss(self, model: torch.nn.Module, rows: list[Any], batch_size: int, pad_id: int,
-                  device: torch.device) -> float:
+    def eval_loss(
+        self, model: torch.nn.Module, rows: list[Any], batch_size: int, pad_id: int, device: torch.device
+    ) -> float:
         return mean_token_loss(model, rows, batch_size, pad_id, device)
 
 
@@ -83,9 +84,11 @@ class PairObjective(Objective):
     def fast_path_notes(self, fast: bool) -> list[str]:
         if not fast:
             return []
-        note = (f"train.method={self.method}: the loss reads full-vocabulary logits (liger's fused "
-                "linear+cross-entropy covers SFT only) and CUDA graphs are off (the reference pass runs other "
-                "weights through the same layers); the rest of the fast path applies")
+        note = (
+            f"train.method={self.method}: the loss reads full-vocabulary logits (liger's fused "
+            "linear+cross-entropy covers SFT only) and CUDA graphs are off (the reference pass runs other "
+            "weights through the same layers); the rest of the fast path applies"
+        )
         return [note]
 
     def collate(self, rows: list[Any], pad_id: int, device: torch.device, pad_to_multiple: int = 1) -> Batch:
@@ -102,15 +105,16 @@ class PairObjective(Objective):
         return self.pair_losses(model, batch).sum() / max(1.0, step.items)
 
     @torch.no_grad()
-    def eval_loss(self, model: torch.nn.Module, rows: list[Any], batch_size: int, pad_id: int,
-                  device: torch.device) -> float:
+    def eval_loss(
+        self, model: torch.nn.Module, rows: list[Any], batch_size: int, pad_id: int, device: torch.device
+    ) -> float:
         """Mean loss per held-out pair (example, for KTO), the adapter in eval mode."""
         cpu_layout.use_trainable_layout(model)
         was_training = model.training
         model.eval()
         total, count = 0.0, 0
         for start in range(0, len(rows), batch_size):
-            batch = self.collate(rows[start: start + batch_size], pad_id, device)
+            batch = self.collate(rows[start : start + batch_size], pad_id, device)
             counts = self.count(batch)
             total += float(self.loss(model, batch, counts)) * counts.items
             count += int(counts.items)
@@ -126,8 +130,14 @@ class DPO(PairObjective):
         with reference_weights(model):
             reference, _ = sequence_log_probs(model, batch)
         policy, _ = sequence_log_probs(model, batch)
-        return dpo_losses(policy[:pairs], policy[pairs:], reference[:pairs], reference[pairs:],
-                          self.train.beta, self.train.dpo_label_smoothing)
+        return dpo_losses(
+            policy[:pairs],
+            policy[pairs:],
+            reference[:pairs],
+            reference[pairs:],
+            self.train.beta,
+            self.train.dpo_label_smoothing,
+        )
 
 
 class ORPO(PairObjective):
@@ -165,8 +175,15 @@ class KTO(PairObjective):
             policy_mixed, _ = sequence_log_probs(model, mixed)
         policy, _ = sequence_log_probs(model, real)
         kl = kl_estimate(policy_mixed, reference_mixed)
-        return kto_losses(policy, reference, batch["desirable"], kl, self.train.beta,
-                          self.train.kto_desirable_weight, self.train.kto_undesirable_weight)
+        return kto_losses(
+            policy,
+            reference,
+            batch["desirable"],
+            kl,
+            self.train.beta,
+            self.train.kto_desirable_weight,
+            self.train.kto_undesirable_weight,
+        )
 
 
 OBJECTIVES: dict[str, type[Objective]] = {"sft": Objective, "dpo": DPO, "orpo": ORPO, "kto": KTO}
@@ -185,13 +202,19 @@ def training_rows(train: TrainConfig, dataset: DatasetFiles) -> tuple[list[Any],
         return read_rows(dataset.train), read_rows(dataset.eval)
     path = dataset.preferences("train")
     if not path.exists():
-        raise TrainError(f"train.method={train.method} trains on preference pairs, but {path} does not exist: set "
-                         "build.preferences=true (or give a preference build.input_file) and run `forumtune build`")
-    splits = [read_jsonl(dataset.preferences(split)) if dataset.preferences(split).exists() else []
-              for split in ("train", "eval")]
+        raise TrainError(
+            f"train.method={train.method} trains on preference pairs, but {path} does not exist: set "
+            "build.preferences=true (or give a preference build.input_file) and run `forumtune build`"
+        )
+    splits = [
+        read_jsonl(dataset.preferences(split)) if dataset.preferences(split).exists() else []
+        for split in ("train", "eval")
+    ]
     if train.method == "kto":
         return labelled_rows(splits[0]), labelled_rows(splits[1])
     if any("label" in row for row in splits[0]):
-        raise TrainError(f"train.method={train.method} needs chosen/rejected pairs, but {path} holds labelled "
-                         "single answers (prompt/completion/label rows); use train.method=kto for those")
+        raise TrainError(
+            f"train.method={train.method} needs chosen/rejected pairs, but {path} holds labelled "
+            "single answers (prompt/completion/label rows); use train.method=kto for those"
+        )
     return splits[0], splits[1]

@@ -23,6 +23,7 @@ class _Slab:
     """The 8-bit-state parameters of one param group, device and dtype laid end to end in one buffer, each
     starting on a state block, with their gradients and state likewise: bitsandbytes' update over the
     slab is its update of each parameter (a block never spans two), in one kernel instead of one each."""
+
     params: list[torch.nn.Parameter]
     param: torch.Tensor
     grad: torch.Tensor
@@ -109,10 +110,26 @@ class _SlabStep:
                 F.prefetch_tensor(buffer)
         betas = config["betas"]
         F.optimizer_update_8bit_blockwise(
-            self.optimizer_name, slab.grad, slab.param, slab.state1, slab.state2, betas[0], betas[1],
-            betas[2] if len(betas) >= 3 else 0.0, config.get("alpha", 0.0), config["eps"], first["step"],
-            config["lr"], first["qmap1"], first["qmap2"], slab.absmax1, slab.absmax2, config["weight_decay"],
-            gnorm_scale=1.0, skip_zeros=config["skip_zeros"])
+            self.optimizer_name,
+            slab.grad,
+            slab.param,
+            slab.state1,
+            slab.state2,
+            betas[0],
+            betas[1],
+            betas[2] if len(betas) >= 3 else 0.0,
+            config.get("alpha", 0.0),
+            config["eps"],
+            first["step"],
+            config["lr"],
+            first["qmap1"],
+            first["qmap2"],
+            slab.absmax1,
+            slab.absmax2,
+            config["weight_decay"],
+            gnorm_scale=1.0,
+            skip_zeros=config["skip_zeros"],
+        )
 
     def _index_of(self, param) -> tuple[int, int]:
         for group_index, group in enumerate(self.param_groups):
@@ -134,37 +151,53 @@ class _SlabStep:
     def _slab_eligible(self, group, param, group_index, param_index) -> bool:
         config = self.get_config(group_index, param_index, group)
         state = self.state.get(param) or {}
-        return (config["optim_bits"] == 8 and param.numel() >= config["min_8bit_size"]
-                and (group_index, param_index) not in self.mng.index2config and id(param) not in self.mng.pid2config
-                and type(param.data) is torch.Tensor and param.is_contiguous()
-                and not getattr(param, "is_paged", False) and config["max_unorm"] == 0.0
-                and (not state or state["state1"].dtype == torch.uint8))
+        return (
+            config["optim_bits"] == 8
+            and param.numel() >= config["min_8bit_size"]
+            and (group_index, param_index) not in self.mng.index2config
+            and id(param) not in self.mng.pid2config
+            and type(param.data) is torch.Tensor
+            and param.is_contiguous()
+            and not getattr(param, "is_paged", False)
+            and config["max_unorm"] == 0.0
+            and (not state or state["state1"].dtype == torch.uint8)
+        )
 
     def _make_slab(self, params: list[torch.nn.Parameter]) -> _Slab:
         total = sum(_padded(p.numel()) for p in params)
         device, dtype = params[0].device, params[0].dtype
         flat = torch.zeros(total, dtype=dtype, device=device)
-        slab = _Slab(params, flat, torch.zeros_like(flat), self.get_state_buffer(flat, torch.uint8),
-                     self.get_state_buffer(flat, torch.uint8),
-                     torch.zeros(total // STATE_BLOCK, dtype=torch.float32, device=device),
-                     torch.zeros(total // STATE_BLOCK, dtype=torch.float32, device=device))
+        slab = _Slab(
+            params,
+            flat,
+            torch.zeros_like(flat),
+            self.get_state_buffer(flat, torch.uint8),
+            self.get_state_buffer(flat, torch.uint8),
+            torch.zeros(total // STATE_BLOCK, dtype=torch.float32, device=device),
+            torch.zeros(total // STATE_BLOCK, dtype=torch.float32, device=device),
+        )
         if "dynamic" not in self.name2qmap:
             self.fill_qmap()
         offset = 0
         for param in params:
             numel, blocks = param.numel(), _padded(param.numel()) // STATE_BLOCK
-            view = slab.param[offset:offset + numel].view_as(param)
+            view = slab.param[offset : offset + numel].view_as(param)
             view.copy_(param.data)
             param.data = view
-            grad_view = slab.grad[offset:offset + numel].view_as(param)
+            grad_view = slab.grad[offset : offset + numel].view_as(param)
             slab.grad_views.append(grad_view)
             if param.grad is not None:
                 grad_view.copy_(param.grad)
-            param.grad = grad_view  # autograd adds into it from the first backward: no second set of gradients
+            param.grad = (
+                grad_view  # autograd adds into it from the first backward: no second set of gradients
+            )
             block = offset // STATE_BLOCK
-            views = {"state1": slab.state1[offset:offset + numel].view_as(param),
-                     "state2": slab.state2[offset:offset + numel].view_as(param),
-                     "absmax1": slab.absmax1[block:block + blocks], "absmax2": slab.absmax2[block:block + blocks]}
+            views = {
+                "state1": slab.state1[offset : offset + numel].view_as(param),
+                "state2": slab.state2[offset : offset + numel].view_as(param),
+                "absmax1": slab.absmax1[block : block + blocks],
+                "absmax2": slab.absmax2[block : block + blocks],
+            }
             for key in ("state1", "state2"):
                 buffer = getattr(slab, key)
                 if getattr(buffer, "is_paged", False):
@@ -224,8 +257,11 @@ class _SlabStep:
         state_dict = super().state_dict()
         if not self._slabs:
             return state_dict
-        shared = {buffer.untyped_storage().data_ptr() for slab in self._slabs
-                  for buffer in (slab.state1, slab.state2, slab.absmax1, slab.absmax2)}
+        shared = {
+            buffer.untyped_storage().data_ptr()
+            for slab in self._slabs
+            for buffer in (slab.state1, slab.state2, slab.absmax1, slab.absmax2)
+        }
 
         def copied(value):
             if isinstance(value, torch.Tensor) and value.untyped_storage().data_ptr() in shared:
@@ -253,8 +289,9 @@ class AdamW8bit(_SlabStep, bnb.optim.AdamW8bit):
     pass
 
 
-def make_optimizer(model: torch.nn.Module, train: TrainConfig, device: torch.device, *,
-                   one_process: bool = True) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: torch.nn.Module, train: TrainConfig, device: torch.device, *, one_process: bool = True
+) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     kwargs = {"lr": train.learning_rate, "weight_decay": train.weight_decay}
     if train.optimizer in ("paged_adamw_8bit", "adamw_8bit"):
@@ -264,7 +301,12 @@ def make_optimizer(model: torch.nn.Module, train: TrainConfig, device: torch.dev
     return torch.optim.AdamW(params, **kwargs)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig,
-                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    return get_scheduler(SCHEDULES[train.lr_scheduler], optimizer,
-                         num_warmup_steps=min(train.warmup_steps, total_steps), num_training_steps=total_steps)
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    return get_scheduler(
+        SCHEDULES[train.lr_scheduler],
+        optimizer,
+        num_warmup_steps=min(train.warmup_steps, total_steps),
+        num_training_steps=total_steps,
+    )

@@ -79,8 +79,13 @@ def model_shape(hf_config: PretrainedConfig) -> ModelShape:
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
     return ModelShape(
-        vocab=text.vocab_size, hidden=text.hidden_size, intermediate=text.intermediate_size,
-        layers=text.num_hidden_layers, q_dim=heads * head_dim, kv_dim=kv_heads * head_dim, head_dim=head_dim,
+        vocab=text.vocab_size,
+        hidden=text.hidden_size,
+        intermediate=text.intermediate_size,
+        layers=text.num_hidden_layers,
+        q_dim=heads * head_dim,
+        kv_dim=kv_heads * head_dim,
+        head_dim=head_dim,
         tied_embeddings=bool(getattr(hf_config, "tie_word_embeddings", False)),
     )
 
@@ -89,11 +94,14 @@ def load_shape(config: Config) -> ModelShape:
     try:
         return model_shape(AutoConfig.from_pretrained(resolve_base_model(config.model.base)))
     except (OSError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"cannot read the model config of model.base {config.model.base!r}: {exc}") from None
+        raise ConfigError(
+            f"cannot read the model config of model.base {config.model.base!r}: {exc}"
+        ) from None
 
 
-def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len: int,
-                   checkpointing: bool | str) -> dict[str, float]:
+def estimate_parts(
+    config: Config, shape: ModelShape, micro_batch: int, seq_len: int, checkpointing: bool | str
+) -> dict[str, float]:
     """Bytes of each part of the peak: what lives all the run, then the larger of the two moments that
     peak — the end of the forward (checkpointed inputs + logits/loss) and one decoder layer's backward
     (checkpointed inputs + the layer's activations and gradients + attention + a dequantized weight).
@@ -109,14 +117,19 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
     tokens = micro_batch * seq_len
     parts = static_parts(config, shape)
     kept_inputs = tokens * shape.hidden * activation_bytes * shape.layers if checkpointing is True else 0
-    saved_per_layer = tokens * (7 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate) * activation_bytes
+    saved_per_layer = (
+        tokens * (7 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate) * activation_bytes
+    )
     layer_gradients = tokens * 3 * shape.intermediate * activation_bytes
     layers_kept = 1 if checkpointing else shape.layers
     attention = attention_bytes(config, shape, micro_batch, seq_len, fast, layers_kept)
     dequantized = shape.hidden * shape.intermediate * compute_bytes if quantized else 0
     fused_loss = fast and config.train.method == "sft"
-    forward_end = kept_inputs + (0 if checkpointing else saved_per_layer * shape.layers) + loss_bytes(
-        shape, tokens, compute_bytes, fused_loss)
+    forward_end = (
+        kept_inputs
+        + (0 if checkpointing else saved_per_layer * shape.layers)
+        + loss_bytes(shape, tokens, compute_bytes, fused_loss)
+    )
     backward = kept_inputs + saved_per_layer * layers_kept + layer_gradients + attention + dequantized
     if backward >= forward_end:
         parts["checkpointed layer inputs"] = kept_inputs
@@ -125,15 +138,17 @@ def estimate_parts(config: Config, shape: ModelShape, micro_batch: int, seq_len:
         parts["dequantized weight (transient)"] = dequantized
     else:
         parts["checkpointed layer inputs"] = kept_inputs
-        parts["activations (layers kept for backward)"] = forward_end - kept_inputs - loss_bytes(
-            shape, tokens, compute_bytes, fused_loss)
+        parts["activations (layers kept for backward)"] = (
+            forward_end - kept_inputs - loss_bytes(shape, tokens, compute_bytes, fused_loss)
+        )
         parts["logits + loss"] = loss_bytes(shape, tokens, compute_bytes, fused_loss)
     if fast and checkpointing and config.train.cuda_graphs and config.train.method == "sft":
         # the layer's backward lives in the graphs' own pool, which the loss cannot reuse; the graphs'
         # static buffers are the layer input and its output (or gradient)
         if backward >= forward_end:
-            parts["logits + loss (beside the CUDA graphs' pool)"] = loss_bytes(shape, tokens, compute_bytes,
-                                                                                fused_loss)
+            parts["logits + loss (beside the CUDA graphs' pool)"] = loss_bytes(
+                shape, tokens, compute_bytes, fused_loss
+            )
         parts["CUDA graphs' static buffers"] = 2 * tokens * shape.hidden * activation_bytes
     return {name: value for name, value in parts.items() if value}
 
@@ -177,8 +192,9 @@ def static_parts(config: Config, shape: ModelShape) -> dict[str, float]:
     }
 
 
-def attention_bytes(config: Config, shape: ModelShape, micro_batch: int, seq_len: int, fast: bool,
-                    layers_kept: int) -> float:
+def attention_bytes(
+    config: Config, shape: ModelShape, micro_batch: int, seq_len: int, fast: bool, layers_kept: int
+) -> float:
     """bf16 SDPA takes the flash / memory-efficient kernels, which are linear in the sequence (counted in
     the layer's activations). fp32 inputs take the math path: fp32 batch × heads × S × S scores, measured
     at 3.3-3.8 score-sized tensors in one layer's backward and ~1.2 per layer kept without checkpointing
@@ -204,8 +220,10 @@ def format_gib(value: float) -> str:
 
 def oom_advice(config: Config) -> str:
     train = config.train
-    halved = (f"train.micro_batch_size={max(1, train.micro_batch_size // 2)} with "
-              f"train.grad_accum_steps={train.grad_accum_steps * 2} (same effective batch)")
+    halved = (
+        f"train.micro_batch_size={max(1, train.micro_batch_size // 2)} with "
+        f"train.grad_accum_steps={train.grad_accum_steps * 2} (same effective batch)"
+    )
     advice = [halved]
     if train.gradient_checkpointing is False:
         advice.append("train.gradient_checkpointing=true")
@@ -216,8 +234,11 @@ def oom_advice(config: Config) -> str:
     elif train.cuda_graphs and train.gradient_checkpointing:
         advice.append("train.cuda_graphs=false (the graphs keep one layer's backward in a pool of their own)")
     advice.append(f"build.max_seq_len={max(64, config.build.max_seq_len // 2)}")
-    return ("the GPU ran out of memory. Try, in this order: " + "; ".join(advice)
-            + ". `forumtune plan CONFIG --fit` finds the settings that fit before you train.")
+    return (
+        "the GPU ran out of memory. Try, in this order: "
+        + "; ".join(advice)
+        + ". `forumtune plan CONFIG --fit` finds the settings that fit before you train."
+    )
 
 
 def card_parts(config: Config, shape: ModelShape, allocator_parts: dict[str, float]) -> dict[str, float]:
@@ -226,10 +247,12 @@ def card_parts(config: Config, shape: ModelShape, allocator_parts: dict[str, flo
     driver moves it to CPU memory: this errs high by at most its size)."""
     transient = sum(allocator_parts.values()) - sum(static_parts(config, shape).values())
     paged = lora_parameters(config, shape) * 2 if config.train.optimizer == "paged_adamw_8bit" else 0
-    parts = {"CUDA context (driver, kernels, library handles)": CUDA_CONTEXT_BYTES,
-             "cuBLAS + cuBLASLt workspaces": CUBLAS_WORKSPACE_BYTES,
-             "paged optimizer state (CUDA managed memory)": paged,
-             "allocator's reserve (reserved − allocated)": allocator_reserve(transient)}
+    parts = {
+        "CUDA context (driver, kernels, library handles)": CUDA_CONTEXT_BYTES,
+        "cuBLAS + cuBLASLt workspaces": CUBLAS_WORKSPACE_BYTES,
+        "paged optimizer state (CUDA managed memory)": paged,
+        "allocator's reserve (reserved − allocated)": allocator_reserve(transient),
+    }
     return {name: value for name, value in parts.items() if value}
 
 
@@ -237,8 +260,9 @@ def allocator_reserve(transient_bytes: float) -> float:
     return ALLOCATOR_RESERVE_BYTES + ALLOCATOR_RESERVE_FRACTION * max(0.0, transient_bytes)
 
 
-def whole_process_bytes(config: Config, shape: ModelShape, micro_batch: int, seq_len: int,
-                        checkpointing: bool | str) -> float:
+def whole_process_bytes(
+    config: Config, shape: ModelShape, micro_batch: int, seq_len: int, checkpointing: bool | str
+) -> float:
     allocator = estimate_parts(config, shape, micro_batch, seq_len, checkpointing)
     return sum(allocator.values()) + sum(card_parts(config, shape, allocator).values())
 
@@ -253,7 +277,9 @@ def usable_bytes(config: Config, vram_gib: float | None = None) -> float:
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    parts: dict[str, float]  # the allocator's peak, part by part: what torch.cuda.max_memory_allocated measures
+    parts: dict[
+        str, float
+    ]  # the allocator's peak, part by part: what torch.cuda.max_memory_allocated measures
     card_parts: dict[str, float]  # what the process holds on the card besides (context, workspaces, ...)
     vram_bytes: float  # the card's memory, as sold
     usable_bytes: float  # what a process can use of it
@@ -276,11 +302,20 @@ def plan_memory(config: Config, vram_gib: float | None = None, usable_gib: float
     """`vram_gib`: the card's memory as sold (default plan.vram_gib); `usable_gib`: what a process can use
     of it when known (CUDA's total on the card itself), else derived (`usable_bytes`)."""
     shape = load_shape(config)
-    parts = estimate_parts(config, shape, config.train.micro_batch_size, config.build.max_seq_len,
-                           config.train.gradient_checkpointing)
+    parts = estimate_parts(
+        config,
+        shape,
+        config.train.micro_batch_size,
+        config.build.max_seq_len,
+        config.train.gradient_checkpointing,
+    )
     usable = usable_gib * GIB if usable_gib is not None else usable_bytes(config, vram_gib)
-    return MemoryPlan(parts=parts, card_parts=card_parts(config, shape, parts),
-                      vram_bytes=(vram_gib or config.plan.vram_gib) * GIB, usable_bytes=usable)
+    return MemoryPlan(
+        parts=parts,
+        card_parts=card_parts(config, shape, parts),
+        vram_bytes=(vram_gib or config.plan.vram_gib) * GIB,
+        usable_bytes=usable,
+    )
 
 
 CHECKPOINTING_FASTEST_FIRST: tuple[bool | str, ...] = (False, True, "offload")
@@ -300,26 +335,35 @@ def fit_settings(config: Config, vram_gib: float | None = None) -> dict[str, obj
     effective = config.train.micro_batch_size * config.train.grad_accum_steps
     seq_len = config.build.max_seq_len
     while seq_len >= 64:
-        options = [(mode, largest_fitting_micro_batch(config, shape, seq_len, mode, usable))
-                   for mode in CHECKPOINTING_FASTEST_FIRST]
+        options = [
+            (mode, largest_fitting_micro_batch(config, shape, seq_len, mode, usable))
+            for mode in CHECKPOINTING_FASTEST_FIRST
+        ]
         options = [(mode, micro) for mode, micro in options if micro]
         if options:
             wanted = config.train.micro_batch_size
             mode, micro = next(((m, b) for m, b in options if b >= wanted), max(options, key=lambda o: o[1]))
             micro = max(d for d in range(1, min(micro, effective) + 1) if effective % d == 0)
-            changes = {"train.gradient_checkpointing": mode, "train.micro_batch_size": micro,
-                       "train.grad_accum_steps": effective // micro, "build.max_seq_len": seq_len}
-            current = {"train.gradient_checkpointing": config.train.gradient_checkpointing,
-                       "train.micro_batch_size": config.train.micro_batch_size,
-                       "train.grad_accum_steps": config.train.grad_accum_steps,
-                       "build.max_seq_len": config.build.max_seq_len}
+            changes = {
+                "train.gradient_checkpointing": mode,
+                "train.micro_batch_size": micro,
+                "train.grad_accum_steps": effective // micro,
+                "build.max_seq_len": seq_len,
+            }
+            current = {
+                "train.gradient_checkpointing": config.train.gradient_checkpointing,
+                "train.micro_batch_size": config.train.micro_batch_size,
+                "train.grad_accum_steps": config.train.grad_accum_steps,
+                "build.max_seq_len": config.build.max_seq_len,
+            }
             return {key: value for key, value in changes.items() if current[key] != value}
         seq_len //= 2
     return None
 
 
-def largest_fitting_micro_batch(config: Config, shape: ModelShape, seq_len: int, mode: bool | str,
-                                usable: float) -> int:
+def largest_fitting_micro_batch(
+    config: Config, shape: ModelShape, seq_len: int, mode: bool | str, usable: float
+) -> int:
     best = 0
     for micro in range(1, LARGEST_MICRO_BATCH + 1):
         if whole_process_bytes(config, shape, micro, seq_len, mode) > usable:
@@ -330,16 +374,19 @@ def largest_fitting_micro_batch(config: Config, shape: ModelShape, seq_len: int,
 
 def card_label(config: Config, vram_gib: float | None) -> str:
     """'8 GB card: 7.6 GiB usable': the card as sold, and what the fit is measured against."""
-    return (f"{vram_gib or config.plan.vram_gib:g} GB card: "
-            f"{usable_bytes(config, vram_gib) / GIB:.1f} GiB usable")
+    return (
+        f"{vram_gib or config.plan.vram_gib:g} GB card: {usable_bytes(config, vram_gib) / GIB:.1f} GiB usable"
+    )
 
 
 def print_fit(config: Config, vram_gib: float | None, console: Console) -> dict[str, object] | None:
     card = card_label(config, vram_gib)
     changes = fit_settings(config, vram_gib)
     if changes is None:
-        console.print(f"[red]nothing fits ({card})[/], even micro-batch 1 × 64 tokens with offloaded "
-                      "checkpoints: pick a smaller model.base or a larger card")
+        console.print(
+            f"[red]nothing fits ({card})[/], even micro-batch 1 × 64 tokens with offloaded "
+            "checkpoints: pick a smaller model.base or a larger card"
+        )
     elif not changes:
         console.print(f"[green]the config already fits as it is ({card})[/]")
     else:
@@ -362,19 +409,26 @@ def trains_on_cpu(config: Config) -> bool:
 
 
 def cpu_note(config: Config) -> str:
-    why = ("train.device is cpu" if config.train.device == "cpu"
-           else "train.device=auto finds no CUDA GPU here")
-    return (f"{why}, so this config trains on the CPU, in system memory, which this plan does not estimate; "
-            "the figures are for training it on a GPU")
+    why = (
+        "train.device is cpu" if config.train.device == "cpu" else "train.device=auto finds no CUDA GPU here"
+    )
+    return (
+        f"{why}, so this config trains on the CPU, in system memory, which this plan does not estimate; "
+        "the figures are for training it on a GPU"
+    )
 
 
 def print_plan(plan: MemoryPlan, config: Config, console: Console) -> None:
     """The plan's parts and whether the run fits the card; said to be for a GPU when training uses the CPU."""
     on_cpu = trains_on_cpu(config)
     per_row = OBJECTIVES[config.train.method].sequences_per_row
-    rows = f"{config.train.micro_batch_size} pairs × 2" if per_row == 2 else str(config.train.micro_batch_size)
-    table = Table(title=f"estimated peak GPU memory: {config.name} "
-                        f"(micro-batch {rows} × {config.build.max_seq_len} tokens)")
+    rows = (
+        f"{config.train.micro_batch_size} pairs × 2" if per_row == 2 else str(config.train.micro_batch_size)
+    )
+    table = Table(
+        title=f"estimated peak GPU memory: {config.name} "
+        f"(micro-batch {rows} × {config.build.max_seq_len} tokens)"
+    )
     table.add_column("part")
     table.add_column("memory", justify="right")
     for name, value in plan.parts.items():
@@ -385,8 +439,10 @@ def print_plan(plan: MemoryPlan, config: Config, console: Console) -> None:
     table.add_row("[bold]whole process on the card", f"[bold]{format_memory(plan.total)}")
     console.print(table)
     verdict = "[green]fits" if plan.fits else "[red]does not fit"
-    console.print(f"{plan.vram_bytes / GIB:g} GB card: {plan.usable_bytes / GIB:.1f} GiB "
-                  f"usable; the run {verdict}[/] ({format_gib(plan.total)} as the card counts it)")
+    console.print(
+        f"{plan.vram_bytes / GIB:g} GB card: {plan.usable_bytes / GIB:.1f} GiB "
+        f"usable; the run {verdict}[/] ({format_gib(plan.total)} as the card counts it)"
+    )
     if on_cpu:
         console.print(f"[yellow]{cpu_note(config)}[/]")
     if not plan.fits:

@@ -18,18 +18,26 @@ import torch
 import torch.nn.functional as F
 
 
-def dpo_losses(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
-               reference_rejected: torch.Tensor, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+def dpo_losses(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     margin = (policy_chosen - policy_rejected) - (reference_chosen - reference_rejected)
-    return (-F.logsigmoid(beta * margin) * (1 - label_smoothing)
-            - F.logsigmoid(-beta * margin) * label_smoothing)
+    return (
+        -F.logsigmoid(beta * margin) * (1 - label_smoothing) - F.logsigmoid(-beta * margin) * label_smoothing
+    )
 
 
 def odds_ratio_losses(mean_chosen: torch.Tensor, mean_rejected: torch.Tensor) -> torch.Tensor:
     """−log σ(log odds(chosen) − log odds(rejected)) of mean per-token log-probs (always < 0, so
     log(1 − p) = log1p(−exp(log p)) is finite)."""
-    log_odds = (mean_chosen - mean_rejected) - (torch.log1p(-torch.exp(mean_chosen))
-                                                - torch.log1p(-torch.exp(mean_rejected)))
+    log_odds = (mean_chosen - mean_rejected) - (
+        torch.log1p(-torch.exp(mean_chosen)) - torch.log1p(-torch.exp(mean_rejected))
+    )
     return -F.logsigmoid(log_odds)
 
 
@@ -37,8 +45,15 @@ def kl_estimate(policy_mismatched: torch.Tensor, reference_mismatched: torch.Ten
     return (policy_mismatched - reference_mismatched).mean().clamp(min=0).detach()
 
 
-def kto_losses(policy: torch.Tensor, reference: torch.Tensor, desirable: torch.Tensor, kl: torch.Tensor,
-               beta: float, desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> torch.Tensor:
+def kto_losses(
+    policy: torch.Tensor,
+    reference: torch.Tensor,
+    desirable: torch.Tensor,
+    kl: torch.Tensor,
+    beta: float,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+) -> torch.Tensor:
     ratio = policy - reference
     good = desirable_weight * (1 - torch.sigmoid(beta * (ratio - kl)))
     bad = undesirable_weight * (1 - torch.sigmoid(beta * (kl - ratio)))

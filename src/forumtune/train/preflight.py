@@ -18,14 +18,18 @@ from forumtune.train.plan import GIB, format_gib, oom_advice, plan_memory, print
 from forumtune.train.reporting import check_loggers_installed
 
 
-def check_before_loading(config: Config, train_records: list[dict[str, Any]], device: torch.device,
-                         ranks: Ranks, console: Console) -> None:
+def check_before_loading(
+    config: Config, train_records: list[dict[str, Any]], device: torch.device, ranks: Ranks, console: Console
+) -> None:
     train = config.train
     global_micro_batch = train.micro_batch_size * ranks.world_size
     if len(train_records) < global_micro_batch:
-        raise TrainError(f"{len(train_records)} training examples is fewer than train.micro_batch_size="
-                         f"{train.micro_batch_size}" + (f" × {ranks.world_size} GPUs" if ranks.enabled else "")
-                         + "; lower it or build more data")
+        raise TrainError(
+            f"{len(train_records)} training examples is fewer than train.micro_batch_size="
+            f"{train.micro_batch_size}"
+            + (f" × {ranks.world_size} GPUs" if ranks.enabled else "")
+            + "; lower it or build more data"
+        )
     if train.init_adapter is not None:
         check_adapter_dir(train.init_adapter, "train.init_adapter")
     check_loggers_installed(train.report_to)
@@ -40,13 +44,17 @@ def check_model_config(config: Config) -> None:
     try:
         AutoConfig.from_pretrained(resolve_base_model(config.model.base))
     except (OSError, ValueError) as exc:
-        raise TrainError(f"model.base {config.model.base!r}: cannot read its config.json ({exc}); give a local "
-                         "model dir or a hub id such as mistralai/Mistral-7B-Instruct-v0.2") from None
+        raise TrainError(
+            f"model.base {config.model.base!r}: cannot read its config.json ({exc}); give a local "
+            "model dir or a hub id such as mistralai/Mistral-7B-Instruct-v0.2"
+        ) from None
 
 
 def check_cuda_dtype(config: Config) -> None:
     if config.model.compute_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
-        raise TrainError("this GPU has no bfloat16 support (it predates Ampere); set model.compute_dtype=float16")
+        raise TrainError(
+            "this GPU has no bfloat16 support (it predates Ampere); set model.compute_dtype=float16"
+        )
 
 
 def check_memory_plan(config: Config, device: torch.device, ranks: Ranks, console: Console) -> None:
@@ -60,11 +68,14 @@ def check_memory_plan(config: Config, device: torch.device, ranks: Ranks, consol
     card_gib = torch.cuda.get_device_properties(device).total_memory / GIB
     plan = plan_memory(config, card_gib, usable_gib=card_gib)
     if plan.fits:
-        console.print(f"[dim]memory plan: {format_gib(plan.total)} of this GPU's {card_gib:.1f} GiB "
-                      "(whole process: context, workspaces and the allocator's reserve included)[/dim]")
+        console.print(
+            f"[dim]memory plan: {format_gib(plan.total)} of this GPU's {card_gib:.1f} GiB "
+            "(whole process: context, workspaces and the allocator's reserve included)[/dim]"
+        )
         return
     print_plan(plan, config, console)
     advice = oom_advice(config).replace("the GPU ran out of memory. ", "")
-    raise TrainError(f"the memory plan needs {format_gib(plan.total)} but this GPU has {card_gib:.1f} GiB. "
-                     f"{advice} To try anyway, set train.plan_check=false.")
-
+    raise TrainError(
+        f"the memory plan needs {format_gib(plan.total)} but this GPU has {card_gib:.1f} GiB. "
+        f"{advice} To try anyway, set train.plan_check=false."
+    )

@@ -24,8 +24,10 @@ def check_loggers_installed(report_to: list[str]) -> None:
     missing = [name for name in report_to if importlib.util.find_spec(PACKAGES[name]) is None]
     if missing:
         extras = ",".join(missing)
-        raise TrainError(f"train.report_to names {', '.join(missing)}, which is not installed: "
-                         f"pip install 'forumtune[{extras}]' (or remove it from train.report_to)")
+        raise TrainError(
+            f"train.report_to names {', '.join(missing)}, which is not installed: "
+            f"pip install 'forumtune[{extras}]' (or remove it from train.report_to)"
+        )
 
 
 class Reporter:
@@ -53,8 +55,11 @@ class Reporter:
         if not self.enabled:
             return
         self.csv.write(step=step, split=split, **values)
-        scalars = {f"{split}/{key}": value for key, value in values.items()
-                   if isinstance(value, int | float) and key != "elapsed_s"}
+        scalars = {
+            f"{split}/{key}": value
+            for key, value in values.items()
+            if isinstance(value, int | float) and key != "elapsed_s"
+        }
         if self.tensorboard is not None:
             for key, value in scalars.items():
                 self.tensorboard.add_scalar(key, value, step)
@@ -76,7 +81,12 @@ def _start_wandb(config: Config, run_dir: Path, *, resuming: bool) -> Any:
     if not resuming or not id_file.exists():
         id_file.write_text(uuid.uuid4().hex[:12])
     return wandb.init(
-        project=config.train.wandb_project, name=config.name, id=id_file.read_text().strip(), resume="allow",
-        dir=str(run_dir), mode=config.train.wandb_mode, config=yaml.safe_load(dump_config(config)),
+        project=config.train.wandb_project,
+        name=config.name,
+        id=id_file.read_text().strip(),
+        resume="allow",
+        dir=str(run_dir),
+        mode=config.train.wandb_mode,
+        config=yaml.safe_load(dump_config(config)),
         settings=wandb.Settings(console="off", silent=True),
     )

@@ -42,9 +42,14 @@ class Start:
 def training_settings(config: Config, dataset_dir: Path, processes: int) -> dict[str, Any]:
     """Dotted keys and values that a checkpoint must share with the run that resumes it: what decides an
     optimizer step's maths. Keys marked NO_RERUN or RESUMES in config.py are left out."""
-    dumped = config.model_dump(mode="json", include={"model", "lora", "train"}, exclude=resume_exclusions(Config))
-    settings: dict[str, Any] = {f"{section}.{key}": value for section in ("model", "lora", "train")
-                                for key, value in dumped[section].items()}
+    dumped = config.model_dump(
+        mode="json", include={"model", "lora", "train"}, exclude=resume_exclusions(Config)
+    )
+    settings: dict[str, Any] = {
+        f"{section}.{key}": value
+        for section in ("model", "lora", "train")
+        for key, value in dumped[section].items()
+    }
     settings.update({"seed": config.seed, "processes": processes, "dataset": dataset_digest(dataset_dir)})
     return settings
 

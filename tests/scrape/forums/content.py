@@ -69,29 +69,77 @@ def at(day: str, time: str = "10:00") -> datetime:
 
 ASK = "What wax do you all use for cold snow?"
 ANSWER = "A hard green wax works below minus ten."
-WAXING = Thread(101, "waxing-skis-at-home", "Waxing skis at home", [
+WAXING = Thread(
+    101,
+    "waxing-skis-at-home",
+    "Waxing skis at home",
     [
-        Post(1, "alice", at("2019-01-07", "19:50"), f"Finally bought an iron. {ASK}", signature="-- alice, Tahoe local"),
-        Post(2, "bob", at("2019-01-08", "08:15"), ANSWER, quote=Quote("alice", ASK), edited=True, likes=5,
-             accepted=True),
-        Post(3, "carol", at("2019-01-08", "12:00"), "Agreed, and scrape it thin.", likes=1,
-             quote=Quote("bob", ANSWER, inner=Quote("alice", ASK))),
+        [
+            Post(
+                1,
+                "alice",
+                at("2019-01-07", "19:50"),
+                f"Finally bought an iron. {ASK}",
+                signature="-- alice, Tahoe local",
+            ),
+            Post(
+                2,
+                "bob",
+                at("2019-01-08", "08:15"),
+                ANSWER,
+                quote=Quote("alice", ASK),
+                edited=True,
+                likes=5,
+                accepted=True,
+            ),
+            Post(
+                3,
+                "carol",
+                at("2019-01-08", "12:00"),
+                "Agreed, and scrape it thin.",
+                likes=1,
+                quote=Quote("bob", ANSWER, inner=Quote("alice", ASK)),
+            ),
+        ],
+        [
+            Post(4, "dave", at("2019-01-08", "13:00"), "Buy my wax kit!", deleted=True),
+            Post(
+                5,
+                "alice",
+                at("2019-01-09", "09:30"),
+                "Thanks! I found a guide on",
+                link=("https://example.org/wax-guide", "this page"),
+                signature="-- alice, Tahoe local",
+            ),
+        ],
     ],
+)
+CAFE = Thread(
+    102,
+    "cafe-trip-report",
+    "Café trip report",
     [
-        Post(4, "dave", at("2019-01-08", "13:00"), "Buy my wax kit!", deleted=True),
-        Post(5, "alice", at("2019-01-09", "09:30"), "Thanks! I found a guide on",
-             link=("https://example.org/wax-guide", "this page"), signature="-- alice, Tahoe local"),
+        [
+            Post(6, "erin", at("2019-08-01"), "The café at the top serves “real” espresso."),
+            Post(7, "frank", at("2019-08-02", "11:00"), "Naïve question: is it open in summer?"),
+        ]
     ],
-])
-CAFE = Thread(102, "cafe-trip-report", "Café trip report", [[
-    Post(6, "erin", at("2019-08-01"), "The café at the top serves “real” espresso."),
-    Post(7, "frank", at("2019-08-02", "11:00"), "Naïve question: is it open in summer?"),
-]], encoding="cp1252")
-LOOPING = Thread(103, "looping-pages", "Looping pages", [
-    [Post(8, "gina", at("2018-03-01"), "Page one of a thread whose pagination loops.")],
-    [Post(9, "hank", at("2018-03-02"), "Page two links back to page one.")],
-], malformed=True, loops_back=True)
-OFF_HOST_ROW = Row("http://elsewhere.invalid/threads/999/", "A thread on another site", "spammer", at("2019-05-01"), 1)
+    encoding="cp1252",
+)
+LOOPING = Thread(
+    103,
+    "looping-pages",
+    "Looping pages",
+    [
+        [Post(8, "gina", at("2018-03-01"), "Page one of a thread whose pagination loops.")],
+        [Post(9, "hank", at("2018-03-02"), "Page two links back to page one.")],
+    ],
+    malformed=True,
+    loops_back=True,
+)
+OFF_HOST_ROW = Row(
+    "http://elsewhere.invalid/threads/999/", "A thread on another site", "spammer", at("2019-05-01"), 1
+)
 
 
 @dataclass
@@ -112,12 +160,16 @@ def write_forum(engine: ModuleType, forum: Forum, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "robots.txt").write_text("User-agent: *\nDisallow: /members/\nDisallow: /memberlist.php\n")
     threads = forum.threads
-    rows = [Row(engine.thread_path(t, 1), t.title, t.posts[0].author, t.last_post_at, len(t.posts) - 1)
-            for t in threads]
+    rows = [
+        Row(engine.thread_path(t, 1), t.title, t.posts[0].author, t.last_post_at, len(t.posts) - 1)
+        for t in threads
+    ]
     pages = [rows[:2], rows[2:] + forum.extra_rows]
     for number, page_rows in enumerate(pages, start=1):
         next_path = engine.list_path(number + 1) if number < len(pages) else None
-        write_page(folder, engine.list_path(number), engine.render_list(page_rows, next_path, number), "utf-8")
+        write_page(
+            folder, engine.list_path(number), engine.render_list(page_rows, next_path, number), "utf-8"
+        )
     for thread in threads:
         for number, posts in enumerate(thread.pages, start=1):
             last = number == len(thread.pages)

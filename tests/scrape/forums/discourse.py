@@ -21,15 +21,29 @@ def thread_path(thread: Thread, page: int) -> str:
 
 
 def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
-    topics = [{
-        "id": int(row.url.rsplit("/", 1)[1].removesuffix(".json")), "title": row.title, "fancy_title": escape(row.title),
-        "slug": row.url.split("/")[2], "posts_count": row.replies + 1, "reply_count": row.replies,
-        "last_posted_at": row.last_post_at.isoformat().replace("+00:00", ".000Z"), "bumped": True,
-        "last_poster_username": "someone", "category_id": 5,
-    } for row in rows if row.url.startswith("/t/")]
+    topics = [
+        {
+            "id": int(row.url.rsplit("/", 1)[1].removesuffix(".json")),
+            "title": row.title,
+            "fancy_title": escape(row.title),
+            "slug": row.url.split("/")[2],
+            "posts_count": row.replies + 1,
+            "reply_count": row.replies,
+            "last_posted_at": row.last_post_at.isoformat().replace("+00:00", ".000Z"),
+            "bumped": True,
+            "last_poster_username": "someone",
+            "category_id": 5,
+        }
+        for row in rows
+        if row.url.startswith("/t/")
+    ]
     more = {"more_topics_url": f"/latest?page={number}"} if next_path else {}
-    return json.dumps({"users": [{"id": 1, "username": "someone"}],
-                       "topic_list": {"can_create_topic": False, "per_page": 30, **more, "topics": topics}})
+    return json.dumps(
+        {
+            "users": [{"id": 1, "username": "someone"}],
+            "topic_list": {"can_create_topic": False, "per_page": 30, **more, "topics": topics},
+        }
+    )
 
 
 def cooked(post: Post) -> str:
@@ -42,27 +56,45 @@ def cooked(post: Post) -> str:
 
 def render_quote(quote: Quote, post_id: int) -> str:
     inner = render_quote(quote.inner, post_id) if quote.inner else ""
-    return (f'<aside class="quote no-group" data-username="{quote.author}" data-post="1" data-topic="101">\n'
-            f'<div class="title">\n<div class="quote-controls"></div>\n{quote.author}:</div>\n'
-            f"<blockquote>\n{inner}<p>{escape(quote.words)}</p>\n</blockquote>\n</aside>\n")
+    return (
+        f'<aside class="quote no-group" data-username="{quote.author}" data-post="1" data-topic="101">\n'
+        f'<div class="title">\n<div class="quote-controls"></div>\n{quote.author}:</div>\n'
+        f"<blockquote>\n{inner}<p>{escape(quote.words)}</p>\n</blockquote>\n</aside>\n"
+    )
 
 
 def render_post(post: Post, number: int) -> dict:
     return {
-        "id": post.id, "username": post.author, "name": post.author.title(), "post_number": number,
-        "created_at": post.at.isoformat().replace("+00:00", ".000Z"), "cooked": cooked(post), "post_type": 1,
-        "updated_at": post.at.isoformat(), "version": 2 if post.edited else 1,
-        "user_deleted": False, "deleted_at": post.at.isoformat() if post.deleted else None, "hidden": False,
-        "actions_summary": [{"id": 2, "count": post.likes}] if post.likes else [], "accepted_answer": post.accepted,
+        "id": post.id,
+        "username": post.author,
+        "name": post.author.title(),
+        "post_number": number,
+        "created_at": post.at.isoformat().replace("+00:00", ".000Z"),
+        "cooked": cooked(post),
+        "post_type": 1,
+        "updated_at": post.at.isoformat(),
+        "version": 2 if post.edited else 1,
+        "user_deleted": False,
+        "deleted_at": post.at.isoformat() if post.deleted else None,
+        "hidden": False,
+        "actions_summary": [{"id": 2, "count": post.likes}] if post.likes else [],
+        "accepted_answer": post.accepted,
     }
 
 
 def render_thread(thread: Thread, number: int, posts: list[Post], next_path: str | None) -> str:
     everything = thread.posts
     total = len(everything) + (1 if thread.loops_back else 0)
-    return json.dumps({
-        "id": thread.id, "title": thread.title, "slug": thread.slug, "posts_count": total,
-        "chunk_size": len(thread.pages[0]),
-        "post_stream": {"posts": [render_post(post, everything.index(post) + 1) for post in posts],
-                        "stream": [post.id for post in everything]},
-    })
+    return json.dumps(
+        {
+            "id": thread.id,
+            "title": thread.title,
+            "slug": thread.slug,
+            "posts_count": total,
+            "chunk_size": len(thread.pages[0]),
+            "post_stream": {
+                "posts": [render_post(post, everything.index(post) + 1) for post in posts],
+                "stream": [post.id for post in everything],
+            },
+        }
+    )

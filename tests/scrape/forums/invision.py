@@ -20,8 +20,10 @@ def thread_path(thread: Thread, page: int) -> str:
 
 
 def ips_time(moment) -> str:  # type: ignore[no-untyped-def]
-    return (f'<time datetime="{moment:%Y-%m-%dT%H:%M:%SZ}" title="{moment:%m/%d/%Y %I:%M  %p}" '
-            f'data-short="5 yr">{moment:%B %d, %Y}</time>')
+    return (
+        f'<time datetime="{moment:%Y-%m-%dT%H:%M:%SZ}" title="{moment:%m/%d/%Y %I:%M  %p}" '
+        f'data-short="5 yr">{moment:%B %d, %Y}</time>'
+    )
 
 
 def page(title: str, body: str, next_path: str | None, charset: str = "UTF-8") -> str:
@@ -47,7 +49,8 @@ def page(title: str, body: str, next_path: str | None, charset: str = "UTF-8") -
 
 
 def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
-    items = "\n".join(f"""<li class="ipsDataItem ipsDataItem_responsivePhoto" data-rowID="{i + 1}" data-location=""
+    items = "\n".join(
+        f"""<li class="ipsDataItem ipsDataItem_responsivePhoto" data-rowID="{i + 1}" data-location=""
   data-controller="forums.front.forum.topicRow">
   <div class="ipsDataItem_main"><h4 class="ipsDataItem_title ipsContained_container">
     <span class="ipsType_break ipsContained"><a href="{escape(row.url)}" class="" title="" data-ipsHover
@@ -61,29 +64,40 @@ def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
     <li><a href="/profile/4-someone/" class="ipsType_break">someone</a></li>
     <li class="ipsType_light"><a href="{escape(row.url)}?do=getLastComment" title="Go to last post"
       class="ipsType_blendLinks">{ips_time(row.last_post_at)}</a></li></ul>
-</li>""" for i, row in enumerate(rows))
-    body = f'<ol class="ipsClear ipsDataList cForumTopicTable cTopicList" data-role="tableRows">\n{items}\n</ol>'
+</li>"""
+        for i, row in enumerate(rows)
+    )
+    body = (
+        f'<ol class="ipsClear ipsDataList cForumTopicTable cTopicList" data-role="tableRows">\n{items}\n</ol>'
+    )
     return page("Skiing", body, next_path)
 
 
 def render_quote(quote: Quote) -> str:
     inner = render_quote(quote.inner) if quote.inner else ""
-    return (f'<blockquote class="ipsQuote" data-ipsquote="" data-ipsquote-username="{quote.author}" '
-            f'data-cite="{quote.author}" data-ipsquote-contentapp="forums"><div class="ipsQuote_citation">'
-            f'{quote.author} said:</div><div class="ipsQuote_contents">{inner}<p>{escape(quote.words)}</p></div>'
-            f'</blockquote>')
+    return (
+        f'<blockquote class="ipsQuote" data-ipsquote="" data-ipsquote-username="{quote.author}" '
+        f'data-cite="{quote.author}" data-ipsquote-contentapp="forums"><div class="ipsQuote_citation">'
+        f'{quote.author} said:</div><div class="ipsQuote_contents">{inner}<p>{escape(quote.words)}</p></div>'
+        f"</blockquote>"
+    )
 
 
 def reactions(post: Post) -> str:
     if not post.likes:
         return ""
     counts = [post.likes - post.likes // 2, post.likes // 2]
-    items = "".join(f'<li class="ipsReact_reactCount"><a href="/topic/1/?do=showReactionsComment&amp;reaction={n}"'
-                    f' data-ipsTooltip title="{name}"><span><img src="/uploads/reactions/react_{name.lower()}.png"'
-                    f' alt="{name}" loading="lazy"></span><span>{count}</span></a></li>'
-                    for n, (name, count) in enumerate(zip(REACTIONS, counts), start=1) if count)
-    return (f'<div class="ipsReact ipsPos_right"><div class="ipsReact_blurb" data-role="reactionBlurb">'
-            f'<ul class="ipsReact_reactions">{items}</ul></div></div>')
+    items = "".join(
+        f'<li class="ipsReact_reactCount"><a href="/topic/1/?do=showReactionsComment&amp;reaction={n}"'
+        f' data-ipsTooltip title="{name}"><span><img src="/uploads/reactions/react_{name.lower()}.png"'
+        f' alt="{name}" loading="lazy"></span><span>{count}</span></a></li>'
+        for n, (name, count) in enumerate(zip(REACTIONS, counts), start=1)
+        if count
+    )
+    return (
+        f'<div class="ipsReact ipsPos_right"><div class="ipsReact_blurb" data-role="reactionBlurb">'
+        f'<ul class="ipsReact_reactions">{items}</ul></div></div>'
+    )
 
 
 def render_post(thread: Thread, post: Post) -> str:
@@ -101,11 +115,19 @@ def render_post(thread: Thread, post: Post) -> str:
         body += f' <a href="{post.link[0]}" rel="external nofollow">{post.link[1]}</a>.'
     body += "</p>"
     if post.edited:
-        body += (f'<p><span class="ipsType_reset ipsType_medium ipsType_light" data-excludequote><strong>Edited '
-                 f'{ips_time(post.at)} by {post.author}</strong></span></p>')
-    signature = (f'<div data-role="memberSignature" class="ipsResponsive_hidePhone ipsPadding ipsClearfix">'
-                 f'<div class="ipsType_light ipsType_richText" data-ipsLazyLoad><p>{escape(post.signature)}</p></div>'
-                 f'</div>') if post.signature else ""
+        body += (
+            f'<p><span class="ipsType_reset ipsType_medium ipsType_light" data-excludequote><strong>Edited '
+            f"{ips_time(post.at)} by {post.author}</strong></span></p>"
+        )
+    signature = (
+        (
+            f'<div data-role="memberSignature" class="ipsResponsive_hidePhone ipsPadding ipsClearfix">'
+            f'<div class="ipsType_light ipsType_richText" data-ipsLazyLoad><p>{escape(post.signature)}</p></div>'
+            f"</div>"
+        )
+        if post.signature
+        else ""
+    )
     return f"""<a id="comment-{post.id}"></a>
 <article id="elComment_{post.id}" class="cPost ipsBox ipsResponsive_pull ipsComment ipsComment_parent ipsClearfix ipsClear
   ipsColumns ipsColumns_noSpacing ipsColumns_collapsePhone">

@@ -36,7 +36,8 @@ def page(title: str, body: str, next_path: str | None, charset: str = "UTF-8") -
 
 
 def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
-    items = "\n".join(f"""<tr class="inline_row">
+    items = "\n".join(
+        f"""<tr class="inline_row">
   <td align="center" class="trow1 forumdisplay_regular" width="2%"><span class="thread_status dot_folder" title="No new posts.">&nbsp;</span></td>
   <td align="center" class="trow1 forumdisplay_regular" width="2%">&nbsp;</td>
   <td class="trow1 forumdisplay_regular"><div>
@@ -48,7 +49,9 @@ def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
   <td class="trow1 forumdisplay_regular" style="white-space: nowrap; text-align: right;">
     <span class="lastpost smalltext">{mybb_date(row.last_post_at)}<br />
     <a href="{escape(row.url)}&amp;action=lastpost">Last Post</a>: <a href="/member.php?action=profile&amp;uid=4">someone</a></span></td>
-</tr>""" for i, row in enumerate(rows))
+</tr>"""
+        for i, row in enumerate(rows)
+    )
     body = f"""<table border="0" cellspacing="0" cellpadding="5" class="tborder clear">
 <tr><td class="thead" colspan="6"><div><strong>Skiing</strong></div></td></tr>
 <tr><td class="tcat" colspan="3"><span class="smalltext"><strong>Thread</strong></span></td></tr>
@@ -59,9 +62,11 @@ def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
 
 def render_quote(quote: Quote) -> str:
     inner = render_quote(quote.inner) if quote.inner else ""
-    return (f'<blockquote class="mycode_quote"><cite><span> (01-07-2019, 07:50 PM)</span>{quote.author} Wrote: '
-            f'<a href="/showthread.php?pid=1#pid1" class="quick_jump"></a></cite>{inner}{escape(quote.words)}'
-            f'</blockquote><br />')
+    return (
+        f'<blockquote class="mycode_quote"><cite><span> (01-07-2019, 07:50 PM)</span>{quote.author} Wrote: '
+        f'<a href="/showthread.php?pid=1#pid1" class="quick_jump"></a></cite>{inner}{escape(quote.words)}'
+        f"</blockquote><br />"
+    )
 
 
 def render_post(thread: Thread, number: int, post: Post) -> str:
@@ -74,10 +79,20 @@ def render_post(thread: Thread, number: int, post: Post) -> str:
   <div class="post_content"><div class="post_body scaleimages" id="pid_{post.id}">This post was deleted.</div></div></div>"""
     body = (render_quote(post.quote) if post.quote else "") + escape(post.words)
     if post.link:
-        body += f' <a href="{post.link[0]}" target="_blank" rel="noopener" class="mycode_url">{post.link[1]}</a>.'
-    edited = (f'<span class="edited_post">(This post was last modified: {mybb_date(post.at)} by '
-              f'<a href="/member.php?action=profile&amp;uid=3">{post.author}</a>.)</span>') if post.edited else ""
-    signature = f'<div class="signature scaleimages">\n{escape(post.signature)}\n</div>' if post.signature else ""
+        body += (
+            f' <a href="{post.link[0]}" target="_blank" rel="noopener" class="mycode_url">{post.link[1]}</a>.'
+        )
+    edited = (
+        (
+            f'<span class="edited_post">(This post was last modified: {mybb_date(post.at)} by '
+            f'<a href="/member.php?action=profile&amp;uid=3">{post.author}</a>.)</span>'
+        )
+        if post.edited
+        else ""
+    )
+    signature = (
+        f'<div class="signature scaleimages">\n{escape(post.signature)}\n</div>' if post.signature else ""
+    )
     return f"""<a name="pid{post.id}" id="pid{post.id}"></a>
 <div class="post " style="" id="post_{post.id}">
 {author}

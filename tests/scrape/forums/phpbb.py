@@ -22,8 +22,14 @@ def human(moment) -> str:  # type: ignore[no-untyped-def]
 
 
 def page(title: str, body: str, next_path: str | None, charset: str = "UTF-8") -> str:
-    nav = (f'<li class="arrow next"><a class="button button-icon-only" href="{escape(next_path)}" rel="next" '
-           f'role="button"><span>Next</span></a></li>') if next_path else ""
+    nav = (
+        (
+            f'<li class="arrow next"><a class="button button-icon-only" href="{escape(next_path)}" rel="next" '
+            f'role="button"><span>Next</span></a></li>'
+        )
+        if next_path
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html dir="ltr" lang="en-gb">
 <head><meta http-equiv="content-type" content="text/html; charset={charset}" />
@@ -36,7 +42,8 @@ def page(title: str, body: str, next_path: str | None, charset: str = "UTF-8") -
 
 
 def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
-    items = "\n".join(f"""<li class="row bg{1 + i % 2}">
+    items = "\n".join(
+        f"""<li class="row bg{1 + i % 2}">
   <dl class="row-item topic_read"><dt title="No unread posts"><div class="list-inner">
     <a href="{escape(row.url)}" class="topictitle">{escape(row.title)}</a>
     <div class="topic-poster responsive-hide left-box">by <a href="/memberlist.php?mode=viewprofile&amp;u=5"
@@ -44,7 +51,9 @@ def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
   <dd class="posts">{row.replies} <dfn>Replies</dfn></dd><dd class="views">121 <dfn>Views</dfn></dd>
   <dd class="lastpost"><span><dfn>Last post </dfn>by <a class="username">someone</a>
     <time datetime="{row.last_post_at.isoformat()}">{human(row.last_post_at)}</time></span></dd>
-  </dl></li>""" for i, row in enumerate(rows))
+  </dl></li>"""
+        for i, row in enumerate(rows)
+    )
     body = f"""<h2 class="forum-title"><a href="/viewforum.php?f=2">Skiing</a></h2>
 <div class="forumbg"><div class="inner">
 <ul class="topiclist"><li class="header"><dl class="row-item"><dt>Topics</dt></dl></li></ul>
@@ -56,9 +65,11 @@ def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
 
 def render_quote(quote: Quote) -> str:
     inner = render_quote(quote.inner) if quote.inner else ""
-    return (f'<blockquote cite="/viewtopic.php?p=1#p1"><div><cite><a href="/memberlist.php?mode=viewprofile&amp;u=2">'
-            f'{quote.author}</a> wrote: <span class="responsive-hide">Mon Jan 07, 2019</span></cite>'
-            f'{inner}{escape(quote.words)}</div></blockquote>')
+    return (
+        f'<blockquote cite="/viewtopic.php?p=1#p1"><div><cite><a href="/memberlist.php?mode=viewprofile&amp;u=2">'
+        f'{quote.author}</a> wrote: <span class="responsive-hide">Mon Jan 07, 2019</span></cite>'
+        f"{inner}{escape(quote.words)}</div></blockquote>"
+    )
 
 
 def render_post(thread: Thread, post: Post) -> str:
@@ -68,9 +79,17 @@ def render_post(thread: Thread, post: Post) -> str:
     body = (render_quote(post.quote) if post.quote else "") + escape(post.words)
     if post.link:
         body += f' <a href="{post.link[0]}" class="postlink">{post.link[1]}</a>.'
-    notice = (f'<div id="post_notice{post.id}" class="notice"><span>Last edited by {post.author} on '
-              f'{human(post.at)}, edited 1 time in total.</span></div>') if post.edited else ""
-    signature = f'<div id="sig{post.id}" class="signature">{escape(post.signature)}</div>' if post.signature else ""
+    notice = (
+        (
+            f'<div id="post_notice{post.id}" class="notice"><span>Last edited by {post.author} on '
+            f"{human(post.at)}, edited 1 time in total.</span></div>"
+        )
+        if post.edited
+        else ""
+    )
+    signature = (
+        f'<div id="sig{post.id}" class="signature">{escape(post.signature)}</div>' if post.signature else ""
+    )
     return f"""<div id="p{post.id}" class="post has-profile bg2"><div class="inner">
   <dl class="postprofile" id="profile{post.id}"><dt class="has-profile-rank no-avatar">
     <a href="/memberlist.php?mode=viewprofile&amp;u=3" class="username">{post.author}</a></dt>

@@ -98,8 +98,9 @@ class FixtureHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve_forum(folder: Path, faults: dict[str, list[Fault]] | None = None,
-                content_types: dict[str, str] | None = None) -> Iterator[tuple[str, ServerLog]]:
+def serve_forum(
+    folder: Path, faults: dict[str, list[Fault]] | None = None, content_types: dict[str, str] | None = None
+) -> Iterator[tuple[str, ServerLog]]:
     """(base URL, request log) of a server for folder, stopped on exit."""
     server = FixtureServer(folder, faults or {}, content_types or {})
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -35,14 +35,17 @@ def page(title: str, body: str, pagelinks: str = "", topic: int | None = None) -
 
 
 def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
-    items = "\n".join(f"""<tr>
+    items = "\n".join(
+        f"""<tr>
   <td class="icon1 windowbg"><img src="xx.gif" alt="" /></td>
   <td class="subject windowbg2"><div><span id="msg_{i}"><a href="{escape(row.url)}">{escape(row.title)}</a></span>
     <p>Started by <a href="/index.php?action=profile;u=9" title="View the profile of {row.starter}">{row.starter}</a></p></div></td>
   <td class="stats windowbg">{row.replies} Replies<br />204 Views</td>
   <td class="lastpost windowbg2"><a href="{escape(row.url)}#new"><img src="last_post.gif" alt="Last post" /></a>
     {smf_date(row.last_post_at)}<br />by <a href="/index.php?action=profile;u=3">someone</a></td>
-</tr>""" for i, row in enumerate(rows))
+</tr>"""
+        for i, row in enumerate(rows)
+    )
     body = f"""<div class="tborder topic_table" id="messageindex"><table class="table_grid" cellspacing="0">
 <thead><tr class="catbg"><th scope="col" class="first_th" width="8%" colspan="2">&nbsp;</th><th scope="col">Subject</th></tr></thead>
 <tbody>{items}</tbody></table></div>"""
@@ -56,25 +59,33 @@ def next_page_link(next_path: str | None) -> str:
 def render_quote(quote: Quote, depth: int = 0) -> str:
     inner = render_quote(quote.inner, depth + 1) if quote.inner else ""
     style = "bbc_alternate_quote" if depth % 2 else "bbc_standard_quote"
-    return (f'<div class="quoteheader"><div class="topslice_quote"><a href="/index.php?topic=1.msg1#msg1">Quote from: '
-            f'{quote.author} on January 07, 2019, 07:50:00 PM</a></div></div><blockquote class="{style}">{inner}'
-            f'{escape(quote.words)}</blockquote><div class="quotefooter"><div class="botslice_quote"></div></div>')
+    return (
+        f'<div class="quoteheader"><div class="topslice_quote"><a href="/index.php?topic=1.msg1#msg1">Quote from: '
+        f'{quote.author} on January 07, 2019, 07:50:00 PM</a></div></div><blockquote class="{style}">{inner}'
+        f'{escape(quote.words)}</blockquote><div class="quotefooter"><div class="botslice_quote"></div></div>'
+    )
 
 
 def render_post(thread: Thread, number: int, post: Post) -> str:
     body = (render_quote(post.quote) if post.quote else "") + escape(post.words)
     if post.link:
         body += f' <a href="{post.link[0]}" class="bbc_link" target="_blank">{post.link[1]}</a>.'
-    modified = f"&#171; <em>Last Edit: {smf_date(post.at)} by {post.author}</em> &#187;" if post.edited else ""
-    signature = f'<div class="signature" id="msg_{post.id}_signature">{escape(post.signature)}</div>' if post.signature else ""
+    modified = (
+        f"&#171; <em>Last Edit: {smf_date(post.at)} by {post.author}</em> &#187;" if post.edited else ""
+    )
+    signature = (
+        f'<div class="signature" id="msg_{post.id}_signature">{escape(post.signature)}</div>'
+        if post.signature
+        else ""
+    )
     return f"""<a id="msg{post.id}"></a>
-<div class="windowbg{2 if number % 2 else ''}"><span class="topslice"><span></span></span>
+<div class="windowbg{2 if number % 2 else ""}"><span class="topslice"><span></span></span>
 <div class="post_wrapper">
   <div class="poster"><h4><a href="/index.php?action=profile;u=2" title="View the profile of {post.author}">{post.author}</a></h4>
     <ul class="reset smalltext" id="msg_{post.id}_extra_info"><li class="postgroup">Newbie</li></ul></div>
   <div class="postarea"><div class="flow_hidden"><div class="keyinfo">
     <h5 id="subject_{post.id}"><a href="{thread_path(thread, 1)}.msg{post.id}#msg{post.id}">Re: {escape(thread.title)}</a></h5>
-    <div class="smalltext">&#171; <strong>{'Reply #' + str(number) + ' ' if number > 1 else ''}on:</strong> {smf_date(post.at)} &#187;</div>
+    <div class="smalltext">&#171; <strong>{"Reply #" + str(number) + " " if number > 1 else ""}on:</strong> {smf_date(post.at)} &#187;</div>
     <div id="msg_{post.id}_quick_mod"></div></div></div>
     <div class="post"><div class="inner" id="msg_{post.id}">{body}</div></div></div>
   <div class="moderatorbar"><div class="smalltext modified" id="modified_{post.id}">{modified}</div>

@@ -20,8 +20,14 @@ def vb_date(moment) -> str:  # type: ignore[no-untyped-def]
 
 
 def page(title: str, body: str, next_path: str | None, charset: str = "ISO-8859-1") -> str:
-    nav = (f'<span class="prev_next"><a rel="next" href="{escape(next_path)}" title="Next Page">'
-           f'<img src="images/pagination/next-right.png" alt="Next" /></a></span>') if next_path else ""
+    nav = (
+        (
+            f'<span class="prev_next"><a rel="next" href="{escape(next_path)}" title="Next Page">'
+            f'<img src="images/pagination/next-right.png" alt="Next" /></a></span>'
+        )
+        if next_path
+        else ""
+    )
     return f"""<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
 <html xmlns="http://www.w3.org/1999/xhtml" dir="ltr" lang="en" id="vbulletin_html">
 <head><meta http-equiv="Content-Type" content="text/html; charset={charset}" />
@@ -34,7 +40,8 @@ def page(title: str, body: str, next_path: str | None, charset: str = "ISO-8859-
 
 
 def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
-    items = "\n".join(f"""<li class="threadbit " id="thread_{i}"><div class="rating0 nonsticky">
+    items = "\n".join(
+        f"""<li class="threadbit " id="thread_{i}"><div class="rating0 nonsticky">
   <div class="threadinfo" title=""><div class="inner"><h3 class="threadtitle">
     <a class="title" href="{escape(row.url)}" id="thread_title_{i}">{escape(row.title)}</a></h3>
     <div class="threadmeta"><div class="author"><span class="label">Started by
@@ -44,9 +51,14 @@ def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
   <dl class="threadlastpost td"><dt class="lastpostby hidden">Last Post By:</dt>
     <dd><div class="popupmenu memberaction"><a class="username offline popupctrl"><strong>someone</strong></a></div></dd>
     <dd>{vb_date(row.last_post_at)}</dd></dl>
-</div></li>""" for i, row in enumerate(rows))
-    return page("Skiing", f'<div id="threadlist" class="threadlist"><ol id="threads" class="threads">{items}</ol></div>',
-                next_path)
+</div></li>"""
+        for i, row in enumerate(rows)
+    )
+    return page(
+        "Skiing",
+        f'<div id="threadlist" class="threadlist"><ol id="threads" class="threads">{items}</ol></div>',
+        next_path,
+    )
 
 
 def render_quote(quote: Quote) -> str:
@@ -68,10 +80,22 @@ def render_post(thread: Thread, number: int, post: Post) -> str:
     body = (render_quote(post.quote) if post.quote else "") + escape(post.words)
     if post.link:
         body += f' <a href="{post.link[0]}" target="_blank">{post.link[1]}</a>.'
-    edited = (f'<blockquote class="postcontent lastedited">Last edited by {post.author}; {vb_date(post.at)}.'
-              f'</blockquote>') if post.edited else ""
-    signature = (f'<blockquote class="signature restore"><div class="signaturecontainer">{escape(post.signature)}'
-                 f'</div></blockquote>') if post.signature else ""
+    edited = (
+        (
+            f'<blockquote class="postcontent lastedited">Last edited by {post.author}; {vb_date(post.at)}.'
+            f"</blockquote>"
+        )
+        if post.edited
+        else ""
+    )
+    signature = (
+        (
+            f'<blockquote class="signature restore"><div class="signaturecontainer">{escape(post.signature)}'
+            f"</div></blockquote>"
+        )
+        if post.signature
+        else ""
+    )
     return f"""<li class="postbitlegacy postbitim postcontainer old" id="post_{post.id}">
   {head}
   <div class="postdetails"><div class="userinfo"><div class="username_container">
@@ -98,8 +122,10 @@ def thanks_box(post: Post) -> str:
 
 
 def render_thread(thread: Thread, number: int, posts: list[Post], next_path: str | None) -> str:
-    title = (f'<div id="pagetitle" class="pagetitle"><h1>Thread: <span class="threadtitle">'
-             f'<a href="{thread_path(thread, 1)}">{escape(thread.title)}</a></span></h1></div>')
+    title = (
+        f'<div id="pagetitle" class="pagetitle"><h1>Thread: <span class="threadtitle">'
+        f'<a href="{thread_path(thread, 1)}">{escape(thread.title)}</a></span></h1></div>'
+    )
     items = "\n".join(render_post(thread, i + 1, post) for i, post in enumerate(posts))
     body = f'{title}<div id="postlist" class="postlist restrain"><ol id="posts" class="posts" start="1">{items}</ol></div>'
     return page(thread.title, body, next_path)

@@ -16,12 +16,16 @@ def thread_path(thread: Thread, page: int) -> str:
 
 
 def xf_time(moment, css: str = "u-dt") -> str:  # type: ignore[no-untyped-def]
-    return (f'<time class="{css}" dir="auto" datetime="{moment:%Y-%m-%dT%H:%M:%S+0000}" '
-            f'data-time="{int(moment.timestamp())}" title="{moment:%b %d, %Y at %I:%M %p}">{moment:%b %d, %Y}</time>')
+    return (
+        f'<time class="{css}" dir="auto" datetime="{moment:%Y-%m-%dT%H:%M:%S+0000}" '
+        f'data-time="{int(moment.timestamp())}" title="{moment:%b %d, %Y at %I:%M %p}">{moment:%b %d, %Y}</time>'
+    )
 
 
 def page(title: str, body: str, next_path: str | None, charset: str = "utf-8") -> str:
-    nav = f'<a href="{escape(next_path)}" class="pageNav-jump pageNav-jump--next">Next</a>' if next_path else ""
+    nav = (
+        f'<a href="{escape(next_path)}" class="pageNav-jump pageNav-jump--next">Next</a>' if next_path else ""
+    )
     return f"""<!DOCTYPE html>
 <html id="XF" lang="en-US" dir="LTR" data-app="public" data-template="thread_view" class="has-no-js">
 <head><meta charset="{charset}" /><title>{escape(title)} | Ski Club</title></head>
@@ -34,7 +38,8 @@ def page(title: str, body: str, next_path: str | None, charset: str = "utf-8") -
 
 
 def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
-    items = "\n".join(f"""<div class="structItem structItem--thread js-inlineModContainer" data-author="{row.starter}">
+    items = "\n".join(
+        f"""<div class="structItem structItem--thread js-inlineModContainer" data-author="{row.starter}">
   <div class="structItem-cell structItem-cell--main" data-xf-init="touch-proxy"><div class="structItem-title">
     <a href="{escape(row.url)}" class="" data-tp-primary="on" data-xf-init="preview-tooltip">{escape(row.title)}</a></div>
     <div class="structItem-minor"><ul class="structItem-parts"><li><a href="/members/x.9/" class="username">{row.starter}</a></li></ul></div></div>
@@ -43,7 +48,9 @@ def render_list(rows: list[Row], next_path: str | None, number: int) -> str:
     <dl class="pairs pairs--justified structItem-minor"><dt>Views</dt><dd>1K</dd></dl></div>
   <div class="structItem-cell structItem-cell--latest"><a href="{escape(row.url)}latest" rel="nofollow">
     {xf_time(row.last_post_at, "structItem-latestDate u-dt")}</a></div>
-</div>""" for row in rows)
+</div>"""
+        for row in rows
+    )
     body = f'<div class="structItemContainer"><div class="structItemContainer-group js-threadList">{items}</div></div>'
     return page("Skiing", body, next_path)
 
@@ -74,8 +81,11 @@ def render_post(thread: Thread, post: Post) -> str:
         reactions = f"""<div class="reactionsBar js-reactionsList is-active"><ul class="reactionSummary">
       <li><span class="reaction reaction--small reaction--1" data-reaction-id="1"><img src="data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7" class="reaction-sprite js-reaction" alt="Like" title="Like" /></span></li></ul>
       <span class="u-srOnly">Reactions:</span><a class="reactionsBar-link" href="/posts/{post.id}/reactions" data-xf-click="overlay" rel="nofollow">{names}{rest}</a></div>"""
-    signature = (f'<aside class="message-signature"><div class="bbWrapper">{escape(post.signature)}</div></aside>'
-                 if post.signature else "")
+    signature = (
+        f'<aside class="message-signature"><div class="bbWrapper">{escape(post.signature)}</div></aside>'
+        if post.signature
+        else ""
+    )
     return f"""<article class="message message--post js-post js-inlineModContainer" data-author="{post.author}"
   data-content="post-{post.id}" id="js-post-{post.id}"><span class="u-anchorTarget" id="post-{post.id}"></span>
   <div class="message-inner"><div class="message-cell message-cell--user"><section class="message-user">

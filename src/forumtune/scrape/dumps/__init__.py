@@ -24,13 +24,17 @@ def run_import(dump_format: str, paths: list[Path], store_path: Path, console: C
         raise ScrapeError(f"--format {dump_format!r} is unknown; pick one of {sorted(READERS)}")
     missing = [path for path in paths if not path.is_file()]
     if missing:
-        raise ScrapeError(f"{missing[0]} is not a file: give the dump's Posts.xml (then Comments.xml if wanted) "
-                          "for stackexchange, or its JSON lines files, submissions first, for reddit")
+        raise ScrapeError(
+            f"{missing[0]} is not a file: give the dump's Posts.xml (then Comments.xml if wanted) "
+            "for stackexchange, or its JSON lines files, submissions first, for reddit"
+        )
     summary = ImportSummary()
     with ForumStore(store_path) as store:
         for path in paths:
             import_rows(store, path, READERS[dump_format](path), summary, console)
-        console.print(f"imported {summary.threads} threads and {summary.posts} posts from {len(paths)} file(s) "
-                      f"into {store_path} ({store.thread_count()} threads, {store.post_count()} posts in all)"
-                      + (f"; skipped: {dict(summary.skipped)}" if summary.skipped else ""))
+        console.print(
+            f"imported {summary.threads} threads and {summary.posts} posts from {len(paths)} file(s) "
+            f"into {store_path} ({store.thread_count()} threads, {store.post_count()} posts in all)"
+            + (f"; skipped: {dict(summary.skipped)}" if summary.skipped else "")
+        )
     return summary

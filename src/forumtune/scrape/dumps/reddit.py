@@ -43,10 +43,15 @@ def to_post(item: dict, text: str) -> ScrapedPost:
     words, quotes = split_quotes(text)
     author = item.get("author")
     score = item.get("score")
-    return ScrapedPost(external_id=f"t1_{item['id']}" if "body" in item else f"t3_{item['id']}",
-                       author=None if author in (None, "[deleted]") else author,
-                       posted_at=parse_date(str(item.get("created_utc") or "")), text=words, quotes=quotes,
-                       links=URL.findall(words), score=int(score) if isinstance(score, int | float) else None)
+    return ScrapedPost(
+        external_id=f"t1_{item['id']}" if "body" in item else f"t3_{item['id']}",
+        author=None if author in (None, "[deleted]") else author,
+        posted_at=parse_date(str(item.get("created_utc") or "")),
+        text=words,
+        quotes=quotes,
+        links=URL.findall(words),
+        score=int(score) if isinstance(score, int | float) else None,
+    )
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, DumpRow | str]]:
@@ -63,13 +68,22 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, DumpRow | str]]:
             if "title" in item and "id" in item:  # a submission
                 yield file.tell(), DumpThread(thread_url(item["id"]), item["id"], item["title"])
                 selftext = item.get("selftext") or ""  # a link post has none: the title is the question
-                yield file.tell(), DumpPost(thread_url(item["id"]), to_post(item, "" if selftext in GONE else selftext))
+                yield (
+                    file.tell(),
+                    DumpPost(thread_url(item["id"]), to_post(item, "" if selftext in GONE else selftext)),
+                )
             elif "body" in item and "link_id" in item:  # a comment
                 if item["body"] in GONE:
                     yield file.tell(), "deleted"
                     continue
                 parent = item.get("parent_id") or ""
-                yield file.tell(), DumpPost(thread_url(item["link_id"].removeprefix("t3_")), to_post(item, item["body"]),
-                                            parent_id=parent if parent.startswith("t1_") else None)
+                yield (
+                    file.tell(),
+                    DumpPost(
+                        thread_url(item["link_id"].removeprefix("t3_")),
+                        to_post(item, item["body"]),
+                        parent_id=parent if parent.startswith("t1_") else None,
+                    ),
+                )
             else:
                 yield file.tell(), "not_a_submission_or_comment"

@@ -45,16 +45,27 @@ def read_body(body: Node) -> tuple[str, list[str], list[str]]:
         drop_all(quote, "blockquote", keep_root=True)
         quotes.append(node_text(quote).strip())
         quote.decompose()
-    return node_text(body).strip(), [quote for quote in quotes if quote], links_in(body, "https://stackexchange.com/")
+    return (
+        node_text(body).strip(),
+        [quote for quote in quotes if quote],
+        links_in(body, "https://stackexchange.com/"),
+    )
 
 
 def to_post(row: dict[str, str], body: tuple[str, list[str], list[str]]) -> ScrapedPost:
     text, quotes, links = body
     author = row.get("OwnerDisplayName") or (f"user{row['OwnerUserId']}" if row.get("OwnerUserId") else None)
     score = row.get("Score")
-    return ScrapedPost(external_id=row["Id"], author=author, posted_at=parse_date(row.get("CreationDate")),
-                       text=text, quotes=quotes, links=links, score=int(score) if score else None,
-                       accepted=False if row.get("PostTypeId") == ANSWER else None)
+    return ScrapedPost(
+        external_id=row["Id"],
+        author=author,
+        posted_at=parse_date(row.get("CreationDate")),
+        text=text,
+        quotes=quotes,
+        links=links,
+        score=int(score) if score else None,
+        accepted=False if row.get("PostTypeId") == ANSWER else None,
+    )
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, list[dict[str, str]]]]:
@@ -75,8 +86,11 @@ def read_posts_xml(path: Path) -> Iterator[tuple[int, DumpRow | str]]:
     """(bytes read, row) for every <row> of Posts.xml; a string says why a row is not stored."""
     accepted: set[str] = set()  # answers that their question marked accepted, still to come
     for offset, chunk in read_rows(path):
-        posts = [row for row in chunk if row.get("PostTypeId") == QUESTION
-                 or (row.get("PostTypeId") == ANSWER and row.get("ParentId"))]
+        posts = [
+            row
+            for row in chunk
+            if row.get("PostTypeId") == QUESTION or (row.get("PostTypeId") == ANSWER and row.get("ParentId"))
+        ]
         bodies = dict(zip((row["Id"] for row in posts), read_bodies([row.get("Body", "") for row in posts])))
         for row in chunk:
             if row["Id"] not in bodies:
@@ -102,8 +116,13 @@ def read_comments_xml(path: Path) -> Iterator[tuple[int, DumpRow | str]]:
                 continue
             author = row.get("UserDisplayName") or (f"user{row['UserId']}" if row.get("UserId") else None)
             score = row.get("Score")
-            post = ScrapedPost(external_id=f"comment{row['Id']}", author=author, text=row["Text"].strip(),
-                               posted_at=parse_date(row.get("CreationDate")), score=int(score) if score else None)
+            post = ScrapedPost(
+                external_id=f"comment{row['Id']}",
+                author=author,
+                text=row["Text"].strip(),
+                posted_at=parse_date(row.get("CreationDate")),
+                score=int(score) if score else None,
+            )
             yield offset, DumpComment(row["PostId"], post)
 
 

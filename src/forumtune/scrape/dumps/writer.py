@@ -45,7 +45,9 @@ class DumpAccepted:
     external_id: str
 
 
-DumpRow = DumpThread | DumpPost | DumpComment | DumpAccepted | None  # None: a row read but not stored (skipped)
+DumpRow = (
+    DumpThread | DumpPost | DumpComment | DumpAccepted | None
+)  # None: a row read but not stored (skipped)
 
 
 @dataclass
@@ -57,16 +59,26 @@ class ImportSummary:
     skipped: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
-        return {"rows": self.rows, "threads": self.threads, "posts": self.posts,
-                "resumed_after": self.resumed_after, "skipped": dict(self.skipped)}
+        return {
+            "rows": self.rows,
+            "threads": self.threads,
+            "posts": self.posts,
+            "resumed_after": self.resumed_after,
+            "skipped": dict(self.skipped),
+        }
 
 
 def progress_key(path: Path) -> str:
     return f"import_rows:{path.resolve()}"
 
 
-def import_rows(store: ForumStore, path: Path, rows: Iterator[tuple[int, DumpRow | str]],
-                summary: ImportSummary, console: Console | None = None) -> None:
+def import_rows(
+    store: ForumStore,
+    path: Path,
+    rows: Iterator[tuple[int, DumpRow | str]],
+    summary: ImportSummary,
+    console: Console | None = None,
+) -> None:
     """Store the rows of one dump file; `rows` yields (bytes read so far, row or a reason it was skipped)."""
     key = progress_key(path)
     done = int(store.get_meta(key) or 0)
@@ -90,8 +102,14 @@ def import_rows(store: ForumStore, path: Path, rows: Iterator[tuple[int, DumpRow
     store.set_meta(CRAWL_COMPLETE, "1")  # nothing to resume on the forum's side: build may read it
 
 
-def store_batch(store: ForumStore, batch: Iterable[DumpRow | str], key: str, rows_done: int, position: int,
-                summary: ImportSummary) -> int:
+def store_batch(
+    store: ForumStore,
+    batch: Iterable[DumpRow | str],
+    key: str,
+    rows_done: int,
+    position: int,
+    summary: ImportSummary,
+) -> int:
     with store.db:
         for row in batch:
             summary.rows += 1
@@ -129,9 +147,15 @@ class FileProgress:
     """A progress bar over the bytes of the dump file read so far."""
 
     def __init__(self, path: Path, console: Console | None):
-        self.progress = Progress(TextColumn(f"import {path.name}"), BarColumn(), DownloadColumn(),
-                                 TimeElapsedColumn(), console=console,
-                                 disable=console is None or not console.is_terminal, transient=True)
+        self.progress = Progress(
+            TextColumn(f"import {path.name}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=console is None or not console.is_terminal,
+            transient=True,
+        )
         self.task = self.progress.add_task("import", total=path.stat().st_size)
 
     def __enter__(self):  # type: ignore[no-untyped-def]

@@ -39,8 +39,10 @@ def get_profile(config: ScrapeConfig) -> SiteProfile:
         return MarkupProfile("generic", config.selectors)
     profiles = builtin_profiles()
     if config.site == AUTO:
-        raise ConfigError("scrape.site is auto: the crawl decides the profile from the first page it fetches; "
-                          "name one (`forumtune scrape CONFIG --probe URL` says which) to read pages without a crawl")
+        raise ConfigError(
+            "scrape.site is auto: the crawl decides the profile from the first page it fetches; "
+            "name one (`forumtune scrape CONFIG --probe URL` says which) to read pages without a crawl"
+        )
     if config.site not in profiles:
         raise ConfigError(
             f"scrape.site {config.site!r} is unknown; pick one of {[*sorted(profiles), 'generic', AUTO]} "

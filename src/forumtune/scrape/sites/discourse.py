@@ -54,7 +54,12 @@ def parse_cooked(cooked: str, page_url: str) -> tuple[str, list[str], list[str]]
 
 
 def parse_post(post: dict[str, Any], page_url: str) -> ScrapedPost | None:
-    if post.get("deleted_at") or post.get("user_deleted") or post.get("hidden") or post.get("post_type", 1) != 1:
+    if (
+        post.get("deleted_at")
+        or post.get("user_deleted")
+        or post.get("hidden")
+        or post.get("post_type", 1) != 1
+    ):
         return None  # deleted, hidden, or a moderator action / whisper rather than a post
     text, quotes, links = parse_cooked(post.get("cooked") or "", page_url)
     return ScrapedPost(
@@ -110,7 +115,9 @@ class DiscourseProfile:
         page = page_number(page_url)
         per_page = int(data.get("chunk_size") or POSTS_PER_PAGE)
         more = bool(raw_posts) and int(data.get("posts_count", 0)) > page * per_page
-        return ThreadPage(title=data.get("title"), posts=posts, next_url=with_page(page_url, page + 1) if more else None)
+        return ThreadPage(
+            title=data.get("title"), posts=posts, next_url=with_page(page_url, page + 1) if more else None
+        )
 
 
 PROFILE = DiscourseProfile()

@@ -84,7 +84,7 @@ def _parse_prose_date(value: str, now: datetime | None) -> str | None:
     for word, days in (("today", 0), ("yesterday", 1)):
         if text.lower().startswith(word):
             day = (now - timedelta(days=days)).strftime("%Y-%m-%d")
-            text = day + text[len(word):]
+            text = day + text[len(word) :]
     try:
         parsed = date_parser.parse(text.replace(" at ", " "), fuzzy=True)
     except (ValueError, OverflowError):

@@ -41,14 +41,20 @@ class MarkupProfile:
     def parse_thread_list(self, html: str, page_url: str) -> ThreadListPage:
         tree = HTMLParser(html)
         page_url = document_base(tree, page_url)
-        s = max(self.variants, key=lambda v: sum(row.css_first(v.thread_link) is not None for row in tree.css(v.thread_row)))
+        s = max(
+            self.variants,
+            key=lambda v: sum(row.css_first(v.thread_link) is not None for row in tree.css(v.thread_row)),
+        )
         threads = [ref for row in tree.css(s.thread_row) if (ref := self.thread_ref(row, page_url, s))]
         return ThreadListPage(threads=threads, next_url=self.next_url(tree, page_url, s))
 
     def parse_thread_page(self, html: str, page_url: str) -> ThreadPage:
         tree = HTMLParser(html)
         page_url = document_base(tree, page_url)
-        s = max(self.variants, key=lambda v: sum(node.css_first(v.post_body) is not None for node in tree.css(v.post)))
+        s = max(
+            self.variants,
+            key=lambda v: sum(node.css_first(v.post_body) is not None for node in tree.css(v.post)),
+        )
         posts = [post for node in tree.css(s.post) if (post := self.parse_post(node, page_url, s))]
         posts = with_zero_signals(posts)
         title = first_text(tree.root, s.thread_title) if tree.root is not None else None
@@ -122,5 +128,11 @@ def with_zero_signals(posts: list[ScrapedPost]) -> list[ScrapedPost]:
     has_score = any(post.score is not None for post in posts)
     if not (has_likes or has_score):
         return posts
-    return [replace(post, likes=0 if has_likes and post.likes is None else post.likes,
-                    score=0 if has_score and post.score is None else post.score) for post in posts]
+    return [
+        replace(
+            post,
+            likes=0 if has_likes and post.likes is None else post.likes,
+            score=0 if has_score and post.score is None else post.score,
+        )
+        for post in posts
+    ]

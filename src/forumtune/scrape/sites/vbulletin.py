@@ -40,7 +40,10 @@ VBULLETIN_3 = SiteSelectors(
     post_body="div[id^=post_message_]",
     quote=QUOTE_3,
     signature="div[id^=post_message_] ~ div:not(.smallfont):not(:has(div.smallfont))",
-    remove=['div[style*="margin:20px"] > div.smallfont', 'td.alt2 > div:first-child:has(+ div[style*="italic"])'],
+    remove=[
+        'div[style*="margin:20px"] > div.smallfont',
+        'td.alt2 > div:first-child:has(+ div[style*="italic"])',
+    ],
     deleted="td.thead img[alt=Deleted]",
     post_likes=THANKS,
 )

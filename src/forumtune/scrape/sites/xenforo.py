@@ -18,7 +18,12 @@ XENFORO_2 = SiteSelectors(
     post_body="article.message-body div.bbWrapper, div.bbWrapper",
     quote="blockquote.bbCodeBlock--quote",
     signature="aside.message-signature",
-    remove=["div.message-lastEdit", "div.js-selectToQuoteEnd", "div.bbCodeBlock-title", "div.bbCodeBlock-expandLink"],
+    remove=[
+        "div.message-lastEdit",
+        "div.js-selectToQuoteEnd",
+        "div.bbCodeBlock-title",
+        "div.bbCodeBlock-expandLink",
+    ],
     deleted=".message--deleted",
     post_likes=".reactionsBar-link",  # "alice, bob and 3 others"; absent when nobody reacted
 )

@@ -29,6 +29,22 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").exists()
 
 
+def resolve_model_setting(setting: str | None, key: str, off_means: str) -> Path | None:
+    """A `*.embedding_model` setting as a model dir: None (off), `auto` (the bundled weights, None when the
+    extra is not installed) or a local dir. Raises ValueError naming `key` for a path that holds no model."""
+    if setting is None:
+        return None
+    if setting == "auto":
+        return bundled_model_dir()
+    path = Path(setting).expanduser()
+    if not is_model_dir(path):
+        raise ValueError(
+            f"{key} {setting!r} is not a model dir (no config.json there); give a local sentence-embedding "
+            f"model dir, `auto`, or null {off_means}"
+        )
+    return path.resolve()
+
+
 class SentenceEmbedder:
     def __init__(self, model_dir: Path, device: torch.device):
         self.device = device

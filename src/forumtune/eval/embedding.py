@@ -9,24 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from forumtune.errors import EvalError
-from forumtune.sentence_embedding import SentenceEmbedder, bundled_model_dir, is_model_dir
+from forumtune.sentence_embedding import SentenceEmbedder, resolve_model_setting
 
 __all__ = ["SentenceEmbedder", "embedding_similarities", "find_embedding_model"]
 
 
 def find_embedding_model(setting: str | None) -> Path | None:
     """The model dir to use, or None when the similarity is off or no local model is installed."""
-    if setting is None:
-        return None
-    if setting == "auto":
-        return bundled_model_dir()
-    path = Path(setting).expanduser()
-    if not is_model_dir(path):
-        raise EvalError(
-            f"eval.embedding_model {setting!r} is not a model dir (no config.json there); give a "
-            "local sentence-embedding model dir, `auto`, or null to skip embedding similarity"
-        )
-    return path
+    try:
+        return resolve_model_setting(setting, "eval.embedding_model", "to skip embedding similarity")
+    except ValueError as exc:
+        raise EvalError(str(exc)) from None
 
 
 def embedding_similarities(

@@ -26,7 +26,7 @@ from forumtune.forum_store import ForumStore, LocatedPost
 from forumtune.layout import RunLayout
 from forumtune.retrieval.search_index import NewPassage, SearchIndex, SourceKey
 from forumtune.retrieval.vectors import VectorIndex
-from forumtune.sentence_embedding import SentenceEmbedder, bundled_model_dir, is_model_dir
+from forumtune.sentence_embedding import SentenceEmbedder, resolve_model_setting
 
 INDEX_FORMAT = 1  # bump when what a passage is made of changes: every index is rebuilt once
 EMBED_BATCH = 64
@@ -43,18 +43,10 @@ class Changes:
 
 
 def embedding_model_dir(config: Config) -> Path | None:
-    setting = config.index.embedding_model
-    if setting is None:
-        return None
-    if setting == "auto":
-        return bundled_model_dir()
-    path = Path(setting).expanduser()
-    if not is_model_dir(path):
-        raise RetrievalError(
-            f"index.embedding_model {setting!r} is not a model dir (no config.json there); give a "
-            "local sentence-embedding model dir, `auto`, or null for BM25 alone"
-        )
-    return path.resolve()
+    try:
+        return resolve_model_setting(config.index.embedding_model, "index.embedding_model", "for BM25 alone")
+    except ValueError as exc:
+        raise RetrievalError(str(exc)) from None
 
 
 def index_settings(config: Config, model_dir: Path | None) -> str:

@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from forumtune.config import load_config
+from forumtune.layout import RunLayout
 from forumtune.train.interrupt import StopRequest, TrainingStopped
 from forumtune.train.loop import run_train, setup, train
 from forumtune.train.resume import changed_settings, training_settings
@@ -38,7 +39,7 @@ def files_of(directory):
 
 def stopped_after_three_steps(config):
     """A training that a Ctrl-C stopped after step 3: checkpoints of steps 2 and 3, and the best adapter."""
-    run = setup(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+    run = setup(config, config.run_dir / "dataset", RunLayout.of(config), CONSOLE)
     request = StopRequest()
     original = run.reporter.write
 

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM
 from forumtune.base_model import resolve_base_model
 from forumtune.config import load_config
 from forumtune.errors import ConfigError, TrainError
+from forumtune.layout import RunLayout
 from forumtune.train.batches import micro_batches
 from forumtune.train.loop import run_train, setup, train
 from forumtune.train.optim import make_scheduler
@@ -90,7 +91,7 @@ def test_training_is_the_same_whichever_4bit_layout_the_cpu_would_pick(
 
 
 def test_nan_in_a_batch_stops_training_naming_step_micro_batch_and_examples(train_config):
-    run = setup(train_config, train_config.run_dir / "dataset", train_config.run_dir, CONSOLE)
+    run = setup(train_config, train_config.run_dir / "dataset", RunLayout.of(train_config), CONSOLE)
     calls = {"count": 0}
 
     def poison_third_micro_batch(module, inputs, output):

@@ -73,18 +73,18 @@ def exit_status(signum: int) -> int:
     return 128 + signum
 
 
-def stop_message(run_dir: Path, stopped: BaseException) -> str:
+def stop_message(layout: RunLayout, stopped: BaseException) -> str:
     """For stderr: what stopped the run, the last step saved, and the command that resumes."""
     signum = getattr(stopped, "signum", signal.SIGINT)
     how = SIGNAL_NAMES.get(signum, f"signal {signum}")
     if isinstance(stopped, TrainingStopped):
         first = f"training stopped by {how} after step {stopped.step}, saved in {stopped.checkpoint}."
     else:
-        saved = checkpoint_dirs(RunLayout(run_dir).checkpoints)
+        saved = checkpoint_dirs(layout.checkpoints)
         last = (
             f"the last saved step is {checkpoint_step(saved[-1])} ({saved[-1]})"
             if saved
             else "no step was saved yet (rerunning starts from step 0)"
         )
         first = f"training stopped by {how} without saving its current step; {last}."
-    return f"{first}\nTo resume: {rerun_command(run_dir, restart=False)}"
+    return f"{first}\nTo resume: {rerun_command(layout, restart=False)}"

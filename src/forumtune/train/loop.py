@@ -87,7 +87,7 @@ class PreparedStep:
 @dataclass
 class TrainingRun:
     config: Config
-    run_dir: Path
+    layout: RunLayout  # every path of the run dir this training writes into
     device: torch.device
     ranks: Ranks
     tokenizer: PreTrainedTokenizerBase
@@ -103,11 +103,6 @@ class TrainingRun:
     graphs: LayerGraphs | None = None
     prepared_step: PreparedStep | None = None  # the next step's batches, prepared during this one
     settings: dict[str, Any] = field(default_factory=dict)  # what a checkpoint must share to be resumed
-
-    @property
-    def layout(self) -> RunLayout:
-        """Every path of the run dir this training writes into."""
-        return RunLayout(self.run_dir)
 
 
 @dataclass(frozen=True)
@@ -140,14 +135,15 @@ def run_train(
     ranks = ranks_from_environment()
     if not ranks.is_main:
         console = Console(quiet=True)
+    layout = RunLayout.of(config, run_dir)
     run = None
     try:
-        run = setup(config, dataset_dir, run_dir, console, restart=restart, ranks=ranks)
+        run = setup(config, dataset_dir, layout, console, restart=restart, ranks=ranks)
         with stop_after_the_step(enabled=not ranks.enabled) as stop:
             return train(run, console, stop)
     except (KeyboardInterrupt, StopNow, TrainingStopped) as stopped:
         if ranks.is_main:
-            print(stop_message(run_dir, stopped), file=sys.stderr)
+            print(stop_message(layout, stopped), file=sys.stderr)
         raise SystemExit(exit_status(getattr(stopped, "signum", signal.SIGINT))) from None
     except torch.cuda.OutOfMemoryError:
         where = f" at step {run.state.step + 1}" if run is not None else " while loading the model"
@@ -161,7 +157,7 @@ def run_train(
 def setup(
     config: Config,
     dataset_dir: Path,
-    run_dir: Path,
+    layout: RunLayout,
     console: Console,
     *,
     restart: bool = False,
@@ -175,11 +171,11 @@ def setup(
     check_before_loading(config, train_records, device, ranks, console)
     distributed.start(ranks, device)
     settings = training_settings(config, dataset_dir, ranks.world_size)
-    start = choose_start(run_dir, settings, restart=restart)
+    start = choose_start(layout, settings, restart=restart)
     checkpoint = start.checkpoint
     distributed.barrier(ranks)  # every rank has chosen before rank 0 moves an earlier training aside
     if ranks.is_main:
-        begin_checkpoints(run_dir, start, settings, console)
+        begin_checkpoints(layout, start, settings, console)
     torch.manual_seed(config.seed)
     sharded = ranks.enabled and config.train.distributed == "fsdp"
     graphs = layer_graphs_for(config, device, distributed=ranks.enabled)
@@ -202,7 +198,7 @@ def setup(
     distributed.barrier(ranks)
     return TrainingRun(
         config=config,
-        run_dir=run_dir,
+        layout=layout,
         device=device,
         ranks=ranks,
         tokenizer=load_tokenizer(config.model.base, config.build.chat_template),
@@ -214,7 +210,7 @@ def setup(
         eval_records=eval_records,
         total_steps=steps,
         state=state,
-        reporter=Reporter(config, run_dir, state.step, enabled=ranks.is_main),
+        reporter=Reporter(config, layout, state.step, enabled=ranks.is_main),
         graphs=graphs,
         settings=settings,
     )

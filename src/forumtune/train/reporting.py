@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import uuid
-from pathlib import Path
 from typing import Any
 
 from forumtune.config import Config, dump_config
@@ -33,9 +32,8 @@ def check_loggers_installed(report_to: list[str]) -> None:
 class Reporter:
     """One row per train step and per eval, to every configured logger; silent on ranks other than 0."""
 
-    def __init__(self, config: Config, run_dir: Path, resume_from_step: int, *, enabled: bool = True):
+    def __init__(self, config: Config, paths: RunLayout, resume_from_step: int, *, enabled: bool = True):
         self.enabled = enabled
-        paths = RunLayout(run_dir)
         self.csv = MetricsLog(paths.metrics_csv, resume_from_step=resume_from_step) if enabled else None
         self.tensorboard = None
         self.wandb_run = None
@@ -49,7 +47,7 @@ class Reporter:
             # purge_step drops events a killed run logged after its last checkpoint
             self.tensorboard = SummaryWriter(str(paths.tensorboard), purge_step=resume_from_step + 1)
         if "wandb" in config.train.report_to:
-            self.wandb_run = _start_wandb(config, run_dir, resuming=resume_from_step > 0)
+            self.wandb_run = _start_wandb(config, paths, resuming=resume_from_step > 0)
 
     def write(self, *, step: int, split: str, **values: Any) -> None:
         if not self.enabled:
@@ -73,11 +71,11 @@ class Reporter:
             self.wandb_run.finish()
 
 
-def _start_wandb(config: Config, run_dir: Path, *, resuming: bool) -> Any:
+def _start_wandb(config: Config, paths: RunLayout, *, resuming: bool) -> Any:
     import wandb
     import yaml
 
-    id_file = RunLayout(run_dir).wandb_id
+    id_file = paths.wandb_id
     if not resuming or not id_file.exists():
         id_file.write_text(uuid.uuid4().hex[:12])
     return wandb.init(
@@ -85,7 +83,7 @@ def _start_wandb(config: Config, run_dir: Path, *, resuming: bool) -> Any:
         name=config.name,
         id=id_file.read_text().strip(),
         resume="allow",
-        dir=str(run_dir),
+        dir=str(paths.root),
         mode=config.train.wandb_mode,
         config=yaml.safe_load(dump_config(config)),
         settings=wandb.Settings(console="off", silent=True),

@@ -91,9 +91,8 @@ def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[
     return changes
 
 
-def choose_start(run_dir: Path, settings: dict[str, Any], *, restart: bool) -> Start:
+def choose_start(layout: RunLayout, settings: dict[str, Any], *, restart: bool) -> Start:
     """From which checkpoint this run starts; raises TrainError rather than resume another training's."""
-    layout = RunLayout(run_dir)
     root = layout.checkpoints
     found = checkpoint_dirs(root)
     if restart:
@@ -118,21 +117,21 @@ def choose_start(run_dir: Path, settings: dict[str, Any], *, restart: bool) -> S
     raise TrainError(
         f"{root} holds an unfinished training (saved up to step {checkpoint_step(found[-1])}) made with other "
         f"settings: {listed}. Resuming would mix two trainings. Put those settings back to "
-        f"continue it, or start over with `{rerun_command(run_dir, restart=True)}` (its checkpoints move to "
+        f"continue it, or start over with `{rerun_command(layout, restart=True)}` (its checkpoints move to "
         f"{layout.previous_trainings}/, nothing is deleted)."
     )
 
 
-def begin_checkpoints(run_dir: Path, start: Start, settings: dict[str, Any], console: Console) -> None:
+def begin_checkpoints(layout: RunLayout, start: Start, settings: dict[str, Any], console: Console) -> None:
     """On the main process, once the start is chosen: half-written checkpoints go, and a training from
     step 0 sets the earlier one aside and records its own settings."""
-    root = RunLayout(run_dir).checkpoints
+    root = layout.checkpoints
     remove_unfinished(root)
     if start.note:
         console.print(f"[yellow]{start.note}[/yellow]")
     if start.checkpoint is not None:
         return
-    moved = set_aside_earlier_training(run_dir)
+    moved = set_aside_earlier_training(layout)
     if moved is not None:
         console.print(
             f"the earlier training's checkpoints and metrics are now in {moved} (nothing was deleted; "
@@ -145,9 +144,8 @@ def holds_work(root: Path) -> bool:
     return bool(checkpoint_dirs(root)) or (root / BEST_CHECKPOINT).is_dir()
 
 
-def set_aside_earlier_training(run_dir: Path) -> Path | None:
+def set_aside_earlier_training(layout: RunLayout) -> Path | None:
     """Before a training starts from step 0: the earlier one's checkpoints and logs go to previous/<time>/."""
-    layout = RunLayout(run_dir)
     if not holds_work(layout.checkpoints):
         return None
     target = layout.previous_trainings / time.strftime("%Y%m%d-%H%M%S")
@@ -160,12 +158,12 @@ def set_aside_earlier_training(run_dir: Path) -> Path | None:
     return target
 
 
-def rerun_command(run_dir: Path, *, restart: bool) -> str:
+def rerun_command(layout: RunLayout, *, restart: bool) -> str:
     """The command this process was started with, to type again: as it is to resume (the default), with
     --restart to start over. Outside the command line, `forumtune train` on the run's saved config."""
     args = sys.argv[1:]
     if not args or args[0] not in ("train", "run"):
-        args = ["train", str(RunLayout(run_dir).config_file)]
+        args = ["train", str(layout.config_file)]
     args = [arg for arg in args if arg not in ("--restart", "--resume")] + (["--restart"] if restart else [])
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         launcher = [

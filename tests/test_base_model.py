@@ -58,7 +58,7 @@ def test_smollm2_is_converted_once_into_a_plain_model_dir(model_cache, capfd):
     stamp = (model_dir / "model.safetensors").stat().st_mtime_ns
     assert resolve_base_model("builtin:smollm2-135m-instruct") == path
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == stamp  # not converted twice
-    if converted:  # this session converted it (another test may have been first)
+    if converted:  # this test run converted it (another test may have been first)
         assert "dequantized from a Q4_1 file" in converted
     assert "Q4_1" in base_model_note("builtin:smollm2-135m-instruct")
 

@@ -25,7 +25,7 @@ MIB = 2**20
 
 @dataclass(frozen=True)
 class Shape:
-    """A Mistral-architecture model shape."""
+    """A decoder-only model shape of one architecture family (`family`: a key of FAMILIES)."""
 
     name: str
     vocab: int
@@ -34,6 +34,19 @@ class Shape:
     layers: int
     heads: int
     kv_heads: int
+    family: str = "mistral"
+    head_dim: int | None = None  # None: hidden // heads
+    tied: bool = False  # the output head shares the embedding matrix
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim or self.hidden // self.heads
+
+    @property
+    def attn_implementation(self) -> str:
+        """Gemma-2 soft-caps its attention scores, which SDPA cannot do: transformers refuses SDPA for it
+        and its own (eager) attention runs, for every stack, as it would for a user."""
+        return "eager" if self.family == "gemma2" else "sdpa"
 
 
 PRESETS = {
@@ -41,8 +54,64 @@ PRESETS = {
     "mistral-7b": Shape(
         "mistral-7b", vocab=32000, hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8
     ),
-    # For checking the scripts' logic on a CPU in seconds.
+    # Llama-3.1-8B: Mistral's layers with a 128,256-token vocabulary (its embedding and head are 1 GiB
+    # each in bf16, and the logits 4x Mistral's), rope theta 5e5 with llama3 scaling.
+    "llama-3.1-8b": Shape(
+        "llama-3.1-8b",
+        vocab=128256,
+        hidden=4096,
+        intermediate=14336,
+        layers=32,
+        heads=32,
+        kv_heads=8,
+        family="llama3",
+    ),
+    # Qwen2.5-7B: biases on q/k/v, a wide MLP, 4 KV heads, a 152,064-token vocabulary.
+    "qwen2.5-7b": Shape(
+        "qwen2.5-7b",
+        vocab=152064,
+        hidden=3584,
+        intermediate=18944,
+        layers=28,
+        heads=28,
+        kv_heads=4,
+        family="qwen2",
+    ),
+    # Gemma-2-9B: head_dim 256 (q is 4096 wide on a 3584 residual), GeGLU, four norms per layer of the
+    # (1 + w) kind, soft-capped attention scores and logits, alternating 4096-token sliding-window layers,
+    # a 256,000-token vocabulary tied to the output head.
+    "gemma-2-9b": Shape(
+        "gemma-2-9b",
+        vocab=256000,
+        hidden=3584,
+        intermediate=14336,
+        layers=42,
+        heads=16,
+        kv_heads=8,
+        family="gemma2",
+        head_dim=256,
+        tied=True,
+    ),
+    # For checking the scripts' logic on a CPU in seconds, one per family.
     "tiny": Shape("tiny", vocab=512, hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2),
+    "tiny-llama3": Shape(
+        "tiny-llama3", vocab=512, hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, family="llama3"
+    ),
+    "tiny-qwen2": Shape(
+        "tiny-qwen2", vocab=512, hidden=64, intermediate=160, layers=2, heads=4, kv_heads=2, family="qwen2"
+    ),
+    "tiny-gemma2": Shape(
+        "tiny-gemma2",
+        vocab=512,
+        hidden=64,
+        intermediate=128,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        family="gemma2",
+        head_dim=32,
+        tied=True,
+    ),
 }
 
 PAD_ID = 3
@@ -59,27 +128,92 @@ def parse_shape_arg(text: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------- model
 
 
+def model_config(shape: Shape):
+    """The transformers config of `shape`'s family, with the real model's settings besides the shape."""
+    return FAMILIES[shape.family](shape)
+
+
+def _common(shape: Shape) -> dict[str, Any]:
+    return {
+        "vocab_size": shape.vocab,
+        "hidden_size": shape.hidden,
+        "intermediate_size": shape.intermediate,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.kv_heads,
+        "head_dim": shape.head_size,
+        "tie_word_embeddings": shape.tied,
+        "initializer_range": 0.02,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": PAD_ID,
+    }
+
+
 def mistral_config(shape: Shape):
     from transformers import MistralConfig
 
     return MistralConfig(
-        vocab_size=shape.vocab,
-        hidden_size=shape.hidden,
-        intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        num_key_value_heads=shape.kv_heads,
-        head_dim=shape.hidden // shape.heads,
+        **_common(shape),
         max_position_embeddings=32768,
         rope_theta=1_000_000.0,
         sliding_window=None,
         rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        initializer_range=0.02,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=PAD_ID,
     )
+
+
+def llama3_config(shape: Shape):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        **_common(shape),
+        max_position_embeddings=131072,
+        rope_parameters={
+            "rope_type": "llama3",
+            "rope_theta": 500_000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+        rms_norm_eps=1e-5,
+    )
+
+
+def qwen2_config(shape: Shape):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(  # Qwen2's attention always has biases on q, k and v
+        **_common(shape),
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        use_sliding_window=False,
+        rms_norm_eps=1e-6,
+    )
+
+
+def gemma2_config(shape: Shape):
+    from transformers import Gemma2Config
+
+    return Gemma2Config(
+        **_common(shape),
+        max_position_embeddings=8192,
+        rope_theta=10_000.0,
+        rms_norm_eps=1e-6,
+        hidden_activation="gelu_pytorch_tanh",
+        query_pre_attn_scalar=shape.head_size,
+        sliding_window=4096,
+        final_logit_softcapping=30.0,
+        attn_logit_softcapping=50.0,
+    )
+
+
+FAMILIES = {
+    "mistral": mistral_config,
+    "llama3": llama3_config,
+    "qwen2": qwen2_config,
+    "gemma2": gemma2_config,
+}
 
 
 def save_placeholder_tokenizer(target: Path, vocab_size: int) -> None:
@@ -115,24 +249,34 @@ def save_placeholder_tokenizer(target: Path, vocab_size: int) -> None:
 def ensure_model(
     model_dir: Path, shape: Shape, *, seed: int = 0, shard_bytes: int = 4 * GIB
 ) -> dict[str, Any]:
-    """A bf16 checkpoint of `shape` with random weights (normal, std 0.02; norms 1) in `model_dir`,
-    written straight to safetensors shards without building the model; reused when already there."""
+    """A bf16 checkpoint of `shape` with random weights (normal, std 0.02; biases too; norms at identity)
+    in `model_dir`, written straight to safetensors shards without building the model; reused when already
+    there. Another shape already in `model_dir` is replaced: its shards are deleted before the new ones are
+    written, so one directory holds one model at a time (the 7-9B shapes are 14.5-18.5 GB each). Peak host
+    memory is one shard; a tied output head is not written twice."""
     marker = model_dir / MODEL_MARKER
-    wanted = {"shape": shape.__dict__, "seed": seed, "version": 1}
+    wanted = {"shape": shape.__dict__, "seed": seed, "version": 2}
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return {"reused": True, "seconds": 0.0}
     import torch
     from safetensors.torch import save_file
-    from transformers import MistralForCausalLM
+    from transformers import AutoModelForCausalLM
 
     started = time.perf_counter()
+    config = model_config(shape)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    names = [
+        (name, tuple(p.shape))
+        for name, p in skeleton.state_dict().items()
+        if not (shape.tied and name == "lm_head.weight")
+    ]
+    total = sum(2 * int(torch.Size(dims).numel()) for _, dims in names)
     model_dir.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
     for old in model_dir.glob("*.safetensors"):
         old.unlink()
-    config = mistral_config(shape)
-    with torch.device("meta"):
-        skeleton = MistralForCausalLM(config)
-    names = [(name, tuple(p.shape)) for name, p in skeleton.state_dict().items()]
+    check_disk_space(model_dir, total)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     generator = torch.Generator(device=device).manual_seed(seed)
     groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
@@ -147,26 +291,46 @@ def ensure_model(
     weight_map = {}
     for index, group in enumerate(groups):
         filename = f"model-{index + 1:05d}-of-{len(groups):05d}.safetensors"
-        shard = {}
-        for name, dims in group:
-            if len(dims) == 1:
-                tensor = torch.ones(dims, dtype=torch.bfloat16, device=device)
-            else:
-                tensor = torch.empty(dims, dtype=torch.bfloat16, device=device).normal_(
-                    0.0, 0.02, generator=generator
-                )
-            shard[name] = tensor.cpu()
-            del tensor
+        shard = {name: random_tensor(name, dims, shape, generator, device) for name, dims in group}
         save_file(shard, str(model_dir / filename), metadata={"format": "pt"})
         weight_map.update({name: filename for name in shard})
         del shard
     (model_dir / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}, indent=1)
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1)
     )
     config.save_pretrained(str(model_dir))
     save_placeholder_tokenizer(model_dir, shape.vocab)
     marker.write_text(json.dumps(wanted))
-    return {"reused": False, "seconds": round(time.perf_counter() - started, 1), "bytes": sum(sizes)}
+    return {"reused": False, "seconds": round(time.perf_counter() - started, 1), "bytes": total}
+
+
+def random_tensor(name: str, dims: tuple[int, ...], shape: Shape, generator, device: str):
+    """One bf16 weight on the CPU: a norm at identity (1, or 0 for Gemma's (1 + w) norms), anything else
+    normal with std 0.02 (q/k/v biases included, so that a path that dropped them would show)."""
+    import torch
+
+    if len(dims) == 1 and "norm" in name:
+        fill = torch.zeros if shape.family == "gemma2" else torch.ones
+        return fill(dims, dtype=torch.bfloat16)
+    tensor = torch.empty(dims, dtype=torch.bfloat16, device=device).normal_(0.0, 0.02, generator=generator)
+    return tensor.cpu()
+
+
+def check_disk_space(model_dir: Path, needed: int) -> None:
+    """Fail before writing when the model will not fit the disk, naming the benchmark models that could go."""
+    free = shutil.disk_usage(model_dir).free
+    if free >= needed + GIB:  # a GiB to spare for the tokenizer, datasets and logs
+        return
+    others = [
+        f"{m.parent} ({sum(f.stat().st_size for f in m.parent.glob('*.safetensors')) / 1e9:.1f} GB)"
+        for m in model_dir.parent.glob(f"*/{MODEL_MARKER}")
+        if m.parent != model_dir
+    ]
+    raise SystemExit(
+        f"{model_dir}: the model needs {needed / 1e9:.1f} GB and the disk has {free / 1e9:.1f} GB free. "
+        f"Delete a benchmark model ({', '.join(others) or 'none found beside it'}) or pass the same "
+        "--model-dir for every shape: each one replaces the last."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -230,6 +394,7 @@ def write_forumtune_config(
     fast_path: bool = True,
     train_extra: dict[str, Any] | None = None,
     lora_dropout: float = 0.0,
+    attn_implementation: str = "sdpa",
 ) -> Path:
     import yaml
 
@@ -245,7 +410,7 @@ def write_forumtune_config(
             "quant_type": "nf4",
             "double_quant": True,
             "compute_dtype": compute_dtype,
-            "attn_implementation": "sdpa",
+            "attn_implementation": attn_implementation,
         },
         "lora": {"r": 16, "alpha": 32, "dropout": lora_dropout, "target_modules": "all-linear"},
         "train": {

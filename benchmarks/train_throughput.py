@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""Training throughput and peak memory of QLoRA on a Mistral-7B-shaped model: the plain
-transformers + peft + bitsandbytes stack, unsloth, and forumtune's own trainer, side by side.
+"""Training throughput and peak memory of QLoRA on a 7-9B model shape (Mistral-7B by default; --preset
+llama-3.1-8b, qwen2.5-7b or gemma-2-9b for the other families, each built with its own transformers
+config class so every stack loads the real architecture): the plain transformers + peft + bitsandbytes
+stack, unsloth, and forumtune's own trainer, side by side.
 
 Each (stack, batch shape) runs in its own Python process, so one run's memory never counts against
 another's. A run first tries under the memory cap (default 8 GiB, an 8 GB consumer card stand-in,
@@ -36,8 +38,23 @@ Usage (GPU):
   python benchmarks/train_throughput.py --stacks plain --shapes 2x2048 --profile-out profile.json
   python benchmarks/train_throughput.py --report a.json b.json --out combined.json   # tables only
   python benchmarks/train_throughput.py --stacks forumtune,unsloth --bisect-seq --out longest.json
+The model families (one shared --model-dir: each 14-19 GB model replaces the last on a 64 GiB disk; one
+invocation per shape keeps each under 10 minutes; the third line is the first-step gradient check):
+  export PYTHONPATH=$PWD/.peer/site:$PWD/src HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
+  for p in llama-3.1-8b qwen2.5-7b gemma-2-9b; do
+    a="--preset $p --model-dir /tmp/forumtune-bench/family-shape --work-dir /tmp/forumtune-bench/$p"
+    python3 benchmarks/train_throughput.py $a --stacks plain,forumtune,unsloth --shapes 2x2048 \
+      --deadline-s 540 --out $p-2x2048.json
+    python3 benchmarks/train_throughput.py $a --stacks plain,forumtune,unsloth --shapes 1x8192 \
+      --deadline-s 540 --out $p-1x8192.json
+    python3 benchmarks/train_throughput.py $a --stacks plain,fast --shapes 2x2048 --cap-gib 0 --warmup 1 \
+      --steps 2 --out $p-grads.json
+    python3 benchmarks/train_throughput.py --report $p-2x2048.json $p-1x8192.json --out $p.json
+  done
 CPU logic check (seconds): python benchmarks/train_throughput.py --preset tiny --stacks plain,forumtune \
   --shapes 2x64 --cap-gib 0 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-work
+  (the families: --preset tiny-llama3, tiny-qwen2 or tiny-gemma2, with --stacks plain,fast,forumtune: `fast`
+  is forumtune.kernels' path, which a CPU can run, and its first-step LoRA gradients are compared with plain's)
   (and the search: --stacks plain --bisect-seq --bisect-start 64 --bisect-min 32 --bisect-max 128
   --bisect-step 32 --warmup 1 --steps 1)
 """
@@ -110,7 +127,8 @@ def _collate(records: list[dict[str, Any]], indices: list[int], device) -> dict[
 
 
 def load_nf4_base(spec: dict[str, Any]):
-    """The random-weight model in NF4 + double quant, bf16 compute (fp32 on a CPU), SDPA, no KV cache."""
+    """The random-weight model in NF4 + double quant, bf16 compute (fp32 on a CPU), SDPA (eager for Gemma-2,
+    see bench_common.Shape.attn_implementation), no KV cache."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -125,7 +143,7 @@ def load_nf4_base(spec: dict[str, Any]):
         spec["model_dir"],
         quantization_config=quant,
         dtype=_compute_dtype(),
-        attn_implementation="sdpa",
+        attn_implementation=spec.get("attn", "sdpa"),
         device_map={"": 0} if _device().type == "cuda" else {"": "cpu"},
     )
     model.config.use_cache = False
@@ -253,10 +271,11 @@ def save_grad_sample(model, path: Path, kinds: tuple[str, ...] = ("lora_B",)) ->
     (lora_A's are zero, since B starts at zero)."""
     from safetensors.torch import save_file
 
+    layers = (".layers.0.", f".layers.{model.config.num_hidden_layers - 1}.")
     named = {
         n: p.grad.detach().float().cpu().contiguous()
         for n, p in model.named_parameters()
-        if p.grad is not None and any(k in n for k in kinds) and (".layers.0." in n or ".layers.31." in n)
+        if p.grad is not None and any(k in n for k in kinds) and any(layer in n for layer in layers)
     }
     save_file(named, str(path))
 
@@ -697,6 +716,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         learning_rate=LEARNING_RATE,
         train_extra={"cuda_graphs": spec["stack"] != "forumtune_eager"},
         lora_dropout=spec.get("lora_dropout", 0.0),
+        attn_implementation=spec.get("attn", "sdpa"),
     )
     config = load_config(config_path)
     run_dir = work / "run"
@@ -872,6 +892,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     "seed": SEED,
                     "lora_dropout": args.lora_dropout,
                     "memory_trace": args.memory_trace,
+                    "attn": shape.attn_implementation,
                 }
                 result = bc.run_worker(
                     script, spec, logs, timeout_s=min(args.run_timeout_s, remaining()), extra_env=EXTRA_ENV
@@ -914,7 +935,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             "cap_gib": None,
             "vocab": shape.vocab,
             "lora_r": LORA_R,
-            "head_dim": shape.hidden // shape.heads,
+            "head_dim": shape.head_size,
+            "attn": shape.attn_implementation,
             "trace_path": args.trace_out,
             "profile_stack": args.profile_stack,
         }
@@ -1013,6 +1035,7 @@ def bisect_stack(
             "cap_gib": cap,
             "seed": SEED,
             "lora_dropout": args.lora_dropout,
+            "attn": shape.attn_implementation,
         }
         result = bc.run_worker(
             script,
@@ -1262,7 +1285,11 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--report", nargs="+", metavar="JSON", help="print the table of earlier result files")
     parser.add_argument("--preset", default="mistral-7b", choices=sorted(bc.PRESETS))
-    parser.add_argument("--model-dir", default="/tmp/forumtune-bench/mistral-7b-shape")
+    parser.add_argument(
+        "--model-dir",
+        help="where the random-weight model is written (default /tmp/forumtune-bench/PRESET-shape); "
+        "another preset's model there is replaced",
+    )
     parser.add_argument("--work-dir", default="/tmp/forumtune-bench/throughput")
     parser.add_argument("--stacks", default="plain,forumtune,unsloth")
     parser.add_argument(
@@ -1336,6 +1363,7 @@ def main() -> None:
         return
     if args.cap_gib is None:
         args.cap_gib = args.budget_gib if args.bisect_seq else 8.0
+    args.model_dir = args.model_dir or f"/tmp/forumtune-bench/{args.preset}-shape"
     payload = orchestrate(args)
     report([payload], args.budget_gib)
 

@@ -8,11 +8,13 @@ loads the same way (Mistral, Llama 2/3, Qwen2, Gemma, Phi-3 ...), from a local d
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from forumtune import cpu_layout
 from forumtune.base_model import resolve_base_model
@@ -49,7 +51,7 @@ def quantization_config(model: ModelConfig, *, shardable: bool = False) -> BitsA
 def load_base_model(model: ModelConfig, device: torch.device, *, shardable: bool = False) -> PreTrainedModel:
     """The base model on `device`, quantized as model.load_in_4bit / load_in_8bit say."""
     path = resolve_base_model(model.base)
-    kwargs = {"dtype": getattr(torch, model.compute_dtype), "attn_implementation": model.attn_implementation}
+    kwargs = {"dtype": getattr(torch, model.compute_dtype), "attn_implementation": attention_for(path, model)}
     quantization = quantization_config(model, shardable=shardable)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
@@ -60,6 +62,27 @@ def load_base_model(model: ModelConfig, device: torch.device, *, shardable: bool
         raise ConfigError(f"cannot load model.base {model.base!r}: {exc}") from None
     cpu_layout.use_trainable_layout(loaded)  # generation opts into the packed one (forumtune/cpu_layout.py)
     return loaded if quantization is not None else loaded.to(device)
+
+
+def attention_for(path: str, model: ModelConfig) -> str:
+    """model.attn_implementation, or eager where the architecture has no SDPA attention in transformers
+    (Gemma-2, whose attention scores are soft-capped, which SDPA cannot do): said once as a warning rather
+    than failing the load."""
+    if model.attn_implementation != "sdpa":
+        return model.attn_implementation
+    try:
+        config = AutoConfig.from_pretrained(path)
+        architecture = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except (OSError, ValueError, KeyError):  # the load itself reports a model it cannot read
+        return model.attn_implementation
+    if getattr(architecture, "_supports_sdpa", True):
+        return "sdpa"
+    warnings.warn(
+        f"{architecture.__name__} has no SDPA attention in transformers; it runs its own (eager) attention "
+        "instead of model.attn_implementation=sdpa (set model.attn_implementation=eager to silence this)",
+        stacklevel=2,
+    )
+    return "eager"
 
 
 def load_adapter_model(model: ModelConfig, adapter_dir: Path, device: torch.device) -> PeftModel:

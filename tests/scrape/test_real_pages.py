@@ -97,6 +97,26 @@ PAGES = [
         (0, "For behold, all acts of love and pleasure are my rituals"),
     ),
     SavedPage(
+        "invision-4-neowin.html",
+        "invision",
+        11,
+        ["Wanyoike Alex", "+Raze", "Wanyoike Alex", "+Human.Online"],  # "+" is the theme's subscriber mark
+        None,  # a one-page topic
+        (8, "Hello and welcome. Feel free to post", "Thank you very much... Y'all making me feel"),
+        (-1, ""),  # signatures are not shown to guests there
+        likes=[0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1],
+    ),
+    SavedPage(
+        "invision-4-utorrent.html",
+        "invision",
+        14,
+        ["rockett", "Beasly", "rockett", "schnurlos"],
+        None,
+        (4, "You're not seeing the surveymonkey link?", "The HTTPS link doesn't show using Firefox"),
+        (-1, ""),
+        likes=[None] * 14,  # the forum shows no reactions: no count rather than zero
+    ),
+    SavedPage(
         "discourse-2013-topic.json",
         "discourse",
         3,  # of the four in its post stream: the fourth is a moderator's note ("This topic is now pinned")

@@ -26,6 +26,8 @@ REAL_THREAD_PAGES = {
     "xenforo-2": "xenforo",
     "phpbb-3.0": "phpbb",
     "smf-2.0-topic": "smf",
+    "invision-4-neowin": "invision",
+    "invision-4-utorrent": "invision",
 }
 HTML_ENGINES = ["phpbb", "vbulletin", "xenforo", "smf", "mybb", "invision"]
 DEMO_THREAD = DEMO_FORUM / "threads" / "1001-best-all-mountain-ski-for-the-east-coast" / "index.html"

@@ -153,3 +153,23 @@ def test_two_commands_take_an_unknown_forum_to_a_working_config(engine, tmp_path
     assert [[post["author"] for post in posts if post["author"] not in gone] for posts in stored] == [
         [post.author for post in thread.posts if not post.deleted] for thread in forum
     ]
+
+
+def test_a_thread_the_list_links_that_cannot_be_fetched_leaves_the_list_half(tmp_path):
+    markup = engine_markup("phpbb")
+    write_forum(markup, Forum(), tmp_path / "forum")
+    list_page = file_for(tmp_path / "forum", markup.list_path(1))
+    first = (
+        builtin_profiles()["phpbb"].parse_thread_list(list_page.read_text(), "http://127.0.0.1/").threads[0]
+    )
+    file_for(tmp_path / "forum", first.url.removeprefix("http://127.0.0.1")).unlink()  # now a 404
+    config = tmp_path / "forum.yaml"
+    with serve_forum(tmp_path / "forum") as (base_url, _):
+        config.write_text(yaml.safe_dump({"name": "t", "scrape": {"url": "/", "requests_per_second": 0}}))
+        result = CliRunner().invoke(
+            app, ["scrape", str(config), "--probe", base_url + markup.list_path(1), "--suggest"]
+        )
+    assert result.exit_code == 0, result.output
+    block = yaml.safe_load(result.output[result.output.index("scrape:") : result.output.index("what these")])
+    assert block["scrape"]["selectors"]["thread_row"] and block["scrape"]["selectors"]["post"] == "TODO"
+    assert "run --probe on one with --suggest" in result.output, "it says how to get the other half"

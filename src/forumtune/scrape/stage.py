@@ -115,7 +115,10 @@ def with_first_thread(
     threads = MarkupProfile("generic", listing.selectors).parse_thread_list(list_text, list_url).threads
     if not threads:
         return listing, pages
-    thread_text = asyncio.run(fetch_one(config.scrape, threads[0].url))
+    try:
+        thread_text = asyncio.run(fetch_one(config.scrape, threads[0].url))
+    except ScrapeError:  # the list's half still stands; its TODOs say to --suggest on a thread page
+        return listing, pages
     thread = suggest_selectors(thread_text)
     if thread is None or thread.page_kind != THREAD_PAGE:
         return listing, pages

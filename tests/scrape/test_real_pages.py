@@ -28,6 +28,7 @@ class SavedPage:
     quoting: tuple[int, str, str]  # a post that quotes: its index, how its quote and its own words start
     signed: tuple[int, str]  # a post with a signature: its index, how the signature starts
     likes: list[int | None] | None = None
+    url: str = "http://127.0.0.1/thread"  # the address it is read at: a JSON page's number is in it
 
 
 PAGES = [
@@ -95,6 +96,48 @@ PAGES = [
         (4, "I don't know if you've read this thread", "But then if non living things are excluded"),
         (0, "For behold, all acts of love and pleasure are my rituals"),
     ),
+    SavedPage(
+        "invision-4-neowin.html",
+        "invision",
+        11,
+        ["Wanyoike Alex", "+Raze", "Wanyoike Alex", "+Human.Online"],  # "+" is the theme's subscriber mark
+        None,  # a one-page topic
+        (8, "Hello and welcome. Feel free to post", "Thank you very much... Y'all making me feel"),
+        (-1, ""),  # signatures are not shown to guests there
+        likes=[0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1],
+    ),
+    SavedPage(
+        "invision-4-utorrent.html",
+        "invision",
+        14,
+        ["rockett", "Beasly", "rockett", "schnurlos"],
+        None,
+        (4, "You're not seeing the surveymonkey link?", "The HTTPS link doesn't show using Firefox"),
+        (-1, ""),
+        likes=[None] * 14,  # the forum shows no reactions: no count rather than zero
+    ),
+    SavedPage(
+        "discourse-2013-topic.json",
+        "discourse",
+        3,  # of the four in its post stream: the fourth is a moderator's note ("This topic is now pinned")
+        ["samsaffron", "stienman", "splattne"],
+        None,
+        (-1, "", ""),
+        (-1, ""),
+        likes=[0, 5, 5],  # from `actions_summary`: the API of 2013 gives no `like_count`
+        url="http://127.0.0.1/t/this-site-is-a-sandbox-it-is-reset-every-day/57.json",
+    ),
+    SavedPage(
+        "discourse-topic.json",
+        "discourse",
+        20,
+        ["ActiveMind", "Jarrod", "Elliot", "Elliot"],
+        None,  # the topic's last 20 posts: 446 in all, ?page=23 would start at the 441st
+        (0, "its odd though, over time I’ve noticed two reactions", "I just recently got told by a friend"),
+        (-1, ""),
+        likes=[1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        url="http://127.0.0.1/t/comments-on-the-boyfriends-introduction-to-feminism/2108.json?page=23",
+    ),
 ]
 
 
@@ -128,7 +171,7 @@ def test_each_post_of_a_real_page_is_read_with_quotes_and_signatures_apart(saved
     text = decode_page(
         (FIXTURES / saved.file).read_bytes()
     )  # as the crawler decodes it: by the page's charset
-    page = builtin_profiles()[saved.engine].parse_thread_page(text, "http://127.0.0.1/thread")
+    page = builtin_profiles()[saved.engine].parse_thread_page(text, saved.url)
     assert len(page.posts) == saved.posts
     assert [post.author for post in page.posts[:4]] == saved.authors
     assert all(post.posted_at for post in page.posts), "every post has its date"
@@ -173,3 +216,16 @@ def test_session_ids_in_links_are_not_part_of_a_page_address():
     assert relative("http://x.org/showthread.php?s=short&t=5") == "/showthread.php?s=short&t=5", (
         "only real ids"
     )
+
+
+def test_a_real_discourse_post_is_its_words_without_link_previews_or_image_captions():
+    text = (FIXTURES / "discourse-topic.json").read_text(encoding="utf-8")
+    url = "http://127.0.0.1/t/comments-on-the-boyfriends-introduction-to-feminism/2108.json?page=23"
+    posts = builtin_profiles()["discourse"].parse_thread_page(text, url).posts
+    previewed = posts[2]  # a TikTok link shown as a onebox, then one sentence
+    assert previewed.text == "Look through some of the comments."
+    assert "https://www.tiktok.com/@whytematthew/photo/7580810274135903510" in previewed.links
+    captioned = posts[13]  # quotes a screenshot: Discourse writes "image 640×443 94.7 KB" under it
+    assert captioned.quotes[0].startswith("There has been a lot of harmful rhetoric")
+    assert not any("94.7 KB" in words for post in posts for words in [post.text, *post.quotes])
+    assert [post.accepted for post in posts] == [False] * 20, "the solved plugin marks no answer here"

@@ -14,8 +14,9 @@ from forumtune.scrape.sites import builtin_profiles
 from forumtune.scrape.sites.markup import MarkupProfile
 from forumtune.scrape.suggest import suggest_selectors
 from tests.conftest import DEMO_FORUM
-from tests.scrape.conftest import engine_markup
+from tests.scrape.conftest import engine_markup, stored_posts
 from tests.scrape.forums.content import WAXING, Forum, file_for, write_forum
+from tests.scrape.forums.server import serve_forum
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_THREAD_PAGES = {
@@ -26,6 +27,8 @@ REAL_THREAD_PAGES = {
     "xenforo-2": "xenforo",
     "phpbb-3.0": "phpbb",
     "smf-2.0-topic": "smf",
+    "invision-4-neowin": "invision",
+    "invision-4-utorrent": "invision",
 }
 HTML_ENGINES = ["phpbb", "vbulletin", "xenforo", "smf", "mybb", "invision"]
 DEMO_THREAD = DEMO_FORUM / "threads" / "1001-best-all-mountain-ski-for-the-east-coast" / "index.html"
@@ -116,3 +119,57 @@ def test_probe_suggest_prints_a_selectors_block_the_config_accepts(tmp_path):
     assert scrape.site == "generic" and scrape.selectors is not None
     assert scrape.selectors.post_body == 'div[id^="post_message_"]'
     assert "post by BBOvenGuy" in result.output, "and shows what the selectors read there"
+
+
+@pytest.mark.parametrize("engine", HTML_ENGINES)
+def test_two_commands_take_an_unknown_forum_to_a_working_config(engine, tmp_path):
+    """As the README gives them: `scrape CONFIG --probe LIST --suggest`, the block pasted into the
+    config, then `scrape CONFIG`, on a forum served over HTTP whose engine the crawl is not told."""
+    markup = engine_markup(engine)
+    write_forum(markup, Forum(), tmp_path / "forum")
+    config = tmp_path / "forum.yaml"
+    with serve_forum(tmp_path / "forum") as (base_url, _):
+        url = base_url + markup.list_path(1)
+        raw = {"name": "unknown", "scrape": {"url": url, "requests_per_second": 0}}
+        config.write_text(yaml.safe_dump(raw))
+        result = CliRunner().invoke(app, ["scrape", str(config), "--probe", url, "--suggest"])
+        assert result.exit_code == 0, result.output
+        block = result.output[
+            result.output.index("scrape:") : result.output.index("what these selectors read")
+        ]
+        pasted = yaml.safe_load(block)["scrape"]
+        assert pasted["site"] == "generic" and "TODO" not in str(pasted), "one page gave both halves"
+        raw["scrape"].update(pasted)
+        config.write_text(yaml.safe_dump(raw))
+
+        result = CliRunner().invoke(app, ["scrape", str(config)])
+        assert result.exit_code == 0, result.output
+    stored = list(stored_posts(tmp_path / "runs" / "unknown" / "forum.sqlite").values())  # in list order
+    forum = Forum().threads
+    assert len(stored) == len(forum)
+    # A post a moderator deleted leaves a stub on some engines' pages ("This post was deleted", with its
+    # author or none): the engine's profile knows the mark, a suggestion from the page's structure cannot.
+    gone = {None} | {post.author for thread in forum for post in thread.posts if post.deleted}
+    assert [[post["author"] for post in posts if post["author"] not in gone] for posts in stored] == [
+        [post.author for post in thread.posts if not post.deleted] for thread in forum
+    ]
+
+
+def test_a_thread_the_list_links_that_cannot_be_fetched_leaves_the_list_half(tmp_path):
+    markup = engine_markup("phpbb")
+    write_forum(markup, Forum(), tmp_path / "forum")
+    list_page = file_for(tmp_path / "forum", markup.list_path(1))
+    first = (
+        builtin_profiles()["phpbb"].parse_thread_list(list_page.read_text(), "http://127.0.0.1/").threads[0]
+    )
+    file_for(tmp_path / "forum", first.url.removeprefix("http://127.0.0.1")).unlink()  # now a 404
+    config = tmp_path / "forum.yaml"
+    with serve_forum(tmp_path / "forum") as (base_url, _):
+        config.write_text(yaml.safe_dump({"name": "t", "scrape": {"url": "/", "requests_per_second": 0}}))
+        result = CliRunner().invoke(
+            app, ["scrape", str(config), "--probe", base_url + markup.list_path(1), "--suggest"]
+        )
+    assert result.exit_code == 0, result.output
+    block = yaml.safe_load(result.output[result.output.index("scrape:") : result.output.index("what these")])
+    assert block["scrape"]["selectors"]["thread_row"] and block["scrape"]["selectors"]["post"] == "TODO"
+    assert "run --probe on one with --suggest" in result.output, "it says how to get the other half"

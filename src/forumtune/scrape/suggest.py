@@ -28,6 +28,9 @@ BARE_KEYS = {"blockquote", "time", "h1", "h2", "cite"}  # tags meaningful withou
 PATH_TAGS = {"a", "strong", "b", "span", "h2", "h3", "h4", "h5", "time", "cite"}
 SKIP_TAGS = {"html", "head", "body", "script", "style", "noscript", "img", "br", "svg", "form", "input"}
 PROFILE_LINK = re.compile(r"member|user|profile|u=\d", re.IGNORECASE)
+# Where guests get no profile links (Invision shows them the name as a bare <span>), the markup still
+# says which short text is the author's: by a class such as cAuthorPane_author, not the member title's.
+AUTHOR_NAMES = re.compile(r"author|user|poster|name", re.IGNORECASE)
 QUOTE_HEADER = re.compile(
     r"^\s*(quote:|quote from|originally posted by|\S.{0,40} (wrote|said|writes|says)\b)", re.IGNORECASE
 )
@@ -156,7 +159,8 @@ def relative_keys(members: list[Node]) -> list[str]:
                 while parent is not None and parent.mem_id != member.mem_id and not element_keys(parent):
                     parent = parent.parent
                 if parent is not None and parent.mem_id != member.mem_id:
-                    keys[f"{element_keys(parent)[0]} {node.tag}"] = None
+                    # by each of the ancestor's names: the one that says what the part is may be any
+                    keys.update(dict.fromkeys(f"{key} {node.tag}" for key in element_keys(parent)))
     return list(keys)
 
 
@@ -225,6 +229,7 @@ def pick_author(members: list[Node], keys: list[str]) -> str | None:
         scored.append(
             (
                 round(named / len(present), 1),
+                AUTHOR_NAMES.search(key) is not None,
                 len(present) == len(members),
                 distinct > 0.2,
                 -statistics.median(len(text) for text in present),
@@ -469,6 +474,8 @@ def suggest_selectors(html: str) -> Suggestion | None:
         titles = sum(len(text or "") for text in first_texts(rows, listing.selectors.thread_link))
         words = sum(len(text or "") for text in first_texts(blocks, posts.selectors.post_body))
         return listing if titles >= 0.3 * words else posts
+    if any(contains(row, block) for row in rows for block in blocks[:3]):
+        return posts  # "rows" that hold the posts are wrappers around the comment area, not threads
     # Posts, and a list of other threads beside them (or the other way round): the one with more words.
     post_words = sum(text_length(block) for block in blocks)
     return posts if post_words >= sum(text_length(row) for row in rows) else listing

@@ -15,6 +15,10 @@ from forumtune.scrape.sites.html import drop_all, links_in, node_text, parse_dat
 
 LIKE_ACTION = 2  # post_action_types: 2 is "like"
 POSTS_PER_PAGE = 20  # Discourse's default chunk size for /t/<id>.json?page=N; topics also say "chunk_size"
+# Written by Discourse around what a post links or shows, never the member's words: the preview of a linked
+# page (a onebox: the remote page's title and blurb) and an image's caption ("image 640×443 94.7 KB").
+LINK_PREVIEW = "aside.onebox"
+LIGHTBOX_CAPTION = "div.lightbox-wrapper div.meta"
 
 
 def json_url(url: str) -> str:
@@ -44,13 +48,16 @@ def parse_cooked(cooked: str, page_url: str) -> tuple[str, list[str], list[str]]
     body = tree.css_first("div")
     if body is None:
         return "", [], []
+    drop_all(body, LIGHTBOX_CAPTION)
     quotes: list[str] = []
     while (aside := body.css_first("aside.quote")) is not None:
         drop_all(aside, "aside.quote", keep_root=True)  # a quote keeps the quoted post's own words
         quoted = aside.css_first("blockquote") or aside
         quotes.append(node_text(quoted).strip())
         aside.decompose()
-    return node_text(body).strip(), [quote for quote in quotes if quote], links_in(body, page_url)
+    links = links_in(body, page_url)  # a link preview's address is still a link the post gives
+    drop_all(body, LINK_PREVIEW)
+    return node_text(body).strip(), [quote for quote in quotes if quote], links
 
 
 def parse_post(post: dict[str, Any], page_url: str) -> ScrapedPost | None:

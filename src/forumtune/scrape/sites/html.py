@@ -136,8 +136,10 @@ def first_preferred(node: Node, selector: str | None) -> Node | None:
 
 
 def first_text(node: Node, selector: str | None) -> str | None:
+    """The text of the first element selector finds, on one line, as a browser shows it: inline markup joins
+    its words ("<b>+</b>Raze" is "+Raze", a subscriber's mark on IPS), block markup parts them."""
     found = node.css_first(selector) if selector else None
-    text = found.text(separator=" ", strip=True) if found is not None else ""
+    text = node_text(found) if found is not None else ""
     return " ".join(text.split()) or None
 
 

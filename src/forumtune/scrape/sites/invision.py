@@ -12,7 +12,9 @@ SELECTORS = SiteSelectors(
     next_page="li.ipsPagination_next:not(.ipsPagination_inactive) a, link[rel=next]",
     thread_title="h1.ipsType_pageTitle span.ipsType_break, h1.ipsType_pageTitle",
     post="article[id^=elComment_]",
-    post_author="h3.cAuthorPane_author a, h3.cAuthorPane_author",
+    # The name alone: the author pane's heading also holds the reputation badge, and themes put a
+    # "Topic Starter" button before the name; a guest sees the name as a <span>, a member as a link.
+    post_author=".cAuthorPane_author strong > a, .cAuthorPane_author strong > span, h3.cAuthorPane_author > a",
     post_date="div.ipsComment_meta time",
     post_body="div.cPost_contentWrap [data-role=commentContent], [data-role=commentContent]",
     quote="blockquote.ipsQuote",

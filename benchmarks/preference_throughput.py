@@ -47,6 +47,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -356,6 +357,15 @@ def check_requirements(stacks: list[str]) -> None:
         )
     if found["trl"] != "1.15.0":
         print(f"note: written for trl 1.15.0 (DPOConfig/DPOTrainer arguments); found {found['trl']}")
+    # importing them also needs what they import in turn (datasets: pyarrow, pandas, dill, multiprocess, xxhash)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from trl import DPOConfig, DPOTrainer; import peft, bitsandbytes"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        raise SystemExit(f"the trl stacks cannot import TRL's DPOTrainer here:\n{probe.stderr[-1500:]}")
 
 
 def run_stack(args, stack: str, dataset: Path, script: Path, payload: dict[str, Any]) -> None:

@@ -33,8 +33,10 @@ what is missing named, before any model is built).
 Usage (GPU):
   python benchmarks/preference_throughput.py --out preference_throughput.json
   python benchmarks/preference_throughput.py --report a.json            # the table of earlier results
-CPU logic check (a minute): python benchmarks/preference_throughput.py --preset tiny --cap-gib 0 \
-  --seq 64 --prompt-len 16 --warmup 1 --steps 2 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-dpo
+CPU logic check (2-4 minutes on 2 busy cores): python benchmarks/preference_throughput.py --preset tiny \
+  --cap-gib 0 --seq 64 --prompt-len 16 --warmup 1 --steps 2 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-dpo
+  (on a CPU, TRL's log-prob kernel runs in Triton's interpreter, so its speed there means nothing, and
+  trl_offload, which needs an accelerator, is skipped)
 """
 
 from __future__ import annotations

@@ -33,8 +33,10 @@ what is missing named, before any model is built).
 Usage (GPU):
   python benchmarks/preference_throughput.py --out preference_throughput.json
   python benchmarks/preference_throughput.py --report a.json            # the table of earlier results
-CPU logic check (a minute): python benchmarks/preference_throughput.py --preset tiny --cap-gib 0 \
-  --seq 64 --prompt-len 16 --warmup 1 --steps 2 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-dpo
+CPU logic check (2-4 minutes on 2 busy cores): python benchmarks/preference_throughput.py --preset tiny \
+  --cap-gib 0 --seq 64 --prompt-len 16 --warmup 1 --steps 2 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-dpo
+  (on a CPU, TRL's log-prob kernel runs in Triton's interpreter, so its speed there means nothing, and
+  trl_offload, which needs an accelerator, is skipped)
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -318,7 +321,9 @@ def summarise(steps: dict[str, Any], warmup: int) -> dict[str, Any]:
     if not timed:
         return {"median_tokens_per_s": None, "mean_tokens_per_s": None, "timed_steps": 0}
     return {
-        "median_tokens_per_s": statistics.median(t / s for s, t in timed),
+        # as train_throughput.py reads it: a step's tokens over the median step's time (every step has the same)
+        "median_tokens_per_s": statistics.median(t for _, t in timed)
+        / statistics.median(s for s, _ in timed),
         "mean_tokens_per_s": sum(t for _, t in timed) / sum(s for s, _ in timed),
         "timed_steps": len(timed),
         "first_loss": steps["losses"][0] if steps["losses"] else None,
@@ -354,6 +359,15 @@ def check_requirements(stacks: list[str]) -> None:
         )
     if found["trl"] != "1.15.0":
         print(f"note: written for trl 1.15.0 (DPOConfig/DPOTrainer arguments); found {found['trl']}")
+    # importing them also needs what they import in turn (datasets: pyarrow, pandas, dill, multiprocess, xxhash)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from trl import DPOConfig, DPOTrainer; import peft, bitsandbytes"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        raise SystemExit(f"the trl stacks cannot import TRL's DPOTrainer here:\n{probe.stderr[-1500:]}")
 
 
 def run_stack(args, stack: str, dataset: Path, script: Path, payload: dict[str, Any]) -> None:
@@ -516,7 +530,7 @@ def main() -> None:
     parser.add_argument("--cap-gib", type=float, default=8.0, help="allocator cap; 0 for none")
     parser.add_argument("--budget-gib", type=float, default=7.6)
     parser.add_argument("--no-uncapped-on-oom", dest="uncapped_on_oom", action="store_false")
-    parser.add_argument("--run-timeout-s", type=float, default=900)
+    parser.add_argument("--run-timeout-s", type=float, default=420)
     parser.add_argument("--out", type=Path, help="JSON results file")
     args = parser.parse_args()
     if args.worker:

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import torch
-from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -30,6 +29,7 @@ from tests.train.test_preference import VOCAB, answer_row, make_labelled, make_p
 
 LORA = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"}
 TOKENIZER = "builtin:tiny-llama"  # only to build the trainers; the rows are token ids
+# the trainers tokenize their train_dataset when built: one placeholder text row (the tested rows are ids)
 PAIR_PLACEHOLDER = [{"prompt": "a", "chosen": " b", "rejected": " c"}]
 # (rows, TRL's beta: DPO's beta, ORPO's lambda, KTO's beta)
 CASES = {
@@ -98,6 +98,7 @@ def common_args(out: Path, rows: int) -> dict:
 
 def dpo(out: Path, rows: list[dict], beta: float, tokenizer) -> tuple[torch.nn.Module, dict]:
     """DPOTrainer.compute_loss on its collator's batch, and the adapter's gradients of that loss."""
+    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     trainer = DPOTrainer(
@@ -129,6 +130,7 @@ def dpo(out: Path, rows: list[dict], beta: float, tokenizer) -> tuple[torch.nn.M
 def orpo(out: Path, rows: list[dict], lam: float, tokenizer) -> tuple[torch.nn.Module, dict]:
     """ORPOTrainer.compute_loss (NLL of the chosen sequences + λ × the odds-ratio term), and the odds-ratio
     term alone from its odds_ratio_loss on its concatenated_forward's mean answer log-probs."""
+    from datasets import Dataset
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     torch.manual_seed(1)
@@ -160,6 +162,7 @@ def orpo(out: Path, rows: list[dict], lam: float, tokenizer) -> tuple[torch.nn.M
 def kto(out: Path, rows: list[dict], beta: float, tokenizer) -> tuple[torch.nn.Module, dict]:
     """KTOTrainer.compute_loss on its collator's batch, the KL rows being each prompt with the previous
     row's completion (the first with the last's), as its add_kl_completion_ids rotates them."""
+    from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
     config = KTOConfig(

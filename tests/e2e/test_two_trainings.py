@@ -103,5 +103,7 @@ def test_a_change_to_then_reruns_the_second_training_not_the_first(two_trainings
     changed = load_config(config_path, ["train.then.learning_rate=2.0e-3"])
     assert run(changed, QUIET, until="train_then") == ["train_then"]
     assert sft_weights.stat().st_mtime_ns == before
-    changed_first = load_config(config_path, ["train.then.learning_rate=2.0e-3", "train.learning_rate=1.0e-3"])
+    changed_first = load_config(
+        config_path, ["train.then.learning_rate=2.0e-3", "train.learning_rate=1.0e-3"]
+    )
     assert run(changed_first, QUIET, until="train_then") == ["train", "train_then"]

@@ -449,9 +449,13 @@ class TrainConfig(Section):
             message = str(problem.get("ctx", {}).get("error", problem["msg"]))
             raise ValueError(f"train.then{'.' + where if where else ''}: {message}") from None
         if self.method != "sft":
-            raise ValueError(f"train.then follows an SFT training, but train.method is {self.method}; set it to sft")
+            raise ValueError(
+                f"train.then follows an SFT training, but train.method is {self.method}; set it to sft"
+            )
         if second.method == "sft":
-            raise ValueError("train.then.method: set dpo, orpo or kto (a preference training after the SFT one)")
+            raise ValueError(
+                "train.then.method: set dpo, orpo or kto (a preference training after the SFT one)"
+            )
         return second
 
     @model_validator(mode="after")

@@ -180,6 +180,11 @@ def print_tables(results, figures, chosen, select: str) -> dict[str, str]:
     rows += [held_out_row(f"{label} (chosen)", figures[label]["held_out"]) for label in chosen.values()]
     print(f"\nheld-out pairs; each method's setting chosen by validation {select}:")
     chosen_table = print_table(headers, rows)
+    print(
+        "reward acc: log p_model − log p_reference higher for the chosen answer; a model against itself scores "
+        "0 on both answers, so the base's accuracy against the base and SFT's against SFT are 50% by ties. "
+        "p vs base: exact McNemar test of the per-token accuracy against the base's, pair by pair."
+    )
     listing = []
     for result in results:
         label, summary = result["label"], result["summary"]

@@ -47,6 +47,7 @@ four rows a split; its figures mean nothing):
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import sys
@@ -282,6 +283,9 @@ def run_setting(args, setting, sft_adapter, splits, ranker, console) -> dict[str
     started = time.perf_counter()
     summary, _ = cached_train(config, splits.pairs_dir, run_dir, key, console)
     train_s = time.perf_counter() - started
+    gc.collect()  # the training's model, before the next one loads
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     sets = {"validation": splits.validation, "held_out": splits.held_out}
     scores = ranker.adapter(RunLayout.of(config, run_dir).adapter, sets)
     result = {

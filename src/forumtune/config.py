@@ -420,6 +420,49 @@ class TrainConfig(Section):
         description="offline: W&B writes its run under the run dir only.",
     )
 
+    then: dict[str, Any] | None = Field(
+        None,
+        description="A second training from this one's adapter, in the same `forumtune run`: the train keys "
+        "that differ from this section's, e.g. {method: dpo, learning_rate: 5.0e-5, epochs: 1}. It needs "
+        "train.method sft here and dpo, orpo or kto there; its reference (DPO, KTO) is this training's adapter, "
+        "frozen. It writes runs/<name>/<its method>/; eval compares base, first and second; merge, export "
+        "and chat take its adapter.",
+    )
+
+    def second_training(self) -> TrainConfig | None:
+        """train.then's training: this section with then's keys over it (init_adapter is set by the
+        pipeline: this training's adapter). None without train.then; ValueError naming the key at fault."""
+        if self.then is None:
+            return None
+        for key in self.then:
+            if key in ("then", "init_adapter") or key not in TrainConfig.model_fields:
+                reason = {
+                    "then": "a third training is not supported",
+                    "init_adapter": "it starts from this training's adapter",
+                }.get(key, "not a train key")
+                raise ValueError(f"train.then.{key}: {reason}")
+        try:
+            second = TrainConfig.model_validate({**self.model_dump(exclude={"then"}), **self.then})
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            message = str(problem.get("ctx", {}).get("error", problem["msg"]))
+            raise ValueError(f"train.then{'.' + where if where else ''}: {message}") from None
+        if self.method != "sft":
+            raise ValueError(
+                f"train.then follows an SFT training, but train.method is {self.method}; set it to sft"
+            )
+        if second.method == "sft":
+            raise ValueError(
+                "train.then.method: set dpo, orpo or kto (a preference training after the SFT one)"
+            )
+        return second
+
+    @model_validator(mode="after")
+    def _second_training_is_valid(self) -> TrainConfig:
+        self.second_training()
+        return self
+
     @model_validator(mode="after")
     def _kto_needs_two_rows(self) -> TrainConfig:
         if self.method == "kto" and self.micro_batch_size < 2:
@@ -612,6 +655,14 @@ class Config(Section):
     def run_dir(self) -> Path:
         return self.runs_dir / self.name
 
+    def second_training(self, first_adapter: Path) -> Config | None:
+        """The config of train.then's training: its train section, starting from `first_adapter` (the
+        first training's adapter/, also its reference); None without train.then."""
+        train = self.train.second_training()
+        if train is None:
+            return None
+        return self.model_copy(update={"train": train.model_copy(update={"init_adapter": first_adapter})})
+
     @field_validator("runs_dir")
     @classmethod
     def _expand_runs_dir(cls, value: Path) -> Path:
@@ -626,6 +677,15 @@ class Config(Section):
             self.eval.device = self.train.device
         if self.chat.device is None:
             self.chat.device = self.train.device
+        return self
+
+    @model_validator(mode="after")
+    def _second_training_has_pairs(self) -> Config:
+        if self.train.then is not None and not (self.build.preferences or self.build.input_file):
+            raise ValueError(
+                "train.then trains on preference pairs: set build.preferences: true (pairs from the "
+                "forum's votes) or give a build.input_file of preference rows"
+            )
         return self
 
     @model_validator(mode="after")

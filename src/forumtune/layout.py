@@ -14,6 +14,9 @@ checks when it decides what to rerun (pipeline.STAGES).
     checkpoints/settings.json   train: the settings a training's checkpoints were made with (resume checks them)
     previous/<time>/            train --restart: an earlier training's checkpoints and logs, set aside
     adapter/                    train → eval, merge, export, chat: the PEFT adapter and the tokenizer
+    dpo/ (orpo/, kto/)          train_then (train.then): the second training's checkpoints/, adapter/,
+                                metrics.csv, train_summary.json; its adapter is the one eval, merge, export
+                                and chat take, and the first one (adapter/) is its reference
     metrics.csv                 train → eval: one row per logged step and eval (forumtune.metrics_log)
     train_summary.json          train → eval report
     eval/metrics.json, eval/samples.jsonl, loss.png, report.html     eval
@@ -41,11 +44,31 @@ class RunLayout:
     root: Path
     name: str | None = None  # config.name: the export files are named after it
     gguf_type: str | None = None  # export.gguf_type: part of the GGUF file's name
+    second_method: str | None = None  # train.then's method: the run trains twice, the second in <method>/
 
     @classmethod
     def of(cls, config: Config, root: Path | None = None) -> RunLayout:
         """The layout of `config`'s run dir (or of `root`, a run dir the caller chose for it)."""
-        return cls(config.run_dir if root is None else root, config.name, config.export.gguf_type)
+        second = config.train.second_training()
+        return cls(
+            config.run_dir if root is None else root,
+            config.name,
+            config.export.gguf_type,
+            second.method if second is not None else None,
+        )
+
+    # --- train.then: a second training from the first one's adapter
+    @property
+    def second(self) -> RunLayout | None:
+        """The second training's own run dir (checkpoints, adapter, metrics), or None without train.then."""
+        if self.second_method is None:
+            return None
+        return RunLayout(self.root / self.second_method, self.name, self.gguf_type)
+
+    @property
+    def final(self) -> RunLayout:
+        """The layout whose adapter/ is the run's result: the second training's, else this one."""
+        return self.second or self
 
     # --- the run itself
     @property

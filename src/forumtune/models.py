@@ -8,7 +8,9 @@ loads the same way (Mistral, Llama 2/3, Qwen2, Gemma, Phi-3 ...), from a local d
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -89,3 +91,14 @@ def load_adapter_model(model: ModelConfig, adapter_dir: Path, device: torch.devi
     """A trained adapter on the base as training saw it, for evaluation and chat (not trainable)."""
     base = load_base_model(model, device)
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
+
+
+@contextlib.contextmanager
+def adapter_active(model: PeftModel, name: str) -> Iterator[None]:
+    """The adapter `name` (loaded beside the model's own) answers inside the block; the one before, after."""
+    previous = model.active_adapter
+    model.set_adapter(name)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)

@@ -36,6 +36,7 @@ class Stage:
     outputs: Paths
     config_keys: tuple[str, ...]
     run: Callable[[Config, RunLayout, Console], Any]
+    ignored_keys: tuple[str, ...] = ()  # keys under config_keys that do not change this stage's outputs
 
 
 def _scrape(config: Config, layout: RunLayout, console: Console) -> Any:
@@ -76,6 +77,18 @@ def _train(config: Config, layout: RunLayout, console: Console, restart: bool = 
     return summary
 
 
+def _train_then(config: Config, layout: RunLayout, console: Console, restart: bool = False) -> Any:
+    """train.then: the second training, from the first one's adapter, in its own run dir."""
+    from forumtune.train.loop import run_train
+
+    second, second_layout = config.second_training(layout.adapter), layout.second
+    assert second is not None and second_layout is not None  # the stage runs only with train.then
+    summary = run_train(second, layout.dataset.dir, second_layout.root, console, restart=restart)
+    if is_main_process():
+        second_layout.train_summary.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def _eval(config: Config, layout: RunLayout, console: Console) -> Any:
     from forumtune.eval.stage import run_eval
 
@@ -96,6 +109,11 @@ def _export(config: Config, layout: RunLayout, console: Console, **options: Any)
 
 def _dataset(config: Config, layout: RunLayout) -> list[Path]:
     return [layout.dataset.train, layout.dataset.eval, layout.dataset.stats]
+
+
+def _second_outputs(config: Config, layout: RunLayout) -> list[Path]:
+    second = layout.second
+    return [] if second is None else [second.adapter_weights, second.metrics_csv, second.train_summary]
 
 
 def _build_inputs(config: Config, layout: RunLayout) -> list[Path]:
@@ -120,17 +138,25 @@ STAGES: list[Stage] = [  # name, inputs, outputs (both from forumtune.layout), c
         lambda c, paths: [paths.adapter_weights, paths.metrics_csv, paths.train_summary],
         ("model", "lora", "train", "seed"),
         _train,
+        ignored_keys=("train.then",),
+    ),
+    Stage(
+        "train_then",
+        lambda c, paths: [*_dataset(c, paths), paths.adapter_weights],
+        _second_outputs,
+        ("model", "lora", "train", "seed"),
+        _train_then,
     ),
     Stage(
         "eval",
-        lambda c, paths: [paths.adapter_weights, paths.metrics_csv],
+        lambda c, paths: [paths.adapter_weights, paths.metrics_csv, *_second_outputs(c, paths)],
         lambda c, paths: [paths.eval_metrics, paths.loss_png, paths.report],
         ("eval",),
         _eval,
     ),
     Stage(
         "merge",
-        lambda c, paths: [paths.adapter_weights],
+        lambda c, paths: [paths.final.adapter_weights],
         lambda c, paths: [paths.merged_config],
         ("merge",),
         _merge,
@@ -146,26 +172,42 @@ def get_stage(name: str) -> Stage:
     return next(stage for stage in STAGES if stage.name == name)
 
 
-def _config_value(config: Config, dotted: str) -> Any:
-    """The key's value as JSON, without the keys below it that are marked NO_RERUN in config.py."""
+def _config_value(config: Config, dotted: str, ignored: tuple[str, ...] = ()) -> Any:
+    """The key's value as JSON, without the keys below it that are marked NO_RERUN in config.py, nor the
+    `ignored` ones directly below it (train.then for the first training)."""
     *parents, key = dotted.split(".")
     section: Any = config
     for name in parents:
         section = getattr(section, name)
     value = getattr(section, key)
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude=rerun_exclusions(type(value)))
+        excluded = rerun_exclusions(type(value))
+        excluded.update({k.removeprefix(f"{dotted}."): True for k in ignored if k.startswith(f"{dotted}.")})
+        return value.model_dump(mode="json", exclude=excluded)
     return section.model_dump(mode="json", include={key})[key]
 
 
 def stage_fingerprint(stage: Stage, config: Config) -> str:
     """A hash of the config keys the stage reads that change what it writes."""
-    values = {key: _config_value(config, key) for key in stage.config_keys}
+    values = {key: _config_value(config, key, stage.ignored_keys) for key in stage.config_keys}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def not_needed(stage: Stage, config: Config) -> str | None:
+    """Why this config has no use for the stage (the run skips it), or None when it does."""
+    if stage.name in ("scrape", "index") and config.build.input_file:
+        return f"not needed, the dataset comes from {config.build.input_file}"
+    if stage.name == "index" and not needs_index(config):
+        return "not needed (chat.retrieval is off, build.pairing is not qa_retrieved)"
+    if stage.name == "train_then" and config.train.then is None:
+        return "not needed (no train.then)"
+    return None
+
+
 def stale_reason(stage: Stage, config: Config, run_dir: Path) -> str | None:
-    """Why the stage must run, or None when its outputs are up to date."""
+    """Why the stage must run, or None when its outputs are up to date (or the config does not use it)."""
+    if stage.name == "train_then" and not_needed(stage, config):
+        return None
     layout = RunLayout.of(config, run_dir)
     outputs = stage.outputs(config, layout)
     missing = [p for p in outputs if not p.exists()]
@@ -230,16 +272,11 @@ def run_pipeline(
     ran: list[str] = []
     run_dir = prepare_run_dir(config).root
     for stage in STAGES:
-        restarting = restart and stage.name == "train"
+        restarting = restart and stage.name in ("train", "train_then")
+        skip = not_needed(stage, config)
         reason = "forced" if force else "--restart" if restarting else stale_reason(stage, config, run_dir)
-        if stage.name in ("scrape", "index") and config.build.input_file:
-            console.print(
-                f"[dim]{stage.name}: not needed, the dataset comes from {config.build.input_file}[/dim]"
-            )
-        elif stage.name == "index" and not needs_index(config):
-            console.print(
-                "[dim]index: not needed (chat.retrieval is off, build.pairing is not qa_retrieved)[/dim]"
-            )
+        if skip:
+            console.print(f"[dim]{stage.name}: {skip}[/dim]")
         elif reason is None:
             console.print(f"[dim]{stage.name}: up to date, skipped[/dim]")
         else:

@@ -30,8 +30,8 @@ def missing_artifact(config: Config, paths: RunLayout) -> str | None:
     """What chat.source needs that the run dir lacks, and the command that makes it; None if nothing."""
     needed = {
         "adapter": (
-            paths.adapter_config,
-            f"no adapter at {paths.adapter}: run `forumtune train` first (chat.source=adapter)",
+            paths.final.adapter_config,
+            f"no adapter at {paths.final.adapter}: run `forumtune train` first (chat.source=adapter)",
         ),
         "merged": (
             paths.merged_config,
@@ -70,7 +70,7 @@ def load_chat_models(config: Config, run_dir: Path) -> ChatModels:
     device = pick_device(config.chat.device, key="chat.device")
     with_base = chat.with_base if chat.with_base is not None else chat.source == "adapter"
     if chat.source == "adapter":
-        model = load_adapter_model(config.model, paths.adapter, device)
+        model = load_adapter_model(config.model, paths.final.adapter, device)
         tuned = TransformersEngine(model, tokenizer, max_context_tokens=chat.context_tokens)
         # The base answers through the same weights with the adapter switched off: no second copy.
         base = TransformersEngine(

@@ -5,7 +5,10 @@ the community preferred above the other one.
 - reward accuracy (tuned): the implicit reward r = beta × (log p_tuned − log p_reference) of DPO is higher
   for the chosen answer. The reference is the one training used: the starting adapter
   (train.init_adapter) for DPO and KTO that started from one, else the base;
-- reward margin: the mean of r(chosen) − r(rejected), and the mean rewards of each side.
+- reward margin: the mean of r(chosen) − r(rejected), and the mean rewards of each side;
+- per-token accuracy: the chosen answer's mean log-prob per answer token is the higher one (a sum favours
+  the shorter answer, and the community's preferred reply is often the longer one);
+- with train.then, the first training's model too (`first`: its adapter's name), its reward against the base.
 
 Every log-prob goes through forumtune.preference_batches, the same code the DPO loss uses.
 """
@@ -21,6 +24,7 @@ from peft import PeftModel
 
 from forumtune import cpu_layout
 from forumtune.config import Config
+from forumtune.models import adapter_active
 from forumtune.preference_batches import (
     REFERENCE_ADAPTER,
     REFERENCE_METHODS,
@@ -28,7 +32,7 @@ from forumtune.preference_batches import (
     reference_weights,
     sequence_log_probs,
 )
-from forumtune.records import PreferenceRow
+from forumtune.records import IGNORE_INDEX, PreferenceRow
 
 
 @torch.no_grad()
@@ -57,6 +61,37 @@ def reference_source(config: Config) -> Path | None:
     return None
 
 
+def per_token_accuracy(logps: tuple[list[float], list[float]], rows: list[PreferenceRow]) -> float:
+    def mean(values: list[float], side: str) -> list[float]:
+        counts = [max(1, sum(label != IGNORE_INDEX for label in r[f"{side}_labels"][1:])) for r in rows]  # type: ignore[literal-required]
+        return [value / count for value, count in zip(values, counts)]
+
+    return share_above(mean(logps[0], "chosen"), mean(logps[1], "rejected"))
+
+
+def first_training_metrics(
+    model: PeftModel,
+    rows: list[PreferenceRow],
+    first: str,
+    base: tuple[list[float], list[float]],
+    beta: float,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The first training's model (train.then's starting point): its accuracies, its reward against the base."""
+    with adapter_active(model, first):
+        logps = pair_log_probs(model, rows, batch_size, pad_id, device)
+    chosen = [beta * (t - b) for t, b in zip(logps[0], base[0])]
+    rejected = [beta * (t - b) for t, b in zip(logps[1], base[1])]
+    return {
+        "first_logprob_accuracy": share_above(*logps),
+        "first_per_token_accuracy": per_token_accuracy(logps, rows),
+        "first_reward_accuracy": share_above(chosen, rejected),
+        "first_reward_margin": statistics.fmean(c - r for c, r in zip(chosen, rejected)),
+    }
+
+
 def preference_metrics(
     model: PeftModel,
     rows: list[PreferenceRow],
@@ -64,7 +99,11 @@ def preference_metrics(
     batch_size: int,
     pad_id: int,
     device: torch.device,
+    *,
+    first: str | None = None,
 ) -> dict[str, Any]:
+    """`config` is the tuned model's (train.then's, for a run that trains twice: its reference is the first
+    training's adapter); `first`, the name of the first training's adapter loaded beside it."""
     cpu_layout.use_trainable_layout(model)
     model.eval()
     with model.disable_adapter():
@@ -89,8 +128,15 @@ def preference_metrics(
         "reference": str(source) if source else "base",
         "base_logprob_accuracy": share_above(*base),
         "tuned_logprob_accuracy": share_above(*tuned),
+        "base_per_token_accuracy": per_token_accuracy(base, rows),
+        "tuned_per_token_accuracy": per_token_accuracy(tuned, rows),
         "tuned_reward_accuracy": share_above(chosen_rewards, rejected_rewards),
         "reward_margin": statistics.fmean(c - r for c, r in zip(chosen_rewards, rejected_rewards)),
         "chosen_reward": statistics.fmean(chosen_rewards),
         "rejected_reward": statistics.fmean(rejected_rewards),
+        **(
+            first_training_metrics(model, rows, first, base, beta, batch_size, pad_id, device)
+            if first is not None
+            else {}
+        ),
     }

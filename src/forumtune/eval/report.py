@@ -18,7 +18,10 @@ from forumtune.layout import RunLayout
 from forumtune.metrics_log import read_metrics
 from forumtune.records import EvalSample
 
-MODELS = (("base", "base model"), ("tuned", "fine-tuned"))
+MODELS = (
+    ("base", "base model"),
+    ("tuned", "fine-tuned"),
+)  # a run that trains twice has a third (results["models"])
 # What the training loop measures as peak memory on each device (train.loop.peak_memory_mib). Runs whose
 # train_summary.json does not name the device trained where eval runs (the same config and machine).
 TRAIN_MEMORY_LABELS = {
@@ -48,9 +51,14 @@ def rate(count: int, total: int) -> str:
     return f"{count}/{total} ({100 * count / total:.0f}%)" if total else "–"
 
 
+def compared(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """The models of this eval, side by side: (key, label)."""
+    return [tuple(model) for model in results.get("models", MODELS)]  # type: ignore[misc]
+
+
 def metric_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for key, label in MODELS:
+    for key, label in compared(results):
         reference = results["reference"][key]
         rows.append(
             {
@@ -69,17 +77,18 @@ def metric_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def artifact_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     counts, total = results["artifacts"], results["samples"]
+    keys = ["forum", *(key for key, _ in compared(results))]
     rows = []
     for name, label in ALL_ARTIFACTS.items():
-        cells = {key: rate(counts[key][name], total) for key in ("forum", "base", "tuned")}
+        cells = {key: rate(counts[key][name], total) for key in keys}
         if name == "hit_token_limit":
             cells["forum"] = "n/a"
-        base, tuned = counts["base"][name], counts["tuned"][name]
+        base = counts["base"][name]
         classes = {
-            "forum": "",
-            "base": "",
-            "tuned": "better" if tuned < base else "worse" if tuned > base else "",
+            key: "better" if counts[key][name] < base else "worse" if counts[key][name] > base else ""
+            for key in keys[2:]
         }
+        classes.update(forum="", base="")
         rows.append({"label": label, "cells": cells, "classes": classes})
     return rows
 
@@ -90,12 +99,36 @@ DECODING_CHECKS = (
 )
 
 
+def preference_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The preferences table: each model's accuracies, and its implicit reward against its reference."""
+    preferences = results.get("preferences")
+    if not preferences:
+        return []
+    models = compared(results)
+    labels = dict(models)
+    rows = []
+    for key, label in models:
+        reference = {"base": None, "first": "base"}.get(key, labels.get("first", preferences["reference"]))
+        rows.append(
+            {
+                "key": key,
+                "model": label,
+                "logprob": preferences.get(f"{key}_logprob_accuracy"),
+                "per_token": preferences.get(f"{key}_per_token_accuracy"),
+                "reward": preferences.get(f"{key}_reward_accuracy"),
+                "margin": preferences.get(f"{key}_reward_margin", preferences["reward_margin"]),
+                "reference": reference,
+            }
+        )
+    return rows
+
+
 def decoding_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """Repetition loops and unended answers under plain greedy decoding and under eval's decoding settings."""
     counts, total, decoding = results["artifacts"], results["samples"], results["generation"]["decoding"]
     columns = [
         (key, f"{label}, {how}")
-        for key, label in MODELS
+        for key, label in compared(results)
         for key, how in ((f"{key}_greedy", "plain greedy"), (key, decoding))
         if key in counts
     ]
@@ -125,7 +158,12 @@ def config_summary(config: Config, steps: int | None) -> dict[str, str]:
         "max sequence length": str(build.max_seq_len),
         "chat template": build.chat_template or "the tokenizer's own",
         "seed": str(config.seed),
+        **({"then (a second training)": yaml_line(train.then)} if train.then else {}),
     }
+
+
+def yaml_line(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}: {value}" for key, value in values.items())
 
 
 def flatten_data_stats(stats: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +180,7 @@ def _mib(value: float | None) -> str:
 
 def timing_rows(results: dict[str, Any], paths: RunLayout) -> list[tuple[str, str]]:
     rows = [(f"eval: {phase}", f"{seconds:.1f} s") for phase, seconds in results["timings_s"].items()]
-    for key, label in MODELS:
+    for key, label in compared(results):
         generation = results["generation"][key]
         if generation["seconds"] > 0:
             rows.append(
@@ -210,6 +248,8 @@ def write_run_report(
         artifacts=artifact_rows(results),
         decoding=decoding_rows(results),
         preferences=results.get("preferences"),
+        preference_rows=preference_rows(results),
+        models=compared(results),
         samples=samples,
         short_labels=SHORT_LABELS,
         generation_settings=results["generation"]["settings"],

@@ -1,4 +1,7 @@
-"""The `eval` stage: eval loss of base and fine-tuned, answers side by side with checks, curves, report.html."""
+"""The `eval` stage: eval loss of base and fine-tuned, answers side by side with checks, curves, report.html.
+
+A run that trains twice (train.then) is compared three ways: the base, the first training's model (its
+adapter loaded beside the final one as FIRST) and the final one."""
 
 from __future__ import annotations
 
@@ -21,14 +24,20 @@ from forumtune.errors import EvalError
 from forumtune.eval.artifacts import Answer, artifact_counts, check_answer, check_model_answer
 from forumtune.eval.embedding import SentenceEmbedder, embedding_similarities, find_embedding_model
 from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
-from forumtune.eval.losses import base_and_tuned_losses, checkpoint_losses, perplexity, trained_tokens
+from forumtune.eval.losses import (
+    base_and_tuned_losses,
+    checkpoint_losses,
+    mean_token_loss,
+    perplexity,
+    trained_tokens,
+)
 from forumtune.eval.plots import RunCurves, plot_loss_curves
 from forumtune.eval.preferences import preference_metrics
 from forumtune.eval.reference import rouge_l, token_f1
 from forumtune.eval.report import write_run_report
 from forumtune.eval.timing import PhaseTimer
 from forumtune.layout import RunLayout
-from forumtune.models import load_adapter_model, pick_device
+from forumtune.models import adapter_active, load_adapter_model, pick_device
 from forumtune.records import (
     DatasetRow,
     EvalSample,
@@ -67,6 +76,18 @@ def generation_settings(config: Config) -> GenerationSettings:
     )
 
 
+FIRST = "first"  # the adapter name of the first training's model in a run that trains twice
+
+
+def compared_models(config: Config) -> list[tuple[str, str]]:
+    """The models the report sets side by side: (key in results and samples, label)."""
+    second = config.train.second_training()
+    if second is None:
+        return [("base", "base model"), ("tuned", "fine-tuned")]
+    first = config.train.method.upper()
+    return [("base", "base model"), (FIRST, first), ("tuned", f"{first} + {second.method.upper()}")]
+
+
 def run_eval(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
     try:
         return evaluate_run(config, run_dir, console)
@@ -79,8 +100,9 @@ def run_eval(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
 
 def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, Any]:
     paths = RunLayout.of(config, run_dir)
-    if not paths.adapter_config.exists():
-        raise EvalError(f"no adapter at {paths.adapter}: run `forumtune train` first")
+    if not paths.final.adapter_config.exists():
+        command = "run" if paths.second else "train"
+        raise EvalError(f"no adapter at {paths.final.adapter}: run `forumtune {command}` first")
     eval_records = read_rows(paths.dataset.eval)
     if not eval_records:
         raise EvalError("the eval split is empty; set build.eval_fraction above 0 and rebuild")
@@ -89,15 +111,25 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
     timer = PhaseTimer(device)
     with timer.phase("load model"):
         tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-        model = load_adapter_model(config.model, paths.adapter, device)
+        model = load_adapter_model(config.model, paths.final.adapter, device)
+        if paths.second is not None:
+            model.load_adapter(str(paths.adapter), adapter_name=FIRST)
     batch, pad_id = config.eval.loss_batch_size, tokenizer.pad_token_id
     with timer.phase("eval loss, base and fine-tuned"):
         base_loss, tuned_loss = base_and_tuned_losses(model, eval_records, batch, pad_id, device)
+        first_loss = None
+        if paths.second is not None:
+            with adapter_active(model, FIRST):
+                first_loss = mean_token_loss(model, eval_records, batch, pad_id, device)
     preferences = held_out_pairs(paths.dataset.preferences("eval"))
     preference_results = None
     if preferences:
+        tuned_config = config.second_training(paths.adapter) or config  # its reference: the first adapter
+        first = FIRST if paths.second is not None else None
         with timer.phase("preference accuracy"):
-            preference_results = preference_metrics(model, preferences, config, batch, pad_id, device)
+            preference_results = preference_metrics(
+                model, preferences, tuned_config, batch, pad_id, device, first=first
+            )
     checkpoints: list[dict[str, float]] = []
     if config.eval.checkpoints:
         with timer.phase("eval loss, checkpoints"):
@@ -110,14 +142,22 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         generation_settings(config),
         timer,
         greedy_baseline=config.eval.greedy_baseline,
+        first=paths.second is not None,
     )
     with timer.phase("reference metrics"):
-        reference = score_samples(samples, embedding_dir, device)
+        compared = tuple(key for key, _ in compared_models(config))
+        reference = score_samples(samples, embedding_dir, device, compared)
     results = {
+        "models": compared_models(config),
         "base_eval_loss": base_loss,
         "tuned_eval_loss": tuned_loss,
         "base_perplexity": perplexity(base_loss),
         "tuned_perplexity": perplexity(tuned_loss),
+        **(
+            {"first_eval_loss": first_loss, "first_perplexity": perplexity(first_loss)}
+            if first_loss is not None
+            else {}
+        ),
         "eval_examples": len(eval_records),
         "eval_trained_tokens": trained_tokens(eval_records),
         "checkpoints": checkpoints,
@@ -149,20 +189,25 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
             f"preference accuracy on {preference_results['pairs']} held-out pairs: base "
             f"{preference_results['base_logprob_accuracy']:.1%} → fine-tuned "
             f"{preference_results['tuned_logprob_accuracy']:.1%} (log-prob), implicit reward "
-            f"{preference_results['tuned_reward_accuracy']:.1%}, margin {preference_results['reward_margin']:.3f}"
+            f"{preference_results['tuned_reward_accuracy']:.1%}, margin {preference_results['reward_margin']:.3f}; "
+            f"per answer token: base {preference_results['base_per_token_accuracy']:.1%} → fine-tuned "
+            f"{preference_results['tuned_per_token_accuracy']:.1%}"
         )
     return results
 
 
-# Who answers each question: the key samples and results use, the adapter on or off, and which decoding.
+# Who answers each question: the key samples and results use, the adapter (None: off; FIRST: the first
+# training's, in a run that trains twice), and which decoding.
 ANSWER_RUNS = (
-    ("base", False, "configured"),
-    ("tuned", True, "configured"),
-    ("base_greedy", False, "greedy"),
-    ("tuned_greedy", True, "greedy"),
+    ("base", None, "configured"),
+    (FIRST, FIRST, "configured"),
+    ("tuned", "tuned", "configured"),
+    ("base_greedy", None, "greedy"),
+    ("tuned_greedy", "tuned", "greedy"),
 )
 PHASES = {
     "base": "generate, base",
+    FIRST: "generate, first training",
     "tuned": "generate, fine-tuned",
     "base_greedy": "generate, base, plain greedy",
     "tuned_greedy": "generate, fine-tuned, plain greedy",
@@ -177,18 +222,27 @@ def answer_questions(
     timer: PhaseTimer,
     *,
     greedy_baseline: bool = False,
+    first: bool = False,
 ) -> tuple[list[EvalSample], dict[str, Any]]:
     """Base and fine-tuned answers side by side with the forum's, each checked for artifacts; with
-    `greedy_baseline`, also both models' plain greedy answers, so what the decoding settings hide is seen."""
+    `greedy_baseline`, also both models' plain greedy answers, so what the decoding settings hide is seen;
+    with `first`, the first training's answers too (its adapter loaded as FIRST)."""
     prompts = [prompt_messages(r) for r in questions]
     runs = [
         run
         for run in ANSWER_RUNS
-        if run[2] == "configured" or (greedy_baseline and not settings.is_plain_greedy)
+        if (run[2] == "configured" or (greedy_baseline and not settings.is_plain_greedy))
+        and (first or run[1] != FIRST)
     ]
     answers: dict[str, list[ModelAnswer]] = {}
-    for key, adapter_on, decoding in runs:
-        adapter = contextlib.nullcontext() if adapter_on else model.disable_adapter()
+    for key, adapter_name, decoding in runs:
+        adapter = (
+            model.disable_adapter()
+            if adapter_name is None
+            else adapter_active(model, FIRST)
+            if adapter_name == FIRST
+            else contextlib.nullcontext()
+        )
         with timer.phase(PHASES[key]), adapter:
             answers[key] = generate_answers(
                 model, tokenizer, prompts, settings if decoding == "configured" else settings.plain_greedy()
@@ -230,13 +284,16 @@ def answer_questions(
 
 
 def score_samples(
-    samples: list[EvalSample], embedding_dir: Path | None, device: torch.device
+    samples: list[EvalSample],
+    embedding_dir: Path | None,
+    device: torch.device,
+    keys: tuple[str, ...] = ("base", "tuned"),
 ) -> dict[str, dict[str, float | None]]:
     """Per-sample scores against the forum's answer (stored in each sample) and their means per model."""
     references = [s.reference for s in samples]
     embedder = SentenceEmbedder(embedding_dir, device) if embedding_dir and samples else None
     means: dict[str, dict[str, float | None]] = {}
-    for key in ("base", "tuned"):
+    for key in keys:
         answers = [s.answers[key] for s in samples]
         texts = [answer.text for answer in answers]
         similarity = (

@@ -53,14 +53,17 @@ as in training); perplexity = e<sup>loss</sup>. Lower is better. Reference metri
 generated answers. {{ embedding_note }}</p>
 {% if preferences %}
 <h2>Preferences</h2>
-<table id="preferences"><tr><th>model</th><th>log-prob accuracy</th><th>reward accuracy</th><th>reward margin</th></tr>
-<tr data-model="base"><th>base</th><td class="num">{{ "%.1f%%"|format(100 * preferences.base_logprob_accuracy) }}</td><td></td><td></td></tr>
-<tr data-model="tuned"><th>fine-tuned</th><td class="num">{{ "%.1f%%"|format(100 * preferences.tuned_logprob_accuracy) }}</td>
-<td class="num">{{ "%.1f%%"|format(100 * preferences.tuned_reward_accuracy) }}</td>
-<td class="num">{{ "%.3f"|format(preferences.reward_margin) }}</td></tr></table>
+<table id="preferences"><tr><th>model</th><th>log-prob accuracy</th><th>per-token accuracy</th><th>reward accuracy</th><th>reference</th><th>reward margin</th></tr>
+{% for row in preference_rows %}<tr data-model="{{ row.key }}"><th>{{ row.model }}</th>
+<td class="num">{{ "%.1f%%"|format(100 * row.logprob) }}</td>
+<td class="num">{% if row.per_token is not none %}{{ "%.1f%%"|format(100 * row.per_token) }}{% endif %}</td>
+<td class="num">{% if row.reward is not none %}{{ "%.1f%%"|format(100 * row.reward) }}{% endif %}</td>
+<td>{{ row.reference or "" }}</td>
+<td class="num">{% if row.reference %}{{ "%.3f"|format(row.margin) }}{% endif %}</td></tr>{% endfor %}</table>
 <p class="muted">{{ preferences.pairs }} held-out pairs of replies to one question, the one the community rated higher
-first. Log-prob accuracy: share of pairs whose preferred answer has the higher summed log-probability. Reward
-accuracy: share whose implicit reward beta × (log p<sub>tuned</sub> − log p<sub>reference</sub>) is higher for the
+first. Log-prob accuracy: share of pairs whose preferred answer has the higher summed log-probability; per-token
+accuracy: the same with the mean log-probability per answer token (a sum favours the shorter answer). Reward
+accuracy: share whose implicit reward beta × (log p<sub>model</sub> − log p<sub>reference</sub>) is higher for the
 preferred answer (beta {{ preferences.beta }}, reference: {{ preferences.reference }}); margin: its mean difference.</p>
 {% endif %}
 
@@ -73,9 +76,9 @@ preferred answer (beta {{ preferences.beta }}, reference: {{ preferences.referen
 {% else %}<p class="muted">No checkpoints were left in the run directory, so only the final adapter was measured.</p>{% endif %}
 
 <h2>Artifacts in the answers</h2>
-<table id="artifacts"><tr><th>check</th><th>forum's answers</th><th>base model</th><th>fine-tuned</th></tr>
+<table id="artifacts"><tr><th>check</th><th>forum's answers</th>{% for key, title in models %}<th>{{ title }}</th>{% endfor %}</tr>
 {% for row in artifacts %}<tr><td>{{ row.label }}</td>
-{% for key in ("forum", "base", "tuned") %}<td class="num {{ row.classes[key] }}">{{ row.cells[key] }}</td>{% endfor %}</tr>
+{% for key in ["forum"] + models|map("first")|list %}<td class="num {{ row.classes[key] }}">{{ row.cells[key] }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <p class="muted">Share of answers in which each check fired. If the forum's own answers show an artifact, the
 data taught it: clean it in the build stage. Evidence is shown under each answer below.</p>
@@ -91,10 +94,10 @@ plain greedy figures are kept here so nothing is hidden (eval.greedy_baseline).<
 <h2>Answers to held-out questions</h2>
 <p class="muted">{{ generation_settings }}</p>
 {% macro flags(found) %}{% for name, evidence in found.items() %}<span class="flag" title="{{ evidence }}">{{ short_labels[name] }}: {{ evidence|truncate(48) }}</span>{% endfor %}{% endmacro %}
-{% for s in samples %}<div class="sample"><h3>{{ loop.index }}. {{ s.question }}</h3><div class="answers">
+{% for s in samples %}<div class="sample"><h3>{{ loop.index }}. {{ s.question }}</h3><div class="answers" style="grid-template-columns: repeat({{ 1 + models|length }}, 1fr)">
 <div><h4>forum's answer</h4><div class="answer">{{ s.reference }}</div>
 {{ flags(s.reference_flags) }}
-</div>{% for key, title in (("base", "base model"), ("tuned", "fine-tuned")) %}{% set answer = s.answers[key] %}
+</div>{% for key, title in models %}{% set answer = s.answers[key] %}
 <div><h4>{{ title }}</h4><div class="answer">{{ answer.text }}</div>
 {{ flags(answer.flags) }}
 <span class="score">F1 {{ "%.2f"|format(answer.scores.token_f1) }}</span><span class="score">ROUGE-L {{ "%.2f"|format(answer.scores.rouge_l) }}</span>

@@ -27,7 +27,7 @@ def run_merge(config: Config, run_dir: Path, console: Console) -> dict[str, Any]
     paths = RunLayout.of(config, run_dir)
     out = merge_adapter(
         resolve_base_model(config.model.base),
-        paths.adapter,
+        paths.final.adapter,  # train.then's adapter when the run trains twice
         paths.merged,
         dtype=config.merge.dtype,
         max_shard_size=config.merge.max_shard_size,
@@ -53,7 +53,7 @@ def run_export(
     if "modelfile" in formats:
         written["modelfile"] = str(write_ollama_modelfile(config, paths, console))
     if "lora-gguf" in formats:
-        out = export_lora_gguf(paths.adapter, paths.merged, paths.lora_gguf, config.name)
+        out = export_lora_gguf(paths.final.adapter, paths.merged, paths.lora_gguf, config.name)
         console.print(
             f"GGUF LoRA adapter written to {escape(str(out))} "
             f"(use: llama-cli -m BASE.gguf --lora {escape(out.name)})"

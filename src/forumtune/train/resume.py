@@ -50,6 +50,7 @@ def training_settings(config: Config, dataset_dir: Path, processes: int) -> dict
         for section in ("model", "lora", "train")
         for key, value in dumped[section].items()
     }
+    settings.pop("train.then", None)  # what trains after this training does not change it
     settings.update({"seed": config.seed, "processes": processes, "dataset": dataset_digest(dataset_dir)})
     return settings
 

@@ -52,7 +52,7 @@ def _index(config: Config, layout: RunLayout, console: Console) -> Any:
 
 def needs_index(config: Config) -> bool:
     """Whether anything this config runs reads the search index (a run skips the stage otherwise)."""
-    return config.chat.retrieval or config.build.pairing == "qa_retrieved"
+    return config.uses_retrieval
 
 
 def _build(config: Config, layout: RunLayout, console: Console) -> Any:

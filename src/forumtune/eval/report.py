@@ -210,6 +210,7 @@ def write_run_report(
         artifacts=artifact_rows(results),
         decoding=decoding_rows(results),
         preferences=results.get("preferences"),
+        retrieval=results.get("retrieval"),
         samples=samples,
         short_labels=SHORT_LABELS,
         generation_settings=results["generation"]["settings"],

@@ -26,6 +26,7 @@ from forumtune.eval.plots import RunCurves, plot_loss_curves
 from forumtune.eval.preferences import preference_metrics
 from forumtune.eval.reference import rouge_l, token_f1
 from forumtune.eval.report import write_run_report
+from forumtune.eval.retrieval_quality import checks_retrieval, retrieval_quality
 from forumtune.eval.timing import PhaseTimer
 from forumtune.layout import RunLayout
 from forumtune.models import load_adapter_model, pick_device
@@ -113,6 +114,10 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
     )
     with timer.phase("reference metrics"):
         reference = score_samples(samples, embedding_dir, device)
+    retrieval = None
+    if checks_retrieval(config):
+        with timer.phase("retrieval quality"):
+            retrieval = retrieval_quality(config, paths, eval_records, device)
     results = {
         "base_eval_loss": base_loss,
         "tuned_eval_loss": tuned_loss,
@@ -136,6 +141,7 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         "peak_memory_mib": timer.peak_memory_mib(),
         "device": device.type,
         **({"preferences": preference_results} if preference_results else {}),
+        **({"retrieval": retrieval} if retrieval else {}),
     }
     write_outputs(config, paths, results, samples)
     console.print(
@@ -151,7 +157,19 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
             f"{preference_results['tuned_logprob_accuracy']:.1%} (log-prob), implicit reward "
             f"{preference_results['tuned_reward_accuracy']:.1%}, margin {preference_results['reward_margin']:.3f}"
         )
+    if retrieval:
+        console.print(retrieval_line(retrieval))
     return results
+
+
+def retrieval_line(retrieval: dict[str, Any]) -> str:
+    if not retrieval["questions"]:
+        return "retrieval check: no held-out question has a same-question thread (eval.same_questions)"
+    scores = ", ".join(
+        f"{mode} hit@{retrieval['top_k']} {m['hit_at_k']:.0%}, MRR {m['mrr']:.2f}"
+        for mode, m in retrieval["modes"].items()
+    )
+    return f"retrieval on {retrieval['questions']} held-out questions asked again in another thread: {scores}"
 
 
 # Who answers each question: the key samples and results use, the adapter on or off, and which decoding.

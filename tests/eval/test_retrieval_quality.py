@@ -141,7 +141,7 @@ def test_held_out_questions_asked_again_are_ranked_as_bm25_by_hand_ranks_them(bm
         first_partner_rank(bm25_ranking(passages, plain_question(HELD_OUT[1])), by_id, cold, wax),
     ]
     assert all(expected_ranks), "each wax question finds the other wax thread"
-    assert (result["questions"], result["held_out_threads"], result["top_k"]) == (2, 4, TOP_K)
+    assert (result["questions"], result["threads"], result["top_k"]) == (2, 4, TOP_K)
     assert [s["title"] for s in result["samples"]] == HELD_OUT[:2], "boots' partner is not in the store"
     assert [s["same_question"] for s in result["samples"]] == [[HELD_OUT[1]], [HELD_OUT[0]]]
     assert [s["ranks"]["bm25"] for s in result["samples"]] == expected_ranks

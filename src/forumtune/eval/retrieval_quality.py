@@ -145,22 +145,28 @@ def checks_retrieval(config: Config) -> bool:
 def retrieval_quality(
     config: Config, paths: RunLayout, records: list[DatasetRow], device: torch.device
 ) -> dict[str, Any]:
-    """hit@1, hit@k and MRR per search mode over the held-out questions that have a partner, and each
-    question's ranks and top passages (for a run where checks_retrieval holds)."""
+    """The eval stage's check (where checks_retrieval holds) over the held-out records."""
     assert config.eval.same_questions is not None
     groups = read_groups(config.eval.same_questions)
-    top_k = config.chat.retrieval_top_k
     retriever = Retriever.open(paths.search_index, paths.vector_index, device=device)
     try:
-        modes: list[Mode] = ["bm25", "dense", "hybrid"] if retriever.mode == "hybrid" else ["bm25"]
-        cases = same_question_cases(records, retriever.index.threads(), groups)
-        results = rank_cases(retriever, cases, modes, top_k)
+        return check_retrieval(retriever, records, groups, config.chat.retrieval_top_k)
     finally:
         retriever.close()
+
+
+def check_retrieval(
+    retriever: Retriever, records: list[DatasetRow], groups: list[set[str]], top_k: int
+) -> dict[str, Any]:
+    """hit@1, hit@k and MRR per search mode over the records' questions that another thread asks too,
+    and each question's ranks and top passages."""
+    modes: list[Mode] = ["bm25", "dense", "hybrid"] if retriever.mode == "hybrid" else ["bm25"]
+    cases = same_question_cases(records, retriever.index.threads(), groups)
+    results = rank_cases(retriever, cases, modes, top_k)
     return {
         "top_k": top_k,
         "depth": DEPTH,
-        "held_out_threads": len({r["thread_id"] for r in records}),
+        "threads": len({r["thread_id"] for r in records}),
         "questions": len(results),
         "modes": summarize(results, modes, top_k),
         "samples": [asdict(result) for result in results],

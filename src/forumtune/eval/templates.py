@@ -71,7 +71,7 @@ preferred answer (beta {{ preferences.beta }}, reference: {{ preferences.referen
 <td class="num" data-value="{{ m.hit_at_1 }}">{{ "%.0f%%"|format(100 * m.hit_at_1) }}</td>
 <td class="num" data-value="{{ m.hit_at_k }}">{{ "%.0f%%"|format(100 * m.hit_at_k) }}</td>
 <td class="num" data-value="{{ m.mrr }}">{{ "%.2f"|format(m.mrr) }}</td></tr>{% endfor %}</table>
-<p class="muted">{{ retrieval.questions }} of the {{ retrieval.held_out_threads }} held-out questions are asked
+<p class="muted">{{ retrieval.questions }} of the {{ retrieval.threads }} held-out questions are asked
 again in another thread (eval.same_questions). Each is searched as chat searches it, its own thread left out:
 hit@k is the share whose top k passages (chat.retrieval_top_k) include one from a thread that asks the same
 question, MRR the mean of 1 / the rank of the first such passage (0 past rank {{ retrieval.depth }}).</p>

@@ -623,6 +623,11 @@ class Config(Section):
         """Whether anything this config runs reads the search index: chat, or the training prompts."""
         return self.chat.retrieval or self.build.pairing == "qa_retrieved"
 
+    @property
+    def checks_retrieval(self) -> bool:
+        """Whether eval checks retrieval: the run retrieves, and eval.same_questions names its groups."""
+        return self.uses_retrieval and self.eval.same_questions is not None
+
     @field_validator("runs_dir")
     @classmethod
     def _expand_runs_dir(cls, value: Path) -> Path:

@@ -104,6 +104,12 @@ def _build_inputs(config: Config, layout: RunLayout) -> list[Path]:
     return [layout.forum_store, *([layout.search_index] if config.build.pairing == "qa_retrieved" else [])]
 
 
+def _eval_inputs(config: Config, layout: RunLayout) -> list[Path]:
+    """The adapter and its log; with the retrieval check, the search index and the same-question groups."""
+    checked = [layout.search_index, config.eval.same_questions] if config.checks_retrieval else []
+    return [layout.adapter_weights, layout.metrics_csv, *checked]
+
+
 STAGES: list[Stage] = [  # name, inputs, outputs (both from forumtune.layout), config keys, entry function
     Stage("scrape", lambda c, paths: [], lambda c, paths: [paths.forum_store], ("scrape",), _scrape),
     Stage(
@@ -123,7 +129,7 @@ STAGES: list[Stage] = [  # name, inputs, outputs (both from forumtune.layout), c
     ),
     Stage(
         "eval",
-        lambda c, paths: [paths.adapter_weights, paths.metrics_csv],
+        _eval_inputs,
         lambda c, paths: [paths.eval_metrics, paths.loss_png, paths.report],
         ("eval",),
         _eval,

@@ -137,15 +137,10 @@ def _share(flags: list[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
 
-def checks_retrieval(config: Config) -> bool:
-    """Whether eval measures retrieval: the run retrieves, and eval.same_questions names its groups."""
-    return config.uses_retrieval and config.eval.same_questions is not None
-
-
 def retrieval_quality(
     config: Config, paths: RunLayout, records: list[DatasetRow], device: torch.device
 ) -> dict[str, Any]:
-    """The eval stage's check (where checks_retrieval holds) over the held-out records."""
+    """The eval stage's check (where config.checks_retrieval holds) over the held-out records."""
     assert config.eval.same_questions is not None
     groups = read_groups(config.eval.same_questions)
     retriever = Retriever.open(paths.search_index, paths.vector_index, device=device)

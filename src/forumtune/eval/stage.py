@@ -26,7 +26,7 @@ from forumtune.eval.plots import RunCurves, plot_loss_curves
 from forumtune.eval.preferences import preference_metrics
 from forumtune.eval.reference import rouge_l, token_f1
 from forumtune.eval.report import write_run_report
-from forumtune.eval.retrieval_quality import checks_retrieval, retrieval_quality
+from forumtune.eval.retrieval_quality import retrieval_quality
 from forumtune.eval.timing import PhaseTimer
 from forumtune.layout import RunLayout
 from forumtune.models import load_adapter_model, pick_device
@@ -115,7 +115,7 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
     with timer.phase("reference metrics"):
         reference = score_samples(samples, embedding_dir, device)
     retrieval = None
-    if checks_retrieval(config):
+    if config.checks_retrieval:
         with timer.phase("retrieval quality"):
             retrieval = retrieval_quality(config, paths, eval_records, device)
     results = {

@@ -12,6 +12,10 @@ grounds it (retrieval/context.py), the passages never taken from the answer's ow
   forum's answer likelier);
 - token F1 of a greedy answer (repetition penalty 1.2, as eval) against the forum's answer.
 
+With eval.same_questions (the demo names the generator's same_questions.json), it also checks retrieval as
+the eval stage does (eval/retrieval_quality.py: hit@1, hit@k, MRR of the thread that asks the same
+question) on the held-out questions and on every question of the dataset that another thread asks too.
+
 Prints a table; writes benchmarks/results/retrieval_quality.json with every answer side by side.
 """
 
@@ -35,6 +39,7 @@ from forumtune.config import load_config
 from forumtune.data.encode import encode_conversations
 from forumtune.eval.generate import GenerationSettings, generate_answers
 from forumtune.eval.reference import token_f1
+from forumtune.eval.retrieval_quality import check_retrieval, read_groups
 from forumtune.layout import RunLayout
 from forumtune.records import read_jsonl
 from forumtune.retrieval.context import fit_to_budget, question_with_context
@@ -117,6 +122,14 @@ def main() -> None:
             sample[f"f1_{key}"] = token_f1(generated["text"], sample["answer"])
     for sample in samples:
         del sample["prompts"]
+    same_questions = None
+    if config.eval.same_questions is not None:
+        groups = read_groups(config.eval.same_questions)
+        every_row = list(read_jsonl(layout.dataset.train)) + rows
+        same_questions = {
+            "held_out": check_retrieval(retriever, rows, groups, args.top_k),
+            "all": check_retrieval(retriever, every_row, groups, args.top_k),
+        }
     summary = {
         key: round(statistics.mean(s[key] for s in samples), 4)
         for key in ("loss_without", "loss_with", "f1_without", "f1_with")
@@ -130,6 +143,7 @@ def main() -> None:
         "top_k": args.top_k,
         "tokens": args.tokens,
         "summary": summary,
+        "same_questions": same_questions,
         "samples": samples,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +157,14 @@ def main() -> None:
     print(
         f"token F1 of greedy answers:      without {summary['f1_without']:.4f}  with {summary['f1_with']:.4f}"
     )
+    for scope, checked in (same_questions or {}).items():
+        for mode, scores in checked["modes"].items():
+            if checked["questions"]:
+                print(
+                    f"same-question thread found, {scope} ({checked['questions']} questions), {mode}: "
+                    f"hit@1 {scores['hit_at_1']:.0%}  hit@{args.top_k} {scores['hit_at_k']:.0%}  "
+                    f"MRR {scores['mrr']:.3f}"
+                )
     print(f"wrote {args.out}")
 
 

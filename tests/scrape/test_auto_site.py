@@ -57,7 +57,7 @@ def test_demo_forum_is_read_by_the_layout_it_is_written_in_and_the_choice_is_log
     summary = crawl(
         ScrapeConfig(url=url, **FAST), tmp_path / "f.sqlite", url, show_progress=False, console=console
     )
-    assert (summary.threads, summary.posts) == (66, 603)
+    assert (summary.threads, summary.posts) == (81, 721)
     assert "scrape.site auto: the first page reads best as newschoolers" in console.export_text()
     with ForumStore(tmp_path / "f.sqlite") as store:
         assert store.get_meta(SITE) == "newschoolers"

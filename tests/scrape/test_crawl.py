@@ -37,7 +37,7 @@ def test_crawls_every_thread_and_post_and_obeys_robots(forum_server, tmp_path):
         f"{base_url}/forums/freeski/",
         show_progress=False,
     )
-    assert (summary.threads, summary.posts, summary.list_pages, summary.thread_pages) == (66, 603, 4, 102)
+    assert (summary.threads, summary.posts, summary.list_pages, summary.thread_pages) == (81, 721, 5, 121)
     assert summary.errors == {}
     assert requests[0] == "/robots.txt"
     assert not [path for path in requests if path.startswith("/members/")]
@@ -47,14 +47,14 @@ def test_crawls_every_thread_and_post_and_obeys_robots(forum_server, tmp_path):
         assert all(thread.done for thread in threads)
         posts = [post for _, thread_posts in store.iter_thread_posts() for post in thread_posts]
     quoted = [post for post in posts if post.quotes]
-    assert len(quoted) == 113
+    assert len(quoted) == 133
     assert all(len(post.quotes) == 1 for post in quoted), (
         "a nested quote stays inside the quote that holds it"
     )
     assert all("wrote:" not in post.text for post in posts), "quotes are kept apart from the post's own words"
     assert all("Moved from" not in post.text for post in posts), "moderator notes are dropped"
     signed = [post for post in posts if post.signature]
-    assert len(signed) == 194
+    assert len(signed) == 223
     assert all(post.signature not in post.text for post in signed)
 
 
@@ -117,7 +117,7 @@ def test_sigkill_mid_crawl_then_resume_equals_an_uninterrupted_crawl(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     partial = len(all_posts(store))
-    assert 0 < partial < 603
+    assert 0 < partial < 721
     subprocess.run(
         command + [str(slow), "--set", "scrape.requests_per_second=500"],
         check=True,
@@ -125,5 +125,5 @@ def test_sigkill_mid_crawl_then_resume_equals_an_uninterrupted_crawl(tmp_path):
     )
     subprocess.run(command + [str(whole)], check=True, stdout=subprocess.DEVNULL)
     resumed, uninterrupted = all_posts(store), all_posts(tmp_path / "b" / "runs" / "demo" / "forum.sqlite")
-    assert len(resumed) == 603
+    assert len(resumed) == 721
     assert resumed == uninterrupted

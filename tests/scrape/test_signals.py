@@ -112,7 +112,7 @@ def test_demo_forum_likes_reward_good_answers_and_make_preference_pairs(forum_se
     with ForumStore(tmp_path / "f.sqlite") as store:
         threads = list(store.iter_thread_posts())
     posts = [post for _, thread_posts in threads for post in thread_posts]
-    assert len(posts) == 603 and all(post.likes is not None for post in posts), (
+    assert len(posts) == 721 and all(post.likes is not None for post in posts), (
         "every demo post shows its likes"
     )
     assert all(post.score is None for post in posts), "the demo forum has no up/down votes"

@@ -250,6 +250,7 @@ def write_run_report(
         preferences=results.get("preferences"),
         preference_rows=preference_rows(results),
         models=compared(results),
+        retrieval=results.get("retrieval"),
         samples=samples,
         short_labels=SHORT_LABELS,
         generation_settings=results["generation"]["settings"],

@@ -35,6 +35,7 @@ from forumtune.eval.plots import RunCurves, plot_loss_curves
 from forumtune.eval.preferences import preference_metrics
 from forumtune.eval.reference import rouge_l, token_f1
 from forumtune.eval.report import write_run_report
+from forumtune.eval.retrieval_quality import retrieval_quality
 from forumtune.eval.timing import PhaseTimer
 from forumtune.layout import RunLayout
 from forumtune.models import adapter_active, load_adapter_model, pick_device
@@ -147,6 +148,10 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
     with timer.phase("reference metrics"):
         compared = tuple(key for key, _ in compared_models(config))
         reference = score_samples(samples, embedding_dir, device, compared)
+    retrieval = None
+    if config.checks_retrieval:
+        with timer.phase("retrieval quality"):
+            retrieval = retrieval_quality(config, paths, eval_records, device)
     results = {
         "models": compared_models(config),
         "base_eval_loss": base_loss,
@@ -176,6 +181,7 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
         "peak_memory_mib": timer.peak_memory_mib(),
         "device": device.type,
         **({"preferences": preference_results} if preference_results else {}),
+        **({"retrieval": retrieval} if retrieval else {}),
     }
     write_outputs(config, paths, results, samples)
     console.print(
@@ -193,7 +199,19 @@ def evaluate_run(config: Config, run_dir: Path, console: Console) -> dict[str, A
             f"per answer token: base {preference_results['base_per_token_accuracy']:.1%} → fine-tuned "
             f"{preference_results['tuned_per_token_accuracy']:.1%}"
         )
+    if retrieval:
+        console.print(retrieval_line(retrieval))
     return results
+
+
+def retrieval_line(retrieval: dict[str, Any]) -> str:
+    if not retrieval["questions"]:
+        return "retrieval check: no held-out question has a same-question thread (eval.same_questions)"
+    scores = ", ".join(
+        f"{mode} hit@{retrieval['top_k']} {m['hit_at_k']:.0%}, MRR {m['mrr']:.2f}"
+        for mode, m in retrieval["modes"].items()
+    )
+    return f"retrieval on {retrieval['questions']} held-out questions asked again in another thread: {scores}"
 
 
 # Who answers each question: the key samples and results use, the adapter (None: off; FIRST: the first

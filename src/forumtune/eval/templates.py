@@ -66,6 +66,25 @@ accuracy: the same with the mean log-probability per answer token (a sum favours
 accuracy: share whose implicit reward beta × (log p<sub>model</sub> − log p<sub>reference</sub>) is higher for the
 preferred answer (beta {{ preferences.beta }}, reference: {{ preferences.reference }}); margin: its mean difference.</p>
 {% endif %}
+{% if retrieval %}
+<h2>Retrieval</h2>
+{% if retrieval.questions %}{% set shown = retrieval.modes|list|last %}
+<table id="retrieval"><tr><th>search</th><th>hit@1</th><th>hit@{{ retrieval.top_k }}</th><th>MRR</th></tr>
+{% for mode, m in retrieval.modes.items() %}<tr data-mode="{{ mode }}"><th>{{ mode }}</th>
+<td class="num" data-value="{{ m.hit_at_1 }}">{{ "%.0f%%"|format(100 * m.hit_at_1) }}</td>
+<td class="num" data-value="{{ m.hit_at_k }}">{{ "%.0f%%"|format(100 * m.hit_at_k) }}</td>
+<td class="num" data-value="{{ m.mrr }}">{{ "%.2f"|format(m.mrr) }}</td></tr>{% endfor %}</table>
+<p class="muted">{{ retrieval.questions }} of the {{ retrieval.threads }} held-out questions are asked
+again in another thread (eval.same_questions). Each is searched as chat searches it, its own thread left out:
+hit@k is the share whose top k passages (chat.retrieval_top_k) include one from a thread that asks the same
+question, MRR the mean of 1 / the rank of the first such passage (0 past rank {{ retrieval.depth }}).</p>
+<table id="retrieval-questions"><tr><th>held-out question</th><th>asked again in</th>
+{% for mode in retrieval.modes %}<th>{{ mode }} rank</th>{% endfor %}<th>top passages' threads ({{ shown }})</th></tr>
+{% for s in retrieval.samples %}<tr><td>{{ s.title }}</td><td>{{ s.same_question|join("; ") }}</td>
+{% for mode in retrieval.modes %}<td class="num">{{ s.ranks[mode] or "–" }}</td>{% endfor %}
+<td>{{ s.top[shown]|join("; ") }}</td></tr>{% endfor %}</table>
+{% else %}<p>No held-out question is asked again in another thread (eval.same_questions): retrieval was not checked.</p>{% endif %}
+{% endif %}
 
 <h2>Loss curves</h2>
 <img class="curves" id="loss-curve" alt="train and eval loss curves" src="data:image/png;base64,{{ loss_png }}">

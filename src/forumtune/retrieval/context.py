@@ -91,6 +91,13 @@ def question_with_context(question: str, sources: list[Source]) -> str:
     return f"{CONTEXT_INTRO}\n\n{blocks}\n\n{QUESTION_LABEL} {question}"
 
 
+def question_of(message: str) -> str:
+    """The question in a user message that question_with_context wrote; any other message is one."""
+    if not message.startswith(CONTEXT_INTRO):
+        return message
+    return message.rsplit(f"\n\n{QUESTION_LABEL} ", 1)[-1]
+
+
 def markdown_sources(sources: list[Source]) -> str:
     """The sources as markdown links, appended to a reply when a client asks for them in the text."""
     return "\n\nSources:\n" + "\n".join(source.markdown() for source in sources) if sources else ""

@@ -298,6 +298,11 @@ class SearchIndex:
     def ids(self) -> list[int]:
         return [row[0] for row in self.db.execute("SELECT id FROM passages ORDER BY id")]
 
+    def threads(self) -> dict[int, tuple[str, str]]:
+        """Every thread with an indexed post: the store's thread id → (thread URL, title)."""
+        rows = self.db.execute("SELECT DISTINCT thread_id, thread_url, title FROM passages")
+        return {thread_id: (url, title) for thread_id, url, title in rows}
+
     def passages(self, ids: Iterable[int]) -> list[Passage]:
         """The passages with these ids, in the order given (ids no longer there are left out)."""
         wanted = list(ids)

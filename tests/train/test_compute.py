@@ -176,7 +176,8 @@ def test_plan_prints_the_compute_estimate_from_the_built_dataset(mistral_dir, tm
     row = {"input_ids": list(range(2048)), "labels": [IGNORE_INDEX] * 48 + list(range(48, 2048))}
     (dataset / "train.jsonl").write_text("\n".join(json.dumps(row) for _ in range(100)) + "\n")
     estimate = estimate_run(load_config(SMOKE_CONFIG, overrides), compute.gpu_named("h200"))
-    assert estimate.steps == 200 and estimate.epoch.trained_tokens == 100 * 2000  # 47 prompt labels after the shift
+    # 2,000 trained tokens a row: 47 prompt labels are left after the causal shift
+    assert estimate.steps == 200 and estimate.epoch.trained_tokens == 100 * 2000
     # the fast path at 2048 tokens on the H200 is the run the MFU constant came from: 12,198 tokens/s
     assert estimate.seconds(estimate.epoch.model_flops) == pytest.approx(100 * 2048 / 12_198, rel=0.01)
 

@@ -20,8 +20,6 @@ from forumtune.train.loading import GRAPH_PAD_MULTIPLE
 from forumtune.train.loop import total_steps
 from forumtune.train.plan import ModelShape, load_shape, precision
 
-GIGA = 1e9
-
 
 @dataclass(frozen=True)
 class EpochWork:
@@ -123,6 +121,14 @@ def model_type_of(config: Config) -> str:
     return getattr(getattr(hf, "text_config", None) or hf, "model_type", "")
 
 
+def format_flops(value: float) -> str:
+    """'30.30 GFLOP': three significant-ish digits at the largest SI prefix that keeps the value ≥ 1."""
+    for exponent, prefix in ((18, "E"), (15, "P"), (12, "T"), (9, "G"), (6, "M"), (3, "k")):
+        if value >= 10**exponent:
+            return f"{value / 10**exponent:,.2f} {prefix}FLOP"
+    return f"{value:,.0f} FLOP"
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -139,16 +145,16 @@ def print_estimate(estimate: RunEstimate, config: Config, console: Console) -> N
     table.add_column("")
     table.add_column("value", justify="right")
     seq = config.build.max_seq_len
-    table.add_row(f"forward, GFLOP per token ({seq}-token rows)", f"{flops.forward / GIGA:.2f}")
-    table.add_row("backward (input gradients; LoRA weight gradients)", f"{flops.backward / GIGA:.2f}")
-    table.add_row("recompute of checkpointed layers (not in MFU)", f"{flops.recompute / GIGA:.2f}")
-    table.add_row("[bold]model FLOPs per token (forward + backward)", f"[bold]{flops.model / GIGA:.2f}")
+    table.add_row(f"forward FLOPs per token ({seq}-token rows)", format_flops(flops.forward))
+    table.add_row("backward (input gradients; LoRA weight gradients)", format_flops(flops.backward))
+    table.add_row("recompute of checkpointed layers (not in MFU)", format_flops(flops.recompute))
+    table.add_row("[bold]model FLOPs per token (forward + backward)", f"[bold]{format_flops(flops.model)}")
     if epoch is not None:
         table.add_row("training rows", f"{epoch.rows:,}", end_section=False)
         table.add_row("trained tokens per epoch (in the loss)", f"{epoch.trained_tokens:,}")
         table.add_row("tokens per epoch (real)", f"{epoch.tokens:,}")
         table.add_row("tokens processed per epoch (with padding)", f"{epoch.processed_tokens:,}")
-        table.add_row("model PFLOP per epoch", f"{epoch.model_flops / 1e15:,.1f}")
+        table.add_row("model FLOPs per epoch", format_flops(epoch.model_flops))
     if estimate.steps:
         table.add_row("optimizer steps in the run", f"{estimate.steps:,}")
     gpu = estimate.gpu

@@ -20,53 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from synthetic_text import sentence
+
 from forumtune.forum_store import ForumStore, ScrapedPost, ThreadRef
 
-WORDS = (
-    "ski",
-    "wax",
-    "edge",
-    "base",
-    "boot",
-    "binding",
-    "powder",
-    "groomer",
-    "park",
-    "jump",
-    "rail",
-    "mogul",
-    "slush",
-    "ice",
-    "crust",
-    "tune",
-    "layer",
-    "merino",
-    "shell",
-    "glove",
-    "goggle",
-    "helmet",
-    "lift",
-    "resort",
-    "trail",
-    "chair",
-    "carve",
-    "turn",
-    "pole",
-    "rocker",
-    "camber",
-    "flex",
-    "length",
-    "width",
-    "sidecut",
-    "stance",
-    "knee",
-    "calf",
-    "sock",
-    "liner",
-    "footbed",
-    "heel",
-    "toe",
-)
 ARTIFACTS = [
     "",
     "",
@@ -80,10 +37,6 @@ ARTIFACTS = [
     " mail me at rider{n}@example.com",
     "\nSent from my iPhone using Tapatalk",
 ]
-
-
-def sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 16))).capitalize() + "."
 
 
 def post_text(rng: random.Random, number: int) -> str:

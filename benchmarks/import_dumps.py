@@ -21,36 +21,9 @@ import time
 from html import escape
 from pathlib import Path
 
-WORDS = (
-    "ski",
-    "wax",
-    "edge",
-    "base",
-    "boot",
-    "binding",
-    "powder",
-    "groomer",
-    "park",
-    "jump",
-    "rail",
-    "mogul",
-    "slush",
-    "ice",
-    "crust",
-    "tune",
-    "layer",
-    "merino",
-    "shell",
-    "glove",
-    "goggle",
-    "helmet",
-    "lift",
-)
+from synthetic_text import sentence
+
 ANSWERS_PER_QUESTION = 3
-
-
-def sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 16))).capitalize() + "."
 
 
 def body(rng: random.Random) -> str:

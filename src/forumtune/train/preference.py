@@ -4,7 +4,8 @@ Each returns one loss per pair or example; the loop sums them and divides by the
 the whole optimizer step (over every GPU), as SFT divides by the step's trained tokens.
 
 - DPO (Rafailov et al. 2023): -log σ(β·((π_c − π_r) − (ref_c − ref_r))), with summed answer log-probs;
-  label smoothing ε mixes in the flipped label (conservative DPO, as TRL's `sigmoid` loss does).
+  label smoothing ε mixes in the flipped label (conservative DPO, as TRL's `sigmoid` loss did before its
+  1.x releases; TRL 1.15's ignores label_smoothing).
 - ORPO (Hong et al. 2024): NLL of the chosen answer − λ·log σ(log odds_c − log odds_r), where
   odds = p / (1 − p) of the answer's mean per-token log-prob; no reference model.
 - KTO (Ethayarajh et al. 2024): 1 − σ(β·(r − z)) for a desirable answer and 1 − σ(β·(z − r)) for an

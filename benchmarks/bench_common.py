@@ -350,23 +350,30 @@ def step_flops(shape: Shape, seq: int, lora_r: int, *, skips_down_proj: bool = F
     return count(model_shape(config), seq, lora_r, checkpointing=True, skip_down_proj=skip)
 
 
-def utilisation(tokens_per_s: float | None, flops, gpu_name: str | None) -> dict[str, Any]:
+def utilisation(
+    tokens_per_s: float | None, flops, gpu_name: str | None, *, reference_forwards: int = 0
+) -> dict[str, Any]:
     """MFU (model FLOPs: forward + backward, train/compute.py's convention) and HFU (with the recompute) of
-    a measured rate against the GPU's dense bf16 peak, found from its device name; None where unknown."""
-    from forumtune.train.compute import detect_gpu, mfu
+    a measured rate against the GPU's dense bf16 peak, found from its device name; None where unknown.
+    `reference_forwards`: extra no-grad forward passes per token that the objective needs (DPO's reference
+    model: 1), counted as model work."""
+    from forumtune.train.compute import detect_gpu
 
     gpu = detect_gpu(gpu_name)
-    hardware = (tokens_per_s or 0) * flops.hardware / (gpu.bf16_tflops * 1e12) if gpu else None
+    model = flops.model + reference_forwards * flops.forward
+    peak = gpu.bf16_tflops * 1e12 if gpu else None
+    known = bool(tokens_per_s and peak)
     return {
-        "mfu": mfu(tokens_per_s, flops, gpu),
-        "hfu": hardware or None,
+        "mfu": tokens_per_s * model / peak if known else None,
+        "hfu": tokens_per_s * (model + flops.recompute) / peak if known else None,
         "gpu_key": gpu.key if gpu else None,
         "peak_tflops": gpu.bf16_tflops if gpu else None,
         "flops_per_token": {
             "forward": flops.forward,
             "backward": flops.backward,
             "recompute": flops.recompute,
-            "model": flops.model,
+            "reference_forwards": reference_forwards,
+            "model": model,
         },
     }
 

@@ -127,23 +127,10 @@ def rows_with_masks() -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def mistral_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("mistral-7b")
-    MistralConfig(
-        vocab_size=32000,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-    ).save_pretrained(path)
-    return path
-
-
-def test_an_epoch_counts_trained_real_and_padded_tokens(mistral_dir):
+def test_an_epoch_counts_trained_real_and_padded_tokens(mistral_7b_dir):
     config = load_config(
-        SMOKE_CONFIG, [f"model.base={mistral_dir}", "train.micro_batch_size=2", "lora.modules_to_save=null"]
+        SMOKE_CONFIG,
+        [f"model.base={mistral_7b_dir}", "train.micro_batch_size=2", "lora.modules_to_save=null"],
     )
     work = epoch_work(config, MISTRAL_7B, "mistral", rows_with_masks())
     assert work.rows == 3 and work.micro_batches == 1  # the incomplete second micro-batch is left out
@@ -159,9 +146,9 @@ def test_an_epoch_counts_trained_real_and_padded_tokens(mistral_dir):
     assert work.model_flops == pytest.approx(2 * max(lengths) * per_token)
 
 
-def test_plan_prints_the_compute_estimate_from_the_built_dataset(mistral_dir, tmp_path):
+def test_plan_prints_the_compute_estimate_from_the_built_dataset(mistral_7b_dir, tmp_path):
     overrides = [
-        f"model.base={mistral_dir}",
+        f"model.base={mistral_7b_dir}",
         f"runs_dir={tmp_path}",
         "model.compute_dtype=bfloat16",
         "lora.modules_to_save=null",

@@ -139,6 +139,18 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+# below this many tokens per micro-batch the step was host-bound in the measurements: the H100's 2×512 run
+# took 37% longer than its FLOPs at the fast path's MFU (benchmarks/RESULTS.md, "Compute estimate")
+HOST_BOUND_TOKENS = 2048
+
+
+def micro_batch_tokens(estimate: RunEstimate, config: Config) -> float:
+    epoch = estimate.epoch
+    if epoch is None or not epoch.micro_batches:
+        return config.train.micro_batch_size * config.build.max_seq_len
+    return epoch.processed_tokens / epoch.micro_batches
+
+
 def print_estimate(estimate: RunEstimate, config: Config, console: Console) -> None:
     flops, epoch = estimate.flops, estimate.epoch
     table = Table(title=f"compute estimate: {config.name} (LoRA r{config.lora.r})")
@@ -158,9 +170,10 @@ def print_estimate(estimate: RunEstimate, config: Config, console: Console) -> N
     if estimate.steps:
         table.add_row("optimizer steps in the run", f"{estimate.steps:,}")
     gpu = estimate.gpu
+    path = "fast" if precision(config)[2] else "plain"
     if gpu is not None:
         table.add_row(
-            f"{gpu.name}: {gpu.bf16_tflops:g} TFLOP/s bf16 × MFU {estimate.mfu:.1%}",
+            f"{gpu.name}: {gpu.bf16_tflops:g} TFLOP/s bf16 × MFU {estimate.mfu:.1%} ({path} path)",
             f"{gpu.bf16_tflops * estimate.mfu * 1e12 / flops.model:,.0f} tokens/s",
         )
         if epoch is not None:
@@ -180,3 +193,8 @@ def print_estimate(estimate: RunEstimate, config: Config, console: Console) -> N
         )
     if gpu is None:
         console.print(f"for the time on a card: --gpu {'|'.join(compute.GPU_KEYS)}")
+    elif micro_batch_tokens(estimate, config) < HOST_BOUND_TOKENS:
+        console.print(
+            f"[yellow]micro-batches of under {HOST_BOUND_TOKENS:,} tokens wait on the host more than the GPU: "
+            "expect up to a third longer than this (benchmarks/RESULTS.md, 2×512)[/]"
+        )

@@ -942,6 +942,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             "vocab": shape.vocab,
             "lora_r": LORA_R,
             "head_dim": shape.head_size,
+            "preset": args.preset,
             "attn": shape.attn_implementation,
             "trace_path": args.trace_out,
             "profile_stack": args.profile_stack,

@@ -49,9 +49,9 @@ invocation per shape keeps each under 10 minutes; the third line is the first-st
   export PYTHONPATH=$PWD/.peer/site:$PWD/src HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
   for p in llama-3.1-8b qwen2.5-7b gemma-2-9b; do
     a="--preset $p --model-dir /tmp/forumtune-bench/family-shape --work-dir /tmp/forumtune-bench/$p"
-    python3 benchmarks/train_throughput.py $a --stacks plain,forumtune,unsloth --shapes 2x2048 \
+    python3 benchmarks/train_throughput.py $a --stacks forumtune,unsloth,plain --shapes 2x2048 \
       --deadline-s 540 --out $p-2x2048.json
-    python3 benchmarks/train_throughput.py $a --stacks plain,forumtune,unsloth --shapes 1x8192 \
+    python3 benchmarks/train_throughput.py $a --stacks forumtune,unsloth,plain --shapes 1x8192 \
       --deadline-s 540 --out $p-1x8192.json
     python3 benchmarks/train_throughput.py $a --stacks plain,fast --shapes 2x2048 --cap-gib 0 --warmup 1 \
       --steps 2 --out $p-grads.json

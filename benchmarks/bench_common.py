@@ -115,6 +115,7 @@ PRESETS = {
 }
 
 PAD_ID = 3
+LORA_R = 16  # the rank of every benchmark's LoRA (forumtune's configs written here, and the minimal loop's)
 FIRST_ORDINARY_ID = 4
 MODEL_MARKER = "bench_model.json"
 
@@ -333,6 +334,54 @@ def check_disk_space(model_dir: Path, needed: int) -> None:
     )
 
 
+# ------------------------------------------------------------------------------------------ compute
+
+
+def step_flops(shape: Shape, seq: int, lora_r: int, *, skips_down_proj: bool = False):
+    """forumtune.train.compute's FLOPs per token of a LoRA step on `shape` at `seq` tokens per row (one
+    definition for the benchmarks and `forumtune plan`). `skips_down_proj`: the stack's recompute leaves out
+    the down projection (forumtune's fast path), where the architecture allows it."""
+    from forumtune.train.compute import ENDS_IN_DOWN_PROJ
+    from forumtune.train.compute import step_flops as count
+    from forumtune.train.plan import model_shape
+
+    config = model_config(shape)
+    skip = skips_down_proj and config.model_type in ENDS_IN_DOWN_PROJ
+    return count(model_shape(config), seq, lora_r, checkpointing=True, skip_down_proj=skip)
+
+
+def utilisation(
+    tokens_per_s: float | None, flops, gpu_name: str | None, *, reference_forwards: int = 0
+) -> dict[str, Any]:
+    """MFU (model FLOPs: forward + backward, train/compute.py's convention) and HFU (with the recompute) of
+    a measured rate against the GPU's dense bf16 peak, found from its device name; None where unknown.
+    `reference_forwards`: extra no-grad forward passes per token that the objective needs (DPO's reference
+    model: 1), counted as model work."""
+    from forumtune.train.compute import detect_gpu
+
+    gpu = detect_gpu(gpu_name)
+    model = flops.model + reference_forwards * flops.forward
+    peak = gpu.bf16_tflops * 1e12 if gpu else None
+    known = bool(tokens_per_s and peak)
+    return {
+        "mfu": tokens_per_s * model / peak if known else None,
+        "hfu": tokens_per_s * (model + flops.recompute) / peak if known else None,
+        "gpu_key": gpu.key if gpu else None,
+        "peak_tflops": gpu.bf16_tflops if gpu else None,
+        "flops_per_token": {
+            "forward": flops.forward,
+            "backward": flops.backward,
+            "recompute": flops.recompute,
+            "reference_forwards": reference_forwards,
+            "model": model,
+        },
+    }
+
+
+def fmt_pct(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f}%"
+
+
 # ---------------------------------------------------------------------------------------------- data
 
 
@@ -412,7 +461,7 @@ def write_forumtune_config(
             "compute_dtype": compute_dtype,
             "attn_implementation": attn_implementation,
         },
-        "lora": {"r": 16, "alpha": 32, "dropout": lora_dropout, "target_modules": "all-linear"},
+        "lora": {"r": LORA_R, "alpha": 32, "dropout": lora_dropout, "target_modules": "all-linear"},
         "train": {
             "max_steps": steps,
             "micro_batch_size": batch,

@@ -147,6 +147,11 @@ def main() -> None:
             flush=True,
         )
     compare(results)
+    flops = bc.step_flops(shape, args.seq, bc.LORA_R, skips_down_proj=True)  # forumtune train's fast path
+    gpu_name = (build.get("env") or {}).get("gpu") if args.device == "cuda" else None
+    for r in results.values():
+        per_gpu = r["tokens_per_s"] / r["processes"] if r.get("tokens_per_s") else None
+        r["utilisation_per_gpu"] = bc.utilisation(per_gpu, flops, gpu_name)
     rows = [
         [
             r["run"],
@@ -155,6 +160,7 @@ def main() -> None:
             r["optimizer"],
             f"{r['micro_batch']}x{r['grad_accum']}",
             bc.fmt(r.get("tokens_per_s")),
+            bc.fmt_pct(r["utilisation_per_gpu"]["mfu"]),
             bc.fmt(r.get("peak_memory_gib_rank0"), 2),
             " ".join(f"{x:.4f}" for x in r.get("losses", [])[:4]),
             f"{r['max_rel_loss_diff_vs_reference']:.1e}" if "max_rel_loss_diff_vs_reference" in r else "-",
@@ -170,6 +176,7 @@ def main() -> None:
             "optimizer",
             "micro x accum",
             "tokens/s",
+            "MFU per GPU",
             "peak GiB (rank 0)",
             "first losses",
             "max rel. diff vs 1 GPU",

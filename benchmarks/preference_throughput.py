@@ -465,9 +465,15 @@ def report(payload: dict[str, Any]) -> str:
     budget = payload.get("budget_gib", 7.6)
     runs = payload["runs"]
     peer = next((r for r in runs if r["stack"] == "trl" and r.get("median_tokens_per_s")), None)
+    shape = bc.Shape(**payload["shape"]) if payload.get("shape") else bc.PRESETS["mistral-7b"]
     rows = []
     for run in runs:
         median = run.get("median_tokens_per_s")
+        if run.get("seq"):  # DPO: the reference's forward on every row counts as model work
+            flops = bc.step_flops(
+                shape, run["seq"], bc.LORA_R, skips_down_proj=run["stack"].startswith("forumtune")
+            )
+            run["utilisation"] = bc.utilisation(median, flops, env.get("gpu"), reference_forwards=1)
         versus = median / peer["median_tokens_per_s"] if median and peer else None
         rows.append(
             [
@@ -476,6 +482,7 @@ def report(payload: dict[str, Any]) -> str:
                 bc.fmt(run.get("cap_gib")),
                 run["status"],
                 bc.fmt(median),
+                bc.fmt_pct(run.get("utilisation", {}).get("mfu")),
                 bc.fmt(run.get("mean_tokens_per_s")),
                 bc.fmt(versus, 2) + ("x" if versus else ""),
                 bc.fmt(run.get("peak_allocated_gib"), 2),
@@ -494,6 +501,7 @@ def report(payload: dict[str, Any]) -> str:
             "cap GiB",
             "status",
             "tokens/s (median)",
+            "MFU (median)",
             "tokens/s (mean)",
             "vs trl (median)",
             "peak alloc GiB",

@@ -316,6 +316,8 @@ def analyse(
 
 def run(spec: dict[str, Any], tt) -> dict[str, Any]:
     """tt: the train_throughput module (its loader and loop)."""
+    import torch
+
     records = bc.read_records(Path(spec["dataset_dir"]))
     order = bc.batch_order(len(records), spec["batch"], spec.get("seed", 42), spec["warmup"] + 1)
     stack = spec.get("profile_stack", "plain")
@@ -333,6 +335,14 @@ def run(spec: dict[str, Any], tt) -> dict[str, Any]:
     marker.remove()
     analysis = analyse(prof, windows, spec["vocab"], spec["lora_r"], spec.get("head_dim", 128))
     tokens = spec["batch"] * spec["seq"]
+    flops = bc.step_flops(
+        bc.PRESETS[spec.get("preset", "mistral-7b")],
+        spec["seq"],
+        spec["lora_r"],
+        skips_down_proj=tt.skips_down_proj(stack),
+    )
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    kernel_s = analysis["kernel_time_us"] / 1e6
     return {
         "profiled_stack": stack,
         "batch": spec["batch"],
@@ -343,6 +353,8 @@ def run(spec: dict[str, Any], tt) -> dict[str, Any]:
         "decoder_layers_hooked": marker.layers,
         "loss": loss,
         "gpu_busy_pct_of_wall": round(100 * analysis["kernel_time_us"] / 1e6 / wall_s, 1),
+        # MFU over the profiled step's kernel time: what the GPU's own work reaches, host gaps left out
+        "utilisation_kernel_time": bc.utilisation(tokens / kernel_s if kernel_s else None, flops, device),
         **analysis,
     }
 
@@ -352,7 +364,8 @@ def print_profile(profile: dict[str, Any]) -> None:
         f"\nprofile of one {profile.get('profiled_stack', 'plain')}-stack step, {profile['batch']}x{profile['seq']}: wall "
         f"{profile['profiled_step_wall_s']} s (with syncs between phases), kernel time "
         f"{profile['kernel_time_us'] / 1e6:.3f} s = {profile['gpu_busy_pct_of_wall']}% of wall, "
-        f"{profile['kernels']} kernels"
+        f"{profile['kernels']} kernels; MFU over the kernel time "
+        f"{bc.fmt_pct(profile.get('utilisation_kernel_time', {}).get('mfu'))}"
     )
     rows = []
     for name, c in profile["categories"].items():

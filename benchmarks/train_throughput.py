@@ -18,6 +18,12 @@ workspaces, the paged optimizer's managed memory). The table prints it beside pe
 reserved, with whether it stays within --budget-gib (7.6: what an 8 GB card leaves to a process).
 --bisect-seq finds, per stack, the longest sequence at batch 1 whose whole use stays within the budget.
 
+MFU (the table's column and each run's `utilisation` in the JSON): the median step's tokens/s × the model
+FLOPs per token (forward + backward, counted from the model's config by forumtune.train.compute: 2 FLOP
+per matmul weight forward, 2 more for its input gradient, 2 more for a trainable (LoRA) weight's gradient,
+attention over the causal half) against the GPU's dense bf16 peak, found from its device name. The
+recompute of checkpointed layers is left out of MFU and counted in `hfu` beside it.
+
 Stacks:
   plain           from_pretrained(NF4, double quant, bf16 compute) + prepare_model_for_kbit_training
                   (gradient checkpointing, non-reentrant) + LoRA r=16 alpha=32 dropout 0 all-linear
@@ -43,9 +49,9 @@ invocation per shape keeps each under 10 minutes; the third line is the first-st
   export PYTHONPATH=$PWD/.peer/site:$PWD/src HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
   for p in llama-3.1-8b qwen2.5-7b gemma-2-9b; do
     a="--preset $p --model-dir /tmp/forumtune-bench/family-shape --work-dir /tmp/forumtune-bench/$p"
-    python3 benchmarks/train_throughput.py $a --stacks plain,forumtune,unsloth --shapes 2x2048 \
+    python3 benchmarks/train_throughput.py $a --stacks forumtune,unsloth,plain --shapes 2x2048 \
       --deadline-s 540 --out $p-2x2048.json
-    python3 benchmarks/train_throughput.py $a --stacks plain,forumtune,unsloth --shapes 1x8192 \
+    python3 benchmarks/train_throughput.py $a --stacks forumtune,unsloth,plain --shapes 1x8192 \
       --deadline-s 540 --out $p-1x8192.json
     python3 benchmarks/train_throughput.py $a --stacks plain,fast --shapes 2x2048 --cap-gib 0 --warmup 1 \
       --steps 2 --out $p-grads.json
@@ -936,6 +942,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             "vocab": shape.vocab,
             "lora_r": LORA_R,
             "head_dim": shape.head_size,
+            "preset": args.preset,
             "attn": shape.attn_implementation,
             "trace_path": args.trace_out,
             "profile_stack": args.profile_stack,
@@ -1160,6 +1167,14 @@ def compare_graphs_with_eager(runs: list[dict[str, Any]]) -> None:
         )
 
 
+def skips_down_proj(stack: str) -> bool:
+    """Whether the stack's recompute leaves out the down projection (forumtune's fast path; the FLOP count's
+    recompute term, train/compute.py)."""
+    if stack in FAST_STACKS:
+        return FAST_STACKS[stack][4]
+    return stack in ("forumtune", "forumtune_eager")
+
+
 def median_tokens_per_s(run: dict[str, Any], warmup: int) -> float | None:
     """The median over the timed steps: single slow steps (host jitter on a shared machine, seen up to
     1.7x the typical step) move the mean of 5 steps by several percent. Every row of the benchmark's data
@@ -1178,10 +1193,18 @@ def report(payloads: list[dict[str, Any]], budget: float = 7.6) -> dict[str, Any
     env = None
     for payload in payloads:
         env = payload.get("env") or env
+        shape = bc.Shape(**payload["shape"]) if payload.get("shape") else bc.PRESETS["mistral-7b"]
         for run in payload.get("runs", []):
             if run.get("status") == "skipped":
                 continue
             run["median_tokens_per_s"] = median_tokens_per_s(run, payload.get("warmup_steps", 2))
+            flops = bc.step_flops(
+                shape,
+                run["seq"],
+                payload.get("lora", {}).get("r", LORA_R),
+                skips_down_proj=skips_down_proj(run["stack"]),
+            )
+            run["utilisation"] = bc.utilisation(run["median_tokens_per_s"], flops, (env or {}).get("gpu"))
             merged[(run["stack"], run["batch"], run["seq"], run.get("cap_gib"))] = run
     runs = list(merged.values())
     if env:
@@ -1234,6 +1257,7 @@ def report(payloads: list[dict[str, Any]], budget: float = 7.6) -> dict[str, Any
                     fits,
                     bc.fmt(speed),
                     bc.fmt(median),
+                    bc.fmt_pct((measured or {}).get("utilisation", {}).get("mfu")),
                     bc.fmt(ratio, 2) + ("x" if ratio else ""),
                     bc.fmt(versus, 2) + ("x" if versus else ""),
                     bc.fmt(peak, 2),
@@ -1253,6 +1277,7 @@ def report(payloads: list[dict[str, Any]], budget: float = 7.6) -> dict[str, Any
             f"fits {cap or '-'} GiB cap",
             "tokens/s (mean)",
             "tokens/s (median)",
+            "MFU (median)",
             "vs plain",
             "vs unsloth (median)",
             "peak alloc GiB",
@@ -1366,6 +1391,7 @@ def main() -> None:
     args.model_dir = args.model_dir or f"/tmp/forumtune-bench/{args.preset}-shape"
     payload = orchestrate(args)
     report([payload], args.budget_gib)
+    bc.write_json(args.out, payload)  # with each run's median rate and MFU, which the report adds
 
 
 if __name__ == "__main__":

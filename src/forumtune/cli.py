@@ -257,15 +257,30 @@ def plan(
             "mode that fit, and print the --set changes"
         ),
     ] = False,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            help="The card to time the run on: h200, h100, a100, 4090, 3090, 3070, ... "
+            "(default: this machine's GPU, if it is in the table)"
+        ),
+    ] = None,
 ) -> None:
-    """Estimate peak GPU memory of the training config (the whole process as the card counts it) before
-    loading anything heavy."""
+    """Estimate peak GPU memory of the training config (the whole process as the card counts it), and its
+    compute (FLOPs per token, the built dataset's tokens per epoch, the time on a card) before loading
+    anything heavy."""
+    from forumtune.train.compute import GPU_KEYS, gpu_named, local_gpu
+    from forumtune.train.estimate import estimate_run, print_estimate
     from forumtune.train.plan import plan_memory, print_fit, print_plan
 
+    try:
+        card = gpu_named(gpu) if gpu else local_gpu()
+    except KeyError:
+        raise typer.BadParameter(f"--gpu must be one of {', '.join(GPU_KEYS)}") from None
     cfg = _load(config, overrides)
     print_plan(plan_memory(cfg, vram), cfg, console)
     if fit:
         print_fit(cfg, vram, console)
+    print_estimate(estimate_run(cfg, card), cfg, console)
 
 
 @app.command()

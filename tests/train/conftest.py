@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+from transformers import MistralConfig
 
 from forumtune.config import Config, load_config
 from forumtune.data.encode import encode_conversation
@@ -188,3 +189,18 @@ def write_preferences(dataset_dir: Path, tokenizer, train_count: int = 32, eval_
                 }
             )
         write_jsonl(dataset_dir / f"preferences_{split}.jsonl", rows)
+
+
+@pytest.fixture(scope="module")
+def mistral_7b_dir(tmp_path_factory):
+    """Only config.json: the planner must not need the weights."""
+    path = tmp_path_factory.mktemp("mistral-7b")
+    MistralConfig(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+    ).save_pretrained(path)
+    return path

@@ -40,7 +40,7 @@ class OffloadedCheckpoint(torch.autograd.Function):
     ) -> Any:
         ctx.setup, ctx.run, ctx.extra = setup, run, extra
         ctx.device = hidden_states.device
-        ctx.autocast = _autocast_state(hidden_states.device)
+        ctx.autocast = autocast_state(hidden_states.device)
         ctx.cpu_rng = torch.get_rng_state()
         ctx.device_rng = torch.cuda.get_rng_state(hidden_states.device) if hidden_states.is_cuda else None
         global _last_parked
@@ -197,6 +197,6 @@ def _copy_stream(device: torch.device) -> torch.cuda.Stream:
     return _copy_streams.setdefault(device, torch.cuda.Stream(device))
 
 
-def _autocast_state(device: torch.device) -> tuple[bool, torch.dtype]:
+def autocast_state(device: torch.device) -> tuple[bool, torch.dtype]:
     kind = device.type
     return torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)

@@ -695,7 +695,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         device=_device().type,
         seed=spec.get("seed", SEED),
         learning_rate=LEARNING_RATE,
-        train_extra={"cuda_graphs": spec["stack"] != "forumtune_eager"},
+        train_extra=forumtune_train_settings(spec),
         lora_dropout=spec.get("lora_dropout", 0.0),
     )
     config = load_config(config_path)
@@ -730,6 +730,14 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         "tokens_per_s_column_mean": sum(float(r["tokens_per_s"]) for r in rows[warmup:])
         / max(1, len(rows) - warmup),
     }
+
+
+def forumtune_train_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """The train.* keys the forumtune stacks set beyond the shared benchmark config."""
+    settings: dict[str, Any] = {"cuda_graphs": spec["stack"] != "forumtune_eager"}
+    if spec.get("tile_mlp") is not None:  # else the config's default (auto)
+        settings["tile_mlp"] = spec["tile_mlp"]
+    return settings
 
 
 def run_build(spec: dict[str, Any]) -> dict[str, Any]:
@@ -806,6 +814,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "timed_steps": args.steps,
         "cap_gib": args.cap_gib,
         "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": args.lora_dropout},
+        "tile_mlp": args.tile_mlp,
         "runs": [],
     }
 
@@ -871,6 +880,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     "cap_gib": cap,
                     "seed": SEED,
                     "lora_dropout": args.lora_dropout,
+                    "tile_mlp": args.tile_mlp,
                     "memory_trace": args.memory_trace,
                 }
                 result = bc.run_worker(
@@ -1013,6 +1023,7 @@ def bisect_stack(
             "cap_gib": cap,
             "seed": SEED,
             "lora_dropout": args.lora_dropout,
+            "tile_mlp": args.tile_mlp,
         }
         result = bc.run_worker(
             script,
@@ -1320,6 +1331,10 @@ def main() -> None:
         action="store_true",
         help="instead of --shapes: for each stack, the longest sequence (batch 1) that fits "
         "--budget-gib, each trial its own process, under --cap-gib (default the budget)",
+    )
+    parser.add_argument(
+        "--tile-mlp",
+        help="train.tile_mlp of the forumtune stacks: auto, off or tokens per tile (default: the config's, auto)",
     )
     parser.add_argument("--bisect-start", type=int, default=16384)
     parser.add_argument("--bisect-min", type=int, default=1024)

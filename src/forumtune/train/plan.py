@@ -170,7 +170,9 @@ def layer_parts(
     one layer's recompute + backward with it, itemised when its MLP runs in tiles (train.tile_mlp)."""
     tile = mlp_tile_tokens(config, shape, tokens, checkpointing, fast)
     if tile is not None:
-        return tiled_layer_parts(shape, tokens, tile, activation_bytes, offload=checkpointing == "offload")
+        graphs = config.train.cuda_graphs and config.train.method == "sft"  # as loading.layer_graphs_for
+        offload = checkpointing == "offload"
+        return tiled_layer_parts(shape, tokens, tile, activation_bytes, offload=offload, graphs=graphs)
     saved_per_layer = (
         tokens * (7 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate) * activation_bytes
     )

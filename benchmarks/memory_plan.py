@@ -20,6 +20,9 @@ load_for_training and make_optimizer, plus forward hooks on the model and step h
 It resets the allocator's peak counter between phases and keeps its own running maximum.
 
 Usage (GPU): python benchmarks/memory_plan.py --out memory_plan.json
+The long-context check of train.tile_mlp (RESULTS.md §3b; about 70 s on an H200):
+  python benchmarks/memory_plan.py --paths fast --gc offload --settings 1x16384,1x32768 --tile-mlp auto \
+    --out memory-plan-tiled.json
 CPU logic check: python benchmarks/memory_plan.py --preset tiny --settings 1x64 --gc on \
   --model-dir /tmp/tiny-model --work-dir /tmp/tiny-mem
 """

@@ -36,6 +36,11 @@ Usage (GPU):
   python benchmarks/train_throughput.py --stacks plain --shapes 2x2048 --profile-out profile.json
   python benchmarks/train_throughput.py --report a.json b.json --out combined.json   # tables only
   python benchmarks/train_throughput.py --stacks forumtune,unsloth --bisect-seq --out longest.json
+  # does 1x16384, then 1x32768, fit 7.6 GiB with the MLP in tiles (train.tile_mlp; auto is the default):
+  # two trials, about 70 s on an H200 (RESULTS.md §3b)
+  python benchmarks/train_throughput.py --stacks forumtune --bisect-seq --bisect-start 16384 \
+    --bisect-min 16384 --bisect-max 32768 --bisect-step 16384 --warmup 2 --steps 2 --tile-mlp auto \
+    --out longest-tiled.json
 CPU logic check (seconds): python benchmarks/train_throughput.py --preset tiny --stacks plain,forumtune \
   --shapes 2x64 --cap-gib 0 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-work
   (and the search: --stacks plain --bisect-seq --bisect-start 64 --bisect-min 32 --bisect-max 128

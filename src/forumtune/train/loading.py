@@ -102,7 +102,9 @@ def load_for_training(
         fast=uses_fast_path(config, device),
         graphs=graphs,
         dequantize_kernel=config.train.dequantize_kernel,
-        tile_mlp=config.train.tile_mlp,
+        # FSDP swaps each layer's parameters between shards and whole tensors around the layer's passes,
+        # which the tiles' backward (a recompute of its own) is not written for
+        tile_mlp="off" if shardable else config.train.tile_mlp,
     )
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)

@@ -146,7 +146,9 @@ class TiledMLP(torch.autograd.Function):
             if ctx.rng is not None:
                 stack.enter_context(_replaying(x.device, ctx.rng))
             stack.enter_context(torch.enable_grad())
-            stack.enter_context(torch.autocast(x.device.type, dtype=dtype, enabled=enabled))
+            # no cast cache: inside a CUDA graph's capture it would outlive the replay (as layer_graphs does)
+            autocast = torch.autocast(x.device.type, dtype=dtype, enabled=enabled, cache_enabled=False)
+            stack.enter_context(autocast)
             stack.enter_context(recomputing_for_backward())
             for start in range(0, rows.shape[0], ctx.tile):
                 piece = rows[start : start + ctx.tile].detach().requires_grad_(need_x)

@@ -20,6 +20,9 @@ load_for_training and make_optimizer, plus forward hooks on the model and step h
 It resets the allocator's peak counter between phases and keeps its own running maximum.
 
 Usage (GPU): python benchmarks/memory_plan.py --out memory_plan.json
+The long-context check of train.tile_mlp (RESULTS.md §3b; about 70 s on an H200):
+  python benchmarks/memory_plan.py --paths fast --gc offload --settings 1x16384,1x32768 --tile-mlp auto \
+    --out memory-plan-tiled.json
 CPU logic check: python benchmarks/memory_plan.py --preset tiny --settings 1x64 --gc on \
   --model-dir /tmp/tiny-model --work-dir /tmp/tiny-mem
 """
@@ -228,6 +231,7 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
         compute_dtype="bfloat16" if cuda else "float32",
         device="cuda" if cuda else "cpu",
         fast_path=spec.get("fast_path", False),
+        train_extra={"tile_mlp": spec["tile_mlp"]} if spec.get("tile_mlp") is not None else None,
     )
     config = load_config(config_path)
     plan = plan_memory(config, 80.0)
@@ -288,13 +292,14 @@ def worker(spec: dict[str, Any]) -> None:
     Path(spec["result_path"]).write_text(json.dumps(result, indent=1, default=str))
 
 
-SETTING_KEYS = ("batch", "seq", "gradient_checkpointing", "fast_path")
+SETTING_KEYS = ("batch", "seq", "gradient_checkpointing", "fast_path", "tile_mlp")
 GC_CHOICES = {"on": True, "off": False, "offload": "offload"}
 
 
 def setting_label(run: dict[str, Any]) -> str:
     gc = {True: "on", False: "off"}.get(run["gradient_checkpointing"], run["gradient_checkpointing"])
-    return f"{run['batch']}x{run['seq']} gc {gc} {'fast' if run.get('fast_path') else 'plain'}"
+    tiles = f" tile_mlp {run['tile_mlp']}" if run.get("tile_mlp") is not None else ""
+    return f"{run['batch']}x{run['seq']} gc {gc} {'fast' if run.get('fast_path') else 'plain'}{tiles}"
 
 
 def gib(mib: float | None) -> str:
@@ -370,6 +375,9 @@ def main() -> None:
         "--gc", default="on,off", help="gradient checkpointing settings to try: on,off,offload"
     )
     parser.add_argument("--paths", default="fast", help="trainer paths to try: fast,plain (train.fast_path)")
+    parser.add_argument(
+        "--tile-mlp", help="train.tile_mlp: auto, off or tokens per tile (default: the config's, auto)"
+    )
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--run-timeout-s", type=float, default=300)
     parser.add_argument("--deadline-s", type=float, default=1e9)
@@ -441,12 +449,21 @@ def main() -> None:
             "seq": seq,
             "gradient_checkpointing": gc,
             "fast_path": fast,
+            "tile_mlp": args.tile_mlp,
             "steps": args.steps,
         }
         result = bc.run_worker(
             script, spec, logs, timeout_s=min(args.run_timeout_s, left), extra_env=extra_env
         )
-        result.update({"batch": batch, "seq": seq, "gradient_checkpointing": gc, "fast_path": fast})
+        result.update(
+            {
+                "batch": batch,
+                "seq": seq,
+                "gradient_checkpointing": gc,
+                "fast_path": fast,
+                "tile_mlp": args.tile_mlp,
+            }
+        )
         payload["runs"].append(result)
         print(
             f"{tag}: {result.get('status')} plan={gib(result.get('plan_allocated_mib'))} GiB "

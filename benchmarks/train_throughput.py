@@ -57,6 +57,11 @@ invocation per shape keeps each under 10 minutes; the third line is the first-st
       --steps 2 --out $p-grads.json
     python3 benchmarks/train_throughput.py --report $p-2x2048.json $p-1x8192.json --out $p.json
   done
+  # does 1x16384, then 1x32768, fit 7.6 GiB with the MLP in tiles (train.tile_mlp; auto is the default):
+  # two trials, about 70 s on an H200 (RESULTS.md §3b)
+  python benchmarks/train_throughput.py --stacks forumtune --bisect-seq --bisect-start 16384 \
+    --bisect-min 16384 --bisect-max 32768 --bisect-step 16384 --warmup 2 --steps 2 --tile-mlp auto \
+    --out longest-tiled.json
 CPU logic check (seconds): python benchmarks/train_throughput.py --preset tiny --stacks plain,forumtune \
   --shapes 2x64 --cap-gib 0 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-work
   (the families: --preset tiny-llama3, tiny-qwen2 or tiny-gemma2, with --stacks plain,fast,forumtune: `fast`
@@ -720,7 +725,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         device=_device().type,
         seed=spec.get("seed", SEED),
         learning_rate=LEARNING_RATE,
-        train_extra={"cuda_graphs": spec["stack"] != "forumtune_eager"},
+        train_extra=forumtune_train_settings(spec),
         lora_dropout=spec.get("lora_dropout", 0.0),
         attn_implementation=spec.get("attn", "sdpa"),
     )
@@ -756,6 +761,14 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         "tokens_per_s_column_mean": sum(float(r["tokens_per_s"]) for r in rows[warmup:])
         / max(1, len(rows) - warmup),
     }
+
+
+def forumtune_train_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """The train.* keys the forumtune stacks set beyond the shared benchmark config."""
+    settings: dict[str, Any] = {"cuda_graphs": spec["stack"] != "forumtune_eager"}
+    if spec.get("tile_mlp") is not None:  # else the config's default (auto)
+        settings["tile_mlp"] = spec["tile_mlp"]
+    return settings
 
 
 def run_build(spec: dict[str, Any]) -> dict[str, Any]:
@@ -832,6 +845,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "timed_steps": args.steps,
         "cap_gib": args.cap_gib,
         "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": args.lora_dropout},
+        "tile_mlp": args.tile_mlp,
         "runs": [],
     }
 
@@ -897,6 +911,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     "cap_gib": cap,
                     "seed": SEED,
                     "lora_dropout": args.lora_dropout,
+                    "tile_mlp": args.tile_mlp,
                     "memory_trace": args.memory_trace,
                     "attn": shape.attn_implementation,
                 }
@@ -1043,6 +1058,7 @@ def bisect_stack(
             "seed": SEED,
             "lora_dropout": args.lora_dropout,
             "attn": shape.attn_implementation,
+            "tile_mlp": args.tile_mlp,
         }
         result = bc.run_worker(
             script,
@@ -1372,6 +1388,10 @@ def main() -> None:
         action="store_true",
         help="instead of --shapes: for each stack, the longest sequence (batch 1) that fits "
         "--budget-gib, each trial its own process, under --cap-gib (default the budget)",
+    )
+    parser.add_argument(
+        "--tile-mlp",
+        help="train.tile_mlp of the forumtune stacks: auto, off or tokens per tile (default: the config's, auto)",
     )
     parser.add_argument("--bisect-start", type=int, default=16384)
     parser.add_argument("--bisect-min", type=int, default=1024)

@@ -32,6 +32,7 @@ NO_REPEAT_NGRAM_SIZE = 0
 # RESUMES: changes what training writes (when it evaluates and stops, which weights end in adapter/, where
 #   it runs) but not what an optimizer step computes: the train stage reruns, and resumes its checkpoints.
 NO_RERUN: dict[str, Any] = {"reruns": False, "resumes": True}
+MIN_MLP_TILE_TOKENS = 64  # train.tile_mlp: smaller tiles make matmuls too small to be worth running
 RESUMES: dict[str, Any] = {"resumes": True}
 
 
@@ -376,6 +377,15 @@ class TrainConfig(Section):
         "dequantize an NF4 weight: triton (one kernel, bit-identical to bitsandbytes' two and faster), or "
         "bitsandbytes.",
     )
+    tile_mlp: Literal["auto", "off"] | int = Field(
+        "auto",
+        json_schema_extra=NO_RERUN,
+        description="On the fast path with gradient checkpointing: run each decoder layer's MLP (and "
+        "the norm before it) over the sequence in tiles of this many tokens, forward and backward, so its "
+        "tokens × intermediate tensors never exist for the whole micro-batch (the same computation, far "
+        "less memory at long sequences). auto: tiles of 4096 tokens for micro-batches of more than 8192 "
+        "tokens; off: never. Llama, Mistral and Qwen2/3 layers.",
+    )
     save_every: int = Field(
         50,
         ge=1,
@@ -462,6 +472,22 @@ class TrainConfig(Section):
     def _second_training_is_valid(self) -> TrainConfig:
         self.second_training()
         return self
+
+    @field_validator("tile_mlp", mode="before")
+    @classmethod
+    def _tile_mlp_setting(cls, value: Any) -> Any:
+        if value is False:  # YAML reads a bare `off` as false
+            return "off"
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value < MIN_MLP_TILE_TOKENS:
+            raise ValueError(
+                f"a tile of {value} tokens is too small to run the MLP's matmuls well; use auto, off, "
+                f"or at least {MIN_MLP_TILE_TOKENS} tokens (4096 is a good size)"
+            )
+        if value is True or (isinstance(value, str) and value not in ("auto", "off")):
+            raise ValueError(f"{value!r} is not a setting: use auto, off, or a number of tokens per tile")
+        return value
 
     @model_validator(mode="after")
     def _kto_needs_two_rows(self) -> TrainConfig:

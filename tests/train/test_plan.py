@@ -3,7 +3,9 @@ from transformers import MistralConfig
 
 from forumtune.config import load_config
 from forumtune.errors import ConfigError
+from forumtune.train import plan as plan_module
 from forumtune.train.plan import (
+    ALLOCATOR_RESERVE_FRACTION,
     CUBLAS_WORKSPACE_BYTES,
     CUDA_CONTEXT_BYTES,
     GIB,
@@ -242,3 +244,57 @@ def test_fit_settings_fit_the_whole_count(mistral_7b_dir):
     assert whole_process_bytes(config, shape, micro, seq, mode) <= 7.6 * GIB
     assert not plan_memory(config, vram_gib=8).fits
     assert micro * changes.get("train.grad_accum_steps", 4) == 16
+
+
+@pytest.fixture
+def with_liger(monkeypatch):
+    """Plan as on a GPU with liger-kernel installed: its fused loss keeps the logits from being the peak."""
+    monkeypatch.setattr(plan_module, "liger_available", lambda: True)
+
+
+def test_a_tiled_mlp_is_planned_part_by_part_as_computed_by_hand(mistral_7b_dir, with_liger):
+    """train.tile_mlp (auto: 4096-token tiles above 8192 tokens) on the fast path with offloaded
+    checkpoints: one layer's backward peak is itemised (train/layer_memory.py). At 1×16384 in the
+    Mistral-7B shape the attention backward outweighs the MLP phase and its tile."""
+    long = ["build.max_seq_len=16384", "train.micro_batch_size=1", "train.gradient_checkpointing=offload"]
+    tiled = plan_memory(mistral(mistral_7b_dir, *long))
+    untiled = plan_memory(mistral(mistral_7b_dir, *long, "train.tile_mlp=off"))
+    hidden = 16384 * 4096 * 2  # one hidden-state-sized bf16 tensor
+    assert hidden == 128 * MIB
+    parts = tiled.parts
+    # the next layer's input prefetched and the gradient from the layer above (the graphs free the fetched
+    # input once copied); without graphs the fetched input too
+    assert parts["layer inputs and output gradient in flight"] == 2 * hidden
+    eager = plan_memory(mistral(mistral_7b_dir, *long, "train.cuda_graphs=false"))
+    assert eager.parts["layer inputs and output gradient in flight"] == 3 * hidden
+    # the norm's output, q and the attention output, k and v at 8 of 32 heads
+    assert parts["attention's saved tensors (norm output, q, k, v, output)"] == 3.5 * hidden
+    # h1's gradient, the attention output's gradient, dq, the fp32 dq accumulator, dk and dv expanded to 32
+    # heads, dk and dv: 960 MiB, against the MLP phase's h1, the MLP input's gradient and one 4096-token
+    # tile: 256 + 512 MiB
+    attention = parts["attention backward (gradients, flash-attention buffers)"]
+    assert attention == (1 + 1 + 1 + 2 + 2 + 0.5) * hidden == 960 * MIB
+    assert 2 * hidden + 4096 * (4 * 14336 + 2 * 4096) * 2 == 768 * MIB
+    assert "activations (layers kept for backward)" not in parts
+    untiled_layer = untiled.parts["activations (layers kept for backward)"]
+    assert untiled_layer == 16384 * (7 * 4096 + 2 * 1024 + 6 * 14336) * 2  # the calibrated untiled terms
+    assert untiled_layer == 28.5 * hidden and sum(list(parts.values())[3:6]) == 13 * hidden
+    saved = untiled_layer - 13 * hidden  # 1.94 GiB, and the allocator's reserve on it
+    assert untiled.total - tiled.total == pytest.approx(saved * (1 + ALLOCATOR_RESERVE_FRACTION))
+
+
+def test_a_tile_as_long_as_the_sequence_makes_the_mlp_phase_the_peak(mistral_7b_dir, with_liger):
+    common = ["train.micro_batch_size=1", "train.gradient_checkpointing=offload"]
+    at_8k = mistral(mistral_7b_dir, "build.max_seq_len=8192", *common)
+    untiled_8k = mistral(mistral_7b_dir, "build.max_seq_len=8192", *common, "train.tile_mlp=off")
+    assert plan_memory(at_8k).parts == plan_memory(untiled_8k).parts  # auto leaves 8192 tokens untiled
+    big_tile = plan_memory(
+        mistral(mistral_7b_dir, "build.max_seq_len=32768", *common, "train.tile_mlp=16384")
+    )
+    hidden = 32768 * 4096 * 2
+    mlp = big_tile.parts["MLP backward, one tile of 16384 tokens (+ h1 and its gradient)"]
+    assert mlp == 2 * hidden + 16384 * (4 * 14336 + 2 * 4096) * 2
+    kept = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=32768", "train.micro_batch_size=1"))
+    assert kept.parts["layer inputs and output gradient in flight"] == hidden  # inputs kept: counted apart
+    plain = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=32768", *common, "train.fast_path=false"))
+    assert "activations (layers kept for backward)" in plain.parts  # tiles run on the fast path only

@@ -36,11 +36,16 @@ from forumtune import cpu_layout
 from forumtune.kernels import nf4_dequant
 
 MIN_TOKENS = 16  # below this (decoding), bitsandbytes' fused 4-bit gemv beats dequantize + matmul
-# decoder layers that end in `residual + mlp.down_proj(...)`: recomputing them for the backward, the
-# down projection's output feeds only the layer's result, which the backward never reads
-LAYERS_ENDING_IN_DOWN_PROJ = frozenset(
-    {"LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer"}
-)
+# decoder layers that end in `residual + mlp.down_proj(...)`, by model_type: recomputing them for the
+# backward, the down projection's output feeds only the layer's result, which the backward never reads.
+# Their MLP is also the one `post_attention_layernorm` feeds (train/tiled_mlp.py relies on that).
+DECODER_LAYER_OF_MODEL_TYPE = {
+    "llama": "LlamaDecoderLayer",
+    "mistral": "MistralDecoderLayer",
+    "qwen2": "Qwen2DecoderLayer",
+    "qwen3": "Qwen3DecoderLayer",
+}
+LAYERS_ENDING_IN_DOWN_PROJ = frozenset(DECODER_LAYER_OF_MODEL_TYPE.values())
 _recompute = threading.local()
 
 
@@ -52,6 +57,11 @@ class FusedLoRA:
     # an H100); "bitsandbytes": its two CUDA kernels (scales, then weights), also where Triton cannot run
     dequantize: str = "triton"
     skip_unread_outputs: bool = True  # False: compute them anyway (the benchmark's ablation)
+
+
+def is_recomputing() -> bool:
+    """Whether a checkpointed layer is being recomputed only for its backward (on this thread)."""
+    return getattr(_recompute, "active", False)
 
 
 @contextlib.contextmanager
@@ -201,7 +211,7 @@ def fused_forward(
     unread = (
         options.skip_unread_outputs
         and getattr(module, "_forumtune_unread_in_recompute", False)
-        and getattr(_recompute, "active", False)
+        and is_recomputing()
     )
     return QLoRAMatmul.apply(
         x,

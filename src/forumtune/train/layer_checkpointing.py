@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from forumtune.kernels.lora_linear import recomputing_for_backward
+from forumtune.kernels.lora_linear import LAYERS_ENDING_IN_DOWN_PROJ, recomputing_for_backward
 from forumtune.train.layer_graphs import LayerGraphs
 
 
@@ -40,7 +40,7 @@ class OffloadedCheckpoint(torch.autograd.Function):
     ) -> Any:
         ctx.setup, ctx.run, ctx.extra = setup, run, extra
         ctx.device = hidden_states.device
-        ctx.autocast = _autocast_state(hidden_states.device)
+        ctx.autocast = autocast_state(hidden_states.device)
         ctx.cpu_rng = torch.get_rng_state()
         ctx.device_rng = torch.cuda.get_rng_state(hidden_states.device) if hidden_states.is_cuda else None
         global _last_parked
@@ -53,10 +53,11 @@ class OffloadedCheckpoint(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grad_outputs: torch.Tensor) -> tuple[Any, ...]:
-        hidden = ctx.parked.take()
+        fetched = [ctx.parked.take()]  # the only reference: the graphs free it once they hold a copy
         if ctx.before is not None:  # backward runs the layers in reverse: fetch the next one's input now
             ctx.before.prefetch()
         devices = [ctx.device] if ctx.device_rng is not None else []
+        release = release_unread_outputs if result_only_summed(ctx.setup.layer) else None
         with torch.random.fork_rng(devices=devices), recomputing_for_backward():
             torch.set_rng_state(ctx.cpu_rng)
             if ctx.device_rng is not None:
@@ -65,22 +66,42 @@ class OffloadedCheckpoint(torch.autograd.Function):
             grad = (
                 None
                 if graphs is None
-                else graphs.backward(ctx.setup.layer, ctx.run, hidden, ctx.extra, grad_outputs, ctx.autocast)
+                else graphs.backward(
+                    ctx.setup.layer, ctx.run, fetched, ctx.extra, grad_outputs, ctx.autocast, release
+                )
             )
             if grad is None:
-                grad = _recompute_and_backward(ctx, hidden, grad_outputs)
+                grad = _recompute_and_backward(ctx, fetched.pop(), grad_outputs, release)
         ctx.parked = ctx.before = None
         return (None, None, grad) + (None,) * len(ctx.extra)
 
 
+def result_only_summed(layer: torch.nn.Module | None) -> bool:
+    """Whether the layer's result is a sum nothing saves for the backward (Llama-style layers end in
+    `residual + mlp(...)`, kernels/lora_linear.py): its recomputed value can be freed before the backward."""
+    return layer is not None and type(layer).__name__ in LAYERS_ENDING_IN_DOWN_PROJ
+
+
+def release_unread_outputs(outputs: list[torch.Tensor]) -> None:
+    """Free the memory of a recomputed layer's outputs, which the backward starts from but never reads
+    (the autograd graph keeps their shapes): one hidden-state-sized tensor through the layer's backward."""
+    for out in outputs:
+        out.untyped_storage().resize_(0)
+
+
 def _recompute_and_backward(
-    ctx, hidden: torch.Tensor, grad_outputs: tuple[torch.Tensor, ...]
+    ctx,
+    hidden: torch.Tensor,
+    grad_outputs: tuple[torch.Tensor, ...],
+    release: Callable[[list[torch.Tensor]], None] | None,
 ) -> torch.Tensor:
     hidden = hidden.detach().requires_grad_(True)
     autocast_enabled, autocast_dtype = ctx.autocast
     with torch.enable_grad(), torch.autocast(ctx.device.type, dtype=autocast_dtype, enabled=autocast_enabled):
         outputs = ctx.run(hidden, *ctx.extra)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    if release is not None:
+        release([out for out in outputs if isinstance(out, torch.Tensor)])
     pairs = [
         (out, grad)
         for out, grad in zip(outputs, grad_outputs, strict=False)
@@ -197,6 +218,6 @@ def _copy_stream(device: torch.device) -> torch.cuda.Stream:
     return _copy_streams.setdefault(device, torch.cuda.Stream(device))
 
 
-def _autocast_state(device: torch.device) -> tuple[bool, torch.dtype]:
+def autocast_state(device: torch.device) -> tuple[bool, torch.dtype]:
     kind = device.type
     return torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)

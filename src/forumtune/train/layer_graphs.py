@@ -167,13 +167,19 @@ class LayerGraphs:
         self,
         layer: torch.nn.Module,
         run: Callable[..., Any],
-        hidden: torch.Tensor,
+        fetched: list[torch.Tensor],
         extra: tuple,
         grad_outputs: Sequence[torch.Tensor | None],
         autocast: tuple[bool, torch.dtype],
+        release_unread_outputs: Callable[[list[torch.Tensor]], None] | None = None,
     ) -> torch.Tensor | None:
-        """Recompute the layer from `hidden`, add its LoRA gradients to `param.grad` and return the gradient
-        of `hidden`; None when the caller must do it eagerly. The caller restores the forward's RNG state."""
+        """Recompute the layer from its input `fetched[0]`, add its LoRA gradients to `param.grad` and return
+        the gradient of that input; None when the caller must do it eagerly. The caller restores the
+        forward's RNG state. Once the replay has its own copy of the input, `fetched` is emptied: the caller
+        passes the only reference, so the fetched input (one hidden-state-sized tensor) is freed before the
+        replay instead of after it. `release_unread_outputs` frees the recomputed outputs' memory (the backward
+        reads only their gradients) where the layer allows it (layer_checkpointing.release_unread_outputs)."""
+        hidden = fetched[0]
         call = self._split(layer, run, hidden, extra, autocast) if hidden.is_cuda else None
         if call is None or any(g is None for g in grad_outputs):
             return None
@@ -198,8 +204,12 @@ class LayerGraphs:
         for static, grad in zip(statics.grad_outputs, grad_outputs, strict=True):
             if grad.data_ptr() != static.data_ptr() or not _same_layout(grad, static):
                 static.copy_(grad)
-        if entry.backward is None and not self._capture_backward(entry, call, statics, autocast):
+        if entry.backward is None and not self._capture_backward(
+            entry, call, statics, autocast, release_unread_outputs
+        ):
             return None
+        fetched.clear()
+        del hidden
         entry.backward.replay()
         if statics.grad_outputs[0] is statics.hidden_out:
             return (
@@ -208,7 +218,12 @@ class LayerGraphs:
         return statics.hidden_out.clone()
 
     def _capture_backward(
-        self, entry: _LayerGraphs, call: _Call, statics: _Statics, autocast: tuple[bool, torch.dtype]
+        self,
+        entry: _LayerGraphs,
+        call: _Call,
+        statics: _Statics,
+        autocast: tuple[bool, torch.dtype],
+        release_unread_outputs: Callable[[list[torch.Tensor]], None] | None,
     ) -> bool:
         run = call.rebuild(statics.tensors)
         params = entry.params
@@ -217,6 +232,8 @@ class LayerGraphs:
             hidden = statics.hidden.detach().requires_grad_(True)
             with torch.enable_grad(), self._autocast(autocast):
                 outputs = pytree.tree_leaves(run(hidden))
+            if release_unread_outputs is not None:
+                release_unread_outputs(outputs)
             if len(outputs) != len(statics.grad_outputs) or not all(out.requires_grad for out in outputs):
                 raise _NotCapturable("layer outputs and their gradients do not pair up")
             grads = torch.autograd.grad(outputs, [hidden, *params], statics.grad_outputs, allow_unused=True)

@@ -20,7 +20,7 @@ from forumtune.errors import TrainError
 from forumtune.kernels.lora_linear import FusedLoRA
 from forumtune.models import load_base_model
 from forumtune.preference_batches import REFERENCE_ADAPTER, REFERENCE_METHODS
-from forumtune.train import layer_checkpointing, precision
+from forumtune.train import layer_checkpointing, precision, tiled_mlp
 from forumtune.train.layer_graphs import LayerGraphs
 
 CheckpointingMode = bool | str  # True, False or "offload"
@@ -64,10 +64,12 @@ def attach_lora(
     fast: bool = False,
     graphs: LayerGraphs | None = None,
     dequantize_kernel: str = "triton",
+    tile_mlp: str | int = "off",
 ) -> PeftModel:
     """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
     the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed and each
-    4-bit LoRA projection as one fused autograd function; `graphs` replays checkpointed layers as CUDA graphs."""
+    4-bit LoRA projection as one fused autograd function; `graphs` replays checkpointed layers as CUDA graphs;
+    `tile_mlp` (train.tile_mlp) runs each checkpointed layer's MLP in tiles of the sequence."""
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if fast:
         kernels.liger.apply_liger_kernels(model)
@@ -81,6 +83,9 @@ def attach_lora(
         adapted = get_peft_model(model, peft_config(lora))
     if fast:
         kernels.lora_linear.use_fused_lora(adapted, FusedLoRA(dequantize=dequantize_kernel))
+    tiling = tiled_mlp.tiling_for(tile_mlp)
+    if fast and gradient_checkpointing and tiling is not None:
+        tiled_mlp.use_tiled_mlp(adapted, tiling)
     return adapted
 
 
@@ -97,6 +102,9 @@ def load_for_training(
         fast=uses_fast_path(config, device),
         graphs=graphs,
         dequantize_kernel=config.train.dequantize_kernel,
+        # FSDP swaps each layer's parameters between shards and whole tensors around the layer's passes,
+        # which the tiles' backward (a recompute of its own) is not written for
+        tile_mlp="off" if shardable else config.train.tile_mlp,
     )
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)

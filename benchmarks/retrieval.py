@@ -151,11 +151,9 @@ def timed_queries(search, questions: list[str]) -> dict[str, float]:  # type: ig
     return percentiles(seconds)
 
 
-def measure_index(
-    posts: int, questions_count: int, embedder: SentenceEmbedder | None, work: Path
-) -> dict[str, Any]:
-    rng = np.random.default_rng(SEED)
-    words = vocabulary(rng)
+def build_index(posts: int, work: Path, rng: np.random.Generator, words: list[str]) -> tuple[RunLayout, dict]:
+    """The synthetic forum's store and index under `work`, built once: a kept directory (--keep) that
+    already holds them is reused, with the build figures of the run that made it (build.json)."""
     config = Config.model_validate(
         {
             "name": f"bench-{posts}",
@@ -165,34 +163,61 @@ def measure_index(
         }
     )
     layout = RunLayout.of(config)
+    built = layout.root / "build.json"
+    if built.exists():
+        synthetic_texts(posts // POSTS_PER_THREAD, words, rng, 4, 10)  # the same draws as a fresh build:
+        synthetic_texts(posts, words, rng, 20, 120)  # the questions after them are the same questions
+        return layout, json.loads(built.read_text())
     layout.root.mkdir(parents=True, exist_ok=True)
     write_store(layout.forum_store, posts, words, rng)
     started = time.perf_counter()
     summary = run_index(config, layout.root, Console(quiet=True))
-    build_s = time.perf_counter() - started
-    result: dict[str, Any] = {
+    figures = {
         "posts": posts,
         "passages": summary["passages"],
-        "bm25_build_s": round(build_s, 1),
+        "bm25_build_s": round(time.perf_counter() - started, 1),
         "index_mib": round(layout.search_index.stat().st_size / 2**20, 1),
+        "build_load_average": [round(x, 2) for x in os.getloadavg()],
     }
+    built.write_text(json.dumps(figures) + "\n")
+    return layout, figures
+
+
+def measure_index(
+    posts: int, questions_count: int, embedder: SentenceEmbedder | None, work: Path
+) -> dict[str, Any]:
+    rng = np.random.default_rng(SEED)
+    words = vocabulary(rng)
+    layout, figures = build_index(posts, work, rng, words)
+    result: dict[str, Any] = dict(figures)
     questions = [
         " ".join(q.split()[:8]).rstrip(".") + "?" for q in synthetic_texts(questions_count, words, rng, 6, 14)
     ]
     retriever = Retriever.open(layout.search_index, layout.vector_index)
+    result["bm25_load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["bm25"] = timed_queries(lambda q: retriever.search(q, 5, mode="bm25"), questions)
     with SearchIndex(layout.search_index) as index:
         matched = [len(index.bm25(q, 10**7)) for q in questions[:20]]
-    result["bm25_matching_share"] = round(statistics.median(matched) / summary["passages"], 3)
+    result["bm25_matching_share"] = round(statistics.median(matched) / figures["passages"], 3)
     if embedder is not None:
-        vectors = VectorIndex(layout.vector_index, DIMENSIONS)
-        started = time.perf_counter()
-        ids = retriever.index.ids()
-        vectors.add(ids, clustered_vectors(len(ids), rng))
-        vectors.save()
-        result["vectors_build_s"] = round(time.perf_counter() - started, 1)
-        result["vectors_mib"] = round(layout.vector_index.stat().st_size / 2**20, 1)
+        vectors_built = layout.root / "vectors.json"
+        if vectors_built.exists():
+            result.update(json.loads(vectors_built.read_text()))
+        else:
+            vectors = VectorIndex(layout.vector_index, DIMENSIONS)
+            started = time.perf_counter()
+            ids = retriever.index.ids()
+            vectors.add(ids, clustered_vectors(len(ids), rng))
+            vectors.save()
+            built = {
+                "vectors_build_s": round(time.perf_counter() - started, 1),
+                "vectors_mib": round(layout.vector_index.stat().st_size / 2**20, 1),
+                "vectors_build_load_average": [round(x, 2) for x in os.getloadavg()],
+            }
+            vectors_built.write_text(json.dumps(built) + "\n")
+            result.update(built)
         hybrid = Retriever(retriever.index, VectorIndex.open_existing(layout.vector_index), embedder)
+        result["hybrid_load_average"] = [round(x, 2) for x in os.getloadavg()]
         result["hybrid"] = timed_queries(lambda q: hybrid.search(q, 5, mode="hybrid"), questions)
         result["query_embedding"] = timed_queries(lambda q: embedder.embed([q]), questions)
     retriever.close()
@@ -340,6 +365,18 @@ def main() -> None:
     )
     parser.add_argument("--compare-stores", type=int, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-passage-embedding",
+        action="store_true",
+        help="leave out the passage-embedding throughput (a minute on two busy cores)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="build the stores and indexes in this directory and reuse them on later runs "
+        "(a 1M index takes minutes to build); default: a temporary directory",
+    )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(
         "--hybrid-max",
@@ -361,13 +398,14 @@ def main() -> None:
         "sizes": [],
         "stores": [],
     }
-    if embedder is not None:
+    if embedder is not None and not args.no_passage_embedding:
         report["passage_embedding"] = embedding_throughput(embedder)
         print(f"embedding passages: {report['passage_embedding']['passages_per_s']} per second", flush=True)
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as work:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as scratch:
+        work = args.keep or Path(scratch)
         for posts in args.posts:
             dense = embedder if args.hybrid_max is None or posts <= args.hybrid_max else None
-            result = measure_index(posts, args.queries, dense, Path(work))
+            result = measure_index(posts, args.queries, dense, work)
             report["sizes"].append(result)
             hybrid = result.get("hybrid", {})
             print(

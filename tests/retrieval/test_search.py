@@ -21,6 +21,7 @@ from forumtune.sentence_embedding import SentenceEmbedder
 from tests.conftest import write_config
 from tests.retrieval.forum import THREADS, every_text, write_ski_forum
 from tests.retrieval.reference import (
+    anchors,
     bm25_scores,
     cosine_ranking,
     ranked,
@@ -158,3 +159,21 @@ def test_on_a_large_index_the_commonest_words_are_left_out_and_the_rest_ranks_as
         kept = index.search_terms("wax snow iron")
         assert len(kept) == 2 and "wax" not in kept
     assert rounded(found) == rounded(ranked(bm25_scores(passages, terms), 5))
+
+
+@pytest.mark.parametrize("question", ["Which wax for cold snow?", "snow wax boot ski", "hard wax iron base"])
+@pytest.mark.parametrize("budget", [1, 4, 9])
+def test_only_passages_with_a_rare_word_are_scored_and_they_rank_by_every_word(indexed, question, budget):
+    passages = all_passages(indexed.layout)
+    terms = query_terms(question)
+    required = anchors(passages, terms, budget)
+    assert len(required) < len(terms), "some words are not anchors, or the case tests nothing"
+    expected = ranked(bm25_scores(passages, terms, required=required), 5)
+    with SearchIndex(indexed.layout.search_index) as index:
+        index.anchor_postings = budget
+        found = [(hit.passage_id, hit.score) for hit in index.bm25(question, 5)]
+        everything = [(hit.passage_id, hit.score) for hit in index.bm25(question, 50)]
+    assert expected and rounded(found) == rounded(expected)
+    assert len(everything) == len(bm25_scores(passages, terms, required=required))
+    anchored_alone = ranked(bm25_scores(passages, required), 50)
+    assert rounded(everything) != rounded(anchored_alone), "the other words count in the score"

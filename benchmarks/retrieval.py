@@ -47,7 +47,7 @@ from forumtune.config import Config
 from forumtune.forum_store import ForumStore
 from forumtune.index.stage import run_index
 from forumtune.layout import RunLayout
-from forumtune.retrieval.retriever import Retriever
+from forumtune.retrieval.retriever import CANDIDATES, Retriever
 from forumtune.retrieval.search_index import STOPWORDS, SearchIndex
 from forumtune.retrieval.vectors import CONNECTIVITY, EXPANSION_SEARCH, VectorIndex
 from forumtune.sentence_embedding import SentenceEmbedder, bundled_model_dir
@@ -196,6 +196,8 @@ def measure_index(
     retriever = Retriever.open(layout.search_index, layout.vector_index)
     result["bm25_load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["bm25"] = timed_queries(lambda q: retriever.search(q, 5, mode="bm25"), questions)
+    # what a hybrid search asks of BM25: its 50 best, before fusion
+    result["bm25_candidates"] = timed_queries(lambda q: retriever.index.bm25(q, CANDIDATES), questions)
     with SearchIndex(layout.search_index) as index:
         matched = [len(index.bm25(q, 10**7)) for q in questions[:20]]
     result["bm25_matching_share"] = round(statistics.median(matched) / figures["passages"], 3)

@@ -148,11 +148,13 @@ STOPWORDS = frozenset(
 # 100k synthetic posts: p95 20 → 10 ms (benchmarks/retrieval.py).
 COMMON_TERM_SHARE = 0.05
 PRUNE_FROM_PASSAGES = 10_000  # below this every query is fast anyway, and every word counts
-# FTS5 spends about a microsecond per matching passage on bm25() (its length lookup and term counts),
-# ten times what merging the words' posting lists costs: on 1M synthetic posts a question's words that
-# are left matched 26k passages at the median and 86k at p95. Only passages holding one of the rarer words
-# are scored, at most this many (benchmarks/retrieval.py; RESULTS.md has the figures).
-ANCHOR_POSTINGS = 20_000
+# FTS5 spends 1-2 microseconds per matching passage on bm25() (its length lookup and term counts), ten
+# times what merging the words' posting lists costs: on 1M synthetic posts the words left of a question
+# matched 26k passages at the median and 86k at p95. Only passages holding one of the rarer words are
+# scored, at most this many unless the rarest word alone is in more. Measured at 1M on two busy cores
+# (load average 11): p95 97 ms with 20k, 64 ms with 10k, 43 ms with 5k (benchmarks/retrieval.py).
+# A larger budget ranks more passages by every word; raise it on a faster machine.
+ANCHOR_POSTINGS = 5_000
 MMAP_BYTES = 1 << 32  # the index read through the page cache without a copy: its posting lists and lengths
 
 SourceKey = tuple[str, int]  # (thread URL, position in the thread): a post's identity across re-crawls

@@ -3,6 +3,11 @@ and the vector stores compared, on synthetic forums of 10k, 100k and 1M posts.
 
     nice python benchmarks/retrieval.py [--posts 10000 100000 1000000] [--queries 200]
                                         [--embedding-model DIR] [--compare-stores 100000 1000000]
+                                        [--keep DIR] [--hybrid-max N --vectors-of N]
+
+--keep builds each forum and its indexes once in DIR and reuses them on later runs (the 1M index takes
+minutes to build, its figures are kept beside it in build.json), so query latency can be measured again
+without building again.
 
 Posts are made of words drawn from a Zipf distribution (s = 1.07) over a vocabulary whose most frequent
 words are English function words and whose other 40k are made up, 20-120 words long, ten to a thread:
@@ -184,7 +189,11 @@ def build_index(posts: int, work: Path, rng: np.random.Generator, words: list[st
 
 
 def measure_index(
-    posts: int, questions_count: int, embedder: SentenceEmbedder | None, work: Path
+    posts: int,
+    questions_count: int,
+    embedder: SentenceEmbedder | None,
+    work: Path,
+    borrowed_vectors: Path | None = None,
 ) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     words = vocabulary(rng)
@@ -201,7 +210,15 @@ def measure_index(
     with SearchIndex(layout.search_index) as index:
         matched = [len(index.bm25(q, 10**7)) for q in questions[:20]]
     result["bm25_matching_share"] = round(statistics.median(matched) / figures["passages"], 3)
-    if embedder is not None:
+    if embedder is not None and borrowed_vectors is not None:
+        # the vector graph of a smaller forum (its passage ids are this one's first ids): the BM25 side,
+        # the question's embedding and fusion at this size, the vector search at the smaller one
+        result["hybrid_vectors_of"] = str(borrowed_vectors)
+        hybrid = Retriever(retriever.index, VectorIndex.open_existing(borrowed_vectors), embedder)
+        result["hybrid_load_average"] = [round(x, 2) for x in os.getloadavg()]
+        result["hybrid"] = timed_queries(lambda q: hybrid.search(q, 5, mode="hybrid"), questions)
+        result["query_embedding"] = timed_queries(lambda q: embedder.embed([q]), questions)
+    elif embedder is not None:
         vectors_built = layout.root / "vectors.json"
         if vectors_built.exists():
             result.update(json.loads(vectors_built.read_text()))
@@ -368,6 +385,13 @@ def main() -> None:
     parser.add_argument("--compare-stores", type=int, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
+        "--vectors-of",
+        type=int,
+        default=None,
+        help="past --hybrid-max, search the kept vector graph of the forum of this many posts instead "
+        "(with --keep; a 1M-vector graph takes hours to build on two cores)",
+    )
+    parser.add_argument(
         "--no-passage-embedding",
         action="store_true",
         help="leave out the passage-embedding throughput (a minute on two busy cores)",
@@ -406,8 +430,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as scratch:
         work = args.keep or Path(scratch)
         for posts in args.posts:
-            dense = embedder if args.hybrid_max is None or posts <= args.hybrid_max else None
-            result = measure_index(posts, args.queries, dense, work)
+            if args.hybrid_max is None or posts <= args.hybrid_max:
+                result = measure_index(posts, args.queries, embedder, work)
+            elif args.vectors_of is not None:
+                graph = RunLayout(work / f"bench-{args.vectors_of}").vector_index
+                result = measure_index(posts, args.queries, embedder, work, borrowed_vectors=graph)
+            else:
+                result = measure_index(posts, args.queries, None, work)
             report["sizes"].append(result)
             hybrid = result.get("hybrid", {})
             print(

@@ -260,6 +260,7 @@ class SearchIndex:
             "DROP TABLE IF EXISTS passage_text; DROP TABLE IF EXISTS passages; DROP TABLE IF EXISTS skipped;"
         )
         self.db.executescript(SCHEMA)
+        self._changed()
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",

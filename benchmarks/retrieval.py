@@ -3,6 +3,11 @@ and the vector stores compared, on synthetic forums of 10k, 100k and 1M posts.
 
     nice python benchmarks/retrieval.py [--posts 10000 100000 1000000] [--queries 200]
                                         [--embedding-model DIR] [--compare-stores 100000 1000000]
+                                        [--keep DIR] [--hybrid-max N --vectors-of N]
+
+--keep builds each forum and its indexes once in DIR and reuses them on later runs (the 1M index takes
+minutes to build, its figures are kept beside it in build.json), so query latency can be measured again
+without building again.
 
 Posts are made of words drawn from a Zipf distribution (s = 1.07) over a vocabulary whose most frequent
 words are English function words and whose other 40k are made up, 20-120 words long, ten to a thread:
@@ -47,7 +52,7 @@ from forumtune.config import Config
 from forumtune.forum_store import ForumStore
 from forumtune.index.stage import run_index
 from forumtune.layout import RunLayout
-from forumtune.retrieval.retriever import Retriever
+from forumtune.retrieval.retriever import CANDIDATES, Retriever
 from forumtune.retrieval.search_index import STOPWORDS, SearchIndex
 from forumtune.retrieval.vectors import CONNECTIVITY, EXPANSION_SEARCH, VectorIndex
 from forumtune.sentence_embedding import SentenceEmbedder, bundled_model_dir
@@ -151,11 +156,9 @@ def timed_queries(search, questions: list[str]) -> dict[str, float]:  # type: ig
     return percentiles(seconds)
 
 
-def measure_index(
-    posts: int, questions_count: int, embedder: SentenceEmbedder | None, work: Path
-) -> dict[str, Any]:
-    rng = np.random.default_rng(SEED)
-    words = vocabulary(rng)
+def build_index(posts: int, work: Path, rng: np.random.Generator, words: list[str]) -> tuple[RunLayout, dict]:
+    """The synthetic forum's store and index under `work`, built once: a kept directory (--keep) that
+    already holds them is reused, with the build figures of the run that made it (build.json)."""
     config = Config.model_validate(
         {
             "name": f"bench-{posts}",
@@ -165,34 +168,75 @@ def measure_index(
         }
     )
     layout = RunLayout.of(config)
+    built = layout.root / "build.json"
+    if built.exists():
+        synthetic_texts(posts // POSTS_PER_THREAD, words, rng, 4, 10)  # the same draws as a fresh build:
+        synthetic_texts(posts, words, rng, 20, 120)  # the questions after them are the same questions
+        return layout, json.loads(built.read_text())
     layout.root.mkdir(parents=True, exist_ok=True)
     write_store(layout.forum_store, posts, words, rng)
     started = time.perf_counter()
     summary = run_index(config, layout.root, Console(quiet=True))
-    build_s = time.perf_counter() - started
-    result: dict[str, Any] = {
+    figures = {
         "posts": posts,
         "passages": summary["passages"],
-        "bm25_build_s": round(build_s, 1),
+        "bm25_build_s": round(time.perf_counter() - started, 1),
         "index_mib": round(layout.search_index.stat().st_size / 2**20, 1),
+        "build_load_average": [round(x, 2) for x in os.getloadavg()],
     }
+    built.write_text(json.dumps(figures) + "\n")
+    return layout, figures
+
+
+def measure_index(
+    posts: int,
+    questions_count: int,
+    embedder: SentenceEmbedder | None,
+    work: Path,
+    borrowed_vectors: Path | None = None,
+) -> dict[str, Any]:
+    rng = np.random.default_rng(SEED)
+    words = vocabulary(rng)
+    layout, figures = build_index(posts, work, rng, words)
+    result: dict[str, Any] = dict(figures)
     questions = [
         " ".join(q.split()[:8]).rstrip(".") + "?" for q in synthetic_texts(questions_count, words, rng, 6, 14)
     ]
     retriever = Retriever.open(layout.search_index, layout.vector_index)
+    result["bm25_load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["bm25"] = timed_queries(lambda q: retriever.search(q, 5, mode="bm25"), questions)
+    # what a hybrid search asks of BM25: its 50 best, before fusion
+    result["bm25_candidates"] = timed_queries(lambda q: retriever.index.bm25(q, CANDIDATES), questions)
     with SearchIndex(layout.search_index) as index:
         matched = [len(index.bm25(q, 10**7)) for q in questions[:20]]
-    result["bm25_matching_share"] = round(statistics.median(matched) / summary["passages"], 3)
-    if embedder is not None:
-        vectors = VectorIndex(layout.vector_index, DIMENSIONS)
-        started = time.perf_counter()
-        ids = retriever.index.ids()
-        vectors.add(ids, clustered_vectors(len(ids), rng))
-        vectors.save()
-        result["vectors_build_s"] = round(time.perf_counter() - started, 1)
-        result["vectors_mib"] = round(layout.vector_index.stat().st_size / 2**20, 1)
+    result["bm25_matching_share"] = round(statistics.median(matched) / figures["passages"], 3)
+    if embedder is not None and borrowed_vectors is not None:
+        # the vector graph of a smaller forum (its passage ids are this one's first ids): the BM25 side,
+        # the question's embedding and fusion at this size, the vector search at the smaller one
+        result["hybrid_vectors_of"] = str(borrowed_vectors)
+        hybrid = Retriever(retriever.index, VectorIndex.open_existing(borrowed_vectors), embedder)
+        result["hybrid_load_average"] = [round(x, 2) for x in os.getloadavg()]
+        result["hybrid"] = timed_queries(lambda q: hybrid.search(q, 5, mode="hybrid"), questions)
+        result["query_embedding"] = timed_queries(lambda q: embedder.embed([q]), questions)
+    elif embedder is not None:
+        vectors_built = layout.root / "vectors.json"
+        if vectors_built.exists():
+            result.update(json.loads(vectors_built.read_text()))
+        else:
+            vectors = VectorIndex(layout.vector_index, DIMENSIONS)
+            started = time.perf_counter()
+            ids = retriever.index.ids()
+            vectors.add(ids, clustered_vectors(len(ids), rng))
+            vectors.save()
+            built = {
+                "vectors_build_s": round(time.perf_counter() - started, 1),
+                "vectors_mib": round(layout.vector_index.stat().st_size / 2**20, 1),
+                "vectors_build_load_average": [round(x, 2) for x in os.getloadavg()],
+            }
+            vectors_built.write_text(json.dumps(built) + "\n")
+            result.update(built)
         hybrid = Retriever(retriever.index, VectorIndex.open_existing(layout.vector_index), embedder)
+        result["hybrid_load_average"] = [round(x, 2) for x in os.getloadavg()]
         result["hybrid"] = timed_queries(lambda q: hybrid.search(q, 5, mode="hybrid"), questions)
         result["query_embedding"] = timed_queries(lambda q: embedder.embed([q]), questions)
     retriever.close()
@@ -340,6 +384,25 @@ def main() -> None:
     )
     parser.add_argument("--compare-stores", type=int, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--vectors-of",
+        type=int,
+        default=None,
+        help="past --hybrid-max, search the kept vector graph of the forum of this many posts instead "
+        "(with --keep; a 1M-vector graph takes hours to build on two cores)",
+    )
+    parser.add_argument(
+        "--no-passage-embedding",
+        action="store_true",
+        help="leave out the passage-embedding throughput (a minute on two busy cores)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="build the stores and indexes in this directory and reuse them on later runs "
+        "(a 1M index takes minutes to build); default: a temporary directory",
+    )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(
         "--hybrid-max",
@@ -361,13 +424,19 @@ def main() -> None:
         "sizes": [],
         "stores": [],
     }
-    if embedder is not None:
+    if embedder is not None and not args.no_passage_embedding:
         report["passage_embedding"] = embedding_throughput(embedder)
         print(f"embedding passages: {report['passage_embedding']['passages_per_s']} per second", flush=True)
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as work:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as scratch:
+        work = args.keep or Path(scratch)
         for posts in args.posts:
-            dense = embedder if args.hybrid_max is None or posts <= args.hybrid_max else None
-            result = measure_index(posts, args.queries, dense, Path(work))
+            if args.hybrid_max is None or posts <= args.hybrid_max:
+                result = measure_index(posts, args.queries, embedder, work)
+            elif args.vectors_of is not None:
+                graph = RunLayout(work / f"bench-{args.vectors_of}").vector_index
+                result = measure_index(posts, args.queries, embedder, work, borrowed_vectors=graph)
+            else:
+                result = measure_index(posts, args.queries, None, work)
             report["sizes"].append(result)
             hybrid = result.get("hybrid", {})
             print(

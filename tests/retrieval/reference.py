@@ -21,12 +21,29 @@ def tokens(text: str) -> list[str]:
     return TOKEN.findall(text.lower())
 
 
+def anchors(passages: list[Passage], terms: list[str], budget: int) -> list[str]:
+    """The rarest terms, by how many passages hold each, while those counts add up to at most `budget`
+    (the rarest always; equal counts: the earlier term in the question first)."""
+    having = {t: sum(t in tokens(p.title + " " + p.text) for p in passages) for t in terms}
+    chosen: list[str] = []
+    for term in sorted(terms, key=lambda t: (having[t], terms.index(t))):
+        if chosen and sum(having[t] for t in chosen) + having[term] > budget:
+            break
+        chosen.append(term)
+    return chosen
+
+
 def bm25_scores(
-    passages: list[Passage], terms: list[str], k1: float = 1.2, b: float = 0.75
+    passages: list[Passage],
+    terms: list[str],
+    k1: float = 1.2,
+    b: float = 0.75,
+    required: list[str] | None = None,
 ) -> dict[int, float]:
     """FTS5's bm25() (sqlite.org/fts5.html#the_bm25_function), as a positive score per matching passage:
     a term's frequency counts in title and body alike, a document's length is its tokens in both, and
-    an idf at or below zero becomes 1e-6."""
+    an idf at or below zero becomes 1e-6. With `required`, only the passages holding one of those terms
+    are scored (by all the terms; idf and average length still over every passage)."""
     documents = {p.id: Counter(tokens(p.title) + tokens(p.text)) for p in passages}
     lengths = {i: sum(counts.values()) for i, counts in documents.items()}
     average = sum(lengths.values()) / len(documents)
@@ -40,6 +57,8 @@ def bm25_scores(
             scores[i] = scores.get(i, 0.0) + idf * f * (k1 + 1) / (
                 f + k1 * (1 - b + b * lengths[i] / average)
             )
+    if required is not None:
+        return {i: s for i, s in scores.items() if any(documents[i][t] for t in required)}
     return scores
 
 

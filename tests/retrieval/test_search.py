@@ -16,11 +16,12 @@ from forumtune.index.stage import embedding_text
 from forumtune.layout import RunLayout
 from forumtune.pipeline import get_stage, run_stage
 from forumtune.retrieval.retriever import CANDIDATES, Retriever
-from forumtune.retrieval.search_index import Passage, SearchIndex, query_terms
+from forumtune.retrieval.search_index import NewPassage, Passage, SearchIndex, query_terms
 from forumtune.sentence_embedding import SentenceEmbedder
 from tests.conftest import write_config
 from tests.retrieval.forum import THREADS, every_text, write_ski_forum
 from tests.retrieval.reference import (
+    anchors,
     bm25_scores,
     cosine_ranking,
     ranked,
@@ -158,3 +159,42 @@ def test_on_a_large_index_the_commonest_words_are_left_out_and_the_rest_ranks_as
         kept = index.search_terms("wax snow iron")
         assert len(kept) == 2 and "wax" not in kept
     assert rounded(found) == rounded(ranked(bm25_scores(passages, terms), 5))
+
+
+@pytest.mark.parametrize("question", ["Which wax for cold snow?", "snow wax boot ski", "hard wax iron base"])
+@pytest.mark.parametrize("budget", [1, 4, 9])
+def test_only_passages_with_a_rare_word_are_scored_and_they_rank_by_every_word(indexed, question, budget):
+    passages = all_passages(indexed.layout)
+    terms = query_terms(question)
+    required = anchors(passages, terms, budget)
+    assert len(required) < len(terms), "some words are not anchors, or the case tests nothing"
+    expected = ranked(bm25_scores(passages, terms, required=required), 5)
+    with SearchIndex(indexed.layout.search_index) as index:
+        index.anchor_postings = budget
+        found = [(hit.passage_id, hit.score) for hit in index.bm25(question, 5)]
+        everything = [(hit.passage_id, hit.score) for hit in index.bm25(question, 50)]
+    assert expected and rounded(found) == rounded(expected)
+    assert len(everything) == len(bm25_scores(passages, terms, required=required))
+    anchored_alone = ranked(bm25_scores(passages, required), 50)
+    assert rounded(everything) != rounded(anchored_alone), "the other words count in the score"
+
+
+def test_word_counts_follow_a_reindex_by_another_connection(tmp_path):
+    config = load_config(write_config(tmp_path, index={"embedding_model": None}))
+    layout = RunLayout.of(config)
+    write_ski_forum(layout.forum_store)
+    run_stage(get_stage("index"), config, Console(quiet=True))
+    with SearchIndex(layout.search_index) as serving, SearchIndex(layout.search_index) as indexing:
+        before = serving.documents(["montana"])["montana"]
+        assert len(serving.bm25("montana", 5)) == before == 1
+        with indexing.db:
+            (new_id,) = indexing.add(
+                [
+                    NewPassage(
+                        ("http://forum.test/t/9", 0), "x", 9, "Montana trip", None, None, "u", "Montana again"
+                    )
+                ]
+            )
+        assert serving.documents(["montana"])["montana"] == before + 1
+        assert serving.count() == indexing.count()
+        assert new_id in [hit.passage_id for hit in serving.bm25("montana", 5)]

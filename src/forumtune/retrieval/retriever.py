@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -51,6 +52,9 @@ class Retriever:
         self.index = index
         self.vectors = vectors if embedder is not None else None
         self.embedder = embedder
+        # A hybrid search runs BM25 on this thread while it embeds the question: SQLite and torch both
+        # let go of the GIL, so on two cores the search takes the longer of the two, not their sum.
+        self._lexical = ThreadPoolExecutor(max_workers=1) if self.vectors is not None else None
 
     @classmethod
     def open(cls, search_index: Path, vector_index: Path, *, device: torch.device | None = None) -> Retriever:
@@ -86,10 +90,13 @@ class Retriever:
                 f"{mode} search needs the index's dense vectors: set index.embedding_model and "
                 "run `forumtune index` again"
             )
+        lexical = None
+        if mode == "hybrid" and self._lexical is not None:
+            lexical = self._lexical.submit(self.index.bm25, question, max(k, CANDIDATES))
         dense = self.vectors.search(self.embedder.embed([question])[0].numpy(), max(k, CANDIDATES))
-        if mode == "dense":
+        if lexical is None:
             return dense[:k]
-        return reciprocal_rank_fusion([self.index.bm25(question, max(k, CANDIDATES)), dense])[:k]
+        return reciprocal_rank_fusion([lexical.result(), dense])[:k]
 
     def search(
         self, question: str, k: int, *, mode: Mode | None = None, exclude_threads: Collection[int] = ()
@@ -102,4 +109,6 @@ class Retriever:
         return [r for r in found if r.passage.thread_id not in exclude_threads][:k]
 
     def close(self) -> None:
+        if self._lexical is not None:
+            self._lexical.shutdown()
         self.index.close()

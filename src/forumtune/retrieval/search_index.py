@@ -7,6 +7,13 @@ or changed and deletes those gone from the store, so it ends where a build from 
 
 Full text is SQLite FTS5 (an external-content table over `passages`, kept in step by triggers),
 ranked by its bm25() with its defaults (k1 1.2, b 0.75, both columns weighted 1): nothing to run.
+
+What a BM25 search means on a large index (tests/retrieval/reference.py computes the same by brute force):
+the question's words less stopwords and less the words in over COMMON_TERM_SHARE of the passages; a
+passage is a candidate when it holds one of the *anchor* words (the rarest of those words, taken while
+the passages holding them add up to at most ANCHOR_POSTINGS), and candidates rank by BM25 over all of
+the words. FTS5 scores every passage a query matches, so this bounds the work of a query on a million
+posts without dropping the commoner words from the score.
 """
 
 from __future__ import annotations
@@ -141,6 +148,14 @@ STOPWORDS = frozenset(
 # 100k synthetic posts: p95 20 → 10 ms (benchmarks/retrieval.py).
 COMMON_TERM_SHARE = 0.05
 PRUNE_FROM_PASSAGES = 10_000  # below this every query is fast anyway, and every word counts
+# FTS5 spends 1-2 microseconds per matching passage on bm25() (its length lookup and term counts), ten
+# times what merging the words' posting lists costs: on 1M synthetic posts the words left of a question
+# matched 26k passages at the median and 86k at p95. Only passages holding one of the rarer words are
+# scored, at most this many unless the rarest word alone is in more. Measured at 1M on two busy cores
+# (load average 11): p95 97 ms with 20k, 64 ms with 10k, 43 ms with 5k (benchmarks/retrieval.py).
+# A larger budget ranks more passages by every word; raise it on a faster machine.
+ANCHOR_POSTINGS = 5_000
+MMAP_BYTES = 1 << 32  # the index read through the page cache without a copy: its posting lists and lengths
 
 SourceKey = tuple[str, int]  # (thread URL, position in the thread): a post's identity across re-crawls
 
@@ -188,6 +203,18 @@ def match_expression(terms: Iterable[str]) -> str:
     return " OR ".join(f'"{term}"' for term in terms)
 
 
+def anchor_terms(terms: list[str], documents: dict[str, int], budget: int) -> list[str]:
+    """The rarest of the terms, taken in order of how many passages hold them while those add up to at
+    most `budget` (the rarest one always): a passage must hold one of them to be scored."""
+    anchors, postings = [], 0
+    for term in sorted(terms, key=lambda t: (documents.get(t, 0), terms.index(t))):
+        postings += documents.get(term, 0)
+        if anchors and postings > budget:
+            break
+        anchors.append(term)
+    return [t for t in terms if t in anchors]
+
+
 class SearchIndex:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -195,13 +222,19 @@ class SearchIndex:
         self.db = sqlite3.connect(self.path, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         self.db.executescript(SCHEMA)
         self.db.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.passage_vocab USING fts5vocab(main, passage_text, 'row')"
         )
         self.prune_from = PRUNE_FROM_PASSAGES
         self.common_share = COMMON_TERM_SHARE
-        self._count: int | None = None  # passages, counted once: COUNT(*) scans the table
+        self.anchor_postings = ANCHOR_POSTINGS
+        # Counted once until the index changes (here or by another connection, PRAGMA data_version):
+        # COUNT(*) scans the table, and fts5vocab reads a word's whole posting list to count it.
+        self._count: int | None = None
+        self._documents: dict[str, int] = {}
+        self._data_version: int | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -227,6 +260,7 @@ class SearchIndex:
             "DROP TABLE IF EXISTS passage_text; DROP TABLE IF EXISTS passages; DROP TABLE IF EXISTS skipped;"
         )
         self.db.executescript(SCHEMA)
+        self._changed()
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -244,6 +278,13 @@ class SearchIndex:
     # --- changes (the caller commits: `with index.db:`)
     def _changed(self) -> None:
         self._count = None
+        self._documents.clear()
+
+    def _check_version(self) -> None:
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._changed()
+            self._data_version = version
 
     def delete(self, keys: Iterable[SourceKey]) -> list[int]:
         """Remove these posts (passages or skipped); returns the ids of the passages removed."""
@@ -278,9 +319,22 @@ class SearchIndex:
 
     # --- reading
     def count(self) -> int:
+        self._check_version()
         if self._count is None:
             self._count = self.db.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
         return self._count
+
+    def documents(self, terms: list[str]) -> dict[str, int]:
+        """How many passages hold each term (0 for a term in none)."""
+        self._check_version()
+        unknown = [t for t in terms if t not in self._documents]
+        if unknown:
+            marks = ",".join("?" * len(unknown))
+            found = dict(
+                self.db.execute(f"SELECT term, doc FROM temp.passage_vocab WHERE term IN ({marks})", unknown)
+            )
+            self._documents.update((t, found.get(t, 0)) for t in unknown)
+        return {t: self._documents[t] for t in terms}
 
     def search_terms(self, question: str) -> list[str]:
         """The question's words a BM25 search looks for: on a large index, without the very common ones."""
@@ -288,12 +342,9 @@ class SearchIndex:
         total = self.count()
         if total < self.prune_from or len(terms) < 2:
             return terms
-        marks = ",".join("?" * len(terms))
-        documents = dict(
-            self.db.execute(f"SELECT term, doc FROM temp.passage_vocab WHERE term IN ({marks})", terms)
-        )
-        kept = [t for t in terms if documents.get(t, 0) <= self.common_share * total]
-        return kept or sorted(terms, key=lambda t: documents.get(t, 0))[:2]
+        documents = self.documents(terms)
+        kept = [t for t in terms if documents[t] <= self.common_share * total]
+        return kept or sorted(terms, key=lambda t: documents[t])[:2]
 
     def ids(self) -> list[int]:
         return [row[0] for row in self.db.execute("SELECT id FROM passages ORDER BY id")]
@@ -329,13 +380,26 @@ class SearchIndex:
             last = rows[-1][0]
 
     def bm25(self, question: str, k: int, terms: list[str] | None = None) -> list[Hit]:
-        """The k passages with the best BM25 score for any of the question's words (ties: lower id first)."""
+        """The k passages holding an anchor word with the best BM25 score over all the question's words
+        (ties: lower id first)."""
         terms = self.search_terms(question) if terms is None else terms
         if not terms:
             return []
+        anchors = anchor_terms(terms, self.documents(terms), self.anchor_postings)
+        others = [t for t in terms if t not in anchors]
+        if not others:
+            return self._top(match_expression(terms), k)
+        # Two disjoint sets, each scored by bm25() over every word of its query, so over all the terms:
+        # passages with anchors and none of the others (whose share of the score is then zero), and
+        # passages with both. Neither query scores a passage that lacks every anchor.
+        either, rest = match_expression(anchors), match_expression(others)
+        found = self._top(f"({either}) NOT ({rest})", k) + self._top(f"({either}) AND ({rest})", k)
+        return sorted(found, key=lambda hit: (-hit.score, hit.passage_id))[:k]
+
+    def _top(self, expression: str, k: int) -> list[Hit]:
         rows = self.db.execute(
             "SELECT rowid, bm25(passage_text) AS score FROM passage_text WHERE passage_text MATCH ?"
             " ORDER BY score, rowid LIMIT ?",
-            (match_expression(terms), k),
+            (expression, k),
         )
         return [Hit(passage_id, -score) for passage_id, score in rows]

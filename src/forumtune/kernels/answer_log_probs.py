@@ -88,7 +88,9 @@ def chunked_answer_log_probs(
     hidden: torch.Tensor,
     head: torch.nn.Linear,
     targets: torch.Tensor,
-    chunk_tokens: int = CHUNK_TOKENS,
+    chunk_tokens: int | None = None,
 ) -> torch.Tensor:
-    """Per token of `hidden` ([tokens, hidden_size]): log p(target) under the output head `head`, fp32."""
-    return ChunkedAnswerLogProbs.apply(hidden, head.weight, head.bias, targets, chunk_tokens)
+    """Per token of `hidden` ([tokens, hidden_size]): log p(target) under the output head `head`, fp32;
+    `CHUNK_TOKENS` tokens at a time unless told."""
+    chunk = chunk_tokens or CHUNK_TOKENS
+    return ChunkedAnswerLogProbs.apply(hidden, head.weight, head.bias, targets, chunk)

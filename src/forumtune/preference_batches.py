@@ -166,12 +166,25 @@ def full_logit_log_probs(logits: torch.Tensor, batch: dict[str, Any]) -> torch.T
     return picked.gather(-1, batch["answer_targets"][:, None]).squeeze(-1) - torch.logsumexp(picked, dim=-1)
 
 
+# What some families' forward does to the logits after the head (Gemma 2-4's tanh soft-capping, Cohere's and
+# Granite's scaling): with these the head's output is not the logits, so the log-probs read the full ones.
+LOGIT_SOFTCAPS = ("final_logit_softcapping", "logits_soft_cap")
+LOGIT_SCALES = ("logit_scale", "logits_scaling")
+
+
 def plain_output_head(model: torch.nn.Module) -> torch.nn.Linear | None:
-    """The model's output head when the chunked log-probs can use it: a plain Linear (not trained in full
-    through lora.modules_to_save, which wraps it) whose weight is whole (not an FSDP shard)."""
+    """The model's output head when the answer tokens can go through it alone: a plain Linear (not trained
+    in full through lora.modules_to_save, which wraps it) whose weight is whole (not an FSDP shard), in a
+    family whose logits are the head's output."""
     peft_model = model.module if hasattr(model, "module") else model  # DDP wraps it
     head = peft_model.get_output_embeddings()
     if type(head) is not torch.nn.Linear or hasattr(head.weight, "full_tensor"):
+        return None
+    config = peft_model.config
+    config = getattr(config, "text_config", None) or config
+    if any(getattr(config, name, None) is not None for name in LOGIT_SOFTCAPS):
+        return None
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in LOGIT_SCALES):
         return None
     return head
 

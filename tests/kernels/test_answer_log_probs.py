@@ -175,3 +175,26 @@ def test_under_bf16_autocast_the_head_runs_in_bf16_as_the_models_own_would():
     assert chunked.dtype == full.dtype == torch.float32
     assert (chunked - full).abs().max() < 1e-5
     assert (chunked - in_fp32).abs().max() > 1e-4
+
+
+def test_families_that_change_the_logits_after_the_head_read_the_full_logits():
+    """Gemma 2's soft-capping (tanh(logits / cap) · cap) happens after the head: skipping the head would
+    cap the hidden states instead."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    def gemma2(cap):
+        config = Gemma2Config(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            final_logit_softcapping=cap,
+            pad_token_id=PAD,
+        )
+        return Gemma2ForCausalLM(config)
+
+    assert plain_output_head(gemma2(30.0)) is None
+    assert plain_output_head(gemma2(None)) is not None

@@ -14,7 +14,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from forumtune.config import TrainConfig
 from forumtune.kernels import answer_log_probs
 from forumtune.kernels.answer_log_probs import chunked_answer_log_probs
-from forumtune.preference_batches import collate_pairs, plain_output_head, reference_weights, sequence_log_probs
+from forumtune.preference_batches import (
+    collate_pairs,
+    plain_output_head,
+    reference_weights,
+    sequence_log_probs,
+)
 from forumtune.train.objectives import objective_for
 from tests.kernels.test_kernels import relative_error
 from tests.train.test_preference import PAD, VOCAB, make_pairs

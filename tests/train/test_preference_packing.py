@@ -28,7 +28,10 @@ CPU = torch.device("cpu")
 PACK_TO = 24  # the answers of make_pairs are 3 to 16 tokens long: about two to a row
 
 METHODS = {
-    "dpo": (TrainConfig(method="dpo", beta=0.5, dpo_label_smoothing=0.1), lambda m, r: reference_dpo(m, r, 0.5, 0.1)),
+    "dpo": (
+        TrainConfig(method="dpo", beta=0.5, dpo_label_smoothing=0.1),
+        lambda m, r: reference_dpo(m, r, 0.5, 0.1),
+    ),
     "orpo": (TrainConfig(method="orpo", orpo_lambda=0.3), lambda m, r: reference_orpo(m, r, 0.3)),
     "kto": (
         TrainConfig(method="kto", beta=0.4, kto_desirable_weight=1.0, kto_undesirable_weight=1.5),
@@ -50,7 +53,9 @@ def tiny_policy(attention: str) -> torch.nn.Module:
         pad_token_id=PAD,
         attn_implementation=attention,
     )
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False)
+    lora = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False
+    )
     model = get_peft_model(LlamaForCausalLM(config), lora)
     model.train()
     return model
@@ -78,7 +83,10 @@ def test_packed_pairs_share_rows_and_keep_their_pairing():
         assert torch.equal(packed["answer_targets"][packed["answer_sequences"] == sequence], in_padded)
     row_of = packed["answer_positions"] // packed["input_ids"].shape[1]
     rows_of_pair = [
-        (set(row_of[packed["answer_sequences"] == i].tolist()), set(row_of[packed["answer_sequences"] == 6 + i].tolist()))
+        (
+            set(row_of[packed["answer_sequences"] == i].tolist()),
+            set(row_of[packed["answer_sequences"] == 6 + i].tolist()),
+        )
         for i in range(6)
     ]
     assert any(chosen != rejected for chosen, rejected in rows_of_pair)  # a pair split over two rows
@@ -91,7 +99,8 @@ def test_packed_pairs_share_rows_and_keep_their_pairing():
 def test_packed_losses_equal_padded_ones_and_the_papers_formulas(policy, method):
     train, reference = METHODS[method]
     rows = rows_for(method, 6, seed=11)
-    micro_batch = 6 if method == "kto" else 3  # KTO's KL estimate is the micro-batch's, the formula's all rows'
+    # KTO's KL estimate is the micro-batch's, the formula's that of all rows
+    micro_batch = 6 if method == "kto" else 3
     padded = step_loss(objective_for(train), policy, rows, micro_batch)
     packed = step_loss(objective_for(train, pack_to=PACK_TO), policy, rows, micro_batch)
     assert packed == pytest.approx(padded, abs=1e-6)

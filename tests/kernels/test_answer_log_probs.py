@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from forumtune.config import TrainConfig
 from forumtune.kernels import answer_log_probs
@@ -22,7 +21,7 @@ from forumtune.preference_batches import (
 )
 from forumtune.train.objectives import objective_for
 from tests.kernels.test_kernels import relative_error
-from tests.train.test_preference import PAD, VOCAB, make_pairs
+from tests.train.test_preference import PAD, VOCAB, make_pairs, tiny_llama, with_random_lora
 
 CPU = torch.device("cpu")
 
@@ -66,20 +65,8 @@ def test_without_gradients_nothing_is_kept_for_a_backward():
     assert torch.equal(reference, chunked_answer_log_probs(hidden, head, targets).detach())
 
 
-def tiny_llama(tied: bool) -> LlamaForCausalLM:
-    torch.manual_seed(2)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-        tie_word_embeddings=tied,
-    )
-    model = LlamaForCausalLM(config)
+def llama(tied: bool) -> LlamaForCausalLM:
+    model = tiny_llama(seed=2, tie_word_embeddings=tied)
     assert (model.lm_head.weight is model.model.embed_tokens.weight) == tied
     return model
 
@@ -98,7 +85,7 @@ def log_probs_and_gradients(model, batch, chunked: bool) -> tuple[torch.Tensor, 
 @pytest.mark.parametrize("pack_to", [None, 24], ids=["padded", "packed"])
 def test_a_whole_trainable_model_gets_the_same_log_probs_and_gradients(tied, pack_to):
     """Every weight trained, the head's too (with tied embeddings its gradient adds to the embedding's)."""
-    model = tiny_llama(tied)
+    model = llama(tied)
     model.train()
     batch = collate_pairs(make_pairs(5, seed=3), PAD, CPU, pack_to=pack_to)
     head_outputs = []
@@ -113,17 +100,7 @@ def test_a_whole_trainable_model_gets_the_same_log_probs_and_gradients(tied, pac
 
 
 def lora_model(tied: bool, modules_to_save: list[str] | None = None) -> torch.nn.Module:
-    config = LoraConfig(
-        r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        target_modules="all-linear",
-        init_lora_weights=False,
-        modules_to_save=modules_to_save,
-    )
-    model = get_peft_model(tiny_llama(tied), config)
-    model.train()
-    return model
+    return with_random_lora(llama(tied), modules_to_save=modules_to_save)
 
 
 def dpo_loss_and_gradients(model, fast_path: bool, pack_to: int | None):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from forumtune.config import TrainConfig
 from forumtune.preference_batches import collate_pairs
@@ -15,13 +13,14 @@ from forumtune.records import IGNORE_INDEX
 from forumtune.train.objectives import objective_for
 from tests.train.test_preference import (
     PAD,
-    VOCAB,
     make_labelled,
     make_pairs,
     reference_dpo,
     reference_kto,
     reference_orpo,
     step_loss,
+    tiny_llama,
+    with_random_lora,
 )
 
 CPU = torch.device("cpu")
@@ -40,30 +39,9 @@ METHODS = {
 }
 
 
-def tiny_policy(attention: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-        attn_implementation=attention,
-    )
-    lora = LoraConfig(
-        r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False
-    )
-    model = get_peft_model(LlamaForCausalLM(config), lora)
-    model.train()
-    return model
-
-
 @pytest.fixture(scope="module", params=["sdpa", "eager"])
 def policy(request):
-    return tiny_policy(request.param)
+    return with_random_lora(tiny_llama(attn_implementation=request.param))
 
 
 def rows_for(method: str, count: int, seed: int) -> list[dict]:

@@ -5,6 +5,8 @@ A packed row carries `position_ids` that restart at 0 for each example. Given po
 into a document boundary, so sdpa and eager attention stay block-diagonal (tests/data/test_packing.py
 checks that packed and unpacked training give the same per-example loss). The first label of each example is masked: in a packed
 row it would be predicted from the end of the example before it, which an unpacked row never does.
+Preference answers are packed the same way, per micro-batch, when the train stage collates them
+(forumtune.preference_batches.packed_rows).
 """
 
 from __future__ import annotations

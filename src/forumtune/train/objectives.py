@@ -10,6 +10,10 @@ policy's pass: one forward without a backward, about a third of a step's compute
 benchmarks/RESULTS.md). Precomputing them once for the dataset would save that only from the second
 epoch on, and would tie the cached figures to one dataset file, one adapter and one padding; per batch
 they always match the weights the run is using.
+
+On the fast path the preference methods read no full-vocabulary logits: the answer tokens' last hidden
+states go through the output head in chunks (kernels/answer_log_probs.py), in the reference's pass and
+the policy's. With build.packing their answers are packed into rows as they are collated.
 """
 
 from __future__ import annotations

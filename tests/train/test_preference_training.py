@@ -145,7 +145,8 @@ def test_a_preference_method_without_pairs_says_how_to_build_them(tmp_path, tiny
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the fast path runs on a GPU")
 def test_dpo_on_the_fast_path_follows_the_plain_path(tmp_path, tiny_tokenizer, tiny_mistral, sft_adapter):
     """The fused LoRA layers fall back to peft's when the adapter is off and run the reference adapter's
-    weights when it is active; liger's forward returns logits when no labels are passed. A wrong reference
+    weights when it is active; liger's forward returns the head's output when no labels are passed, which
+the chunked answer log-probs turn into the last hidden states (kernels/answer_log_probs.py). A wrong reference
     would show at step 1, whose loss must be log 2 (the policy starts at the reference)."""
     curves = {}
     for fast in (True, False):

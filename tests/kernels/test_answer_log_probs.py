@@ -196,3 +196,34 @@ def test_families_that_change_the_logits_after_the_head_read_the_full_logits():
 
     assert plain_output_head(gemma2(30.0)) is None
     assert plain_output_head(gemma2(None)) is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_chunks_hold_a_fraction_of_the_full_logits():
+    """Mistral-7B's head (32000 × 4096, bf16) over 2048 answer tokens, forward and backward: the full
+    logits' path holds them in bf16 and fp32 (at least 6 bytes a logit); the chunked one a chunk's worth
+    (10 bytes a logit of CHUNK_TOKENS tokens) beside the hidden states and their gradient."""
+    tokens, hidden_size, vocab = 2048, 4096, 32000
+    torch.manual_seed(0)
+    head = torch.nn.Linear(hidden_size, vocab, bias=False, device="cuda", dtype=torch.bfloat16)
+    head.requires_grad_(False)
+    hidden = torch.randn(tokens, hidden_size, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    targets = torch.randint(0, vocab, (tokens,), device="cuda")
+
+    def peak_above_start(log_probs) -> int:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        log_probs().sum().backward()
+        hidden.grad = None
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - start
+
+    def full():
+        logits = head(hidden).float()
+        return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+    full_peak = peak_above_start(full)
+    chunked_peak = peak_above_start(lambda: chunked_answer_log_probs(hidden, head, targets, 256))
+    assert full_peak >= tokens * vocab * 6
+    assert chunked_peak <= 256 * vocab * 10 + 2 * tokens * hidden_size * 2 + 64 * 2**20

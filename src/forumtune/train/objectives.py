@@ -97,7 +97,8 @@ class PairObjective(Objective):
         note = (
             f"train.method={self.method}: the answer tokens' log-probs go through the output head "
             f"{CHUNK_TOKENS} tokens at a time, never as full-vocabulary logits (kernels/answer_log_probs.py; "
-            "a head trained through lora.modules_to_save reads the full logits instead), and CUDA graphs are "
+            "a head trained through lora.modules_to_save, sharded by FSDP or followed by logit soft-capping "
+            "reads the full logits instead), and CUDA graphs are "
             "off (the reference pass runs other weights through the same layers); the rest of the fast path "
             "applies"
         )

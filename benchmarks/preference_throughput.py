@@ -22,6 +22,8 @@ Stacks:
                      (the default), the rest of forumtune's defaults (fast path; CUDA graphs are off for
                      preference methods)
   forumtune_offload  the same with train.gradient_checkpointing offload (layer inputs wait in CPU memory)
+  forumtune_full_logits  the same as forumtune, with the answer log-probs read from the model's full logits
+                     instead of the chunked head (kernels/answer_log_probs.py): what the chunked head saves
   trl                trl.DPOTrainer(model=<the NF4 model>, peft_config=LoraConfig(...)) with DPOConfig(
                      loss_type sigmoid, bf16, gradient_checkpointing (non-reentrant), optim paged_adamw_8bit,
                      precompute_ref_log_probs false); its own collator and fused log-prob head
@@ -32,6 +34,8 @@ what is missing named, before any model is built).
 
 Usage (GPU):
   python benchmarks/preference_throughput.py --out preference_throughput.json
+  python benchmarks/preference_throughput.py --stacks forumtune,forumtune_full_logits,trl --out a.json
+                                                        # what the chunked answer log-probs save
   python benchmarks/preference_throughput.py --report a.json            # the table of earlier results
 CPU logic check (2-4 minutes on 2 busy cores): python benchmarks/preference_throughput.py --preset tiny \
   --cap-gib 0 --seq 64 --prompt-len 16 --warmup 1 --steps 2 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-dpo
@@ -59,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as bc
 import train_throughput as tt
 
-STACKS = ("forumtune", "forumtune_offload", "trl", "trl_offload")
+STACKS = ("forumtune", "forumtune_offload", "forumtune_full_logits", "trl", "trl_offload")
 BETA = 0.1
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # (pip requirement, module it installs): what the trl stacks import beyond forumtune's own dependencies
@@ -127,6 +131,10 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
 
     work = Path(spec["work_dir"])
     checkpointing = "offload" if spec["stack"] == "forumtune_offload" else True
+    if spec["stack"] == "forumtune_full_logits":
+        from forumtune import preference_batches
+
+        preference_batches.plain_output_head = lambda model: None  # as if no head allowed the chunked path
     config = load_config(
         bc.write_forumtune_config(
             work / "config.yaml",
@@ -156,6 +164,9 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         "tokens": [int(r["tokens"]) for r in rows],
         "losses": [float(r["loss"]) for r in rows],
         "gradient_checkpointing": checkpointing,
+        "answer_log_probs": "chunked head"
+        if _cuda() and spec["stack"] != "forumtune_full_logits"
+        else "full logits",
         "plan_8gb_card_gib": round(plan.total / bc.GIB, 2),
         "plan_fits_budget": plan.fits,
         "run_s": round(time.perf_counter() - started, 1),

@@ -64,18 +64,28 @@ def padded_width(records: list[TokenizedRow], multiple: int) -> int:
     return -(-longest // multiple) * multiple
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """A host batch on `device`; to a GPU through pinned memory, so the copy does not wait for the GPU."""
-    if device.type != "cuda":
-        return {key: value.to(device) for key, value in batch.items()}
-    return {key: value.pin_memory().to(device, non_blocking=True) for key, value in batch.items()}
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A host batch on `device`; to a GPU through pinned memory, so the copy does not wait for the GPU.
+    Nested batches (KTO's KL rows) move too; values that are not tensors (a packed row's use_cache) stay."""
+
+    def move(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: move(item) for key, item in value.items()}
+        if not isinstance(value, torch.Tensor):
+            return value
+        if device.type != "cuda":
+            return value.to(device)
+        return value.pin_memory().to(device, non_blocking=True)
+
+    return move(batch)
 
 
 def input_token_count(batch: dict[str, torch.Tensor], pad_id: int) -> int:
-    """Real (not padding) tokens of a batch, packed or not."""
+    """Real (not padding) tokens of a batch, packed or not, with the KL rows a KTO batch carries."""
+    nested = input_token_count(batch["kl"], pad_id) if "kl" in batch else 0
     if "attention_mask" in batch:
-        return int(batch["attention_mask"].sum())
-    return int((batch["input_ids"] != pad_id).sum())
+        return int(batch["attention_mask"].sum()) + nested
+    return int((batch["input_ids"] != pad_id).sum()) + nested
 
 
 def trained_token_count(batch: dict[str, torch.Tensor]) -> int:

@@ -210,7 +210,8 @@ class BuildConfig(Section):
     packing: bool = Field(
         False,
         description="Pack several training examples into each max_seq_len row; they never attend "
-        "to each other.",
+        "to each other. For train.method dpo, orpo and kto, each micro-batch's chosen and rejected answers "
+        "are packed the same way when the batch is made.",
     )
     preferences: bool = Field(
         False,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from forumtune.batching import collate
+from forumtune.batching import collate, input_token_count, to_device
 from forumtune.data.packing import pack_bins, pack_records
 from forumtune.records import IGNORE_INDEX
 
@@ -122,3 +122,14 @@ def test_a_2d_attention_mask_would_leak_across_examples():
     honest = model(**batch).logits
     leaky = model(**batch | {"attention_mask": torch.ones_like(batch["input_ids"])}).logits
     assert not torch.allclose(honest, leaky)
+
+
+def test_a_packed_batch_goes_to_the_device_as_it_is():
+    """The loop sends every batch through batching.to_device: a packed one carries use_cache=False beside
+    its tensors (which once failed there), and KTO's batches nest their KL rows."""
+    rows = pack_records(random_records(6, seed=3), 128, seed=0)
+    batch = collate(rows, PAD, torch.device("cpu"))
+    moved = to_device({**batch, "kl": dict(batch)}, torch.device("cpu"))
+    assert moved["use_cache"] is False and moved["kl"]["use_cache"] is False
+    assert torch.equal(moved["position_ids"], batch["position_ids"])
+    assert input_token_count(moved, PAD) == 2 * sum(len(r["input_ids"]) for r in rows)

@@ -1,5 +1,5 @@
-"""DPO on the fast path's pieces (fused 4-bit LoRA layers, forumtune's layer checkpointing) against plain
-peft, on the CPU: the reference pass switches the adapter off or to the frozen reference adapter, which
+"""DPO on the fast path's pieces (fused 4-bit LoRA layers, forumtune's layer checkpointing, the answer
+log-probs through the head in chunks) against plain peft and the full logits, on the CPU: the reference pass switches the adapter off or to the frozen reference adapter, which
 the fused layers must follow (they read the active adapter's weights, or fall back to peft's forward)."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def dpo_loss_and_grads(mistral_dir: str, reference: str | None, fused: bool):
         use_layer_checkpointing(model)
         assert use_fused_lora(model) == 7 * SHAPE["num_hidden_layers"]
     model.train()
-    objective = DPO(TrainConfig(method="dpo", beta=0.5))
+    objective = DPO(TrainConfig(method="dpo", beta=0.5), fast_path=fused)  # the chunked head with them
     batch = objective.collate(make_pairs(4, seed=5), 0, torch.device("cpu"))
     loss = objective.loss(model, batch, objective.count(batch))
     loss.backward()

@@ -11,6 +11,7 @@ from forumtune.train.plan import (
     GIB,
     MIB,
     allocator_reserve,
+    chunked_head_bytes,
     fit_settings,
     load_shape,
     plan_memory,
@@ -298,3 +299,60 @@ def test_a_tile_as_long_as_the_sequence_makes_the_mlp_phase_the_peak(mistral_7b_
     assert kept.parts["layer inputs and output gradient in flight"] == hidden  # inputs kept: counted apart
     plain = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=32768", *common, "train.fast_path=false"))
     assert "activations (layers kept for backward)" in plain.parts  # tiles run on the fast path only
+
+
+def test_preference_methods_plan_the_chunked_head_on_the_fast_path(mistral_7b_dir):
+    """On the fast path DPO's answer log-probs go through the head in chunks: the full-vocabulary logits
+    (875 MiB at 1 pair × (2 × 1024) tokens) are planned only where the head is trained in full."""
+    from forumtune.kernels.answer_log_probs import CHUNK_TOKENS
+
+    common = [
+        "build.max_seq_len=1024",
+        "train.method=dpo",
+        "train.micro_batch_size=1",
+        "train.fast_path=true",
+    ]
+    chunked = plan_memory(mistral(mistral_7b_dir, *common))
+    full = plan_memory(mistral(mistral_7b_dir, *common, "lora.modules_to_save=[lm_head]"))
+    assert full.parts["logits + loss"] == 2048 * 32000 * (2 + 12)
+    assert "logits + loss" not in chunked.parts  # one decoder layer's backward is the peak now
+    assert chunked.allocated < full.allocated
+    shape = load_shape(mistral(mistral_7b_dir, *common))
+    assert chunked_head_bytes(shape, 2048, 2) == 2 * 2048 * 4096 * 2 + CHUNK_TOKENS * 32000 * 10
+
+
+def test_packed_preference_rows_stay_within_the_planned_rows(mistral_7b_dir):
+    """Packed (build.packing), a micro-batch of pairs is at most 2 × micro-batch rows of max_seq_len
+    tokens, the bound the plan counts whether or not the answers are packed."""
+    import random
+
+    import torch
+
+    from forumtune.records import IGNORE_INDEX
+    from forumtune.train.objectives import objective_for
+
+    common = ["build.max_seq_len=64", "train.method=dpo", "train.micro_batch_size=3"]
+    packed_config = mistral(mistral_7b_dir, *common, "build.packing=true")
+    assert plan_memory(packed_config).parts == plan_memory(mistral(mistral_7b_dir, *common)).parts
+    objective = objective_for(packed_config.train, pack_to=64)
+    rng = random.Random(0)
+
+    def side(prompt: int) -> tuple[list[int], list[int]]:
+        answer = rng.randint(1, 64 - prompt)
+        return [1] * (prompt + answer), [IGNORE_INDEX] * prompt + [1] * answer
+
+    for _ in range(50):
+        rows = []
+        for _ in range(3):
+            prompt = rng.randint(1, 40)
+            (chosen, chosen_labels), (rejected, rejected_labels) = side(prompt), side(prompt)
+            rows.append(
+                {
+                    "chosen_input_ids": chosen,
+                    "chosen_labels": chosen_labels,
+                    "rejected_input_ids": rejected,
+                    "rejected_labels": rejected_labels,
+                }
+            )
+        batch = objective.collate(rows, 0, torch.device("cpu"))
+        assert batch["input_ids"].shape[0] <= 2 * 3 and batch["input_ids"].shape[1] <= 64

@@ -19,27 +19,39 @@ VOCAB = 61
 PAD = 0
 
 
-@pytest.fixture(scope="module")
-def policy():
-    """A tiny random Llama with a LoRA adapter whose B is random too, so the policy differs from the base."""
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-    )
-    base = LlamaForCausalLM(config)
-    lora = LoraConfig(
-        r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False
-    )
-    model = get_peft_model(base, lora)
+def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
+    """A tiny random Llama (2 layers, hidden 32, vocabulary 61); `overrides` change its config."""
+    torch.manual_seed(seed)
+    settings = {
+        "vocab_size": VOCAB,
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 64,
+        "pad_token_id": PAD,
+    }
+    return LlamaForCausalLM(LlamaConfig(**{**settings, **overrides}))
+
+
+def with_random_lora(base: torch.nn.Module, **overrides) -> torch.nn.Module:
+    """LoRA on every linear layer but the head, its B random too, so the policy differs from the base."""
+    settings = {
+        "r": 4,
+        "lora_alpha": 8,
+        "lora_dropout": 0.0,
+        "target_modules": "all-linear",
+        "init_lora_weights": False,
+    }
+    model = get_peft_model(base, LoraConfig(**{**settings, **overrides}))
     model.train()
     return model
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return with_random_lora(tiny_llama())
 
 
 def tokens(rng: random.Random, count: int) -> list[int]:

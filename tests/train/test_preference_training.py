@@ -13,7 +13,9 @@ from rich.console import Console
 
 from forumtune.config import load_config
 from forumtune.errors import TrainError
+from forumtune.layout import DatasetFiles
 from forumtune.train.loop import run_train
+from forumtune.train.objectives import objective_for, training_rows
 from tests.conftest import write_config
 from tests.train.conftest import write_dataset, write_preferences
 
@@ -49,7 +51,7 @@ def sft_adapter(tmp_path_factory, tiny_tokenizer, tiny_mistral):
     return config.run_dir / "adapter"
 
 
-def preference_config(tmp_path, tiny_tokenizer, tiny_mistral, **train):
+def preference_config(tmp_path, tiny_tokenizer, tiny_mistral, build=None, **train):
     settings = {
         "max_steps": 8,
         "micro_batch_size": 4,
@@ -61,7 +63,13 @@ def preference_config(tmp_path, tiny_tokenizer, tiny_mistral, **train):
         **train,
     }
     config = load_config(
-        write_config(tmp_path, model={"base": str(tiny_mistral)}, lora={"dropout": 0.0}, train=settings)
+        write_config(
+            tmp_path,
+            model={"base": str(tiny_mistral)},
+            lora={"dropout": 0.0},
+            train=settings,
+            build=build or {},
+        )
     )
     write_preferences(config.run_dir / "dataset", tiny_tokenizer)
     return config
@@ -103,6 +111,30 @@ def test_orpo_and_kto_train_and_lower_their_loss(tmp_path, tiny_tokenizer, tiny_
     assert sum(losses[-2:]) < sum(losses[:2])
 
 
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_packed_answers_train_as_padded_ones_do(tmp_path, tiny_tokenizer, tiny_mistral, method):
+    """build.packing: the loop packs each micro-batch's answers into rows of build.max_seq_len tokens;
+    the steps' losses are the padded run's."""
+    losses = {}
+    for packing in (False, True):
+        config = preference_config(
+            tmp_path / str(packing),
+            tiny_tokenizer,
+            tiny_mistral,
+            build={"packing": packing},
+            method=method,
+            max_steps=3,
+            eval_every=3,
+        )
+        run_train(config, config.run_dir / "dataset", config.run_dir, CONSOLE)
+        losses[packing] = train_losses(config.run_dir)
+    assert losses[True] == pytest.approx(losses[False], abs=1e-4)
+    rows, _ = training_rows(config.train, DatasetFiles(config.run_dir / "dataset"))
+    packed = objective_for(config.train, pack_to=config.build.max_seq_len)
+    batch = packed.collate(rows[:4], 0, torch.device("cpu"))
+    assert batch["input_ids"].shape[0] < batch["sequence_tokens"].shape[0]  # the answers did share rows
+
+
 def test_a_preference_method_without_pairs_says_how_to_build_them(tmp_path, tiny_tokenizer, tiny_mistral):
     config = load_config(write_config(tmp_path, model={"base": str(tiny_mistral)}, train={"method": "dpo"}))
     write_dataset(config.run_dir / "dataset", tiny_tokenizer)
@@ -113,8 +145,9 @@ def test_a_preference_method_without_pairs_says_how_to_build_them(tmp_path, tiny
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the fast path runs on a GPU")
 def test_dpo_on_the_fast_path_follows_the_plain_path(tmp_path, tiny_tokenizer, tiny_mistral, sft_adapter):
     """The fused LoRA layers fall back to peft's when the adapter is off and run the reference adapter's
-    weights when it is active; liger's forward returns logits when no labels are passed. A wrong reference
-    would show at step 1, whose loss must be log 2 (the policy starts at the reference)."""
+        weights when it is active; liger's forward returns the head's output when no labels are passed, which
+    the chunked answer log-probs turn into the last hidden states (kernels/answer_log_probs.py). A wrong reference
+        would show at step 1, whose loss must be log 2 (the policy starts at the reference)."""
     curves = {}
     for fast in (True, False):
         config = preference_config(

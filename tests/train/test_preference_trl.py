@@ -4,8 +4,8 @@ run in a process of its own), on the same tiny model with the same weights and t
 objectives here, within 1e-5. The rows have prompts and answers of different lengths, so both sides pad;
 forumtune splits them into micro-batches (its step's losses sum to the mean), TRL takes them in one batch.
 
-Packing does not arise: forumtune's build packs SFT rows only (a preference row is collated padded), and TRL
-1.15's DPOTrainer turns padding_free off.
+forumtune's side runs padded and packed (build.packing: several answers to a row of PACK_TO tokens, each a
+segment of its own); TRL's is padded (TRL 1.15's DPOTrainer turns padding_free off).
 
 Where TRL's definition differs from forumtune's, the tests compare what is the same:
 - DPO label smoothing: TRL 1.15's `sigmoid` loss does not apply label_smoothing, so conservative DPO is
@@ -63,22 +63,29 @@ def case(results: Path, name: str) -> tuple[torch.nn.Module, dict]:
     return model, json.loads((results / f"{name}.json").read_text())
 
 
-def test_dpo_loss_equals_trls_dpo_trainer_with_padding(trl_results):
+PACK_TO = 24  # two or three of the rows' answers (3 to 16 tokens) to a packed row
+PACKING = pytest.mark.parametrize("pack_to", [None, PACK_TO], ids=["padded", "packed"])
+
+
+@PACKING
+def test_dpo_loss_equals_trls_dpo_trainer_with_padding(trl_results, pack_to):
     model, figures = case(trl_results, "dpo")
     rows, beta = trl.CASES["dpo"][0](), trl.CASES["dpo"][1]
     assert figures["padded"]
-    forumtune = step_loss(DPO(TrainConfig(method="dpo", beta=beta)), model, rows, micro_batch=4)
+    objective = DPO(TrainConfig(method="dpo", beta=beta), pack_to=pack_to)
+    forumtune = step_loss(objective, model, rows, micro_batch=4)
     assert forumtune == pytest.approx(figures["loss"], abs=1e-5)
     assert abs(figures["loss"] - math.log(2)) > 1e-3  # the random adapter moved the policy from the reference
 
 
-def test_dpo_gradients_equal_trls(trl_results):
+@PACKING
+def test_dpo_gradients_equal_trls(trl_results, pack_to):
     """The adapter's gradients of forumtune's loss (micro-batches of 4 and 2 pairs, summed) against those of
     TRL's (one batch)."""
     model, _ = case(trl_results, "dpo")
     expected = load_file(str(trl_results / "dpo" / "grads.safetensors"))
     rows, beta = trl.CASES["dpo"][0](), trl.CASES["dpo"][1]
-    objective = DPO(TrainConfig(method="dpo", beta=beta))
+    objective = DPO(TrainConfig(method="dpo", beta=beta), pack_to=pack_to)
     batches = [objective.collate(part, 0, torch.device("cpu")) for part in (rows[:4], rows[4:])]
     counts = [objective.count(b) for b in batches]
     step = Counts(sum(c.items for c in counts), sum(c.tokens for c in counts))
@@ -90,11 +97,12 @@ def test_dpo_gradients_equal_trls(trl_results):
     assert scale > 1e-3 and worst <= 1e-5 * scale
 
 
-def test_orpo_loss_equals_trls_orpo_trainer_with_padding(trl_results):
+@PACKING
+def test_orpo_loss_equals_trls_orpo_trainer_with_padding(trl_results, pack_to):
     """One-token prompts: TRL's NLL (prompt and answer) and forumtune's (answer) count the same tokens."""
     model, figures = case(trl_results, "orpo_one_token_prompts")
     make_rows, lam = trl.CASES["orpo_one_token_prompts"]
-    objective = ORPO(TrainConfig(method="orpo", orpo_lambda=lam))
+    objective = ORPO(TrainConfig(method="orpo", orpo_lambda=lam), pack_to=pack_to)
     assert step_loss(objective, model, make_rows(), micro_batch=2) == pytest.approx(figures["loss"], abs=1e-5)
 
 
@@ -110,14 +118,16 @@ def test_orpo_odds_ratio_term_equals_trls_with_longer_prompts(trl_results):
     assert (forumtune(0.3) - forumtune(0.1)) / 0.2 == pytest.approx(figures["odds_ratio_term"], abs=1e-5)
 
 
-def test_kto_loss_equals_trls_kto_trainer_with_padding(trl_results):
+@PACKING
+def test_kto_loss_equals_trls_kto_trainer_with_padding(trl_results, pack_to):
     model, figures = case(trl_results, "kto")
     make_rows, beta = trl.CASES["kto"]
     desirable, undesirable = trl.KTO_WEIGHTS
     objective = KTO(
         TrainConfig(
             method="kto", beta=beta, kto_desirable_weight=desirable, kto_undesirable_weight=undesirable
-        )
+        ),
+        pack_to=pack_to,
     )
     assert step_loss(objective, model, make_rows(), micro_batch=6) == pytest.approx(figures["loss"], abs=1e-5)
     assert figures["kl"] > 0  # the KL estimate (clamped at 0) took part in the loss

@@ -5,33 +5,16 @@ A packed row carries `position_ids` that restart at 0 for each example. Given po
 into a document boundary, so sdpa and eager attention stay block-diagonal (tests/data/test_packing.py
 checks that packed and unpacked training give the same per-example loss). The first label of each example is masked: in a packed
 row it would be predicted from the end of the example before it, which an unpacked row never does.
+Preference answers are packed the same way, per micro-batch, when the train stage collates them
+(forumtune.preference_batches.packed_rows).
 """
 
 from __future__ import annotations
 
-import bisect
 import random
 
+from forumtune.bin_packing import pack_bins
 from forumtune.records import IGNORE_INDEX, ExampleRow, PackedRow
-
-
-def pack_bins(lengths: list[int], capacity: int) -> list[list[int]]:
-    """Best-fit decreasing: indices grouped so each group's lengths sum to at most capacity."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    bins: list[list[int]] = []
-    free: list[tuple[int, int]] = []  # (room left, bin index), sorted: the tightest fit is found by bisect
-    for index in order:
-        slot = bisect.bisect_left(free, (lengths[index], -1))
-        if slot == len(free):
-            bins.append([index])
-            room, number = capacity - lengths[index], len(bins) - 1
-        else:
-            room, number = free.pop(slot)
-            bins[number].append(index)
-            room -= lengths[index]
-        if room > 0:
-            bisect.insort(free, (room, number))
-    return bins
 
 
 def pack_records(records: list[ExampleRow], max_seq_len: int, seed: int) -> list[PackedRow]:

@@ -5,6 +5,9 @@
   down projection nobody reads). Reference: peft's `lora.Linear4bit`.
 - `liger.apply_liger_kernels`: liger-kernel's fused RMSNorm, RoPE, SwiGLU and linear+cross-entropy
   (no full-vocabulary logits). Reference: the transformers modules they replace.
+- `answer_log_probs.chunked_answer_log_probs`: the preference losses' answer-token log-probs from the last
+  hidden states through the output head, a chunk of tokens at a time, recomputed in the backward (no
+  full-vocabulary logits). Reference: `preference_batches.full_logit_log_probs`, the model's own logits.
 - `nf4_dequant.dequantize_nf4`: a double-quantized NF4 weight to bf16 in one Triton kernel, bit-identical
   to bitsandbytes' two and 1.48x faster per layer (`train.dequantize_kernel`, "triton" by default,
   "bitsandbytes" to switch back). Reference: `bitsandbytes.functional.dequantize_4bit`.
@@ -16,6 +19,6 @@ docs/ARCHITECTURE.md shows how train/loading.py wires them together. Which of bi
 a 4-bit weight is in (trainable, or packed for generation) is decided in forumtune/cpu_layout.py.
 """
 
-from forumtune.kernels import liger, lora_linear, nf4_dequant
+from forumtune.kernels import answer_log_probs, liger, lora_linear, nf4_dequant
 
-__all__ = ["liger", "lora_linear", "nf4_dequant"]
+__all__ = ["answer_log_probs", "liger", "lora_linear", "nf4_dequant"]

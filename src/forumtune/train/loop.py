@@ -163,9 +163,13 @@ def setup(
     restart: bool = False,
     ranks: Ranks = SINGLE_PROCESS,
 ) -> TrainingRun:
-    objective = objective_for(config.train)
-    train_records, eval_records = training_rows(config.train, DatasetFiles(dataset_dir))
     device = pick_device(config.train.device, ranks.local_rank)
+    objective = objective_for(
+        config.train,
+        fast_path=uses_fast_path(config, device),
+        pack_to=config.build.max_seq_len if config.build.packing else None,
+    )
+    train_records, eval_records = training_rows(config.train, DatasetFiles(dataset_dir))
     if device.type == "cuda" and config.train.expandable_segments:
         console.print(f"[dim]{use_expandable_segments()}[/dim]")
     check_before_loading(config, train_records, device, ranks, console)

@@ -10,6 +10,10 @@ policy's pass: one forward without a backward, about a third of a step's compute
 benchmarks/RESULTS.md). Precomputing them once for the dataset would save that only from the second
 epoch on, and would tie the cached figures to one dataset file, one adapter and one padding; per batch
 they always match the weights the run is using.
+
+On the fast path the preference methods read no full-vocabulary logits: the answer tokens' last hidden
+states go through the output head in chunks (kernels/answer_log_probs.py), in the reference's pass and
+the policy's. With build.packing their answers are packed into rows as they are collated.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from forumtune import cpu_layout
 from forumtune.batching import collate, mean_token_loss, trained_token_count
 from forumtune.config import TrainConfig
 from forumtune.errors import TrainError
+from forumtune.kernels.answer_log_probs import CHUNK_TOKENS, chunked_answer_log_probs
 from forumtune.layout import DatasetFiles
 from forumtune.preference_batches import (
     collate_labelled,
@@ -31,7 +36,7 @@ from forumtune.preference_batches import (
     reference_weights,
     sequence_log_probs,
 )
-from forumtune.records import IGNORE_INDEX, read_jsonl, read_rows
+from forumtune.records import read_jsonl, read_rows
 from forumtune.train.preference import dpo_losses, kl_estimate, kto_losses, odds_ratio_losses
 
 Batch = dict[str, Any]
@@ -51,8 +56,13 @@ class Objective:
     sequences_per_row = 1  # sequences in the forward pass per training row (the memory plan reads it)
     train_file = "train.jsonl"
 
-    def __init__(self, train: TrainConfig):
+    def __init__(self, train: TrainConfig, *, fast_path: bool = False, pack_to: int | None = None):
         self.train = train
+        # the preference methods' options: the answer tokens' log-probs through the output head in chunks
+        # (the fast path's), and their sequences packed into rows of `pack_to` tokens (build.packing); SFT
+        # is packed by the build and takes the fast path's loss from liger
+        self.answer_head = chunked_answer_log_probs if fast_path else None
+        self.pack_to = pack_to
 
     def fast_path_notes(self, fast: bool) -> list[str]:
         """What of the GPU fast path this objective does without (one line each)."""
@@ -85,18 +95,24 @@ class PairObjective(Objective):
         if not fast:
             return []
         note = (
-            f"train.method={self.method}: the loss reads full-vocabulary logits (liger's fused "
-            "linear+cross-entropy covers SFT only) and CUDA graphs are off (the reference pass runs other "
-            "weights through the same layers); the rest of the fast path applies"
+            f"train.method={self.method}: the answer tokens' log-probs go through the output head "
+            f"{CHUNK_TOKENS} tokens at a time, never as full-vocabulary logits (kernels/answer_log_probs.py; "
+            "a head trained through lora.modules_to_save, sharded by FSDP or followed by logit soft-capping "
+            "reads the full logits instead), and CUDA graphs are "
+            "off (the reference pass runs other weights through the same layers); the rest of the fast path "
+            "applies"
         )
         return [note]
 
     def collate(self, rows: list[Any], pad_id: int, device: torch.device, pad_to_multiple: int = 1) -> Batch:
-        return collate_pairs(rows, pad_id, device, pad_to_multiple=pad_to_multiple)
+        return collate_pairs(rows, pad_id, device, pad_to_multiple=pad_to_multiple, pack_to=self.pack_to)
 
     def count(self, batch: Batch) -> Counts:
-        pairs = batch["input_ids"].shape[0] // 2
-        return Counts(pairs, int((batch["labels"][:pairs, 1:] != IGNORE_INDEX).sum()))
+        pairs = batch["sequence_tokens"].shape[0] // 2
+        return Counts(pairs, int(batch["sequence_tokens"][:pairs].sum()))
+
+    def log_probs(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return sequence_log_probs(model, batch, answer_head=self.answer_head)
 
     def pair_losses(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
@@ -126,10 +142,10 @@ class DPO(PairObjective):
     method = "dpo"
 
     def pair_losses(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        pairs = batch["input_ids"].shape[0] // 2
+        pairs = batch["sequence_tokens"].shape[0] // 2
         with reference_weights(model):
-            reference, _ = sequence_log_probs(model, batch)
-        policy, _ = sequence_log_probs(model, batch)
+            reference, _ = self.log_probs(model, batch)
+        policy, _ = self.log_probs(model, batch)
         return dpo_losses(
             policy[:pairs],
             policy[pairs:],
@@ -145,8 +161,8 @@ class ORPO(PairObjective):
 
     def loss(self, model: torch.nn.Module, batch: Batch, step: Counts) -> torch.Tensor:
         """NLL per trained token of the step's chosen answers + λ × the mean odds-ratio term per pair."""
-        pairs = batch["input_ids"].shape[0] // 2
-        sums, tokens = sequence_log_probs(model, batch)
+        pairs = batch["sequence_tokens"].shape[0] // 2
+        sums, tokens = self.log_probs(model, batch)
         means = sums / tokens.clamp(min=1)
         odds_ratio = odds_ratio_losses(means[:pairs], means[pairs:])
         nll = -sums[:pairs].sum() / max(1.0, step.tokens)
@@ -158,22 +174,19 @@ class KTO(PairObjective):
     sequences_per_row = 1  # the mismatched rows of the KL estimate go through without gradients
 
     def collate(self, rows: list[Any], pad_id: int, device: torch.device, pad_to_multiple: int = 1) -> Batch:
-        return collate_labelled(rows, pad_id, device, pad_to_multiple=pad_to_multiple)
+        return collate_labelled(rows, pad_id, device, pad_to_multiple=pad_to_multiple, pack_to=self.pack_to)
 
     def count(self, batch: Batch) -> Counts:
-        examples = batch["desirable"].shape[0]
-        return Counts(examples, int((batch["labels"][:examples, 1:] != IGNORE_INDEX).sum()))
+        return Counts(batch["desirable"].shape[0], int(batch["sequence_tokens"].sum()))
 
     def pair_losses(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        examples = batch["desirable"].shape[0]
-        real = {key: value[:examples] for key, value in batch.items() if key != "desirable"}
-        mixed = {key: value[examples:] for key, value in batch.items() if key != "desirable"}
+        mixed = batch["kl"]  # the mismatched rows, collated apart
         with reference_weights(model):
-            reference, _ = sequence_log_probs(model, real)
-            reference_mixed, _ = sequence_log_probs(model, mixed)
+            reference, _ = self.log_probs(model, batch)
+            reference_mixed, _ = self.log_probs(model, mixed)
         with torch.no_grad():
-            policy_mixed, _ = sequence_log_probs(model, mixed)
-        policy, _ = sequence_log_probs(model, real)
+            policy_mixed, _ = self.log_probs(model, mixed)
+        policy, _ = self.log_probs(model, batch)
         kl = kl_estimate(policy_mixed, reference_mixed)
         return kto_losses(
             policy,
@@ -189,8 +202,9 @@ class KTO(PairObjective):
 OBJECTIVES: dict[str, type[Objective]] = {"sft": Objective, "dpo": DPO, "orpo": ORPO, "kto": KTO}
 
 
-def objective_for(train: TrainConfig) -> Objective:
-    return OBJECTIVES[train.method](train)
+def objective_for(train: TrainConfig, *, fast_path: bool = False, pack_to: int | None = None) -> Objective:
+    """`fast_path`: the run takes the GPU fast path; `pack_to`: build.max_seq_len when build.packing is on."""
+    return OBJECTIVES[train.method](train, fast_path=fast_path, pack_to=pack_to)
 
 
 def training_rows(train: TrainConfig, dataset: DatasetFiles) -> tuple[list[Any], list[Any]]:

@@ -17,6 +17,7 @@ from transformers import AutoConfig, PretrainedConfig
 from forumtune.base_model import resolve_base_model
 from forumtune.config import Config
 from forumtune.errors import ConfigError
+from forumtune.kernels.answer_log_probs import CHUNK_TOKENS
 from forumtune.kernels.liger import liger_available
 from forumtune.kernels.lora_linear import DECODER_LAYER_OF_MODEL_TYPE
 from forumtune.preference_batches import REFERENCE_METHODS
@@ -112,7 +113,9 @@ def estimate_parts(
     (checkpointed inputs + the layer's activations and gradients + attention + a dequantized weight).
 
     DPO and ORPO run each pair's chosen and rejected answers through the model together: twice the
-    sequences of a row. Their loss reads full-vocabulary logits (liger's fused loss covers SFT only). The
+    sequences of a row. Packed (build.packing), they share rows of max_seq_len tokens: at most twice the
+    micro-batch's rows, the same bound. On the fast path their answer tokens go through the output head in
+    chunks (kernels/answer_log_probs.py), off it their loss reads full-vocabulary logits. The
     reference pass of DPO and KTO (and KTO's KL rows) runs first, without gradients, and frees all it made
     before the policy's pass: its peak (one layer's activations, the logits) stays below the policy's, so it
     adds nothing to the peak; a reference adapter (train.init_adapter) adds its frozen weights."""
@@ -130,11 +133,10 @@ def estimate_parts(
     attention = attention_bytes(config, shape, micro_batch, seq_len, fast, layers_kept)
     dequantized = shape.hidden * shape.intermediate * compute_bytes if quantized else 0
     fused_loss = fast and config.train.method == "sft"
-    forward_end = (
-        kept_inputs
-        + (0 if checkpointing else saved_per_layer * shape.layers)
-        + loss_bytes(shape, tokens, compute_bytes, fused_loss)
-    )
+    logits = loss_bytes(shape, tokens, compute_bytes, fused_loss)
+    if fast and config.train.method != "sft" and "lm_head" not in (config.lora.modules_to_save or []):
+        logits = chunked_head_bytes(shape, tokens, compute_bytes)  # a head trained in full reads the logits
+    forward_end = kept_inputs + (0 if checkpointing else saved_per_layer * shape.layers) + logits
     backward = kept_inputs + sum(layer.values()) + attention + dequantized
     if backward >= forward_end:
         parts["checkpointed layer inputs"] = kept_inputs
@@ -143,10 +145,8 @@ def estimate_parts(
         parts["dequantized weight (transient)"] = dequantized
     else:
         parts["checkpointed layer inputs"] = kept_inputs
-        parts["activations (layers kept for backward)"] = (
-            forward_end - kept_inputs - loss_bytes(shape, tokens, compute_bytes, fused_loss)
-        )
-        parts["logits + loss"] = loss_bytes(shape, tokens, compute_bytes, fused_loss)
+        parts["activations (layers kept for backward)"] = forward_end - kept_inputs - logits
+        parts["logits + loss"] = logits
     if fast and checkpointing and config.train.cuda_graphs and config.train.method == "sft":
         # the layer's backward lives in the graphs' own pool, which the loss cannot reuse; the graphs'
         # static buffers are the layer input and its output (or gradient)
@@ -251,6 +251,13 @@ def loss_bytes(shape: ModelShape, tokens: int, compute_bytes: int, fast: bool) -
     if fast and liger_available():
         return tokens * shape.hidden * 6
     return tokens * shape.vocab * (compute_bytes + 12)
+
+
+def chunked_head_bytes(shape: ModelShape, tokens: int, compute_bytes: int) -> float:
+    """The preference losses' answer log-probs on the fast path: the answer tokens' last hidden states and
+    the gradient of all of them, and one chunk's logits in fp32 with their softmax gradient and its copy in
+    the compute dtype (kernels/answer_log_probs.py); the full logits never exist."""
+    return 2 * tokens * shape.hidden * compute_bytes + CHUNK_TOKENS * shape.vocab * (8 + compute_bytes)
 
 
 def format_gib(value: float) -> str:

@@ -79,7 +79,7 @@ def test_under_bf16_autocast_tiles_agree_within_bf16_rounding(model_dir):
         return float(loss.detach()), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
     (loss, grads), (ref_loss, ref_grads) = run(MLPTiling(TILE, 0)), run(None)
-    assert loss == ref_loss  # the forward's tiles compute each token's output as the whole batch does
+    assert loss == pytest.approx(ref_loss, rel=1e-3)  # bf16 matmuls of another row count may round apart
     assert grads.keys() == ref_grads.keys() and {g.dtype for g in grads.values()} == {torch.float32}
     for name in grads:  # LoRA gradients: a bf16 product per tile, summed in fp32 (measured 2.7e-3)
         assert relative_error(grads[name], ref_grads[name]) < 1e-2, name

@@ -83,10 +83,12 @@ def result_only_summed(layer: torch.nn.Module | None) -> bool:
 
 
 def release_unread_outputs(outputs: list[torch.Tensor]) -> None:
-    """Free the memory of a recomputed layer's outputs, which the backward starts from but never reads
-    (the autograd graph keeps their shapes): one hidden-state-sized tensor through the layer's backward."""
+    """Free the memory of a recomputed layer's outputs, which the backward starts from but never reads:
+    one hidden-state-sized tensor through the layer's backward. Each output keeps its autograd node and
+    shape but points at one broadcast zero instead (no storage resize: that would queue a copy, which a
+    CUDA graph's capture may refuse)."""
     for out in outputs:
-        out.untyped_storage().resize_(0)
+        out.data = out.new_zeros(()).expand(out.shape)
 
 
 def _recompute_and_backward(

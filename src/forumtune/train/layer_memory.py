@@ -1,5 +1,7 @@
-"""What one checkpointed decoder layer holds at the peak of its recompute + backward when its MLP runs in
-tiles (`train.tile_mlp`, train/tiled_mlp.py), part by part: the memory planner's (plan.py) terms for it.
+"""The decoder layers' part of the memory planner's (plan.py) backward peak: every layer's activations
+without checkpointing, one layer's recompute + backward with it (`layer_parts`). The untiled terms are
+calibrated against measured peaks (benchmarks/RESULTS.md §3); when the MLP runs in tiles
+(`train.tile_mlp`, train/tiled_mlp.py) the layer's peak is itemised part by part (`tiled_layer_parts`).
 
 Itemised from the training step's code in hidden-state-sized tensors (tokens × hidden × 2 bytes on the
 fast path, "H" below). The same itemisation of the untiled layer, as it ran before the two releases
@@ -26,12 +28,18 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from forumtune.config import Config
+from forumtune.kernels.lora_linear import DECODER_LAYER_OF_MODEL_TYPE
+from forumtune.train.tiled_mlp import tiling_for
 
-class LayerShape(Protocol):
+
+class LayerShape(Protocol):  # what plan.ModelShape provides
     hidden: int
     intermediate: int
     q_dim: int
     kv_dim: int
+    layers: int
+    model_type: str
 
 
 def tiled_layer_parts(
@@ -53,3 +61,37 @@ def tiled_layer_parts(
     else:
         parts["attention backward (gradients, flash-attention buffers)"] = attention_phase
     return parts
+
+
+def layer_parts(
+    config: Config,
+    shape: LayerShape,
+    tokens: int,
+    checkpointing: bool | str,
+    activation_bytes: int,
+    fast: bool,
+) -> dict[str, float]:
+    """The decoder layers' part of the backward's peak: every layer's activations without checkpointing,
+    one layer's recompute + backward with it, itemised when its MLP runs in tiles (train.tile_mlp)."""
+    tile = mlp_tile_tokens(config, shape, tokens, checkpointing, fast)
+    if tile is not None:
+        graphs = config.train.cuda_graphs and config.train.method == "sft"  # as loading.layer_graphs_for
+        offload = checkpointing == "offload"
+        return tiled_layer_parts(shape, tokens, tile, activation_bytes, offload=offload, graphs=graphs)
+    saved_per_layer = (
+        tokens * (7 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate) * activation_bytes
+    )
+    layer_gradients = tokens * 3 * shape.intermediate * activation_bytes
+    layers_kept = 1 if checkpointing else shape.layers
+    return {"activations (layers kept for backward)": saved_per_layer * layers_kept + layer_gradients}
+
+
+def mlp_tile_tokens(
+    config: Config, shape: LayerShape, tokens: int, checkpointing: bool | str, fast: bool
+) -> int | None:
+    """Tokens per MLP tile when training tiles this micro-batch's MLP (train/tiled_mlp.py: the fast path
+    with checkpointing, on Llama-style layers), else None."""
+    tiling = tiling_for(config.train.tile_mlp)
+    if tiling is None or not (fast and checkpointing) or shape.model_type not in DECODER_LAYER_OF_MODEL_TYPE:
+        return None
+    return tiling.tile_tokens if tiling.applies(tokens) else None

@@ -19,11 +19,9 @@ from forumtune.config import Config
 from forumtune.errors import ConfigError
 from forumtune.kernels.answer_log_probs import CHUNK_TOKENS
 from forumtune.kernels.liger import liger_available
-from forumtune.kernels.lora_linear import DECODER_LAYER_OF_MODEL_TYPE
 from forumtune.preference_batches import REFERENCE_METHODS
-from forumtune.train.layer_memory import tiled_layer_parts
+from forumtune.train.layer_memory import layer_parts
 from forumtune.train.objectives import OBJECTIVES
-from forumtune.train.tiled_mlp import tiling_for
 
 GIB = 2**30
 MIB = 2**20
@@ -156,40 +154,6 @@ def estimate_parts(
             )
         parts["CUDA graphs' static buffers"] = 2 * tokens * shape.hidden * activation_bytes
     return {name: value for name, value in parts.items() if value}
-
-
-def layer_parts(
-    config: Config,
-    shape: ModelShape,
-    tokens: int,
-    checkpointing: bool | str,
-    activation_bytes: int,
-    fast: bool,
-) -> dict[str, float]:
-    """The decoder layers' part of the backward's peak: every layer's activations without checkpointing,
-    one layer's recompute + backward with it, itemised when its MLP runs in tiles (train.tile_mlp)."""
-    tile = mlp_tile_tokens(config, shape, tokens, checkpointing, fast)
-    if tile is not None:
-        graphs = config.train.cuda_graphs and config.train.method == "sft"  # as loading.layer_graphs_for
-        offload = checkpointing == "offload"
-        return tiled_layer_parts(shape, tokens, tile, activation_bytes, offload=offload, graphs=graphs)
-    saved_per_layer = (
-        tokens * (7 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate) * activation_bytes
-    )
-    layer_gradients = tokens * 3 * shape.intermediate * activation_bytes
-    layers_kept = 1 if checkpointing else shape.layers
-    return {"activations (layers kept for backward)": saved_per_layer * layers_kept + layer_gradients}
-
-
-def mlp_tile_tokens(
-    config: Config, shape: ModelShape, tokens: int, checkpointing: bool | str, fast: bool
-) -> int | None:
-    """Tokens per MLP tile when training tiles this micro-batch's MLP (train/tiled_mlp.py: the fast path
-    with checkpointing, on Llama-style layers), else None."""
-    tiling = tiling_for(config.train.tile_mlp)
-    if tiling is None or not (fast and checkpointing) or shape.model_type not in DECODER_LAYER_OF_MODEL_TYPE:
-        return None
-    return tiling.tile_tokens if tiling.applies(tokens) else None
 
 
 def precision(config: Config) -> tuple[int, int, bool]:

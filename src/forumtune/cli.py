@@ -180,12 +180,14 @@ def train(
     """QLoRA fine-tune: 4-bit base, LoRA on all linear layers; writes runs/<name>/adapter.
 
     Continues from the last checkpoint made with the same settings (--resume is the default and kept
-    as a no-op). On several GPUs: torchrun --nproc-per-node N -m forumtune.cli train CONFIG (rank 0
-    prints and writes)."""
+    as a no-op). With train.then, the second training follows (runs/<name>/<its method>/). On several
+    GPUs: torchrun --nproc-per-node N -m forumtune.cli train CONFIG (rank 0 prints and writes)."""
     from forumtune.ranks import is_main_process
 
     console.quiet = not is_main_process()
     _stage("train", config, overrides, restart=restart)
+    if load_config(config, overrides or []).train.then is not None:
+        _stage("train_then", config, overrides, restart=restart)
 
 
 @app.command("eval")

@@ -94,6 +94,19 @@ def test_merge_folds_in_the_second_adapter(two_trainings):
     torch.testing.assert_close(merged[name].float(), expected[name], atol=1e-2, rtol=1e-2)
 
 
+def test_a_lost_second_adapter_reruns_the_second_training_and_what_follows(two_trainings):
+    config = load_config(two_trainings[0])
+    assert run(config, QUIET) == []
+    layout = RunLayout.of(config)
+    before = layout.adapter_weights.stat().st_mtime_ns
+    for path in layout.second.adapter.iterdir():
+        path.unlink()
+    layout.second.adapter.rmdir()
+    assert run(config, QUIET) == ["train_then", "eval", "merge", "export"]
+    assert layout.second.adapter_weights.exists()
+    assert layout.adapter_weights.stat().st_mtime_ns == before
+
+
 def test_a_change_to_then_reruns_the_second_training_not_the_first(two_trainings):
     config_path, _ = two_trainings
     config = load_config(config_path)

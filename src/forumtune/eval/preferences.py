@@ -61,12 +61,16 @@ def reference_source(config: Config) -> Path | None:
     return None
 
 
-def per_token_accuracy(logps: tuple[list[float], list[float]], rows: list[PreferenceRow]) -> float:
-    def mean(values: list[float], side: str) -> list[float]:
-        counts = [max(1, sum(label != IGNORE_INDEX for label in r[f"{side}_labels"][1:])) for r in rows]  # type: ignore[literal-required]
-        return [value / count for value, count in zip(values, counts)]
+def answer_tokens(labels: list[int]) -> int:
+    """The answer tokens a summed log-prob counts (labels after the causal shift), at least 1."""
+    return max(1, sum(label != IGNORE_INDEX for label in labels[1:]))
 
-    return share_above(mean(logps[0], "chosen"), mean(logps[1], "rejected"))
+
+def per_token_accuracy(logps: tuple[list[float], list[float]], rows: list[PreferenceRow]) -> float:
+    """share_above of the mean log-prob per answer token."""
+    chosen = [lp / answer_tokens(r["chosen_labels"]) for lp, r in zip(logps[0], rows)]
+    rejected = [lp / answer_tokens(r["rejected_labels"]) for lp, r in zip(logps[1], rows)]
+    return share_above(chosen, rejected)
 
 
 def first_training_metrics(

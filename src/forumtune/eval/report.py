@@ -18,10 +18,8 @@ from forumtune.layout import RunLayout
 from forumtune.metrics_log import read_metrics
 from forumtune.records import EvalSample
 
-MODELS = (
-    ("base", "base model"),
-    ("tuned", "fine-tuned"),
-)  # a run that trains twice has a third (results["models"])
+# The models an eval compares, unless its results name them (a run that trains twice has a third).
+MODELS = (("base", "base model"), ("tuned", "fine-tuned"))
 # What the training loop measures as peak memory on each device (train.loop.peak_memory_mib). Runs whose
 # train_summary.json does not name the device trained where eval runs (the same config and machine).
 TRAIN_MEMORY_LABELS = {

@@ -13,10 +13,11 @@ from forumtune.sentence_embedding import SentenceEmbedder, bundled_model_dir
 from forumtune.sentence_embedding_onnx import cached_graph_path, onnx_runtime_available
 from tests.retrieval.reference import save_tiny_embedding_model
 
-WORDS = (
+SENTENCES = (
     "how do i fix the carburettor idle screw when my engine stalls on a cold winter morning which oil "
     "suits a two stroke outboard motor and why do the rear brake pads squeal after rain"
-).split()
+)
+WORDS = SENTENCES.split()
 CPU = torch.device("cpu")
 needs_onnx = pytest.mark.skipif(not onnx_runtime_available(), reason="the onnx extra is not installed")
 
@@ -29,7 +30,7 @@ def questions(count: int = 100) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_embedding_model(tmp_path_factory.mktemp("tiny-bert"), [" ".join(WORDS)])
+    return save_tiny_embedding_model(tmp_path_factory.mktemp("tiny-bert"), [SENTENCES])
 
 
 def assert_same_vectors(model_dir: Path) -> None:
@@ -65,7 +66,7 @@ def test_graph_is_exported_once_and_again_for_new_weights(tiny_model: Path, tmp_
     SentenceEmbedder(tiny_model, CPU)
     assert graph.stat().st_mtime_ns == exported  # the second embedder read the cached graph
 
-    retrained = save_tiny_embedding_model(tmp_path / "retrained", [" ".join(WORDS)])
+    retrained = save_tiny_embedding_model(tmp_path / "retrained", [SENTENCES])
     assert cached_graph_path(retrained) != graph
 
 

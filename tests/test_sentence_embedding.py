@@ -77,3 +77,11 @@ def test_torch_runs_when_onnxruntime_is_missing(tiny_model: Path, monkeypatch: p
     texts = questions(10)
     expected = SentenceEmbedder(tiny_model, CPU, backend="torch").embed(texts)
     assert torch.equal(embedder.embed(texts), expected)
+
+
+def test_asking_for_onnx_without_it_names_the_extra(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ValueError, match=r"forumtune\[onnx\]"):
+        SentenceEmbedder(tiny_model, CPU, backend="onnx")

@@ -63,6 +63,8 @@ class SentenceEmbedder:
         self.model_dir = model_dir
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModel.from_pretrained(model_dir).to(device).eval()
+        if backend == "onnx" and not onnx_runtime_available():
+            raise ValueError("the onnx backend needs onnx and onnxruntime: pip install 'forumtune[onnx]'")
         use_onnx = backend == "onnx" or (
             backend == "auto" and device.type == "cpu" and onnx_runtime_available()
         )

@@ -4,6 +4,7 @@ and the vector stores compared, on synthetic forums of 10k, 100k and 1M posts.
     nice python benchmarks/retrieval.py [--posts 10000 100000 1000000] [--queries 200]
                                         [--embedding-model DIR] [--compare-stores 100000 1000000]
                                         [--keep DIR] [--hybrid-max N --vectors-of N]
+                                        [--embedding-backend auto|torch|onnx]
 
 --keep builds each forum and its indexes once in DIR and reuses them on later runs (the 1M index takes
 minutes to build, its figures are kept beside it in build.json), so query latency can be measured again
@@ -19,6 +20,7 @@ Dense vectors: embedding a million posts with all-MiniLM-L6-v2 takes hours on tw
 index holds clustered random unit vectors (384 dims, as MiniLM's) added by the real code
 (retrieval/vectors.py); the embedding time per passage is measured on 256 posts and reported apart.
 A hybrid query is the real path: the question embedded by the model, the vector search, BM25, fusion.
+The model runs as a search runs it (`--embedding-backend auto`: onnxruntime when installed, else torch).
 
 `--compare-stores` measures usearch (HNSW) and FAISS (HNSW), both with 32 links per node and a search
 breadth of 128, and an exact scan (what sqlite-vec's vec0 does; sqlite-vec itself needs an sqlite3 that
@@ -343,7 +345,7 @@ def compare_stores(count: int, work: Path, k: int = 10, queries_count: int = 100
 # ------------------------------------------------------------------------------------------ main
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"sqlite": sqlite3.sqlite_version}
-    for name in ("usearch", "faiss-cpu", "sqlite-vec", "numpy", "torch", "transformers"):
+    for name in ("usearch", "faiss-cpu", "sqlite-vec", "numpy", "torch", "transformers", "onnxruntime"):
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -405,6 +407,12 @@ def main() -> None:
     )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(
+        "--embedding-backend",
+        choices=["auto", "torch", "onnx"],
+        default="auto",
+        help="what runs the embedding model: auto (onnxruntime when installed, as a search does) or one",
+    )
+    parser.add_argument(
         "--hybrid-max",
         type=int,
         default=None,
@@ -415,12 +423,17 @@ def main() -> None:
     # waits cost ten times the work (measured: 79 ms vs 719 ms p50 per question at load average 6).
     torch.set_num_threads(args.torch_threads)
     model_dir = args.embedding_model or bundled_model_dir()
-    embedder = SentenceEmbedder(model_dir, torch.device("cpu")) if model_dir else None
+    embedder = (
+        SentenceEmbedder(model_dir, torch.device("cpu"), backend=args.embedding_backend)
+        if model_dir
+        else None
+    )
     report: dict[str, Any] = {
         "machine": machine(),
         "versions": versions(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "embedding_model": str(model_dir) if model_dir else None,
+        "embedding_backend": embedder.backend if embedder else None,
         "sizes": [],
         "stores": [],
     }

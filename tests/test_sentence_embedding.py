@@ -85,3 +85,20 @@ def test_asking_for_onnx_without_it_names_the_extra(
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ValueError, match=r"forumtune\[onnx\]"):
         SentenceEmbedder(tiny_model, CPU, backend="onnx")
+
+
+@pytest.mark.skipif(not onnx_runtime_available(), reason="needs onnx and onnxruntime")
+def test_auto_falls_back_to_torch_when_the_graph_cannot_be_cached(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache dir that is a file: no graph can be written there, so `auto` embeds with torch and says so,
+    where `onnx`, asked for by name, fails."""
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache dir should be")
+    monkeypatch.setenv("FORUMTUNE_CACHE_DIR", str(blocked))
+    with pytest.warns(UserWarning, match="embedding with torch"):
+        embedder = SentenceEmbedder(tiny_model, torch.device("cpu"), backend="auto")
+    assert embedder.backend == "torch"
+    assert embedder.embed(["how do I wax my skis"]).shape == (1, embedder.dimensions)
+    with pytest.raises(OSError):
+        SentenceEmbedder(tiny_model, torch.device("cpu"), backend="onnx")

@@ -11,6 +11,7 @@ question, the same vectors; sentence_embedding_onnx.py), else under torch.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -68,7 +69,20 @@ class SentenceEmbedder:
         use_onnx = backend == "onnx" or (
             backend == "auto" and device.type == "cpu" and onnx_runtime_available()
         )
-        self.onnx = OnnxSentenceEncoder.for_model(self.model, model_dir) if use_onnx else None
+        self.onnx = self._onnx_encoder(backend) if use_onnx else None
+
+    def _onnx_encoder(self, backend: Backend) -> OnnxSentenceEncoder | None:
+        """The onnxruntime encoder; on `auto`, torch when the graph cannot be exported or cached."""
+        try:
+            return OnnxSentenceEncoder.for_model(self.model, self.model_dir)
+        except Exception as exc:
+            if backend == "onnx":
+                raise
+            warnings.warn(
+                f"embedding with torch: the ONNX graph of {self.model_dir} could not be made ({exc})",
+                stacklevel=3,
+            )
+            return None
 
     @property
     def backend(self) -> str:

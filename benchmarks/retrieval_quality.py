@@ -118,8 +118,8 @@ def main() -> None:
     for key, index in (("without", 0), ("with", 1)):
         answers = generate_answers(model, tokenizer, [s["prompts"][index] for s in samples], settings)
         for sample, generated in zip(samples, answers):
-            sample[f"answer_{key}"] = generated["text"]
-            sample[f"f1_{key}"] = token_f1(generated["text"], sample["answer"])
+            sample[f"answer_{key}"] = generated.text
+            sample[f"f1_{key}"] = token_f1(generated.text, sample["answer"])
     for sample in samples:
         del sample["prompts"]
     same_questions = None

@@ -5,6 +5,7 @@ follow from those ranks; the eval stage puts them in metrics.json and report.htm
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from forumtune.eval.retrieval_quality import DEPTH, read_groups, retrieval_quali
 from forumtune.index.stage import embedding_text
 from forumtune.layout import RunLayout
 from forumtune.metrics_log import MetricsLog
-from forumtune.pipeline import get_stage, run_stage
+from forumtune.pipeline import get_stage, run_stage, stale_reason
 from forumtune.retrieval.context import Source, question_with_context
 from forumtune.retrieval.search_index import Passage, SearchIndex, query_terms
 from forumtune.sentence_embedding import SentenceEmbedder
@@ -228,3 +229,10 @@ def test_the_eval_stage_reports_retrieval_quality(tmp_path):
     )
     questions = page.css("#retrieval-questions tr")[1:]
     assert [tr.css("td")[0].text() for tr in questions] == HELD_OUT[:2]
+    stage = get_stage("eval")
+    assert stale_reason(stage, indexed.config, run_dir) is None
+    later = indexed.layout.eval_metrics.stat().st_mtime + 10
+    os.utime(indexed.layout.search_index, (later, later))
+    assert stale_reason(stage, indexed.config, run_dir) == "its inputs are newer than its outputs", (
+        "an updated index reruns the check"
+    )

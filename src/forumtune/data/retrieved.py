@@ -11,6 +11,7 @@ most half of build.max_seq_len, so that the question and the answer still fit.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
@@ -52,7 +53,7 @@ def with_retrieved_context(
             question = messages[first]["content"]
             found = retriever.search(question, TOP_K, exclude_threads={conversation.thread_id, *eval_threads})
             messages[first]["content"] = question_with_context(question, fit_to_budget(found, budget, count))
-            grounded.append(Conversation(conversation.thread_id, conversation.thread_title, messages))
+            grounded.append(replace(conversation, messages=messages))
     finally:
         retriever.close()
     return grounded

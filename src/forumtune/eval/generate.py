@@ -9,6 +9,7 @@ import torch
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
 from forumtune import cpu_layout
+from forumtune.config import Config
 from forumtune.decoding import AnswerRepetitionPenalty
 from forumtune.records import ModelAnswer
 
@@ -62,6 +63,20 @@ class GenerationSettings:
         if self.no_repeat_ngram_size:
             kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         return kwargs
+
+
+def generation_settings(config: Config) -> GenerationSettings:
+    """How eval answers: the eval section's decoding, seeded by the run's seed."""
+    settings = config.eval
+    return GenerationSettings(
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        seed=config.seed,
+        batch_size=settings.batch_size,
+        repetition_penalty=settings.repetition_penalty,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+    )
 
 
 def prompt_messages(record: dict[str, Any]) -> list[dict[str, str]]:

@@ -23,7 +23,12 @@ from forumtune.config import Config
 from forumtune.errors import EvalError
 from forumtune.eval.artifacts import Answer, artifact_counts, check_answer, check_model_answer
 from forumtune.eval.embedding import SentenceEmbedder, embedding_similarities, find_embedding_model
-from forumtune.eval.generate import GenerationSettings, generate_answers, prompt_messages
+from forumtune.eval.generate import (
+    GenerationSettings,
+    generate_answers,
+    generation_settings,
+    prompt_messages,
+)
 from forumtune.eval.losses import (
     base_and_tuned_losses,
     checkpoint_losses,
@@ -62,19 +67,6 @@ def held_out_questions(records: list[DatasetRow], count: int) -> list[DatasetRow
 def held_out_pairs(path: Path) -> list[PreferenceRow]:
     """The held-out preference pairs (labelled KTO rows have no pair to rank); none without build.preferences."""
     return [row for row in read_jsonl(path) if "chosen" in row] if path.exists() else []
-
-
-def generation_settings(config: Config) -> GenerationSettings:
-    settings = config.eval
-    return GenerationSettings(
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        seed=config.seed,
-        batch_size=settings.batch_size,
-        repetition_penalty=settings.repetition_penalty,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-    )
 
 
 FIRST = "first"  # the adapter name of the first training's model in a run that trains twice

@@ -32,11 +32,15 @@ TILE = 16  # the test batch is 2 × 24 = 48 tokens: three tiles
 LAYERS = SHAPE["num_hidden_layers"]
 
 
-@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
+# The families whose layers end in the MLP's down projection get tiles (Gemma-2's post-MLP norm reads it).
+TILED_ARCHITECTURES = sorted(name for name in ARCHITECTURES if name != "gemma2")
+
+
+@pytest.fixture(scope="module", params=TILED_ARCHITECTURES)
 def model_dir(request, tmp_path_factory) -> str:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp(request.param)
-    AutoModelForCausalLM.from_config(ARCHITECTURES[request.param](**SHAPE)).save_pretrained(path)
+    AutoModelForCausalLM.from_config(ARCHITECTURES[request.param]()).save_pretrained(path)
     return str(path)
 
 

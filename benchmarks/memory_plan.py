@@ -231,7 +231,7 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
         compute_dtype="bfloat16" if cuda else "float32",
         device="cuda" if cuda else "cpu",
         fast_path=spec.get("fast_path", False),
-        train_extra={"tile_mlp": spec["tile_mlp"]} if spec.get("tile_mlp") is not None else None,
+        train_extra={k: spec[k] for k in ("tile_mlp", "split_attention") if spec.get(k) is not None} or None,
     )
     config = load_config(config_path)
     plan = plan_memory(config, 80.0)
@@ -292,7 +292,7 @@ def worker(spec: dict[str, Any]) -> None:
     Path(spec["result_path"]).write_text(json.dumps(result, indent=1, default=str))
 
 
-SETTING_KEYS = ("batch", "seq", "gradient_checkpointing", "fast_path", "tile_mlp")
+SETTING_KEYS = ("batch", "seq", "gradient_checkpointing", "fast_path", "tile_mlp", "split_attention")
 GC_CHOICES = {"on": True, "off": False, "offload": "offload"}
 
 
@@ -378,6 +378,11 @@ def main() -> None:
     parser.add_argument(
         "--tile-mlp", help="train.tile_mlp: auto, off or tokens per tile (default: the config's, auto)"
     )
+    parser.add_argument(
+        "--split-attention",
+        choices=("auto", "off"),
+        help="train.split_attention (default: the config's, auto)",
+    )
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--run-timeout-s", type=float, default=300)
     parser.add_argument("--deadline-s", type=float, default=1e9)
@@ -450,6 +455,7 @@ def main() -> None:
             "gradient_checkpointing": gc,
             "fast_path": fast,
             "tile_mlp": args.tile_mlp,
+            "split_attention": args.split_attention,
             "steps": args.steps,
         }
         result = bc.run_worker(
@@ -462,6 +468,7 @@ def main() -> None:
                 "gradient_checkpointing": gc,
                 "fast_path": fast,
                 "tile_mlp": args.tile_mlp,
+                "split_attention": args.split_attention,
             }
         )
         payload["runs"].append(result)

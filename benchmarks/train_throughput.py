@@ -766,8 +766,9 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
 def forumtune_train_settings(spec: dict[str, Any]) -> dict[str, Any]:
     """The train.* keys the forumtune stacks set beyond the shared benchmark config."""
     settings: dict[str, Any] = {"cuda_graphs": spec["stack"] != "forumtune_eager"}
-    if spec.get("tile_mlp") is not None:  # else the config's default (auto)
-        settings["tile_mlp"] = spec["tile_mlp"]
+    for key in ("tile_mlp", "split_attention"):
+        if spec.get(key) is not None:  # else the config's default (auto)
+            settings[key] = spec[key]
     return settings
 
 
@@ -846,6 +847,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "cap_gib": args.cap_gib,
         "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": args.lora_dropout},
         "tile_mlp": args.tile_mlp,
+        "split_attention": args.split_attention,
         "runs": [],
     }
 
@@ -912,6 +914,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     "seed": SEED,
                     "lora_dropout": args.lora_dropout,
                     "tile_mlp": args.tile_mlp,
+                    "split_attention": args.split_attention,
                     "memory_trace": args.memory_trace,
                     "attn": shape.attn_implementation,
                 }
@@ -1059,6 +1062,7 @@ def bisect_stack(
             "lora_dropout": args.lora_dropout,
             "attn": shape.attn_implementation,
             "tile_mlp": args.tile_mlp,
+            "split_attention": args.split_attention,
         }
         result = bc.run_worker(
             script,
@@ -1392,6 +1396,11 @@ def main() -> None:
     parser.add_argument(
         "--tile-mlp",
         help="train.tile_mlp of the forumtune stacks: auto, off or tokens per tile (default: the config's, auto)",
+    )
+    parser.add_argument(
+        "--split-attention",
+        choices=("auto", "off"),
+        help="train.split_attention of the forumtune stacks (default: the config's, auto)",
     )
     parser.add_argument("--bisect-start", type=int, default=16384)
     parser.add_argument("--bisect-min", type=int, default=1024)

@@ -387,6 +387,15 @@ class TrainConfig(Section):
         "less memory at long sequences). auto: tiles of 4096 tokens for micro-batches of more than 8192 "
         "tokens; off: never. Llama, Mistral and Qwen2/3 layers.",
     )
+    split_attention: Literal["auto", "off"] = Field(
+        "auto",
+        json_schema_extra=NO_RERUN,
+        description="On the fast path: run causal attention's forward and backward for training one "
+        "key/value head and the query heads that share it at a time, so flash attention's backward "
+        "buffers exist for one group of heads, not all (the same kernels and results, less memory at long "
+        "sequences). auto: for micro-batches of more than 8192 tokens; off: never. Llama, Mistral and "
+        "Qwen2/3 models with SDPA attention.",
+    )
     save_every: int = Field(
         50,
         ge=1,
@@ -489,6 +498,11 @@ class TrainConfig(Section):
         if value is True or (isinstance(value, str) and value not in ("auto", "off")):
             raise ValueError(f"{value!r} is not a setting: use auto, off, or a number of tokens per tile")
         return value
+
+    @field_validator("split_attention", mode="before")
+    @classmethod
+    def _split_attention_setting(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
 
     @model_validator(mode="after")
     def _kto_needs_two_rows(self) -> TrainConfig:

@@ -254,12 +254,16 @@ def with_liger(monkeypatch):
 
 
 def test_a_tiled_mlp_is_planned_part_by_part_as_computed_by_hand(mistral_7b_dir, with_liger):
-    """train.tile_mlp (auto: 4096-token tiles above 8192 tokens) on the fast path with offloaded
-    checkpoints: one layer's backward peak is itemised (train/layer_memory.py). At 1×16384 in the
-    Mistral-7B shape the attention backward outweighs the MLP phase and its tile."""
+    """train.tile_mlp (auto: tiles of an eighth of the micro-batch above 8192 tokens) and
+    train.split_attention on the fast path with offloaded checkpoints: one layer's backward peak is
+    itemised (train/layer_memory.py). At 1×16384 in the Mistral-7B shape the attention backward, even a
+    group of heads at a time, outweighs the MLP phase and its 2048-token tile."""
     long = ["build.max_seq_len=16384", "train.micro_batch_size=1", "train.gradient_checkpointing=offload"]
     tiled = plan_memory(mistral(mistral_7b_dir, *long))
-    untiled = plan_memory(mistral(mistral_7b_dir, *long, "train.tile_mlp=off"))
+    whole_heads = plan_memory(
+        mistral(mistral_7b_dir, *long, "train.split_attention=off", "train.tile_mlp=4096")
+    )
+    untiled = plan_memory(mistral(mistral_7b_dir, *long, "train.tile_mlp=off", "train.split_attention=off"))
     hidden = 16384 * 4096 * 2  # one hidden-state-sized bf16 tensor
     assert hidden == 128 * MIB
     parts = tiled.parts
@@ -270,18 +274,23 @@ def test_a_tiled_mlp_is_planned_part_by_part_as_computed_by_hand(mistral_7b_dir,
     assert eager.parts["layer inputs and output gradient in flight"] == 3 * hidden
     # the norm's output, q and the attention output, k and v at 8 of 32 heads
     assert parts["attention's saved tensors (norm output, q, k, v, output)"] == 3.5 * hidden
-    # h1's gradient, the attention output's gradient, dq, the fp32 dq accumulator, dk and dv expanded to 32
-    # heads, dk and dv: 960 MiB, against the MLP phase's h1, the MLP input's gradient and one 4096-token
-    # tile: 256 + 512 MiB
+    # h1's gradient, the attention output's gradient, dq, dk and dv, and for one of 8 groups of heads its
+    # fp32 dq accumulator, dq, dk and dv expanded to its 4 query heads, output and output gradient slices:
+    # 560 MiB, against the MLP phase's h1, the MLP input's gradient and one 2048-token tile: 256 + 256 MiB
     attention = parts["attention backward (gradients, flash-attention buffers)"]
-    assert attention == (1 + 1 + 1 + 2 + 2 + 0.5) * hidden == 960 * MIB
-    assert 2 * hidden + 4096 * (4 * 14336 + 2 * 4096) * 2 == 768 * MIB
+    assert attention == (1 + 1 + 1 + 0.5 + 7 / 8) * hidden == 560 * MIB
+    assert 2 * hidden + 2048 * (4 * 14336 + 2 * 4096) * 2 == 512 * MIB
+    # all heads at once: the fp32 dq accumulator and dk, dv expanded to 32 heads, 960 MiB
+    all_heads = whole_heads.parts["attention backward (gradients, flash-attention buffers)"]
+    assert all_heads == (1 + 1 + 1 + 2 + 2 + 0.5) * hidden == 960 * MIB
     assert "activations (layers kept for backward)" not in parts
     untiled_layer = untiled.parts["activations (layers kept for backward)"]
     assert untiled_layer == 16384 * (7 * 4096 + 2 * 1024 + 6 * 14336) * 2  # the calibrated untiled terms
-    assert untiled_layer == 28.5 * hidden and sum(list(parts.values())[3:6]) == 13 * hidden
+    assert untiled_layer == 28.5 * hidden and sum(list(whole_heads.parts.values())[3:6]) == 13 * hidden
     saved = untiled_layer - 13 * hidden  # 1.94 GiB, and the allocator's reserve on it
-    assert untiled.total - tiled.total == pytest.approx(saved * (1 + ALLOCATOR_RESERVE_FRACTION))
+    assert untiled.total - whole_heads.total == pytest.approx(saved * (1 + ALLOCATOR_RESERVE_FRACTION))
+    split_saves = all_heads - attention  # 400 MiB
+    assert whole_heads.total - tiled.total == pytest.approx(split_saves * (1 + ALLOCATOR_RESERVE_FRACTION))
 
 
 def test_a_tile_as_long_as_the_sequence_makes_the_mlp_phase_the_peak(mistral_7b_dir, with_liger):

@@ -21,7 +21,10 @@ whole accounting):
   up, SwiGLU output, its gradient and two tile-sized hidden tensors;
   attention (after): h1's gradient, the attention output's gradient, and flash-attention 2's backward
   buffers as PyTorch ships them: dq, an fp32 dq accumulator (2 H), dk and dv expanded to every query head
-  when k and v have fewer heads (grouped-query attention), and dk, dv.
+  when k and v have fewer heads (grouped-query attention), and dk, dv. With `train.split_attention` the
+  kernel runs a group of heads at a time (kernels/grouped_attention.py): dq, dk and dv for all heads, and
+  for one group its accumulator, its dq, expanded dk and dv, and its slices of the output and the output's
+  gradient made contiguous for the kernel (7 query-sized tensors over the number of groups).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from forumtune.config import Config
+from forumtune.kernels.grouped_attention import heads_per_group
 from forumtune.kernels.lora_linear import DECODER_LAYER_OF_MODEL_TYPE
+from forumtune.train.split_attention import split_above_tokens
 from forumtune.train.tiled_mlp import tiling_for
 
 
@@ -38,19 +43,30 @@ class LayerShape(Protocol):  # what plan.ModelShape provides
     intermediate: int
     q_dim: int
     kv_dim: int
+    head_dim: int
     layers: int
     model_type: str
 
 
 def tiled_layer_parts(
-    shape: LayerShape, tokens: int, tile: int, activation_bytes: int, offload: bool, graphs: bool
+    shape: LayerShape,
+    tokens: int,
+    tile: int,
+    activation_bytes: int,
+    offload: bool,
+    graphs: bool,
+    attention_groups: int = 1,
 ) -> dict[str, float]:
-    """Bytes of each part of a tiled layer's backward peak (see the module docstring)."""
+    """Bytes of each part of a tiled layer's backward peak (see the module docstring); `attention_groups`:
+    how many groups of heads the attention's backward runs in (1: all at once)."""
     a = activation_bytes
     hidden, q, kv = (tokens * width * a for width in (shape.hidden, shape.q_dim, shape.kv_dim))
     mlp_phase = 2 * hidden + tile * (4 * shape.intermediate + 2 * shape.hidden) * a
-    expanded_kv = 2 * q if shape.kv_dim < shape.q_dim else 0
-    attention_phase = hidden + q + q + 2 * q + expanded_kv + 2 * kv
+    gradients = hidden + q + q + 2 * kv  # h1's, the attention output's, dq, dk and dv
+    if attention_groups > 1:
+        attention_phase = gradients + 7 * q / attention_groups
+    else:
+        attention_phase = gradients + 2 * q + (2 * q if shape.kv_dim < shape.q_dim else 0)
     in_flight = (2 if graphs else 3) if offload else 1
     parts = {
         "layer inputs and output gradient in flight": hidden * in_flight,
@@ -77,13 +93,25 @@ def layer_parts(
     if tile is not None:
         graphs = config.train.cuda_graphs and config.train.method == "sft"  # as loading.layer_graphs_for
         offload = checkpointing == "offload"
-        return tiled_layer_parts(shape, tokens, tile, activation_bytes, offload=offload, graphs=graphs)
+        groups = attention_groups(config, shape, tokens)
+        return tiled_layer_parts(
+            shape, tokens, tile, activation_bytes, offload=offload, graphs=graphs, attention_groups=groups
+        )
     saved_per_layer = (
         tokens * (7 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate) * activation_bytes
     )
     layer_gradients = tokens * 3 * shape.intermediate * activation_bytes
     layers_kept = 1 if checkpointing else shape.layers
     return {"activations (layers kept for backward)": saved_per_layer * layers_kept + layer_gradients}
+
+
+def attention_groups(config: Config, shape: LayerShape, tokens: int) -> int:
+    """How many groups of heads a tiled layer's attention backward runs in (train.split_attention)."""
+    above = split_above_tokens(config.train.split_attention)
+    if above is None or tokens <= above or config.model.attn_implementation != "sdpa":
+        return 1
+    query_heads, kv_heads = shape.q_dim // shape.head_dim, shape.kv_dim // shape.head_dim
+    return query_heads // heads_per_group(query_heads, kv_heads)
 
 
 def mlp_tile_tokens(
@@ -94,4 +122,4 @@ def mlp_tile_tokens(
     tiling = tiling_for(config.train.tile_mlp)
     if tiling is None or not (fast and checkpointing) or shape.model_type not in DECODER_LAYER_OF_MODEL_TYPE:
         return None
-    return tiling.tile_tokens if tiling.applies(tokens) else None
+    return tiling.tile_for(tokens) if tiling.applies(tokens) else None

@@ -22,6 +22,7 @@ from forumtune.models import load_base_model
 from forumtune.preference_batches import REFERENCE_ADAPTER, REFERENCE_METHODS
 from forumtune.train import layer_checkpointing, precision, tiled_mlp
 from forumtune.train.layer_graphs import LayerGraphs
+from forumtune.train.split_attention import split_above_tokens, use_split_attention
 
 CheckpointingMode = bool | str  # True, False or "offload"
 TRAINED_ADAPTER = "default"  # peft's name for the adapter that trains
@@ -65,11 +66,13 @@ def attach_lora(
     graphs: LayerGraphs | None = None,
     dequantize_kernel: str = "triton",
     tile_mlp: str | int = "off",
+    split_attention: str = "off",
 ) -> PeftModel:
     """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
     the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed and each
     4-bit LoRA projection as one fused autograd function; `graphs` replays checkpointed layers as CUDA graphs;
-    `tile_mlp` (train.tile_mlp) runs each checkpointed layer's MLP in tiles of the sequence."""
+    `tile_mlp` (train.tile_mlp) runs each checkpointed layer's MLP in tiles of the sequence;
+    `split_attention` (train.split_attention) runs long micro-batches' attention a group of heads at a time."""
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if fast:
         kernels.liger.apply_liger_kernels(model)
@@ -86,6 +89,8 @@ def attach_lora(
     tiling = tiled_mlp.tiling_for(tile_mlp)
     if fast and gradient_checkpointing and tiling is not None:
         tiled_mlp.use_tiled_mlp(adapted, tiling)
+    if fast:
+        use_split_attention(adapted, split_above_tokens(split_attention))
     return adapted
 
 
@@ -105,6 +110,7 @@ def load_for_training(
         # FSDP swaps each layer's parameters between shards and whole tensors around the layer's passes,
         # which the tiles' backward (a recompute of its own) is not written for
         tile_mlp="off" if shardable else config.train.tile_mlp,
+        split_attention=config.train.split_attention,
     )
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)

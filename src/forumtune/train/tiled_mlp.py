@@ -35,24 +35,35 @@ import torch
 
 from forumtune.kernels.lora_linear import LAYERS_ENDING_IN_DOWN_PROJ, is_recomputing, recomputing_for_backward
 
-# `train.tile_mlp: auto` tiles micro-batches of more than AUTO_ABOVE_TOKENS tokens in tiles of
-# AUTO_TILE_TOKENS. Shorter micro-batches fit an 8 GB card untiled (1×8192: 7.46 GiB, RESULTS.md §3a) and
-# run as before. Once the MLP is tiled, a layer's peak is its attention backward (RESULTS.md §3b: 12
-# hidden-state-sized tensors against the MLP phase's 6.5 plus one tile), so a tile of 4096 tokens (512 MiB
-# of intermediates in the Mistral-7B shape) costs no peak memory at 16k tokens and more, and re-dequantizes
-# the three MLP weights (about 60 µs each on an H100) half as often as 2048-token tiles would.
-AUTO_TILE_TOKENS = 4096
+# `train.tile_mlp: auto` tiles micro-batches of more than AUTO_ABOVE_TOKENS tokens, an eighth of the micro-batch
+# per tile, within AUTO_TILE_TOKENS. Shorter micro-batches fit an 8 GB card untiled (1×8192: 7.46 GiB, RESULTS.md
+# §3a) and run as before. Once the MLP is tiled and attention runs a group of heads at a time
+# (train.split_attention), a layer's backward holds about 4.5 hidden-state-sized tensors for attention and
+# 2 plus one tile for the MLP (RESULTS.md §3b); an eighth of the tokens keeps the tile (16 bytes × the
+# intermediate size per token in the Mistral-7B shape, 2 hidden-state-sized tensors) below the attention's
+# part. Tiles of fewer than 2048 tokens would re-dequantize the three MLP weights (about 60 µs each on an H100)
+# too often for what they save; more than 4096 save nothing more on the dequantizations.
+AUTO_TILE_TOKENS = (2048, 4096)
 AUTO_ABOVE_TOKENS = 8192
+TILE_MULTIPLE = 256
 
 
 @dataclass(frozen=True)
 class MLPTiling:
-    tile_tokens: int  # tokens per tile
+    tile_tokens: int  # tokens per tile (auto: the most)
     above_tokens: int  # micro-batches with more tokens than this are tiled; the rest run as before
     skip_unread_outputs: bool = True  # False: compute the output in the recompute too (tests compare)
+    fewest_tile_tokens: int | None = None  # auto: an eighth of the micro-batch, at least this many tokens
 
     def applies(self, tokens: int) -> bool:
-        return tokens > max(self.above_tokens, self.tile_tokens)
+        return tokens > max(self.above_tokens, self.tile_tokens if self.fewest_tile_tokens is None else 0)
+
+    def tile_for(self, tokens: int) -> int:
+        """Tokens per tile for a micro-batch of `tokens` tokens."""
+        if self.fewest_tile_tokens is None:
+            return self.tile_tokens
+        eighth = tokens // 8 // TILE_MULTIPLE * TILE_MULTIPLE
+        return max(self.fewest_tile_tokens, min(self.tile_tokens, eighth))
 
 
 def tiling_for(setting: str | int) -> MLPTiling | None:
@@ -60,7 +71,8 @@ def tiling_for(setting: str | int) -> MLPTiling | None:
     if setting == "off":
         return None
     if setting == "auto":
-        return MLPTiling(AUTO_TILE_TOKENS, AUTO_ABOVE_TOKENS)
+        fewest, most = AUTO_TILE_TOKENS
+        return MLPTiling(most, AUTO_ABOVE_TOKENS, fewest_tile_tokens=fewest)
     return MLPTiling(int(setting), int(setting))
 
 
@@ -95,7 +107,8 @@ def tiled_forward(
     params = [p for module in (norm, mlp) for p in module.parameters() if p.requires_grad]
     unread = tiling.skip_unread_outputs and is_recomputing() and torch.is_grad_enabled()
     keep_rng = torch.is_grad_enabled() and not unread
-    return TiledMLP.apply(run, tiling.tile_tokens, unread, keep_rng, x, *params)
+    tile = tiling.tile_for(x.numel() // x.shape[-1])
+    return TiledMLP.apply(run, tile, unread, keep_rng, x, *params)
 
 
 def _norm_then_mlp(norm_forward: Callable, mlp_forward: Callable, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,114 @@
+"""train.split_attention: attention run a group of heads at a time gives the fused kernel's outputs and
+gradients, alone and inside the fast path (4-bit base, fused LoRA, offloaded checkpoints, MLP tiles), on
+tiny models of the real architectures; and only training passes over long micro-batches take it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+from forumtune.config import load_config
+from forumtune.errors import ConfigError
+from forumtune.kernels import grouped_attention
+from forumtune.kernels.grouped_attention import grouped_causal_attention, heads_per_group
+from forumtune.train import split_attention
+from forumtune.train.split_attention import split_above_tokens, use_split_attention
+from forumtune.train.tiled_mlp import MLPTiling
+from tests.conftest import SMOKE_CONFIG
+from tests.kernels.test_kernels import ARCHITECTURES, batch, loss_and_lora_grads, relative_error
+from tests.train.test_tiled_mlp import TILED_ARCHITECTURES, fast_model
+
+TOKENS = batch()["input_ids"].numel()  # 48
+
+
+@pytest.mark.parametrize(("query_heads", "kv_heads"), [(8, 2), (8, 8), (6, 6), (4, 1)])
+def test_groups_give_the_fused_kernels_output_and_gradients(query_heads, kv_heads):
+    torch.manual_seed(0)
+    query = torch.randn(2, query_heads, 96, 16, requires_grad=True)
+    key, value = (torch.randn(2, kv_heads, 96, 16, requires_grad=True) for _ in range(2))
+    grad_out = torch.randn(2, 96, query_heads, 16)
+    fused = F.scaled_dot_product_attention(query, key, value, is_causal=True, enable_gqa=True, scale=0.3)
+    fused_grads = torch.autograd.grad(fused.transpose(1, 2), (query, key, value), grad_out)
+    grouped = grouped_causal_attention(query, key, value, 0.3)
+    grouped_grads = torch.autograd.grad(grouped, (query, key, value), grad_out)
+    assert grouped.shape == (2, 96, query_heads, 16)
+    assert torch.equal(grouped, fused.transpose(1, 2))
+    assert torch.equal(grouped_grads[0], fused_grads[0])
+    for grouped_grad, fused_grad in zip(grouped_grads[1:], fused_grads[1:], strict=True):
+        # key and value gradients: the group's heads summed in another order than the fused kernel's
+        assert torch.allclose(grouped_grad, fused_grad, rtol=0, atol=2e-6)
+
+
+def test_the_groups_are_a_key_value_head_and_its_query_heads():
+    assert heads_per_group(32, 8) == 4  # Mistral, Llama 3: eight groups
+    assert heads_per_group(28, 4) == 7  # Qwen2.5-7B
+    assert heads_per_group(32, 32) == 4  # no grouped-query attention: four heads at a time
+    assert heads_per_group(6, 6) == 2
+
+
+def counted(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = grouped_attention.HeadGroupedAttention.apply
+
+    def counting(*args):
+        calls.append(args[0].shape[2])
+        return real(*args)
+
+    monkeypatch.setattr(grouped_attention.HeadGroupedAttention, "apply", counting)
+    return calls
+
+
+@pytest.fixture(scope="module", params=TILED_ARCHITECTURES)
+def model_dir(request, tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp(request.param)
+    AutoModelForCausalLM.from_config(ARCHITECTURES[request.param]()).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("tiling", [None, MLPTiling(16, 0)])
+def test_split_attention_gives_the_fast_paths_loss_and_lora_gradients(model_dir, tiling, monkeypatch):
+    reference_loss, reference_grads = loss_and_lora_grads(fast_model(model_dir, tiling))
+    model = fast_model(model_dir, tiling)
+    layers = model.config.num_hidden_layers
+    assert use_split_attention(model, TOKENS - 1) == layers
+    calls = counted(monkeypatch)
+    loss, grads = loss_and_lora_grads(model)
+    assert calls == [24] * layers  # the recompute for the backward, once per layer (its forward has no graph)
+    assert loss == pytest.approx(reference_loss, rel=1e-6)
+    assert grads.keys() == reference_grads.keys()
+    for name in grads:
+        assert relative_error(grads[name], reference_grads[name]) <= 1e-5, name  # measured below 1e-6
+
+
+def test_short_rows_evaluation_and_padded_batches_keep_sdpa(model_dir, monkeypatch):
+    model = fast_model(model_dir, None)
+    use_split_attention(model, TOKENS)  # 48 tokens is not more than 48
+    calls = counted(monkeypatch)
+    loss_and_lora_grads(model)
+    use_split_attention(model, TOKENS - 1)
+    with torch.no_grad():
+        model(**batch())
+    padded = batch()
+    padded["attention_mask"][0, -3:] = 0
+    model(**padded).loss.backward()
+    assert calls == []
+
+
+def test_models_it_does_not_apply_to_are_left_alone(tmp_path):
+    gemma = AutoModelForCausalLM.from_config(ARCHITECTURES["gemma2"]())
+    before = gemma.config._attn_implementation
+    assert use_split_attention(gemma, 0) == 0 and gemma.config._attn_implementation == before
+    llama = AutoModelForCausalLM.from_config(ARCHITECTURES["llama"]())
+    assert use_split_attention(llama, None) == 0 and llama.config._attn_implementation == "sdpa"
+
+
+def test_the_setting_and_its_threshold():
+    assert split_above_tokens("auto") == split_attention.AUTO_ABOVE_TOKENS == 8192
+    assert split_above_tokens("off") is None
+    assert load_config(SMOKE_CONFIG).train.split_attention == "auto"
+    assert load_config(SMOKE_CONFIG, ["train.split_attention=off"]).train.split_attention == "off"
+    with pytest.raises(ConfigError, match="train.split_attention"):
+        load_config(SMOKE_CONFIG, ["train.split_attention=sometimes"])

@@ -19,6 +19,7 @@ from typing import Any
 import bench_common as bc
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from forumtune.kernels.grouped_attention import grouped_causal_attention
 
@@ -26,6 +27,24 @@ from forumtune.kernels.grouped_attention import grouped_causal_attention
 def fused(query, key, value, scale):
     out = F.scaled_dot_product_attention(query, key, value, is_causal=True, enable_gqa=True, scale=scale)
     return out.transpose(1, 2)
+
+
+def fused_flash(query, key, value, scale):
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        return fused(query, key, value, scale)
+
+
+def grouped(backend):
+    return lambda query, key, value, scale: grouped_causal_attention(query, key, value, scale, backend)
+
+
+VARIANTS = {  # name: (function, CUDA only)
+    "fused": (fused, False),
+    "fused-flash": (fused_flash, True),
+    "grouped": (grouped(None), False),
+    "grouped-flash": (grouped(SDPBackend.FLASH_ATTENTION), True),
+    "grouped-cudnn": (grouped(SDPBackend.CUDNN_ATTENTION), True),
+}
 
 
 def measure(run, inputs, grad_out, repeats: int) -> dict[str, Any]:
@@ -64,25 +83,39 @@ def compare(seq: int, device: str, repeats: int) -> dict[str, Any]:
 
     inputs = (tensor(32), tensor(8), tensor(8), 128**-0.5)
     grad_out = torch.randn(1, seq, 32, 128, device=device, dtype=dtype, generator=generator)
-    whole = measure(fused, inputs, grad_out, repeats)
-    groups = measure(grouped_causal_attention, inputs, grad_out, repeats)
-    hidden_mib = seq * 4096 * inputs[0].element_size() / bc.MIB
+    choice = torch.ops.aten._fused_sdp_choice(*inputs[:3], None, 0.0, True, scale=inputs[3], enable_gqa=True)
+    runs = {}
+    for name, (run, cuda_only) in VARIANTS.items():
+        if cuda_only and device != "cuda":
+            continue
+        try:
+            runs[name] = measure(run, inputs, grad_out, repeats)
+        except RuntimeError as exc:  # a kernel that does not take these shapes here
+            runs[name] = {"error": str(exc)[:300]}
+    whole = runs["fused"]
 
     def max_diff(a, b):
         return float((a.float() - b.float()).abs().max())
 
-    return {
-        "seq": seq,
-        "device": device,
-        "dtype": str(dtype),
-        "out_max_abs_diff": max_diff(groups["out"], whole["out"]),
-        "grad_max_abs_diff": [max_diff(g, w) for g, w in zip(groups["grads"], whole["grads"], strict=True)],
-        "fused_s": whole["s"],
-        "grouped_s": groups["s"],
-        "fused_backward_peak_mib": whole["peak"],
-        "grouped_backward_peak_mib": groups["peak"],
-        "hidden_state_mib": hidden_mib,
-    }
+    rows = []
+    for name, result in runs.items():
+        row = {"seq": seq, "variant": name, "device": device, "dtype": str(dtype), "fused_choice": choice}
+        if "error" in result:
+            rows.append({**row, "error": result["error"]})
+            continue
+        diffs = [max_diff(g, w) for g, w in zip(result["grads"], whole["grads"], strict=True)]
+        rows.append(
+            {
+                **row,
+                "out_max_abs_diff": max_diff(result["out"], whole["out"]),
+                "grad_max_abs_diff": diffs,
+                "s": result["s"],
+                "vs_fused": whole["s"] / result["s"],
+                "backward_peak_mib": result["peak"],
+                "hidden_state_mib": seq * 4096 * inputs[0].element_size() / bc.MIB,
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -94,32 +127,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = [compare(int(seq), device, args.repeats) for seq in args.seqs.split(",")]
+    rows = [row for seq in args.seqs.split(",") for row in compare(int(seq), device, args.repeats)]
     table = [
         [
             r["seq"],
-            bc.fmt(r["fused_s"] * 1000, 2),
-            bc.fmt(r["grouped_s"] * 1000, 2),
-            f"{r['fused_s'] / r['grouped_s']:.3f}",
-            bc.fmt(r["fused_backward_peak_mib"]),
-            bc.fmt(r["grouped_backward_peak_mib"]),
-            bc.fmt(r["hidden_state_mib"]),
-            f"{r['out_max_abs_diff']:.1e}",
-            " ".join(f"{d:.1e}" for d in r["grad_max_abs_diff"]),
+            r["variant"],
+            r.get("error", "")[:60] or bc.fmt(r["s"] * 1000, 2),
+            f"{r['vs_fused']:.3f}" if "vs_fused" in r else "-",
+            bc.fmt(r.get("backward_peak_mib")),
+            bc.fmt(r.get("hidden_state_mib")),
+            f"{r['out_max_abs_diff']:.1e}" if "out_max_abs_diff" in r else "-",
+            " ".join(f"{d:.1e}" for d in r.get("grad_max_abs_diff", [])),
         ]
         for r in rows
     ]
-    headers = [
-        "seq",
-        "fused ms",
-        "grouped ms",
-        "speed",
-        "fused bwd MiB",
-        "grouped bwd MiB",
-        "H MiB",
-        "out diff",
-    ]
+    headers = ["seq", "variant", "fwd+bwd ms", "speed vs fused", "bwd peak MiB", "H MiB", "out diff"]
     bc.print_table([*headers, "dq dk dv diff"], table)
+    print(f"SDPA's choice for all heads: {SDPBackend(rows[0]['fused_choice']).name}")
     bc.write_json(args.out, {"benchmark": "attention_groups", "runs": rows, "env": bc.environment()})
 
 

@@ -31,7 +31,9 @@ def split_attention_forward(module, query, key, value, attention_mask, dropout=0
     """transformers' attention-function signature; (batch, seq, heads, head_dim) output and no weights."""
     if _splits(module, query, key, attention_mask, dropout, kwargs):
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        return grouped_causal_attention(query, key, value, scale), None
+        out = grouped_causal_attention(query, key, value, scale)
+        if out is not None:
+            return out, None
     return sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )

@@ -768,6 +768,8 @@ def forumtune_train_settings(spec: dict[str, Any]) -> dict[str, Any]:
     settings: dict[str, Any] = {"cuda_graphs": spec["stack"] != "forumtune_eager"}
     if spec.get("tile_mlp") is not None:  # else the config's default (auto)
         settings["tile_mlp"] = spec["tile_mlp"]
+    if spec.get("embeddings_on_host") is not None:  # else the config's default (auto)
+        settings["embeddings_on_host"] = bc.EMBEDDINGS_ON_HOST[spec["embeddings_on_host"]]
     return settings
 
 
@@ -846,6 +848,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "cap_gib": args.cap_gib,
         "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": args.lora_dropout},
         "tile_mlp": args.tile_mlp,
+        "embeddings_on_host": args.embeddings_on_host,
         "runs": [],
     }
 
@@ -912,6 +915,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     "seed": SEED,
                     "lora_dropout": args.lora_dropout,
                     "tile_mlp": args.tile_mlp,
+                    "embeddings_on_host": args.embeddings_on_host,
                     "memory_trace": args.memory_trace,
                     "attn": shape.attn_implementation,
                 }
@@ -1059,6 +1063,7 @@ def bisect_stack(
             "lora_dropout": args.lora_dropout,
             "attn": shape.attn_implementation,
             "tile_mlp": args.tile_mlp,
+            "embeddings_on_host": args.embeddings_on_host,
         }
         result = bc.run_worker(
             script,
@@ -1392,6 +1397,13 @@ def main() -> None:
     parser.add_argument(
         "--tile-mlp",
         help="train.tile_mlp of the forumtune stacks: auto, off or tokens per tile (default: the config's, auto)",
+    )
+    parser.add_argument(
+        "--embeddings-on-host",
+        choices=sorted(bc.EMBEDDINGS_ON_HOST),
+        default="auto",
+        help="train.embeddings_on_host of the forumtune stacks: the input embedding table in host memory "
+        "(auto: on the fast path when the head is not tied to it; default auto)",
     )
     parser.add_argument("--bisect-start", type=int, default=16384)
     parser.add_argument("--bisect-min", type=int, default=1024)

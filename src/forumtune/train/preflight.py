@@ -14,7 +14,8 @@ from forumtune.config import Config
 from forumtune.errors import TrainError
 from forumtune.ranks import Ranks
 from forumtune.train.loading import check_adapter_dir
-from forumtune.train.plan import GIB, format_gib, oom_advice, plan_memory, print_plan
+from forumtune.train.oom_advice import oom_advice
+from forumtune.train.plan import GIB, format_gib, plan_memory, print_plan
 from forumtune.train.reporting import check_loggers_installed
 
 

@@ -117,6 +117,8 @@ PRESETS = {
 PAD_ID = 3
 LORA_R = 16  # the rank of every benchmark's LoRA (forumtune's configs written here, and the minimal loop's)
 FIRST_ORDINARY_ID = 4
+# --embeddings-on-host of the training benchmarks, as train.embeddings_on_host takes it
+EMBEDDINGS_ON_HOST: dict[str, str | bool] = {"auto": "auto", "on": True, "off": False}
 MODEL_MARKER = "bench_model.json"
 
 

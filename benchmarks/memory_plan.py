@@ -231,7 +231,7 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
         compute_dtype="bfloat16" if cuda else "float32",
         device="cuda" if cuda else "cpu",
         fast_path=spec.get("fast_path", False),
-        train_extra={k: spec[k] for k in ("tile_mlp", "split_attention") if spec.get(k) is not None} or None,
+        train_extra=train_settings(spec) or None,
     )
     config = load_config(config_path)
     plan = plan_memory(config, 80.0)
@@ -292,13 +292,34 @@ def worker(spec: dict[str, Any]) -> None:
     Path(spec["result_path"]).write_text(json.dumps(result, indent=1, default=str))
 
 
-SETTING_KEYS = ("batch", "seq", "gradient_checkpointing", "fast_path", "tile_mlp", "split_attention")
+def train_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """The train.* keys a run sets beyond the benchmark config: each left at the config's default when unset."""
+    settings: dict[str, Any] = {}
+    for key in ("tile_mlp", "split_attention"):
+        if spec.get(key) is not None:
+            settings[key] = spec[key]
+    if spec.get("embeddings_on_host") is not None:
+        settings["embeddings_on_host"] = bc.EMBEDDINGS_ON_HOST[spec["embeddings_on_host"]]
+    return settings
+
+
+SETTING_KEYS = (
+    "batch",
+    "seq",
+    "gradient_checkpointing",
+    "fast_path",
+    "tile_mlp",
+    "split_attention",
+    "embeddings_on_host",
+)
 GC_CHOICES = {"on": True, "off": False, "offload": "offload"}
 
 
 def setting_label(run: dict[str, Any]) -> str:
     gc = {True: "on", False: "off"}.get(run["gradient_checkpointing"], run["gradient_checkpointing"])
     tiles = f" tile_mlp {run['tile_mlp']}" if run.get("tile_mlp") is not None else ""
+    host = run.get("embeddings_on_host")
+    tiles += f" embeddings_on_host {host}" if host is not None else ""
     return f"{run['batch']}x{run['seq']} gc {gc} {'fast' if run.get('fast_path') else 'plain'}{tiles}"
 
 
@@ -383,6 +404,13 @@ def main() -> None:
         choices=("auto", "off"),
         help="train.split_attention (default: the config's, auto)",
     )
+    parser.add_argument(
+        "--embeddings-on-host",
+        choices=sorted(bc.EMBEDDINGS_ON_HOST),
+        default="auto",
+        help="train.embeddings_on_host: the input embedding table in host memory (auto: on the fast path "
+        "when the head is not tied to it; default auto)",
+    )
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--run-timeout-s", type=float, default=300)
     parser.add_argument("--deadline-s", type=float, default=1e9)
@@ -456,6 +484,7 @@ def main() -> None:
             "fast_path": fast,
             "tile_mlp": args.tile_mlp,
             "split_attention": args.split_attention,
+            "embeddings_on_host": args.embeddings_on_host,
             "steps": args.steps,
         }
         result = bc.run_worker(
@@ -469,6 +498,7 @@ def main() -> None:
                 "fast_path": fast,
                 "tile_mlp": args.tile_mlp,
                 "split_attention": args.split_attention,
+                "embeddings_on_host": args.embeddings_on_host,
             }
         )
         payload["runs"].append(result)

@@ -769,6 +769,8 @@ def forumtune_train_settings(spec: dict[str, Any]) -> dict[str, Any]:
     for key in ("tile_mlp", "split_attention"):
         if spec.get(key) is not None:  # else the config's default (auto)
             settings[key] = spec[key]
+    if spec.get("embeddings_on_host") is not None:  # else the config's default (auto)
+        settings["embeddings_on_host"] = bc.EMBEDDINGS_ON_HOST[spec["embeddings_on_host"]]
     return settings
 
 
@@ -848,6 +850,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": args.lora_dropout},
         "tile_mlp": args.tile_mlp,
         "split_attention": args.split_attention,
+        "embeddings_on_host": args.embeddings_on_host,
         "runs": [],
     }
 
@@ -915,6 +918,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     "lora_dropout": args.lora_dropout,
                     "tile_mlp": args.tile_mlp,
                     "split_attention": args.split_attention,
+                    "embeddings_on_host": args.embeddings_on_host,
                     "memory_trace": args.memory_trace,
                     "attn": shape.attn_implementation,
                 }
@@ -1063,6 +1067,7 @@ def bisect_stack(
             "attn": shape.attn_implementation,
             "tile_mlp": args.tile_mlp,
             "split_attention": args.split_attention,
+            "embeddings_on_host": args.embeddings_on_host,
         }
         result = bc.run_worker(
             script,
@@ -1401,6 +1406,13 @@ def main() -> None:
         "--split-attention",
         choices=("auto", "off"),
         help="train.split_attention of the forumtune stacks (default: the config's, auto)",
+    )
+    parser.add_argument(
+        "--embeddings-on-host",
+        choices=sorted(bc.EMBEDDINGS_ON_HOST),
+        default="auto",
+        help="train.embeddings_on_host of the forumtune stacks: the input embedding table in host memory "
+        "(auto: on the fast path when the head is not tied to it; default auto)",
     )
     parser.add_argument("--bisect-start", type=int, default=16384)
     parser.add_argument("--bisect-min", type=int, default=1024)

@@ -396,6 +396,15 @@ class TrainConfig(Section):
         "sequences). auto: for micro-batches of more than 8192 tokens; off: never. Llama, Mistral and "
         "Qwen2/3 models with SDPA attention.",
     )
+    embeddings_on_host: Literal["auto"] | bool = Field(
+        "auto",
+        json_schema_extra=NO_RERUN,
+        description="Keep the input embedding table in host memory while training: LoRA never trains it, "
+        "and each step's rows are gathered on the CPU and copied to the GPU (32 MiB at 2×2048), which "
+        "frees vocab × hidden × 2 bytes of the card (0.98 GiB for Llama-3.1-8B). auto: on the GPU fast "
+        "path in one process, when the output head is not tied to the embedding; true: also off the fast "
+        "path (an error where it cannot be: tied embeddings, a trained embedding, torchrun); false: never.",
+    )
     save_every: int = Field(
         50,
         ge=1,

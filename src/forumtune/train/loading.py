@@ -20,7 +20,7 @@ from forumtune.errors import TrainError
 from forumtune.kernels.lora_linear import FusedLoRA
 from forumtune.models import load_base_model
 from forumtune.preference_batches import REFERENCE_ADAPTER, REFERENCE_METHODS
-from forumtune.train import layer_checkpointing, precision, tiled_mlp
+from forumtune.train import host_embeddings, layer_checkpointing, precision, tiled_mlp
 from forumtune.train.layer_graphs import LayerGraphs
 from forumtune.train.split_attention import split_above_tokens, use_split_attention
 
@@ -95,8 +95,16 @@ def attach_lora(
 
 
 def load_for_training(
-    config: Config, device: torch.device, *, shardable: bool = False, graphs: LayerGraphs | None = None
+    config: Config,
+    device: torch.device,
+    *,
+    shardable: bool = False,
+    distributed: bool = False,
+    graphs: LayerGraphs | None = None,
 ) -> PeftModel:
+    """The model to train on `device`; `shardable`: for FSDP; `distributed`: one of several processes
+    (torchrun). With train.embeddings_on_host its input embedding table is moved to host memory
+    (train/host_embeddings.py): only this model's, which no other stage loads."""
     base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
     model = attach_lora(
@@ -114,6 +122,13 @@ def load_for_training(
     )
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)
+    host_embeddings.move_if_wanted(
+        model,
+        config.train.embeddings_on_host,
+        device=device,
+        fast_path=uses_fast_path(config, device),
+        distributed=distributed or shardable,
+    )
     return model
 
 

@@ -38,7 +38,7 @@ from forumtune.layout import DatasetFiles, RunLayout, checkpoint_adapter, checkp
 from forumtune.metrics_log import read_metrics
 from forumtune.models import pick_device
 from forumtune.ranks import SINGLE_PROCESS, Ranks, ranks_from_environment
-from forumtune.train import distributed
+from forumtune.train import distributed, host_embeddings
 from forumtune.train.allocator import use_expandable_segments
 from forumtune.train.batches import micro_batches
 from forumtune.train.checkpoints import (
@@ -65,8 +65,8 @@ from forumtune.train.loading import (
     uses_fast_path,
 )
 from forumtune.train.objectives import Counts, Objective, objective_for, training_rows
+from forumtune.train.oom_advice import oom_advice
 from forumtune.train.optim import make_optimizer, make_scheduler
-from forumtune.train.plan import oom_advice
 from forumtune.train.precision import training_autocast
 from forumtune.train.preflight import check_before_loading
 from forumtune.train.reporting import Reporter
@@ -101,6 +101,7 @@ class TrainingRun:
     state: TrainerState
     reporter: Reporter
     graphs: LayerGraphs | None = None
+    host_embedding: host_embeddings.HostEmbedding | None = None  # train.embeddings_on_host: the table's rows
     prepared_step: PreparedStep | None = None  # the next step's batches, prepared during this one
     settings: dict[str, Any] = field(default_factory=dict)  # what a checkpoint must share to be resumed
 
@@ -185,7 +186,9 @@ def setup(
     graphs = layer_graphs_for(config, device, distributed=ranks.enabled)
     for note in objective.fast_path_notes(uses_fast_path(config, device)):
         console.print(f"[dim]{note}[/dim]")
-    peft_model = load_for_training(config, device, shardable=sharded, graphs=graphs)
+    peft_model = load_for_training(
+        config, device, shardable=sharded, distributed=ranks.enabled, graphs=graphs
+    )
     peft_model.train()
     if checkpoint is not None:
         load_adapter_weights(checkpoint, peft_model)
@@ -216,6 +219,7 @@ def setup(
         state=state,
         reporter=Reporter(config, layout, state.step, enabled=ranks.is_main),
         graphs=graphs,
+        host_embedding=host_embeddings.installed(peft_model),
         settings=settings,
     )
 
@@ -272,7 +276,8 @@ def train_step(run: TrainingRun, batches: Iterator[list[int]]) -> StepResult:
 
 def prepare_step(run: TrainingRun, batches: Iterator[list[int]]) -> PreparedStep:
     """The next step's micro-batches: their record indices, collated on the host and sent to the device
-    (through pinned memory, without waiting for the GPU). They count as consumed once the step runs, so a
+    (through pinned memory, without waiting for the GPU), with their input embeddings gathered on the host
+    when the table is there (train.embeddings_on_host). They count as consumed once the step runs, so a
     checkpoint written before that resumes with them."""
     indices = [next(batches) for _ in range(run.config.train.grad_accum_steps)]
     multiple = GRAPH_PAD_MULTIPLE if run.graphs is not None else 1
@@ -282,7 +287,11 @@ def prepare_step(run: TrainingRun, batches: Iterator[list[int]]) -> PreparedStep
         )
         for chosen in indices
     ]
-    return PreparedStep(indices, host_batches, [to_device(batch, run.device) for batch in host_batches])
+    device_batches = [to_device(batch, run.device) for batch in host_batches]
+    if run.host_embedding is not None:
+        for host_batch, device_batch in zip(host_batches, device_batches, strict=True):
+            run.host_embedding.stage(host_batch, device_batch)
+    return PreparedStep(indices, host_batches, device_batches)
 
 
 def forward_precision(run: TrainingRun) -> contextlib.AbstractContextManager:

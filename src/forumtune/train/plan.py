@@ -8,7 +8,7 @@ processes; benchmarks/memory_plan.py measures both counts against these figures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.table import Table
@@ -20,8 +20,10 @@ from forumtune.errors import ConfigError
 from forumtune.kernels.answer_log_probs import CHUNK_TOKENS
 from forumtune.kernels.liger import liger_available
 from forumtune.preference_batches import REFERENCE_METHODS
+from forumtune.train import host_embeddings
 from forumtune.train.layer_memory import layer_parts
 from forumtune.train.objectives import OBJECTIVES
+from forumtune.train.oom_advice import oom_advice
 
 GIB = 2**30
 MIB = 2**20
@@ -172,7 +174,7 @@ def lora_parameters(config: Config, shape: ModelShape) -> int:
 
 def static_parts(config: Config, shape: ModelShape) -> dict[str, float]:
     """What the allocator holds for the whole run. The paged optimizer's 8-bit state is CUDA managed
-    memory, outside the allocator (`card_parts`)."""
+    memory, outside the allocator (`card_parts`); an input embedding on the host, outside the card (`host_parts`)."""
     compute_bytes, other_bytes, _ = precision(config)
     linear = shape.linear_params_per_layer * shape.layers
     if config.model.load_in_4bit:
@@ -182,7 +184,8 @@ def static_parts(config: Config, shape: ModelShape) -> dict[str, float]:
         base_name, base_weights = "base weights (8-bit linear)", linear * (1 + 4 / 4096)
     else:
         base_name, base_weights = "base weights", linear * compute_bytes
-    embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
+    on_host = host_embeddings.planned(config, tied=shape.tied_embeddings)
+    embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings or on_host else 2)
     lora_params = lora_parameters(config, shape)
     optimizer_bytes = {"adamw": 8, "adamw_8bit": 2, "paged_adamw_8bit": 0}[config.train.optimizer]
     with_reference = config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None
@@ -228,29 +231,6 @@ def format_gib(value: float) -> str:
     return f"{value / GIB:.2f} GiB"
 
 
-def oom_advice(config: Config) -> str:
-    train = config.train
-    halved = (
-        f"train.micro_batch_size={max(1, train.micro_batch_size // 2)} with "
-        f"train.grad_accum_steps={train.grad_accum_steps * 2} (same effective batch)"
-    )
-    advice = [halved]
-    if train.gradient_checkpointing is False:
-        advice.append("train.gradient_checkpointing=true")
-    elif train.gradient_checkpointing is True:
-        advice.append("train.gradient_checkpointing=offload")
-    if not train.fast_path:
-        advice.append("train.fast_path=true")
-    elif train.cuda_graphs and train.gradient_checkpointing:
-        advice.append("train.cuda_graphs=false (the graphs keep one layer's backward in a pool of their own)")
-    advice.append(f"build.max_seq_len={max(64, config.build.max_seq_len // 2)}")
-    return (
-        "the GPU ran out of memory. Try, in this order: "
-        + "; ".join(advice)
-        + ". `forumtune plan CONFIG --fit` finds the settings that fit before you train."
-    )
-
-
 def card_parts(config: Config, shape: ModelShape, allocator_parts: dict[str, float]) -> dict[str, float]:
     """What the process holds on the card besides the allocator's peak. The paged optimizer's state counts
     while it is on the card, which it is from the first step on unless the card runs short (then the
@@ -264,6 +244,13 @@ def card_parts(config: Config, shape: ModelShape, allocator_parts: dict[str, flo
         "allocator's reserve (reserved − allocated)": allocator_reserve(transient),
     }
     return {name: value for name, value in parts.items() if value}
+
+
+def host_parts(config: Config, shape: ModelShape) -> dict[str, float]:
+    """Training memory in the host's RAM rather than on the card: the input embedding table kept there."""
+    if not host_embeddings.planned(config, tied=shape.tied_embeddings):
+        return {}
+    return {"input embedding (train.embeddings_on_host)": shape.vocab * shape.hidden * precision(config)[1]}
 
 
 def allocator_reserve(transient_bytes: float) -> float:
@@ -293,6 +280,7 @@ class MemoryPlan:
     card_parts: dict[str, float]  # what the process holds on the card besides (context, workspaces, ...)
     vram_bytes: float  # the card's memory, as sold
     usable_bytes: float  # what a process can use of it
+    host_parts: dict[str, float] = field(default_factory=dict)  # held in host RAM instead (not counted)
 
     @property
     def allocated(self) -> float:
@@ -325,6 +313,7 @@ def plan_memory(config: Config, vram_gib: float | None = None, usable_gib: float
         card_parts=card_parts(config, shape, parts),
         vram_bytes=(vram_gib or config.plan.vram_gib) * GIB,
         usable_bytes=usable,
+        host_parts=host_parts(config, shape),
     )
 
 
@@ -446,7 +435,9 @@ def print_plan(plan: MemoryPlan, config: Config, console: Console) -> None:
     table.add_row("[bold]allocator's peak", f"[bold]{format_memory(plan.allocated)}", end_section=True)
     for name, value in plan.card_parts.items():
         table.add_row(name, format_memory(value))
-    table.add_row("[bold]whole process on the card", f"[bold]{format_memory(plan.total)}")
+    table.add_row("[bold]whole process on the card", f"[bold]{format_memory(plan.total)}", end_section=True)
+    for name, value in plan.host_parts.items():
+        table.add_row(f"[dim]host memory: {name}", f"[dim]{format_memory(value)}")
     console.print(table)
     verdict = "[green]fits" if plan.fits else "[red]does not fit"
     console.print(

@@ -14,7 +14,8 @@ from forumtune.config import Config
 from forumtune.errors import TrainError
 from forumtune.ranks import Ranks
 from forumtune.train.loading import check_adapter_dir
-from forumtune.train.plan import GIB, format_gib, oom_advice, plan_memory, print_plan
+from forumtune.train.oom_advice import oom_advice
+from forumtune.train.plan import GIB, format_gib, plan_memory, print_plan
 from forumtune.train.reporting import check_loggers_installed
 
 
@@ -64,6 +65,10 @@ def check_memory_plan(config: Config, device: torch.device, ranks: Ranks, consol
     if ranks.enabled and config.train.distributed == "fsdp":
         console.print("[dim]memory plan skipped: it does not model FSDP sharding[/dim]")
         return
+    if ranks.enabled and config.train.embeddings_on_host == "auto":  # auto keeps it on the GPU under DDP
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"embeddings_on_host": False})}
+        )
     # CUDA's total is what the driver leaves to processes: the plan's whole-process count must fit it
     card_gib = torch.cuda.get_device_properties(device).total_memory / GIB
     plan = plan_memory(config, card_gib, usable_gib=card_gib)

@@ -1,0 +1,30 @@
+"""What to change when a training runs out of GPU memory, in the order that costs the least speed: said
+when a step runs out (train/loop.py) and when the memory plan says a run will not fit (plan.py,
+preflight.py)."""
+
+from __future__ import annotations
+
+from forumtune.config import Config
+
+
+def oom_advice(config: Config) -> str:
+    train = config.train
+    halved = (
+        f"train.micro_batch_size={max(1, train.micro_batch_size // 2)} with "
+        f"train.grad_accum_steps={train.grad_accum_steps * 2} (same effective batch)"
+    )
+    advice = [halved]
+    if train.gradient_checkpointing is False:
+        advice.append("train.gradient_checkpointing=true")
+    elif train.gradient_checkpointing is True:
+        advice.append("train.gradient_checkpointing=offload")
+    if not train.fast_path:
+        advice.append("train.fast_path=true")
+    elif train.cuda_graphs and train.gradient_checkpointing:
+        advice.append("train.cuda_graphs=false (the graphs keep one layer's backward in a pool of their own)")
+    advice.append(f"build.max_seq_len={max(64, config.build.max_seq_len // 2)}")
+    return (
+        "the GPU ran out of memory. Try, in this order: "
+        + "; ".join(advice)
+        + ". `forumtune plan CONFIG --fit` finds the settings that fit before you train."
+    )

@@ -401,8 +401,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--split-attention",
-        choices=("auto", "off"),
-        help="train.split_attention (default: the config's, auto)",
+        choices=("auto", "on", "off"),
+        help="train.split_attention (default: the config's, auto, which judges by the card's whole memory)",
     )
     parser.add_argument(
         "--embeddings-on-host",

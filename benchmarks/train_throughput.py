@@ -1404,8 +1404,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--split-attention",
-        choices=("auto", "off"),
-        help="train.split_attention of the forumtune stacks (default: the config's, auto)",
+        choices=("auto", "on", "off"),
+        help="train.split_attention of the forumtune stacks (default: the config's, auto, which judges by "
+        "the card's whole memory, not the cap: pass on to measure an 8 GB card under the cap)",
     )
     parser.add_argument(
         "--embeddings-on-host",

@@ -282,7 +282,7 @@ def test_a_tiled_mlp_is_planned_part_by_part_as_computed_by_hand(mistral_7b_dir,
     # h1's gradient, the attention output's gradient, dq, dk and dv, and for one of 8 groups of heads its
     # fp32 dq accumulator, dq, dk and dv expanded to its 4 query heads, output and output gradient slices:
     # 560 MiB, against the MLP phase's h1, the MLP input's gradient and one 2048-token tile: 256 + 256 MiB
-    attention = parts["attention backward (gradients, flash-attention buffers)"]
+    attention = parts["attention backward, 8 groups of heads in turn (train.split_attention)"]
     assert attention == (1 + 1 + 1 + 0.5 + 7 / 8) * hidden == 560 * MIB
     assert 2 * hidden + 2048 * (4 * 14336 + 2 * 4096) * 2 == 512 * MIB
     # all heads at once: the fp32 dq accumulator and dk, dv expanded to 32 heads, 960 MiB
@@ -296,6 +296,13 @@ def test_a_tiled_mlp_is_planned_part_by_part_as_computed_by_hand(mistral_7b_dir,
     assert untiled.total - whole_heads.total == pytest.approx(saved * (1 + ALLOCATOR_RESERVE_FRACTION))
     split_saves = all_heads - attention  # 400 MiB
     assert whole_heads.total - tiled.total == pytest.approx(split_saves * (1 + ALLOCATOR_RESERVE_FRACTION))
+    # auto splits only where whole heads do not fit the card: an 8 GB card at 16k, not a 24 GB one
+    auto = mistral(mistral_7b_dir, *long)
+    assert not whole_heads.fits and tiled.fits
+    assert plan_memory(auto).parts == tiled.parts and plan_memory(auto).split_attention == "on"
+    roomy = plan_memory(auto, 24)
+    assert roomy.parts == plan_memory(mistral(mistral_7b_dir, *long, "train.split_attention=off"), 24).parts
+    assert roomy.split_attention == "off"
 
 
 def test_a_tile_as_long_as_the_sequence_makes_the_mlp_phase_the_peak(mistral_7b_dir, with_liger):

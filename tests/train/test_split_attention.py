@@ -106,9 +106,21 @@ def test_models_it_does_not_apply_to_are_left_alone(tmp_path):
 
 
 def test_the_setting_and_its_threshold():
-    assert split_above_tokens("auto") == split_attention.AUTO_ABOVE_TOKENS == 8192
+    assert split_above_tokens("on") == split_attention.AUTO_ABOVE_TOKENS == 8192
     assert split_above_tokens("off") is None
+    with pytest.raises(ValueError, match="settled"):
+        split_above_tokens("auto")  # the card decides (tests/train/test_plan.py)
     assert load_config(SMOKE_CONFIG).train.split_attention == "auto"
-    assert load_config(SMOKE_CONFIG, ["train.split_attention=off"]).train.split_attention == "off"
+    for value, read in (("off", "off"), ("on", "on"), ("false", "off"), ("true", "on")):
+        assert load_config(SMOKE_CONFIG, [f"train.split_attention={value}"]).train.split_attention == read
     with pytest.raises(ConfigError, match="train.split_attention"):
         load_config(SMOKE_CONFIG, ["train.split_attention=sometimes"])
+
+
+def test_auto_never_splits_on_the_cpu():
+    from forumtune.train.loading import settled_split_attention
+
+    config = load_config(SMOKE_CONFIG)
+    assert settled_split_attention(config, torch.device("cpu")) == "off"
+    on = load_config(SMOKE_CONFIG, ["train.split_attention=on"])
+    assert settled_split_attention(on, torch.device("cpu")) == "on"

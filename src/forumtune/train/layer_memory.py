@@ -74,6 +74,10 @@ def tiled_layer_parts(
     }
     if mlp_phase >= attention_phase:
         parts[f"MLP backward, one tile of {tile} tokens (+ h1 and its gradient)"] = mlp_phase
+    elif attention_groups > 1:
+        parts[f"attention backward, {attention_groups} groups of heads in turn (train.split_attention)"] = (
+            attention_phase
+        )
     else:
         parts["attention backward (gradients, flash-attention buffers)"] = attention_phase
     return parts
@@ -119,7 +123,7 @@ def mlp_tile_tokens(
 ) -> int | None:
     """Tokens per MLP tile when training tiles this micro-batch's MLP (train/tiled_mlp.py: the fast path
     with checkpointing, on Llama-style layers), else None."""
-    tiling = tiling_for(config.train.tile_mlp)
+    tiling = tiling_for(config.train.tile_mlp, split_attention=config.train.split_attention == "on")
     if tiling is None or not (fast and checkpointing) or shape.model_type not in DECODER_LAYER_OF_MODEL_TYPE:
         return None
     return tiling.tile_for(tokens) if tiling.applies(tokens) else None

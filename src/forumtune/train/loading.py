@@ -22,6 +22,7 @@ from forumtune.models import load_base_model
 from forumtune.preference_batches import REFERENCE_ADAPTER, REFERENCE_METHODS
 from forumtune.train import host_embeddings, layer_checkpointing, precision, tiled_mlp
 from forumtune.train.layer_graphs import LayerGraphs
+from forumtune.train.plan import GIB, plan_memory
 from forumtune.train.split_attention import split_above_tokens, use_split_attention
 
 CheckpointingMode = bool | str  # True, False or "offload"
@@ -86,7 +87,7 @@ def attach_lora(
         adapted = get_peft_model(model, peft_config(lora))
     if fast:
         kernels.lora_linear.use_fused_lora(adapted, FusedLoRA(dequantize=dequantize_kernel))
-    tiling = tiled_mlp.tiling_for(tile_mlp)
+    tiling = tiled_mlp.tiling_for(tile_mlp, split_attention=split_attention == "on")
     if fast and gradient_checkpointing and tiling is not None:
         tiled_mlp.use_tiled_mlp(adapted, tiling)
     if fast:
@@ -118,7 +119,7 @@ def load_for_training(
         # FSDP swaps each layer's parameters between shards and whole tensors around the layer's passes,
         # which the tiles' backward (a recompute of its own) is not written for
         tile_mlp="off" if shardable else config.train.tile_mlp,
-        split_attention=config.train.split_attention,
+        split_attention=settled_split_attention(config, device),
     )
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)
@@ -130,6 +131,16 @@ def load_for_training(
         distributed=distributed or shardable,
     )
     return model
+
+
+def settled_split_attention(config: Config, device: torch.device) -> str:
+    """train.split_attention for this run: auto is on only where the memory plan says this card needs it
+    (never on the CPU)."""
+    setting = config.train.split_attention
+    if setting != "auto" or device.type != "cuda":
+        return "off" if setting == "auto" else setting
+    card_gib = torch.cuda.get_device_properties(device).total_memory / GIB
+    return plan_memory(config, card_gib, usable_gib=card_gib).split_attention
 
 
 def add_reference_adapter(model: PeftModel, adapter_dir: Path) -> None:

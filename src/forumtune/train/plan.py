@@ -281,6 +281,7 @@ class MemoryPlan:
     vram_bytes: float  # the card's memory, as sold
     usable_bytes: float  # what a process can use of it
     host_parts: dict[str, float] = field(default_factory=dict)  # held in host RAM instead (not counted)
+    split_attention: str = "off"  # train.split_attention as planned (auto settled for this card)
 
     @property
     def allocated(self) -> float:
@@ -298,7 +299,13 @@ class MemoryPlan:
 
 def plan_memory(config: Config, vram_gib: float | None = None, usable_gib: float | None = None) -> MemoryPlan:
     """`vram_gib`: the card's memory as sold (default plan.vram_gib); `usable_gib`: what a process can use
-    of it when known (CUDA's total on the card itself), else derived (`usable_bytes`)."""
+    of it when known (CUDA's total on the card itself), else derived (`usable_bytes`). With
+    train.split_attention auto, the run as it trains on that card: split where whole heads do not fit."""
+    if config.train.split_attention == "auto":
+        whole_heads = plan_memory(with_split_attention(config, "off"), vram_gib, usable_gib)
+        if whole_heads.fits:
+            return whole_heads
+        return plan_memory(with_split_attention(config, "on"), vram_gib, usable_gib)
     shape = load_shape(config)
     parts = estimate_parts(
         config,
@@ -314,7 +321,12 @@ def plan_memory(config: Config, vram_gib: float | None = None, usable_gib: float
         vram_bytes=(vram_gib or config.plan.vram_gib) * GIB,
         usable_bytes=usable,
         host_parts=host_parts(config, shape),
+        split_attention=config.train.split_attention,
     )
+
+
+def with_split_attention(config: Config, setting: str) -> Config:
+    return config.model_copy(update={"train": config.train.model_copy(update={"split_attention": setting})})
 
 
 CHECKPOINTING_FASTEST_FIRST: tuple[bool | str, ...] = (False, True, "offload")

@@ -23,7 +23,10 @@ _FLASH_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def split_above_tokens(setting: str) -> int | None:
-    """Micro-batches of more tokens than this split their attention (None: never)."""
+    """Micro-batches of more tokens than this split their attention (None: never), for train.split_attention
+    once `auto` is settled for the card (train/plan.py settle_split_attention)."""
+    if setting == "auto":
+        raise ValueError("train.split_attention=auto is settled against the card's memory first")
     return None if setting == "off" else AUTO_ABOVE_TOKENS
 
 

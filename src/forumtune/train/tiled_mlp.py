@@ -35,14 +35,15 @@ import torch
 
 from forumtune.kernels.lora_linear import LAYERS_ENDING_IN_DOWN_PROJ, is_recomputing, recomputing_for_backward
 
-# `train.tile_mlp: auto` tiles micro-batches of more than AUTO_ABOVE_TOKENS tokens, an eighth of the micro-batch
-# per tile, within AUTO_TILE_TOKENS. Shorter micro-batches fit an 8 GB card untiled (1×8192: 7.46 GiB, RESULTS.md
-# §3a) and run as before. Once the MLP is tiled and attention runs a group of heads at a time
-# (train.split_attention), a layer's backward holds about 4.5 hidden-state-sized tensors for attention and
-# 2 plus one tile for the MLP (RESULTS.md §3b); an eighth of the tokens keeps the tile (16 bytes × the
-# intermediate size per token in the Mistral-7B shape, 2 hidden-state-sized tensors) below the attention's
-# part. Tiles of fewer than 2048 tokens would re-dequantize the three MLP weights (about 60 µs each on an H100)
-# too often for what they save; more than 4096 save nothing more on the dequantizations.
+# `train.tile_mlp: auto` tiles micro-batches of more than AUTO_ABOVE_TOKENS tokens, in tiles of 4096 tokens, or
+# of an eighth of the micro-batch (at least 2048) when attention runs a group of heads at a time. Shorter
+# micro-batches fit an 8 GB card untiled (1×8192: 7.46 GiB, RESULTS.md §3a) and run as before. Once the MLP
+# is tiled, a layer's peak is its attention backward (RESULTS.md §3b), so a 4096-token tile costs no peak
+# memory at 16k tokens and more, and re-dequantizes the three MLP weights (about 60 µs each on an H100) half
+# as often as 2048-token tiles would. With attention split (train.split_attention) its backward holds about
+# 4.5 hidden-state-sized tensors against the MLP's 2 plus one tile, and an eighth of the tokens keeps the
+# tile (16 bytes × the intermediate size per token in the Mistral-7B shape, 2 hidden-state-sized tensors)
+# below that.
 AUTO_TILE_TOKENS = (2048, 4096)
 AUTO_ABOVE_TOKENS = 8192
 TILE_MULTIPLE = 256
@@ -66,13 +67,14 @@ class MLPTiling:
         return max(self.fewest_tile_tokens, min(self.tile_tokens, eighth))
 
 
-def tiling_for(setting: str | int) -> MLPTiling | None:
-    """The tiling `train.tile_mlp` asks for: None for off; auto; or tiles of that many tokens."""
+def tiling_for(setting: str | int, split_attention: bool = False) -> MLPTiling | None:
+    """The tiling `train.tile_mlp` asks for: None for off; auto (smaller tiles when attention is split);
+    or tiles of that many tokens."""
     if setting == "off":
         return None
     if setting == "auto":
         fewest, most = AUTO_TILE_TOKENS
-        return MLPTiling(most, AUTO_ABOVE_TOKENS, fewest_tile_tokens=fewest)
+        return MLPTiling(most, AUTO_ABOVE_TOKENS, fewest_tile_tokens=fewest if split_attention else None)
     return MLPTiling(int(setting), int(setting))
 
 

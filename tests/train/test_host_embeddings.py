@@ -206,22 +206,13 @@ def test_preference_methods_train_the_same_with_the_host_table(
 
 
 @pytest.fixture(scope="module")
-def shape_dirs(tmp_path_factory):
-    """Only config.json of the Mistral-7B shape, untied and tied."""
-    dirs = {}
-    for tied in (False, True):
-        path = tmp_path_factory.mktemp(f"mistral-7b-tied-{tied}")
-        MistralConfig(
-            vocab_size=32000,
-            hidden_size=4096,
-            intermediate_size=14336,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            tie_word_embeddings=tied,
-        ).save_pretrained(path)
-        dirs[tied] = path
-    return dirs
+def shape_dirs(mistral_7b_dir, tmp_path_factory):
+    """config.json of the Mistral-7B shape, untied (as it is) and tied."""
+    tied = MistralConfig.from_pretrained(mistral_7b_dir)
+    tied.tie_word_embeddings = True
+    path = tmp_path_factory.mktemp("mistral-7b-tied")
+    tied.save_pretrained(path)
+    return {False: mistral_7b_dir, True: path}
 
 
 def planned(model_dir, *overrides):

@@ -238,6 +238,7 @@ def run_setting(spec: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "plan_parts_mib": {k: v / MIB for k, v in plan.parts.items()},
         "plan_card_parts_mib": {k: v / MIB for k, v in plan.card_parts.items()},
+        "plan_host_parts_mib": {k: v / MIB for k, v in plan.host_parts.items()},
         "plan_allocated_mib": plan.allocated / MIB,
         "plan_whole_mib": plan.total / MIB,
     }

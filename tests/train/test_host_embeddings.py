@@ -60,6 +60,10 @@ def test_the_host_table_gives_the_same_loss_and_every_lora_gradient(model_dir):
     assert host_embeddings.installed(model) is host
     rows = host.gather(batch()["input_ids"])
     assert rows.is_pinned() == torch.cuda.is_available()  # pinned where there is a GPU to copy to
+    # transformers' enable_input_require_grads hook stays on the module: the checkpointed layers get a graph
+    assert model.get_input_embeddings()(batch()["input_ids"]).requires_grad
+    with torch.no_grad():
+        assert torch.equal(model(**batch()).logits, fast_model(model_dir)(**batch()).logits)
     loss, grads = loss_and_lora_grads(model)
     assert loss == reference_loss
     assert grads.keys() == reference_grads.keys() and len(grads) == 7 * 2 * model.config.num_hidden_layers
@@ -202,22 +206,13 @@ def test_preference_methods_train_the_same_with_the_host_table(
 
 
 @pytest.fixture(scope="module")
-def shape_dirs(tmp_path_factory):
-    """Only config.json of the Mistral-7B shape, untied and tied."""
-    dirs = {}
-    for tied in (False, True):
-        path = tmp_path_factory.mktemp(f"mistral-7b-tied-{tied}")
-        MistralConfig(
-            vocab_size=32000,
-            hidden_size=4096,
-            intermediate_size=14336,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            tie_word_embeddings=tied,
-        ).save_pretrained(path)
-        dirs[tied] = path
-    return dirs
+def shape_dirs(mistral_7b_dir, tmp_path_factory):
+    """config.json of the Mistral-7B shape, untied (as it is) and tied."""
+    tied = MistralConfig.from_pretrained(mistral_7b_dir)
+    tied.tie_word_embeddings = True
+    path = tmp_path_factory.mktemp("mistral-7b-tied")
+    tied.save_pretrained(path)
+    return {False: mistral_7b_dir, True: path}
 
 
 def planned(model_dir, *overrides):
@@ -265,3 +260,47 @@ def test_plan_cli_shows_the_table_as_host_memory(shape_dirs):
     )
     assert result.returncode == 0, result.stderr
     assert "host memory: input embedding (train.embeddings_on_host)" in result.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the card's memory needs a GPU")
+def test_on_a_gpu_the_table_leaves_the_card_and_a_prepared_step_never_waits(tiny_mistral):
+    from forumtune.batching import to_device
+    from forumtune.train.precision import training_autocast
+
+    cuda = torch.device("cuda")
+    ids = torch.randint(3, 200, (2, 64), generator=torch.Generator().manual_seed(1))
+    host_batch = {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}
+
+    def step(setting: str) -> tuple[int, float, dict[str, torch.Tensor], object]:
+        config = load_config(
+            SMOKE_CONFIG,
+            [f"model.base={tiny_mistral}", "model.compute_dtype=bfloat16", "lora.modules_to_save=null"]
+            + ["lora.dropout=0", f"train.embeddings_on_host={setting}"],
+        )
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated(cuda)
+        torch.manual_seed(7)
+        model = load_for_training(config, cuda)
+        held = torch.cuda.memory_allocated(cuda) - before
+        host = host_embeddings.installed(model)
+        device_batch = to_device(host_batch, cuda)
+        if host is not None:
+            host.stage(host_batch, device_batch)
+        with training_autocast(cuda, torch.bfloat16):
+            loss = model(**device_batch).loss
+        loss.backward()
+        grads = {n: p.grad.float().cpu() for n, p in model.named_parameters() if p.grad is not None}
+        return held, float(loss), grads, host
+
+    card_held, card_loss, card_grads, none = step("false")
+    host_held, host_loss, host_grads, host = step("auto")
+    assert none is None and host is not None and host.table.device == CPU
+    table_bytes = host.table.numel() * host.table.element_size()
+    assert card_held - host_held == pytest.approx(
+        table_bytes, abs=4096
+    )  # the allocator rounds to 512-byte blocks
+    assert host.waits == 0  # the rows were staged: no copy of the ids back from the GPU
+    assert host_loss == pytest.approx(card_loss, rel=1e-6)
+    assert host_grads.keys() == card_grads.keys() and host_grads
+    for name, grad in host_grads.items():  # the same rows in; only atomics in attention's backward may differ
+        assert torch.allclose(grad, card_grads[name], rtol=1e-3, atol=1e-6), name

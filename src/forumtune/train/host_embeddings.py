@@ -39,7 +39,7 @@ EMBEDDING_NAMES = ("embed_tokens", "wte", "word_embeddings", "embed_in")
 
 def wanted(setting: str | bool, *, device: torch.device, fast_path: bool, distributed: bool) -> bool:
     """Whether `train.embeddings_on_host` asks for the host table on this run: auto on the GPU fast path
-    in one process; true anywhere but under torchrun (`keep_on_host` refuses that); false never."""
+    in one process; true anywhere (`move_if_wanted` refuses it under torchrun); false never."""
     if setting == "auto":
         return device.type == "cuda" and fast_path and not distributed
     return bool(setting)

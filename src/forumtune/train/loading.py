@@ -65,11 +65,13 @@ def attach_lora(
     graphs: LayerGraphs | None = None,
     dequantize_kernel: str = "triton",
     tile_mlp: str | int = "off",
+    base_matmul: str = "bf16",
 ) -> PeftModel:
     """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
     the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed and each
     4-bit LoRA projection as one fused autograd function; `graphs` replays checkpointed layers as CUDA graphs;
-    `tile_mlp` (train.tile_mlp) runs each checkpointed layer's MLP in tiles of the sequence."""
+    `tile_mlp` (train.tile_mlp) runs each checkpointed layer's MLP in tiles of the sequence; `base_matmul`
+    (train.base_matmul) is the dtype of the fused layers' base products."""
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if fast:
         kernels.liger.apply_liger_kernels(model)
@@ -82,7 +84,9 @@ def attach_lora(
     else:
         adapted = get_peft_model(model, peft_config(lora))
     if fast:
-        kernels.lora_linear.use_fused_lora(adapted, FusedLoRA(dequantize=dequantize_kernel))
+        kernels.lora_linear.use_fused_lora(
+            adapted, FusedLoRA(dequantize=dequantize_kernel, base_matmul=base_matmul)
+        )
     tiling = tiled_mlp.tiling_for(tile_mlp)
     if fast and gradient_checkpointing and tiling is not None:
         tiled_mlp.use_tiled_mlp(adapted, tiling)
@@ -105,6 +109,7 @@ def load_for_training(
         # FSDP swaps each layer's parameters between shards and whole tensors around the layer's passes,
         # which the tiles' backward (a recompute of its own) is not written for
         tile_mlp="off" if shardable else config.train.tile_mlp,
+        base_matmul=config.train.base_matmul,
     )
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)

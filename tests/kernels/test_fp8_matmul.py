@@ -51,14 +51,14 @@ def as_bytes(tensor: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize(
     "shape,blocksize,tile_rows", [((96, 320), 64, 32), ((80, 256), 128, 64), ((5, 64), 64, 8)]
 )
-def test_dequantize_to_fp8_is_bitsandbytes_divided_by_the_row_scale(nested, shape, blocksize, tile_rows):
+def test_dequantize_to_fp8_is_bitsandbytes_over_the_row_scale(nested, shape, blocksize, tile_rows):
     packed, state = nf4(shape, nested, blocksize)
     exact = F.dequantize_4bit(packed, state).float()  # bitsandbytes' weights (bf16 holds code × absmax here)
     dense = lora_linear.dequantize_weight(packed, state, torch.float32, "bitsandbytes")
     assert torch.equal(dense.to(torch.bfloat16).float(), exact)
     scales = fp8_matmul.weight_row_scales(packed, state)
     assert torch.equal(scales, dense.abs().amax(dim=1) / 448)  # the block scales give each row's largest
-    reference = (dense / scales[:, None]).to(E4M3)
+    reference = (dense * (1 / scales)[:, None]).to(E4M3)
     assert (as_bytes(reference) & 0x7F).ne(0x7F).all()  # no NaN: nothing beyond 448
     subnormal = ((as_bytes(reference) & 0x78) == 0).logical_and(as_bytes(reference) & 7 != 0)
     # a block 1e-5 of its row's largest: fp8 subnormals (double quantization stores the block's absmax
@@ -187,7 +187,7 @@ def bf16_model_dir(request, tmp_path_factory) -> str:
     return str(path)
 
 
-def first_step_grads(model_dir: str, dtype: torch.dtype, base_matmul: str):
+def first_step_grads(model_dir: str, dtype: torch.dtype, base_matmul: str, skip_unread: bool = True):
     """The fast path's first-step LoRA gradients (checkpointed layers, fused LoRA) on a real NF4 model."""
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
@@ -203,7 +203,8 @@ def first_step_grads(model_dir: str, dtype: torch.dtype, base_matmul: str):
     model.config.use_cache = False
     model = lora(prepare_for_qlora(model, gradient_checkpointing=True))
     use_layer_checkpointing(model)
-    lora_linear.use_fused_lora(model, lora_linear.FusedLoRA(base_matmul=base_matmul))
+    options = lora_linear.FusedLoRA(base_matmul=base_matmul, skip_unread_outputs=skip_unread)
+    lora_linear.use_fused_lora(model, options)
     model.train()
     loss = model(**batch()).loss
     loss.backward()
@@ -232,3 +233,27 @@ def test_first_step_lora_gradients_of_a_model(bf16_model_dir):
         assert loss == pytest.approx(ref_loss, rel=2e-2)
     assert errors["bf16"] < 1.5e-2
     assert errors["bf16"] < errors["fp8"] < 0.15
+
+
+def test_the_recompute_still_skips_the_unread_down_projection(bf16_model_dir, monkeypatch):
+    calls = {"products": 0, "input_grads": 0}
+    product, input_grad = fp8_matmul.base_product, fp8_matmul.base_input_grad
+
+    def counted(name, function):
+        def run(*args):
+            calls[name] += 1
+            return function(*args)
+
+        return run
+
+    monkeypatch.setattr(fp8_matmul, "base_product", counted("products", product))
+    monkeypatch.setattr(fp8_matmul, "base_input_grad", counted("input_grads", input_grad))
+    layers = SHAPE["num_hidden_layers"]
+    skipped = first_step_grads(bf16_model_dir, torch.bfloat16, "fp8")
+    # forward 7 per layer, the recompute 6 (not the down projection), backward 7 input gradients
+    assert calls == {"products": 13 * layers, "input_grads": 7 * layers}
+    unskipped = first_step_grads(bf16_model_dir, torch.bfloat16, "fp8", skip_unread=False)
+    assert calls == {"products": 13 * layers + 14 * layers, "input_grads": 14 * layers}
+    assert skipped[0] == unskipped[0]
+    for name, grad in skipped[1].items():
+        assert torch.equal(grad, unskipped[1][name]), name

@@ -99,7 +99,8 @@ def dequantize_nf4_fp8_body(
     MAGIC: tl.constexpr,
 ):
     """One quantization block (BLOCK weights along a row) of TILE_ROWS rows: NF4 code × block scale in fp32
-    (as bitsandbytes computes it), ÷ the row's scale, rounded to e4m3; stored (rows, cols) or transposed."""
+    (as bitsandbytes computes it), × the reciprocal of the row's scale, rounded to e4m3; stored (rows, cols)
+    or transposed."""
     rows = tl.program_id(0) * TILE_ROWS + tl.arange(0, TILE_ROWS)
     in_range = rows < n_rows
     blocks = rows * (n_cols // BLOCK) + tl.program_id(1)
@@ -116,8 +117,8 @@ def dequantize_nf4_fp8_body(
     high = tl.load(nf4_code + (codes >> 4)) * scale[:, None]
     low = tl.load(nf4_code + (codes & 15)) * scale[:, None]
     values = tl.reshape(tl.join(high, low), (TILE_ROWS, BLOCK))  # interleaved, as the bytes hold them
-    row_scale = tl.load(row_scales + rows, mask=in_range, other=1.0)
-    values = round_to_grid(tl.div_rn(values, row_scale[:, None]), MANTISSA_DROP, MIN_NORMAL_BITS, MAGIC)
+    inverse = tl.div_rn(1.0, tl.load(row_scales + rows, mask=in_range, other=1.0))  # a multiply per weight
+    values = round_to_grid(values * inverse[:, None], MANTISSA_DROP, MIN_NORMAL_BITS, MAGIC)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     if TRANSPOSED:  # (cols, rows): the backward's operand
         index = cols[:, None] * n_rows + rows[None, :]
@@ -140,8 +141,8 @@ def quantize_rows_body(
     MIN_NORMAL_BITS: tl.constexpr,
     MAGIC: tl.constexpr,
 ):
-    """One row: its largest magnitude (after the optional column scales), then the row ÷ amax/FP8_MAX
-    rounded onto the fp8 grid. Two passes over the row; the second mostly hits the cache."""
+    """One row: its largest magnitude (after the optional column scales), then the row × the reciprocal of
+    amax/FP8_MAX rounded onto the fp8 grid. Two passes over the row; the second mostly hits the cache."""
     row = tl.program_id(0).to(tl.int64) * n_cols
     amax = tl.full((BLOCK,), 0.0, tl.float32)
     for start in range(0, n_cols, BLOCK):
@@ -153,12 +154,13 @@ def quantize_rows_body(
     largest = tl.reduce(amax, 0, larger_of)
     scale = tl.where(largest > 0, tl.div_rn(largest, FP8_MAX), 1.0)
     tl.store(scales + tl.program_id(0), scale)
+    inverse = tl.div_rn(1.0, scale)
     for start in range(0, n_cols, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         values = tl.load(x + row + cols, mask=cols < n_cols, other=0.0).to(tl.float32)
         if HAS_COL_SCALES:
             values = values * tl.load(col_scales + cols, mask=cols < n_cols, other=0.0)
-        values = round_to_grid(tl.div_rn(values, scale), MANTISSA_DROP, MIN_NORMAL_BITS, MAGIC)
+        values = round_to_grid(values * inverse, MANTISSA_DROP, MIN_NORMAL_BITS, MAGIC)
         tl.store(out + row + cols, values.to(out.dtype.element_ty), mask=cols < n_cols)
 
 
@@ -276,12 +278,12 @@ def dequantize_nf4_fp8(
 
 
 def reference_dequantize_fp8(weight: torch.Tensor, state: Any, *, transposed: bool = False) -> torch.Tensor:
-    """The same as `dequantize_nf4_fp8` in torch ops: bitsandbytes' fp32 dequantization ÷ the row scales,
-    cast to e4m3 (round to nearest even). Any 4-bit weight, any device."""
+    """The same as `dequantize_nf4_fp8` in torch ops: bitsandbytes' fp32 dequantization × the row scales'
+    reciprocals, cast to e4m3 (round to nearest even). Any 4-bit weight, any device."""
     from forumtune.kernels.lora_linear import dequantize_weight
 
     dense = dequantize_weight(weight, state, torch.float32, "bitsandbytes")
-    quantized = (dense / weight_row_scales(weight, state)[:, None]).to(E4M3)
+    quantized = (dense * (1.0 / weight_row_scales(weight, state))[:, None]).to(E4M3)
     return quantized.t().contiguous() if transposed else quantized
 
 
@@ -294,7 +296,7 @@ def quantize_rows(
     block: int = QUANT_BLOCK,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A (rows, cols) matrix, times `col_scales` along its columns when given, in fp8 with one fp32 scale per
-    row ((rows, 1), `_scaled_mm`'s rowwise layout): values ÷ (row amax / fp8 max), rounded to nearest
+    row ((rows, 1), `_scaled_mm`'s rowwise layout): values × 1 / (row amax / fp8 max), rounded to nearest
     even. A Triton kernel on CUDA (or `kernel`), torch ops elsewhere."""
     if not (kernel is not None or (available and x.is_cuda)):
         return reference_quantize_rows(x, dtype, col_scales)
@@ -324,7 +326,7 @@ def reference_quantize_rows(
     values = x.float() if col_scales is None else x.float() * col_scales
     amax = values.abs().amax(dim=1, keepdim=True)
     scales = torch.where(amax > 0, amax / FORMATS[dtype].max, torch.ones_like(amax))
-    return (values / scales).to(dtype), scales
+    return (values * (1.0 / scales)).to(dtype), scales
 
 
 def dequantize_for_fp8(weight: torch.Tensor, state: Any, *, transposed: bool) -> torch.Tensor:

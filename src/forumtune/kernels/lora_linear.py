@@ -11,7 +11,9 @@ and the add alone were 17% of the GPU time, and the host, not the GPU, set the p
     y  = x W^T + s (x_d A^T) B^T          (W dequantized from NF4/FP4, x_d = dropout(x))
     dB = s dy^T (x_d A^T)      dA = (s dy B)^T x_d      dx = dy W + [(s dy B) A  if no dropout]
 
-W is dequantized again in backward instead of being kept (it is the size of the layer). When a layer
+W is dequantized again in backward instead of being kept (it is the size of the layer). With
+`FusedLoRA.base_matmul` "fp8" the two products with W run in FP8 (kernels/fp8_matmul.py); the LoRA terms
+stay in the compute dtype. When a layer
 is recomputed for its backward, its down projection's output is not computed at all: in Llama-style
 layers it only feeds the layer's result, which the backward never reads (27% of the layer's matmul
 work in the recompute). The adapter

@@ -37,7 +37,9 @@ Stacks:
   forumtune_fp8   forumtune with train.base_matmul fp8 (the frozen base's matmuls in FP8; Ada/Hopper)
   fast*           forumtune.kernels' fast path in the minimal loop: all of it, or one part left out
                   (fast_bnbdequant: bitsandbytes' dequantize instead of kernels.nf4_dequant's;
-                  fast_fp8: all of it, with the base's matmuls in FP8, kernels.fp8_matmul)
+                  fast_fp8: all of it, with the base's matmuls in FP8, kernels.fp8_matmul;
+                  fast_fp8_fastaccum: the same with the FP8 GEMMs' fast accumulation, which forumtune
+                  leaves off)
   unsloth         FastLanguageModel (load_in_4bit) + get_peft_model(r=16, 7 projections,
                   use_gradient_checkpointing="unsloth") in the same minimal loop
 
@@ -67,8 +69,8 @@ invocation per shape keeps each under 10 minutes; the third line is the first-st
 FP8 base matmuls (train.base_matmul fp8) beside bf16 and unsloth, then the first-step gradient check
 (fast and fast_fp8 against plain's, same data and LoRA init):
   python benchmarks/train_throughput.py --stacks forumtune,forumtune_fp8,unsloth --shapes 2x2048 --out fp8.json
-  python benchmarks/train_throughput.py --stacks plain,fast,fast_fp8 --shapes 2x2048 --cap-gib 0 --warmup 1 \
-    --steps 2 --out fp8-grads.json
+  python benchmarks/train_throughput.py --stacks plain,fast,fast_fp8,fast_fp8_fastaccum --shapes 2x2048 \
+    --cap-gib 0 --warmup 1 --steps 2 --out fp8-grads.json
 CPU logic check (seconds): python benchmarks/train_throughput.py --preset tiny --stacks plain,forumtune \
   --shapes 2x64 --cap-gib 0 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-work
   (the families: --preset tiny-llama3, tiny-qwen2 or tiny-gemma2, with --stacks plain,fast,forumtune: `fast`
@@ -103,10 +105,15 @@ FAST_STACKS = {  # forumtune.kernels' fast path, all of it or one part left out:
     "fast_noskip": (True, True, True, True, False, True),
     "fast_bnbdequant": (True, True, True, True, True, False),
     "fast_fp8": (True, True, True, True, True, True),  # with the base's matmuls in FP8 (BASE_MATMUL)
+    "fast_fp8_fastaccum": (True, True, True, True, True, True),  # and _scaled_mm's fast accumulation
 }
 FORUMTUNE_STACKS = ("forumtune", "forumtune_eager", "forumtune_fp8")  # forumtune's own trainer
 STACKS = ("plain", "plain_autocast", "plain_bf16", *FORUMTUNE_STACKS, *FAST_STACKS, "unsloth")
-BASE_MATMUL = {"fast_fp8": "fp8", "forumtune_fp8": "fp8"}  # train.base_matmul; the other stacks' is bf16
+BASE_MATMUL = {
+    "fast_fp8": "fp8",
+    "fast_fp8_fastaccum": "fp8",
+    "forumtune_fp8": "fp8",
+}  # train.base_matmul; the other stacks' is bf16
 SAME_COMPUTATION = {
     "fast": "fast_nographs",
     "forumtune": "forumtune_eager",
@@ -219,7 +226,7 @@ def lora_and_optimizer(model, dropout: float = 0.0, optimizer_class=None):
 def load_fast(spec: dict[str, Any]):
     """forumtune's fast path (forumtune.kernels) on the same model and LoRA as `plain`, with forumtune's
     paged 8-bit AdamW (bitsandbytes' update as one kernel per param group, without its waits for the GPU)."""
-    from forumtune.kernels import lora_linear
+    from forumtune.kernels import fp8_matmul, lora_linear
     from forumtune.kernels.liger import apply_liger_kernels
     from forumtune.kernels.lora_linear import use_fused_lora
     from forumtune.train.allocator import use_expandable_segments
@@ -235,6 +242,7 @@ def load_fast(spec: dict[str, Any]):
         base_matmul=BASE_MATMUL.get(spec["stack"], "bf16"),
     )
     allocator = use_expandable_segments() if _device().type == "cuda" else "CPU"
+    fp8_matmul.FAST_ACCUM = spec["stack"] == "fast_fp8_fastaccum"  # this worker process only
     model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
     model, optimizer = lora_and_optimizer(

@@ -39,3 +39,13 @@ def test_the_smoke_run_writes_both_curves_and_the_gradient_errors(tmp_path):
     assert 0 < grads["bf16"]["overall"] < grads["fp8"]["overall"] < 1
     assert result["delta"] == written["delta"]
     assert written["fp8_kernel_check"].endswith(": 0 bytes or scales differ")
+
+
+def test_the_throughput_benchmarks_fp8_stacks_set_train_base_matmul():
+    import train_throughput as tt
+
+    assert set(tt.BASE_MATMUL) <= set(tt.STACKS) and "forumtune_fp8" in tt.FORUMTUNE_STACKS
+    assert tt.forumtune_train_settings({"stack": "forumtune_fp8"})["base_matmul"] == "fp8"
+    assert tt.forumtune_train_settings({"stack": "forumtune"})["base_matmul"] == "bf16"
+    assert tt.FAST_STACKS["fast_fp8"] == tt.FAST_STACKS["fast"]  # the same path, the base's products aside
+    assert tt.skips_down_proj("forumtune_fp8") and tt.skips_down_proj("fast_fp8")

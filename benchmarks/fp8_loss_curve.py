@@ -4,7 +4,8 @@ the same seed, data and settings, 200 optimizer steps each on forumtune's fast p
 
 Writes both train-loss curves (every step) and eval losses (every --eval-every steps) to JSON and a PNG,
 and prints: the mean train loss of the last 20 steps, the eval losses, the largest |fp8 − bf16| of each,
-tokens/s, and the first-step LoRA gradients of bf16 and fp8 against an fp32 reference (the same NF4
+tokens/s, each final adapter's held-out loss with bf16 products (as eval and chat run it: the training's
+own losses of the fp8 run include the fp8 forward's rounding), and the first-step LoRA gradients of bf16 and fp8 against an fp32 reference (the same NF4
 weights, batch and LoRA weights; lora_B drawn non-zero so that lora_A's gradients are not zero either).
 
     python benchmarks/fp8_loss_curve.py                                    # a GPU with FP8 (Ada, Hopper)
@@ -30,13 +31,15 @@ from typing import Any
 
 import torch
 from bench_common import environment, fmt, print_table, write_json
-from quality import ROOT, loss_curve
+from quality import ROOT, held_out_losses, loss_curve
 from rich.console import Console
 from train_throughput import check_fp8_dequantize
 
 from forumtune.config import Config, load_config
+from forumtune.eval.timing import PhaseTimer
 from forumtune.layout import RunLayout
 from forumtune.metrics_log import read_metrics
+from forumtune.models import pick_device
 from forumtune.pipeline import run_pipeline
 from forumtune.train import loading, loop, preflight
 
@@ -126,11 +129,14 @@ def train_variant(args: argparse.Namespace, variant: str, console: Console) -> d
     rows = [r for r in read_metrics(layout.metrics_csv) if r["split"] == "train"]
     rates = [float(r["tokens_per_s"]) for r in rows[min(5, len(rows) - 1) :]]  # after warm-up and capture
     curve = loss_curve(layout.root)
+    *_, base_loss, tuned_loss = held_out_losses(config, PhaseTimer(pick_device(config.train.device)))
     return {
         "run_dir": str(layout.root),
         "seconds": round(time.perf_counter() - started, 1),
         "loss_curve": curve,
         "final_train_loss": statistics.fmean(loss for _, loss in curve["train"][-LAST_STEPS:]),
+        # the final adapter as eval loads it: bitsandbytes' own bf16 products, whichever way it trained
+        "held_out_loss_bf16_products": {"base": base_loss, "tuned": tuned_loss},
         "tokens_per_s": statistics.median(rates),
         "peak_memory_mib": max(float(r["peak_memory_mib"] or 0) for r in rows),
         "dataset_sha256": dataset_digest(layout),
@@ -243,12 +249,20 @@ def print_report(result: dict[str, Any]) -> None:
     runs, delta = result["runs"], result["delta"]
     print(f"\n{result['model']} on the demo forum, {result['steps']} steps each ({result['device_label']})")
     print_table(
-        ["base matmuls", f"train loss (last {LAST_STEPS})", "final eval loss", "tokens/s", "peak MiB"],
+        [
+            "base matmuls",
+            f"train loss (last {LAST_STEPS})",
+            "final eval loss",
+            "held-out loss, bf16 products",
+            "tokens/s",
+            "peak MiB",
+        ],
         [
             [
                 v,
                 fmt(runs[v]["final_train_loss"], 4),
                 fmt(runs[v]["loss_curve"]["eval"][-1][1] if runs[v]["loss_curve"]["eval"] else None, 4),
+                fmt(runs[v]["held_out_loss_bf16_products"]["tuned"], 4),
                 fmt(runs[v]["tokens_per_s"]),
                 fmt(runs[v]["peak_memory_mib"]),
             ]

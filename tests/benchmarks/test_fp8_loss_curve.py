@@ -32,6 +32,8 @@ def test_the_smoke_run_writes_both_curves_and_the_gradient_errors(tmp_path):
         curve = runs[variant]["loss_curve"]
         assert [step for step, _ in curve["train"]] == [1, 2] and [s for s, _ in curve["eval"]] == [2]
         assert math.isfinite(runs[variant]["final_train_loss"]) and runs[variant]["tokens_per_s"] > 0
+        held_out = runs[variant]["held_out_loss_bf16_products"]
+        assert math.isfinite(held_out["tuned"]) and held_out["tuned"] != held_out["base"]
     assert written["delta"]["train"]["steps"] == 2
     grads = written["first_step_grads"]
     assert grads["bf16"]["tensors"] == grads["fp8"]["tensors"] > 0

@@ -51,3 +51,18 @@ def test_the_throughput_benchmarks_fp8_stacks_set_train_base_matmul():
     assert tt.forumtune_train_settings({"stack": "forumtune"})["base_matmul"] == "bf16"
     assert tt.FAST_STACKS["fast_fp8"] == tt.FAST_STACKS["fast"]  # the same path, the base's products aside
     assert tt.skips_down_proj("forumtune_fp8") and tt.skips_down_proj("fast_fp8")
+
+
+def test_the_profile_counts_fp8_kernels_where_they_belong():
+    import profile_step as ps
+
+    gemm = "void cutlass::device_kernel<f8f8bf16_rowwise_sm90_e4m3_kernel>"
+    shapes = [[4096, 4096], [4096, 14336]]
+    assert ps.classify(gemm, ["aten::_scaled_mm"], shapes, "forward", vocab=32000, rank=16) == "matmul base"
+    assert ps.gemm_precision(gemm) == "fp8" and ps.gemm_precision("sm90_xmma_gemm_bf16bf16") == "16-bit"
+    assert (
+        ps.classify("quantize_rows_body", [], [[4096, 4096]], "backward", vocab=32000, rank=16)
+        == "fp8 quantize"
+    )
+    dequantize = "dequantize_nf4_fp8_body"
+    assert ps.classify(dequantize, [], [], "forward", vocab=32000, rank=16) == "4-bit dequant"

@@ -18,7 +18,7 @@ import bitsandbytes.functional as F
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 from triton.runtime.interpreter import InterpretedFunction
 
-from forumtune.kernels import fp8_matmul, lora_linear
+from forumtune.kernels import fp8_matmul, lora_linear, nf4_dequant
 from forumtune.train.layer_checkpointing import use_layer_checkpointing
 from forumtune.train.precision import prepare_for_qlora
 from tests.kernels.test_kernels import ARCHITECTURES, SHAPE, batch, lora, relative_error
@@ -30,8 +30,9 @@ QUANTIZE = InterpretedFunction(fp8_matmul.quantize_rows_body)
 
 @pytest.fixture(autouse=True)
 def interpreted_helpers(monkeypatch):
-    """The kernels' jitted helper, as the interpreter runs it."""
+    """The kernels' jitted helpers, as the interpreter runs them."""
     monkeypatch.setattr(fp8_matmul, "round_to_grid", InterpretedFunction(fp8_matmul.round_to_fp8_grid))
+    monkeypatch.setattr(fp8_matmul, "block_values", InterpretedFunction(nf4_dequant.nf4_block_values))
 
 
 def nf4(shape, nested: bool, blocksize: int = 64, seed: int = 0):

@@ -33,6 +33,9 @@ from typing import Any
 
 import torch
 
+from forumtune.kernels import nf4_dequant
+from forumtune.kernels.nf4_dequant import block_values
+
 try:
     import triton
     import triton.language as tl
@@ -104,19 +107,20 @@ def dequantize_nf4_fp8_body(
     rows = tl.program_id(0) * TILE_ROWS + tl.arange(0, TILE_ROWS)
     in_range = rows < n_rows
     blocks = rows * (n_cols // BLOCK) + tl.program_id(1)
-    byte_index = blocks[:, None] * (BLOCK // 2) + tl.arange(0, BLOCK // 2)[None, :]
-    codes = tl.load(packed + byte_index, mask=in_range[:, None], other=0).to(tl.int32)
-    if NESTED:
-        quantized = tl.load(block_codes + blocks, mask=in_range, other=0).to(tl.int32)
-        scale = (
-            tl.load(scale_code + quantized)
-            * tl.load(block_scales + blocks // NESTED_BLOCK, mask=in_range, other=0.0)
-        ) + tl.load(offset_ptr)
-    else:
-        scale = tl.load(block_scales + blocks, mask=in_range, other=0.0)
-    high = tl.load(nf4_code + (codes >> 4)) * scale[:, None]
-    low = tl.load(nf4_code + (codes & 15)) * scale[:, None]
-    values = tl.reshape(tl.join(high, low), (TILE_ROWS, BLOCK))  # interleaved, as the bytes hold them
+    values = block_values(
+        packed,
+        block_codes,
+        block_scales,
+        scale_code,
+        offset_ptr,
+        nf4_code,
+        blocks,
+        in_range,
+        NESTED,
+        BLOCK // 2,
+        NESTED_BLOCK,
+        TILE_ROWS,
+    )
     inverse = tl.div_rn(1.0, tl.load(row_scales + rows, mask=in_range, other=1.0))  # a multiply per weight
     values = round_to_grid(values * inverse[:, None], MANTISSA_DROP, MIN_NORMAL_BITS, MAGIC)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -245,22 +249,11 @@ def dequantize_nf4_fp8(
         dtype=E4M3,
         device=weight.device,
     )
-    nf4_code = state.code.to(device=weight.device, dtype=torch.float32)
-    if state.nested:
-        block_codes, block_scales, scale_code = state.absmax, state.state2.absmax, state.state2.code
-        offset = torch.as_tensor(state.offset, dtype=torch.float32, device=weight.device).reshape(1)
-        nested_block = state.state2.blocksize
-    else:
-        block_codes = scale_code = offset = state.absmax  # unread
-        block_scales, nested_block = state.absmax, 1
+    *scale_arguments, nested_block = nf4_dequant.block_arguments(state, weight.device)
     grid = (triton.cdiv(out_features, tile_rows), in_features // state.blocksize)
     (kernel or compiled_kernels()[0])[grid](
         weight.reshape(-1),
-        block_codes,
-        block_scales,
-        scale_code,
-        offset,
-        nf4_code,
+        *scale_arguments,
         weight_row_scales(weight, state),
         out,
         out_features,

@@ -16,7 +16,8 @@ W is dequantized again in backward instead of being kept (it is the size of the 
 stay in the compute dtype. When a layer is recomputed for its backward, its down projection's output is
 not computed at all: in Llama-style layers it only feeds the layer's result, which the backward never
 reads (27% of the layer's matmul work in the recompute). The adapter format is untouched: the same peft
-module, parameters and state dict; only its forward is replaced. Reference: peft's `lora.Linear4bit.forward`, which `use_fused_lora` falls back to whenever this path
+module, parameters and state dict; only its forward is replaced.
+Reference: peft's `lora.Linear4bit.forward`, which `use_fused_lora` falls back to whenever this path
 does not apply (adapters disabled or merged, DoRA and other variants, several active adapters, LoRA
 bias, single-token decoding where bitsandbytes' gemv is faster).
 """

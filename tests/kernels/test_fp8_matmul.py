@@ -2,10 +2,12 @@
 torch references bit for bit; the fp8 layer and a whole tiny model (real bitsandbytes NF4) run through
 torch._scaled_mm's CPU kernel and are compared with the bf16 path and an fp32 reference.
 
-Measured here (the asserts leave room above these): one Mistral-shaped layer, fp8 against fp32 as relative
-Frobenius error: output 2.1e-2, input gradient 2.6e-2 (bf16: 3.5e-3 both); with dy in e5m2 the input
-gradient is 4.1e-2, so dy is e4m3. The layer's LoRA gradients do not go through the base product: bf16's.
-First-step LoRA gradients of a tiny Mistral against fp32: see test_first_step_lora_gradients_of_a_model.
+Measured here (relative Frobenius error against fp32; the asserts leave room above these): the base
+products of one Mistral-shaped NF4 layer, x Wᵀ 3.1e-2 and dy W 3.7e-2 in fp8 (bf16: 2.8e-3), from rounding
+x by 1.7e-2 and W by 2.5e-2; the whole fused layer (LoRA term included) y 2.9e-2 and dx 3.4e-2 (bf16:
+3.0e-3), dx 5.4e-2 with dy in e5m2, so dy is e4m3. The layer's LoRA gradients do not go through a base
+product: they are bf16's. First-step LoRA gradients of tiny models: test_first_step_lora_gradients_of_a_model
+(fp8 7.1e-2 to 7.8e-2 against fp32, bf16 9.2e-3).
 """
 
 from __future__ import annotations
@@ -129,6 +131,24 @@ def mistral_like_layer():
     return x, packed, state
 
 
+def test_the_base_products_are_within_e4m3_rounding_of_fp32():
+    x, packed, state = mistral_like_layer()
+    dense = lora_linear.dequantize_weight(packed, state, torch.float32, "bitsandbytes")
+    grad = torch.randn(384, 512, generator=torch.Generator().manual_seed(3))
+    rows, grads = x.to(torch.bfloat16), grad.to(torch.bfloat16)
+    products = relative_error(fp8_matmul.base_product(rows, packed, state).float(), x @ dense.t())
+    input_grads = relative_error(fp8_matmul.base_input_grad(grads, packed, state).float(), grad @ dense)
+    bf16 = relative_error((rows @ dense.to(torch.bfloat16).t()).float(), x @ dense.t())
+    # measured 3.1e-2 and 3.7e-2 (bf16 2.8e-3): e4m3 keeps 3 mantissa bits, about 2.5% rounding per operand
+    assert 2e-2 < products < 5e-2 and 2e-2 < input_grads < 5e-2 and bf16 < 5e-3
+    x_fp8, x_scales = fp8_matmul.quantize_rows(rows)
+    assert relative_error(x_fp8.float() * x_scales, rows.float()) < 3e-2  # measured 1.7e-2
+    w_fp8 = fp8_matmul.reference_dequantize_fp8(packed, state).float()
+    assert (
+        relative_error(w_fp8 * fp8_matmul.weight_row_scales(packed, state)[:, None], dense) < 3e-2
+    )  # 2.5e-2
+
+
 def test_the_fp8_layer_is_within_fp8_rounding_of_fp32_and_its_lora_gradients_are_bf16s():
     x, packed, state = mistral_like_layer()
     reference = layer_outputs(x, packed, state, "bf16", torch.float32)
@@ -140,9 +160,9 @@ def test_the_fp8_layer_is_within_fp8_rounding_of_fp32_and_its_lora_gradients_are
         relative_error(a, b)
         for a, b in zip(layer_outputs(x, packed, state, "fp8", torch.bfloat16), reference)
     ]
-    # measured: y 2.1e-2, dx 2.6e-2 (bf16 3.5e-3): e4m3 keeps 3 mantissa bits, a relative rounding error
+    # measured: y 2.9e-2, dx 3.4e-2 (bf16 3.0e-3): e4m3 keeps 3 mantissa bits, a relative rounding error
     # of up to 6% per operand and about 2.5% on average
-    assert 1e-2 < fp8[0] < 3.5e-2 and 1e-2 < fp8[1] < 3.5e-2
+    assert 1e-2 < fp8[0] < 5e-2 and 1e-2 < fp8[1] < 5e-2
     assert bf16[0] < 6e-3 and bf16[1] < 6e-3
     # dA and dB come from x, dy and the LoRA product, never from the base's: the same as bf16's
     assert fp8[2:] == pytest.approx(bf16[2:], rel=1e-6) and max(fp8[2:]) < 6e-3
@@ -155,7 +175,7 @@ def test_dy_in_e4m3_gives_a_smaller_input_gradient_error_than_e5m2(monkeypatch):
     for dtype in (E4M3, E5M2):
         monkeypatch.setattr(fp8_matmul, "GRAD_DTYPE", dtype)
         errors[dtype] = relative_error(layer_outputs(x, packed, state, "fp8", torch.bfloat16)[1], reference)
-    # measured 2.6e-2 against 4.1e-2: with a scale per row, e5m2's wider range buys nothing here
+    # measured 3.4e-2 against 5.4e-2: with a scale per row, e5m2's wider range buys nothing here
     assert errors[E4M3] < 0.75 * errors[E5M2]
 
 

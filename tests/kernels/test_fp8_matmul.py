@@ -31,8 +31,8 @@ QUANTIZE = InterpretedFunction(fp8_matmul.quantize_rows_body)
 
 
 @pytest.fixture(autouse=True)
-def interpreted_helpers(monkeypatch):
-    """The kernels' jitted helpers, as the interpreter runs them."""
+def interpreted_device_functions(monkeypatch):
+    """The jitted functions the kernels call, as the interpreter runs them."""
     monkeypatch.setattr(fp8_matmul, "round_to_grid", InterpretedFunction(fp8_matmul.round_to_fp8_grid))
     monkeypatch.setattr(fp8_matmul, "block_values", InterpretedFunction(nf4_dequant.nf4_block_values))
 

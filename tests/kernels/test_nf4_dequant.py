@@ -18,8 +18,8 @@ INTERPRETED = InterpretedFunction(nf4_dequant.dequantize_nf4_body)
 
 
 @pytest.fixture(autouse=True)
-def interpreted_helpers(monkeypatch):
-    """The kernel's jitted helper, as the interpreter runs it."""
+def interpreted_device_functions(monkeypatch):
+    """The jitted function the kernel calls, as the interpreter runs it."""
     monkeypatch.setattr(nf4_dequant, "block_values", InterpretedFunction(nf4_dequant.nf4_block_values))
 
 

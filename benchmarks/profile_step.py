@@ -5,7 +5,9 @@ warm-up runs under the profiler with a device synchronization between its phases
 clip + optimizer), so every kernel falls inside its phase's time window. Kernels are grouped by name
 and by the operator that launched them:
 
-  4-bit dequant      bitsandbytes dequantize kernels (NF4 weights, double-quant absmax)
+  4-bit dequant      bitsandbytes dequantize kernels (NF4 weights, double-quant absmax), forumtune's
+                     NF4 to bf16 or to fp8
+  fp8 quantize       with train.base_matmul fp8: activations and output gradients to e4m3, per row
   matmul base        GEMMs on the dequantized base weights
   matmul LoRA        GEMMs with the LoRA rank as one dimension
   attention          SDPA / flash / memory-efficient attention kernels
@@ -32,6 +34,7 @@ import bench_common as bc
 
 CATEGORIES = [
     "4-bit dequant",
+    "fp8 quantize",  # train.base_matmul fp8: activations and output gradients to e4m3 (kernels.fp8_matmul)
     "matmul base",
     "matmul LoRA",
     "attention",
@@ -48,6 +51,7 @@ _GEMM = re.compile(
 _ATTN = re.compile(r"flash|fmha|attention|sdpa|mha|_attn", re.IGNORECASE)
 _CE = re.compile(r"softmax|nll_loss|cross_entropy|logsumexp", re.IGNORECASE)
 _DEQUANT = re.compile(r"dequant", re.IGNORECASE)
+_FP8_QUANT = re.compile(r"quantize_rows", re.IGNORECASE)
 _OPT = re.compile(r"optimizer|adam", re.IGNORECASE)
 
 
@@ -82,6 +86,7 @@ def classify(
         "aten::addmm",
         "aten::bmm",
         "aten::matmul",
+        "aten::_scaled_mm",
     )
     fused_attention = any(
         "flash_attention" in n or "efficient_attention" in n or "cudnn_attention" in n for n in op_names
@@ -90,6 +95,8 @@ def classify(
         return "optimizer"
     if _DEQUANT.search(kernel) or "dequantize" in op_name:
         return "4-bit dequant"
+    if _FP8_QUANT.search(kernel):
+        return "fp8 quantize"
     if fused_attention or _ATTN.search(kernel) or attention_shaped(shapes, head_dim, is_gemm):
         return "attention"
     if vocab in dims or _CE.search(kernel) or "nll_loss" in op_name:
@@ -103,6 +110,8 @@ def classify(
 
 def gemm_precision(kernel: str) -> str:
     k = kernel.lower()
+    if "e4m3" in k or "e5m2" in k or "f8f8" in k or "fp8" in k:
+        return "fp8"
     if "f32f32" in k or "sgemm" in k or "ffma" in k or "tf32" in k:
         return "fp32"
     return "16-bit"

@@ -113,14 +113,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     trained_s = time.perf_counter() - started
     run_dir, device = config.run_dir, pick_device(config.train.device)
     timer = PhaseTimer(device)
-    with timer.phase("load"):
-        tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
-        model = load_adapter_model(config.model, RunLayout.of(config, run_dir).adapter, device)
-    records = read_jsonl(RunLayout(run_dir).dataset.eval)
-    with timer.phase("eval loss"):
-        base_loss, tuned_loss = base_and_tuned_losses(
-            model, records, config.train.micro_batch_size, tokenizer.pad_token_id, device
-        )
+    tokenizer, model, records, base_loss, tuned_loss = held_out_losses(config, timer)
     questions = held_out_questions(records, args.samples)
     settings = generation_settings(config)
     samples, _ = answer_questions(model, tokenizer, questions, settings, timer, greedy_baseline=True)
@@ -169,6 +162,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "prompt_turns": [len(prompt_messages(q)) for q in questions],
         "decoding_sweep": sweep,
     }
+
+
+def held_out_losses(config, timer: PhaseTimer) -> tuple[Any, Any, list[dict[str, Any]], float, float]:
+    """The trained adapter loaded as eval loads it, and the eval loss per answer token of the base and
+    the fine-tune on the held-out split: (tokenizer, model, records, base loss, tuned loss)."""
+    run_dir, device = config.run_dir, pick_device(config.train.device)
+    with timer.phase("load"):
+        tokenizer = load_tokenizer(config.model.base, config.build.chat_template)
+        model = load_adapter_model(config.model, RunLayout.of(config, run_dir).adapter, device)
+    records = read_jsonl(RunLayout(run_dir).dataset.eval)
+    with timer.phase("eval loss"):
+        base_loss, tuned_loss = base_and_tuned_losses(
+            model, records, config.train.micro_batch_size, tokenizer.pad_token_id, device
+        )
+    return tokenizer, model, records, base_loss, tuned_loss
 
 
 def distinct_questions(run_dir: Path, count: int) -> list[list[dict[str, str]]]:

@@ -34,8 +34,12 @@ Stacks:
                   (the reference their gradients should match to bf16 noise)
   forumtune       forumtune.train.loop.run_train on a synthetic dataset in forumtune's format
   forumtune_eager the same with train.cuda_graphs false (the layers launched kernel by kernel)
+  forumtune_fp8   forumtune with train.base_matmul fp8 (the frozen base's matmuls in FP8; Ada/Hopper)
   fast*           forumtune.kernels' fast path in the minimal loop: all of it, or one part left out
-                  (fast_bnbdequant: bitsandbytes' dequantize instead of kernels.nf4_dequant's)
+                  (fast_bnbdequant: bitsandbytes' dequantize instead of kernels.nf4_dequant's;
+                  fast_fp8: all of it, with the base's matmuls in FP8, kernels.fp8_matmul;
+                  fast_fp8_fastaccum: the same with the FP8 GEMMs' fast accumulation, which forumtune
+                  leaves off)
   unsloth         FastLanguageModel (load_in_4bit) + get_peft_model(r=16, 7 projections,
                   use_gradient_checkpointing="unsloth") in the same minimal loop
 
@@ -62,6 +66,11 @@ invocation per shape keeps each under 10 minutes; the third line is the first-st
   python benchmarks/train_throughput.py --stacks forumtune --bisect-seq --bisect-start 16384 \
     --bisect-min 16384 --bisect-max 32768 --bisect-step 16384 --warmup 2 --steps 2 --tile-mlp auto \
     --out longest-tiled.json
+FP8 base matmuls (train.base_matmul fp8) beside bf16 and unsloth, then the first-step gradient check
+(fast and fast_fp8 against plain's, same data and LoRA init):
+  python benchmarks/train_throughput.py --stacks forumtune,forumtune_fp8,unsloth --shapes 2x2048 --out fp8.json
+  python benchmarks/train_throughput.py --stacks plain,fast,fast_fp8,fast_fp8_fastaccum --shapes 2x2048 \
+    --cap-gib 0 --warmup 1 --steps 2 --out fp8-grads.json
 CPU logic check (seconds): python benchmarks/train_throughput.py --preset tiny --stacks plain,forumtune \
   --shapes 2x64 --cap-gib 0 --model-dir /tmp/tiny-model --work-dir /tmp/tiny-work
   (the families: --preset tiny-llama3, tiny-qwen2 or tiny-gemma2, with --stacks plain,fast,forumtune: `fast`
@@ -95,8 +104,16 @@ FAST_STACKS = {  # forumtune.kernels' fast path, all of it or one part left out:
     "fast_nofuse": (True, True, False, True, True, True),
     "fast_noskip": (True, True, True, True, False, True),
     "fast_bnbdequant": (True, True, True, True, True, False),
+    "fast_fp8": (True, True, True, True, True, True),  # with the base's matmuls in FP8 (BASE_MATMUL)
+    "fast_fp8_fastaccum": (True, True, True, True, True, True),  # and _scaled_mm's fast accumulation
 }
-STACKS = ("plain", "plain_autocast", "plain_bf16", "forumtune", "forumtune_eager", *FAST_STACKS, "unsloth")
+FORUMTUNE_STACKS = ("forumtune", "forumtune_eager", "forumtune_fp8")  # forumtune's own trainer
+STACKS = ("plain", "plain_autocast", "plain_bf16", *FORUMTUNE_STACKS, *FAST_STACKS, "unsloth")
+BASE_MATMUL = {
+    "fast_fp8": "fp8",
+    "fast_fp8_fastaccum": "fp8",
+    "forumtune_fp8": "fp8",
+}  # train.base_matmul; the other stacks' is bf16
 SAME_COMPUTATION = {
     "fast": "fast_nographs",
     "forumtune": "forumtune_eager",
@@ -209,7 +226,7 @@ def lora_and_optimizer(model, dropout: float = 0.0, optimizer_class=None):
 def load_fast(spec: dict[str, Any]):
     """forumtune's fast path (forumtune.kernels) on the same model and LoRA as `plain`, with forumtune's
     paged 8-bit AdamW (bitsandbytes' update as one kernel per param group, without its waits for the GPU)."""
-    from forumtune.kernels import lora_linear
+    from forumtune.kernels import fp8_matmul, lora_linear
     from forumtune.kernels.liger import apply_liger_kernels
     from forumtune.kernels.lora_linear import use_fused_lora
     from forumtune.train.allocator import use_expandable_segments
@@ -220,9 +237,12 @@ def load_fast(spec: dict[str, Any]):
 
     use_liger, offload, fuse, use_graphs, skip, triton_dequant = FAST_STACKS[spec["stack"]]
     fused_options = lora_linear.FusedLoRA(
-        dequantize="triton" if triton_dequant else "bitsandbytes", skip_unread_outputs=skip
+        dequantize="triton" if triton_dequant else "bitsandbytes",
+        skip_unread_outputs=skip,
+        base_matmul=BASE_MATMUL.get(spec["stack"], "bf16"),
     )
     allocator = use_expandable_segments() if _device().type == "cuda" else "CPU"
+    fp8_matmul.FAST_ACCUM = spec["stack"] == "fast_fp8_fastaccum"  # this worker process only
     model = load_nf4_base(spec)
     kernels = apply_liger_kernels(model) if use_liger else []
     model, optimizer = lora_and_optimizer(
@@ -243,6 +263,7 @@ def load_fast(spec: dict[str, Any]):
             f"CUDA graphs: {use_graphs}",
             f"recompute skips unread outputs: {skip}",
             check_dequantize(model, fused_options.dequantize),
+            *([check_fp8_dequantize(model)] if fused_options.base_matmul == "fp8" else []),
         ],
     )
 
@@ -275,6 +296,36 @@ def check_dequantize(model, kernel: str) -> str:
     else:
         path = "direct kernels" if _cuda_kernels() and layers[0].weight.is_cuda else "torch.ops"
     return f"dequantize ({path}) vs bitsandbytes on {len(layers)} projections: max abs diff {worst}"
+
+
+def check_fp8_dequantize(model) -> str:
+    """kernels.fp8_matmul's NF4-to-e4m3 kernel (both layouts) against its torch reference (bitsandbytes'
+    fp32 dequantization ÷ the row scales, cast) on the first decoder layer's projections: the same bytes."""
+    import torch
+    from bitsandbytes.nn import Linear4bit
+
+    from forumtune.kernels import fp8_matmul
+
+    layers = [m for n, m in model.named_modules() if isinstance(m, Linear4bit) and ".layers.0." in n]
+    differing = 0
+    kernel = all(fp8_matmul.triton_dequantizes(m.weight, m.weight.quant_state) for m in layers)
+    for m in layers:
+        for transposed in (False, True):
+            ours = fp8_matmul.dequantize_for_fp8(m.weight, m.weight.quant_state, transposed=transposed)
+            ref = fp8_matmul.reference_dequantize_fp8(m.weight, m.weight.quant_state, transposed=transposed)
+            differing += int((ours.view(torch.uint8) != ref.view(torch.uint8)).sum())
+    rows = torch.randn(512, 4096, device=layers[0].weight.device, dtype=torch.bfloat16)
+    rows[:, :8] *= 50  # outlier channels
+    for dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        ours, ours_scales = fp8_matmul.quantize_rows(rows, dtype)
+        ref, ref_scales = fp8_matmul.reference_quantize_rows(rows, dtype)
+        differing += int((ours.view(torch.uint8) != ref.view(torch.uint8)).sum())
+        differing += int((ours_scales != ref_scales).sum())
+    path = "Triton kernels" if kernel else "torch references"
+    return (
+        f"fp8 dequantize and row quantization ({path}) vs torch references on {len(layers)} projections "
+        f"and 512x4096 activations: {differing} bytes or scales differ"
+    )
 
 
 def save_grad_sample(model, path: Path, kinds: tuple[str, ...] = ("lora_B",)) -> None:
@@ -765,7 +816,10 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
 
 def forumtune_train_settings(spec: dict[str, Any]) -> dict[str, Any]:
     """The train.* keys the forumtune stacks set beyond the shared benchmark config."""
-    settings: dict[str, Any] = {"cuda_graphs": spec["stack"] != "forumtune_eager"}
+    settings: dict[str, Any] = {
+        "cuda_graphs": spec["stack"] != "forumtune_eager",
+        "base_matmul": BASE_MATMUL.get(spec["stack"], "bf16"),
+    }
     for key in ("tile_mlp", "split_attention"):
         if spec.get(key) is not None:  # else the config's default (auto)
             settings[key] = spec[key]
@@ -787,6 +841,7 @@ def worker(spec: dict[str, Any]) -> None:
         "batch": spec.get("batch"),
         "seq": spec.get("seq"),
         "cap_gib": spec.get("cap_gib") or None,
+        "base_matmul": BASE_MATMUL.get(spec.get("stack"), "bf16"),
     }
     if spec["stack"] != "build":
         bc.start_device_use()  # the card's idle free memory, before anything here touches CUDA
@@ -806,7 +861,7 @@ def worker(spec: dict[str, Any]) -> None:
             import profile_step
 
             result.update(profile_step.run(spec, sys.modules[__name__]))
-        elif spec["stack"] in ("forumtune", "forumtune_eager"):
+        elif spec["stack"] in FORUMTUNE_STACKS:
             result.update(run_forumtune(spec))
         else:
             result.update(run_minimal_loop(spec))
@@ -1197,7 +1252,7 @@ def skips_down_proj(stack: str) -> bool:
     recompute term, train/compute.py)."""
     if stack in FAST_STACKS:
         return FAST_STACKS[stack][4]
-    return stack in ("forumtune", "forumtune_eager")
+    return stack in FORUMTUNE_STACKS
 
 
 def median_tokens_per_s(run: dict[str, Any], warmup: int) -> float | None:

@@ -378,6 +378,14 @@ class TrainConfig(Section):
         "dequantize an NF4 weight: triton (one kernel, bit-identical to bitsandbytes' two and faster), or "
         "bitsandbytes.",
     )
+    base_matmul: Literal["bf16", "fp8"] = Field(
+        "bf16",
+        description="On the fast path, the dtype of the frozen 4-bit base's matmuls (the LoRA update "
+        "stays bf16): bf16, or fp8 (opt-in: e4m3 with a scale per token and per weight row through "
+        "torch._scaled_mm, about twice the tensor-core rate, with fp8 rounding in the products; "
+        "benchmarks/RESULTS.md has its loss curve against bf16). fp8 needs a CUDA GPU of compute "
+        "capability 8.9 or later (Ada, Hopper), an NF4 base and bfloat16 compute.",
+    )
     tile_mlp: Literal["auto", "off"] | int = Field(
         "auto",
         json_schema_extra=NO_RERUN,
@@ -748,6 +756,26 @@ class Config(Section):
             self.eval.device = self.train.device
         if self.chat.device is None:
             self.chat.device = self.train.device
+        return self
+
+    @model_validator(mode="after")
+    def _fp8_base_matmul_needs_the_fast_nf4_path(self) -> Config:
+        if self.train.base_matmul != "fp8":
+            return self
+        model, train = self.model, self.train
+        needs = {
+            "train.fast_path=true": train.fast_path,
+            "model.load_in_4bit=true": model.load_in_4bit,
+            "model.quant_type=nf4": model.quant_type == "nf4",
+            "model.compute_dtype=bfloat16": model.compute_dtype == "bfloat16",
+            "train.device=auto or cuda": train.device != "cpu",
+        }
+        missing = [setting for setting, met in needs.items() if not met]
+        if missing:
+            raise ValueError(
+                "train.base_matmul=fp8 runs the fast path's NF4 base matmuls in FP8 on a GPU; it needs "
+                f"{', '.join(missing)} (or set train.base_matmul=bf16)"
+            )
         return self
 
     @model_validator(mode="after")

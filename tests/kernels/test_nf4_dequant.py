@@ -17,6 +17,12 @@ from forumtune.kernels import nf4_dequant
 INTERPRETED = InterpretedFunction(nf4_dequant.dequantize_nf4_body)
 
 
+@pytest.fixture(autouse=True)
+def interpreted_device_functions(monkeypatch):
+    """The jitted function the kernel calls, as the interpreter runs it."""
+    monkeypatch.setattr(nf4_dequant, "block_values", InterpretedFunction(nf4_dequant.nf4_block_values))
+
+
 def exact_fp32(packed: torch.Tensor, state) -> torch.Tensor:
     """code[nibble] * block scale in fp32, with bitsandbytes' own nested-scale dequantization."""
     scales = (

@@ -11,6 +11,9 @@
 - `nf4_dequant.dequantize_nf4`: a double-quantized NF4 weight to bf16 in one Triton kernel, bit-identical
   to bitsandbytes' two and 1.48x faster per layer (`train.dequantize_kernel`, "triton" by default,
   "bitsandbytes" to switch back). Reference: `bitsandbytes.functional.dequantize_4bit`.
+- `fp8_matmul`: the base's matmuls in FP8 (`train.base_matmul: fp8`, opt-in): NF4 straight to e4m3 with a
+  scale per weight row in one Triton kernel, activations and gradients to e4m3 with a scale per row,
+  `torch._scaled_mm`. References: its torch versions (bit for bit) and the bf16 path (within fp8 rounding).
 
 The rest of the fast path is how training runs rather than what it computes, and lives in train/:
 `precision` (bf16 activations instead of peft's fp32 upcast), `layer_checkpointing` (checkpointed layers,
@@ -19,6 +22,6 @@ docs/ARCHITECTURE.md shows how train/loading.py wires them together. Which of bi
 a 4-bit weight is in (trainable, or packed for generation) is decided in forumtune/cpu_layout.py.
 """
 
-from forumtune.kernels import answer_log_probs, liger, lora_linear, nf4_dequant
+from forumtune.kernels import answer_log_probs, fp8_matmul, liger, lora_linear, nf4_dequant
 
-__all__ = ["answer_log_probs", "liger", "lora_linear", "nf4_dequant"]
+__all__ = ["answer_log_probs", "fp8_matmul", "liger", "lora_linear", "nf4_dequant"]

@@ -11,11 +11,12 @@ and the add alone were 17% of the GPU time, and the host, not the GPU, set the p
     y  = x W^T + s (x_d A^T) B^T          (W dequantized from NF4/FP4, x_d = dropout(x))
     dB = s dy^T (x_d A^T)      dA = (s dy B)^T x_d      dx = dy W + [(s dy B) A  if no dropout]
 
-W is dequantized again in backward instead of being kept (it is the size of the layer). When a layer
-is recomputed for its backward, its down projection's output is not computed at all: in Llama-style
-layers it only feeds the layer's result, which the backward never reads (27% of the layer's matmul
-work in the recompute). The adapter
-format is untouched: the same peft module, parameters and state dict; only its forward is replaced.
+W is dequantized again in backward instead of being kept (it is the size of the layer). With
+`FusedLoRA.base_matmul` "fp8" the two products with W run in FP8 (kernels/fp8_matmul.py); the LoRA terms
+stay in the compute dtype. When a layer is recomputed for its backward, its down projection's output is
+not computed at all: in Llama-style layers it only feeds the layer's result, which the backward never
+reads (27% of the layer's matmul work in the recompute). The adapter format is untouched: the same peft
+module, parameters and state dict; only its forward is replaced.
 Reference: peft's `lora.Linear4bit.forward`, which `use_fused_lora` falls back to whenever this path
 does not apply (adapters disabled or merged, DoRA and other variants, several active adapters, LoRA
 bias, single-token decoding where bitsandbytes' gemv is faster).
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 
 from forumtune import cpu_layout
-from forumtune.kernels import nf4_dequant
+from forumtune.kernels import fp8_matmul, nf4_dequant
 
 MIN_TOKENS = 16  # below this (decoding), bitsandbytes' fused 4-bit gemv beats dequantize + matmul
 # decoder layers that end in `residual + mlp.down_proj(...)`, by model_type: recomputing them for the
@@ -57,6 +58,9 @@ class FusedLoRA:
     # an H100); "bitsandbytes": its two CUDA kernels (scales, then weights), also where Triton cannot run
     dequantize: str = "triton"
     skip_unread_outputs: bool = True  # False: compute them anyway (the benchmark's ablation)
+    # "fp8": the base's products through kernels.fp8_matmul (train.base_matmul), where the layer's activations
+    # are bf16 and its sizes suit torch._scaled_mm; "bf16": dequantize and multiply in the compute dtype
+    base_matmul: str = "bf16"
 
 
 def is_recomputing() -> bool:
@@ -142,6 +146,7 @@ class QLoRAMatmul(torch.autograd.Function):
         scale: float,
         output_unread: bool = False,
         dequantize: str = "triton",
+        base_matmul: str = "bf16",
     ) -> torch.Tensor:
         """`output_unread`: only the saved tensors are needed (a recompute whose result nobody reads);
         the output is left unwritten. The small LoRA product is written first and the big matmul adds
@@ -153,14 +158,17 @@ class QLoRAMatmul(torch.autograd.Function):
         a, b = lora_a.to(dtype), lora_b.to(dtype)
         down = torch.mm(lora_in, a.t()).mul_(scale)  # s * x_d A^T
         out_features = quant_state.shape[0]
+        fp8 = base_matmul == "fp8" and dtype == torch.bfloat16 and fp8_matmul.fits(quant_state)
         if output_unread:
             out = rows.new_empty((rows.shape[0], out_features))
+        elif fp8:  # _scaled_mm cannot add to an output: the small LoRA product is added afterwards
+            out = fp8_matmul.base_product(rows, base_weight, quant_state, bias).addmm_(down, b.t())
         else:
             out = torch.mm(down, b.t()) if bias is None else torch.addmm(bias.to(dtype), down, b.t())
             out.addmm_(rows, dequantize_weight(base_weight, quant_state, dtype, dequantize).t())
         ctx.save_for_backward(lora_in, down, a, b)
         ctx.base_weight, ctx.quant_state, ctx.scale = base_weight, quant_state, scale
-        ctx.dequantize = dequantize
+        ctx.dequantize, ctx.fp8 = dequantize, fp8
         ctx.separate_dropout = dropped_x is not None
         ctx.x_shape, ctx.x_dtype, ctx.lora_dtypes = x.shape, x.dtype, (lora_a.dtype, lora_b.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
@@ -174,7 +182,12 @@ class QLoRAMatmul(torch.autograd.Function):
         grad_a = torch.mm(grad_down.t(), lora_in).to(ctx.lora_dtypes[0]) if need_a else None
         grad_b = torch.mm(grad.t(), down).to(ctx.lora_dtypes[1]) if need_b else None  # down holds the scale
         grad_x = grad_dropped = None
-        if need_x:
+        if need_x and ctx.fp8:
+            grad_x = fp8_matmul.base_input_grad(grad, ctx.base_weight, ctx.quant_state)
+            if not ctx.separate_dropout:
+                grad_x.addmm_(grad_down, a)
+            grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype)
+        elif need_x:
             weight = dequantize_weight(ctx.base_weight, ctx.quant_state, grad.dtype, ctx.dequantize)
             if ctx.separate_dropout:
                 grad_x = torch.mm(grad, weight)
@@ -183,7 +196,7 @@ class QLoRAMatmul(torch.autograd.Function):
             grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype)
         if ctx.separate_dropout and need_dropped:
             grad_dropped = torch.mm(grad_down, a).view(ctx.x_shape)
-        return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None, None, None
+        return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None, None, None, None
 
 
 def fused_forward(
@@ -224,6 +237,7 @@ def fused_forward(
         module.scaling[name],
         unread,
         options.dequantize,
+        options.base_matmul,
     )
 
 

@@ -27,6 +27,37 @@ ROWS = 32  # quantization blocks per program
 NUM_WARPS = 2
 
 
+def nf4_block_values(
+    packed,
+    block_codes,
+    block_scales,
+    scale_code,
+    offset_ptr,
+    nf4_code,
+    blocks,
+    in_range,
+    NESTED: tl.constexpr,
+    BYTES_PER_BLOCK: tl.constexpr,
+    NESTED_BLOCK: tl.constexpr,
+    ROWS: tl.constexpr,
+):
+    """The fp32 weights of ROWS quantization blocks (one block a row, in stored order): NF4 code × the
+    block's scale, the nested scale's product rounded before its sum as bitsandbytes does it."""
+    byte_index = blocks[:, None] * BYTES_PER_BLOCK + tl.arange(0, BYTES_PER_BLOCK)[None, :]
+    codes = tl.load(packed + byte_index, mask=in_range[:, None], other=0).to(tl.int32)
+    if NESTED:
+        quantized = tl.load(block_codes + blocks, mask=in_range, other=0).to(tl.int32)
+        scale = (
+            tl.load(scale_code + quantized)
+            * tl.load(block_scales + blocks // NESTED_BLOCK, mask=in_range, other=0.0)
+        ) + tl.load(offset_ptr)
+    else:
+        scale = tl.load(block_scales + blocks, mask=in_range, other=0.0)
+    high = tl.load(nf4_code + (codes >> 4)) * scale[:, None]
+    low = tl.load(nf4_code + (codes & 15)) * scale[:, None]
+    return tl.reshape(tl.join(high, low), (ROWS, 2 * BYTES_PER_BLOCK))  # interleaved
+
+
 def dequantize_nf4_body(
     packed,
     block_codes,
@@ -43,26 +74,27 @@ def dequantize_nf4_body(
 ):
     blocks = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     in_range = blocks < n_blocks
-    byte_index = blocks[:, None] * BYTES_PER_BLOCK + tl.arange(0, BYTES_PER_BLOCK)[None, :]
-    codes = tl.load(packed + byte_index, mask=in_range[:, None], other=0).to(tl.int32)
-    if NESTED:
-        quantized = tl.load(block_codes + blocks, mask=in_range, other=0).to(tl.int32)
-        scale = (
-            tl.load(scale_code + quantized)
-            * tl.load(block_scales + blocks // NESTED_BLOCK, mask=in_range, other=0.0)
-        ) + tl.load(offset_ptr)
-    else:
-        scale = tl.load(block_scales + blocks, mask=in_range, other=0.0)
-    high = tl.load(nf4_code + (codes >> 4)) * scale[:, None]
-    low = tl.load(nf4_code + (codes & 15)) * scale[:, None]
-    values = tl.reshape(tl.join(high, low), (ROWS, 2 * BYTES_PER_BLOCK)).to(
-        out.dtype.element_ty
-    )  # interleaved
+    values = block_values(
+        packed,
+        block_codes,
+        block_scales,
+        scale_code,
+        offset_ptr,
+        nf4_code,
+        blocks,
+        in_range,
+        NESTED,
+        BYTES_PER_BLOCK,
+        NESTED_BLOCK,
+        ROWS,
+    ).to(out.dtype.element_ty)
     out_index = blocks[:, None] * (2 * BYTES_PER_BLOCK) + tl.arange(0, 2 * BYTES_PER_BLOCK)[None, :]
     tl.store(out + out_index, values, mask=in_range[:, None])
 
 
 available = triton is not None
+# the kernels call the block decoding through this name: jitted here, Triton's interpreter in the CPU tests
+block_values = triton.jit(nf4_block_values) if available else None
 
 
 @functools.cache
@@ -102,25 +134,11 @@ def dequantize_nf4(
         raise ValueError(f"{numel} weights do not fill blocks of {state.blocksize}")
     n_blocks = numel // state.blocksize
     out = torch.empty(tuple(state.shape), dtype=dtype, device=weight.device)
-    nf4_code = state.code.to(device=weight.device, dtype=torch.float32)
-    if state.nested:
-        block_codes, block_scales = state.absmax, state.state2.absmax
-        scale_code, offset = (
-            state.state2.code,
-            torch.as_tensor(state.offset, dtype=torch.float32, device=weight.device).reshape(1),
-        )
-        nested_block = state.state2.blocksize
-    else:
-        block_codes = scale_code = offset = state.absmax  # unread
-        block_scales, nested_block = state.absmax, 1
+    *scale_arguments, nested_block = block_arguments(state, weight.device)
     launch = (kernel or compiled_kernel())[(triton.cdiv(n_blocks, rows),)]
     launch(
         weight.reshape(-1),
-        block_codes,
-        block_scales,
-        scale_code,
-        offset,
-        nf4_code,
+        *scale_arguments,
         out.reshape(-1),
         n_blocks,
         NESTED=bool(state.nested),
@@ -131,3 +149,14 @@ def dequantize_nf4(
         enable_fp_fusion=False,
     )  # bitsandbytes rounds the scale's product before its sum
     return out
+
+
+def block_arguments(state: Any, device: torch.device) -> tuple[Any, ...]:
+    """What `nf4_block_values` reads besides the packed bytes: (8-bit block codes, block scales, the
+    scales' code, the offset, the NF4 code) and the nested block size; without double quantization the
+    block scales are the fp32 absmax and the rest is unread."""
+    nf4_code = state.code.to(device=device, dtype=torch.float32)
+    if not state.nested:
+        return state.absmax, state.absmax, state.absmax, state.absmax, nf4_code, 1
+    offset = torch.as_tensor(state.offset, dtype=torch.float32, device=device).reshape(1)
+    return state.absmax, state.state2.absmax, state.state2.code, offset, nf4_code, state.state2.blocksize

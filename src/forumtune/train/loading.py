@@ -68,12 +68,14 @@ def attach_lora(
     dequantize_kernel: str = "triton",
     tile_mlp: str | int = "off",
     split_attention: str = "off",
+    base_matmul: str = "bf16",
 ) -> PeftModel:
     """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
     the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed and each
     4-bit LoRA projection as one fused autograd function; `graphs` replays checkpointed layers as CUDA graphs;
     `tile_mlp` (train.tile_mlp) runs each checkpointed layer's MLP in tiles of the sequence;
-    `split_attention` (train.split_attention) runs long micro-batches' attention a group of heads at a time."""
+    `split_attention` (train.split_attention) runs long micro-batches' attention a group of heads at a time;
+    `base_matmul` (train.base_matmul) is the dtype of the fused layers' base products."""
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if fast:
         kernels.liger.apply_liger_kernels(model)
@@ -86,7 +88,9 @@ def attach_lora(
     else:
         adapted = get_peft_model(model, peft_config(lora))
     if fast:
-        kernels.lora_linear.use_fused_lora(adapted, FusedLoRA(dequantize=dequantize_kernel))
+        kernels.lora_linear.use_fused_lora(
+            adapted, FusedLoRA(dequantize=dequantize_kernel, base_matmul=base_matmul)
+        )
     tiling = tiled_mlp.tiling_for(tile_mlp, split_attention=split_attention == "on")
     if fast and gradient_checkpointing and tiling is not None:
         tiled_mlp.use_tiled_mlp(adapted, tiling)
@@ -120,6 +124,7 @@ def load_for_training(
         # which the tiles' backward (a recompute of its own) is not written for
         tile_mlp="off" if shardable else config.train.tile_mlp,
         split_attention=settled_split_attention(config, device),
+        base_matmul=config.train.base_matmul,
     )
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)

@@ -18,6 +18,8 @@ from forumtune.train.oom_advice import oom_advice
 from forumtune.train.plan import GIB, format_gib, plan_memory, print_plan
 from forumtune.train.reporting import check_loggers_installed
 
+FP8_CAPABILITY = (8, 9)  # the first GPUs with FP8 tensor cores (Ada); Hopper is 9.0
+
 
 def check_before_loading(
     config: Config, train_records: list[dict[str, Any]], device: torch.device, ranks: Ranks, console: Console
@@ -35,6 +37,7 @@ def check_before_loading(
         check_adapter_dir(train.init_adapter, "train.init_adapter")
     check_loggers_installed(train.report_to)
     check_model_config(config)
+    check_base_matmul(config, device)
     if device.type == "cuda":
         check_cuda_dtype(config)
         check_memory_plan(config, device, ranks, console)
@@ -49,6 +52,24 @@ def check_model_config(config: Config) -> None:
             f"model.base {config.model.base!r}: cannot read its config.json ({exc}); give a local "
             "model dir or a hub id such as mistralai/Mistral-7B-Instruct-v0.2"
         ) from None
+
+
+def check_base_matmul(config: Config, device: torch.device) -> None:
+    """train.base_matmul=fp8 needs FP8 tensor cores: compute capability 8.9 (Ada) or later."""
+    if config.train.base_matmul != "fp8":
+        return
+    if device.type != "cuda":
+        raise TrainError(
+            f"train.base_matmul=fp8 runs on a CUDA GPU, but this run trains on the {device.type}; "
+            "set train.base_matmul=bf16"
+        )
+    capability = torch.cuda.get_device_capability(device)
+    if capability < FP8_CAPABILITY:
+        raise TrainError(
+            f"train.base_matmul=fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper); "
+            f"{torch.cuda.get_device_name(device)} is {capability[0]}.{capability[1]}; "
+            "set train.base_matmul=bf16"
+        )
 
 
 def check_cuda_dtype(config: Config) -> None:

@@ -238,7 +238,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
             axis.plot(*zip(*curve["eval"], strict=True), "o-", color=colour, lw=2, label=f"{variant} eval")
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("loss per answer token")
-    axis.set_title(f"{result['model']}, NF4 base: bf16 vs fp8 base matmuls ({result['device_label']})")
+    axis.set_title(
+        f"{result['model']} (NF4), bf16 vs fp8 base matmuls\n{result['device_label']}", fontsize=10
+    )
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -7,6 +7,7 @@ adapter (`train.init_adapter`).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -57,46 +58,52 @@ def enable_checkpointing(
     model.enable_input_require_grads()  # a frozen embedding must still feed a graph to the checkpointed layers
 
 
+@dataclass(frozen=True)
+class FastPathOptions:
+    """How the fast path runs the adapted model (the train.* keys of the same names)."""
+
+    dequantize_kernel: str = "triton"
+    tile_mlp: str | int = "off"  # train.tile_mlp: the MLP in tiles of the sequence
+    split_attention: str = "off"  # on or off (auto settled for the card): long rows' attention by head groups
+    base_matmul: str = "bf16"  # the fused layers' base products
+
+
 def attach_lora(
     model: PreTrainedModel,
     lora: AdapterConfig,
     *,
     gradient_checkpointing: CheckpointingMode,
     init_adapter: Path | None = None,
-    fast: bool = False,
+    fast: FastPathOptions | None = None,
     graphs: LayerGraphs | None = None,
-    dequantize_kernel: str = "triton",
-    tile_mlp: str | int = "off",
-    split_attention: str = "off",
-    base_matmul: str = "bf16",
 ) -> PeftModel:
     """A trainable adapter on the frozen base: new from `lora`, or `init_adapter` continued. `fast` keeps
-    the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed and each
-    4-bit LoRA projection as one fused autograd function; `graphs` replays checkpointed layers as CUDA graphs;
-    `tile_mlp` (train.tile_mlp) runs each checkpointed layer's MLP in tiles of the sequence;
-    `split_attention` (train.split_attention) runs long micro-batches' attention a group of heads at a time;
-    `base_matmul` (train.base_matmul) is the dtype of the fused layers' base products."""
+    the base in its compute dtype (no fp32 upcast), with liger's fused kernels when installed, each 4-bit
+    LoRA projection as one fused autograd function, and the options' long-row and FP8 settings; `graphs`
+    replays checkpointed layers as CUDA graphs."""
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
-    if fast:
+    if fast is not None:
         kernels.liger.apply_liger_kernels(model)
         precision.prepare_for_qlora(model, gradient_checkpointing=False)
     elif quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    enable_checkpointing(model, gradient_checkpointing, fast=fast, graphs=graphs)
+    enable_checkpointing(model, gradient_checkpointing, fast=fast is not None, graphs=graphs)
     if init_adapter is not None:
         adapted = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     else:
         adapted = get_peft_model(model, peft_config(lora))
-    if fast:
-        kernels.lora_linear.use_fused_lora(
-            adapted, FusedLoRA(dequantize=dequantize_kernel, base_matmul=base_matmul)
-        )
-    tiling = tiled_mlp.tiling_for(tile_mlp, split_attention=split_attention == "on")
-    if fast and gradient_checkpointing and tiling is not None:
-        tiled_mlp.use_tiled_mlp(adapted, tiling)
-    if fast:
-        use_split_attention(adapted, split_above_tokens(split_attention))
+    if fast is not None:
+        use_fast_path(adapted, fast, checkpointing=bool(gradient_checkpointing))
     return adapted
+
+
+def use_fast_path(adapted: PeftModel, fast: FastPathOptions, *, checkpointing: bool) -> None:
+    fused = FusedLoRA(dequantize=fast.dequantize_kernel, base_matmul=fast.base_matmul)
+    kernels.lora_linear.use_fused_lora(adapted, fused)
+    tiling = tiled_mlp.tiling_for(fast.tile_mlp, split_attention=fast.split_attention == "on")
+    if checkpointing and tiling is not None:
+        tiled_mlp.use_tiled_mlp(adapted, tiling)
+    use_split_attention(adapted, split_above_tokens(fast.split_attention))
 
 
 def load_for_training(
@@ -112,19 +119,23 @@ def load_for_training(
     (train/host_embeddings.py): only this model's, which no other stage loads."""
     base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
+    fast = None
+    if uses_fast_path(config, device):
+        fast = FastPathOptions(
+            dequantize_kernel=config.train.dequantize_kernel,
+            # FSDP swaps each layer's parameters between shards and whole tensors around the layer's passes,
+            # which the tiles' backward (a recompute of its own) is not written for
+            tile_mlp="off" if shardable else config.train.tile_mlp,
+            split_attention=settled_split_attention(config, device),
+            base_matmul=config.train.base_matmul,
+        )
     model = attach_lora(
         base,
         config.lora,
         gradient_checkpointing=config.train.gradient_checkpointing,
         init_adapter=config.train.init_adapter,
-        fast=uses_fast_path(config, device),
+        fast=fast,
         graphs=graphs,
-        dequantize_kernel=config.train.dequantize_kernel,
-        # FSDP swaps each layer's parameters between shards and whole tensors around the layer's passes,
-        # which the tiles' backward (a recompute of its own) is not written for
-        tile_mlp="off" if shardable else config.train.tile_mlp,
-        split_attention=settled_split_attention(config, device),
-        base_matmul=config.train.base_matmul,
     )
     if config.train.method in REFERENCE_METHODS and config.train.init_adapter is not None:
         add_reference_adapter(model, config.train.init_adapter)
@@ -132,7 +143,7 @@ def load_for_training(
         model,
         config.train.embeddings_on_host,
         device=device,
-        fast_path=uses_fast_path(config, device),
+        fast_path=fast is not None,
         distributed=distributed or shardable,
     )
     return model

@@ -1,5 +1,4 @@
 import pytest
-from transformers import MistralConfig
 
 from forumtune.config import load_config
 from forumtune.errors import ConfigError
@@ -20,21 +19,6 @@ from forumtune.train.plan import (
     whole_process_bytes,
 )
 from tests.conftest import SMOKE_CONFIG
-
-
-@pytest.fixture(scope="module")
-def mistral_7b_dir(tmp_path_factory):
-    """Only config.json: the planner must not need the weights."""
-    path = tmp_path_factory.mktemp("mistral-7b")
-    MistralConfig(
-        vocab_size=32000,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-    ).save_pretrained(path)
-    return path
 
 
 def test_mistral_7b_4bit_weights_are_about_3_6_gib(mistral_7b_dir):

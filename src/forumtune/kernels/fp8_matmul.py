@@ -216,7 +216,7 @@ def weight_row_scales(weight: torch.Tensor, state: Any) -> torch.Tensor:
     absmax = block_scales(state).float().abs()
     if absmax.numel() % out_features:  # blocks straddle rows: each row takes its blocks' largest
         absmax = absmax.repeat_interleave(state.blocksize)[: torch.Size(state.shape).numel()]
-    scales = absmax.reshape(out_features, -1).amax(dim=1) / FORMATS[E4M3].max
+    scales = true_divide(absmax.reshape(out_features, -1).amax(dim=1), FORMATS[E4M3].max)
     scales = torch.where(scales > 0, scales, torch.ones_like(scales)).to(weight.device).contiguous()
     setattr(state, SCALE_CACHE, scales)
     return scales
@@ -315,12 +315,19 @@ def quantize_rows(
     return out, scales
 
 
+def true_divide(values: torch.Tensor, divisor: float) -> torch.Tensor:
+    """values / divisor, correctly rounded on every device. On CUDA, torch divides by a Python number as a
+    multiply by its reciprocal, one rounding more (ATen's div_true_kernel_cuda), which gave the references
+    scales an ulp off the kernels' `div_rn` (and the bytes they scale) on the GPU but not on the CPU."""
+    return values / torch.full((), divisor, dtype=values.dtype, device=values.device)
+
+
 def reference_quantize_rows(
     x: torch.Tensor, dtype: torch.dtype = E4M3, col_scales: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     values = x.float() if col_scales is None else x.float() * col_scales
     amax = values.abs().amax(dim=1, keepdim=True)
-    scales = torch.where(amax > 0, amax / FORMATS[dtype].max, torch.ones_like(amax))
+    scales = torch.where(amax > 0, true_divide(amax, FORMATS[dtype].max), torch.ones_like(amax))
     return (values * (1.0 / scales)).to(dtype), scales
 
 

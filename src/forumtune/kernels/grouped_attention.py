@@ -16,18 +16,17 @@ gradients are summed over the group, as the fused kernel does. Per group the res
 kernel's on a slice of the heads.
 
 The gradients are written into the inputs' own memory (1.5 hidden-state-sized tensors fewer in the
-Mistral-7B shape): once a group's backward has run, nothing reads that group's query, key and value
-heads again, and in a training step nothing else holds them. The attention function is their only
-reader: they are the projections' outputs after RoPE, which the projections' backward does not need
-(it reads the projection's input) and RoPE's backward does not need either (it reads cos and sin).
-Where an input may still be read the gradient gets memory of its own: a leaf, or a view of a leaf that
-requires grad (a parameter, a tensor of the caller's), an input overlapping another input or the incoming
-gradient,
-one with elements repeated (an expanded view), and every input when saved-tensor hooks were active in
-the forward. Those hooks (torch.utils.checkpoint's, save_on_cpu) take autograd's version check away,
-which otherwise guards the rest: the writes go through the inputs' version counter, so a node that saved
-an input and runs its backward after this one (none does in a training step) raises autograd's "modified
-by an inplace operation" error instead of reading a gradient as the input.
+Mistral-7B shape), and a group's kernel buffers are freed before the next group's run. Once a group's
+backward has run nothing reads that group's query, key and value heads again, and in a training step
+nothing else holds them: they are the projections' outputs (query and key after RoPE), which neither
+the projections' backward (it reads the projection's input) nor RoPE's (it reads cos and sin) needs. Where an input may
+still be read its gradient gets memory of its own: a leaf, or a view of a leaf that requires grad (a
+parameter, a tensor of the caller's), an input overlapping another input or the incoming gradient, one
+with elements repeated (an expanded view), and every input when saved-tensor hooks were active in the
+forward. Those hooks (torch.utils.checkpoint's, save_on_cpu) take away autograd's version check, which
+guards the rest: the writes go through the inputs' version counter, so a node that saved an input and
+runs its backward after this one (no node in a training step does) raises autograd's "modified by an
+inplace operation" error instead of reading a gradient as the input.
 """
 
 from __future__ import annotations
@@ -146,7 +145,9 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a_start < b_end and b_start < a_end
 
 
-def _gradient_buffer(tensor: torch.Tensor, needed: bool, hooked: bool, others: tuple[torch.Tensor, ...]):
+def _gradient_buffer(
+    tensor: torch.Tensor, needed: bool, hooked: bool, others: tuple[torch.Tensor, ...]
+) -> torch.Tensor | None:
     """Where an input's gradient is written: the input's own memory where nothing reads it after this
     backward (module docstring), else a new tensor; None where autograd does not want it."""
     if not needed:

@@ -14,6 +14,19 @@ its forward returned, so nothing is recomputed. cuDNN takes a group's key and va
 query heads (an eighth of the copies the fused kernel makes), flash attention reads them as they are; their
 gradients are summed over the group, as the fused kernel does. Per group the results are the fused
 kernel's on a slice of the heads.
+
+The gradients are written into the inputs' own memory (1.5 hidden-state-sized tensors fewer in the
+Mistral-7B shape), and a group's kernel buffers are freed before the next group's run. Once a group's
+backward has run nothing reads that group's query, key and value heads again, and in a training step
+nothing else holds them: they are the projections' outputs (query and key after RoPE), which neither
+the projections' backward (it reads the projection's input) nor RoPE's (it reads cos and sin) needs. Where an input may
+still be read its gradient gets memory of its own: a leaf, or a view of a leaf that requires grad (a
+parameter, a tensor of the caller's), an input overlapping another input or the incoming gradient, one
+with elements repeated (an expanded view), and every input when saved-tensor hooks were active in the
+forward. Those hooks (torch.utils.checkpoint's, save_on_cpu) take away autograd's version check, which
+guards the rest: the writes go through the inputs' version counter, so a node that saved an input and
+runs its backward after this one (no node in a training step does) raises autograd's "modified by an
+inplace operation" error instead of reading a gradient as the input.
 """
 
 from __future__ import annotations
@@ -116,10 +129,68 @@ def _group_views(query, key, value, group: int, size: int, kv_per_group: bool, e
     return heads, q, k, v
 
 
+def _byte_span(tensor: torch.Tensor) -> tuple[int, int]:
+    """The bytes of its storage a tensor spans, first and past the last."""
+    start = tensor.storage_offset() * tensor.element_size()
+    if tensor.numel() == 0:
+        return start, start
+    last = sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride(), strict=True))
+    return start, start + (last + 1) * tensor.element_size()
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr():
+        return False
+    (a_start, a_end), (b_start, b_end) = _byte_span(a), _byte_span(b)
+    return a_start < b_end and b_start < a_end
+
+
+def _gradient_buffer(
+    tensor: torch.Tensor, needed: bool, hooked: bool, others: tuple[torch.Tensor, ...]
+) -> torch.Tensor | None:
+    """Where an input's gradient is written: the input's own memory where nothing reads it after this
+    backward (module docstring), else a new tensor; None where autograd does not want it."""
+    if not needed:
+        return None
+    # a view's memory is its base's: a view of a parameter or of the caller's tensor keeps its values (the
+    # base of a custom function's view output, e.g. the fused LoRA projections', is its own buffer)
+    base = tensor if tensor._base is None else tensor._base
+    if (
+        hooked
+        or tensor.grad_fn is None
+        or (base.is_leaf and base.requires_grad)
+        or torch._debug_has_internal_overlap(tensor) != 0  # not dense: an element may be written twice
+        or any(_overlap(tensor, other) for other in others)  # later groups read the other's elements
+    ):
+        return torch.empty_like(tensor)
+    return tensor.detach()  # the same version counter: a later reader of the input learns of the writes
+
+
+def _group_backward(ctx, group: int, saved: tuple[Any, ...], inputs, out, grad_out, targets) -> None:
+    """One group's gradients, written into its heads of `targets` (None: not wanted)."""
+    query, key, value = inputs
+    head_range, q, k, v = _group_views(query, key, value, group, ctx.size, ctx.kv_per_group, ctx.expand)
+    grad = grad_out[:, :, head_range].transpose(1, 2)
+    dq, dk, dv = _backward(
+        ctx.backend, grad, q, k, v, out[:, :, head_range].transpose(1, 2), saved, ctx.scale
+    )
+    kv_heads = head_range
+    if ctx.kv_per_group:  # the group's one key/value head, given to each query head when expanded: summed
+        kv_heads = slice(group, group + 1)
+        dk, dv = (d.sum(1, keepdim=True) if d.shape[1] > 1 else d for d in (dk, dv))
+    with torch.no_grad():
+        for target, heads, gradient in zip(
+            targets, (head_range, kv_heads, kv_heads), (dq, dk, dv), strict=True
+        ):
+            if target is not None:
+                target[:, heads] = gradient
+
+
 class HeadGroupedAttention(torch.autograd.Function):
     """Causal attention without dropout or a mask, `size` query heads at a time. Inputs are
     (batch, heads, seq, head_dim); the output is (batch, seq, heads, head_dim), as transformers'
-    attention functions return it."""
+    attention functions return it. The backward returns the inputs' own memory as their gradients where
+    nothing else can read it (module docstring)."""
 
     @staticmethod
     def forward(ctx, query, key, value, scale: float, size: int, backend: SDPBackend):
@@ -137,26 +208,23 @@ class HeadGroupedAttention(torch.autograd.Function):
         ctx.save_for_backward(query, key, value, out)
         ctx.group_saved, ctx.scale, ctx.size, ctx.backend = saved, scale, size, backend
         ctx.kv_per_group, ctx.expand = kv_per_group, expand
+        # saved-tensor hooks skip autograd's version check of other nodes' saved copies of the inputs
+        ctx.hooked = torch._C._autograd._top_saved_tensors_default_hooks(False) is not None
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
+        # unpacked before any write: the saved inputs' versions are checked here
         query, key, value, out = ctx.saved_tensors
-        grad_query = torch.empty_like(query)
-        grad_key, grad_value = torch.empty_like(key), torch.empty_like(value)
+        inputs = (query, key, value)
+        targets = tuple(
+            _gradient_buffer(tensor, needed, ctx.hooked, (*inputs[:index], *inputs[index + 1 :], grad_out))
+            for index, (tensor, needed) in enumerate(zip(inputs, ctx.needs_input_grad[:3], strict=True))
+        )
         for group, group_saved in enumerate(ctx.group_saved):
-            head_range, q, k, v = _group_views(
-                query, key, value, group, ctx.size, ctx.kv_per_group, ctx.expand
-            )
-            grad = grad_out[:, :, head_range].transpose(1, 2)
-            group_out = out[:, :, head_range].transpose(1, 2)
-            dq, dk, dv = _backward(ctx.backend, grad, q, k, v, group_out, group_saved, ctx.scale)
-            grad_query[:, head_range] = dq
-            kv_heads = slice(group, group + 1) if ctx.kv_per_group else head_range
-            grad_key[:, kv_heads] = dk.sum(1, keepdim=True) if dk.shape[1] > 1 and ctx.kv_per_group else dk
-            grad_value[:, kv_heads] = dv.sum(1, keepdim=True) if dv.shape[1] > 1 and ctx.kv_per_group else dv
+            _group_backward(ctx, group, group_saved, inputs, out, grad_out, targets)
         ctx.group_saved = None
-        return grad_query, grad_key, grad_value, None, None, None
+        return (*targets, None, None, None)
 
 
 SPLIT_BACKENDS = (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION)

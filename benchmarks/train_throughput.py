@@ -780,7 +780,10 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         lora_dropout=spec.get("lora_dropout", 0.0),
         attn_implementation=spec.get("attn", "sdpa"),
     )
-    config = load_config(config_path)
+    card = spec.get("card_gib")  # the auto settings settle as on that card, not on the one the run is on
+    config = load_config(
+        config_path, [f"plan.vram_gib={card}", f"plan.usable_gib={spec['budget_gib']}"] if card else []
+    )
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -816,11 +819,10 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
 
 def forumtune_train_settings(spec: dict[str, Any]) -> dict[str, Any]:
     """The train.* keys the forumtune stacks set beyond the shared benchmark config."""
-    settings: dict[str, Any] = {
-        "cuda_graphs": spec["stack"] != "forumtune_eager",
-        "base_matmul": BASE_MATMUL.get(spec["stack"], "bf16"),
-    }
-    for key in ("tile_mlp", "split_attention"):
+    settings: dict[str, Any] = {"base_matmul": BASE_MATMUL.get(spec["stack"], "bf16")}
+    if spec["stack"] == "forumtune_eager":
+        settings["cuda_graphs"] = False
+    for key in ("tile_mlp", "split_attention", "cuda_graphs"):
         if spec.get(key) is not None:  # else the config's default (auto)
             settings[key] = spec[key]
     if spec.get("embeddings_on_host") is not None:  # else the config's default (auto)
@@ -905,6 +907,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": args.lora_dropout},
         "tile_mlp": args.tile_mlp,
         "split_attention": args.split_attention,
+        "cuda_graphs": args.cuda_graphs,
+        "card_gib": args.card_gib,
         "embeddings_on_host": args.embeddings_on_host,
         "runs": [],
     }
@@ -973,6 +977,9 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     "lora_dropout": args.lora_dropout,
                     "tile_mlp": args.tile_mlp,
                     "split_attention": args.split_attention,
+                    "cuda_graphs": args.cuda_graphs,
+                    "card_gib": args.card_gib,
+                    "budget_gib": args.budget_gib,
                     "embeddings_on_host": args.embeddings_on_host,
                     "memory_trace": args.memory_trace,
                     "attn": shape.attn_implementation,
@@ -1122,6 +1129,9 @@ def bisect_stack(
             "attn": shape.attn_implementation,
             "tile_mlp": args.tile_mlp,
             "split_attention": args.split_attention,
+            "cuda_graphs": args.cuda_graphs,
+            "card_gib": args.card_gib,
+            "budget_gib": args.budget_gib,
             "embeddings_on_host": args.embeddings_on_host,
         }
         result = bc.run_worker(
@@ -1462,6 +1472,18 @@ def main() -> None:
         choices=("auto", "on", "off"),
         help="train.split_attention of the forumtune stacks (default: the config's, auto, which judges by "
         "the card's whole memory, not the cap: pass on to measure an 8 GB card under the cap)",
+    )
+    parser.add_argument(
+        "--cuda-graphs",
+        choices=("auto", "true", "false"),
+        help="train.cuda_graphs of the forumtune stacks (default: the config's, auto)",
+    )
+    parser.add_argument(
+        "--card-gib",
+        type=float,
+        help="settle the forumtune stacks' auto settings (train.split_attention, train.cuda_graphs) as on a "
+        "card of this many GB with --budget-gib usable (plan.vram_gib, plan.usable_gib), as training on "
+        "that card would; default: against the card the run is on",
     )
     parser.add_argument(
         "--embeddings-on-host",

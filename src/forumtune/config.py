@@ -352,13 +352,16 @@ class TrainConfig(Section):
         "autocast, and liger-kernel's fused RoPE, RMSNorm, SwiGLU and linear+cross-entropy when installed. "
         "false: the plain transformers + peft path.",
     )
-    cuda_graphs: bool = Field(
-        True,
+    cuda_graphs: bool | Literal["auto"] = Field(
+        "auto",
         json_schema_extra=NO_RERUN,
         description="On the fast path with gradient checkpointing on one "
         "GPU: replay each decoder layer's forward and recompute + backward as CUDA graphs once a batch "
-        "shape repeats (batches are padded to a multiple of 64 tokens so shapes repeat). false: launch the "
-        "kernels one by one.",
+        "shape repeats (batches are padded to a multiple of 64 tokens so shapes repeat). auto: on, unless "
+        "the memory plan says the run fits the card only without them (their static buffers and pool "
+        "cost about 4 hidden-state-sized tensors, 1 GiB at 32,768 tokens in the Mistral-7B shape, where "
+        "launching the kernels one by one costs little); true: always; false: launch the kernels one by "
+        "one.",
     )
     expandable_segments: bool = Field(
         True,
@@ -393,7 +396,7 @@ class TrainConfig(Section):
         "the norm before it) over the sequence in tiles of this many tokens, forward and backward, so its "
         "tokens × intermediate tensors never exist for the whole micro-batch (the same computation, far "
         "less memory at long sequences). auto: for micro-batches of more than 8192 tokens, tiles of 4096 "
-        "tokens, or of an eighth of the micro-batch (at least 2048) when train.split_attention is on; off: "
+        "tokens, or of a sixteenth of the micro-batch (at least 2048) when train.split_attention is on; off: "
         "never. Llama, Mistral and Qwen2/3 layers.",
     )
     split_attention: Literal["auto", "on", "off"] = Field(
@@ -401,10 +404,11 @@ class TrainConfig(Section):
         json_schema_extra=NO_RERUN,
         description="On the fast path, for micro-batches of more than 8192 tokens: run causal attention's "
         "forward and backward for training one key/value head and the query heads that share it at a "
-        "time, so its backward buffers exist for one group of heads (the same kernels and results, 0.5 GiB "
-        "less at 16,384 tokens in the Mistral-7B shape, about 9% slower there), with MLP tiles "
-        "(train.tile_mlp: auto) of an eighth of the micro-batch. auto: only where the memory plan says the "
-        "run would not fit the card otherwise; on: always; off: never. Llama, Mistral and Qwen2/3 models "
+        "time, so its backward buffers exist for one group of heads and its gradients take the memory of q, "
+        "k and v (the same kernels and results, 0.5 GiB less at 16,384 tokens in the Mistral-7B shape, "
+        "about 9% slower there), with MLP tiles (train.tile_mlp: auto) of a sixteenth of the micro-batch. "
+        "auto: only where the memory plan says the run would not fit the card otherwise; on: always; off: "
+        "never. Llama, Mistral and Qwen2/3 models "
         "with SDPA attention.",
     )
     embeddings_on_host: Literal["auto"] | bool = Field(
@@ -518,6 +522,11 @@ class TrainConfig(Section):
         if value is True or (isinstance(value, str) and value not in ("auto", "off")):
             raise ValueError(f"{value!r} is not a setting: use auto, off, or a number of tokens per tile")
         return value
+
+    @field_validator("cuda_graphs", mode="before")
+    @classmethod
+    def _cuda_graphs_setting(cls, value: Any) -> Any:
+        return {"on": True, "off": False}.get(value, value) if isinstance(value, str) else value
 
     @field_validator("split_attention", mode="before")
     @classmethod

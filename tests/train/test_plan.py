@@ -243,12 +243,13 @@ def with_liger(monkeypatch):
 
 
 def test_a_tiled_mlp_is_planned_part_by_part_as_computed_by_hand(mistral_7b_dir, with_liger):
-    """train.tile_mlp (auto: tiles of an eighth of the micro-batch above 8192 tokens) and
+    """train.tile_mlp (auto: tiles of a sixteenth of the micro-batch above 8192 tokens, at least 2048) and
     train.split_attention on the fast path with offloaded checkpoints: one layer's backward peak is
-    itemised (train/layer_memory.py). At 1×16384 in the Mistral-7B shape the attention backward, even a
-    group of heads at a time, outweighs the MLP phase and its 2048-token tile."""
+    itemised (train/layer_memory.py). At 1×16384 in the Mistral-7B shape the attention backward a group
+    of heads at a time falls under the MLP phase and its 2048-token tile."""
     long = ["build.max_seq_len=16384", "train.micro_batch_size=1", "train.gradient_checkpointing=offload"]
     tiled = plan_memory(mistral(mistral_7b_dir, *long))
+    long.append("train.cuda_graphs=true")  # auto would drop them where nothing fits the card
     whole_heads = plan_memory(
         mistral(mistral_7b_dir, *long, "train.split_attention=off", "train.tile_mlp=4096")
     )
@@ -263,12 +264,14 @@ def test_a_tiled_mlp_is_planned_part_by_part_as_computed_by_hand(mistral_7b_dir,
     assert eager.parts["layer inputs and output gradient in flight"] == 3 * hidden
     # the norm's output, q and the attention output, k and v at 8 of 32 heads
     assert parts["attention's saved tensors (norm output, q, k, v, output)"] == 3.5 * hidden
-    # h1's gradient, the attention output's gradient, dq, dk and dv, and for one of 8 groups of heads its
-    # fp32 dq accumulator, dq, dk and dv expanded to its 4 query heads, output and output gradient slices:
-    # 560 MiB, against the MLP phase's h1, the MLP input's gradient and one 2048-token tile: 256 + 256 MiB
-    attention = parts["attention backward, 8 groups of heads in turn (train.split_attention)"]
-    assert attention == (1 + 1 + 1 + 0.5 + 7 / 8) * hidden == 560 * MIB
-    assert 2 * hidden + 2048 * (4 * 14336 + 2 * 4096) * 2 == 512 * MIB
+    # split, the attention backward holds h1's and the attention output's gradients (dq, dk and dv go into
+    # q, k and v) and for one of 8 groups of heads its fp32 dq accumulator, dq, dk and dv expanded to its 4
+    # query heads, output and output gradient slices: 368 MiB, under the MLP phase's h1, the MLP input's
+    # gradient and one 2048-token tile: 256 + 256 MiB
+    assert not any(name.startswith("attention backward") for name in parts)
+    assert (1 + 1 + 7 / 8) * hidden == 368 * MIB
+    mlp_phase = parts["MLP backward, one tile of 2048 tokens (+ h1 and its gradient)"]
+    assert mlp_phase == 2 * hidden + 2048 * (4 * 14336 + 2 * 4096) * 2 == 512 * MIB
     # all heads at once: the fp32 dq accumulator and dk, dv expanded to 32 heads, 960 MiB
     all_heads = whole_heads.parts["attention backward (gradients, flash-attention buffers)"]
     assert all_heads == (1 + 1 + 1 + 2 + 2 + 0.5) * hidden == 960 * MIB
@@ -278,7 +281,7 @@ def test_a_tiled_mlp_is_planned_part_by_part_as_computed_by_hand(mistral_7b_dir,
     assert untiled_layer == 28.5 * hidden and sum(list(whole_heads.parts.values())[3:6]) == 13 * hidden
     saved = untiled_layer - 13 * hidden  # 1.94 GiB, and the allocator's reserve on it
     assert untiled.total - whole_heads.total == pytest.approx(saved * (1 + ALLOCATOR_RESERVE_FRACTION))
-    split_saves = all_heads - attention  # 400 MiB
+    split_saves = all_heads - mlp_phase  # 448 MiB
     assert whole_heads.total - tiled.total == pytest.approx(split_saves * (1 + ALLOCATOR_RESERVE_FRACTION))
     # auto splits only where whole heads do not fit the card: an 8 GB card at 16k, not a 24 GB one
     auto = mistral(mistral_7b_dir, *long)
@@ -287,6 +290,29 @@ def test_a_tiled_mlp_is_planned_part_by_part_as_computed_by_hand(mistral_7b_dir,
     roomy = plan_memory(auto, 24)
     assert roomy.parts == plan_memory(mistral(mistral_7b_dir, *long, "train.split_attention=off"), 24).parts
     assert roomy.split_attention == "off"
+
+
+def test_auto_drops_the_cuda_graphs_only_where_nothing_fits_with_them(mistral_7b_dir, with_liger):
+    """train.cuda_graphs auto: the graphs' static buffers (the layer input and its output gradient) and the
+    loss kept beside their pool go where no setting fits the card with the graphs: 1×32768 on an 8 GB
+    card, not 1×16384, and not 1×32768 on a 24 GB card."""
+    common = ["train.micro_batch_size=1", "train.gradient_checkpointing=offload"]
+    at_16k = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=16384", *common))
+    assert (at_16k.split_attention, at_16k.cuda_graphs) == ("on", True)
+    at_32k = mistral(mistral_7b_dir, "build.max_seq_len=32768", *common)
+    eager = plan_memory(at_32k)
+    assert (eager.split_attention, eager.cuda_graphs) == ("on", False)
+    with_graphs = plan_memory(
+        mistral(mistral_7b_dir, "build.max_seq_len=32768", *common, "train.cuda_graphs=true")
+    )
+    hidden = 32768 * 4096 * 2
+    assert with_graphs.parts["CUDA graphs' static buffers"] == 2 * hidden
+    assert "CUDA graphs' static buffers" not in eager.parts
+    assert eager.parts["layer inputs and output gradient in flight"] == 3 * hidden  # the fetched input too
+    assert with_graphs.total - eager.total > 4 * hidden  # less the fetched input, plus the loss blocks
+    roomy = plan_memory(at_32k, 24)
+    assert (roomy.split_attention, roomy.cuda_graphs) == ("off", True)
+    assert fit_settings(at_32k) is not None  # fitting judges the autos at their leanest
 
 
 def test_a_tile_as_long_as_the_sequence_makes_the_mlp_phase_the_peak(mistral_7b_dir, with_liger):

@@ -229,9 +229,9 @@ def test_the_setting_and_its_threshold():
 
 
 def test_auto_never_splits_on_the_cpu():
-    from forumtune.train.loading import settled_split_attention
+    from forumtune.train.loading import settled_for_card
 
-    config = load_config(SMOKE_CONFIG)
-    assert settled_split_attention(config, torch.device("cpu")) == "off"
-    on = load_config(SMOKE_CONFIG, ["train.split_attention=on"])
-    assert settled_split_attention(on, torch.device("cpu")) == "on"
+    settled = settled_for_card(load_config(SMOKE_CONFIG), torch.device("cpu")).train
+    assert (settled.split_attention, settled.cuda_graphs) == ("off", False)
+    on = load_config(SMOKE_CONFIG, ["train.split_attention=on", "train.cuda_graphs=true"])
+    assert settled_for_card(on, torch.device("cpu")).train.split_attention == "on"

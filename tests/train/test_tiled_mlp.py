@@ -205,9 +205,9 @@ def test_the_setting_is_checked_where_the_config_is_read():
     assert tiling_for(2048) == MLPTiling(2048, 2048)
     assert not tiling_for("auto").applies(8192) and tiling_for("auto").applies(16384)
     assert tiling_for("auto").tile_for(16384) == 4096
-    lean = tiling_for("auto", split_attention=True)  # an eighth of the micro-batch, within 2048 and 4096
-    tiles = [lean.tile_for(tokens) for tokens in (9216, 16384, 24576, 32768, 65536)]
-    assert tiles == [2048, 2048, 3072, 4096, 4096]
+    lean = tiling_for("auto", split_attention=True)  # a sixteenth of the micro-batch, within 2048 and 4096
+    tiles = [lean.tile_for(tokens) for tokens in (9216, 16384, 32768, 49152, 65536, 131072)]
+    assert tiles == [2048, 2048, 2048, 3072, 4096, 4096]
     assert not lean.applies(8192) and lean.applies(9216)
     for bad, says in (("10", "too small"), ("fast", "not a setting"), ("true", "not a setting")):
         with pytest.raises(ConfigError, match=f"train.tile_mlp: .*{says}"):

@@ -22,8 +22,8 @@ whole accounting):
   attention (after): h1's gradient, the attention output's gradient, and flash-attention 2's backward
   buffers as PyTorch ships them: dq, an fp32 dq accumulator (2 H), dk and dv expanded to every query head
   when k and v have fewer heads (grouped-query attention), and dk, dv. With `train.split_attention` the
-  kernel runs a group of heads at a time (kernels/grouped_attention.py): dq, dk and dv for all heads, and
-  for one group its accumulator, its dq, expanded dk and dv, and its slices of the output and the output's
+  kernel runs a group of heads at a time (kernels/grouped_attention.py): dq, dk and dv written into q, k and
+  v as each group finishes with them, and for one group its accumulator, its dq, expanded dk and dv, and its slices of the output and the output's
   gradient made contiguous for the kernel (7 query-sized tensors over the number of groups).
 """
 
@@ -62,11 +62,11 @@ def tiled_layer_parts(
     a = activation_bytes
     hidden, q, kv = (tokens * width * a for width in (shape.hidden, shape.q_dim, shape.kv_dim))
     mlp_phase = 2 * hidden + tile * (4 * shape.intermediate + 2 * shape.hidden) * a
-    gradients = hidden + q + q + 2 * kv  # h1's, the attention output's, dq, dk and dv
-    if attention_groups > 1:
+    gradients = hidden + q  # h1's and the attention output's
+    if attention_groups > 1:  # dq, dk and dv are written into q, k and v
         attention_phase = gradients + 7 * q / attention_groups
     else:
-        attention_phase = gradients + 2 * q + (2 * q if shape.kv_dim < shape.q_dim else 0)
+        attention_phase = gradients + q + 2 * kv + 2 * q + (2 * q if shape.kv_dim < shape.q_dim else 0)
     in_flight = (2 if graphs else 3) if offload else 1
     parts = {
         "layer inputs and output gradient in flight": hidden * in_flight,
@@ -95,7 +95,9 @@ def layer_parts(
     one layer's recompute + backward with it, itemised when its MLP runs in tiles (train.tile_mlp)."""
     tile = mlp_tile_tokens(config, shape, tokens, checkpointing, fast)
     if tile is not None:
-        graphs = config.train.cuda_graphs and config.train.method == "sft"  # as loading.layer_graphs_for
+        graphs = (
+            config.train.cuda_graphs is True and config.train.method == "sft"
+        )  # as loading.layer_graphs_for
         offload = checkpointing == "offload"
         groups = attention_groups(config, shape, tokens)
         return tiled_layer_parts(

@@ -21,9 +21,9 @@ from forumtune.errors import TrainError
 from forumtune.kernels.lora_linear import FusedLoRA
 from forumtune.models import load_base_model
 from forumtune.preference_batches import REFERENCE_ADAPTER, REFERENCE_METHODS
-from forumtune.train import host_embeddings, layer_checkpointing, precision, tiled_mlp
+from forumtune.train import host_embeddings, layer_checkpointing, plan, precision, tiled_mlp
 from forumtune.train.layer_graphs import LayerGraphs
-from forumtune.train.plan import GIB, plan_memory
+from forumtune.train.plan import GIB
 from forumtune.train.split_attention import split_above_tokens, use_split_attention
 
 CheckpointingMode = bool | str  # True, False or "offload"
@@ -117,6 +117,7 @@ def load_for_training(
     """The model to train on `device`; `shardable`: for FSDP; `distributed`: one of several processes
     (torchrun). With train.embeddings_on_host its input embedding table is moved to host memory
     (train/host_embeddings.py): only this model's, which no other stage loads."""
+    config = settled_for_card(config, device)
     base = load_base_model(config.model, device, shardable=shardable)
     base.config.use_cache = False
     fast = None
@@ -126,7 +127,7 @@ def load_for_training(
             # FSDP swaps each layer's parameters between shards and whole tensors around the layer's passes,
             # which the tiles' backward (a recompute of its own) is not written for
             tile_mlp="off" if shardable else config.train.tile_mlp,
-            split_attention=settled_split_attention(config, device),
+            split_attention=config.train.split_attention,
             base_matmul=config.train.base_matmul,
         )
     model = attach_lora(
@@ -149,14 +150,21 @@ def load_for_training(
     return model
 
 
-def settled_split_attention(config: Config, device: torch.device) -> str:
-    """train.split_attention for this run: auto is on only where the memory plan says this card needs it
-    (never on the CPU)."""
-    setting = config.train.split_attention
-    if setting != "auto" or device.type != "cuda":
-        return "off" if setting == "auto" else setting
-    card_gib = torch.cuda.get_device_properties(device).total_memory / GIB
-    return plan_memory(config, card_gib, usable_gib=card_gib).split_attention
+def settled_for_card(config: Config, device: torch.device) -> Config:
+    """The config with train.split_attention and train.cuda_graphs auto settled for this run's card: as
+    fast as the memory plan says still fits it (plan.auto_choices), against plan.usable_gib when set (the
+    card a run is sized for), else CUDA's total memory. On the CPU neither applies: both off."""
+    train = config.train
+    if "auto" not in (train.split_attention, train.cuda_graphs):
+        return config
+    if device.type != "cuda":
+        return plan.with_train(config, split_attention="off", cuda_graphs=False)
+    if config.plan.usable_gib is not None:
+        card_gib, usable_gib = config.plan.vram_gib, config.plan.usable_gib
+    else:
+        card_gib = usable_gib = torch.cuda.get_device_properties(device).total_memory / GIB
+    settled = plan.plan_memory(config, card_gib, usable_gib=usable_gib)
+    return plan.with_train(config, split_attention=settled.split_attention, cuda_graphs=settled.cuda_graphs)
 
 
 def add_reference_adapter(model: PeftModel, adapter_dir: Path) -> None:
@@ -172,7 +180,7 @@ def layer_graphs_for(config: Config, device: torch.device, *, distributed: bool)
     (DDP and FSDP hook into each parameter's gradient, which the graphs write directly), for SFT (a
     preference loss's reference pass runs other weights through the same layers, which a replay would not)."""
     wanted = (
-        config.train.cuda_graphs
+        settled_for_card(config, device).train.cuda_graphs is True
         and config.train.gradient_checkpointing
         and not distributed
         and config.train.method == "sft"

@@ -62,6 +62,7 @@ from forumtune.train.loading import (
     GRAPH_PAD_MULTIPLE,
     layer_graphs_for,
     load_for_training,
+    settled_for_card,
     uses_fast_path,
 )
 from forumtune.train.objectives import Counts, Objective, objective_for, training_rows
@@ -183,6 +184,7 @@ def setup(
         begin_checkpoints(layout, start, settings, console)
     torch.manual_seed(config.seed)
     sharded = ranks.enabled and config.train.distributed == "fsdp"
+    config = settled_for_card(config, device)  # train.split_attention and train.cuda_graphs: auto
     graphs = layer_graphs_for(config, device, distributed=ranks.enabled)
     for note in objective.fast_path_notes(uses_fast_path(config, device)):
         console.print(f"[dim]{note}[/dim]")

@@ -147,7 +147,7 @@ def estimate_parts(
         parts["checkpointed layer inputs"] = kept_inputs
         parts["activations (layers kept for backward)"] = forward_end - kept_inputs - logits
         parts["logits + loss"] = logits
-    if fast and checkpointing and config.train.cuda_graphs and config.train.method == "sft":
+    if fast and checkpointing and config.train.cuda_graphs is True and config.train.method == "sft":
         # the layer's backward lives in the graphs' own pool, which the loss cannot reuse; the graphs'
         # static buffers are the layer input and its output (or gradient)
         if backward >= forward_end:
@@ -282,6 +282,7 @@ class MemoryPlan:
     usable_bytes: float  # what a process can use of it
     host_parts: dict[str, float] = field(default_factory=dict)  # held in host RAM instead (not counted)
     split_attention: str = "off"  # train.split_attention as planned (auto settled for this card)
+    cuda_graphs: bool = True  # train.cuda_graphs as planned (auto settled for this card)
 
     @property
     def allocated(self) -> float:
@@ -300,12 +301,17 @@ class MemoryPlan:
 def plan_memory(config: Config, vram_gib: float | None = None, usable_gib: float | None = None) -> MemoryPlan:
     """`vram_gib`: the card's memory as sold (default plan.vram_gib); `usable_gib`: what a process can use
     of it when known (CUDA's total on the card itself), else derived (`usable_bytes`). With
-    train.split_attention auto, the run as it trains on that card: split where whole heads do not fit."""
-    if config.train.split_attention == "auto":
-        whole_heads = plan_memory(with_split_attention(config, "off"), vram_gib, usable_gib)
-        if whole_heads.fits:
-            return whole_heads
-        return plan_memory(with_split_attention(config, "on"), vram_gib, usable_gib)
+    train.split_attention or train.cuda_graphs auto, the run as it trains on that card: the fastest of
+    `auto_choices` that fits, or the leanest when none does."""
+    choices = auto_choices(config)
+    if len(choices) > 1:
+        plan = None
+        for settled in choices:
+            plan = plan_memory(settled, vram_gib, usable_gib)
+            if plan.fits:
+                break
+        return plan
+    config = choices[0]
     shape = load_shape(config)
     parts = estimate_parts(
         config,
@@ -322,11 +328,26 @@ def plan_memory(config: Config, vram_gib: float | None = None, usable_gib: float
         usable_bytes=usable,
         host_parts=host_parts(config, shape),
         split_attention=config.train.split_attention,
+        cuda_graphs=config.train.cuda_graphs,
     )
 
 
-def with_split_attention(config: Config, setting: str) -> Config:
-    return config.model_copy(update={"train": config.train.model_copy(update={"split_attention": setting})})
+def auto_choices(config: Config) -> list[Config]:
+    """The settings train.split_attention and train.cuda_graphs auto can take, fastest first: whole heads
+    before split attention (9% slower at 16,384 tokens, benchmarks/RESULTS.md §3c), and the graphs kept as
+    long as something fits with them."""
+    splits = ["off", "on"] if config.train.split_attention == "auto" else [config.train.split_attention]
+    graphs = [True, False] if config.train.cuda_graphs == "auto" else [config.train.cuda_graphs]
+    return [with_train(config, split_attention=s, cuda_graphs=g) for g in graphs for s in splits]
+
+
+def leanest(config: Config) -> Config:
+    """The config with its auto settings taken as the least memory they can settle to."""
+    return auto_choices(config)[-1]
+
+
+def with_train(config: Config, **settings: object) -> Config:
+    return config.model_copy(update={"train": config.train.model_copy(update=settings)})
 
 
 CHECKPOINTING_FASTEST_FIRST: tuple[bool | str, ...] = (False, True, "offload")
@@ -341,6 +362,7 @@ def fit_settings(config: Config, vram_gib: float | None = None) -> dict[str, obj
     configured micro-batch (or else the mode that allows the largest one), the largest micro-batch that
     divides the effective batch, and the gradient accumulation that keeps the effective batch. Fitting is
     by the whole process's count against what the card leaves to processes (`usable_bytes`)."""
+    config = leanest(config)  # the trainer settles train.*'s autos to fit the card where they can
     shape = load_shape(config)
     usable = usable_bytes(config, vram_gib)
     effective = config.train.micro_batch_size * config.train.grad_accum_steps

@@ -36,17 +36,18 @@ import torch
 from forumtune.kernels.lora_linear import LAYERS_ENDING_IN_DOWN_PROJ, is_recomputing, recomputing_for_backward
 
 # `train.tile_mlp: auto` tiles micro-batches of more than AUTO_ABOVE_TOKENS tokens, in tiles of 4096 tokens, or
-# of an eighth of the micro-batch (at least 2048) when attention runs a group of heads at a time. Shorter
+# of a sixteenth of the micro-batch (at least 2048) when attention runs a group of heads at a time. Shorter
 # micro-batches fit an 8 GB card untiled (1×8192: 7.46 GiB, RESULTS.md §3a) and run as before. Once the MLP
 # is tiled, a layer's peak is its attention backward (RESULTS.md §3b), so a 4096-token tile costs no peak
 # memory at 16k tokens and more, and re-dequantizes the three MLP weights (about 60 µs each on an H100) half
 # as often as 2048-token tiles would. With attention split (train.split_attention) its backward holds about
-# 4.5 hidden-state-sized tensors against the MLP's 2 plus one tile, and an eighth of the tokens keeps the
-# tile (16 bytes × the intermediate size per token in the Mistral-7B shape, 2 hidden-state-sized tensors)
-# below that.
+# 2.9 hidden-state-sized tensors (its gradients written into q, k and v) against the MLP's 2 plus one tile,
+# and a sixteenth of the tokens keeps the tile (16 bytes × the intermediate size per token in the
+# Mistral-7B shape, 1 hidden-state-sized tensor) about level with it.
 AUTO_TILE_TOKENS = (2048, 4096)
 AUTO_ABOVE_TOKENS = 8192
 TILE_MULTIPLE = 256
+SPLIT_ATTENTION_TILE_SHARE = 16
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class MLPTiling:
     tile_tokens: int  # tokens per tile (auto: the most)
     above_tokens: int  # micro-batches with more tokens than this are tiled; the rest run as before
     skip_unread_outputs: bool = True  # False: compute the output in the recompute too (tests compare)
-    fewest_tile_tokens: int | None = None  # auto: an eighth of the micro-batch, at least this many tokens
+    fewest_tile_tokens: int | None = None  # auto: a sixteenth of the micro-batch, at least this many tokens
 
     def applies(self, tokens: int) -> bool:
         return tokens > max(self.above_tokens, self.tile_tokens if self.fewest_tile_tokens is None else 0)
@@ -63,8 +64,8 @@ class MLPTiling:
         """Tokens per tile for a micro-batch of `tokens` tokens."""
         if self.fewest_tile_tokens is None:
             return self.tile_tokens
-        eighth = tokens // 8 // TILE_MULTIPLE * TILE_MULTIPLE
-        return max(self.fewest_tile_tokens, min(self.tile_tokens, eighth))
+        share = tokens // SPLIT_ATTENTION_TILE_SHARE // TILE_MULTIPLE * TILE_MULTIPLE
+        return max(self.fewest_tile_tokens, min(self.tile_tokens, share))
 
 
 def tiling_for(setting: str | int, split_attention: bool = False) -> MLPTiling | None:

@@ -49,7 +49,9 @@ def scalar_division_rows(x: torch.Tensor, dtype: torch.dtype, col_scales: torch.
     return (values * (1.0 / scales)).to(dtype), scales
 
 
-def check_projection(out_features: int, in_features: int, tokens: int, scalar_division: bool) -> dict[str, Any]:
+def check_projection(
+    out_features: int, in_features: int, tokens: int, scalar_division: bool
+) -> dict[str, Any]:
     import bitsandbytes.functional as F
 
     from forumtune.kernels import fp8_matmul as f8
@@ -94,13 +96,19 @@ def check_projection(out_features: int, in_features: int, tokens: int, scalar_di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tokens", type=int, default=4096)
-    parser.add_argument("--scalar-division", action="store_true", help="also count against the first references")
+    parser.add_argument(
+        "--scalar-division", action="store_true", help="also count against the first references"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        raise SystemExit("needs a CUDA GPU: on the CPU the tests compare the kernels under Triton's interpreter")
+        raise SystemExit(
+            "needs a CUDA GPU: on the CPU the tests compare the kernels under Triton's interpreter"
+        )
     results = {
         name: check_projection(*shape, args.tokens, args.scalar_division)
         for name, shape in MISTRAL_7B_PROJECTIONS.items()
@@ -109,7 +117,9 @@ def main() -> None:
     for projection, checks in results.items():
         for part, counts in checks.items():
             old = counts.get("differ_scalar_division_reference")
-            rows.append([projection, part, f"{counts['elements']:,}", counts["differ"], "" if old is None else old])
+            rows.append(
+                [projection, part, f"{counts['elements']:,}", counts["differ"], "" if old is None else old]
+            )
     bc.print_table(["projection", "what", "elements", "differ", "differ (scalar-division reference)"], rows)
     total = sum(c["differ"] for checks in results.values() for c in checks.values())
     print(f"kernels against references on {torch.cuda.get_device_name()}: {total} elements differ")

@@ -396,7 +396,8 @@ class TrainConfig(Section):
         "the norm before it) over the sequence in tiles of this many tokens, forward and backward, so its "
         "tokens × intermediate tensors never exist for the whole micro-batch (the same computation, far "
         "less memory at long sequences). auto: for micro-batches of more than 8192 tokens, tiles of 4096 "
-        "tokens, or of a sixteenth of the micro-batch (at least 2048) when train.split_attention is on; off: "
+        "tokens, or of a sixteenth of the micro-batch (at least 2048) when train.split_attention is on; "
+        "shorter ones in tiles of 2048 only where the memory plan says the run fits the card only so; off: "
         "never. Llama, Mistral and Qwen2/3 layers.",
     )
     split_attention: Literal["auto", "on", "off"] = Field(

@@ -315,6 +315,32 @@ def test_auto_drops_the_cuda_graphs_only_where_nothing_fits_with_them(mistral_7b
     assert fit_settings(at_32k) is not None  # fitting judges the autos at their leanest
 
 
+def test_auto_tiles_rows_of_8192_tokens_only_where_the_card_needs_it(mistral_7b_dir, with_liger, tmp_path):
+    """train.tile_mlp auto tiles rows of more than 8192 tokens by its rule; shorter rows get 2048-token
+    tiles only where nothing fits the card untiled: the Qwen2.5-7B shape (its 18,944-wide MLP) at 1×8192
+    on an 8 GB card, not on a 24 GB one, and not the Mistral-7B shape, which fits untiled."""
+    from transformers import Qwen2Config
+
+    Qwen2Config(
+        vocab_size=152064,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+    ).save_pretrained(tmp_path)
+    row = ["build.max_seq_len=8192", "train.micro_batch_size=1", "train.gradient_checkpointing=offload"]
+    qwen = plan_memory(mistral(tmp_path, *row))
+    assert (qwen.tile_mlp, qwen.cuda_graphs) == (2048, True) and qwen.fits
+    assert "MLP backward, one tile of 2048 tokens (+ h1 and its gradient)" in qwen.parts
+    untiled = plan_memory(mistral(tmp_path, *row, "train.tile_mlp=off"))
+    assert not untiled.fits and untiled.total - qwen.total > GIB / 2
+    assert plan_memory(mistral(tmp_path, *row), 24).tile_mlp == "off"
+    assert plan_memory(mistral(mistral_7b_dir, *row)).tile_mlp == "off"
+    longer = mistral(mistral_7b_dir, "build.max_seq_len=16384", *row[1:])
+    assert plan_memory(longer).tile_mlp == "auto"  # its own rule: tiles above 8192 tokens
+
+
 def test_a_tile_as_long_as_the_sequence_makes_the_mlp_phase_the_peak(mistral_7b_dir, with_liger):
     common = ["train.micro_batch_size=1", "train.gradient_checkpointing=offload"]
     at_8k = mistral(mistral_7b_dir, "build.max_seq_len=8192", *common)

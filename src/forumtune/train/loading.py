@@ -151,20 +151,30 @@ def load_for_training(
 
 
 def settled_for_card(config: Config, device: torch.device) -> Config:
-    """The config with train.split_attention and train.cuda_graphs auto settled for this run's card: as
-    fast as the memory plan says still fits it (plan.auto_choices), against plan.usable_gib when set (the
-    card a run is sized for), else CUDA's total memory. On the CPU neither applies: both off."""
+    """The config with train.split_attention, train.tile_mlp and train.cuda_graphs auto settled for this
+    run's card: as fast as the memory plan says still fits it (plan.auto_choices), against plan.usable_gib
+    when set (the card a run is sized for), else CUDA's total memory. On the CPU split attention and graphs
+    are off, and tile_mlp keeps its rule."""
     train = config.train
-    if "auto" not in (train.split_attention, train.cuda_graphs):
+    if "auto" not in (train.split_attention, train.cuda_graphs, train.tile_mlp):
         return config
     if device.type != "cuda":
-        return plan.with_train(config, split_attention="off", cuda_graphs=False)
+        return plan.with_train(
+            config,
+            split_attention="off" if train.split_attention == "auto" else train.split_attention,
+            cuda_graphs=False if train.cuda_graphs == "auto" else train.cuda_graphs,
+        )
     if config.plan.usable_gib is not None:
         card_gib, usable_gib = config.plan.vram_gib, config.plan.usable_gib
     else:
         card_gib = usable_gib = torch.cuda.get_device_properties(device).total_memory / GIB
     settled = plan.plan_memory(config, card_gib, usable_gib=usable_gib)
-    return plan.with_train(config, split_attention=settled.split_attention, cuda_graphs=settled.cuda_graphs)
+    return plan.with_train(
+        config,
+        split_attention=settled.split_attention,
+        cuda_graphs=settled.cuda_graphs,
+        tile_mlp=settled.tile_mlp,
+    )
 
 
 def add_reference_adapter(model: PeftModel, adapter_dir: Path) -> None:

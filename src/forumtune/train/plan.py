@@ -24,6 +24,10 @@ from forumtune.train import host_embeddings
 from forumtune.train.layer_memory import layer_parts
 from forumtune.train.objectives import OBJECTIVES
 from forumtune.train.oom_advice import oom_advice
+from forumtune.train.tiled_mlp import AUTO_ABOVE_TOKENS, AUTO_TILE_TOKENS
+
+# train.tile_mlp auto's tiles for rows of up to AUTO_ABOVE_TOKENS tokens, where the plan says only tiles fit
+SHORT_ROW_TILE_TOKENS = AUTO_TILE_TOKENS[0]
 
 GIB = 2**30
 MIB = 2**20
@@ -283,6 +287,7 @@ class MemoryPlan:
     host_parts: dict[str, float] = field(default_factory=dict)  # held in host RAM instead (not counted)
     split_attention: str = "off"  # train.split_attention as planned (auto settled for this card)
     cuda_graphs: bool = True  # train.cuda_graphs as planned (auto settled for this card)
+    tile_mlp: str | int = "auto"  # train.tile_mlp as planned (auto: its rule, or tiles where rows need them)
 
     @property
     def allocated(self) -> float:
@@ -329,16 +334,28 @@ def plan_memory(config: Config, vram_gib: float | None = None, usable_gib: float
         host_parts=host_parts(config, shape),
         split_attention=config.train.split_attention,
         cuda_graphs=config.train.cuda_graphs,
+        tile_mlp=config.train.tile_mlp,
     )
 
 
 def auto_choices(config: Config) -> list[Config]:
-    """The settings train.split_attention and train.cuda_graphs auto can take, fastest first: whole heads
-    before split attention (9% slower at 16,384 tokens, benchmarks/RESULTS.md §3c), and the graphs kept as
-    long as something fits with them."""
-    splits = ["off", "on"] if config.train.split_attention == "auto" else [config.train.split_attention]
-    graphs = [True, False] if config.train.cuda_graphs == "auto" else [config.train.cuda_graphs]
-    return [with_train(config, split_attention=s, cuda_graphs=g) for g in graphs for s in splits]
+    """The settings train.split_attention, train.tile_mlp and train.cuda_graphs auto can take, fastest
+    first: whole heads before split attention (9% slower at 16,384 tokens, benchmarks/RESULTS.md §3c), rows
+    of up to 8,192 tokens untiled before tiled (tile_mlp auto tiles longer rows always), and the graphs kept
+    as long as something fits with them."""
+    train = config.train
+    splits = ["off", "on"] if train.split_attention == "auto" else [train.split_attention]
+    graphs = [True, False] if train.cuda_graphs == "auto" else [train.cuda_graphs]
+    tiles: list[str | int] = [train.tile_mlp]
+    tokens = train.micro_batch_size * config.build.max_seq_len
+    if train.tile_mlp == "auto" and SHORT_ROW_TILE_TOKENS < tokens <= AUTO_ABOVE_TOKENS:
+        tiles = ["off", SHORT_ROW_TILE_TOKENS]  # auto's own rule leaves these rows untiled
+    return [
+        with_train(config, split_attention=s, tile_mlp=t, cuda_graphs=g)
+        for g in graphs
+        for t in tiles
+        for s in splits
+    ]
 
 
 def leanest(config: Config) -> Config:

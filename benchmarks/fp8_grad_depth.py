@@ -17,6 +17,10 @@ differences / norm of all references), for:
     b: dy blk128    dy quantized with one scale per 1x128 block of columns instead of per row
     c: dy e5m2      dy in e5m2 (per row)
     d: x blk128     x quantized with one scale per 1x128 block in the forward
+    f: fwd x only   forward with only x rounded to e4m3 (W exact), dx in bf16 (simulated)
+    g: fwd W only   forward with only W rounded to e4m3 (x exact), dx in bf16 (simulated)
+    h, i, j         fp8 as it is, but q and k (h), the attention's four (i) or the MLP's three (j)
+                    projections with bf16 products
     b+d             both
 
 and the forward's hidden states against fp32's after each layer (where rounding in the forward grows
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 import tempfile
 import time
@@ -65,6 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=256, help="one sequence of this many tokens")
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--lora-b", choices=("zero", "random"), default="zero")
+    parser.add_argument(
+        "--std-as-hidden",
+        type=int,
+        default=None,
+        metavar="H",
+        help="scale the weights to std 0.02 * sqrt(H / hidden): each projection's gain is then that of a "
+        "model of hidden size H at std 0.02 (4096: the Mistral-7B-shaped benchmark model's)",
+    )
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS)
     )
@@ -97,9 +110,21 @@ def fp8_weight(weight, state) -> torch.Tensor:
     return fp8_matmul.reference_dequantize_fp8(weight, state).float() * scales[:, None]
 
 
-def simulated_product(x_block: int | None) -> Callable[..., torch.Tensor]:
+def simulated_product(
+    x_block: int | None, *, round_x: bool = True, round_w: bool = True
+) -> Callable[..., torch.Tensor]:
+    """x Wᵀ from x and W as fp8 operands hold them (x per row or per block); `round_x`/`round_w` False keeps
+    that operand exact (bf16 x, W as bitsandbytes dequantizes it in fp32): which rounding costs what."""
+
     def product(rows, weight, state, bias=None):
-        out = fake_quantize(rows.float(), E4M3, x_block) @ fp8_weight(weight, state).t()
+        from forumtune.kernels.lora_linear import dequantize_weight
+
+        x = fake_quantize(rows.float(), E4M3, x_block) if round_x else rows.float()
+        if round_w:
+            w = fp8_weight(weight, state)
+        else:
+            w = dequantize_weight(weight, state, torch.float32, "bitsandbytes")
+        out = x @ w.t()
         return (out if bias is None else out + bias.float()).to(torch.bfloat16)
 
     return product
@@ -146,12 +171,44 @@ VARIANTS: dict[str, tuple[torch.dtype, str, dict[str, Any]]] = {
     "b: dy blk128": (torch.bfloat16, "fp8", {"base_input_grad": simulated_input_grad(E4M3, BLOCK)}),
     "c: dy e5m2": (torch.bfloat16, "fp8", {"GRAD_DTYPE": E5M2}),
     "d: x blk128": (torch.bfloat16, "fp8", {"base_product": simulated_product(BLOCK)}),
+    "f: fwd x only": (
+        torch.bfloat16,
+        "fp8",
+        {"base_product": simulated_product(None, round_w=False), "base_input_grad": bf16_input_grad},
+    ),
+    "g: fwd W only": (
+        torch.bfloat16,
+        "fp8",
+        {"base_product": simulated_product(None, round_x=False), "base_input_grad": bf16_input_grad},
+    ),
+    # fp8 everywhere but these projections, which keep bf16 products (the PROJECTIONS_IN_BF16 below)
+    "h: q+k bf16": (torch.bfloat16, "fp8", {}),
+    "i: attn bf16": (torch.bfloat16, "fp8", {}),
+    "j: mlp bf16": (torch.bfloat16, "fp8", {}),
     "b+d": (
         torch.bfloat16,
         "fp8",
         {"base_product": simulated_product(BLOCK), "base_input_grad": simulated_input_grad(E4M3, BLOCK)},
     ),
 }
+
+
+PROJECTIONS_IN_BF16 = {
+    "h: q+k bf16": ("q_proj", "k_proj"),
+    "i: attn bf16": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "j: mlp bf16": ("gate_proj", "up_proj", "down_proj"),
+}
+
+
+def keep_in_bf16(model: torch.nn.Module, projections: tuple[str, ...]) -> None:
+    """The fused forward of these projections with bf16 base products (use_fused_lora already ran)."""
+    from forumtune.kernels import lora_linear
+
+    options = lora_linear.FusedLoRA(dequantize="bitsandbytes", base_matmul="bf16")
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in projections and hasattr(module, "_forumtune_reference_forward"):
+            reference = module._forumtune_reference_forward
+            module.forward = functools.partial(lora_linear.fused_forward, module, reference, options)
 
 
 @contextlib.contextmanager
@@ -208,6 +265,7 @@ def run_variant(model_dir: Path, name: str, args: argparse.Namespace) -> dict[st
     lora_linear.use_fused_lora(
         model, lora_linear.FusedLoRA(dequantize="bitsandbytes", base_matmul=base_matmul)
     )
+    keep_in_bf16(model, PROJECTIONS_IN_BF16.get(name, ()))
     model.train()
     ids = torch.randint(4, args.vocab, (1, args.tokens), generator=torch.Generator().manual_seed(1))
     started = time.perf_counter()
@@ -247,6 +305,7 @@ def compare(run: dict[str, Any], ref: dict[str, Any], layers: int) -> dict[str, 
     for layer in range(layers):
         mine = [n for n in names if layer_of(n) == layer]
         per_layer.append(norm([diffs[n] for n in mine]) / norm([ref["grads"][n] for n in mine]))
+    sampled = [n for n in names if "lora_B" in n and layer_of(n) in (0, layers - 1)]
     hidden = [
         float((h - r).norm() / r.norm()) for h, r in zip(run["hidden"][1:], ref["hidden"][1:])
     ]  # [0] is the embedding, the same in both
@@ -255,12 +314,28 @@ def compare(run: dict[str, Any], ref: dict[str, Any], layers: int) -> dict[str, 
         "overall": norm(list(diffs.values())) / norm([ref["grads"][n] for n in names]),
         "per_layer": per_layer,
         "hidden_per_layer": hidden,
+        # train_throughput.py's comparison: lora_B of the first and the last layer
+        "first_last_lora_b": norm([diffs[n] for n in sampled]) / norm([ref["grads"][n] for n in sampled]),
+        "per_tensor": per_tensor,
         "worst_tensor": worst,
         "worst_error": per_tensor[worst],
         "worst_norm_over_median": float(ref["grads"][worst].norm()) / median,
         "tensors": len(names),
         "seconds": round(run["seconds"], 1),
     }
+
+
+def rescale(model_dir: Path, factor: float) -> None:
+    """Every weight but the norms (at identity) times `factor`, in the checkpoint's shards."""
+    from safetensors.torch import load_file, save_file
+
+    for shard in model_dir.glob("*.safetensors"):
+        tensors = load_file(shard)
+        for name, tensor in tensors.items():
+            if "norm" not in name:
+                tensors[name] = (tensor.float() * factor).to(tensor.dtype)
+        save_file(tensors, str(shard), metadata={"format": "pt"})
+    (model_dir / bc.MODEL_MARKER).unlink()  # no longer ensure_model's model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = args.model_dir or Path(scratch)
         bc.ensure_model(model_dir, shape)
+        if args.std_as_hidden:
+            rescale(model_dir, (args.std_as_hidden / args.hidden) ** 0.5)
         ref = run_variant(model_dir, "fp32", args)
         results = {}
         for name in names:
@@ -290,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"\nfirst-step LoRA gradients vs fp32, {args.layers} layers, hidden {args.hidden}, lora_B {args.lora_b}"
+        f", weights std {0.02 * (args.std_as_hidden / args.hidden) ** 0.5 if args.std_as_hidden else 0.02:.4f}"
     )
     headers = ["layer", *results]
     rows = [
@@ -297,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.layers)
     ]
     rows.append(["overall", *(bc.fmt(r["overall"], 1, sci=True) for r in results.values())])
+    rows.append(["first+last B", *(bc.fmt(r["first_last_lora_b"], 1, sci=True) for r in results.values())])
     rows.append(["worst tensor", *(bc.fmt(r["worst_error"], 2) for r in results.values())])
     rows.append(["its norm/median", *(bc.fmt(r["worst_norm_over_median"], 2) for r in results.values())])
     rows.append(["loss", *(f"{r['loss']:.5f}" for r in results.values())])

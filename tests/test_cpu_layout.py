@@ -64,8 +64,12 @@ def test_generation_packs_what_it_can_within_bfloat16_error_and_then_refuses_tra
     assert any(is_packed(layer) for layer in layers)
     error = (packed_logits - reference).norm() / reference.norm()
     assert 0 < error < 2e-2  # bf16 products and scales: close, and really another path
-    one_token = logits(model, ids[:, :1])  # decoding: the packed kernel at one row
-    torch.testing.assert_close(one_token[:, -1], packed_logits[:, 0], rtol=0, atol=1e-5)
+    # decoding: the packed kernel at one row. It may take another blocking than the batch's rows (in a full
+    # test run it once differed from the batch's first row by 1.4e-3, bf16 rounding), so it is held to the
+    # same bound against the unpacked model as the batch
+    one_token = logits(model, ids[:, :1])[:, -1]
+    one_token_error = (one_token - reference[:, 0]).norm() / reference[:, 0].norm()
+    assert 0 < one_token_error < 2e-2
     with pytest.raises(PackedWeightError, match="packed for CPU inference"):
         use_trainable_layout(model)
 

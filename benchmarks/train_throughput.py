@@ -583,6 +583,7 @@ class StepMemoryTracer:
         live: dict[int, dict[str, Any]] = {}
         current = peak = 0
         at_peak: list[dict[str, Any]] = []
+        peak_event: dict[str, Any] = {}
         for event in events:
             if event["action"] == "alloc":
                 live[event["addr"]] = event
@@ -590,13 +591,17 @@ class StepMemoryTracer:
             elif event["action"] == "free_completed" and event["addr"] in live:
                 current -= live.pop(event["addr"])["size"]
             if current > peak:
-                peak, at_peak = current, list(live.values())
-        biggest = sorted(at_peak, key=lambda e: -e["size"])[:16]
+                peak, at_peak, peak_event = current, list(live.values()), event
+        biggest = sorted(at_peak, key=lambda e: -e["size"])[:24]
         return {
             "step": self.step,
             "start_allocated_mib": round(self.start_allocated / 2**20),
             "peak_above_start_mib": round(peak / 2**20),
             "events": len(events),
+            "peak_reached_by": {
+                "mib": round(peak_event.get("size", 0) / 2**20, 1),
+                "frames": self.frames(peak_event, 8),
+            },
             "largest_at_peak": [
                 {"mib": round(e["size"] / 2**20, 1), "stream": e.get("stream"), "frames": self.frames(e)}
                 for e in biggest
@@ -604,13 +609,13 @@ class StepMemoryTracer:
         }
 
     @staticmethod
-    def frames(event: dict[str, Any]) -> list[str]:
+    def frames(event: dict[str, Any], count: int = 4) -> list[str]:
         kept = [
             f"{Path(f['filename']).name}:{f['line']} {f['name']}"
             for f in event.get("frames", [])
             if "/torch/" not in f["filename"] or "checkpoint" in f["filename"]
         ]
-        return kept[:4]
+        return kept[:count]
 
 
 def memory_by_pool() -> dict[str, Any]:
@@ -742,15 +747,23 @@ class TrainStepMarks:
         return marks and {"host_ms_between_steps": self.between_steps_ms, **marks}
 
 
-def sample_after_each_step() -> None:
-    """Read the card's memory after each of forumtune's train steps (a sample of the process's whole use)."""
+def sample_after_each_step(tracer: StepMemoryTracer | None = None) -> None:
+    """Read the card's memory after each of forumtune's train steps (a sample of the process's whole use),
+    and hand each step's end to `tracer`."""
     from forumtune.train import loop
 
     train_step = loop.train_step
+    done = 0
 
     def sampled_train_step(run, batches):
+        nonlocal done
+        if done == 0 and tracer is not None:
+            tracer.after_step(0)
         result = train_step(run, batches)
+        done += 1
         bc.cuda_memory()
+        if tracer is not None:
+            tracer.after_step(done)
         return result
 
     loop.train_step = sampled_train_step
@@ -788,7 +801,12 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timeline = TrainStepMarks(steps) if _device().type == "cuda" else None
-    sample_after_each_step()
+    tracer = (
+        StepMemoryTracer(spec["warmup"] + 2)
+        if spec.get("memory_trace") and _device().type == "cuda"
+        else None
+    )
+    sample_after_each_step(tracer)
     summary = run_train(config, Path(spec["dataset_dir"]), run_dir, Console(file=sys.stdout, width=120))
     total_s = time.perf_counter() - started
     by_pool = memory_by_pool() if _device().type == "cuda" else None
@@ -812,6 +830,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         "summary": summary,
         "memory_by_pool": by_pool,
         "last_step_timeline": timeline.report() if timeline else None,
+        "memory_trace": tracer.report if tracer else None,
         "tokens_per_s_column_mean": sum(float(r["tokens_per_s"]) for r in rows[warmup:])
         / max(1, len(rows) - warmup),
     }

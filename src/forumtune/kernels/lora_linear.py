@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,34 @@ def _cuda_kernels() -> tuple[Any, Any] | None:
     return found if all(found) else None
 
 
+RECOMPUTED_INPUT = (
+    "_forumtune_recomputed_input"  # the attribute of an input tensor that holds its RecomputedInput
+)
+
+
+class RecomputedInput:
+    """How the fused layers' backward gets their input back without saving it: `compute(source)`, from a
+    tensor that is kept for the backward anyway (train/recomputed_norm.py: the attention's input norm,
+    recomputed from the layer input). It rides on the input tensor as its `RECOMPUTED_INPUT` attribute.
+    The layers that read the same input share one recompute: the first backward computes it, the last one
+    lets it go."""
+
+    def __init__(self, compute: Callable[[torch.Tensor], torch.Tensor], source: torch.Tensor):
+        self.compute, self.source = compute, source
+        self.users = 0
+        self.value: torch.Tensor | None = None
+
+    def take(self, source: torch.Tensor) -> torch.Tensor:
+        if self.value is None:
+            with torch.no_grad():
+                self.value = self.compute(source)
+        value = self.value
+        self.users -= 1
+        if self.users <= 0:
+            self.value = None
+        return value
+
+
 class QLoRAMatmul(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -147,11 +175,13 @@ class QLoRAMatmul(torch.autograd.Function):
         output_unread: bool = False,
         dequantize: str = "triton",
         base_matmul: str = "bf16",
+        recompute: RecomputedInput | None = None,
     ) -> torch.Tensor:
         """`output_unread`: only the saved tensors are needed (a recompute whose result nobody reads);
         the output is left unwritten. The small LoRA product is written first and the big matmul adds
         to it in its epilogue, where reading the output costs nothing (the other order re-reads and
-        re-writes the whole output in a memory-bound kernel)."""
+        re-writes the whole output in a memory-bound kernel). `recompute`: the backward gets the input
+        back from it instead of saving it (x without dropout only)."""
         dtype = x.dtype
         rows = x.reshape(-1, x.shape[-1])
         lora_in = rows if dropped_x is None else dropped_x.reshape(-1, x.shape[-1]).to(dtype)
@@ -166,6 +196,10 @@ class QLoRAMatmul(torch.autograd.Function):
         else:
             out = torch.mm(down, b.t()) if bias is None else torch.addmm(bias.to(dtype), down, b.t())
             out.addmm_(rows, dequantize_weight(base_weight, quant_state, dtype, dequantize).t())
+        ctx.recompute = recompute
+        if recompute is not None:
+            recompute.users += 1
+            lora_in = recompute.source
         ctx.save_for_backward(lora_in, down, a, b)
         ctx.base_weight, ctx.quant_state, ctx.scale = base_weight, quant_state, scale
         ctx.dequantize, ctx.fp8 = dequantize, fp8
@@ -179,6 +213,9 @@ class QLoRAMatmul(torch.autograd.Function):
         need_x, need_dropped, need_a, need_b = ctx.needs_input_grad[:4]
         grad = grad_out.reshape(-1, grad_out.shape[-1]).to(a.dtype)
         grad_down = torch.mm(grad, b).mul_(ctx.scale)  # (tokens, r)
+        if ctx.recompute is not None:
+            lora_in = ctx.recompute.take(lora_in).to(ctx.x_dtype).reshape(-1, ctx.x_shape[-1])
+            ctx.recompute = None
         grad_a = torch.mm(grad_down.t(), lora_in).to(ctx.lora_dtypes[0]) if need_a else None
         grad_b = torch.mm(grad.t(), down).to(ctx.lora_dtypes[1]) if need_b else None  # down holds the scale
         grad_x = grad_dropped = None
@@ -196,7 +233,7 @@ class QLoRAMatmul(torch.autograd.Function):
             grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype)
         if ctx.separate_dropout and need_dropped:
             grad_dropped = torch.mm(grad_down, a).view(ctx.x_shape)
-        return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None, None, None, None
+        return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None, None, None, None, None
 
 
 def fused_forward(
@@ -218,6 +255,7 @@ def fused_forward(
         return reference(x, *args, **kwargs)
     name = module.active_adapters[0]
     dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    recompute = getattr(x, RECOMPUTED_INPUT, None)  # read before the cast, which may make a new tensor
     x = x.to(dtype)
     dropout = module.lora_dropout[name]
     dropped = None if isinstance(dropout, torch.nn.Identity) or not module.training else dropout(x)
@@ -238,6 +276,7 @@ def fused_forward(
         unread,
         options.dequantize,
         options.base_matmul,
+        recompute if dropped is None else None,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,26 +55,50 @@ class OffloadedCheckpoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grad_outputs: torch.Tensor) -> tuple[Any, ...]:
         fetched = [ctx.parked.take()]  # the only reference: the graphs free it once they hold a copy
-        if ctx.before is not None:  # backward runs the layers in reverse: fetch the next one's input now
-            ctx.before.prefetch()
-        devices = [ctx.device] if ctx.device_rng is not None else []
-        release = release_unread_outputs if result_only_summed(ctx.setup.layer) else None
-        with torch.random.fork_rng(devices=devices), recomputing_for_backward():
-            torch.set_rng_state(ctx.cpu_rng)
-            if ctx.device_rng is not None:
-                torch.cuda.set_rng_state(ctx.device_rng, ctx.device)
-            graphs = ctx.setup.graphs
-            grad = (
-                None
-                if graphs is None
-                else graphs.backward(
-                    ctx.setup.layer, ctx.run, fetched, ctx.extra, grad_outputs, ctx.autocast, release
-                )
-            )
-            if grad is None:
-                grad = _recompute_and_backward(ctx, fetched.pop(), grad_outputs, release)
+        # backward runs the layers in reverse: fetch the next one's input now, or where the layer says
+        _prefetch.pending = ctx.before
+        if not defers_prefetch(ctx.setup, fetched[0]):
+            prefetch_deferred()
+        try:
+            grad = _layer_backward(ctx, fetched, grad_outputs)
+        finally:
+            prefetch_deferred()
         ctx.parked = ctx.before = None
         return (None, None, grad) + (None,) * len(ctx.extra)
+
+
+def defers_prefetch(setup: LayerSetup, hidden: torch.Tensor) -> bool:
+    """Whether the layer starts the next input's copy back itself, later in its backward (without CUDA
+    graphs, whose replay cannot call back): train/recomputed_norm.py, on long rows."""
+    defers = getattr(setup.layer, "_forumtune_defers_prefetch", None)
+    return setup.graphs is None and defers is not None and defers(hidden.numel() // hidden.shape[-1])
+
+
+def prefetch_deferred() -> None:
+    """Start the copy back of the next layer input that this layer's backward left for later, if any."""
+    pending, _prefetch.pending = getattr(_prefetch, "pending", None), None
+    if pending is not None:
+        pending.prefetch()
+
+
+def _layer_backward(ctx, fetched: list[torch.Tensor], grad_outputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    devices = [ctx.device] if ctx.device_rng is not None else []
+    release = release_unread_outputs if result_only_summed(ctx.setup.layer) else None
+    with torch.random.fork_rng(devices=devices), recomputing_for_backward():
+        torch.set_rng_state(ctx.cpu_rng)
+        if ctx.device_rng is not None:
+            torch.cuda.set_rng_state(ctx.device_rng, ctx.device)
+        graphs = ctx.setup.graphs
+        grad = (
+            None
+            if graphs is None
+            else graphs.backward(
+                ctx.setup.layer, ctx.run, fetched, ctx.extra, grad_outputs, ctx.autocast, release
+            )
+        )
+        if grad is None:
+            grad = _recompute_and_backward(ctx, fetched.pop(), grad_outputs, release)
+    return grad
 
 
 def result_only_summed(layer: torch.nn.Module | None) -> bool:
@@ -144,6 +169,7 @@ def use_layer_checkpointing(
 
 
 _copy_streams: dict[torch.device, torch.cuda.Stream] = {}
+_prefetch = threading.local()  # .pending: the next layer input whose copy back a layer's backward deferred
 _last_parked: _Parked | None = None
 # The host copy of a layer input still in flight keeps that input's GPU memory from being reused: the
 # allocator frees it only once the copy's event has completed. The forward queues work faster than the

@@ -21,7 +21,14 @@ from forumtune.errors import TrainError
 from forumtune.kernels.lora_linear import FusedLoRA
 from forumtune.models import load_base_model
 from forumtune.preference_batches import REFERENCE_ADAPTER, REFERENCE_METHODS
-from forumtune.train import host_embeddings, layer_checkpointing, plan, precision, tiled_mlp
+from forumtune.train import (
+    host_embeddings,
+    layer_checkpointing,
+    plan,
+    precision,
+    recomputed_norm,
+    tiled_mlp,
+)
 from forumtune.train.layer_graphs import LayerGraphs
 from forumtune.train.plan import GIB
 from forumtune.train.split_attention import split_above_tokens, use_split_attention
@@ -103,6 +110,7 @@ def use_fast_path(adapted: PeftModel, fast: FastPathOptions, *, checkpointing: b
     tiling = tiled_mlp.tiling_for(fast.tile_mlp, split_attention=fast.split_attention == "on")
     if checkpointing and tiling is not None:
         tiled_mlp.use_tiled_mlp(adapted, tiling)
+        recomputed_norm.use_recomputed_attention_norm(adapted, tiling)
     use_split_attention(adapted, split_above_tokens(fast.split_attention))
 
 

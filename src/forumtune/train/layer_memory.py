@@ -68,9 +68,22 @@ def tiled_layer_parts(
     else:
         attention_phase = gradients + q + 2 * kv + 2 * q + (2 * q if shape.kv_dim < shape.q_dim else 0)
     in_flight = (2 if graphs else 3) if offload else 1
+    # without graphs the next layer input's copy back waits for the projections' backward (recomputed_norm)
+    in_flight_before = in_flight - 1 if offload and not graphs else in_flight
+    saved = 2 * q + 2 * kv
+    projections_phase = q + 2 * kv + 4 * hidden
+    if hidden * in_flight + projections_phase > hidden * in_flight_before + saved + max(
+        mlp_phase, attention_phase
+    ):
+        return {
+            "layer inputs and output gradient in flight": hidden * in_flight,
+            "q, k and v projections' backward (their gradients, h1's, the norm recomputed, the input's)": (
+                projections_phase
+            ),
+        }
     parts = {
-        "layer inputs and output gradient in flight": hidden * in_flight,
-        "attention's saved tensors (norm output, q, k, v, output)": hidden + 2 * q + 2 * kv,
+        "layer inputs and output gradient in flight": hidden * in_flight_before,
+        "attention's saved tensors (q, k, v, output)": saved,
     }
     if mlp_phase >= attention_phase:
         parts[f"MLP backward, one tile of {tile} tokens (+ h1 and its gradient)"] = mlp_phase

@@ -272,7 +272,9 @@ def plan(
     anything heavy."""
     from forumtune.train.compute import GPU_KEYS, gpu_named, local_gpu
     from forumtune.train.estimate import estimate_run, print_estimate
-    from forumtune.train.plan import plan_memory, print_fit, print_plan
+    from forumtune.train.fit import print_fit
+    from forumtune.train.plan import plan_memory
+    from forumtune.train.plan_report import print_plan
 
     try:
         card = gpu_named(gpu) if gpu else local_gpu()

@@ -11,7 +11,7 @@ from transformers import MistralConfig
 from forumtune.config import Config, load_config
 from forumtune.data.encode import encode_conversation
 from forumtune.records import write_jsonl
-from tests.conftest import write_config
+from tests.conftest import SMOKE_CONFIG, write_config
 
 SKIS = ["park twin", "powder ski", "carving ski", "touring ski", "mogul ski", "all-mountain ski"]
 ADVICE = [
@@ -204,3 +204,16 @@ def mistral_7b_dir(tmp_path_factory):
         num_key_value_heads=8,
     ).save_pretrained(path)
     return path
+
+
+def mistral(mistral_7b_dir, *overrides):
+    """The planner's Mistral-7B on the smoke config, in bf16 with nothing trained in full."""
+    return load_config(
+        SMOKE_CONFIG,
+        [
+            f"model.base={mistral_7b_dir}",
+            "model.compute_dtype=bfloat16",
+            "lora.modules_to_save=null",
+            *overrides,
+        ],
+    )

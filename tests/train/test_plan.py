@@ -3,6 +3,7 @@ import pytest
 from forumtune.config import load_config
 from forumtune.errors import ConfigError
 from forumtune.train import plan as plan_module
+from forumtune.train.fit import fit_settings
 from forumtune.train.plan import (
     ALLOCATOR_RESERVE_FRACTION,
     CUBLAS_WORKSPACE_BYTES,
@@ -11,14 +12,13 @@ from forumtune.train.plan import (
     MIB,
     allocator_reserve,
     chunked_head_bytes,
-    fit_settings,
     load_shape,
     plan_memory,
     static_parts,
     usable_bytes,
-    whole_process_bytes,
 )
 from tests.conftest import SMOKE_CONFIG
+from tests.train.conftest import mistral
 
 
 def test_mistral_7b_4bit_weights_are_about_3_6_gib(mistral_7b_dir):
@@ -81,18 +81,6 @@ def test_plan_cli_prints_the_table_and_verdict(mistral_7b_dir):
         assert row in result.stdout
 
 
-def mistral(mistral_7b_dir, *overrides):
-    return load_config(
-        SMOKE_CONFIG,
-        [
-            f"model.base={mistral_7b_dir}",
-            "model.compute_dtype=bfloat16",
-            "lora.modules_to_save=null",
-            *overrides,
-        ],
-    )
-
-
 def test_the_fast_path_and_offloaded_checkpoints_need_less_memory(mistral_7b_dir):
     plain = plan_memory(mistral(mistral_7b_dir, "train.fast_path=false", "build.max_seq_len=2048"))
     fast = plan_memory(mistral(mistral_7b_dir, "build.max_seq_len=2048"))
@@ -106,39 +94,6 @@ def test_the_fast_path_and_offloaded_checkpoints_need_less_memory(mistral_7b_dir
         mistral(mistral_7b_dir, "build.max_seq_len=2048", "train.embeddings_on_host=false")
     )
     assert plain.parts["embeddings, head, norms"] == 2 * fast_on_card.parts["embeddings, head, norms"]
-
-
-def test_fit_keeps_the_effective_batch_and_the_sequence_when_it_can(mistral_7b_dir):
-    config = mistral(
-        mistral_7b_dir,
-        "build.max_seq_len=1024",
-        "train.micro_batch_size=2",
-        "train.grad_accum_steps=8",
-        "train.gradient_checkpointing=false",
-    )
-    changes = fit_settings(config, vram_gib=8)
-    assert changes and "build.max_seq_len" not in changes
-    micro = changes.get("train.micro_batch_size", 2)
-    assert micro * changes.get("train.grad_accum_steps", 8) == 16
-    fitted = config.model_copy(
-        update={
-            "train": config.train.model_copy(
-                update={
-                    "gradient_checkpointing": changes.get("train.gradient_checkpointing", False),
-                    "micro_batch_size": micro,
-                    "grad_accum_steps": changes.get("train.grad_accum_steps", 8),
-                }
-            )
-        }
-    )
-    assert plan_memory(fitted, vram_gib=8).fits and not plan_memory(config, vram_gib=8).fits
-
-
-def test_fit_halves_the_sequence_only_when_nothing_else_fits(mistral_7b_dir):
-    config = mistral(mistral_7b_dir, "build.max_seq_len=4096", "train.embeddings_on_host=false")
-    changes = fit_settings(config, vram_gib=7)
-    assert changes["build.max_seq_len"] < 4096 and changes["train.gradient_checkpointing"] == "offload"
-    assert fit_settings(mistral(mistral_7b_dir), vram_gib=2) is None  # the 4-bit weights alone are 3.4 GiB
 
 
 def test_dpo_plans_chosen_and_rejected_together_and_the_reference_adapter(mistral_7b_dir, tmp_path):
@@ -215,25 +170,6 @@ def test_an_8_gb_card_leaves_7_6_gib_and_the_whole_count_decides(mistral_7b_dir)
     assert usable_bytes(with_usable, vram_gib=24) == pytest.approx(23.6 * GIB)  # another card named: derived
     with pytest.raises(ConfigError, match="plan.usable_gib"):
         mistral(mistral_7b_dir, "plan.usable_gib=9")
-
-
-def test_fit_settings_fit_the_whole_count(mistral_7b_dir):
-    config = mistral(
-        mistral_7b_dir,
-        "build.max_seq_len=4096",
-        "train.micro_batch_size=4",
-        "train.grad_accum_steps=4",
-        "train.gradient_checkpointing=false",
-    )
-    changes = fit_settings(config, vram_gib=8)
-    assert changes is not None
-    micro = changes.get("train.micro_batch_size", 4)
-    seq = changes.get("build.max_seq_len", 4096)
-    mode = changes.get("train.gradient_checkpointing", False)
-    shape = load_shape(config)
-    assert whole_process_bytes(config, shape, micro, seq, mode) <= 7.6 * GIB
-    assert not plan_memory(config, vram_gib=8).fits
-    assert micro * changes.get("train.grad_accum_steps", 4) == 16
 
 
 @pytest.fixture

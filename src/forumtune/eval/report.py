@@ -20,7 +20,7 @@ from forumtune.records import EvalSample
 
 # The models an eval compares, unless its results name them (a run that trains twice has a third).
 MODELS = (("base", "base model"), ("tuned", "fine-tuned"))
-# What the training loop measures as peak memory on each device (train.loop.peak_memory_mib). Runs whose
+# What the training loop measures as peak memory on each device (train.step_log.peak_memory_mib). Runs whose
 # train_summary.json does not name the device trained where eval runs (the same config and machine).
 TRAIN_MEMORY_LABELS = {
     "cuda": "train: peak GPU memory (torch allocated)",

@@ -1,9 +1,9 @@
 """The `train` stage: a QLoRA training loop you can read top to bottom.
 
 setup() loads data and model and restores a checkpoint; train_step() is one optimizer step over
-grad_accum_steps micro-batches; measure_eval_loss() measures eval loss, keeps the best adapter and decides on
-early stopping; train() runs the steps, logs, evaluates and checkpoints. Under torchrun every process
-runs the same code on its own slice of each batch (see distributed.py).
+grad_accum_steps micro-batches; train() runs the steps, logs them (step_log.py), evaluates
+(best_adapter.py: measure_eval_loss keeps the best adapter and decides on early stopping) and checkpoints.
+Under torchrun every process runs the same code on its own slice of each batch (see distributed.py).
 
 train.method picks the objective (objectives.py): SFT on dataset/train.jsonl, or DPO, ORPO, KTO on the
 preference pairs. The loop is the same for all; the objective collates a micro-batch, counts what its
@@ -14,39 +14,32 @@ from __future__ import annotations
 
 import contextlib
 import math
-import resource
-import shutil
 import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from transformers import PreTrainedTokenizerBase
 
-from forumtune.atomic import atomic_directory
 from forumtune.base_model import load_tokenizer
 from forumtune.batching import input_token_count, to_device
 from forumtune.config import Config
 from forumtune.errors import TrainError
-from forumtune.layout import DatasetFiles, RunLayout, checkpoint_adapter, checkpoint_dirs, checkpoint_step
-from forumtune.metrics_log import read_metrics
+from forumtune.layout import DatasetFiles, RunLayout, checkpoint_dirs, checkpoint_step
 from forumtune.models import pick_device
 from forumtune.ranks import SINGLE_PROCESS, Ranks, ranks_from_environment
 from forumtune.train import distributed, host_embeddings
 from forumtune.train.allocator import use_expandable_segments
 from forumtune.train.batches import micro_batches
+from forumtune.train.best_adapter import measure_eval_loss, patience_ran_out, save_final_adapter
 from forumtune.train.checkpoints import (
     TrainerState,
     load_adapter_weights,
     load_training_state,
-    save_adapter_weights,
-    save_best,
     save_checkpoint,
 )
 from forumtune.train.interrupt import (
@@ -57,7 +50,6 @@ from forumtune.train.interrupt import (
     stop_after_the_step,
     stop_message,
 )
-from forumtune.train.layer_graphs import LayerGraphs
 from forumtune.train.loading import (
     GRAPH_PAD_MULTIPLE,
     layer_graphs_for,
@@ -65,54 +57,18 @@ from forumtune.train.loading import (
     settled_for_card,
     uses_fast_path,
 )
-from forumtune.train.objectives import Counts, Objective, objective_for, training_rows
+from forumtune.train.non_finite import non_finite_message, stop_on_non_finite
+from forumtune.train.objectives import Counts, objective_for, training_rows
 from forumtune.train.oom_advice import oom_advice
 from forumtune.train.optim import make_optimizer, make_scheduler
 from forumtune.train.precision import training_autocast
 from forumtune.train.preflight import check_before_loading
 from forumtune.train.reporting import Reporter
 from forumtune.train.resume import begin_checkpoints, choose_start, training_settings, write_record
+from forumtune.train.step_log import elapsed_before, graphs_summary, log_step, peak_memory_mib
+from forumtune.train.training_run import PreparedStep, StepResult, TrainingRun
 
 CPU = torch.device("cpu")
-
-
-@dataclass(frozen=True)
-class PreparedStep:
-    """One optimizer step's micro-batches, ready before the step runs."""
-
-    indices: list[list[int]]  # each micro-batch's rows of dataset/train.jsonl
-    host_batches: list[dict[str, torch.Tensor]]  # collated on the host, for token counts
-    device_batches: list[dict[str, torch.Tensor]]  # the same, on their way to the device
-
-
-@dataclass
-class TrainingRun:
-    config: Config
-    layout: RunLayout  # every path of the run dir this training writes into
-    device: torch.device
-    ranks: Ranks
-    tokenizer: PreTrainedTokenizerBase
-    model: torch.nn.Module  # the PeftModel, or its DDP wrapper; FSDP2 shards it in place
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    objective: Objective  # train.method: what a micro-batch's loss is
-    train_records: list[Any]  # dataset rows (SFT) or preference rows
-    eval_records: list[Any]
-    total_steps: int
-    state: TrainerState
-    reporter: Reporter
-    graphs: LayerGraphs | None = None
-    host_embedding: host_embeddings.HostEmbedding | None = None  # train.embeddings_on_host: the table's rows
-    prepared_step: PreparedStep | None = None  # the next step's batches, prepared during this one
-    settings: dict[str, Any] = field(default_factory=dict)  # what a checkpoint must share to be resumed
-
-
-@dataclass(frozen=True)
-class StepResult:
-    loss: float
-    grad_norm: float
-    input_tokens: int
-    seconds: float
 
 
 def total_steps(config: Config, train_examples: int, world_size: int = 1) -> int:
@@ -120,14 +76,6 @@ def total_steps(config: Config, train_examples: int, world_size: int = 1) -> int
         return config.train.max_steps
     per_step = config.train.micro_batch_size * config.train.grad_accum_steps * world_size
     return max(1, math.ceil(config.train.epochs * train_examples / per_step))
-
-
-def peak_memory_mib(device: torch.device) -> float:
-    """Peak GPU memory PyTorch allocated on CUDA; on the CPU, the process's peak resident set."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def run_train(
@@ -310,61 +258,6 @@ def clip_gradients(run: TrainingRun) -> torch.Tensor:
     return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2 returns a DTensor
 
 
-def stop_on_non_finite(run: TrainingRun, micro_losses: list[float], indices: list[list[int]]) -> None:
-    """Checked once per step (a check per micro-batch would stall the GPU queue each time); every GPU
-    stops together (one that raised alone would leave the others waiting forever)."""
-    bad = next((number for number, value in enumerate(micro_losses) if not math.isfinite(value)), None)
-    if distributed.sum_across(run.ranks, float(bad is not None), run.device) == 0:
-        return
-    if bad is None:
-        raise TrainError(
-            f"loss became NaN/inf at step {run.state.step + 1} on another GPU; see rank 0's message"
-        )
-    raise TrainError(non_finite_message(run, "loss", bad, indices[bad]))
-
-
-def non_finite_message(run: TrainingRun, what: str, micro_batch: int | None, indices: list[int]) -> str:
-    lines = ", ".join(str(i + 1) for i in indices)
-    where = (
-        f", micro-batch {micro_batch + 1} of {run.config.train.grad_accum_steps}"
-        if micro_batch is not None
-        else ""
-    )
-    first = run.train_records[indices[0]]
-    preview = run.tokenizer.decode(
-        first.get("input_ids", first.get("chosen_input_ids", []))[:40], skip_special_tokens=True
-    )
-    return (
-        f"{what} became NaN/inf at step {run.state.step + 1}{where}: examples on lines {lines} of "
-        f"dataset/{run.objective.train_file}; the first starts {preview!r}. Lower train.learning_rate, use "
-        "model.compute_dtype=bfloat16 (float16 overflows), or check those examples."
-    )
-
-
-def measure_eval_loss(run: TrainingRun, elapsed: float) -> bool:
-    """Eval loss; a new best is saved to checkpoints/best. Returns whether early stopping says stop."""
-    train_cfg, state = run.config.train, run.state
-    eval_loss = run.objective.eval_loss(
-        distributed.unwrap(run.model),
-        run.eval_records,
-        train_cfg.micro_batch_size,
-        run.tokenizer.pad_token_id,
-        run.device,
-    )
-    run.reporter.write(step=state.step, split="eval", loss=eval_loss, elapsed_s=elapsed)
-    if state.best_eval_loss is None or eval_loss < state.best_eval_loss - train_cfg.early_stopping_min_delta:
-        state.best_eval_loss, state.best_step, state.evals_without_improvement = eval_loss, state.step, 0
-        save_best(run.layout.checkpoints, run.model, state, run.ranks)
-        return False
-    state.evals_without_improvement += 1
-    return patience_ran_out(run)
-
-
-def patience_ran_out(run: TrainingRun) -> bool:
-    patience = run.config.train.early_stopping_patience
-    return patience is not None and run.state.evals_without_improvement >= patience
-
-
 def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -> dict[str, Any]:
     """The steps left, with evals and checkpoints; `stop` set by a signal ends it after the current step
     with a checkpoint of that step (TrainingStopped)."""
@@ -377,7 +270,7 @@ def train(run: TrainingRun, console: Console, stop: StopRequest | None = None) -
         rank=run.ranks.rank,
         world_size=run.ranks.world_size,
     )
-    started = time.perf_counter() - _elapsed_before(run)
+    started = time.perf_counter() - elapsed_before(run)
     stopped_early = patience_ran_out(run)  # resumed from the checkpoint saved when it stopped early
     columns = (
         TextColumn("train"),
@@ -447,48 +340,3 @@ def checkpoint_now(run: TrainingRun) -> Path:
     return save_checkpoint(
         root, run.model, run.optimizer, run.scheduler, run.state, run.config.train.keep_checkpoints, run.ranks
     )
-
-
-def graphs_summary(graphs: LayerGraphs | None) -> dict[str, Any] | None:
-    if graphs is None:
-        return None
-    return {"captured": graphs.captured, "shapes": len(graphs.statics), "disabled": graphs.disabled}
-
-
-def log_step(run: TrainingRun, step: StepResult, elapsed: float) -> str:
-    lr = run.scheduler.get_last_lr()[0]
-    tokens_per_s = step.input_tokens / step.seconds
-    run.reporter.write(
-        step=run.state.step,
-        split="train",
-        loss=step.loss,
-        lr=lr,
-        grad_norm=step.grad_norm,
-        tokens=step.input_tokens,
-        tokens_per_s=tokens_per_s,
-        peak_memory_mib=peak_memory_mib(run.device),
-        elapsed_s=elapsed,
-    )
-    return f"loss {step.loss:.3f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s"
-
-
-def _elapsed_before(run: TrainingRun) -> float:
-    """Seconds a resumed run had already trained, so elapsed_s keeps counting from the first start."""
-    rows = read_metrics(run.layout.metrics_csv) if run.ranks.is_main else []
-    return float(rows[-1]["elapsed_s"]) if rows and rows[-1]["elapsed_s"] else 0.0
-
-
-def save_final_adapter(run: TrainingRun) -> int:
-    """adapter/: the best adapter by eval loss (train.final_adapter=best) or the last weights."""
-    layout = run.layout
-    best = checkpoint_adapter(layout.best_checkpoint)
-    use_best = run.config.train.final_adapter == "best" and best.is_dir() and run.state.best_step is not None
-    with atomic_directory(layout.adapter, write=run.ranks.is_main) as staging:
-        if use_best and staging is not None:
-            shutil.copytree(best, staging, dirs_exist_ok=True)
-        if not use_best:
-            save_adapter_weights(run.model, staging)
-        if staging is not None:
-            run.tokenizer.save_pretrained(staging)
-    distributed.barrier(run.ranks)
-    return run.state.best_step if use_best else run.state.step

@@ -4,14 +4,13 @@ Two counts: the allocator's peak (what torch.cuda.max_memory_allocated measures)
 whole process as the card sees it (what torch.cuda.mem_get_info and nvidia-smi show): the allocator's peak
 plus the CUDA context, the cuBLAS workspaces, the paged optimizer's managed memory and the memory the
 allocator holds but has not handed out. A run fits when the whole count fits what the card leaves to
-processes; benchmarks/memory_plan.py measures both counts against these figures."""
+processes; benchmarks/memory_plan.py measures both counts against these figures. `train/fit.py` turns the
+plan into the config changes that make a run fit, `train/plan_report.py` prints it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rich.console import Console
-from rich.table import Table
 from transformers import AutoConfig, PretrainedConfig
 
 from forumtune.base_model import resolve_base_model
@@ -23,7 +22,6 @@ from forumtune.preference_batches import REFERENCE_METHODS
 from forumtune.train import host_embeddings
 from forumtune.train.layer_memory import layer_parts
 from forumtune.train.objectives import OBJECTIVES
-from forumtune.train.oom_advice import oom_advice
 from forumtune.train.tiled_mlp import AUTO_ABOVE_TOKENS, AUTO_TILE_TOKENS
 
 # train.tile_mlp auto's tiles for rows of up to AUTO_ABOVE_TOKENS tokens, where the plan says only tiles fit
@@ -231,10 +229,6 @@ def chunked_head_bytes(shape: ModelShape, tokens: int, compute_bytes: int) -> fl
     return 2 * tokens * shape.hidden * compute_bytes + CHUNK_TOKENS * shape.vocab * (8 + compute_bytes)
 
 
-def format_gib(value: float) -> str:
-    return f"{value / GIB:.2f} GiB"
-
-
 def card_parts(config: Config, shape: ModelShape, allocator_parts: dict[str, float]) -> dict[str, float]:
     """What the process holds on the card besides the allocator's peak. The paged optimizer's state counts
     while it is on the card, which it is from the first step on unless the card runs short (then the
@@ -365,137 +359,3 @@ def leanest(config: Config) -> Config:
 
 def with_train(config: Config, **settings: object) -> Config:
     return config.model_copy(update={"train": config.train.model_copy(update=settings)})
-
-
-CHECKPOINTING_FASTEST_FIRST: tuple[bool | str, ...] = (False, True, "offload")
-LARGEST_MICRO_BATCH = 64
-
-
-def fit_settings(config: Config, vram_gib: float | None = None) -> dict[str, object] | None:
-    """The config changes (dotted key -> value) that make the run fit the card, or None when nothing does.
-
-    The sequence length is the data's, so it is kept if any checkpointing mode fits at all, and halved
-    only when none does. At that length it takes the fastest checkpointing mode that still reaches the
-    configured micro-batch (or else the mode that allows the largest one), the largest micro-batch that
-    divides the effective batch, and the gradient accumulation that keeps the effective batch. Fitting is
-    by the whole process's count against what the card leaves to processes (`usable_bytes`)."""
-    config = leanest(config)  # the trainer settles train.*'s autos to fit the card where they can
-    shape = load_shape(config)
-    usable = usable_bytes(config, vram_gib)
-    effective = config.train.micro_batch_size * config.train.grad_accum_steps
-    seq_len = config.build.max_seq_len
-    while seq_len >= 64:
-        options = [
-            (mode, largest_fitting_micro_batch(config, shape, seq_len, mode, usable))
-            for mode in CHECKPOINTING_FASTEST_FIRST
-        ]
-        options = [(mode, micro) for mode, micro in options if micro]
-        if options:
-            wanted = config.train.micro_batch_size
-            mode, micro = next(((m, b) for m, b in options if b >= wanted), max(options, key=lambda o: o[1]))
-            micro = max(d for d in range(1, min(micro, effective) + 1) if effective % d == 0)
-            changes = {
-                "train.gradient_checkpointing": mode,
-                "train.micro_batch_size": micro,
-                "train.grad_accum_steps": effective // micro,
-                "build.max_seq_len": seq_len,
-            }
-            current = {
-                "train.gradient_checkpointing": config.train.gradient_checkpointing,
-                "train.micro_batch_size": config.train.micro_batch_size,
-                "train.grad_accum_steps": config.train.grad_accum_steps,
-                "build.max_seq_len": config.build.max_seq_len,
-            }
-            return {key: value for key, value in changes.items() if current[key] != value}
-        seq_len //= 2
-    return None
-
-
-def largest_fitting_micro_batch(
-    config: Config, shape: ModelShape, seq_len: int, mode: bool | str, usable: float
-) -> int:
-    best = 0
-    for micro in range(1, LARGEST_MICRO_BATCH + 1):
-        if whole_process_bytes(config, shape, micro, seq_len, mode) > usable:
-            break
-        best = micro
-    return best
-
-
-def card_label(config: Config, vram_gib: float | None) -> str:
-    """'8 GB card: 7.6 GiB usable': the card as sold, and what the fit is measured against."""
-    return (
-        f"{vram_gib or config.plan.vram_gib:g} GB card: {usable_bytes(config, vram_gib) / GIB:.1f} GiB usable"
-    )
-
-
-def print_fit(config: Config, vram_gib: float | None, console: Console) -> dict[str, object] | None:
-    card = card_label(config, vram_gib)
-    changes = fit_settings(config, vram_gib)
-    if changes is None:
-        console.print(
-            f"[red]nothing fits ({card})[/], even micro-batch 1 × 64 tokens with offloaded "
-            "checkpoints: pick a smaller model.base or a larger card"
-        )
-    elif not changes:
-        console.print(f"[green]the config already fits as it is ({card})[/]")
-    else:
-        console.print(f"to fit ({card}), change:")
-        for key, value in changes.items():
-            shown = str(value).lower() if isinstance(value, bool) else value
-            console.print(f"  --set {key}={shown}")
-    return changes
-
-
-def format_memory(value: float) -> str:
-    """GiB, or MiB below a tenth of one, so that a small model's parts do not all read 0.00 GiB."""
-    return format_gib(value) if value >= GIB / 10 else f"{value / 2**20:.1f} MiB"
-
-
-def trains_on_cpu(config: Config) -> bool:
-    import torch
-
-    return config.train.device == "cpu" or (config.train.device == "auto" and not torch.cuda.is_available())
-
-
-def cpu_note(config: Config) -> str:
-    why = (
-        "train.device is cpu" if config.train.device == "cpu" else "train.device=auto finds no CUDA GPU here"
-    )
-    return (
-        f"{why}, so this config trains on the CPU, in system memory, which this plan does not estimate; "
-        "the figures are for training it on a GPU"
-    )
-
-
-def print_plan(plan: MemoryPlan, config: Config, console: Console) -> None:
-    """The plan's parts and whether the run fits the card; said to be for a GPU when training uses the CPU."""
-    on_cpu = trains_on_cpu(config)
-    per_row = OBJECTIVES[config.train.method].sequences_per_row
-    rows = (
-        f"{config.train.micro_batch_size} pairs × 2" if per_row == 2 else str(config.train.micro_batch_size)
-    )
-    table = Table(
-        title=f"estimated peak GPU memory: {config.name} "
-        f"(micro-batch {rows} × {config.build.max_seq_len} tokens)"
-    )
-    table.add_column("part")
-    table.add_column("memory", justify="right")
-    for name, value in plan.parts.items():
-        table.add_row(name, format_memory(value))
-    table.add_row("[bold]allocator's peak", f"[bold]{format_memory(plan.allocated)}", end_section=True)
-    for name, value in plan.card_parts.items():
-        table.add_row(name, format_memory(value))
-    table.add_row("[bold]whole process on the card", f"[bold]{format_memory(plan.total)}", end_section=True)
-    for name, value in plan.host_parts.items():
-        table.add_row(f"[dim]host memory: {name}", f"[dim]{format_memory(value)}")
-    console.print(table)
-    verdict = "[green]fits" if plan.fits else "[red]does not fit"
-    console.print(
-        f"{plan.vram_bytes / GIB:g} GB card: {plan.usable_bytes / GIB:.1f} GiB "
-        f"usable; the run {verdict}[/] ({format_gib(plan.total)} as the card counts it)"
-    )
-    if on_cpu:
-        console.print(f"[yellow]{cpu_note(config)}[/]")
-    if not plan.fits:
-        console.print(oom_advice(config).replace("the GPU ran out of memory. ", ""))

@@ -15,7 +15,8 @@ from forumtune.errors import TrainError
 from forumtune.ranks import Ranks
 from forumtune.train.loading import check_adapter_dir
 from forumtune.train.oom_advice import oom_advice
-from forumtune.train.plan import GIB, format_gib, plan_memory, print_plan
+from forumtune.train.plan import GIB, plan_memory
+from forumtune.train.plan_report import format_gib, print_plan
 from forumtune.train.reporting import check_loggers_installed
 
 FP8_CAPABILITY = (8, 9)  # the first GPUs with FP8 tensor cores (Ada); Hopper is 9.0

@@ -132,6 +132,14 @@ def _cuda_kernels() -> tuple[Any, Any] | None:
     return found if all(found) else None
 
 
+def accumulable(grad: torch.Tensor) -> torch.Tensor:
+    """`grad` (a view, as a backward's reshape makes) in a form autograd can add another gradient into in
+    place. A view keeps its base alive, so their storage has two owners and the engine sums into a new
+    tensor instead: one more hidden-state-sized tensor wherever a layer's gradients meet (the norm output's
+    from q, k and v, h1's from the MLP and the residual). A detached alias has no base."""
+    return grad.detach() if grad._is_view() else grad
+
+
 RECOMPUTED_INPUT = (
     "_forumtune_recomputed_input"  # the attribute of an input tensor that holds its RecomputedInput
 )
@@ -223,16 +231,16 @@ class QLoRAMatmul(torch.autograd.Function):
             grad_x = fp8_matmul.base_input_grad(grad, ctx.base_weight, ctx.quant_state)
             if not ctx.separate_dropout:
                 grad_x.addmm_(grad_down, a)
-            grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype)
+            grad_x = accumulable(grad_x.view(ctx.x_shape).to(ctx.x_dtype))
         elif need_x:
             weight = dequantize_weight(ctx.base_weight, ctx.quant_state, grad.dtype, ctx.dequantize)
             if ctx.separate_dropout:
                 grad_x = torch.mm(grad, weight)
             else:  # the small product first, the big matmul adding to it (see forward)
                 grad_x = torch.mm(grad_down, a).addmm_(grad, weight)
-            grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype)
+            grad_x = accumulable(grad_x.view(ctx.x_shape).to(ctx.x_dtype))
         if ctx.separate_dropout and need_dropped:
-            grad_dropped = torch.mm(grad_down, a).view(ctx.x_shape)
+            grad_dropped = accumulable(torch.mm(grad_down, a).view(ctx.x_shape))
         return grad_x, grad_dropped, grad_a, grad_b, None, None, None, None, None, None, None, None
 
 

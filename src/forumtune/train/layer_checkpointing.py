@@ -37,8 +37,15 @@ class OffloadedCheckpoint(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, setup: LayerSetup, run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any
+        ctx,
+        setup: LayerSetup,
+        run: Callable[..., Any],
+        requires_grad: torch.Tensor,
+        hidden_states: torch.Tensor,
+        *extra: Any,
     ) -> Any:
+        """`requires_grad`: REQUIRES_GRAD, so that the outputs require gradients (the LoRA weights inside
+        are not inputs of this function) whether or not the layer input does."""
         ctx.setup, ctx.run, ctx.extra = setup, run, extra
         ctx.device = hidden_states.device
         ctx.autocast = autocast_state(hidden_states.device)
@@ -64,7 +71,7 @@ class OffloadedCheckpoint(torch.autograd.Function):
         finally:
             prefetch_deferred()
         ctx.parked = ctx.before = None
-        return (None, None, grad) + (None,) * len(ctx.extra)
+        return (None, None, None, grad if ctx.needs_input_grad[3] else None) + (None,) * len(ctx.extra)
 
 
 def defers_prefetch(setup: LayerSetup, hidden: torch.Tensor) -> bool:
@@ -122,7 +129,7 @@ def _recompute_and_backward(
     grad_outputs: tuple[torch.Tensor, ...],
     release: Callable[[list[torch.Tensor]], None] | None,
 ) -> torch.Tensor:
-    hidden = hidden.detach().requires_grad_(True)
+    hidden = hidden.detach().requires_grad_(ctx.needs_input_grad[3])
     autocast_enabled, autocast_dtype = ctx.autocast
     with torch.enable_grad(), torch.autocast(ctx.device.type, dtype=autocast_dtype, enabled=autocast_enabled):
         outputs = ctx.run(hidden, *ctx.extra)
@@ -134,7 +141,8 @@ def _recompute_and_backward(
         for out, grad in zip(outputs, grad_outputs, strict=False)
         if isinstance(out, torch.Tensor) and out.requires_grad and grad is not None
     ]
-    torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
+    if pairs:
+        torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
     return hidden.grad
 
 
@@ -142,13 +150,13 @@ def layer_checkpoint(
     setup: LayerSetup, run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any, **_: Any
 ) -> Any:
     """Drop-in for the `_gradient_checkpointing_func(function, *args)` that transformers layers call."""
-    return OffloadedCheckpoint.apply(setup, run, hidden_states, *extra)
+    return OffloadedCheckpoint.apply(setup, run, REQUIRES_GRAD, hidden_states, *extra)
 
 
 def offloaded_checkpoint(run: Callable[..., Any], hidden_states: torch.Tensor, *extra: Any, **_: Any) -> Any:
     """`layer_checkpoint` for a function that is not a model layer: offloaded, no graphs."""
     return OffloadedCheckpoint.apply(
-        LayerSetup(layer=None, offload=True, graphs=None), run, hidden_states, *extra
+        LayerSetup(layer=None, offload=True, graphs=None), run, REQUIRES_GRAD, hidden_states, *extra
     )
 
 
@@ -168,6 +176,10 @@ def use_layer_checkpointing(
     return switched
 
 
+# Every checkpointed call's extra input. A frozen embedding's output would otherwise have to be made a leaf
+# that requires gradients (transformers' enable_input_require_grads), and autograd keeps such a leaf, one
+# hidden-state-sized tensor, through the whole backward. No gradient is ever returned for it.
+REQUIRES_GRAD = torch.zeros((), requires_grad=True)
 _copy_streams: dict[torch.device, torch.cuda.Stream] = {}
 _prefetch = threading.local()  # .pending: the next layer input whose copy back a layer's backward deferred
 _last_parked: _Parked | None = None

@@ -60,9 +60,10 @@ def enable_checkpointing(
     if not mode:
         return
     precision.enable_checkpointing(model)
-    if mode == "offload" or fast:
+    if mode == "offload" or fast:  # whose layers need no input that requires gradients
         layer_checkpointing.use_layer_checkpointing(model, offload=mode == "offload", graphs=graphs)
-    model.enable_input_require_grads()  # a frozen embedding must still feed a graph to the checkpointed layers
+    else:
+        model.enable_input_require_grads()  # a frozen embedding must still feed a graph to the layers
 
 
 @dataclass(frozen=True)

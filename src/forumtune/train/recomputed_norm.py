@@ -46,7 +46,7 @@ def use_recomputed_attention_norm(model: torch.nn.Module, tiling: MLPTiling) -> 
 
 def recomputable_norm_forward(forward: Callable, tiling: MLPTiling, x: torch.Tensor) -> torch.Tensor:
     out = forward(x)
-    if torch.is_grad_enabled() and out.requires_grad and tiling.applies(x.numel() // x.shape[-1]):
+    if torch.is_grad_enabled() and tiling.applies(x.numel() // x.shape[-1]):
         autocast = layer_checkpointing.autocast_state(x.device)
         setattr(out, RECOMPUTED_INPUT, RecomputedInput(functools.partial(_norm_again, forward, autocast), x))
     return out

@@ -33,7 +33,12 @@ from typing import Any
 
 import torch
 
-from forumtune.kernels.lora_linear import LAYERS_ENDING_IN_DOWN_PROJ, is_recomputing, recomputing_for_backward
+from forumtune.kernels.lora_linear import (
+    LAYERS_ENDING_IN_DOWN_PROJ,
+    accumulable,
+    is_recomputing,
+    recomputing_for_backward,
+)
 
 # `train.tile_mlp: auto` tiles micro-batches of more than AUTO_ABOVE_TOKENS tokens, in tiles of 4096 tokens, or
 # of a sixteenth of the micro-batch (at least 2048) when attention runs a group of heads at a time. Shorter
@@ -186,7 +191,7 @@ class TiledMLP(torch.autograd.Function):
             for p, need in zip(ctx.params, ctx.needs_input_grad[5:], strict=True)
         ]
         ctx.run = ctx.params = None
-        return (None, None, None, None, grad_x.view(x.shape) if need_x else None, *param_grads)
+        return (None, None, None, None, accumulable(grad_x.view(x.shape)) if need_x else None, *param_grads)
 
 
 def _as_param(grad: torch.Tensor | None, param: torch.nn.Parameter) -> torch.Tensor | None:

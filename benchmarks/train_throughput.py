@@ -797,6 +797,7 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
     config = load_config(
         config_path, [f"plan.vram_gib={card}", f"plan.usable_gib={spec['budget_gib']}"] if card else []
     )
+    planned = planner_figures(config)
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -831,8 +832,23 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
         "memory_by_pool": by_pool,
         "last_step_timeline": timeline.report() if timeline else None,
         "memory_trace": tracer.report if tracer else None,
+        "planned": planned,
         "tokens_per_s_column_mean": sum(float(r["tokens_per_s"]) for r in rows[warmup:])
         / max(1, len(rows) - warmup),
+    }
+
+
+def planner_figures(config) -> dict[str, Any]:
+    """What `forumtune plan` says of this run before it starts: the settings auto settles to, the allocator
+    peak and the whole process (GiB), part by part."""
+    from forumtune.train.plan import GIB, plan_memory
+
+    plan = plan_memory(config)
+    return {
+        "settings": {"split_attention": plan.split_attention, "cuda_graphs": plan.cuda_graphs},
+        "allocated_gib": plan.allocated / GIB,
+        "whole_gib": plan.total / GIB,
+        "parts_gib": {name: size / GIB for name, size in {**plan.parts, **plan.card_parts}.items()},
     }
 
 
@@ -1372,6 +1388,7 @@ def report(payloads: list[dict[str, Any]], budget: float = 7.6) -> dict[str, Any
                     bc.fmt(peak, 2),
                     bc.fmt(reserved, 2),
                     bc.fmt(measured.get("whole_peak_gib") if peak else None, 2),
+                    bc.fmt(((measured or {}).get("planned") or {}).get("whole_gib"), 2),
                     fits_budget(whole_run, budget),
                     bc.fmt(measured.get("first_loss") if measured else None, 4),
                     status if status != "ok" else "",
@@ -1392,6 +1409,7 @@ def report(payloads: list[dict[str, Any]], budget: float = 7.6) -> dict[str, Any
             "peak alloc GiB",
             "peak reserved GiB",
             "whole process GiB",
+            "planned whole GiB",
             f"fits {budget:g} GiB",
             "step-1 loss",
             "note",

@@ -149,8 +149,7 @@ def move_if_wanted(
 
 def keep_on_host(model: nn.Module, device: torch.device) -> HostEmbedding:
     """Move `model`'s input embedding table to host memory and give the module the host forward. The
-    module stays the model's (its hooks too: transformers' enable_input_require_grads marks its output as
-    needing gradients for the checkpointed layers); the device copy is freed. Check `why_not` first."""
+    module stays the model's, with its hooks; the device copy is freed. Check `why_not` first."""
     module = model.get_input_embeddings()
     host = HostEmbedding(module, device)
     module.weight.data = module.weight.data.to(HOST)

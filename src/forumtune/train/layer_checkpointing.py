@@ -164,7 +164,10 @@ def use_layer_checkpointing(
     model: torch.nn.Module, *, offload: bool = True, graphs: LayerGraphs | None = None
 ) -> int:
     """Switch every checkpointed layer of `model` (checkpointing already enabled) to this checkpointing,
-    offloaded to the host or kept on the GPU, with or without CUDA graphs; returns how many layers."""
+    offloaded to the host or kept on the GPU, with or without CUDA graphs; returns how many layers. These
+    layers need no input that requires gradients (REQUIRES_GRAD), so transformers' hook that makes the
+    frozen embedding's output one, which its checkpointing switches on, is taken off again."""
+    stop_input_require_grads(model)
     switched = 0
     for module in model.modules():
         if getattr(module, "gradient_checkpointing", False) and hasattr(
@@ -174,6 +177,15 @@ def use_layer_checkpointing(
             module._gradient_checkpointing_func = functools.partial(layer_checkpoint, setup)
             switched += 1
     return switched
+
+
+def stop_input_require_grads(model: torch.nn.Module) -> None:
+    """Undo `enable_input_require_grads` on `model`, every call of it: transformers keeps the handles of the
+    last call only, and peft calls it again on an unquantized model."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    hooks = getattr(embeddings, "_forward_hooks", {})
+    for key in [key for key, hook in hooks.items() if "enable_input_require_grads" in hook.__qualname__]:
+        del hooks[key]
 
 
 # Every checkpointed call's extra input. A frozen embedding's output would otherwise have to be made a leaf

@@ -839,13 +839,20 @@ def run_forumtune(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def planner_figures(config) -> dict[str, Any]:
-    """What `forumtune plan` says of this run before it starts: the settings auto settles to, the allocator
-    peak and the whole process (GiB), part by part."""
+    """What the memory planner says of this run before it starts, with the auto settings settled as the
+    run settles them (for --card-gib's card, else for the GPU it runs on): the allocator peak and the whole
+    process (GiB), part by part."""
+    from forumtune.train.loading import settled_for_card
     from forumtune.train.plan import GIB, plan_memory
 
-    plan = plan_memory(config)
+    settled = settled_for_card(config, _device())
+    plan = plan_memory(settled, config.plan.vram_gib, usable_gib=config.plan.usable_gib)
     return {
-        "settings": {"split_attention": plan.split_attention, "cuda_graphs": plan.cuda_graphs},
+        "settings": {
+            "split_attention": plan.split_attention,
+            "cuda_graphs": plan.cuda_graphs,
+            "tile_mlp": plan.tile_mlp,
+        },
         "allocated_gib": plan.allocated / GIB,
         "whole_gib": plan.total / GIB,
         "parts_gib": {name: size / GIB for name, size in {**plan.parts, **plan.card_parts}.items()},
